@@ -1,0 +1,98 @@
+"""One typed configuration for every process: the API, the workers, the CLI and the simulator.
+
+Values come from environment variables (upper-case field names) and an optional `.env`
+file in the working directory. Secrets that are still placeholders fail loudly at start.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SIMULATOR_ACCOUNT_SID = "AC" + "0" * 31 + "1"
+"""The Twilio account SID the bundled carrier simulator answers to by default (34 chars)."""
+SIMULATOR_AUTH_TOKEN = "simulator-auth-token"
+"""The auth token the bundled carrier simulator checks and signs callbacks with by default."""
+
+_PLACEHOLDERS = frozenset({"changeme", "change-me", "xxx", "secret", "todo"})
+
+
+class ProviderKind(StrEnum):
+    """Which telephony provider places the calls."""
+
+    SIMULATOR = "simulator"
+    TWILIO = "twilio"
+
+
+class Settings(BaseSettings):
+    """Process configuration.
+
+    Raises:
+        pydantic.ValidationError: a URL is malformed or a secret is a placeholder.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = "postgresql+psycopg://root@127.0.0.1:5432/dialer"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    public_base_url: str = "http://127.0.0.1:8000"
+    """Base URL at which the provider reaches our webhooks; signatures are checked against it."""
+
+    provider: ProviderKind | None = None
+    """`simulator` unless Twilio credentials are given and no simulator base URL is set."""
+    twilio_account_sid: str = SIMULATOR_ACCOUNT_SID
+    twilio_auth_token: SecretStr = SecretStr(SIMULATOR_AUTH_TOKEN)
+    twilio_base_url: str | None = None
+    """Scheme and host that replace `https://api.twilio.com` (the simulator's URL)."""
+    twilio_timeout_s: float = Field(default=10.0, gt=0)
+    """HTTP timeout of one provider request, in seconds (the SDK's default is none)."""
+
+    simulator_host: str = "127.0.0.1"
+    simulator_port: int = 8765
+
+    flower_user: str = "admin"
+    flower_password: SecretStr = SecretStr("admin")
+
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_driver(cls, value: str) -> str:
+        # Normalise to the psycopg 3 driver: `postgresql://` and `postgres://` would pick psycopg2.
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+    @field_validator("public_base_url", "twilio_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _choose_provider(self) -> Settings:
+        if self.twilio_auth_token.get_secret_value().lower() in _PLACEHOLDERS:
+            raise ValueError("TWILIO_AUTH_TOKEN is a placeholder; set the real token")
+        if self.provider is None:
+            real_credentials = self.twilio_account_sid != SIMULATOR_ACCOUNT_SID
+            self.provider = (
+                ProviderKind.TWILIO
+                if real_credentials and not self.twilio_base_url
+                else ProviderKind.SIMULATOR
+            )
+        if self.provider is ProviderKind.SIMULATOR and not self.twilio_base_url:
+            self.twilio_base_url = f"http://{self.simulator_host}:{self.simulator_port}"
+        return self
+
+    @property
+    def simulator_url(self) -> str:
+        return f"http://{self.simulator_host}:{self.simulator_port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

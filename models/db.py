@@ -1,0 +1,72 @@
+"""Engines, sessions and the one place that owns a transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+
+@lru_cache(maxsize=8)
+def engine_for(url: str) -> Engine:
+    """A pooled engine for `url` (one per URL per process)."""
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+@lru_cache(maxsize=8)
+def session_factory(url: str) -> sessionmaker[Session]:
+    """Sessions bound to `url`; objects stay readable after commit."""
+    return sessionmaker(engine_for(url), expire_on_commit=False)
+
+
+@contextmanager
+def transaction(
+    url: str, after_commit: list[Callable[[], object]] | None = None
+) -> Iterator[Session]:
+    """Open a session, commit on success, roll back on error, always close.
+
+    `after_commit` callbacks (e.g. enqueueing a Celery task) run only once the commit has
+    succeeded, so no worker looks for a row that is not there yet. Service code never commits.
+    """
+    hooks: list[Callable[[], object]] = [] if after_commit is None else after_commit
+    session = session_factory(url)()
+    session.info["after_commit"] = hooks
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+    for hook in hooks:
+        hook()
+
+
+def on_commit(session: Session, hook: Callable[[], object]) -> None:
+    """Run `hook` after the session opened by `transaction` commits."""
+    session.info["after_commit"].append(hook)
+
+
+def ensure_database(url: str) -> bool:
+    """Create the database named in `url` if it does not exist; True if it was created.
+
+    Connects to the server's `postgres` database to do so (needs CREATEDB).
+    """
+    target = make_url(url)
+    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": target.database}
+            ).scalar()
+            if exists:
+                return False
+            conn.execute(text(f'CREATE DATABASE "{target.database}"'))
+            return True
+    finally:
+        admin.dispose()

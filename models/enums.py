@@ -1,0 +1,87 @@
+"""Statuses stored in the database. Every change of an attempt's status goes through
+`dialer.calls` (the call state machine); campaigns change through `campaigns.lifecycle`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class CampaignStatus(StrEnum):
+    DRAFT = "draft"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELED = "canceled"
+
+
+class JobStatus(StrEnum):
+    """A contact's place in the campaign."""
+
+    PENDING = "pending"
+    """Waiting for the pacer: due at `next_due_at`."""
+    IN_PROGRESS = "in_progress"
+    """An attempt holds a lease and is being dialled or is live."""
+    DONE = "done"
+    """Final: `outcome` says how it ended."""
+    CANCELED = "canceled"
+    """Final: the campaign was cancelled before the contact was reached."""
+
+
+class AttemptStatus(StrEnum):
+    """One call attempt. The first two are ours; the rest are Twilio's `call_enum_status`."""
+
+    DIALING = "dialing"
+    """Lease taken, `place_call` enqueued, no request sent to the provider yet."""
+    PLACING = "placing"
+    """The create request may have reached the provider: never send it again blindly."""
+    QUEUED = "queued"
+    INITIATED = "initiated"
+    RINGING = "ringing"
+    IN_PROGRESS = "in-progress"
+    COMPLETED = "completed"
+    BUSY = "busy"
+    NO_ANSWER = "no-answer"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    NOT_PLACED = "not-placed"
+    """Final for the attempt without any call: the provider refused or never got the request."""
+
+
+TERMINAL_ATTEMPT_STATUSES = frozenset(
+    {
+        AttemptStatus.COMPLETED,
+        AttemptStatus.BUSY,
+        AttemptStatus.NO_ANSWER,
+        AttemptStatus.FAILED,
+        AttemptStatus.CANCELED,
+        AttemptStatus.NOT_PLACED,
+    }
+)
+
+LIVE_ATTEMPT_STATUSES = frozenset(set(AttemptStatus) - TERMINAL_ATTEMPT_STATUSES)
+
+
+class Outcome(StrEnum):
+    """How a contact's call ended, as reported per campaign."""
+
+    ANSWERED = "answered"
+    MACHINE = "machine"
+    BUSY = "busy"
+    NO_ANSWER = "no-answer"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    HOLD_CAP = "hold_cap"
+    """Hung up by the watchdog: live longer than the campaign's `max_hold_seconds`."""
+    REJECTED = "rejected"
+    """The provider refused the number (a permanent contact error, e.g. Twilio 21211)."""
+    DIAL_ERROR = "dial_error"
+    """The call could not be created within the campaign's `dial_retries`."""
+    DO_NOT_CALL = "do_not_call"
+    """The number was on the DNC list at dial time."""
+
+
+class MachineAction(StrEnum):
+    """What to do when AMD says a machine answered."""
+
+    HANG_UP = "hang_up"
+    LEAVE_MESSAGE = "leave_message"

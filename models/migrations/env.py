@@ -1,0 +1,27 @@
+"""Alembic environment: online migrations with lock and statement timeouts, so a migration
+waiting on a busy table fails fast instead of queueing every query behind it."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine, pool, text
+
+from models.tables import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run_migrations_online() -> None:
+    engine = create_engine(config.get_main_option("sqlalchemy.url") or "", poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        connection.execute(text("SET lock_timeout = '4s'"))
+        connection.execute(text("SET statement_timeout = '60s'"))
+        connection.commit()
+        context.configure(connection=connection, target_metadata=target_metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+run_migrations_online()

@@ -1,0 +1,46 @@
+"""Small factory functions that build rows for tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from models import Account, CallerId, CallJob, Campaign
+
+
+def make_account(session: Session, name: str = "acme", **fields: Any) -> Account:
+    account = Account(name=name, **{"max_concurrency": 10, "cps": 10.0, **fields})
+    session.add(account)
+    session.flush()
+    return account
+
+
+def make_caller_id(session: Session, account: Account, e164: str = "+15005550006") -> CallerId:
+    caller_id = CallerId(account_id=account.id, e164=e164)
+    session.add(caller_id)
+    session.flush()
+    return caller_id
+
+
+def make_campaign(session: Session, account: Account, **fields: Any) -> Campaign:
+    caller_id = fields.pop("caller_id", None) or make_caller_id(session, account)
+    defaults: dict[str, Any] = {"name": "test campaign", "message": "Hello {first_name}."}
+    campaign = Campaign(account_id=account.id, caller_id_id=caller_id.id, **{**defaults, **fields})
+    session.add(campaign)
+    session.flush()
+    return campaign
+
+
+def make_job(session: Session, campaign: Campaign, phone: str, **fields: Any) -> CallJob:
+    job = CallJob(
+        campaign_id=campaign.id,
+        account_id=campaign.account_id,
+        line_no=fields.pop("line_no", 2),
+        phone_e164=phone,
+        variables=fields.pop("variables", {"first_name": "Ada"}),
+        **fields,
+    )
+    session.add(job)
+    session.flush()
+    return job
