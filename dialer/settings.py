@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,6 +58,8 @@ class Settings(BaseSettings):
     flower_password: SecretStr = SecretStr("admin")
 
     log_level: str = "INFO"
+    data_dir: Path = Path("var")
+    """Where rejected-rows CSVs and other files the dialer writes are kept."""
 
     @field_validator("database_url")
     @classmethod

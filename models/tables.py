@@ -110,6 +110,8 @@ class Campaign(CreatedAt, Base):
         _enum(MachineAction, "machine_action"), default=MachineAction.HANG_UP
     )
     start_at: Mapped[datetime | None] = mapped_column()
+    ingest_summary: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    """What ingest did with the CSV: rows, accepted, rejected by reason."""
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
 

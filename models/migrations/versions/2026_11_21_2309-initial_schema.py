@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 23:05:22.602883
+Create Date: 2026-11-21 23:09:45.214373
 
 """
 from typing import Sequence, Union
@@ -73,6 +73,7 @@ def upgrade() -> None:
     sa.Column('machine_detection', sa.Boolean(), nullable=False),
     sa.Column('machine_action', sa.Enum('hang_up', 'leave_message', name='machine_action'), nullable=False),
     sa.Column('start_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('ingest_summary', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),

@@ -1,0 +1,52 @@
+# The two set-up commands: `make demo` and `make test`. Each works on a fresh Debian
+# machine with nothing but Python: it creates .venv, installs the project, makes sure
+# PostgreSQL and Redis answer (scripts/services.sh), then runs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_WORKERS ?= 2
+
+.PHONY: install services demo test lint bench-dispatch bench-pool bench-ingest bench-callbacks compose-check clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+services:
+	bash scripts/services.sh
+
+demo: install services
+	$(BIN)/dialer db upgrade
+	$(BIN)/dialer demo
+
+test: install services
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+compose-check:
+	docker-compose -f docker-compose.yml config -q
+
+bench-dispatch: install services
+	$(BIN)/python bench/dispatch.py
+
+bench-pool: install services
+	$(BIN)/python bench/pool.py
+
+bench-ingest: install services
+	$(BIN)/python bench/ingest.py
+
+bench-callbacks: install services
+	$(BIN)/python bench/callbacks.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,99 @@
+"""Per-campaign reporting, computed from the call jobs and attempts (the record)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from campaigns.lifecycle import get_campaign
+from models import AttemptStatus, CallAttempt, CallJob, Campaign, JobStatus
+
+
+class CampaignReport(BaseModel):
+    """A campaign's figures. Durations in seconds."""
+
+    campaign_id: int
+    name: str
+    status: str
+    status_reason: str | None
+    contacts: int
+    ingest: dict[str, Any]
+    jobs: dict[str, int]
+    """Contacts by status: pending, in_progress, done, canceled."""
+    outcomes: dict[str, int]
+    """Finished contacts by outcome (answered, machine, busy, ...)."""
+    attempts: dict[str, int]
+    """Attempts by provider status, `not-placed` included."""
+    calls_placed: int
+    """Attempts that reached the provider as a call."""
+    answered_by: dict[str, int]
+    digits: dict[str, int]
+    """DTMF replies: "1" confirmed, "2" cancelled."""
+    talk_seconds: int
+    finished: bool
+
+
+def campaign_report(session: Session, account_id: int, campaign_id: int) -> CampaignReport:
+    """The report of one campaign. Raises `NotFoundError` (`campaign_not_found`)."""
+    campaign: Campaign = get_campaign(session, account_id, campaign_id)
+    jobs = dict(
+        session.execute(
+            select(CallJob.status, func.count())
+            .where(CallJob.campaign_id == campaign_id)
+            .group_by(CallJob.status)
+        ).tuples()
+    )
+    outcomes = dict(
+        session.execute(
+            select(CallJob.outcome, func.count())
+            .where(CallJob.campaign_id == campaign_id, CallJob.status == JobStatus.DONE)
+            .group_by(CallJob.outcome)
+        ).tuples()
+    )
+    attempts = dict(
+        session.execute(
+            select(CallAttempt.status, func.count())
+            .where(CallAttempt.campaign_id == campaign_id)
+            .group_by(CallAttempt.status)
+        ).tuples()
+    )
+    answered_by = dict(
+        session.execute(
+            select(CallAttempt.answered_by, func.count())
+            .where(CallAttempt.campaign_id == campaign_id, CallAttempt.answered_by.is_not(None))
+            .group_by(CallAttempt.answered_by)
+        ).tuples()
+    )
+    digits = dict(
+        session.execute(
+            select(CallAttempt.digits, func.count())
+            .where(CallAttempt.campaign_id == campaign_id, CallAttempt.digits.is_not(None))
+            .group_by(CallAttempt.digits)
+        ).tuples()
+    )
+    talk = session.scalar(
+        select(func.coalesce(func.sum(CallAttempt.duration_s), 0)).where(
+            CallAttempt.campaign_id == campaign_id
+        )
+    )
+    placed = sum(n for s, n in attempts.items() if s is not AttemptStatus.NOT_PLACED)
+    open_jobs = jobs.get(JobStatus.PENDING, 0) + jobs.get(JobStatus.IN_PROGRESS, 0)
+    return CampaignReport(
+        campaign_id=campaign.id,
+        name=campaign.name,
+        status=campaign.status.value,
+        status_reason=campaign.status_reason,
+        contacts=sum(jobs.values()),
+        ingest=campaign.ingest_summary,
+        jobs={s.value: jobs.get(s, 0) for s in JobStatus},
+        outcomes={o.value: n for o, n in outcomes.items() if o is not None},
+        attempts={s.value: n for s, n in attempts.items()},
+        calls_placed=placed,
+        answered_by={str(k): n for k, n in answered_by.items()},
+        digits={str(k): n for k, n in digits.items()},
+        talk_seconds=int(talk or 0),
+        finished=open_jobs == 0 and campaign.status.value in ("completed", "canceled"),
+    )

@@ -1,0 +1,5 @@
+"""`python -m dialer`: the CLI."""
+
+from dialer.cli import main
+
+main()

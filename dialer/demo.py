@@ -1,0 +1,266 @@
+"""`dialer demo`: one campaign end to end on this machine, with every real part.
+
+Migrates the database, starts the carrier simulator, the HTTP API, a Celery worker and
+Celery beat as child processes, creates a fresh demo account, ingests the CSV, starts the
+campaign, shows live progress, waits for every contact to reach a final state, prints the
+report, and stops every child it started (also on Ctrl-C). The concurrency and double-dial
+figures come from the simulator's `GET /_sim/stats`, not from the dialer's bookkeeping.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.live import Live
+
+from campaigns import lifecycle
+from campaigns.accounts import get_or_create_account
+from campaigns.reports import campaign_report
+from dialer.calls import DEFAULT_RETRY_POLICY
+from dialer.errors import DialerError
+from dialer.settings import get_settings
+from models import transaction
+from models.migrate import upgrade
+
+DEMO_MESSAGE = (
+    "Hello {first_name}, this is Riverside Clinic reminding you of your appointment "
+    "on {appointment_time}."
+)
+FIRST_NAMES = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia"]
+AREA_CODES = [201, 212, 213, 305, 312, 404, 415, 503, 512, 602, 617, 702, 713, 718, 801, 919]
+STARTUP_TIMEOUT_S = 60.0
+
+
+@dataclass
+class DemoOptions:
+    """What `dialer demo` was asked for. Rates in calls per second."""
+
+    contacts: int | None = None
+    csv: Path | None = None
+    time_scale: float = 0.01
+    seed: int = 7
+    max_concurrency: int = 20
+    cps: float = 20.0
+    max_attempts: int = 3
+    faults: list[str] = field(default_factory=list)
+    as_json: bool = False
+    worker_concurrency: int = 8
+
+
+def free_port() -> int:
+    """A TCP port on loopback nobody listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def generated_contacts(n: int) -> bytes:
+    """A CSV of `n` fictional contacts (NANP 555-01xx numbers across area codes).
+
+    Raises:
+        DialerError: `too_many_contacts` beyond the fictional numbers available.
+    """
+    capacity = len(AREA_CODES) * 100
+    if not 0 < n <= capacity:
+        raise DialerError("too_many_contacts", f"--contacts must be 1-{capacity}")
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["first_name", "phone", "appointment_time"])
+    for i in range(n):
+        area = AREA_CODES[i // 100]
+        writer.writerow(
+            [FIRST_NAMES[i % len(FIRST_NAMES)], f"({area}) 555-01{i % 100:02d}", "Monday at 9:30"]
+        )
+    return out.getvalue().encode()
+
+
+def sample_csv() -> bytes:
+    """The bundled appointment-reminder sample."""
+    return files("campaigns").joinpath("samples/appointments.csv").read_bytes()
+
+
+@contextmanager
+def child(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a child process (its own process group) and stop it, and its children, on exit."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(  # noqa: S603  # our own executables, fixed arguments
+            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
+    """Wait until `url` answers 2xx. Raises `DialerError` (`startup_failed`)."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DialerError("startup_failed", f"{what} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1.0).is_success:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise DialerError("startup_failed", f"{what} did not answer at {url}")
+
+
+def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
+    """Run the demo; returns the summary printed as the JSON line with `--json`."""
+    settings = get_settings()
+    upgrade(settings.database_url)
+    run_dir = settings.data_dir / "demo"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    sim_port, api_port = free_port(), free_port()
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "PROVIDER": "simulator",
+        "TWILIO_BASE_URL": sim_url,
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
+        "SIMULATOR_PORT": str(sim_port),
+    }
+    py = sys.executable
+    fault_args = [arg for f in options.faults for arg in ("--fault", f)]
+    started = time.monotonic()
+    with ExitStack() as stack:
+        sim = stack.enter_context(
+            child(
+                [py, "-m", "dialer", "simulator", "--port", str(sim_port),
+                 "--time-scale", str(options.time_scale), "--seed", str(options.seed),
+                 *fault_args],
+                env,
+                run_dir / "simulator.log",
+            )
+        )
+        api = stack.enter_context(
+            child(
+                [py, "-m", "uvicorn", "dialer.asgi:app", "--port", str(api_port),
+                 "--log-level", "warning", "--no-access-log"],
+                env,
+                run_dir / "api.log",
+            )
+        )
+        stack.enter_context(
+            child(
+                [py, "-m", "celery", "-A", "workers", "worker", "--loglevel", "WARNING",
+                 "-c", str(options.worker_concurrency), "-Q", "dials,pacer,maintenance",
+                 "-n", f"demo-{api_port}@%h"],
+                env,
+                run_dir / "worker.log",
+            )
+        )
+        stack.enter_context(
+            child(
+                [py, "-m", "celery", "-A", "workers", "beat", "--loglevel", "WARNING",
+                 "-s", str(run_dir / "beat-schedule")],
+                env,
+                run_dir / "beat.log",
+            )
+        )
+        wait_http(f"{sim_url}/_sim/stats", sim, "carrier simulator")
+        wait_http(f"http://127.0.0.1:{api_port}/healthz", api, "HTTP API")
+        httpx.post(f"{sim_url}/_sim/reset", timeout=5.0).raise_for_status()
+        imported, account_id = _create(options, settings.database_url, settings.data_dir)
+        with transaction(settings.database_url) as session:
+            lifecycle.start(session, account_id, imported.campaign_id)
+        from workers.tasks import kick_pacer
+
+        kick_pacer(account_id)
+        report = _watch(options, settings.database_url, account_id, imported.campaign_id, console)
+        stats = httpx.get(f"{sim_url}/_sim/stats", timeout=5.0).json()
+    summary = imported.summary.to_json()
+    result = {
+        "campaign_id": imported.campaign_id,
+        "contacts": summary["rows"],
+        "accepted": summary["accepted"],
+        "rejected": summary["rejected"],
+        "outcomes": report["outcomes"],
+        "calls_placed": report["calls_placed"],
+        "pool_cap": options.max_concurrency,
+        "max_concurrent_observed": stats["max_concurrent"],
+        "max_dials_per_number": stats["max_dials_per_number"],
+        "elapsed_s": round(time.monotonic() - started, 2),
+    }
+    if not options.as_json:
+        from dialer.cli import report_table
+
+        console.print(report_table(report))
+        console.print(result)
+    return result
+
+
+def _create(
+    options: DemoOptions, database_url: str, data_dir: Path
+) -> tuple[lifecycle.ImportedCampaign, int]:
+    with transaction(database_url) as session:
+        account = get_or_create_account(
+            session,
+            f"demo-{int(time.time() * 1000)}",
+            max_concurrency=options.max_concurrency,
+            cps=options.cps,
+        )
+        account_id = account.id
+    if options.contacts:
+        source = generated_contacts(options.contacts)
+    elif options.csv:
+        source = options.csv.read_bytes()
+    else:
+        source = sample_csv()
+    retry_policy = {
+        outcome: {**rule, "delay_s": rule["delay_s"] * options.time_scale}
+        for outcome, rule in DEFAULT_RETRY_POLICY.items()
+    }
+    campaign_options = lifecycle.CampaignOptions(
+        name="demo: appointment reminders",
+        message=DEMO_MESSAGE,
+        max_concurrency=options.max_concurrency,
+        max_attempts=options.max_attempts,
+        retry_policy=retry_policy,
+    )
+    imported = lifecycle.import_campaign(
+        database_url, data_dir, account_id, campaign_options, io.BytesIO(source)
+    )
+    return imported, account_id
+
+
+def _watch(
+    options: DemoOptions, database_url: str, account_id: int, campaign_id: int, console: Console
+) -> dict[str, Any]:
+    """Poll the report until every contact is final; show progress unless `--json`."""
+    from dialer.cli import report_table
+
+    with Live(console=console, refresh_per_second=4, transient=options.as_json) as live:
+        while True:
+            with transaction(database_url) as session:
+                report = campaign_report(session, account_id, campaign_id).model_dump()
+            if not options.as_json:
+                live.update(report_table(report))
+            if report["finished"]:
+                return report
+            time.sleep(0.5)

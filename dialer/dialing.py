@@ -1,0 +1,239 @@
+"""`place_call`: turn one `dialing` attempt into exactly one provider call.
+
+Creating a call is not idempotent at the provider (Twilio error 20500: a resent POST can
+ring the person twice). The attempt is therefore marked `placing`, and committed, *before*
+the create request leaves; whoever later finds it `placing` without a call sid (this task
+redelivered after a worker died, or the reaper) looks the call up at the provider and adopts
+it rather than send the request again.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dialer import dnc
+from dialer.errors import NotFoundError
+from dialer.leases import end_unplaced
+from dialer.providers.base import (
+    AccountProviderError,
+    AmbiguousProviderError,
+    CallRequest,
+    ContactProviderError,
+    ProviderCall,
+    ProviderError,
+    ThrottledProviderError,
+)
+from dialer.providers.twiml import build_twiml, render_message
+from dialer.runtime import Runtime
+from models import (
+    AttemptStatus,
+    CallAttempt,
+    CallJob,
+    Campaign,
+    CampaignStatus,
+    MachineAction,
+    Outcome,
+    transaction,
+    utcnow,
+)
+
+log = structlog.get_logger(__name__)
+
+
+class PlaceResult(StrEnum):
+    """What one run of `place_call` did."""
+
+    PLACED = "placed"
+    ADOPTED = "adopted"
+    """An earlier, ambiguous create had made the call; it was found and adopted."""
+    RETRY_LATER = "retry_later"
+    REJECTED = "rejected"
+    DO_NOT_CALL = "do_not_call"
+    BREAKER_TRIPPED = "breaker_tripped"
+    SKIPPED = "skipped"
+    """The attempt was no longer `dialing` or `placing`: nothing to do."""
+
+
+def status_callback_url(runtime: Runtime, attempt_id: int) -> str:
+    """Our status webhook for one attempt; the attempt id in the path ties callbacks to it."""
+    return f"{runtime.settings.public_base_url}/v1/providers/twilio/status/{attempt_id}"
+
+
+def amd_callback_url(runtime: Runtime, attempt_id: int) -> str:
+    return f"{runtime.settings.public_base_url}/v1/providers/twilio/amd/{attempt_id}"
+
+
+def gather_url(runtime: Runtime, attempt_id: int) -> str:
+    return f"{runtime.settings.public_base_url}/v1/providers/twilio/gather/{attempt_id}"
+
+
+def pause_campaign(campaign: Campaign, reason: str) -> None:
+    """Pause a running campaign with a reason (the circuit breaker, or an operator)."""
+    if campaign.status is CampaignStatus.RUNNING:
+        campaign.status = CampaignStatus.PAUSED
+        campaign.status_reason = reason
+
+
+def _call_request(runtime: Runtime, attempt: CallAttempt, job: CallJob, campaign: Campaign) -> CallRequest:
+    message = render_message(campaign.message, job.variables)
+    amd = campaign.machine_detection
+    leave_message = amd and campaign.machine_action is MachineAction.LEAVE_MESSAGE
+    return CallRequest(
+        to=attempt.phone_e164,
+        from_=attempt.from_e164,
+        twiml=build_twiml(
+            message,
+            gather_action_url=gather_url(runtime, attempt.id) if campaign.gather_dtmf else None,
+        ),
+        status_callback=status_callback_url(runtime, attempt.id),
+        ring_timeout_s=campaign.ring_timeout_s,
+        time_limit_s=campaign.time_limit_s,
+        # Waiting for the beep (synchronous AMD) lets the message land on the voicemail.
+        machine_detection=("DetectMessageEnd" if leave_message else "Enable") if amd else None,
+        async_amd_callback=amd_callback_url(runtime, attempt.id) if amd and not leave_message else None,
+    )
+
+
+def place_call(runtime: Runtime, attempt_id: int) -> PlaceResult:
+    """Create the provider call for attempt `attempt_id`, once.
+
+    Acts only on an attempt in `dialing` (or `placing`, which is recovered by lookup). On an
+    ambiguous provider error the call is looked up and adopted if it exists; a throttled or
+    unfound call returns the contact to the pacer with a backoff. Permanent contact errors
+    end the contact with the provider's code; account errors pause the campaign.
+
+    Raises:
+        NotFoundError: no attempt has that id.
+    """
+    url = runtime.settings.database_url
+    with transaction(url) as session:
+        attempt = _lock(session, attempt_id)
+        if attempt.status is AttemptStatus.PLACING and attempt.call_sid is None:
+            recovering = True
+        elif attempt.status is AttemptStatus.DIALING:
+            recovering = False
+            if dnc.is_blocked(session, attempt.account_id, attempt.phone_e164):
+                end_unplaced(session, runtime, attempt, outcome=Outcome.DO_NOT_CALL)
+                return PlaceResult.DO_NOT_CALL
+            job = session.get_one(CallJob, attempt.job_id)
+            campaign = session.get_one(Campaign, attempt.campaign_id)
+            request = _call_request(runtime, attempt, job, campaign)
+            attempt.status = AttemptStatus.PLACING
+            attempt.placed_at = utcnow()
+        else:
+            return PlaceResult.SKIPPED
+
+    if recovering:
+        return _recover(runtime, attempt_id, error=None)
+    try:
+        call = runtime.provider.create_call(request)
+    except AmbiguousProviderError as error:
+        return _recover(runtime, attempt_id, error=error)
+    except ThrottledProviderError as error:
+        return _not_placed(runtime, attempt_id, error, outcome=None)
+    except ContactProviderError as error:
+        return _not_placed(runtime, attempt_id, error, outcome=Outcome.REJECTED)
+    except AccountProviderError as error:
+        return _trip_breaker(runtime, attempt_id, error)
+    except ProviderError as error:
+        return _recover(runtime, attempt_id, error=error)
+    _adopt(runtime, attempt_id, call)
+    return PlaceResult.PLACED
+
+
+def recover_placing(runtime: Runtime, attempt_id: int) -> PlaceResult:
+    """Resolve an attempt stuck in `placing` (the reaper): adopt its call or retry later."""
+    return _recover(runtime, attempt_id, error=None)
+
+
+def _lock(session: Session, attempt_id: int) -> CallAttempt:
+    attempt = session.scalars(
+        select(CallAttempt).where(CallAttempt.id == attempt_id).with_for_update()
+    ).one_or_none()
+    if attempt is None:
+        raise NotFoundError("attempt_not_found", f"no call attempt {attempt_id}")
+    return attempt
+
+
+def _recover(runtime: Runtime, attempt_id: int, error: ProviderError | None) -> PlaceResult:
+    """The create request may or may not have made a call: find it before anything else."""
+    with transaction(runtime.settings.database_url) as session:
+        attempt = _lock(session, attempt_id)
+        if attempt.call_sid is not None or attempt.status is not AttemptStatus.PLACING:
+            return PlaceResult.ADOPTED  # a status callback already tied the call to it
+        to, since = attempt.phone_e164, attempt.created_at
+        from_ = attempt.from_e164
+    try:
+        candidates = [c for c in runtime.provider.list_calls(to, since) if c.from_ == from_]
+    except ProviderError as lookup_error:
+        # Not knowing is not permission to dial again: leave it `placing` for the reaper.
+        log.warning("call_lookup_failed", attempt_id=attempt_id, error=str(lookup_error))
+        return PlaceResult.RETRY_LATER
+    with transaction(runtime.settings.database_url) as session:
+        attempt = _lock(session, attempt_id)
+        if attempt.call_sid is not None or attempt.status is not AttemptStatus.PLACING:
+            return PlaceResult.ADOPTED
+        taken = set(
+            session.scalars(
+                select(CallAttempt.call_sid).where(
+                    CallAttempt.call_sid.in_([c.sid for c in candidates])
+                )
+            )
+        )
+        free = [c for c in candidates if c.sid not in taken]
+        if free:
+            attempt.call_sid = free[0].sid
+            attempt.status = AttemptStatus.QUEUED
+            log.info("call_adopted", attempt_id=attempt_id, call_sid=free[0].sid)
+            return PlaceResult.ADOPTED
+        end_unplaced(
+            session,
+            runtime,
+            attempt,
+            outcome=None,
+            error_code=error.code if error else None,
+            error_message=str(error) if error else "create request lost",
+        )
+        return PlaceResult.RETRY_LATER
+
+
+def _adopt(runtime: Runtime, attempt_id: int, call: ProviderCall) -> None:
+    with transaction(runtime.settings.database_url) as session:
+        attempt = _lock(session, attempt_id)
+        if attempt.call_sid is None:
+            attempt.call_sid = call.sid
+        if attempt.status is AttemptStatus.PLACING:
+            attempt.status = AttemptStatus.QUEUED
+
+
+def _not_placed(
+    runtime: Runtime, attempt_id: int, error: ProviderError, outcome: Outcome | None
+) -> PlaceResult:
+    with transaction(runtime.settings.database_url) as session:
+        attempt = _lock(session, attempt_id)
+        end_unplaced(
+            session, runtime, attempt, outcome=outcome, error_code=error.code, error_message=str(error)
+        )
+    return PlaceResult.REJECTED if outcome else PlaceResult.RETRY_LATER
+
+
+def _trip_breaker(runtime: Runtime, attempt_id: int, error: AccountProviderError) -> PlaceResult:
+    with transaction(runtime.settings.database_url) as session:
+        attempt = _lock(session, attempt_id)
+        campaign = session.get_one(Campaign, attempt.campaign_id, with_for_update=True)
+        pause_campaign(campaign, f"provider account error {error.code}: {error.message}")
+        end_unplaced(
+            session,
+            runtime,
+            attempt,
+            outcome=None,
+            error_code=error.code,
+            error_message=str(error),
+            counts_as_dial_error=False,
+        )
+        log.warning("circuit_breaker_tripped", campaign_id=campaign.id, code=error.code)
+    return PlaceResult.BREAKER_TRIPPED

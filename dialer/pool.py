@@ -1,0 +1,129 @@
+"""The shared concurrency pool and calls-per-second limiter, in Redis.
+
+One sorted set per scope (account, campaign, caller ID): member = attempt id, score = lease
+expiry in milliseconds of Redis `TIME`. `acquire.lua` purges expired leases, checks every
+scope's cap and every GCRA limiter, and adds the lease to all scopes atomically; release is
+idempotent and pushes to the account's wake list, on which the pacer sleeps. All keys of an
+account share the hash tag `{a<account id>}`, so the scripts run on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from importlib.resources import files
+
+import redis
+
+_ACQUIRE = files("dialer").joinpath("lua/acquire.lua").read_text()
+_RELEASE = files("dialer").joinpath("lua/release.lua").read_text()
+
+
+class AcquireResult(StrEnum):
+    ACQUIRED = "acquired"
+    FULL = "full"
+    RATE_LIMITED = "rate_limited"
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """One concurrency scope: its Redis key and its cap (live calls)."""
+
+    key: str
+    cap: int
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """One calls-per-second limit (GCRA, no burst): its Redis key and rate (calls/s)."""
+
+    key: str
+    cps: float
+
+
+@dataclass(frozen=True, slots=True)
+class Acquisition:
+    """What `Pool.acquire` decided.
+
+    Attributes:
+        result: acquired, or why not.
+        full_scope: the key of the scope at its cap (when FULL).
+        wait_s: seconds until the CPS limiter admits the next call (when RATE_LIMITED).
+    """
+
+    result: AcquireResult
+    full_scope: str | None = None
+    wait_s: float = 0.0
+
+
+class Keys:
+    """Key names for one account. Every key carries the account's hash tag."""
+
+    def __init__(self, account_id: int, prefix: str = "dialer") -> None:
+        self.tag = f"{prefix}:{{a{account_id}}}"
+
+    def account_pool(self) -> str:
+        return f"{self.tag}:pool:account"
+
+    def campaign_pool(self, campaign_id: int) -> str:
+        return f"{self.tag}:pool:campaign:{campaign_id}"
+
+    def caller_id_pool(self, caller_id: int) -> str:
+        return f"{self.tag}:pool:caller_id:{caller_id}"
+
+    def account_rate(self) -> str:
+        return f"{self.tag}:gcra:account"
+
+    def campaign_rate(self, campaign_id: int) -> str:
+        return f"{self.tag}:gcra:campaign:{campaign_id}"
+
+    def wake(self) -> str:
+        return f"{self.tag}:wake"
+
+    def pacer_lock(self) -> str:
+        return f"{self.tag}:pacer:lock"
+
+    def pacer_fence(self) -> str:
+        return f"{self.tag}:pacer:fence"
+
+    def generation(self) -> str:
+        return f"{self.tag}:generation"
+
+
+class Pool:
+    """Lease operations for one Redis. Scripts are loaded once and run by `EVALSHA`."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._acquire = client.register_script(_ACQUIRE)
+        self._release = client.register_script(_RELEASE)
+
+    def acquire(
+        self,
+        member: str,
+        lease_s: float,
+        scopes: list[Scope],
+        limits: list[RateLimit],
+    ) -> Acquisition:
+        """Take a lease of `lease_s` seconds for `member` in every scope, or in none.
+
+        Re-acquiring a member that already holds a lease succeeds without a second slot.
+        """
+        keys = [s.key for s in scopes] + [r.key for r in limits]
+        args: list[str | int | float] = [len(scopes), len(limits), member, int(lease_s * 1000)]
+        args += [s.cap for s in scopes]
+        args += [1000.0 / r.cps for r in limits]
+        code, detail = self._acquire(keys=keys, args=args)
+        if code == 1:
+            return Acquisition(AcquireResult.ACQUIRED)
+        if code == 0:
+            return Acquisition(AcquireResult.FULL, full_scope=scopes[int(detail) - 1].key)
+        return Acquisition(AcquireResult.RATE_LIMITED, wait_s=int(detail) / 1000.0)
+
+    def release(self, member: str, scope_keys: list[str], wake_key: str) -> int:
+        """Drop `member`'s lease from every scope; idempotent. Returns scopes that held it."""
+        return int(self._release(keys=[*scope_keys, wake_key], args=[member]))
+
+    def live(self, scope_key: str) -> int:
+        """Leases currently held in a scope (expired ones included until the next purge)."""
+        return int(self.redis.zcard(scope_key))

@@ -1,0 +1,157 @@
+"""The reaper and hold-time watchdog (run by beat every few seconds).
+
+- Leases near expiry whose attempt is not final: ask the provider what became of the call,
+  apply it, hang up a call still live past its cap, and free the slot.
+- Calls live longer than their campaign's `max_hold_s`: hang up, mark `hold_cap`.
+- Attempts stuck in `dialing` (their `place_call` message lost with a worker) are handed
+  back to `place_call`; stuck in `placing`, they are resolved by lookup.
+- Leases in Redis whose attempt is final or unknown are released.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import structlog
+from sqlalchemy import select
+
+from dialer.calls import CallEvent, apply_event
+from dialer.dialing import recover_placing
+from dialer.leases import finish_call, release_keys
+from dialer.pool import Keys
+from dialer.providers.base import NotFoundProviderError, ProviderCall, ProviderError
+from dialer.runtime import Runtime
+from models import (
+    LIVE_ATTEMPT_STATUSES,
+    AttemptStatus,
+    CallAttempt,
+    Campaign,
+    session_factory,
+    transaction,
+    utcnow,
+)
+
+log = structlog.get_logger(__name__)
+
+EXPIRY_HORIZON_S = 15.0
+"""Leases expiring within this many seconds are checked with the provider."""
+STUCK_DIALING_S = 30.0
+"""An attempt `dialing` or `placing` this long without a call sid has lost its task."""
+
+
+@dataclass
+class ReapReport:
+    """What one reaper pass did (attempt ids)."""
+
+    resolved: list[int] = field(default_factory=list)
+    hung_up: list[int] = field(default_factory=list)
+    redispatched: list[int] = field(default_factory=list)
+    leaked: int = 0
+
+
+def reap(runtime: Runtime, redispatch: Callable[[list[int]], None]) -> ReapReport:
+    """One pass over every account's live attempts and leases."""
+    report = ReapReport()
+    now = utcnow()
+    session = session_factory(runtime.settings.database_url)()
+    try:
+        live = session.execute(
+            select(CallAttempt, Campaign.max_hold_s)
+            .join(Campaign, Campaign.id == CallAttempt.campaign_id)
+            .where(CallAttempt.status.in_(LIVE_ATTEMPT_STATUSES))
+        ).all()
+    finally:
+        session.close()
+    stuck_before = now - timedelta(seconds=STUCK_DIALING_S)
+    for attempt, max_hold_s in live:
+        if attempt.call_sid is None:
+            if attempt.created_at < stuck_before:
+                if attempt.status is AttemptStatus.DIALING:
+                    report.redispatched.append(attempt.id)
+                else:
+                    recover_placing(runtime, attempt.id)
+                    report.resolved.append(attempt.id)
+            continue
+        over_hold = (
+            max_hold_s is not None
+            and attempt.answered_at is not None
+            and (now - attempt.answered_at).total_seconds() > max_hold_s
+        )
+        near_expiry = attempt.lease_expires_at <= now + timedelta(seconds=EXPIRY_HORIZON_S)
+        if over_hold:
+            _hang_up(runtime, attempt.id, attempt.call_sid, reason="hold_cap")
+            report.hung_up.append(attempt.id)
+        elif near_expiry:
+            _hang_up(runtime, attempt.id, attempt.call_sid, reason="lease_expired")
+            report.resolved.append(attempt.id)
+    if report.redispatched:
+        redispatch(report.redispatched)
+    report.leaked = _release_leaked(runtime)
+    return report
+
+
+def _hang_up(runtime: Runtime, attempt_id: int, call_sid: str, reason: str) -> None:
+    """End the call at the provider and apply what the provider then reports."""
+    try:
+        call = runtime.provider.hang_up(call_sid)
+    except NotFoundProviderError:
+        call = None
+    except ProviderError as error:
+        log.warning("hang_up_failed", attempt_id=attempt_id, error=str(error))
+        return
+    with transaction(runtime.settings.database_url) as session:
+        attempt = session.get_one(CallAttempt, attempt_id, with_for_update=True)
+        if attempt.status not in LIVE_ATTEMPT_STATUSES:
+            return
+        attempt.end_reason = reason
+        if call is None:
+            attempt.status = AttemptStatus.FAILED
+            attempt.ended_at = utcnow()
+            ended = True
+        else:
+            ended = apply_event(attempt, _as_event(call))
+        if ended:
+            finish_call(session, runtime, attempt)
+        log.info("call_hung_up", attempt_id=attempt_id, reason=reason, ended=ended)
+
+
+def _as_event(call: ProviderCall) -> CallEvent:
+    return CallEvent(
+        status=AttemptStatus(call.status),
+        sequence=-1,
+        timestamp=call.end_time or utcnow(),
+        call_sid=call.sid,
+        answered_by=call.answered_by,
+        duration_s=call.duration_s,
+    )
+
+
+def _release_leaked(runtime: Runtime) -> int:
+    """Release leases whose attempt is final. Returns how many.
+
+    A lease whose attempt row does not exist (a pacer round that died before its commit)
+    is left to lapse at its expiry: it may also be a round that is about to commit.
+    """
+    released = 0
+    with transaction(runtime.settings.database_url) as session:
+        accounts = session.scalars(select(Campaign.account_id).distinct()).all()
+        for account_id in accounts:
+            keys = Keys(account_id)
+            members = [int(m) for m in runtime.redis.zrange(keys.account_pool(), 0, -1)]
+            if not members:
+                continue
+            final = session.execute(
+                select(CallAttempt.id, CallAttempt.campaign_id, Campaign.caller_id_id)
+                .join(Campaign, Campaign.id == CallAttempt.campaign_id)
+                .where(
+                    CallAttempt.id.in_(members),
+                    CallAttempt.status.not_in(LIVE_ATTEMPT_STATUSES),
+                )
+            ).all()
+            for attempt_id, campaign_id, caller_id_id in final:
+                scope_keys = release_keys(account_id, campaign_id, caller_id_id)
+                if runtime.pool.release(str(attempt_id), scope_keys, keys.wake()):
+                    released += 1
+    return released

@@ -1,0 +1,83 @@
+"""The pool's Lua scripts against a real Redis."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from dialer.pool import AcquireResult, Keys, Pool, RateLimit, Scope
+
+
+def scopes(account_cap: int = 3, campaign_cap: int = 2) -> list[Scope]:
+    keys = Keys(1)
+    return [Scope(keys.account_pool(), account_cap), Scope(keys.campaign_pool(7), campaign_cap)]
+
+
+def test_caps_hold_in_every_scope(redis_client: redis.Redis) -> None:
+    pool = Pool(redis_client)
+    results = [pool.acquire(str(i), 60, scopes(), []).result for i in range(4)]
+    assert results == [AcquireResult.ACQUIRED] * 2 + [AcquireResult.FULL] * 2
+    other_campaign = [Scope(Keys(1).account_pool(), 3), Scope(Keys(1).campaign_pool(8), 5)]
+    assert pool.acquire("a", 60, other_campaign, []).result is AcquireResult.ACQUIRED
+    full = pool.acquire("b", 60, other_campaign, [])
+    assert full.result is AcquireResult.FULL
+    assert full.full_scope == Keys(1).account_pool()
+    # All or nothing: the refused member holds no lease anywhere.
+    assert redis_client.zscore(Keys(1).campaign_pool(8), "b") is None
+
+
+def test_reacquire_is_idempotent(redis_client: redis.Redis) -> None:
+    pool = Pool(redis_client)
+    assert pool.acquire("1", 60, scopes(), []).result is AcquireResult.ACQUIRED
+    assert pool.acquire("1", 60, scopes(), []).result is AcquireResult.ACQUIRED
+    assert pool.live(Keys(1).account_pool()) == 1
+
+
+def test_release_is_idempotent_and_wakes(redis_client: redis.Redis) -> None:
+    pool = Pool(redis_client)
+    keys = Keys(1)
+    pool.acquire("1", 60, scopes(), [])
+    scope_keys = [s.key for s in scopes()]
+    assert pool.release("1", scope_keys, keys.wake()) == 2
+    assert pool.release("1", scope_keys, keys.wake()) == 0
+    assert redis_client.llen(keys.wake()) == 1
+
+
+def test_expired_leases_are_purged(redis_client: redis.Redis) -> None:
+    pool = Pool(redis_client)
+    assert pool.acquire("1", 0.05, scopes(campaign_cap=1), []).result is AcquireResult.ACQUIRED
+    assert pool.acquire("2", 60, scopes(campaign_cap=1), []).result is AcquireResult.FULL
+    time.sleep(0.08)
+    assert pool.acquire("2", 60, scopes(campaign_cap=1), []).result is AcquireResult.ACQUIRED
+
+
+def test_gcra_spaces_calls(redis_client: redis.Redis) -> None:
+    pool = Pool(redis_client)
+    limit = [RateLimit(Keys(1).account_rate(), 10.0)]  # one call every 100 ms
+    big = [Scope(Keys(1).account_pool(), 1000)]
+    assert pool.acquire("1", 60, big, limit).result is AcquireResult.ACQUIRED
+    second = pool.acquire("2", 60, big, limit)
+    assert second.result is AcquireResult.RATE_LIMITED
+    assert 0.05 < second.wait_s <= 0.1
+    # A refused call takes no lease.
+    assert redis_client.zscore(Keys(1).account_pool(), "2") is None
+    time.sleep(second.wait_s + 0.005)
+    assert pool.acquire("2", 60, big, limit).result is AcquireResult.ACQUIRED
+
+
+def test_rate_over_one_second_never_exceeds_limit(redis_client: redis.Redis) -> None:
+    pool = Pool(redis_client)
+    limit = [RateLimit(Keys(1).account_rate(), 50.0)]
+    big = [Scope(Keys(1).account_pool(), 10_000)]
+    granted: list[float] = []
+    deadline = time.monotonic() + 1.0
+    i = 0
+    while time.monotonic() < deadline:
+        got = pool.acquire(str(i), 60, big, limit)
+        if got.result is AcquireResult.ACQUIRED:
+            granted.append(time.monotonic())
+            i += 1
+        else:
+            time.sleep(got.wait_s)
+    assert 45 <= len(granted) <= 51
