@@ -112,13 +112,13 @@ class Pool:
         keys = [s.key for s in scopes] + [r.key for r in limits]
         args: list[str | int | float] = [len(scopes), len(limits), member, int(lease_s * 1000)]
         args += [s.cap for s in scopes]
-        args += [1000.0 / r.cps for r in limits]
+        args += [1_000_000.0 / r.cps for r in limits]
         code, detail = self._acquire(keys=keys, args=args)
         if code == 1:
             return Acquisition(AcquireResult.ACQUIRED)
         if code == 0:
             return Acquisition(AcquireResult.FULL, full_scope=scopes[int(detail) - 1].key)
-        return Acquisition(AcquireResult.RATE_LIMITED, wait_s=int(detail) / 1000.0)
+        return Acquisition(AcquireResult.RATE_LIMITED, wait_s=int(detail) / 1_000_000.0)
 
     def release(self, member: str, scope_keys: list[str], wake_key: str) -> int:
         """Drop `member`'s lease from every scope; idempotent. Returns scopes that held it."""

@@ -72,3 +72,14 @@ def redis_client() -> Iterator[redis.Redis]:
     yield client
     client.flushdb()
     client.close()
+
+
+@pytest.fixture
+def committed_db(database_url: str) -> Iterator[str]:
+    """For code that opens its own transactions: the URL, and every table emptied after."""
+    from models import Base, engine_for
+
+    yield database_url
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with engine_for(database_url).begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))

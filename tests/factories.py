@@ -4,22 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import Account, CallerId, CallJob, Campaign
 
 
 def make_account(session: Session, name: str = "acme", **fields: Any) -> Account:
-    account = Account(name=name, **{"max_concurrency": 10, "cps": 10.0, **fields})
+    account = Account(name=name, **{"max_concurrency": 10, "cps": 1e6, **fields})
     session.add(account)
     session.flush()
     return account
 
 
 def make_caller_id(session: Session, account: Account, e164: str = "+15005550006") -> CallerId:
-    caller_id = CallerId(account_id=account.id, e164=e164)
-    session.add(caller_id)
-    session.flush()
+    """The account's caller ID `e164`, added if missing."""
+    caller_id = session.scalars(
+        select(CallerId).where(CallerId.account_id == account.id, CallerId.e164 == e164)
+    ).one_or_none()
+    if caller_id is None:
+        caller_id = CallerId(account_id=account.id, e164=e164)
+        session.add(caller_id)
+        session.flush()
     return caller_id
 
 

@@ -1,0 +1,112 @@
+"""The pacer's dispatch round and lock, against real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import redis
+from sqlalchemy import select
+
+from dialer.pacer import PacerLock, dispatch_round, run_pacer
+from dialer.pool import Keys
+from dialer.runtime import Runtime
+from dialer.settings import Settings
+from models import AttemptStatus, CallAttempt, CampaignStatus, JobStatus, transaction
+from tests.conftest import REDIS_URL
+from tests.factories import make_account, make_campaign, make_job
+
+
+def runtime_for(url: str) -> Runtime:
+    return Runtime(Settings(database_url=url, redis_url=REDIS_URL))
+
+
+def seed(url: str, campaigns: list[dict[str, Any]], account: dict[str, Any]) -> tuple[int, list[int]]:
+    with transaction(url) as session:
+        acct = make_account(session, **account)
+        ids = []
+        for i, fields in enumerate(campaigns):
+            jobs = fields.pop("jobs", 10)
+            campaign = make_campaign(session, acct, status=CampaignStatus.RUNNING, **fields)
+            for n in range(jobs):
+                make_job(session, campaign, f"+1212555{i:02d}{n:02d}")
+            ids.append(campaign.id)
+        return acct.id, ids
+
+
+def attempts_by_campaign(url: str) -> Counter[int]:
+    with transaction(url) as session:
+        return Counter(session.scalars(select(CallAttempt.campaign_id)))
+
+
+def test_round_fills_the_account_pool_fairly(committed_db: str, redis_client: redis.Redis) -> None:
+    account_id, (a, b) = seed(
+        committed_db,
+        [{"max_concurrency": 5}, {"max_concurrency": 5}],
+        {"max_concurrency": 4, "cps": 1e6},
+    )
+    rt = runtime_for(committed_db)
+    out = dispatch_round(rt, account_id)
+    assert len(out.attempt_ids) == 4
+    assert attempts_by_campaign(committed_db) == Counter({a: 2, b: 2})
+    assert rt.pool.live(Keys(account_id).account_pool()) == 4
+    # Full: the next round takes nothing.
+    assert dispatch_round(rt, account_id).attempt_ids == []
+    with transaction(committed_db) as session:
+        statuses = set(session.scalars(select(CallAttempt.status)))
+    assert statuses == {AttemptStatus.DIALING}
+
+
+def test_campaign_cap_and_priority(committed_db: str, redis_client: redis.Redis) -> None:
+    account_id, (bulk, reminders) = seed(
+        committed_db,
+        [{"max_concurrency": 10}, {"max_concurrency": 2, "priority": 10}],
+        {"max_concurrency": 5, "cps": 1e6},
+    )
+    rt = runtime_for(committed_db)
+    dispatch_round(rt, account_id)
+    assert attempts_by_campaign(committed_db) == Counter({reminders: 2, bulk: 3})
+
+
+def test_cps_limit_makes_the_round_wait(committed_db: str, redis_client: redis.Redis) -> None:
+    account_id, _ = seed(committed_db, [{"max_concurrency": 10}], {"max_concurrency": 10, "cps": 2.0})
+    rt = runtime_for(committed_db)
+    out = dispatch_round(rt, account_id)
+    assert len(out.attempt_ids) == 1
+    assert 0.3 < out.wait_s <= 0.52
+    assert out.work_left
+
+
+def test_finished_campaign_completes(committed_db: str, redis_client: redis.Redis) -> None:
+    account_id, (campaign_id,) = seed(committed_db, [{"jobs": 0}], {})
+    out = dispatch_round(runtime_for(committed_db), account_id)
+    assert not out.work_left
+    with transaction(committed_db) as session:
+        from models import Campaign
+
+        assert session.get_one(Campaign, campaign_id).status is CampaignStatus.COMPLETED
+
+
+def test_only_one_pacer_per_account(committed_db: str, redis_client: redis.Redis) -> None:
+    rt = runtime_for(committed_db)
+    first, second = PacerLock(rt, 1), PacerLock(rt, 1)
+    assert first.acquire()
+    assert not second.acquire()
+    # The lock lapsed (a killed worker) and another pacer took it: the fence stops the first.
+    redis_client.delete(Keys(1).pacer_lock())
+    assert second.acquire()
+    assert not first.still_held()
+    first.release()  # must not release the second pacer's lock
+    assert second.still_held()
+    assert run_pacer(rt, 1, lambda ids: None, budget_s=0.1).locked is False
+
+
+def test_run_pacer_dispatches_and_enqueues(committed_db: str, redis_client: redis.Redis) -> None:
+    account_id, _ = seed(committed_db, [{"max_concurrency": 3, "jobs": 3}], {"max_concurrency": 3, "cps": 1e6})
+    sent: list[int] = []
+    run = run_pacer(runtime_for(committed_db), account_id, sent.extend, budget_s=0.5)
+    assert run.locked and run.dispatched == 3 == len(sent)
+    with transaction(committed_db) as session:
+        from models import CallJob
+
+        assert set(session.scalars(select(CallJob.status))) == {JobStatus.IN_PROGRESS}

@@ -1,0 +1,156 @@
+"""The whole chain on this machine: the simulator, the HTTP API, real Celery processes.
+
+The simulator and the API run in threads of the test process; Celery workers and beat are
+real child processes (`celery -A workers worker`), so a test can SIGKILL one.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from dialer.api import create_app
+from dialer.runtime import Runtime
+from dialer.settings import Settings
+from dialer.simulator import SimulatorConfig, run_in_thread
+from tests.conftest import DATABASE_URL, REDIS_URL
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Stack:
+    """A running dialer: URLs, the runtime the test process uses, and its processes."""
+
+    sim_url: str
+    api_url: str
+    runtime: Runtime
+    env: dict[str, str]
+    log_dir: Path
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    stack: ExitStack = field(default_factory=ExitStack)
+
+    def sim(self, method: str, path: str, **kw: Any) -> Any:
+        response = httpx.request(method, self.sim_url + path, timeout=10, **kw)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def start_worker(self, concurrency: int = 4, name: str | None = None) -> subprocess.Popen[bytes]:
+        label = name or f"w{len(self.workers)}"
+        proc = self.stack.enter_context(
+            child(
+                [sys.executable, "-m", "celery", "-A", "workers", "worker", "--loglevel", "WARNING",
+                 "-c", str(concurrency), "-Q", "dials,pacer,maintenance",
+                 "-n", f"{label}-{os.getpid()}@%h", "--without-gossip", "--without-mingle"],
+                self.env,
+                self.log_dir / f"worker-{label}.log",
+            )
+        )
+        self.workers.append(proc)
+        return proc
+
+    def start_beat(self) -> None:
+        self.stack.enter_context(
+            child(
+                [sys.executable, "-m", "celery", "-A", "workers", "beat", "--loglevel", "WARNING",
+                 "-s", str(self.log_dir / "beat-schedule")],
+                self.env,
+                self.log_dir / "beat.log",
+            )
+        )
+
+
+@contextmanager
+def child(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@contextmanager
+def serve_api(runtime: Runtime) -> Iterator[str]:
+    config = uvicorn.Config(
+        create_app(runtime), host="127.0.0.1", port=0, log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "API did not start"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@contextmanager
+def running_stack(tmp_path: Path, **sim_config: Any) -> Iterator[Stack]:
+    """Simulator + API + (workers started by the test)."""
+    config = SimulatorConfig(**{"time_scale": 0.005, "seed": 11, **sim_config})
+    with ExitStack() as outer, run_in_thread(config) as sim_url:
+        settings = Settings(
+            database_url=DATABASE_URL,
+            redis_url=REDIS_URL,
+            twilio_base_url=sim_url,
+            provider="simulator",
+            twilio_timeout_s=2.0,
+            data_dir=tmp_path,
+        )
+        runtime = Runtime(settings)
+        api_url = outer.enter_context(serve_api(runtime))
+        runtime.settings.public_base_url = api_url
+        env = {
+            **os.environ,
+            "DATABASE_URL": DATABASE_URL,
+            "REDIS_URL": REDIS_URL,
+            "TWILIO_BASE_URL": sim_url,
+            "PROVIDER": "simulator",
+            "PUBLIC_BASE_URL": api_url,
+            "TWILIO_TIMEOUT_S": "2",
+            "DATA_DIR": str(tmp_path),
+        }
+        stack = Stack(sim_url, api_url, runtime, env, tmp_path)
+        with stack.stack:
+            yield stack
+
+
+@pytest.fixture
+def stack(tmp_path: Path, database_url: str, redis_client: Any) -> Iterator[Stack]:
+    with running_stack(tmp_path) as running:
+        yield running

@@ -1,0 +1,90 @@
+"""Campaign set-up and checks shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from sqlalchemy import func, select
+
+from campaigns import lifecycle
+from campaigns.accounts import get_or_create_account
+from campaigns.reports import campaign_report
+from dialer.demo import generated_contacts
+from dialer.pool import Keys
+from models import LIVE_ATTEMPT_STATUSES, CallAttempt, JobStatus, transaction
+from tests.e2e.conftest import Stack, wait_until
+from workers.tasks import kick_pacer
+
+FAST_RETRIES = {
+    "busy": {"retry": True, "delay_s": 0.2},
+    "no-answer": {"retry": True, "delay_s": 0.2},
+    "failed": {"retry": True, "delay_s": 0.2},
+    "machine": {"retry": False, "delay_s": 0.2},
+}
+
+
+def start_campaign(
+    stack: Stack,
+    contacts: int,
+    *,
+    account: str = "e2e",
+    account_cap: int = 10,
+    account_cps: float = 50.0,
+    **options: Any,
+) -> tuple[int, int]:
+    """Create an account and a running campaign of `contacts` generated contacts."""
+    url = stack.runtime.settings.database_url
+    with transaction(url) as session:
+        account_id = get_or_create_account(
+            session, account, max_concurrency=account_cap, cps=account_cps
+        ).id
+    campaign_options = lifecycle.CampaignOptions(
+        name="e2e",
+        message="Hello {first_name}, see you {appointment_time}.",
+        retry_policy=FAST_RETRIES,
+        **options,
+    )
+    imported = lifecycle.import_campaign(
+        url,
+        stack.runtime.settings.data_dir,
+        account_id,
+        campaign_options,
+        io.BytesIO(generated_contacts(contacts)),
+    )
+    with transaction(url) as session:
+        lifecycle.start(session, account_id, imported.campaign_id)
+    kick_pacer(account_id)
+    return account_id, imported.campaign_id
+
+
+def report(stack: Stack, account_id: int, campaign_id: int) -> dict[str, Any]:
+    with transaction(stack.runtime.settings.database_url) as session:
+        return campaign_report(session, account_id, campaign_id).model_dump()
+
+
+def wait_finished(stack: Stack, account_id: int, campaign_id: int, timeout_s: float = 90) -> dict[str, Any]:
+    wait_until(
+        lambda: report(stack, account_id, campaign_id)["finished"], timeout_s, "campaign to finish"
+    )
+    return report(stack, account_id, campaign_id)
+
+
+def assert_clean_end(stack: Stack, account_id: int, campaign_id: int, max_attempts: int) -> dict[str, Any]:
+    """Every contact final, no live attempt, no lease left, and the simulator (the
+    independent witness) saw no number dialled more than the policy allows."""
+    final = report(stack, account_id, campaign_id)
+    assert final["jobs"][JobStatus.PENDING] == 0
+    assert final["jobs"][JobStatus.IN_PROGRESS] == 0
+    with transaction(stack.runtime.settings.database_url) as session:
+        live = session.scalar(
+            select(func.count()).where(
+                CallAttempt.campaign_id == campaign_id,
+                CallAttempt.status.in_(LIVE_ATTEMPT_STATUSES),
+            )
+        )
+    assert live == 0
+    assert stack.runtime.redis.zcard(Keys(account_id).account_pool()) == 0
+    stats = stack.sim("GET", "/_sim/stats")
+    assert stats["max_dials_per_number"] <= max_attempts
+    return stats
