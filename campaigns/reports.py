@@ -39,40 +39,40 @@ class CampaignReport(BaseModel):
 def campaign_report(session: Session, account_id: int, campaign_id: int) -> CampaignReport:
     """The report of one campaign. Raises `NotFoundError` (`campaign_not_found`)."""
     campaign: Campaign = get_campaign(session, account_id, campaign_id)
-    jobs = dict(
+    jobs: dict[JobStatus, int] = dict(
         session.execute(
             select(CallJob.status, func.count())
             .where(CallJob.campaign_id == campaign_id)
             .group_by(CallJob.status)
-        ).tuples()
+        ).all()
     )
     outcomes = dict(
         session.execute(
             select(CallJob.outcome, func.count())
             .where(CallJob.campaign_id == campaign_id, CallJob.status == JobStatus.DONE)
             .group_by(CallJob.outcome)
-        ).tuples()
+        ).all()
     )
     attempts = dict(
         session.execute(
             select(CallAttempt.status, func.count())
             .where(CallAttempt.campaign_id == campaign_id)
             .group_by(CallAttempt.status)
-        ).tuples()
+        ).all()
     )
     answered_by = dict(
         session.execute(
             select(CallAttempt.answered_by, func.count())
             .where(CallAttempt.campaign_id == campaign_id, CallAttempt.answered_by.is_not(None))
             .group_by(CallAttempt.answered_by)
-        ).tuples()
+        ).all()
     )
     digits = dict(
         session.execute(
             select(CallAttempt.digits, func.count())
             .where(CallAttempt.campaign_id == campaign_id, CallAttempt.digits.is_not(None))
             .group_by(CallAttempt.digits)
-        ).tuples()
+        ).all()
     )
     talk = session.scalar(
         select(func.coalesce(func.sum(CallAttempt.duration_s), 0)).where(

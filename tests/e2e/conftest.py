@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -20,13 +19,13 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from dialer.api import create_app
 from dialer.runtime import Runtime
 from dialer.settings import Settings
 from dialer.simulator import SimulatorConfig, run_in_thread
 from tests.conftest import DATABASE_URL, REDIS_URL
+from tests.servers import serve_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,26 +90,6 @@ def child(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproces
                 proc.wait()
 
 
-@contextmanager
-def serve_api(runtime: Runtime) -> Iterator[str]:
-    config = uvicorn.Config(
-        create_app(runtime), host="127.0.0.1", port=0, log_level="warning", access_log=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "API did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -133,7 +112,7 @@ def running_stack(tmp_path: Path, **sim_config: Any) -> Iterator[Stack]:
             data_dir=tmp_path,
         )
         runtime = Runtime(settings)
-        api_url = outer.enter_context(serve_api(runtime))
+        api_url = outer.enter_context(serve_app(create_app(runtime)))
         runtime.settings.public_base_url = api_url
         env = {
             **os.environ,

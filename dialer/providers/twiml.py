@@ -1,0 +1,85 @@
+"""The TwiML a campaign call runs: a message rendered from a template, optionally a keypress.
+
+Templates use `str.format` placeholders, `{name}`, with `{{` and `}}` for literal braces;
+positional (`{}`, `{0}`), attribute and index fields, conversions and format specs are
+rejected so a template can only insert a contact's variables verbatim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from string import Formatter
+
+from twilio.twiml.voice_response import VoiceResponse
+
+DEFAULT_VOICE = "Polly.Joanna"
+CONFIRM_PROMPT = "Press 1 to confirm, 2 to cancel."
+NO_INPUT_MESSAGE = "We did not receive your answer. Goodbye."
+
+
+class MissingVariableError(KeyError):
+    """A template placeholder has no value. `name` is the placeholder; `code` is stable."""
+
+    code = "missing_variable"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"template variable {self.name!r} has no value"
+
+
+class TemplateError(ValueError):
+    """A template is malformed (unbalanced braces, positional or computed fields)."""
+
+    code = "invalid_template"
+
+
+def template_placeholders(template: str) -> set[str]:
+    """The names of the `{name}` placeholders in `template`.
+
+    Raises:
+        TemplateError: unbalanced braces, or a field that is not a plain name.
+    """
+    names: set[str] = set()
+    try:
+        parsed = list(Formatter().parse(template))
+    except ValueError as exc:
+        raise TemplateError(f"malformed template: {exc}") from None
+    for _, field_name, format_spec, conversion in parsed:
+        if field_name is None:
+            continue
+        if not field_name.isidentifier() or format_spec or conversion:
+            raise TemplateError(f"unsupported placeholder {{{field_name}}}: use {{name}}")
+        names.add(field_name)
+    return names
+
+
+def render_message(template: str, variables: Mapping[str, str]) -> str:
+    """`template` with each `{name}` replaced by `variables[name]`; `{{`/`}}` become braces.
+
+    Raises:
+        MissingVariableError: a placeholder has no value (absent, or empty after stripping).
+        TemplateError: the template is malformed.
+    """
+    names = template_placeholders(template)
+    for name in sorted(names):
+        if not str(variables.get(name, "")).strip():
+            raise MissingVariableError(name)
+    return template.format_map({name: variables[name] for name in names})
+
+
+def build_twiml(
+    message: str, *, gather_action_url: str | None = None, voice: str = DEFAULT_VOICE
+) -> str:
+    """The TwiML document: `<Say>` the message; with `gather_action_url`, then a
+    `<Gather numDigits="1" action=URL method="POST">` around the confirm prompt, followed
+    by a fallback `<Say>` for when no key is pressed (Gather falls through on timeout)."""
+    response = VoiceResponse()
+    response.say(message, voice=voice)
+    if gather_action_url is not None:
+        gather = response.gather(num_digits=1, action=gather_action_url, method="POST")
+        gather.say(CONFIRM_PROMPT, voice=voice)
+        response.say(NO_INPUT_MESSAGE, voice=voice)
+    return str(response)

@@ -1,0 +1,20 @@
+"""The bundled carrier simulator: a Twilio-compatible REST API for calls on loopback.
+
+Public entry points: `SimulatorConfig`, `parse_faults`, `create_app`, `serve`,
+`RunningSimulator`, `run_in_thread`.
+"""
+
+from dialer.simulator.app import create_app
+from dialer.simulator.config import Fault, Outcome, SimulatorConfig, parse_faults
+from dialer.simulator.runner import RunningSimulator, run_in_thread, serve
+
+__all__ = [
+    "Fault",
+    "Outcome",
+    "RunningSimulator",
+    "SimulatorConfig",
+    "create_app",
+    "parse_faults",
+    "run_in_thread",
+    "serve",
+]

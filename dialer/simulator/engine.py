@@ -1,0 +1,738 @@
+"""The simulator's calls: their state, their lives as asyncio tasks, their callbacks, the stats.
+
+Everything here runs on one event loop (no locks); one lifecycle task per live call and one
+delivery task per callback in flight, no thread per call.
+
+A call's life (simulated seconds, times `time_scale` in wall time):
+queued --(CPS gate, real seconds)--> initiated --setup_s--> ringing --ring--> in-progress
+--talk (capped by TimeLimit)--> completed; or failed after setup, busy after setup in ringing,
+no-answer after `Timeout` of ringing (also when the sampled ring time reaches `Timeout`).
+A hang-up (update `Status`) ends it at once: `canceled` before answer, `completed` after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import re
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from email.utils import format_datetime
+from enum import StrEnum
+from typing import Any
+
+import httpx
+
+from dialer.simulator.callbacks import deliver
+from dialer.simulator.config import Fault, LogNormal, Outcome, SimulatorConfig
+
+API_VERSION = "2010-04-01"
+CALLBACK_SOURCE = "call-progress-events"
+E164_PATTERN = r"^\+[1-9]\d{1,14}$"
+
+
+class CallStatus(StrEnum):
+    """Twilio `call_enum_status`."""
+
+    QUEUED = "queued"
+    RINGING = "ringing"
+    IN_PROGRESS = "in-progress"
+    COMPLETED = "completed"
+    BUSY = "busy"
+    FAILED = "failed"
+    NO_ANSWER = "no-answer"
+    CANCELED = "canceled"
+
+    @property
+    def terminal(self) -> bool:
+        """True once the call has ended."""
+        return self not in (CallStatus.QUEUED, CallStatus.RINGING, CallStatus.IN_PROGRESS)
+
+
+class CallbackEvent(StrEnum):
+    """Twilio `StatusCallbackEvent` values for call progress."""
+
+    INITIATED = "initiated"
+    RINGING = "ringing"
+    ANSWERED = "answered"
+    COMPLETED = "completed"
+
+
+MAGIC_NUMBERS: dict[str, tuple[int, str]] = {
+    "+15005550001": (21217, "Phone number does not appear to be valid"),
+    "+15005550002": (21214, "'To' phone number cannot be reached"),
+    "+15005550003": (
+        21215,
+        "Account not authorized to call this number: geo permission is not enabled",
+    ),
+    "+15005550004": (21216, "Call blocked by Twilio blocklist"),
+}
+"""Twilio's test-credential magic `To` numbers for calls and the 400 errors they produce
+(https://www.twilio.com/docs/iam/test-credentials): 0001 invalid (21217), 0002 cannot route
+(21214), 0003 no geo permission (21215, account-level), 0004 blocked (21216)."""
+
+
+class ApiError(Exception):
+    """A Twilio REST error reply: HTTP `status`, Twilio `code`, `message`."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def body(self) -> dict[str, Any]:
+        """Twilio's error body `{"code", "message", "more_info", "status"}`."""
+        return {
+            "code": self.code,
+            "message": self.message,
+            "more_info": f"https://www.twilio.com/docs/errors/{self.code}",
+            "status": self.status,
+        }
+
+
+def rfc2822(moment: datetime | None) -> str | None:
+    """`Tue, 31 Aug 2010 20:36:28 +0000`, Twilio's timestamp format, or None."""
+    return format_datetime(moment.replace(microsecond=0)) if moment else None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class _Callback:
+    url: str
+    method: str
+    params: dict[str, str]
+    queued_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(slots=True)
+class SimCall:
+    """One simulated call and what its creator asked for."""
+
+    sid: str
+    index: int
+    account_sid: str
+    to: str
+    from_: str
+    outcome: Outcome
+    talk_s: float
+    ring_s: float
+    timeout_s: int
+    time_limit_s: int
+    status_callback: str | None
+    status_callback_method: str
+    events: frozenset[CallbackEvent]
+    machine_detection: str | None
+    async_amd: bool
+    amd_callback: str | None
+    amd_callback_method: str
+    status: CallStatus = CallStatus.QUEUED
+    date_created: datetime = field(default_factory=_now)
+    date_updated: datetime = field(default_factory=_now)
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    answered_monotonic: float | None = None
+    duration_s: int | None = None
+    answered_by: str | None = None
+    sequence: int = 0
+    task: asyncio.Task[None] | None = None
+    chain: asyncio.Task[None] | None = None
+    held: _Callback | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The call as Twilio's `api.v2010.account.call` resource."""
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Calls/{self.sid}"
+        subresources = (
+            "notifications",
+            "recordings",
+            "payments",
+            "events",
+            "siprec",
+            "streams",
+            "transcriptions",
+            "user_defined_message_subscriptions",
+            "user_defined_messages",
+        )
+        return {
+            "sid": self.sid,
+            "date_created": rfc2822(self.date_created),
+            "date_updated": rfc2822(self.date_updated),
+            "parent_call_sid": None,
+            "account_sid": self.account_sid,
+            "to": self.to,
+            "to_formatted": self.to,
+            "from": self.from_,
+            "from_formatted": self.from_,
+            "phone_number_sid": None,
+            "status": self.status.value,
+            "start_time": rfc2822(self.start_time),
+            "end_time": rfc2822(self.end_time),
+            "duration": None if self.duration_s is None else str(self.duration_s),
+            "price": None,
+            "price_unit": "USD",
+            "direction": "outbound-api",
+            "answered_by": self.answered_by,
+            "api_version": API_VERSION,
+            "forwarded_from": None,
+            "group_sid": None,
+            "caller_name": None,
+            "queue_time": "0",
+            "trunk_sid": None,
+            "uri": f"{uri}.json",
+            "subresource_uris": {
+                name: f"{uri}/{name.title().replace('_', '')}.json" for name in subresources
+            },
+        }
+
+
+@dataclass(slots=True)
+class Stats:
+    """What the simulator saw since start or the last reset (see `Engine.stats`)."""
+
+    create_requests: int = 0
+    calls_created: int = 0
+    live: int = 0
+    max_concurrent: int = 0
+    max_cps: int = 0
+    dials_per_number: Counter[str] = field(default_factory=Counter)
+    by_status: Counter[str] = field(default_factory=Counter)
+    rejected_by_code: Counter[int] = field(default_factory=Counter)
+    faults_injected: Counter[str] = field(default_factory=Counter)
+    hang_ups: int = 0
+    callbacks_sent: int = 0
+    callbacks_failed: int = 0
+    callback_attempts: int = 0
+    callback_latency_sum_s: float = 0.0
+    callback_latency_max_s: float = 0.0
+    create_times: deque[float] = field(default_factory=deque)
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilter:
+    """Filters of `GET Calls.json`: `To`, `From`, `Status`, `ParentCallSid`, and
+    `StartTime` / `EndTime` bounds (`StartTime>` is on or after, `StartTime<` on or before)."""
+
+    to: str | None = None
+    from_: str | None = None
+    status: str | None = None
+    parent_call_sid: str | None = None
+    start_on: tuple[datetime, datetime] | None = None
+    start_after: datetime | None = None
+    start_before: datetime | None = None
+    end_on: tuple[datetime, datetime] | None = None
+    end_after: datetime | None = None
+    end_before: datetime | None = None
+
+    def matches(self, call: SimCall) -> bool:
+        """True when `call` passes every filter given."""
+        if self.parent_call_sid is not None:
+            return False  # outbound-api calls have no parent
+        if self.to is not None and call.to != self.to:
+            return False
+        if self.from_ is not None and call.from_ != self.from_:
+            return False
+        if self.status is not None and call.status != self.status:
+            return False
+        return _in_range(call.start_time, self.start_on, self.start_after, self.start_before) and (
+            _in_range(call.end_time, self.end_on, self.end_after, self.end_before)
+        )
+
+
+def _in_range(
+    moment: datetime | None,
+    on: tuple[datetime, datetime] | None,
+    after: datetime | None,
+    before: datetime | None,
+) -> bool:
+    if on is None and after is None and before is None:
+        return True
+    if moment is None:
+        return False
+    if on is not None and not on[0] <= moment < on[1]:
+        return False
+    if after is not None and moment < after:
+        return False
+    return not (before is not None and moment > before)
+
+
+def parse_time_bound(raw: str, *, upper: bool) -> datetime:
+    """Parse a list filter value: `YYYY-MM-DD` (a whole UTC day; `upper` gives its last
+    instant) or `YYYY-MM-DDTHH:MM:SSZ` as the SDK sends it.
+
+    Raises:
+        ValueError: neither form.
+    """
+    raw = raw.strip()
+    if len(raw) == 10:
+        day = date.fromisoformat(raw)
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        return start + timedelta(days=1, microseconds=-1) if upper else start
+    moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def day_range(raw: str) -> tuple[datetime, datetime]:
+    """The [start, end) of the UTC day (or the exact second) a `StartTime=` value names."""
+    start = parse_time_bound(raw, upper=False)
+    width = timedelta(days=1) if len(raw.strip()) == 10 else timedelta(seconds=1)
+    return start, start + width
+
+
+def _sample(rng: random.Random, spec: LogNormal) -> float:
+    value = rng.lognormvariate(math.log(spec.median_s), spec.sigma)
+    return min(max(value, spec.minimum_s), spec.maximum_s)
+
+
+class Engine:
+    """Holds the calls and runs their lives. Create inside a running event loop's lifetime:
+    `start()` before serving, `stop()` after."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self._calls: dict[str, SimCall] = {}
+        self._order: list[SimCall] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._client: httpx.AsyncClient | None = None
+        self._fault_rng = random.Random(config.seed)
+        self._next_index = 0
+        self._next_slot = 0.0
+        self.stats_data = Stats()
+
+    async def start(self) -> None:
+        """Open the callback HTTP client."""
+        limits = httpx.Limits(
+            max_connections=self.config.callback_max_connections,
+            max_keepalive_connections=self.config.callback_max_connections,
+        )
+        self._client = httpx.AsyncClient(limits=limits, follow_redirects=False)
+
+    async def stop(self) -> None:
+        """Cancel every lifecycle and delivery, close the client."""
+        await self._cancel_all()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def reset(self) -> None:
+        """Forget every call and statistic and cancel their tasks; reseed the RNGs."""
+        await self._cancel_all()
+        self._calls.clear()
+        self._order.clear()
+        self._fault_rng = random.Random(self.config.seed)
+        self._next_index = 0
+        self._next_slot = 0.0
+        self.stats_data = Stats()
+
+    async def _cancel_all(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def draw_fault(self, fault: Fault) -> bool:
+        """Roll the seeded fault RNG for `fault`; count it when it fires."""
+        probability = self.config.fault_probability(fault)
+        if probability <= 0.0 or self._fault_rng.random() >= probability:
+            return False
+        self.stats_data.faults_injected[fault.value] += 1
+        return True
+
+    def reject(self, error: ApiError) -> ApiError:
+        """Count a refused create and return the error to raise."""
+        self.stats_data.rejected_by_code[error.code] += 1
+        return error
+
+    # -- REST operations ---------------------------------------------------------------------
+
+    def create_call(self, form: Mapping[str, Sequence[str]]) -> tuple[SimCall, Fault | None]:
+        """Create a call from a `POST Calls.json` form (name -> values).
+
+        Returns:
+            The call and the reply fault to apply (`502-after`, `slow`) or None.
+
+        Raises:
+            ApiError: 400 validation errors and magic numbers (21201, 21603, 21205, 21211,
+                21214-21217), 429 code 20429 (fault) or 10004 (concurrency limit), 502 (fault).
+        """
+        stats = self.stats_data
+        stats.create_requests += 1
+
+        def one(name: str) -> str | None:
+            values = form.get(name)
+            return values[-1] if values else None
+
+        to, from_ = one("To"), one("From")
+        if not to:
+            raise self.reject(ApiError(400, 21201, "No 'To' number is specified"))
+        if not from_:
+            raise self.reject(ApiError(400, 21603, "A 'From' phone number is required."))
+        if not one("Url") and not one("Twiml") and not one("ApplicationSid"):
+            raise self.reject(ApiError(400, 21205, "Url parameter is required."))
+        if to in MAGIC_NUMBERS:
+            code, message = MAGIC_NUMBERS[to]
+            raise self.reject(ApiError(400, code, message))
+        if not re.match(E164_PATTERN, to) and not to.startswith(("sip:", "client:")):
+            raise self.reject(ApiError(400, 21211, f"Invalid 'To' Phone Number: {to}"))
+        timeout_s = _int_param(one("Timeout"), default=60, low=1, high=600)
+        time_limit_s = _int_param(one("TimeLimit"), default=14400, low=1, high=86400)
+        if self.draw_fault(Fault.THROTTLE_429):
+            raise self.reject(ApiError(429, 20429, "Too Many Requests"))
+        if self.draw_fault(Fault.BEFORE_502):
+            raise self.reject(ApiError(502, 20500, "Bad Gateway"))
+        limit = self.config.concurrency_limit
+        if limit is not None and stats.live >= limit:
+            raise self.reject(ApiError(429, 10004, "Call concurrency limit exceeded"))
+
+        index = self._next_index
+        self._next_index += 1
+        rng = random.Random(f"{self.config.seed}:{index}")
+        outcome = self.config.outcomes_by_number.get(to) or self._pick_outcome(rng)
+        ring_s = _sample(rng, self.config.ring)
+        talk_s = self.config.talk_seconds_by_number.get(to, _sample(rng, self.config.talk))
+        events: set[CallbackEvent] = set()
+        for raw in form.get("StatusCallbackEvent", []):
+            for word in raw.replace(",", " ").split():
+                if word in CallbackEvent.__members__.values():
+                    events.add(CallbackEvent(word))
+        status_callback = one("StatusCallback")
+        if status_callback and not events:
+            events.add(CallbackEvent.COMPLETED)  # Twilio's default event set
+        call = SimCall(
+            sid="CA" + uuid.uuid4().hex,
+            index=index,
+            account_sid=self.config.account_sid,
+            to=to,
+            from_=from_,
+            outcome=outcome,
+            talk_s=talk_s,
+            ring_s=ring_s,
+            timeout_s=timeout_s,
+            time_limit_s=time_limit_s,
+            status_callback=status_callback,
+            status_callback_method=(one("StatusCallbackMethod") or "POST").upper(),
+            events=frozenset(events),
+            machine_detection=one("MachineDetection"),
+            async_amd=(one("AsyncAmd") or "").lower() == "true",
+            amd_callback=one("AsyncAmdStatusCallback"),
+            amd_callback_method=(one("AsyncAmdStatusCallbackMethod") or "POST").upper(),
+        )
+        self._calls[call.sid] = call
+        self._order.append(call)
+        self._count_create(to)
+        call.task = self._spawn(self._live(call))
+        reply_fault: Fault | None = None
+        if self.draw_fault(Fault.AFTER_502):
+            reply_fault = Fault.AFTER_502
+        elif self.draw_fault(Fault.SLOW):
+            reply_fault = Fault.SLOW
+        return call, reply_fault
+
+    def _pick_outcome(self, rng: random.Random) -> Outcome:
+        weights = self.config.outcome_weights
+        return rng.choices(list(weights), weights=list(weights.values()))[0]
+
+    def _count_create(self, to: str) -> None:
+        stats = self.stats_data
+        stats.calls_created += 1
+        stats.live += 1
+        stats.max_concurrent = max(stats.max_concurrent, stats.live)
+        stats.dials_per_number[to] += 1
+        now = time.monotonic()
+        stats.create_times.append(now)
+        while stats.create_times and stats.create_times[0] <= now - 1.0:
+            stats.create_times.popleft()
+        stats.max_cps = max(stats.max_cps, len(stats.create_times))
+
+    def fetch_call(self, sid: str) -> SimCall:
+        """The call with this sid.
+
+        Raises:
+            ApiError: 404 code 20404 for an unknown sid.
+        """
+        call = self._calls.get(sid)
+        if call is None:
+            raise ApiError(404, 20404, f"The requested resource /Calls/{sid}.json was not found")
+        return call
+
+    def list_calls(self, filters: ListFilter) -> list[SimCall]:
+        """Calls matching `filters`, newest first."""
+        return [call for call in reversed(self._order) if filters.matches(call)]
+
+    def update_call(self, sid: str, status: str | None) -> SimCall:
+        """Apply `Status=completed|canceled` (hang up) to a call; other updates leave it as is.
+
+        `canceled` ends a queued or ringing call and does nothing to an answered one;
+        `completed` ends any live call (`canceled` before answer, `completed` after). An ended
+        call is returned unchanged.
+
+        Raises:
+            ApiError: 404 code 20404 for an unknown sid; 400 code 20001 (invalid parameter)
+                for another Status.
+        """
+        call = self.fetch_call(sid)
+        if status is None:
+            return call
+        if status not in (CallStatus.COMPLETED, CallStatus.CANCELED):
+            raise ApiError(400, 20001, f"Invalid Status: {status}")
+        if call.status.terminal:
+            return call
+        answered = call.status is CallStatus.IN_PROGRESS
+        if status == CallStatus.CANCELED and answered:
+            return call
+        if call.task is not None:
+            call.task.cancel()
+        self.stats_data.hang_ups += 1
+        if answered and call.answered_monotonic is not None:
+            elapsed = (time.monotonic() - call.answered_monotonic) / self.config.time_scale
+            self._end(call, CallStatus.COMPLETED, round(elapsed))
+        else:
+            self._end(call, CallStatus.CANCELED, 0)
+        return call
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def _sleep(self, simulated_s: float) -> None:
+        await asyncio.sleep(simulated_s * self.config.time_scale)
+
+    async def _cps_gate(self) -> None:
+        cps = self.config.cps_limit
+        if cps is None:
+            return
+        now = time.monotonic()
+        slot = max(now, self._next_slot)
+        self._next_slot = slot + 1.0 / cps
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    async def _live(self, call: SimCall) -> None:
+        config = self.config
+        await self._cps_gate()
+        call.start_time = call.date_updated = _now()
+        self._status_event(call, CallbackEvent.INITIATED, "initiated")
+        await self._sleep(config.setup_s)
+        if call.outcome is Outcome.FAILED:
+            self._end(call, CallStatus.FAILED, 0)
+            return
+        call.status, call.date_updated = CallStatus.RINGING, _now()
+        self._status_event(call, CallbackEvent.RINGING, CallStatus.RINGING)
+        if call.outcome is Outcome.BUSY:
+            await self._sleep(config.setup_s)
+            self._end(call, CallStatus.BUSY, 0)
+            return
+        if call.outcome is Outcome.NO_ANSWER or call.ring_s >= call.timeout_s:
+            await self._sleep(call.timeout_s)
+            self._end(call, CallStatus.NO_ANSWER, 0)
+            return
+        await self._sleep(call.ring_s)
+        call.status, call.date_updated = CallStatus.IN_PROGRESS, _now()
+        call.answered_monotonic = time.monotonic()
+        talk_s = min(call.talk_s, float(call.time_limit_s))
+        amd_result, amd_s = self._amd(call)
+        if amd_result is not None and not call.async_amd:
+            call.answered_by = amd_result  # synchronous AMD: known when the call connects
+        self._status_event(call, CallbackEvent.ANSWERED, CallStatus.IN_PROGRESS)
+        if amd_result is not None and call.async_amd:
+            if amd_s < talk_s:
+                await self._sleep(amd_s)
+                call.answered_by = amd_result
+                self._amd_event(call, amd_s)
+                talk_s -= amd_s
+                await self._sleep(talk_s)
+                talk_s += amd_s
+            else:
+                await self._sleep(talk_s)
+        else:
+            await self._sleep(talk_s)
+        self._end(call, CallStatus.COMPLETED, round(talk_s))
+
+    def _amd(self, call: SimCall) -> tuple[str | None, float]:
+        """The `AnsweredBy` AMD reports and the simulated seconds it takes, or (None, 0).
+
+        `MachineDetection=Enable` reports machines as `machine_start`; `DetectMessageEnd`
+        waits for the end of the greeting and reports `machine_end_beep|silence|other`.
+        """
+        mode = (call.machine_detection or "").lower()
+        if mode not in ("enable", "detectmessageend"):
+            return None, 0.0
+        outcome = call.outcome
+        if outcome.machine and mode == "enable":
+            return Outcome.MACHINE_START.value, self.config.amd_s
+        if outcome.machine:
+            rng = random.Random(f"{self.config.seed}:{call.index}:greeting")
+            result = Outcome.MACHINE_END_OTHER if outcome is Outcome.MACHINE_START else outcome
+            return result.value, _sample(rng, self.config.greeting)
+        return outcome.value, self.config.amd_s
+
+    def _end(self, call: SimCall, status: CallStatus, duration_s: int) -> None:
+        call.status = status
+        call.end_time = call.date_updated = _now()
+        call.duration_s = duration_s
+        self.stats_data.live -= 1
+        self.stats_data.by_status[status.value] += 1
+        if CallbackEvent.COMPLETED in call.events:
+            self._status_event(
+                call,
+                CallbackEvent.COMPLETED,
+                status,
+                {"CallDuration": str(duration_s), "Duration": str(math.ceil(duration_s / 60))},
+            )
+        if call.held is not None:
+            held, call.held = call.held, None
+            self._enqueue(call, [held])
+
+    # -- callbacks ---------------------------------------------------------------------------
+
+    def _status_event(
+        self,
+        call: SimCall,
+        event: CallbackEvent,
+        call_status: str,
+        extra: Mapping[str, str] | None = None,
+    ) -> None:
+        if call.status_callback is None or event not in call.events:
+            return
+        params = {
+            "AccountSid": call.account_sid,
+            "ApiVersion": API_VERSION,
+            "CallSid": call.sid,
+            "CallStatus": str(call_status),
+            "CallbackSource": CALLBACK_SOURCE,
+            "Called": call.to,
+            "Caller": call.from_,
+            "Direction": "outbound-api",
+            "From": call.from_,
+            "SequenceNumber": str(call.sequence),
+            "Timestamp": rfc2822(_now()) or "",
+            "To": call.to,
+        }
+        if call.answered_by is not None:
+            params["AnsweredBy"] = call.answered_by
+        params.update(extra or {})
+        call.sequence += 1
+        item = _Callback(call.status_callback, call.status_callback_method, params)
+        self._dispatch(call, item, terminal=event is CallbackEvent.COMPLETED)
+
+    def _amd_event(self, call: SimCall, amd_s: float) -> None:
+        if call.amd_callback is None or call.answered_by is None:
+            return
+        params = {
+            "AccountSid": call.account_sid,
+            "AnsweredBy": call.answered_by,
+            "CallSid": call.sid,
+            "MachineDetectionDuration": str(round(amd_s * 1000)),
+        }
+        self._dispatch(
+            call, _Callback(call.amd_callback, call.amd_callback_method, params), terminal=False
+        )
+
+    def _dispatch(self, call: SimCall, item: _Callback, *, terminal: bool) -> None:
+        """Apply the callback faults, then queue the delivery behind the call's earlier ones."""
+        if self.draw_fault(Fault.CALLBACK_LOST):
+            return
+        copies = 2 if self.draw_fault(Fault.CALLBACK_DUPLICATE) else 1
+        if not terminal and call.held is None and self.draw_fault(Fault.CALLBACK_REORDER):
+            call.held = item
+            return
+        items = [item] * copies
+        if call.held is not None:
+            items.append(call.held)
+            call.held = None
+        self._enqueue(call, items)
+
+    def _enqueue(self, call: SimCall, items: list[_Callback]) -> None:
+        call.chain = self._spawn(self._deliver_after(call.chain, items))
+
+    async def _deliver_after(
+        self, previous: asyncio.Task[None] | None, items: list[_Callback]
+    ) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        client = self._client
+        if client is None:
+            return
+        stats = self.stats_data
+        for item in items:
+            result = await deliver(
+                client,
+                item.url,
+                item.params,
+                method=item.method,
+                auth_token=self.config.auth_token,
+                sign_fragment=self.config.sign_fragment,
+            )
+            stats.callback_attempts += result.attempts
+            if result.ok:
+                stats.callbacks_sent += 1
+                latency = time.monotonic() - item.queued_at
+                stats.callback_latency_sum_s += latency
+                stats.callback_latency_max_s = max(stats.callback_latency_max_s, latency)
+            else:
+                stats.callbacks_failed += 1
+
+    # -- stats -------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """The `GET /_sim/stats` document.
+
+        Keys: create_requests, calls_created, live, max_concurrent (most calls live at once),
+        max_cps (most creates in any sliding one-second window), max_dials_per_number,
+        numbers_dialed_more_than_once, numbers_dialed, by_status (final statuses),
+        rejected_by_code, faults_injected, hang_ups, callbacks_sent (delivered, duplicates
+        included), callbacks_failed (given up after retries), callback_attempts,
+        callback_latency_mean_ms, callback_latency_max_ms, pending_tasks.
+        """
+        stats = self.stats_data
+        dials = stats.dials_per_number
+        sent = stats.callbacks_sent
+        return {
+            "create_requests": stats.create_requests,
+            "calls_created": stats.calls_created,
+            "live": stats.live,
+            "max_concurrent": stats.max_concurrent,
+            "max_cps": stats.max_cps,
+            "max_dials_per_number": max(dials.values(), default=0),
+            "numbers_dialed_more_than_once": sum(1 for count in dials.values() if count > 1),
+            "numbers_dialed": len(dials),
+            "by_status": dict(stats.by_status),
+            "rejected_by_code": {str(code): n for code, n in stats.rejected_by_code.items()},
+            "faults_injected": dict(stats.faults_injected),
+            "hang_ups": stats.hang_ups,
+            "callbacks_sent": sent,
+            "callbacks_failed": stats.callbacks_failed,
+            "callback_attempts": stats.callback_attempts,
+            "callback_latency_mean_ms": round(stats.callback_latency_sum_s / sent * 1000, 3)
+            if sent
+            else None,
+            "callback_latency_max_ms": round(stats.callback_latency_max_s * 1000, 3),
+            "pending_tasks": len(self._tasks),
+        }
+
+
+def _int_param(raw: str | None, *, default: int, low: int, high: int) -> int:
+    """An integer form value clamped to [low, high] as Twilio clamps `Timeout` and `TimeLimit`.
+
+    Raises:
+        ApiError: 400 code 20001 (invalid parameter) when it is not an integer.
+    """
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, 20001, f"Invalid parameter value: {raw}") from None
+    return min(max(value, low), high)

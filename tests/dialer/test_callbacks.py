@@ -1,0 +1,156 @@
+"""The status webhook: signature, malformed bodies, store-once, state machine, lease release."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import httpx
+from sqlalchemy import func, select
+from twilio.request_validator import RequestValidator
+
+from dialer.api import create_app
+from dialer.pool import Keys, Scope
+from dialer.runtime import Runtime
+from dialer.settings import SIMULATOR_AUTH_TOKEN, Settings
+from models import (
+    AttemptStatus,
+    CallAttempt,
+    CallJob,
+    CampaignStatus,
+    JobStatus,
+    Outcome,
+    ProviderEvent,
+    transaction,
+    utcnow,
+)
+from tests.conftest import REDIS_URL
+from tests.servers import serve_app
+from tests.factories import make_account, make_campaign, make_job
+
+BASE = "https://dialer.example.test"
+SID = "CA" + "b" * 32
+
+
+@pytest.fixture
+def runtime(committed_db: str, redis_client: redis.Redis) -> Runtime:
+    return Runtime(Settings(database_url=committed_db, redis_url=REDIS_URL, public_base_url=BASE))
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> Iterator[httpx.Client]:
+    with serve_app(create_app(runtime)) as url, httpx.Client(base_url=url) as http:
+        yield http
+
+
+@pytest.fixture
+def attempt_id(runtime: Runtime) -> int:
+    """A live attempt holding a lease, for a campaign that retries busy calls."""
+    with transaction(runtime.settings.database_url) as session:
+        account = make_account(session)
+        campaign = make_campaign(
+            session,
+            account,
+            status=CampaignStatus.RUNNING,
+            max_attempts=2,
+            retry_policy={"busy": {"retry": True, "delay_s": 60}},
+        )
+        job = make_job(session, campaign, "+12125550143", status=JobStatus.IN_PROGRESS, attempt_count=1)
+        attempt = CallAttempt(
+            job_id=job.id,
+            campaign_id=campaign.id,
+            account_id=account.id,
+            attempt_no=1,
+            phone_e164=job.phone_e164,
+            from_e164="+15005550006",
+            status=AttemptStatus.QUEUED,
+            call_sid=SID,
+            lease_expires_at=utcnow(),
+        )
+        session.add(attempt)
+        session.flush()
+        keys = Keys(account.id)
+        runtime.pool.acquire(
+            str(attempt.id), 60, [Scope(keys.account_pool(), 5), Scope(keys.campaign_pool(campaign.id), 5)], []
+        )
+        return attempt.id
+
+
+def post(client: httpx.Client, attempt_id: int, params: dict[str, str], *, token: str = SIMULATOR_AUTH_TOKEN, kind: str = "status") -> Any:
+    path = f"/v1/providers/twilio/{kind}/{attempt_id}"
+    signature = RequestValidator(token).compute_signature(BASE + path, params)
+    return client.post(path, data=params, headers={"X-Twilio-Signature": signature})
+
+
+def status(call_status: str, seq: int, **extra: str) -> dict[str, str]:
+    return {
+        "CallSid": SID,
+        "AccountSid": "AC" + "0" * 31 + "1",
+        "CallStatus": call_status,
+        "SequenceNumber": str(seq),
+        "Timestamp": "Sat, 21 Nov 2026 12:00:0%d +0000" % seq,
+        **extra,
+    }
+
+
+def load(runtime: Runtime, attempt_id: int) -> tuple[CallAttempt, CallJob, int]:
+    with transaction(runtime.settings.database_url) as session:
+        attempt = session.get_one(CallAttempt, attempt_id)
+        job = session.get_one(CallJob, attempt.job_id)
+        events = session.scalar(select(func.count()).select_from(ProviderEvent)) or 0
+        return attempt, job, events
+
+
+def test_forged_callbacks_are_rejected_and_change_nothing(client: httpx.Client, runtime: Runtime, attempt_id: int) -> None:
+    assert post(client, attempt_id, status("completed", 3), token="not-the-token").status_code == 403
+    unsigned = client.post(f"/v1/providers/twilio/status/{attempt_id}", data=status("completed", 3))
+    assert unsigned.status_code == 403
+    assert unsigned.json()["error"]["code"] == "invalid_signature"
+    attempt, _, events = load(runtime, attempt_id)
+    assert attempt.status is AttemptStatus.QUEUED
+    assert events == 0
+
+
+def test_malformed_body_is_400_with_a_code(client: httpx.Client, runtime: Runtime, attempt_id: int) -> None:
+    response = post(client, attempt_id, status("exploded", 1))
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_callback"
+    response = post(client, attempt_id, {"CallStatus": "ringing"})
+    assert response.status_code == 400
+    assert load(runtime, attempt_id)[2] == 0
+
+
+def test_unknown_attempt_is_404(client: httpx.Client, attempt_id: int) -> None:
+    response = post(client, attempt_id + 1000, status("ringing", 1))
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "attempt_not_found"
+
+
+def test_events_apply_once_and_terminal_frees_the_lease(client: httpx.Client, runtime: Runtime, attempt_id: int) -> None:
+    assert post(client, attempt_id, status("ringing", 1)).status_code == 204
+    assert post(client, attempt_id, status("ringing", 1)).status_code == 204  # duplicate
+    attempt, _, events = load(runtime, attempt_id)
+    assert attempt.status is AttemptStatus.RINGING and events == 1
+    assert post(client, attempt_id, status("busy", 2)).status_code == 204
+    assert post(client, attempt_id, status("in-progress", 3)).status_code == 204  # stale
+    attempt, job, events = load(runtime, attempt_id)
+    assert attempt.status is AttemptStatus.BUSY
+    assert job.status is JobStatus.PENDING  # busy retries (2 attempts allowed)
+    assert job.outcome is Outcome.BUSY
+    assert (job.next_due_at - utcnow()).total_seconds() > 50
+    assert runtime.redis.zcard(Keys(attempt.account_id).account_pool()) == 0
+    assert runtime.redis.llen(Keys(attempt.account_id).wake()) == 1
+
+
+def test_amd_and_gather_are_recorded(client: httpx.Client, runtime: Runtime, attempt_id: int) -> None:
+    amd = {"CallSid": SID, "AccountSid": "AC" + "0" * 31 + "1", "AnsweredBy": "machine_end_beep"}
+    assert post(client, attempt_id, amd, kind="amd").status_code == 204
+    gathered = post(client, attempt_id, {**amd, "Digits": "1"}, kind="gather")
+    assert gathered.status_code == 200 and "<Say>" in gathered.text
+    assert post(client, attempt_id, status("completed", 4, CallDuration="30")).status_code == 204
+    attempt, job, _ = load(runtime, attempt_id)
+    assert attempt.answered_by == "machine_end_beep"
+    assert attempt.digits == "1"
+    assert job.status is JobStatus.DONE and job.outcome is Outcome.MACHINE
