@@ -1,15 +1,17 @@
 """Campaign CSV ingest: stream a contact list of any size into `call_jobs` with COPY.
 
-The source is read once, in constant memory: the encoding is detected on a leading sample
-(byte-order mark, else UTF-8, else charset-normalizer), the delimiter is sniffed on its
-first lines, and rows are parsed by `csv` as they arrive. Each row's number is normalised
-by `dialer.numbers` with the campaign's policy and checked against the account's DNC list
-and the numbers already in the campaign; accepted rows are sent to PostgreSQL with
-`COPY call_jobs ... FROM STDIN` (text format: formatting a text line in Python is cheaper
-than packing binary tuples, and the server parses either at the same speed for these
-columns) on the session's own connection, inside the caller's transaction. Nothing is
-committed here: a file-level `IngestError` (raised before or during the stream) aborts the
-COPY, and the caller's rollback leaves neither campaign nor jobs.
+The source is read once, in memory bounded by the number of distinct accepted numbers
+(kept to find duplicates; about 100 MB for a million), not by the file: the encoding is
+detected on a leading sample (byte-order mark, else UTF-8, else charset-normalizer), the
+delimiter is sniffed on its first lines, and rows are parsed by `csv` as they arrive. Each
+row's number is normalised by `dialer.numbers` with the campaign's policy and checked
+against the account's DNC list and the numbers already in the campaign. Accepted rows go
+to PostgreSQL with `COPY call_jobs ... FROM STDIN (FORMAT binary)` on the session's own
+connection, inside the caller's transaction, while the next rows are parsed (the server's
+COPY, with its foreign key checks and four indexes, is the bottleneck; see
+`bench/ingest.py`). Nothing is committed here: a file-level `IngestError` (raised before
+or during the stream) aborts the COPY, and the caller's rollback leaves neither campaign
+nor jobs.
 """
 
 from __future__ import annotations
@@ -128,6 +130,7 @@ _SAMPLE_BYTES = 64 * 1024
 _SNIFF_LINES = 50
 _PROGRESS_EVERY = 1024 * 1024
 _DELIMITERS = (",", ";", "\t", "|")
+_WINDOWS_WESTERN = "cp1252"
 
 
 class _MeteredReader(io.RawIOBase):
@@ -202,9 +205,18 @@ def _detect_encoding(sample: bytes, complete: bool) -> str:
             pass
         else:
             return "utf-8"
-    best = charset_normalizer.from_bytes(sample).best()
+    matches = charset_normalizer.from_bytes(sample)
+    best = matches.best()
     if best is None:
         raise IngestError(IngestErrorCode.UNDECODABLE, "the file is not text in any encoding")
+    # Short samples often fit several Latin code pages equally well; prefer the one Excel
+    # writes in the Americas and Western Europe.
+    if any(
+        match.encoding == _WINDOWS_WESTERN
+        for match in matches
+        if (match.chaos, match.coherence) == (best.chaos, best.coherence)
+    ):
+        return _WINDOWS_WESTERN
     return str(best.encoding)
 
 
@@ -213,7 +225,11 @@ def _sniff_delimiter(head: str) -> str:
     the most consistent number of fields (more than one); comma for a one-column file."""
     best, best_score = ",", (0, 0.0, 0)
     for delimiter in _DELIMITERS:
-        rows = [row for row in csv.reader(io.StringIO(head), delimiter=delimiter) if row]
+        try:
+            reader = csv.reader(io.StringIO(head, newline=""), delimiter=delimiter)
+            rows = [row for row in reader if row]
+        except csv.Error:
+            continue
         if not rows or len(rows[0]) < 2:
             continue
         width = len(rows[0])
@@ -509,6 +525,8 @@ def ingest_contacts(
         session.scalars(select(CallJob.phone_e164).where(CallJob.campaign_id == campaign.id))
     )
     start = campaign.start_at or session.execute(select(func.now())).scalar_one()
+    if start.tzinfo is None:  # set in Python and not reloaded: the models' times are UTC
+        start = start.replace(tzinfo=UTC)
     default_due = _timestamptz_field(start)
     # The fields every job shares: count, campaign_id, account_id; status and the counters.
     head = struct.pack("!hiqiq", len(_COPY_COLUMNS), 8, campaign.id, 8, campaign.account_id)

@@ -20,11 +20,13 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import httpx
+import phonenumbers
 from rich.console import Console
 from rich.live import Live
 
@@ -42,7 +44,6 @@ DEMO_MESSAGE = (
     "on {appointment_time}."
 )
 FIRST_NAMES = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia"]
-AREA_CODES = [201, 212, 213, 305, 312, 404, 415, 503, 512, 602, 617, 702, 713, 718, 801, 919]
 STARTUP_TIMEOUT_S = 60.0
 
 
@@ -69,20 +70,35 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@lru_cache(maxsize=1)
+def fictional_area_codes() -> list[int]:
+    """US area codes whose 555-01xx numbers phonenumbers accepts as valid.
+
+    555-0100 through 555-0199 are reserved for fictional use in every NANP area code
+    (NANPA, "555 NXX assignment guidelines").
+    """
+    return [
+        npa
+        for npa in range(201, 990)
+        if phonenumbers.is_valid_number(phonenumbers.parse(f"+1{npa}5550100"))
+    ]
+
+
 def generated_contacts(n: int) -> bytes:
     """A CSV of `n` fictional contacts (NANP 555-01xx numbers across area codes).
 
     Raises:
         DialerError: `too_many_contacts` beyond the fictional numbers available.
     """
-    capacity = len(AREA_CODES) * 100
+    area_codes = fictional_area_codes()
+    capacity = len(area_codes) * 100
     if not 0 < n <= capacity:
         raise DialerError("too_many_contacts", f"--contacts must be 1-{capacity}")
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["first_name", "phone", "appointment_time"])
     for i in range(n):
-        area = AREA_CODES[i // 100]
+        area = area_codes[i // 100]
         writer.writerow(
             [FIRST_NAMES[i % len(FIRST_NAMES)], f"({area}) 555-01{i % 100:02d}", "Monday at 9:30"]
         )
@@ -144,6 +160,8 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
         "TWILIO_BASE_URL": sim_url,
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
         "SIMULATOR_PORT": str(sim_port),
+        # Poll for lost final callbacks on the demo's time scale, not every two minutes.
+        "STATUS_POLL_AFTER_S": str(max(2.0, 120 * options.time_scale)),
     }
     py = sys.executable
     fault_args = [arg for f in options.faults for arg in ("--fault", f)]

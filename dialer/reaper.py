@@ -2,6 +2,8 @@
 
 - Leases near expiry whose attempt is not final: ask the provider what became of the call,
   apply it, hang up a call still live past its cap, and free the slot.
+- Live calls with no callback for `status_poll_after_s`: fetch them (a final callback can
+  be lost) and apply a terminal status found there.
 - Calls live longer than their campaign's `max_hold_s`: hang up, mark `hold_cap`.
 - Attempts stuck in `dialing` (their `place_call` message lost with a worker) are handed
   back to `place_call`; stuck in `placing`, they are resolved by lookup.
@@ -37,8 +39,6 @@ log = structlog.get_logger(__name__)
 
 EXPIRY_HORIZON_S = 15.0
 """Leases expiring within this many seconds are checked with the provider."""
-STUCK_DIALING_S = 30.0
-"""An attempt `dialing` or `placing` this long without a call sid has lost its task."""
 
 
 @dataclass
@@ -46,6 +46,7 @@ class ReapReport:
     """What one reaper pass did (attempt ids)."""
 
     resolved: list[int] = field(default_factory=list)
+    polled: list[int] = field(default_factory=list)
     hung_up: list[int] = field(default_factory=list)
     redispatched: list[int] = field(default_factory=list)
     leaked: int = 0
@@ -64,7 +65,9 @@ def reap(runtime: Runtime, redispatch: Callable[[list[int]], None]) -> ReapRepor
         ).all()
     finally:
         session.close()
-    stuck_before = now - timedelta(seconds=STUCK_DIALING_S)
+    settings = runtime.settings
+    stuck_before = now - timedelta(seconds=settings.stuck_dialing_after_s)
+    quiet_before = now - timedelta(seconds=settings.status_poll_after_s)
     for attempt, max_hold_s in live:
         if attempt.call_sid is None:
             if attempt.created_at < stuck_before:
@@ -86,6 +89,9 @@ def reap(runtime: Runtime, redispatch: Callable[[list[int]], None]) -> ReapRepor
         elif near_expiry:
             _hang_up(runtime, attempt.id, attempt.call_sid, reason="lease_expired")
             report.resolved.append(attempt.id)
+        elif attempt.updated_at < quiet_before:
+            _poll(runtime, attempt.id, attempt.call_sid)
+            report.polled.append(attempt.id)
     if report.redispatched:
         redispatch(report.redispatched)
     report.leaked = _release_leaked(runtime)
@@ -115,6 +121,24 @@ def _hang_up(runtime: Runtime, attempt_id: int, call_sid: str, reason: str) -> N
         if ended:
             finish_call(session, runtime, attempt)
         log.info("call_hung_up", attempt_id=attempt_id, reason=reason, ended=ended)
+
+
+def _poll(runtime: Runtime, attempt_id: int, call_sid: str) -> None:
+    """Fetch a quiet call; apply what the provider reports (touching the attempt either way,
+    so a call that is simply long is polled once per `status_poll_after_s`)."""
+    try:
+        call = runtime.provider.fetch_call(call_sid)
+    except ProviderError as error:
+        log.warning("status_poll_failed", attempt_id=attempt_id, error=str(error))
+        return
+    with transaction(runtime.settings.database_url) as session:
+        attempt = session.get_one(CallAttempt, attempt_id, with_for_update=True)
+        if attempt.status not in LIVE_ATTEMPT_STATUSES:
+            return
+        attempt.updated_at = utcnow()
+        if apply_event(attempt, _as_event(call)):
+            finish_call(session, runtime, attempt)
+            log.info("call_end_polled", attempt_id=attempt_id, status=call.status)
 
 
 def _as_event(call: ProviderCall) -> CallEvent:

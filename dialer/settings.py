@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     flower_user: str = "admin"
     flower_password: SecretStr = SecretStr("admin")
 
+    stuck_dialing_after_s: float = Field(default=30.0, gt=0)
+    """An attempt still `dialing` or `placing` after this many seconds has lost its task:
+    the reaper re-dispatches or resolves it."""
+    status_poll_after_s: float = Field(default=120.0, gt=0)
+    """A live call with no callback for this many seconds is fetched from the provider
+    (callbacks can be lost); a terminal status found there is applied."""
+
     log_level: str = "INFO"
     data_dir: Path = Path("var")
     """Where rejected-rows CSVs and other files the dialer writes are kept."""

@@ -196,6 +196,7 @@ class CallAttempt(Base):
     """Why we ended the call ourselves (`hold_cap`, `lease_expired`, `canceled`)."""
     last_sequence: Mapped[int] = mapped_column(Integer, default=-1)
     """Highest provider `SequenceNumber` applied."""
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
 
 class ProviderEvent(Base):

@@ -21,8 +21,9 @@ REDIS_SERVER = os.environ.get("TEST_REDIS_SERVER", "redis://127.0.0.1:6379")
 
 
 def _worker_index() -> int:
+    # TEST_WORKER_OFFSET lets two test runs share a machine without sharing databases.
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    return int(worker.removeprefix("gw") or 0)
+    return int(worker.removeprefix("gw") or 0) + int(os.environ.get("TEST_WORKER_OFFSET", "0"))
 
 
 _INDEX = _worker_index()

@@ -11,7 +11,7 @@ dials.
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from dialer.settings import get_settings
 
@@ -35,7 +35,10 @@ def create_app() -> Celery:
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": 3600},
-        task_queues=[Queue(DIALS_QUEUE), Queue(PACER_QUEUE), Queue(MAINTENANCE_QUEUE)],
+        task_queues=[
+            Queue(name, Exchange(name, type="direct"), routing_key=name)
+            for name in (DIALS_QUEUE, PACER_QUEUE, MAINTENANCE_QUEUE)
+        ],
         task_default_queue=DIALS_QUEUE,
         task_routes={
             "dialer.pacer": {"queue": PACER_QUEUE},

@@ -301,6 +301,7 @@ class Engine:
         self._order: list[SimCall] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
+        self._delivery_slots = asyncio.Semaphore(config.callback_max_connections)
         self._fault_rng = random.Random(config.seed)
         self._next_index = 0
         self._next_slot = 0.0
@@ -313,6 +314,9 @@ class Engine:
             max_keepalive_connections=self.config.callback_max_connections,
         )
         self._client = httpx.AsyncClient(limits=limits, follow_redirects=False)
+        # httpcore's pool scans its whole wait queue on every change (quadratic with
+        # thousands of callbacks in flight): admit no more requests than it has connections.
+        self._delivery_slots = asyncio.Semaphore(self.config.callback_max_connections)
 
     async def stop(self) -> None:
         """Cancel every lifecycle and delivery, close the client."""
@@ -667,14 +671,15 @@ class Engine:
             return
         stats = self.stats_data
         for item in items:
-            result = await deliver(
-                client,
-                item.url,
-                item.params,
-                method=item.method,
-                auth_token=self.config.auth_token,
-                sign_fragment=self.config.sign_fragment,
-            )
+            async with self._delivery_slots:
+                result = await deliver(
+                    client,
+                    item.url,
+                    item.params,
+                    method=item.method,
+                    auth_token=self.config.auth_token,
+                    sign_fragment=self.config.sign_fragment,
+                )
             stats.callback_attempts += result.attempts
             if result.ok:
                 stats.callbacks_sent += 1

@@ -175,7 +175,7 @@ def test_fast_path_e164_matches_phonenumbers_validity_and_type(digits: str) -> N
     if phonenumbers.is_valid_number(parsed):
         assert result == NumberInfo(
             "+1" + digits,
-            phonenumbers.region_code_for_number(parsed),
+            str(phonenumbers.region_code_for_number(parsed)),
             phonenumbers.number_type(parsed),
             1,
         )

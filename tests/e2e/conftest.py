@@ -130,6 +130,6 @@ def running_stack(tmp_path: Path, **sim_config: Any) -> Iterator[Stack]:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, database_url: str, redis_client: Any) -> Iterator[Stack]:
+def stack(tmp_path: Path, committed_db: str, redis_client: Any) -> Iterator[Stack]:
     with running_stack(tmp_path) as running:
         yield running

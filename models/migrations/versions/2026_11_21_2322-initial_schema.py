@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 23:09:45.214373
+Create Date: 2026-11-21 23:22:12.542650
 
 """
 from typing import Sequence, Union
@@ -126,6 +126,7 @@ def upgrade() -> None:
     sa.Column('error_message', sa.Text(), nullable=True),
     sa.Column('end_reason', sa.String(length=32), nullable=True),
     sa.Column('last_sequence', sa.Integer(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_call_attempts_account_id_accounts'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], name=op.f('fk_call_attempts_campaign_id_campaigns'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['job_id'], ['call_jobs.id'], name=op.f('fk_call_attempts_job_id_call_jobs'), ondelete='CASCADE'),

@@ -1,0 +1,357 @@
+"""Campaign CSV ingest against a real PostgreSQL: encodings, delimiters, every reject
+reason, file-level errors, atomicity, the summary and the rejected-rows file."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from campaigns.ingest import (
+    IngestError,
+    IngestErrorCode,
+    IngestSummary,
+    RowRejectReason,
+    escape_formula,
+    ingest_contacts,
+)
+from dialer import dnc
+from models import CallJob, Campaign, JobStatus, engine_for, transaction
+from tests.factories import make_account, make_campaign
+
+HEADER = "first_name,phone,clinic\n"
+
+
+def run(
+    session: Session, data: bytes | str, campaign: Campaign | None = None, **options: Any
+) -> IngestSummary:
+    campaign = campaign or make_campaign(session, make_account(session))
+    source = io.BytesIO(data.encode() if isinstance(data, str) else data)
+    return ingest_contacts(session, campaign, source, **options)
+
+
+def jobs(session: Session) -> list[CallJob]:
+    return list(session.scalars(select(CallJob).order_by(CallJob.line_no)))
+
+
+def test_sample_appointments(db_session: Session) -> None:
+    data = (resources.files("campaigns.samples") / "appointments.csv").read_bytes()
+    summary = run(db_session, data)
+    assert summary.rows == 40
+    assert summary.accepted == 36
+    assert summary.rejected == {
+        "duplicate": 1,
+        "emergency_or_short_code": 1,
+        "invalid_number": 1,
+        "missing_number": 1,
+    }
+    first = jobs(db_session)[0]
+    assert (first.line_no, first.phone_e164, first.timezone) == (
+        2,
+        "+12125550143",
+        "America/New_York",
+    )
+    assert first.variables == {
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "appointment_time": "2026-03-02 09:00",
+        "clinic": "Midtown Dental",
+    }
+    assert first.status is JobStatus.PENDING
+    assert {job.phone_e164 for job in jobs(db_session)} >= {"+442079460958", "+442079460001"}
+
+
+@pytest.mark.parametrize(
+    ("encoding", "expected"),
+    [
+        ("utf-8", "utf-8"),
+        ("utf-8-sig", "utf-8-sig"),
+        ("utf-16", "utf-16"),
+        ("utf-16-be-bom", "utf-16"),
+        ("cp1252", "cp1252"),
+        ("latin-1", "cp1252"),
+    ],
+)
+def test_encodings(db_session: Session, encoding: str, expected: str) -> None:
+    names = ["Zoë", "Müller", "José", "Françoise", "Søren", "Ångström", "Núñez", "Björk"]
+    text = HEADER + "".join(
+        f"{name},+1 212 555 01{index % 8:02d},Café Clinic\n" for index, name in enumerate(names * 4)
+    )
+    data = (
+        b"\xfe\xff" + text.encode("utf-16-be")
+        if encoding == "utf-16-be-bom"
+        else text.encode(encoding)
+    )
+    summary = run(db_session, data)
+    assert summary.accepted == len(names)
+    assert summary.rejected == {"duplicate": len(names) * 3}
+    assert summary.encoding == expected
+    assert [job.variables["first_name"] for job in jobs(db_session)] == names
+    assert jobs(db_session)[0].variables["clinic"] == "Café Clinic"
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_delimiters(db_session: Session, delimiter: str) -> None:
+    rows = [["name", "phone", "note"], ["Ada", "(212) 555-0143", "a, b; c|d"]]
+    buffer = io.StringIO()
+    csv.writer(buffer, delimiter=delimiter).writerows(rows)
+    summary = run(db_session, buffer.getvalue())
+    assert summary.delimiter == delimiter
+    assert summary.accepted == 1
+    assert jobs(db_session)[0].variables == {"name": "Ada", "note": "a, b; c|d"}
+
+
+def test_quoted_newlines_blank_lines_and_line_numbers(db_session: Session) -> None:
+    data = (
+        "\r\nname,phone,note\r\n"
+        'Ada,212-555-0143,"two\r\nlines"\r\n'
+        "\r\n"
+        "   \r\n"
+        ",,\r\n"
+        'Grace,212-555-0100,"x ""quoted"" y"\r\n'
+        "Alan,bad\r\n"
+    )
+    sink = io.StringIO()
+    summary = run(db_session, data, rejected_sink=sink)
+    assert summary.rows == 3
+    assert [(job.line_no, job.variables["note"]) for job in jobs(db_session)] == [
+        (3, "two\r\nlines"),
+        (8, 'x "quoted" y'),
+    ]
+    assert list(csv.reader(io.StringIO(sink.getvalue()))) == [
+        ["line", "reason", "name", "phone", "note"],
+        ["9", "malformed_row", "Alan", "bad"],
+    ]
+
+
+def test_every_reject_reason(db_session: Session) -> None:
+    account = make_account(db_session)
+    campaign = make_campaign(db_session, account, allowed_countries=["US", "GB"])
+    dnc.add(db_session, account.id, ["212-555-0199"], "US")
+    data = (
+        "name,phone,clinic,timezone,call_at\n"
+        "ok,212-555-0143,A,,\n"  # 2
+        "few,212-555-0144\n"  # 3
+        "many,212-555-0145,A,,,extra\n"  # 4
+        "invalid,555-0143,A,,\n"  # 5
+        "emergency,911,A,,\n"  # 6
+        "premium,1-900-555-0143,A,,\n"  # 7
+        "foreign,+49 30 901820,A,,\n"  # 8
+        "dnc,(212) 555-0199,A,,\n"  # 9
+        "dup,+12125550143,A,,\n"  # 10
+        "missing,,A,,\n"  # 11
+        "novar,212-555-0146, ,,\n"  # 12
+        "badtime,212-555-0147,A,,tomorrow\n"  # 13
+        "badzone,212-555-0148,A,Mars/Olympus,\n"  # 14
+    )
+    sink = io.StringIO()
+    summary = run(
+        db_session,
+        data,
+        campaign,
+        required_variables=frozenset({"clinic"}),
+        rejected_sink=sink,
+    )
+    assert summary.rows == 13
+    assert summary.accepted == 1
+    assert summary.rejected == {
+        reason.value: 2 if reason is RowRejectReason.MALFORMED_ROW else 1
+        for reason in RowRejectReason
+    }
+    assert summary.accepted + sum(summary.rejected.values()) == summary.rows
+    lines = {int(row[0]): row[1] for row in list(csv.reader(io.StringIO(sink.getvalue())))[1:]}
+    assert lines == {
+        3: "malformed_row",
+        4: "malformed_row",
+        5: "invalid_number",
+        6: "emergency_or_short_code",
+        7: "premium_rate",
+        8: "country_not_allowed",
+        9: "do_not_call",
+        10: "duplicate",
+        11: "missing_number",
+        12: "missing_variable",
+        13: "invalid_call_at",
+        14: "invalid_timezone",
+    }
+
+
+def test_allow_premium(db_session: Session) -> None:
+    campaign = make_campaign(db_session, make_account(db_session), allow_premium=True)
+    summary = run(db_session, HEADER + "Ada,1-900-555-0143,A\n", campaign)
+    assert summary.accepted == 1
+
+
+def test_duplicates_of_an_earlier_ingest_into_the_campaign(db_session: Session) -> None:
+    campaign = make_campaign(db_session, make_account(db_session))
+    run(db_session, HEADER + "Ada,212-555-0143,A\n", campaign)
+    summary = run(db_session, HEADER + "Ada,212-555-0143,A\nGrace,212-555-0100,A\n", campaign)
+    assert (summary.accepted, summary.rejected) == (1, {"duplicate": 1})
+
+
+def test_time_zones_and_call_at(db_session: Session) -> None:
+    start = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    campaign = make_campaign(db_session, make_account(db_session), start_at=start)
+    data = (
+        "phone,tz,call_at\n"
+        "212-555-0143,,\n"
+        "212-555-0100,America/Chicago,2026-03-02 09:00\n"
+        "212-555-0177,,2026-03-02 09:00\n"
+        "212-555-0188,,2026-03-02T09:00:00Z\n"
+        "800-555-0100,,\n"
+        "800-555-0101,,2026-03-02 09:00\n"
+    )
+    summary = run(db_session, data, campaign)
+    assert summary.rejected == {"invalid_call_at": 1}  # a local time in an unknown zone
+    found = [(job.timezone, job.next_due_at, job.variables) for job in jobs(db_session)]
+    assert found == [
+        ("America/New_York", start, {}),
+        ("America/Chicago", datetime(2026, 3, 2, 15, tzinfo=UTC), {}),
+        ("America/New_York", datetime(2026, 3, 2, 14, tzinfo=UTC), {}),
+        ("America/New_York", datetime(2026, 3, 2, 9, tzinfo=UTC), {}),
+        (None, start, {}),
+    ]
+
+
+def test_next_due_defaults_to_now(db_session: Session) -> None:
+    summary = run(db_session, HEADER + "Ada,212-555-0143,A\n")
+    assert summary.accepted == 1
+    now = db_session.scalar(select(func.now()))
+    assert jobs(db_session)[0].next_due_at == now
+
+
+@pytest.mark.parametrize(
+    ("data", "options", "code"),
+    [
+        (b"", {}, IngestErrorCode.EMPTY_FILE),
+        (b"\n \r\n\n", {}, IngestErrorCode.EMPTY_FILE),
+        (b"phone,name\n", {}, IngestErrorCode.HEADER_ONLY),
+        (b"phone,name\n\n\n", {}, IngestErrorCode.HEADER_ONLY),
+        (b"name,email\nAda,a@example.com\n", {}, IngestErrorCode.NO_PHONE_COLUMN),
+        (
+            b"phone,name\n2125550143,Ada\n",
+            {"phone_column": "cell"},
+            IngestErrorCode.NO_PHONE_COLUMN,
+        ),
+        (b"\xef\xbb\xbfphone\n\xff\xfe\xfa\n", {}, IngestErrorCode.UNDECODABLE),
+        (b"phone\n" + b"2125550143\n" * 100, {"max_bytes": 500}, IngestErrorCode.TOO_LARGE),
+        (
+            b"phone,name\n2125550143,Ada\n",
+            {"required_variables": frozenset({"clinic"})},
+            IngestErrorCode.MISSING_VARIABLE,
+        ),
+    ],
+)
+def test_file_level_errors(
+    db_session: Session, data: bytes, options: dict[str, Any], code: IngestErrorCode
+) -> None:
+    with pytest.raises(IngestError) as caught:
+        run(db_session, data, **options)
+    assert caught.value.code is code
+
+
+def test_explicit_phone_column(db_session: Session) -> None:
+    data = "Home Phone,Cell Phone\n212-555-0143,212-555-0100\n"
+    assert run(db_session, data, phone_column="cell phone").accepted == 1
+    assert jobs(db_session)[0].phone_e164 == "+12125550100"
+    assert jobs(db_session)[0].variables == {"Home Phone": "212-555-0143"}
+
+
+def test_error_mid_stream_leaves_nothing(database_url: str) -> None:
+    # Valid UTF-8 for longer than the 64 KiB sample, then a byte that is not.
+    body = "".join(f"Ada,+1212555{index % 10000:04d}\n" for index in range(6000)).encode()
+    data = b"name,phone\n" + body + b"\xff\xfe\n"
+    with pytest.raises(IngestError) as caught, transaction(database_url) as session:
+        campaign = make_campaign(session, make_account(session, name="atomic"), name="atomic")
+        ingest_contacts(session, campaign, io.BytesIO(data))
+    assert caught.value.code is IngestErrorCode.UNDECODABLE
+    with engine_for(database_url).connect() as conn:
+        assert conn.scalar(select(func.count()).where(Campaign.name == "atomic")) == 0
+        assert conn.scalar(select(func.count()).select_from(CallJob)) == 0
+
+
+def test_rejected_rows_are_formula_escaped(db_session: Session) -> None:
+    sink = io.StringIO()
+    run(
+        db_session,
+        'name,phone\n"=HYPERLINK(""http://x"")",911\n@SUM(A1),+1 999\n',
+        rejected_sink=sink,
+    )
+    assert list(csv.reader(io.StringIO(sink.getvalue()))) == [
+        ["line", "reason", "name", "phone"],
+        ["2", "emergency_or_short_code", '\'=HYPERLINK("http://x")', "911"],
+        ["3", "invalid_number", "'@SUM(A1)", "'+1 999"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "escaped"),
+    [
+        ("=1+1", "'=1+1"),
+        ("+1", "'+1"),
+        ("-1", "'-1"),
+        ("@A1", "'@A1"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("Ada", "Ada"),
+        ("", ""),
+        ("a=b", "a=b"),
+    ],
+)
+def test_escape_formula(value: str, escaped: str) -> None:
+    assert escape_formula(value) == escaped
+
+
+def test_progress_and_summary_json(db_session: Session) -> None:
+    data = HEADER + "Ada,212-555-0143,A\n" * 3
+    seen: list[int] = []
+    summary = run(db_session, data, progress=seen.append)
+    assert seen[-1] == len(data)
+    assert summary.to_json() == {
+        "rows": 3,
+        "accepted": 1,
+        "rejected": {"duplicate": 2},
+        "encoding": "utf-8",
+        "delimiter": ",",
+        "phone_column": "phone",
+    }
+
+
+def test_nul_in_a_value_is_a_malformed_row(db_session: Session) -> None:
+    summary = run(db_session, HEADER + "A\x00da,212-555-0143,A\nGrace,212-555-0100,A\n")
+    assert (summary.accepted, summary.rejected) == (1, {"malformed_row": 1})
+
+
+ROW_TEXT = st.text(
+    alphabet=st.sampled_from(list(',;|\t"\n\r x=+-@é\x00') + list("0123456789")), max_size=300
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=ROW_TEXT, raw=st.binary(max_size=200))
+def test_arbitrary_input_never_crashes(database_url: str, body: str, raw: bytes) -> None:
+    with engine_for(database_url).connect() as connection:
+        outer = connection.begin()
+        session = Session(bind=connection, join_transaction_mode="create_savepoint")
+        try:
+            campaign = make_campaign(session, make_account(session, name="property"))
+            for data in (("phone,name\n" + body).encode(), raw):
+                savepoint = session.begin_nested()
+                try:
+                    summary = run(session, data, campaign)
+                except IngestError:
+                    savepoint.rollback()
+                    continue
+                savepoint.commit()
+                assert summary.accepted + sum(summary.rejected.values()) == summary.rows
+        finally:
+            session.close()
+            outer.rollback()
