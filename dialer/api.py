@@ -21,7 +21,7 @@ from twilio.request_validator import RequestValidator
 
 from campaigns import lifecycle
 from campaigns.accounts import account_by_api_key
-from campaigns.ingest import IngestError
+from dialer.csvsource import IngestError
 from campaigns.reports import campaign_report
 from dialer import dnc
 from dialer.callbacks import CallbackKind, record_callback

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from campaigns import lifecycle
 from campaigns.accounts import get_or_create_account, hash_api_key
-from campaigns.ingest import IngestError
+from dialer.csvsource import IngestError
 from campaigns.reports import campaign_report
 from dialer import dnc
 from dialer.errors import DialerError

@@ -15,6 +15,7 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from dialer.csvsource import IngestError, IngestErrorCode, find_phone_column, open_csv
 from dialer.numbers import NumberRejected, classify
 from models import DncEntry
 
@@ -115,17 +116,13 @@ def import_csv(
     reason: str | None = None,
 ) -> DncImportSummary:
     """List every number of a CSV (read like a campaign CSV: encoding, delimiter and phone
-    column detected, see `campaigns.ingest.open_csv`). Rows without a usable number are
+    column detected, see `dialer.csvsource.open_csv`). Rows without a usable number are
     counted as `invalid`, not fatal.
 
     Raises:
-        campaigns.ingest.IngestError: file-level problems (`empty_file`, `header_only`,
+        dialer.csvsource.IngestError: file-level problems (`empty_file`, `header_only`,
             `undecodable`, `no_phone_column`, `too_large`).
     """
-    # The CSV reader is the campaign ingest's; imported here because campaigns imports
-    # dialer (ingest reads this module's `load_set`).
-    from campaigns.ingest import IngestError, IngestErrorCode, find_phone_column, open_csv
-
     csv_source = open_csv(source)
     phone_index = find_phone_column(csv_source.header)
     rows = invalid = 0

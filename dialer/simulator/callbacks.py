@@ -90,6 +90,7 @@ async def deliver(
     method: str,
     auth_token: str,
     sign_fragment: bool,
+    idempotency_token: str,
 ) -> Delivery:
     """Send one webhook, retrying per the URL's connection overrides.
 
@@ -97,6 +98,8 @@ async def deliver(
         url: the callback URL as the API client gave it, fragment included.
         params: the form parameters (POST body, or query string for GET).
         method: `POST` or `GET`.
+        idempotency_token: sent as `I-Twilio-Idempotency-Token`, the same on every retry and
+            duplicate of one event, as Twilio does.
     """
     sign_url, wire_url, fragment = signed_url_and_wire_url(url, sign_fragment)
     overrides = ConnectionOverrides.from_fragment(fragment)
@@ -114,7 +117,7 @@ async def deliver(
     headers = {
         "X-Twilio-Signature": signature,
         "User-Agent": "TwilioProxy/1.1",
-        "I-Twilio-Idempotency-Token": params.get("CallSid", "") + params.get("SequenceNumber", ""),
+        "I-Twilio-Idempotency-Token": idempotency_token,
     }
     timeout = httpx.Timeout(
         connect=overrides.connect_timeout_s,

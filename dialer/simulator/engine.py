@@ -110,6 +110,7 @@ class _Callback:
     url: str
     method: str
     params: dict[str, str]
+    token: str
     queued_at: float = field(default_factory=time.monotonic)
 
 
@@ -301,11 +302,13 @@ class Engine:
         self._order: list[SimCall] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
+        # httpcore's pool scans its whole wait queue on every change (quadratic with
+        # thousands of callbacks in flight): admit no more requests than it has connections.
         self._delivery_slots = asyncio.Semaphore(config.callback_max_connections)
         self._fault_rng = random.Random(config.seed)
         self._next_index = 0
         self._next_slot = 0.0
-        self.stats_data = Stats()
+        self._stats = Stats()
 
     async def start(self) -> None:
         """Open the callback HTTP client."""
@@ -314,9 +317,6 @@ class Engine:
             max_keepalive_connections=self.config.callback_max_connections,
         )
         self._client = httpx.AsyncClient(limits=limits, follow_redirects=False)
-        # httpcore's pool scans its whole wait queue on every change (quadratic with
-        # thousands of callbacks in flight): admit no more requests than it has connections.
-        self._delivery_slots = asyncio.Semaphore(self.config.callback_max_connections)
 
     async def stop(self) -> None:
         """Cancel every lifecycle and delivery, close the client."""
@@ -333,7 +333,7 @@ class Engine:
         self._fault_rng = random.Random(self.config.seed)
         self._next_index = 0
         self._next_slot = 0.0
-        self.stats_data = Stats()
+        self._stats = Stats()
 
     async def _cancel_all(self) -> None:
         tasks = list(self._tasks)
@@ -353,12 +353,12 @@ class Engine:
         probability = self.config.fault_probability(fault)
         if probability <= 0.0 or self._fault_rng.random() >= probability:
             return False
-        self.stats_data.faults_injected[fault.value] += 1
+        self._stats.faults_injected[fault.value] += 1
         return True
 
     def reject(self, error: ApiError) -> ApiError:
         """Count a refused create and return the error to raise."""
-        self.stats_data.rejected_by_code[error.code] += 1
+        self._stats.rejected_by_code[error.code] += 1
         return error
 
     # -- REST operations ---------------------------------------------------------------------
@@ -373,7 +373,7 @@ class Engine:
             ApiError: 400 validation errors and magic numbers (21201, 21603, 21205, 21211,
                 21214-21217), 429 code 20429 (fault) or 10004 (concurrency limit), 502 (fault).
         """
-        stats = self.stats_data
+        stats = self._stats
         stats.create_requests += 1
 
         def one(name: str) -> str | None:
@@ -451,7 +451,7 @@ class Engine:
         return rng.choices(list(weights), weights=list(weights.values()))[0]
 
     def _count_create(self, to: str) -> None:
-        stats = self.stats_data
+        stats = self._stats
         stats.calls_created += 1
         stats.live += 1
         stats.max_concurrent = max(stats.max_concurrent, stats.live)
@@ -500,7 +500,7 @@ class Engine:
             return call
         if call.task is not None:
             call.task.cancel()
-        self.stats_data.hang_ups += 1
+        self._stats.hang_ups += 1
         if answered and call.answered_monotonic is not None:
             elapsed = (time.monotonic() - call.answered_monotonic) / self.config.time_scale
             self._end(call, CallStatus.COMPLETED, round(elapsed))
@@ -550,16 +550,11 @@ class Engine:
         if amd_result is not None and not call.async_amd:
             call.answered_by = amd_result  # synchronous AMD: known when the call connects
         self._status_event(call, CallbackEvent.ANSWERED, CallStatus.IN_PROGRESS)
-        if amd_result is not None and call.async_amd:
-            if amd_s < talk_s:
-                await self._sleep(amd_s)
-                call.answered_by = amd_result
-                self._amd_event(call, amd_s)
-                talk_s -= amd_s
-                await self._sleep(talk_s)
-                talk_s += amd_s
-            else:
-                await self._sleep(talk_s)
+        if amd_result is not None and call.async_amd and amd_s < talk_s:
+            await self._sleep(amd_s)
+            call.answered_by = amd_result
+            self._amd_event(call, amd_s)
+            await self._sleep(talk_s - amd_s)
         else:
             await self._sleep(talk_s)
         self._end(call, CallStatus.COMPLETED, round(talk_s))
@@ -586,8 +581,8 @@ class Engine:
         call.status = status
         call.end_time = call.date_updated = _now()
         call.duration_s = duration_s
-        self.stats_data.live -= 1
-        self.stats_data.by_status[status.value] += 1
+        self._stats.live -= 1
+        self._stats.by_status[status.value] += 1
         if CallbackEvent.COMPLETED in call.events:
             self._status_event(
                 call,
@@ -628,7 +623,8 @@ class Engine:
             params["AnsweredBy"] = call.answered_by
         params.update(extra or {})
         call.sequence += 1
-        item = _Callback(call.status_callback, call.status_callback_method, params)
+        token = f"{call.sid}-{params['SequenceNumber']}"
+        item = _Callback(call.status_callback, call.status_callback_method, params, token)
         self._dispatch(call, item, terminal=event is CallbackEvent.COMPLETED)
 
     def _amd_event(self, call: SimCall, amd_s: float) -> None:
@@ -641,7 +637,9 @@ class Engine:
             "MachineDetectionDuration": str(round(amd_s * 1000)),
         }
         self._dispatch(
-            call, _Callback(call.amd_callback, call.amd_callback_method, params), terminal=False
+            call,
+            _Callback(call.amd_callback, call.amd_callback_method, params, f"{call.sid}-amd"),
+            terminal=False,
         )
 
     def _dispatch(self, call: SimCall, item: _Callback, *, terminal: bool) -> None:
@@ -669,7 +667,7 @@ class Engine:
         client = self._client
         if client is None:
             return
-        stats = self.stats_data
+        stats = self._stats
         for item in items:
             async with self._delivery_slots:
                 result = await deliver(
@@ -679,6 +677,7 @@ class Engine:
                     method=item.method,
                     auth_token=self.config.auth_token,
                     sign_fragment=self.config.sign_fragment,
+                    idempotency_token=item.token,
                 )
             stats.callback_attempts += result.attempts
             if result.ok:
@@ -701,7 +700,7 @@ class Engine:
         included), callbacks_failed (given up after retries), callback_attempts,
         callback_latency_mean_ms, callback_latency_max_ms, pending_tasks.
         """
-        stats = self.stats_data
+        stats = self._stats
         dials = stats.dials_per_number
         sent = stats.callbacks_sent
         return {

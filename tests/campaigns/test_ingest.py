@@ -16,14 +16,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campaigns.ingest import (
-    IngestError,
-    IngestErrorCode,
     IngestSummary,
     RowRejectReason,
     escape_formula,
     ingest_contacts,
 )
 from dialer import dnc
+from dialer.csvsource import IngestError, IngestErrorCode
 from models import CallJob, Campaign, JobStatus, engine_for, transaction
 from tests.factories import make_account, make_campaign
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns.ingest import IngestError, IngestErrorCode
+from dialer.csvsource import IngestError, IngestErrorCode
 from dialer import dnc
 from dialer.numbers import NumberRejected, RejectReason
 from models import DncEntry

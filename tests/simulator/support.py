@@ -29,6 +29,8 @@ class Received:
     headers: dict[str, str]
     params: dict[str, str]
     at: float
+    url: str = ""
+    """The request target as sent (GET callbacks carry their parameters in it)."""
 
 
 @dataclass
@@ -84,6 +86,19 @@ def run_receiver() -> Iterator[Receiver]:
             )
             status = receiver.record(item)
             self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            path, _, query = self.path.partition("?")
+            item = Received(
+                path=path,
+                headers={k: v for k, v in self.headers.items()},
+                params=dict(parse_qsl(query, keep_blank_values=True)),
+                at=time.monotonic(),
+                url=self.path,
+            )
+            self.send_response(receiver.record(item))
             self.send_header("Content-Length", "0")
             self.end_headers()
 

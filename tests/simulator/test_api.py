@@ -99,6 +99,9 @@ def test_list_pages_through_calls_newest_first_with_filters() -> None:
         assert len(started.json()["calls"]) == 6
         future = sim.http.get(CALLS_PATH, params={"StartTime>": "2999-01-01T00:00:00Z"})
         assert future.json()["calls"] == []
+        # Twilio's documented spelling, `StartTime>=YYYY-MM-DD`, parses to the same filter.
+        raw = sim.http.get(f"{CALLS_PATH}?StartTime>=2000-01-01&StartTime<=2999-12-31")
+        assert len(raw.json()["calls"]) == 6
 
 
 def test_runtime_config_update_is_partial_and_validated() -> None:

@@ -78,3 +78,30 @@ def test_connection_overrides_parsing_and_clamping() -> None:
     default = ConnectionOverrides.from_fragment("")
     assert (default.retry_count, default.retry_policy) == (1, frozenset({"ct"}))
     assert ConnectionOverrides.from_fragment("rp=all").retry_policy == {"4xx", "5xx", "ct", "rt"}
+
+
+def test_get_callbacks_carry_and_sign_the_parameters_in_the_query() -> None:
+    with run_receiver() as receiver, run_sim(outcomes_by_number={TO: "busy"}) as sim:
+        sim.create(
+            To=TO, StatusCallback=f"{receiver.base_url}/status?a=1", StatusCallbackMethod="GET"
+        )
+        receiver.wait_for(lambda: len(receiver.requests) == 1)
+        received = receiver.requests[0]
+        assert received.params["CallStatus"] == "busy"
+        assert received.params["a"] == "1"
+        signature = received.headers["X-Twilio-Signature"]
+        assert RequestValidator(AUTH_TOKEN).validate(
+            receiver.base_url + received.url, {}, signature
+        )
+
+
+def test_retries_and_duplicates_share_the_idempotency_token() -> None:
+    with (
+        run_receiver() as receiver,
+        run_sim(outcomes_by_number={TO: "busy"}, faults={"callback-duplicate": 1.0}) as sim,
+    ):
+        receiver.status_for = lambda path, n: 500 if n == 0 else 204
+        sim.create(To=TO, StatusCallback=f"{receiver.base_url}/status#rc=1&rp=5xx")
+        receiver.wait_for(lambda: len(receiver.requests) == 3)
+        tokens = {r.headers["I-Twilio-Idempotency-Token"] for r in receiver.requests}
+        assert len(tokens) == 1
