@@ -99,9 +99,18 @@ def reap(runtime: Runtime, redispatch: Callable[[list[int]], None]) -> ReapRepor
 
 
 def _hang_up(runtime: Runtime, attempt_id: int, call_sid: str, reason: str) -> None:
-    """End the call at the provider and apply what the provider then reports."""
+    """End the call at the provider and apply what the provider then reports.
+
+    The reason is committed first: the provider's final callback may arrive before the
+    hang-up request returns, and the outcome (`hold_cap`) is read from it.
+    """
+    with transaction(runtime.settings.database_url) as session:
+        attempt = session.get_one(CallAttempt, attempt_id, with_for_update=True)
+        if attempt.status not in LIVE_ATTEMPT_STATUSES:
+            return
+        attempt.end_reason = reason
     try:
-        call = runtime.provider.hang_up(call_sid)
+        call: ProviderCall | None = runtime.provider.hang_up(call_sid)
     except NotFoundProviderError:
         call = None
     except ProviderError as error:
@@ -111,7 +120,6 @@ def _hang_up(runtime: Runtime, attempt_id: int, call_sid: str, reason: str) -> N
         attempt = session.get_one(CallAttempt, attempt_id, with_for_update=True)
         if attempt.status not in LIVE_ATTEMPT_STATUSES:
             return
-        attempt.end_reason = reason
         if call is None:
             attempt.status = AttemptStatus.FAILED
             attempt.ended_at = utcnow()

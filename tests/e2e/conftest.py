@@ -110,6 +110,8 @@ def running_stack(tmp_path: Path, **sim_config: Any) -> Iterator[Stack]:
             provider="simulator",
             twilio_timeout_s=2.0,
             data_dir=tmp_path,
+            stuck_dialing_after_s=3.0,
+            status_poll_after_s=3.0,
         )
         runtime = Runtime(settings)
         api_url = outer.enter_context(serve_app(create_app(runtime)))
@@ -123,6 +125,10 @@ def running_stack(tmp_path: Path, **sim_config: Any) -> Iterator[Stack]:
             "PUBLIC_BASE_URL": api_url,
             "TWILIO_TIMEOUT_S": "2",
             "DATA_DIR": str(tmp_path),
+            # Recovery on the tests' time scale: lost tasks and lost callbacks are noticed
+            # within seconds (beat runs the reaper every 5 s).
+            "STUCK_DIALING_AFTER_S": "3",
+            "STATUS_POLL_AFTER_S": "3",
         }
         stack = Stack(sim_url, api_url, runtime, env, tmp_path)
         with stack.stack:

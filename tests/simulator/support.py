@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
+from twilio.request_validator import RequestValidator
 
 from dialer.settings import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN
 from dialer.simulator import SimulatorConfig, run_in_thread
@@ -165,3 +166,28 @@ def run_sim(**config: Any) -> Iterator[Sim]:
             yield sim
         finally:
             sim.http.close()
+
+
+EVENTS = ["initiated", "ringing", "answered", "completed"]
+
+
+def place(sim: Sim, receiver: Receiver, to: str, **form: Any) -> str:
+    response = sim.create(
+        To=to,
+        StatusCallback=f"{receiver.base_url}/status/{to}",
+        StatusCallbackEvent=EVENTS,
+        **form,
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["sid"])
+
+
+def wait_final(receiver: Receiver, to: str) -> list[Received]:
+    path = f"/status/{to}"
+    receiver.wait_for(lambda: any(r.params["CallStatus"] in TERMINAL for r in receiver.on(path)))
+    return receiver.on(path)
+
+
+def assert_signed(received: Received, url: str) -> None:
+    signature = received.headers["X-Twilio-Signature"]
+    assert RequestValidator(AUTH_TOKEN).validate(url, received.params, signature)

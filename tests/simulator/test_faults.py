@@ -5,8 +5,15 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.simulator.support import CALLS_PATH, TERMINAL, run_receiver, run_sim
-from tests.simulator.test_lifecycle import EVENTS, place, wait_final
+from tests.simulator.support import (
+    CALLS_PATH,
+    EVENTS,
+    TERMINAL,
+    place,
+    run_receiver,
+    run_sim,
+    wait_final,
+)
 
 
 def test_502_before_creates_nothing() -> None:

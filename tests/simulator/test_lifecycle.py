@@ -2,44 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from twilio.request_validator import RequestValidator
 
-from tests.simulator.support import (
-    AUTH_TOKEN,
-    TERMINAL,
-    Received,
-    Receiver,
-    Sim,
-    run_receiver,
-    run_sim,
-)
-
-EVENTS = ["initiated", "ringing", "answered", "completed"]
-
-
-def place(sim: Sim, receiver: Receiver, to: str, **form: Any) -> str:
-    response = sim.create(
-        To=to,
-        StatusCallback=f"{receiver.base_url}/status/{to}",
-        StatusCallbackEvent=EVENTS,
-        **form,
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["sid"])
-
-
-def wait_final(receiver: Receiver, to: str) -> list[Received]:
-    path = f"/status/{to}"
-    receiver.wait_for(lambda: any(r.params["CallStatus"] in TERMINAL for r in receiver.on(path)))
-    return receiver.on(path)
-
-
-def assert_signed(received: Received, url: str) -> None:
-    signature = received.headers["X-Twilio-Signature"]
-    assert RequestValidator(AUTH_TOKEN).validate(url, received.params, signature)
+from tests.simulator.support import assert_signed, place, run_receiver, run_sim, wait_final
 
 
 @pytest.mark.parametrize(
