@@ -23,9 +23,9 @@ from sqlalchemy import select
 
 from campaigns import lifecycle
 from campaigns.accounts import get_or_create_account, hash_api_key
-from dialer.csvsource import IngestError
 from campaigns.reports import campaign_report
 from dialer import dnc
+from dialer.csvsource import IngestError
 from dialer.errors import DialerError
 from dialer.settings import get_settings
 from models import Campaign, on_commit, transaction

@@ -11,14 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.resources import files
@@ -34,6 +27,7 @@ from campaigns import lifecycle
 from campaigns.accounts import get_or_create_account
 from campaigns.reports import campaign_report
 from dialer.calls import DEFAULT_RETRY_POLICY
+from dialer.devstack import local_stack
 from dialer.errors import DialerError
 from dialer.settings import get_settings
 from models import transaction
@@ -44,7 +38,6 @@ DEMO_MESSAGE = (
     "on {appointment_time}."
 )
 FIRST_NAMES = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia"]
-STARTUP_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -61,13 +54,6 @@ class DemoOptions:
     faults: list[str] = field(default_factory=list)
     as_json: bool = False
     worker_concurrency: int = 8
-
-
-def free_port() -> int:
-    """A TCP port on loopback nobody listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @lru_cache(maxsize=1)
@@ -110,108 +96,26 @@ def sample_csv() -> bytes:
     return files("campaigns").joinpath("samples/appointments.csv").read_bytes()
 
 
-@contextmanager
-def child(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a child process (its own process group) and stop it, and its children, on exit."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(  # noqa: S603  # our own executables, fixed arguments
-            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
-    """Wait until `url` answers 2xx. Raises `DialerError` (`startup_failed`)."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise DialerError("startup_failed", f"{what} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1.0).is_success:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise DialerError("startup_failed", f"{what} did not answer at {url}")
-
-
 def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
     """Run the demo; returns the summary printed as the JSON line with `--json`."""
     settings = get_settings()
     upgrade(settings.database_url)
     run_dir = settings.data_dir / "demo"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    sim_port, api_port = free_port(), free_port()
-    sim_url = f"http://127.0.0.1:{sim_port}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "PROVIDER": "simulator",
-        "TWILIO_BASE_URL": sim_url,
-        "PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
-        "SIMULATOR_PORT": str(sim_port),
-        # Poll for lost final callbacks on the demo's time scale, not every two minutes.
-        "STATUS_POLL_AFTER_S": str(max(2.0, 120 * options.time_scale)),
-    }
-    py = sys.executable
-    fault_args = [arg for f in options.faults for arg in ("--fault", f)]
     started = time.monotonic()
-    with ExitStack() as stack:
-        sim = stack.enter_context(
-            child(
-                [py, "-m", "dialer", "simulator", "--port", str(sim_port),
-                 "--time-scale", str(options.time_scale), "--seed", str(options.seed),
-                 *fault_args],
-                env,
-                run_dir / "simulator.log",
-            )
-        )
-        api = stack.enter_context(
-            child(
-                [py, "-m", "uvicorn", "dialer.asgi:app", "--port", str(api_port),
-                 "--log-level", "warning", "--no-access-log"],
-                env,
-                run_dir / "api.log",
-            )
-        )
-        stack.enter_context(
-            child(
-                [py, "-m", "celery", "-A", "workers", "worker", "--loglevel", "WARNING",
-                 "-c", str(options.worker_concurrency), "-Q", "dials,pacer,maintenance",
-                 "-n", f"demo-{api_port}@%h"],
-                env,
-                run_dir / "worker.log",
-            )
-        )
-        stack.enter_context(
-            child(
-                [py, "-m", "celery", "-A", "workers", "beat", "--loglevel", "WARNING",
-                 "-s", str(run_dir / "beat-schedule")],
-                env,
-                run_dir / "beat.log",
-            )
-        )
-        wait_http(f"{sim_url}/_sim/stats", sim, "carrier simulator")
-        wait_http(f"http://127.0.0.1:{api_port}/healthz", api, "HTTP API")
-        httpx.post(f"{sim_url}/_sim/reset", timeout=5.0).raise_for_status()
+    with local_stack(
+        settings,
+        run_dir,
+        time_scale=options.time_scale,
+        seed=options.seed,
+        faults=options.faults,
+        worker_concurrency=options.worker_concurrency,
+    ) as stack:
         imported, account_id = _create(options, settings.database_url, settings.data_dir)
         with transaction(settings.database_url) as session:
             lifecycle.start(session, account_id, imported.campaign_id)
-        from workers.tasks import kick_pacer
-
-        kick_pacer(account_id)
+        stack.kick_pacer(account_id)
         report = _watch(options, settings.database_url, account_id, imported.campaign_id, console)
-        stats = httpx.get(f"{sim_url}/_sim/stats", timeout=5.0).json()
+        stats = httpx.get(f"{stack.sim_url}/_sim/stats", timeout=5.0).json()
     summary = imported.summary.to_json()
     result = {
         "campaign_id": imported.campaign_id,

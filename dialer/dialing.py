@@ -58,13 +58,21 @@ class PlaceResult(StrEnum):
     """The attempt was no longer `dialing` or `placing`: nothing to do."""
 
 
+CONNECTION_OVERRIDES = "#rc=3&rp=all"
+"""Twilio webhook connection overrides on our callback URLs: retry a failed delivery up to
+3 times, on any failure (a 503 while PostgreSQL is briefly down must be delivered again).
+Twilio "Webhooks: Connection Overrides"; the fragment is part of the URL Twilio signs."""
+
+
 def status_callback_url(runtime: Runtime, attempt_id: int) -> str:
     """Our status webhook for one attempt; the attempt id in the path ties callbacks to it."""
-    return f"{runtime.settings.public_base_url}/v1/providers/twilio/status/{attempt_id}"
+    base = runtime.settings.public_base_url
+    return f"{base}/v1/providers/twilio/status/{attempt_id}{CONNECTION_OVERRIDES}"
 
 
 def amd_callback_url(runtime: Runtime, attempt_id: int) -> str:
-    return f"{runtime.settings.public_base_url}/v1/providers/twilio/amd/{attempt_id}"
+    base = runtime.settings.public_base_url
+    return f"{base}/v1/providers/twilio/amd/{attempt_id}{CONNECTION_OVERRIDES}"
 
 
 def gather_url(runtime: Runtime, attempt_id: int) -> str:

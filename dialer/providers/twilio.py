@@ -15,12 +15,13 @@ Error mapping (Twilio error dictionary, https://www.twilio.com/docs/api/errors):
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
@@ -48,6 +49,8 @@ THROTTLE_ERROR_CODES: Final = frozenset({20429, 10004})
 
 CALL_NOT_IN_PROGRESS: Final = 21220
 """Twilio 21220: the call is not in progress (it ended before the update reached it)."""
+
+_SDK_PREFIX: Final = re.compile(r"^Unable to \w+ (record|page): ")
 
 STATUS_CALLBACK_EVENTS: Final = ["initiated", "ringing", "answered", "completed"]
 LIST_LIMIT: Final = 200
@@ -95,16 +98,22 @@ class BaseUrlHttpClient(TwilioHttpClient):  # type: ignore[misc]  # the SDK is u
         )
 
 
-def _map_rest_error(exc: TwilioRestException) -> ProviderError:
-    """The typed error for a Twilio error reply (see the module docstring for the rules)."""
+def _map_rest_error(exc: TwilioRestException | TwilioServiceException) -> ProviderError:
+    """The typed error for a Twilio error reply (see the module docstring for the rules).
+
+    Legacy replies (`{"code", "message", "more_info", "status"}`) raise `TwilioRestException`,
+    RFC 9457 ones `TwilioServiceException`; the SDK prefixes the message with what it was
+    doing (`Unable to create record: `), which is dropped to keep Twilio's message verbatim.
+    """
     status = int(exc.status)
     code = int(exc.code) if exc.code is not None else None
-    message = str(exc.msg)
-    details = (
-        {str(k): str(v) for k, v in (exc.details or {}).items()}
-        if isinstance(exc.details, dict)
-        else {}
-    )
+    details: dict[str, str] = {}
+    if isinstance(exc, TwilioServiceException):
+        message = str(exc.detail or exc.title)
+    else:
+        message = _SDK_PREFIX.sub("", str(exc.msg))
+        if isinstance(exc.details, dict):
+            details = {str(key): str(value) for key, value in exc.details.items()}
     kind: type[ProviderError]
     if status >= 500:
         kind = AmbiguousProviderError
@@ -152,7 +161,7 @@ class TwilioProvider:
     def _call(self, operation: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return operation(*args, **kwargs)
-        except TwilioRestException as exc:
+        except (TwilioRestException, TwilioServiceException) as exc:
             raise _map_rest_error(exc) from exc
         except requests.RequestException as exc:
             # Timeout, refused or dropped connection: the request may have been carried out.

@@ -99,6 +99,7 @@ def test_bad_token_is_an_account_error(sim: Sim) -> None:
     with pytest.raises(AccountProviderError) as caught:
         make_provider(sim.base_url, token="wrong").create_call(call_to("+15551230001"))
     assert (caught.value.code, caught.value.http_status) == (20003, 401)
+    assert caught.value.message == "Authenticate"
 
 
 def test_unknown_sid_is_not_found(sim: Sim) -> None:
