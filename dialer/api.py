@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import structlog
 from fastapi import Depends, FastAPI, Form, Header, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
@@ -113,7 +114,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
                     error_body("invalid_signature", "X-Twilio-Signature does not match"),
                     status_code=403,
                 )
-            result = record_callback(rt(), attempt_id, kind, params)
+            result = await run_in_threadpool(record_callback, rt(), attempt_id, kind, params)
             CALLBACKS.labels(kind.value, "stored" if result.stored else "duplicate").inc()
         if kind is CallbackKind.GATHER:
             return Response(GATHER_REPLY, media_type="application/xml")

@@ -41,6 +41,9 @@ log = structlog.get_logger(__name__)
 
 MAX_BATCH = 100
 """Most contacts one round claims per campaign."""
+BOOKING_HORIZON_S = 0.25
+"""How far ahead a round may book CPS slots: at 100 calls/s one round schedules ~25 calls
+and sends each at its slot, instead of one round per call."""
 MAX_SLEEP_S = 2.0
 """Longest sleep between rounds: bounds how late a newly started campaign is noticed."""
 LOCK_TTL_S = 10.0
@@ -60,11 +63,19 @@ return 0
 """
 
 
+@dataclass(frozen=True, slots=True)
+class Dial:
+    """A committed attempt and the moment (`time.monotonic()`) its CPS slot opens."""
+
+    attempt_id: int
+    send_at: float
+
+
 @dataclass
 class Round:
     """The result of one dispatch round."""
 
-    attempt_ids: list[int] = field(default_factory=list)
+    dials: list[Dial] = field(default_factory=list)
     wait_s: float = MAX_SLEEP_S
     work_left: bool = False
     """Some running campaign still has contacts pending or in progress."""
@@ -128,13 +139,13 @@ def run_pacer(
         while time.monotonic() < deadline and lock.still_held():
             ensure_pool(runtime, account_id)
             result = dispatch_round(runtime, account_id)
-            enqueue(result.attempt_ids)
+            _send_on_time(result.dials, enqueue)
             run.rounds += 1
-            run.dispatched += len(result.attempt_ids)
+            run.dispatched += len(result.dials)
             run.work_left = result.work_left
             if not result.work_left:
                 break
-            if result.attempt_ids and result.wait_s <= 0:
+            if result.dials and result.wait_s <= 0:
                 continue
             timeout = max(0.001, min(result.wait_s, deadline - time.monotonic()))
             if runtime.redis.blpop([wake], timeout=timeout):
@@ -144,10 +155,21 @@ def run_pacer(
     return run
 
 
-def dispatch_round(runtime: Runtime, account_id: int) -> Round:
-    """Claim due contacts, lease a slot for each, create their attempts; commit.
+def _send_on_time(dials: list[Dial], enqueue: Callable[[list[int]], None]) -> None:
+    """Enqueue each dial when its CPS slot opens (at most `BOOKING_HORIZON_S` ahead)."""
+    for dial in sorted(dials, key=lambda d: d.send_at):
+        delay = dial.send_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        enqueue([dial.attempt_id])
 
-    The caller enqueues `Round.attempt_ids` after this returns (the commit is done).
+
+def dispatch_round(runtime: Runtime, account_id: int) -> Round:
+    """Claim due contacts, lease a slot and book a CPS slot for each, create their
+    attempts; commit.
+
+    The caller enqueues `Round.dials` after this returns (the commit is done), each at its
+    `send_at`.
     """
     out = Round()
     with transaction(runtime.settings.database_url) as session:
@@ -180,6 +202,7 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
                 lease_s,
                 acquire_scopes(account, campaign, caller_id),
                 rate_limits(account, campaign),
+                horizon_s=BOOKING_HORIZON_S,
             )
             if got.result is AcquireResult.RATE_LIMITED:
                 out.wait_s = got.wait_s
@@ -206,8 +229,8 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
             )
             job.status = JobStatus.IN_PROGRESS
             job.attempt_count += 1
-            out.attempt_ids.append(attempt_id)
-        if not blocked and not full and out.attempt_ids:
+            out.dials.append(Dial(attempt_id, time.monotonic() + got.delay_s))
+        if not blocked and not full and out.dials:
             out.wait_s = 0.0  # every claimed contact went out: there may be more due now
         elif not jobs:
             next_due = _next_due(session, list(by_id))

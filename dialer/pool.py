@@ -49,11 +49,14 @@ class Acquisition:
         result: acquired, or why not.
         full_scope: the key of the scope at its cap (when FULL).
         wait_s: seconds until the CPS limiter admits the next call (when RATE_LIMITED).
+        delay_s: seconds from now to the call's booked CPS slot (when ACQUIRED): the
+            create request must not leave before it.
     """
 
     result: AcquireResult
     full_scope: str | None = None
     wait_s: float = 0.0
+    delay_s: float = 0.0
 
 
 class Keys:
@@ -104,18 +107,26 @@ class Pool:
         lease_s: float,
         scopes: list[Scope],
         limits: list[RateLimit],
+        horizon_s: float = 0.0,
     ) -> Acquisition:
-        """Take a lease of `lease_s` seconds for `member` in every scope, or in none.
+        """Take a lease of `lease_s` seconds for `member` in every scope, or in none, and
+        book its CPS slot at most `horizon_s` seconds ahead.
 
         Re-acquiring a member that already holds a lease succeeds without a second slot.
         """
         keys = [s.key for s in scopes] + [r.key for r in limits]
-        args: list[str | int | float] = [len(scopes), len(limits), member, int(lease_s * 1000)]
+        args: list[str | int | float] = [
+            len(scopes),
+            len(limits),
+            member,
+            int(lease_s * 1000),
+            int(horizon_s * 1_000_000),
+        ]
         args += [s.cap for s in scopes]
         args += [1_000_000.0 / r.cps for r in limits]
         code, detail = self._acquire(keys=keys, args=args)
         if code == 1:
-            return Acquisition(AcquireResult.ACQUIRED)
+            return Acquisition(AcquireResult.ACQUIRED, delay_s=int(detail) / 1_000_000.0)
         if code == 0:
             return Acquisition(AcquireResult.FULL, full_scope=scopes[int(detail) - 1].key)
         return Acquisition(AcquireResult.RATE_LIMITED, wait_s=int(detail) / 1_000_000.0)

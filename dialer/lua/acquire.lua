@@ -6,17 +6,23 @@
 -- ARGV[2]         m, the number of rate limits
 -- ARGV[3]         member (attempt id)
 -- ARGV[4]         lease length, ms
--- ARGV[5..4+n]    each scope's cap
--- ARGV[5+n..]     each limit's emission interval, µs (1e6 / calls per second)
+-- ARGV[5]         booking horizon, µs: a call may be booked this far ahead of now
+-- ARGV[6..5+n]    each scope's cap
+-- ARGV[6+n..]     each limit's emission interval, µs (1e6 / calls per second)
 --
--- Returns {1, 0} when acquired, {0, i} when scope i is full, {-1, wait_us} when a CPS
--- limit needs wait_us more. GCRA: Brandur Leach, "Rate limiting, cells, and GCRA" (2015),
--- after the ATM Forum's Generic Cell Rate Algorithm; burst tolerance zero, so no one-second
--- window ever holds more than the limit's calls.
+-- Returns {1, delay_us} when acquired: the call's slot is delay_us from now (0: at once);
+-- {0, i} when scope i is full; {-1, wait_us} when the CPS limits have no slot within the
+-- horizon for wait_us more.
+--
+-- GCRA (Brandur Leach, "Rate limiting, cells, and GCRA", 2015, after the ATM Forum's
+-- Generic Cell Rate Algorithm) with no burst tolerance: booked slots are spaced by the
+-- emission interval, so no one-second window holds more than the limit's calls. Booking a
+-- little ahead lets one pacer round schedule several calls instead of one.
 local n = tonumber(ARGV[1])
 local m = tonumber(ARGV[2])
 local member = ARGV[3]
 local lease_ms = tonumber(ARGV[4])
+local horizon = tonumber(ARGV[5])
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now = math.floor(now_us / 1000)
@@ -26,31 +32,27 @@ for i = 1, n do
   if redis.call('ZSCORE', KEYS[i], member) then
     return {1, 0}
   end
-  if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[4 + i]) then
+  if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[5 + i]) then
     return {0, i}
   end
 end
 
-local tats = {}
-local wait = 0
+-- The slot: the latest of now and every limit's theoretical arrival time.
+local slot = now_us
 for j = 1, m do
-  local interval = tonumber(ARGV[4 + n + j])
   local tat = tonumber(redis.call('GET', KEYS[n + j]) or now_us)
-  if tat < now_us then tat = now_us end
-  if tat > now_us then
-    wait = math.max(wait, tat - now_us)
-  end
-  tats[j] = tat + interval
+  if tat > slot then slot = tat end
 end
-if wait > 0 then
-  return {-1, wait}
+if slot - now_us > horizon then
+  return {-1, slot - now_us - horizon}
 end
 
 for j = 1, m do
-  local interval = tonumber(ARGV[4 + n + j])
-  redis.call('SET', KEYS[n + j], string.format('%d', tats[j]), 'PX', math.ceil(interval / 1000) + 1000)
+  local interval = tonumber(ARGV[5 + n + j])
+  redis.call('SET', KEYS[n + j], string.format('%d', slot + interval),
+    'PX', math.ceil((slot - now_us + interval) / 1000) + 1000)
 end
 for i = 1, n do
   redis.call('ZADD', KEYS[i], now + lease_ms, member)
 end
-return {1, 0}
+return {1, slot - now_us}

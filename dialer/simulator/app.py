@@ -8,7 +8,8 @@ Twilio's body `{"code", "message", "more_info", "status"}`):
 - `POST /2010-04-01/Accounts/{AccountSid}/Calls/{Sid}.json` update (`Status` hangs up).
 
 Controls (no auth; loopback tool): `GET /_sim/stats`, `POST /_sim/reset`,
-`GET|POST /_sim/config` (JSON partial update, see `SimulatorConfigUpdate`), `GET /_sim/calls`.
+`GET|POST /_sim/config` (JSON partial update, see `SimulatorConfigUpdate`), `GET /_sim/calls`,
+`GET /_sim/timeline`.
 """
 
 from __future__ import annotations
@@ -230,6 +231,10 @@ def create_app(config: SimulatorConfig) -> FastAPI:
                 {"errors": json.loads(exc.json(include_url=False))}, status_code=422
             )
         return JSONResponse(engine.config.model_dump(mode="json", exclude={"auth_token"}))
+
+    @app.get("/_sim/timeline")
+    async def timeline() -> dict[str, Any]:
+        return engine.timeline()
 
     @app.get("/_sim/calls")
     async def debug_calls(limit: int = 1000) -> list[dict[str, Any]]:

@@ -194,6 +194,10 @@ class SimCall:
         }
 
 
+TIMELINE_MAX = 1_000_000
+"""Most timeline entries kept per kind (oldest dropped first)."""
+
+
 @dataclass(slots=True)
 class Stats:
     """What the simulator saw since start or the last reset (see `Engine.stats`)."""
@@ -214,6 +218,10 @@ class Stats:
     callback_latency_sum_s: float = 0.0
     callback_latency_max_s: float = 0.0
     create_times: deque[float] = field(default_factory=deque)
+    timeline_creates: deque[float] = field(default_factory=lambda: deque(maxlen=TIMELINE_MAX))
+    """Monotonic time of each call created (for refill latency and achieved CPS)."""
+    timeline_ends: deque[float] = field(default_factory=lambda: deque(maxlen=TIMELINE_MAX))
+    """Monotonic time each terminal status callback was dispatched."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,6 +465,7 @@ class Engine:
         stats.max_concurrent = max(stats.max_concurrent, stats.live)
         stats.dials_per_number[to] += 1
         now = time.monotonic()
+        stats.timeline_creates.append(now)
         stats.create_times.append(now)
         while stats.create_times and stats.create_times[0] <= now - 1.0:
             stats.create_times.popleft()
@@ -644,6 +653,8 @@ class Engine:
 
     def _dispatch(self, call: SimCall, item: _Callback, *, terminal: bool) -> None:
         """Apply the callback faults, then queue the delivery behind the call's earlier ones."""
+        if terminal:
+            self._stats.timeline_ends.append(time.monotonic())
         if self.draw_fault(Fault.CALLBACK_LOST):
             return
         copies = 2 if self.draw_fault(Fault.CALLBACK_DUPLICATE) else 1
@@ -689,6 +700,16 @@ class Engine:
                 stats.callbacks_failed += 1
 
     # -- stats -------------------------------------------------------------------------------
+
+    def timeline(self) -> dict[str, Any]:
+        """The `GET /_sim/timeline` document: monotonic seconds of every create
+        (`creates`) and every terminal callback dispatched (`terminal_callbacks`), and the
+        simulator's clock now (`now`), for latency and rate measurements."""
+        return {
+            "now": time.monotonic(),
+            "creates": list(self._stats.timeline_creates),
+            "terminal_callbacks": list(self._stats.timeline_ends),
+        }
 
     def stats(self) -> dict[str, Any]:
         """The `GET /_sim/stats` document.

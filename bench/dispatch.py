@@ -1,0 +1,232 @@
+"""Dispatch benchmark: how well the pacer keeps the pool full, and how fast a freed slot is
+dialled again, with every real part running (simulator, API, Celery worker and beat).
+
+Scenarios (contacts all answer, so no retries muddy the figures):
+  pool-bound  cap 200, CPS 100, calls of about 3 s (200 / 3 s < 100 calls/s)
+  as-asked    cap 200, CPS 100, calls of about 1 s (the limit that binds is CPS)
+  cps-bound   cap 1000, CPS 50, calls of about 1 s
+
+Printed per scenario: time-weighted utilisation while work remains (live calls at the
+carrier / the binding limit's concurrency, and leases / cap), the simulator's
+`max_concurrent` against the cap and `max_cps` against the limit, achieved CPS,
+slot refill latency (terminal callback dispatched -> next create, while the pool was full)
+p50 / p99, and the Redis commands and Celery tasks per call.
+
+Usage: python bench/dispatch.py [--scale F] [--only NAME]   (F multiplies contact counts)
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import io
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+from sqlalchemy import create_engine, text
+
+from campaigns import lifecycle
+from campaigns.accounts import get_or_create_account
+from dialer.demo import generated_contacts
+from dialer.devstack import local_stack
+from dialer.pool import Keys
+from dialer.settings import Settings
+from models import transaction
+from models.migrate import upgrade
+
+SERVER = "postgresql+psycopg://root@127.0.0.1:5432"
+DATABASE = "dialer_bench_dispatch"
+REDIS_URL = "redis://127.0.0.1:6379/12"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    cap: int
+    cps: float
+    talk_s: float
+    contacts: int
+
+
+SCENARIOS = [
+    Scenario("pool-bound", cap=200, cps=100.0, talk_s=2.4, contacts=3000),
+    Scenario("as-asked", cap=200, cps=100.0, talk_s=0.4, contacts=3000),
+    Scenario("cps-bound", cap=1000, cps=50.0, talk_s=0.4, contacts=2000),
+]
+
+
+def fresh_database() -> str:
+    admin = create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
+    admin.dispose()
+    url = f"{SERVER}/{DATABASE}"
+    upgrade(url)
+    return url
+
+
+class Sampler(threading.Thread):
+    """Samples live calls at the carrier and leases in the pool every 20 ms."""
+
+    def __init__(self, sim_url: str, client: redis.Redis, pool_key: str) -> None:
+        super().__init__(daemon=True)
+        self.sim = httpx.Client(base_url=sim_url, timeout=5)
+        self.redis = client
+        self.pool_key = pool_key
+        self.samples: list[tuple[float, int, int]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            live = self.sim.get("/_sim/stats").json()["live"]
+            leases = int(self.redis.zcard(self.pool_key))
+            self.samples.append((time.monotonic(), live, leases))
+            time.sleep(0.02)
+
+
+def time_weighted(samples: list[tuple[float, int, int]], start: float, end: float, i: int) -> float:
+    total = weight = 0.0
+    for (t0, *v0), (t1, *_) in zip(samples, samples[1:], strict=False):
+        lo, hi = max(t0, start), min(t1, end)
+        if hi > lo:
+            total += v0[i - 1] * (hi - lo)
+            weight += hi - lo
+    return total / weight if weight else 0.0
+
+
+def refill_latencies(timeline: dict[str, Any], cap: int) -> list[float]:
+    """For each terminal callback while the pool was full, seconds to the next create."""
+    creates = timeline["creates"]
+    ends = timeline["terminal_callbacks"]
+    out = []
+    for end in ends:
+        live_then = bisect.bisect_right(creates, end) - bisect.bisect_right(ends, end)
+        if live_then < cap - 1:
+            continue  # the pool was not full: no slot was waited for
+        i = bisect.bisect_left(creates, end)
+        if i < len(creates):
+            out.append(creates[i] - end)
+    return out
+
+
+def run(scenario: Scenario, url: str, run_dir: Path) -> dict[str, Any]:
+    settings = Settings(database_url=url, redis_url=REDIS_URL, data_dir=run_dir)
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    with local_stack(settings, run_dir / scenario.name, time_scale=1.0, worker_concurrency=8) as stack:
+        httpx.post(
+            f"{stack.sim_url}/_sim/config",
+            json={
+                "outcome_weights": {"human": 1},
+                "setup_s": 0.05,
+                "ring": {"median_s": 0.3, "sigma": 0.2, "minimum_s": 0.1, "maximum_s": 1.0},
+                "talk": {
+                    "median_s": scenario.talk_s,
+                    "sigma": 0.2,
+                    "minimum_s": 0.1,
+                    "maximum_s": scenario.talk_s * 3,
+                },
+            },
+            timeout=5,
+        ).raise_for_status()
+        with transaction(url) as session:
+            account = get_or_create_account(
+                session, f"bench-{scenario.name}", max_concurrency=scenario.cap, cps=scenario.cps
+            )
+            account_id = account.id
+        imported = lifecycle.import_campaign(
+            url,
+            run_dir,
+            account_id,
+            lifecycle.CampaignOptions(
+                name=scenario.name,
+                message="Hello {first_name}.",
+                max_concurrency=scenario.cap,
+                max_attempts=1,
+            ),
+            io.BytesIO(generated_contacts(scenario.contacts)),
+        )
+        commands_before = client.info("stats")["total_commands_processed"]
+        sampler = Sampler(stack.sim_url, client, Keys(account_id).account_pool())
+        sampler.start()
+        with transaction(url) as session:
+            lifecycle.start(session, account_id, imported.campaign_id)
+        stack.kick_pacer(account_id)
+        while True:
+            with transaction(url) as session:
+                left = session.execute(
+                    text("SELECT count(*) FROM call_jobs WHERE campaign_id = :c AND status <> 'done'"),
+                    {"c": imported.campaign_id},
+                ).scalar_one()
+            if left == 0:
+                break
+            time.sleep(0.25)
+        sampler.stop.set()
+        sampler.join()
+        commands = client.info("stats")["total_commands_processed"] - commands_before
+        stats = httpx.get(f"{stack.sim_url}/_sim/stats", timeout=5).json()
+        timeline = httpx.get(f"{stack.sim_url}/_sim/timeline", timeout=30).json()
+        tasks = stack.celery.control.inspect(timeout=2).stats() or {}
+    client.close()
+    creates = timeline["creates"]
+    start, last_create = creates[0], creates[-1]
+    concurrency_limit = min(scenario.cap, scenario.cps * (scenario.talk_s + 0.4))
+    live_mean = time_weighted(sampler.samples, start, last_create, 1)
+    lease_mean = time_weighted(sampler.samples, start, last_create, 2)
+    steady = creates[len(creates) // 10 : len(creates) * 9 // 10]
+    achieved = (len(steady) - 1) / (steady[-1] - steady[0]) if len(steady) > 1 else 0.0
+    refill = sorted(refill_latencies(timeline, scenario.cap))
+    task_count = sum(sum(worker.get("total", {}).values()) for worker in tasks.values())
+    calls = stats["calls_created"]
+    return {
+        "scenario": scenario.name,
+        "cap": scenario.cap,
+        "cps_limit": scenario.cps,
+        "calls": calls,
+        "live/binding": live_mean / concurrency_limit,
+        "leases/cap": lease_mean / scenario.cap,
+        "max_concurrent": stats["max_concurrent"],
+        "max_cps": stats["max_cps"],
+        "achieved_cps": achieved,
+        "refill_p50_ms": statistics.median(refill) * 1000 if refill else None,
+        "refill_p99_ms": refill[int(len(refill) * 0.99) - 1] * 1000 if len(refill) > 1 else None,
+        "refills": len(refill),
+        "redis_cmds_per_call": commands / calls if calls else None,
+        "celery_tasks_per_call": task_count / calls if calls else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies contact counts")
+    parser.add_argument("--only", help="run one scenario by name")
+    args = parser.parse_args()
+    url = fresh_database()
+    run_dir = Path("var/bench-dispatch")
+    results = []
+    for scenario in SCENARIOS:
+        if args.only and scenario.name != args.only:
+            continue
+        scaled = Scenario(**{**scenario.__dict__, "contacts": int(scenario.contacts * args.scale)})
+        result = run(scaled, url, run_dir)
+        results.append(result)
+        print(" ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))
+    print()
+    print(f"{'scenario':<11} {'util':>6} {'lease':>6} {'maxconc':>8}/{'cap':<5} {'maxcps':>6}/{'lim':<5} "
+          f"{'cps':>6} {'p50ms':>6} {'p99ms':>6} {'redis/call':>10} {'tasks/call':>10}")
+    for r in results:
+        print(f"{r['scenario']:<11} {r['live/binding']:>6.1%} {r['leases/cap']:>6.1%} "
+              f"{r['max_concurrent']:>8}/{r['cap']:<5} {r['max_cps']:>6}/{r['cps_limit']:<5g} "
+              f"{r['achieved_cps']:>6.1f} {r['refill_p50_ms'] or float('nan'):>6.1f} "
+              f"{r['refill_p99_ms'] or float('nan'):>6.1f} {r['redis_cmds_per_call']:>10.1f} "
+              f"{r['celery_tasks_per_call']:>10.2f}")
+
+
+if __name__ == "__main__":
+    main()
