@@ -135,7 +135,10 @@ def seed(database_url: str, pool: Pool, attempts: int) -> list[tuple[int, str]]:
         )
         session.add(campaign)
         session.flush()
-        phones = [f"+1212555{index:04d}" if index < 10_000 else f"+1646{index:07d}" for index in range(attempts)]
+        phones = [
+            f"+1212555{index:04d}" if index < 10_000 else f"+1646{index:07d}"
+            for index in range(attempts)
+        ]
         job_ids = session.scalars(
             insert(CallJob).returning(CallJob.id, sort_by_parameter_order=True),
             [
@@ -239,7 +242,9 @@ class ServerConfig:
     loop: str
 
 
-def serve(app: str, port: int, config: ServerConfig, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def serve(
+    app: str, port: int, config: ServerConfig, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
     """Start uvicorn serving `app` on loopback and wait until `/healthz` answers."""
     command = [
         sys.executable, "-m", "uvicorn", app,
@@ -296,7 +301,9 @@ class Run:
         return cuts[q - 1] * 1000
 
 
-async def _drive(port: int, requests: list[list[bytes]], concurrency: int, duration_s: float) -> Run:
+async def _drive(
+    port: int, requests: list[list[bytes]], concurrency: int, duration_s: float
+) -> Run:
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     pending = iter(requests)
@@ -333,7 +340,11 @@ async def _drive(port: int, requests: list[list[bytes]], concurrency: int, durat
 
 
 def _drive_in_child(
-    port: int, requests: list[list[bytes]], concurrency: int, duration_s: float, out: multiprocessing.Queue[Run]
+    port: int,
+    requests: list[list[bytes]],
+    concurrency: int,
+    duration_s: float,
+    out: multiprocessing.Queue[Run],
 ) -> None:
     out.put(asyncio.run(_drive(port, requests, concurrency, duration_s)))
 
@@ -343,7 +354,9 @@ def drive(port: int, requests: list[list[bytes]], concurrency: int, duration_s: 
     share, so the generator does not share an event loop or GIL with the caller)."""
     context = multiprocessing.get_context("spawn")
     queue: multiprocessing.Queue[Run] = context.Queue()
-    child = context.Process(target=_drive_in_child, args=(port, requests, concurrency, duration_s, queue))
+    child = context.Process(
+        target=_drive_in_child, args=(port, requests, concurrency, duration_s, queue)
+    )
     child.start()
     run = queue.get()
     child.join()
@@ -385,7 +398,9 @@ def check(database_url: str, client: redis.Redis, attempts: Sequence[tuple[int, 
         if not_done:
             problems.append(f"{not_done} jobs not done")
         account_id = session.scalar(select(Account.id))
-    held = [m for m in client.zrange(Keys(account_id or 0).account_pool(), 0, -1) if int(m) in set(ids)]
+    held = [
+        m for m in client.zrange(Keys(account_id or 0).account_pool(), 0, -1) if int(m) in set(ids)
+    ]
     if held:
         problems.append(f"{len(held)} leases still held")
     return problems
@@ -393,7 +408,9 @@ def check(database_url: str, client: redis.Redis, attempts: Sequence[tuple[int, 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--attempts", type=int, default=3000, help="calls driven (4 callbacks each)")
+    parser.add_argument(
+        "--attempts", type=int, default=3000, help="calls driven (4 callbacks each)"
+    )
     parser.add_argument("--concurrency", type=int, default=16, help="callbacks in flight at most")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per drive at most")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
@@ -429,11 +446,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = serve(app, port, config, env)
         try:
             drive(port, build_requests(warmup, port), args.concurrency, args.duration)
-            runs[name] = drive(port, build_requests(measured, port), args.concurrency, args.duration)
+            runs[name] = drive(
+                port, build_requests(measured, port), args.concurrency, args.duration
+            )
         finally:
             stop(server)
 
-    print(f"\n{'endpoint':<10}{'requests':>10}{'rate/s':>10}{'p50 ms':>9}{'p99 ms':>9}  other statuses")
+    print(
+        f"\n{'endpoint':<10}{'requests':>10}{'rate/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+        "  other statuses"
+    )
     for name, run in runs.items():
         others = {s: n for s, n in run.statuses.items() if s != 204} or ""
         print(

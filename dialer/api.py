@@ -7,13 +7,15 @@ errors to `{"error": {"code", "message"}}` with the error's HTTP status. The ent
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import cached_property
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
+import psycopg
 import structlog
 from fastapi import Depends, FastAPI, Form, Header, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
@@ -28,6 +30,7 @@ from dialer.callbacks import CallbackKind, record_callback
 from dialer.csvsource import IngestError
 from dialer.dialing import CONNECTION_OVERRIDES
 from dialer.errors import DialerError, NotFoundError
+from dialer.pgasync import AsyncPool
 from dialer.runtime import Runtime, get_runtime
 from models import Account, Campaign, CampaignStatus, MachineAction, on_commit, transaction
 from workers.tasks import kick_pacer
@@ -95,18 +98,27 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
     # --- provider webhooks -------------------------------------------------------------
 
+    webhooks = _Webhooks(rt)
+
+    @app.exception_handler(psycopg.OperationalError)
+    async def database_down_async(_: Request, error: psycopg.OperationalError) -> JSONResponse:
+        log.error("database_unavailable", error=str(error))
+        return JSONResponse(
+            error_body("database_unavailable", "try again shortly"),
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
     async def _callback(request: Request, attempt_id: int, kind: CallbackKind) -> Response:
         with CALLBACK_SECONDS.time():
-            form = await request.form()
-            params = {k: v for k, v in form.items() if isinstance(v, str)}
-            url = rt().settings.public_base_url + request.url.path
+            params = await _form_fields(request)
+            url = webhooks.public_base_url + request.url.path
             if request.url.query:
                 url += "?" + request.url.query
             signature = request.headers.get("X-Twilio-Signature", "")
-            validator = RequestValidator(rt().settings.twilio_auth_token.get_secret_value())
             # The URL we gave Twilio carries the connection overrides, which Twilio signs.
             if not signature or not any(
-                validator.validate(candidate, params, signature)
+                webhooks.validator.validate(candidate, params, signature)
                 for candidate in (url + CONNECTION_OVERRIDES, url)
             ):
                 CALLBACKS.labels(kind.value, "forged").inc()
@@ -114,7 +126,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
                     error_body("invalid_signature", "X-Twilio-Signature does not match"),
                     status_code=403,
                 )
-            result = await run_in_threadpool(record_callback, rt(), attempt_id, kind, params)
+            result = await record_callback(webhooks.pool(), rt(), attempt_id, kind, params)
             CALLBACKS.labels(kind.value, "stored" if result.stored else "duplicate").inc()
         if kind is CallbackKind.GATHER:
             return Response(GATHER_REPLY, media_type="application/xml")
@@ -177,7 +189,9 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     def list_campaigns(
         me: Annotated[Account, Depends(account)], db: Annotated[Session, Depends(session)]
     ) -> list[dict[str, Any]]:
-        rows = db.scalars(select(Campaign).where(Campaign.account_id == me.id).order_by(Campaign.id))
+        rows = db.scalars(
+            select(Campaign).where(Campaign.account_id == me.id).order_by(Campaign.id)
+        )
         return [_campaign_json(c) for c in rows]
 
     @app.get("/v1/campaigns/{campaign_id}")
@@ -236,11 +250,52 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
     @app.delete("/v1/dnc/{e164}")
     def dnc_remove(
-        e164: str, me: Annotated[Account, Depends(account)], db: Annotated[Session, Depends(session)]
+        e164: str,
+        me: Annotated[Account, Depends(account)],
+        db: Annotated[Session, Depends(session)],
     ) -> dict[str, int]:
         return {"removed": dnc.remove(db, me.id, [e164], "US")}
 
     return app
+
+
+WEBHOOK_POOL_SIZE = 10
+"""PostgreSQL connections per API process for the provider webhooks: at least the callbacks
+one process has in flight at once (16 in flight over 2 workers in `bench/callbacks.py`),
+so none waits for a connection; 2 workers x 10 stays well under `max_connections` (100)."""
+
+_FORM = "application/x-www-form-urlencoded"
+
+
+class _Webhooks:
+    """What the provider webhooks reuse across requests: the signature validator and the
+    asyncio connection pool, built on first use (the pool in the serving event loop)."""
+
+    def __init__(self, runtime: Callable[[], Runtime]) -> None:
+        self._runtime = runtime
+        self._pool: AsyncPool | None = None
+
+    @cached_property
+    def public_base_url(self) -> str:
+        return self._runtime().settings.public_base_url
+
+    @cached_property
+    def validator(self) -> RequestValidator:
+        return RequestValidator(self._runtime().settings.twilio_auth_token.get_secret_value())
+
+    def pool(self) -> AsyncPool:
+        if self._pool is None:
+            self._pool = AsyncPool(self._runtime().settings.database_url, WEBHOOK_POOL_SIZE)
+        return self._pool
+
+
+async def _form_fields(request: Request) -> dict[str, str]:
+    """A form-encoded body's fields (the last value of a repeated one, as Starlette's form
+    does); any other body has none. Twilio posts `application/x-www-form-urlencoded`."""
+    if request.headers.get("content-type", "").partition(";")[0].strip().lower() != _FORM:
+        return {}
+    body = await request.body()
+    return dict(parse_qsl(body.decode("latin-1"), keep_blank_values=True))
 
 
 def _add_transition(app: FastAPI, action: str, account: Any, session: Any) -> None:

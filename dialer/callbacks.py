@@ -9,21 +9,23 @@ nothing, and `dialer.calls.apply_event` ignores stale events.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
+import psycopg
 import structlog
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from psycopg.types.json import Jsonb
 
-from dialer.calls import CallEvent, apply_event
+from dialer.calls import CallEvent, apply_event, next_job_step, outcome_of
 from dialer.errors import DialerError, NotFoundError
-from dialer.leases import finish_call
+from dialer.leases import release_keys
+from dialer.pgasync import AsyncPool
+from dialer.pool import Keys
 from dialer.runtime import Runtime
-from models import AttemptStatus, CallAttempt, ProviderEvent, transaction, utcnow
+from models import AttemptStatus, CallAttempt, Campaign, CampaignStatus, utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -100,48 +102,164 @@ def _timestamp(raw: str | None) -> datetime:
         raise MalformedCallbackError(f"Timestamp {raw!r} is not an RFC 2822 date") from error
 
 
-def record_callback(
-    runtime: Runtime, attempt_id: int, kind: CallbackKind, params: Mapping[str, str]
+_LOCK_AND_STORE = """
+WITH attempt AS (
+    SELECT a.id, a.job_id, a.campaign_id, a.account_id, a.status, a.call_sid, a.answered_by,
+           a.digits, a.last_sequence, a.answered_at, a.ended_at, a.duration_s, a.end_reason,
+           j.attempt_count, c.status AS campaign_status, c.max_attempts, c.retry_policy,
+           c.caller_id_id
+    FROM call_attempts a
+    JOIN call_jobs j ON j.id = a.job_id
+    JOIN campaigns c ON c.id = a.campaign_id
+    WHERE a.id = %(attempt_id)s
+    FOR UPDATE OF a, j
+), stored AS (
+    INSERT INTO provider_events (attempt_id, call_sid, kind, call_status, sequence_number, payload)
+    SELECT id, %(call_sid)s, %(kind)s, %(call_status)s, %(sequence)s, %(payload)s FROM attempt
+    ON CONFLICT DO NOTHING
+    RETURNING id
+)
+SELECT attempt.*, EXISTS (SELECT FROM stored) AS stored FROM attempt
+"""
+"""One round trip: lock the attempt and its job (in that order, as `finish_call` does),
+then store the raw event once. The attempt is locked before the event row's foreign key
+takes its share lock, so two events of one call serialise instead of deadlocking."""
+
+_UPDATE_ATTEMPT = """
+UPDATE call_attempts
+SET status = %(status)s, call_sid = %(call_sid)s, answered_by = %(answered_by)s,
+    digits = %(digits)s, last_sequence = %(last_sequence)s, answered_at = %(answered_at)s,
+    ended_at = %(ended_at)s, duration_s = %(duration_s)s, updated_at = now()
+WHERE id = %(id)s
+"""
+
+_FINISH = """
+WITH attempt AS (
+    UPDATE call_attempts
+    SET status = %(status)s, call_sid = %(call_sid)s, answered_by = %(answered_by)s,
+        digits = %(digits)s, last_sequence = %(last_sequence)s, answered_at = %(answered_at)s,
+        ended_at = %(ended_at)s, duration_s = %(duration_s)s, updated_at = now()
+    WHERE id = %(id)s
+)
+UPDATE call_jobs
+SET outcome = %(outcome)s, status = %(job_status)s,
+    next_due_at = coalesce(%(next_due_at)s, next_due_at), updated_at = now()
+WHERE id = %(job_id)s
+"""
+"""The attempt's new state and, as `finish_call` decides, the job's next step."""
+
+_APPLIED = (
+    "status",
+    "call_sid",
+    "answered_by",
+    "digits",
+    "last_sequence",
+    "answered_at",
+    "ended_at",
+    "duration_s",
+)
+"""The attempt columns a callback may change (`apply_event`, and `digits` for Gather)."""
+
+
+async def record_callback(
+    pool: AsyncPool,
+    runtime: Runtime,
+    attempt_id: int,
+    kind: CallbackKind,
+    params: Mapping[str, str],
 ) -> CallbackResult:
     """Store and apply one verified callback for attempt `attempt_id`.
 
-    On a terminal event the contact's next step is decided and, after commit, the lease is
-    released and the pacer woken.
+    The stored event goes through the state machine (`dialer.calls.apply_event`) on the
+    attempt's current row; on a terminal event the contact's next step is decided as
+    `dialer.leases.finish_call` decides it (`dialer.calls.next_job_step`) and, after commit,
+    the lease is released and the pacer woken. Two round trips and a commit; one round trip
+    and a commit for a duplicate.
+
+    A connection that broke is retried once on a new one: nothing was committed, or, if
+    the commit itself was lost in flight, the retry finds the event stored and changes
+    nothing.
 
     Raises:
         MalformedCallbackError: see `parse_event`.
         NotFoundError: no attempt has that id.
-        sqlalchemy.exc.OperationalError: the database is unreachable (answer 503: Twilio
-            retries, and nothing was written).
+        psycopg.OperationalError: the database is unreachable (answer 503: Twilio retries,
+            and nothing was written).
     """
     event = parse_event(kind, params)
-    with transaction(runtime.settings.database_url) as session:
-        attempt = session.scalars(
-            select(CallAttempt).where(CallAttempt.id == attempt_id).with_for_update()
-        ).one_or_none()
-        if attempt is None:
+    values = {
+        "attempt_id": attempt_id,
+        "call_sid": event.call_sid,
+        "kind": kind.value,
+        "call_status": params.get("CallStatus", "") if kind is CallbackKind.STATUS else kind.value,
+        "sequence": event.sequence,
+        "payload": Jsonb(dict(params)),
+    }
+    for retry in (True, False):
+        try:
+            return await _record(pool, runtime, attempt_id, kind, params, event, values)
+        except psycopg.OperationalError:
+            if not retry:
+                raise
+            log.warning("callback_db_retry", attempt_id=attempt_id)
+    raise AssertionError("unreachable")
+
+
+async def _record(
+    pool: AsyncPool,
+    runtime: Runtime,
+    attempt_id: int,
+    kind: CallbackKind,
+    params: Mapping[str, str],
+    event: CallEvent,
+    values: dict[str, object],
+) -> CallbackResult:
+    hooks: list[Callable[[], object]] = []
+    async with pool.transaction(hooks) as conn:
+        cursor = await conn.execute(_LOCK_AND_STORE, values)
+        row = await cursor.fetchone()
+        if row is None:
             raise NotFoundError("attempt_not_found", f"no call attempt {attempt_id}")
-        stored = session.execute(
-            insert(ProviderEvent)
-            .values(
-                attempt_id=attempt_id,
-                call_sid=event.call_sid,
-                kind=kind.value,
-                call_status=params.get("CallStatus", "") if kind is CallbackKind.STATUS else kind.value,
-                sequence_number=event.sequence,
-                payload=dict(params),
-            )
-            .on_conflict_do_nothing()
-            .returning(ProviderEvent.id)
-        ).scalar_one_or_none()
-        if stored is None:
+        if not row["stored"]:
             return CallbackResult(stored=False)
-        if attempt.call_sid not in (None, event.call_sid):
+        if row["call_sid"] not in (None, event.call_sid):
             log.warning("callback_sid_mismatch", attempt_id=attempt_id, call_sid=event.call_sid)
             return CallbackResult(stored=True)
+        attempt = CallAttempt(
+            id=row["id"],
+            job_id=row["job_id"],
+            campaign_id=row["campaign_id"],
+            account_id=row["account_id"],
+            status=AttemptStatus(row["status"]),
+            end_reason=row["end_reason"],
+            **{column: row[column] for column in _APPLIED if column != "status"},
+        )
+        before = {column: getattr(attempt, column) for column in _APPLIED}
         if kind is CallbackKind.GATHER:
             attempt.digits = (params.get("Digits") or "")[:8] or None
         ended = apply_event(attempt, event)
+        after = {column: getattr(attempt, column) for column in _APPLIED}
         if ended:
-            finish_call(session, runtime, attempt)
-        return CallbackResult(stored=True, ended=ended)
+            campaign = Campaign(
+                status=CampaignStatus(row["campaign_status"]),
+                max_attempts=row["max_attempts"],
+                retry_policy=row["retry_policy"],
+            )
+            step = next_job_step(campaign, outcome_of(attempt), row["attempt_count"], utcnow())
+            await conn.execute(
+                _FINISH,
+                {
+                    **after,
+                    "id": attempt_id,
+                    "job_id": row["job_id"],
+                    "outcome": step.outcome.value,
+                    "job_status": step.status.value,
+                    "next_due_at": step.next_due_at,
+                },
+            )
+            scope_keys = release_keys(row["account_id"], row["campaign_id"], row["caller_id_id"])
+            wake = Keys(row["account_id"]).wake()
+            hooks.append(lambda: runtime.pool.release(str(attempt_id), scope_keys, wake))
+        elif after != before:
+            await conn.execute(_UPDATE_ATTEMPT, {**after, "id": attempt_id})
+    return CallbackResult(stored=True, ended=ended)

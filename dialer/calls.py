@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from models import AttemptStatus, CallAttempt, Campaign, Outcome
+from models import AttemptStatus, CallAttempt, Campaign, CampaignStatus, JobStatus, Outcome
 from models.enums import TERMINAL_ATTEMPT_STATUSES
 
 _RANK = {
@@ -123,3 +123,30 @@ def retry_delay(campaign: Campaign, outcome: Outcome, attempts_made: int) -> flo
     if not rule or not rule.get("retry"):
         return None
     return float(rule.get("delay_s", 0))
+
+
+@dataclass(frozen=True, slots=True)
+class JobStep:
+    """A contact's next step after an attempt ended: its job's outcome, status, and when it
+    is next due (None: unchanged)."""
+
+    outcome: Outcome
+    status: JobStatus
+    next_due_at: datetime | None = None
+
+
+def next_job_step(
+    campaign: Campaign, outcome: Outcome, attempts_made: int, now: datetime
+) -> JobStep:
+    """The contact's next step once an attempt that may have rung it ended with `outcome`:
+    done, canceled with its campaign, or pending again after the outcome matrix's delay.
+
+    Reads only `campaign.status`, `max_attempts` and `retry_policy`, so the webhook's fast
+    path can call it with a transient `Campaign` built from plain values.
+    """
+    delay = retry_delay(campaign, outcome, attempts_made)
+    if delay is None:
+        return JobStep(outcome, JobStatus.DONE)
+    if campaign.status is CampaignStatus.CANCELED:
+        return JobStep(outcome, JobStatus.CANCELED)
+    return JobStep(outcome, JobStatus.PENDING, now + timedelta(seconds=delay))

@@ -70,20 +70,21 @@ def fictional_area_codes() -> list[int]:
     ]
 
 
-def generated_contacts(n: int) -> bytes:
-    """A CSV of `n` fictional contacts (NANP 555-01xx numbers across area codes).
+def generated_contacts(n: int, first: int = 0) -> bytes:
+    """A CSV of `n` fictional contacts (NANP 555-01xx numbers across area codes), from the
+    `first`-th such number on.
 
     Raises:
         DialerError: `too_many_contacts` beyond the fictional numbers available.
     """
     area_codes = fictional_area_codes()
     capacity = len(area_codes) * 100
-    if not 0 < n <= capacity:
-        raise DialerError("too_many_contacts", f"--contacts must be 1-{capacity}")
+    if not 0 < n <= capacity - first:
+        raise DialerError("too_many_contacts", f"--contacts must be 1-{capacity - first}")
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["first_name", "phone", "appointment_time"])
-    for i in range(n):
+    for i in range(first, first + n):
         area = area_codes[i // 100]
         writer.writerow(
             [FIRST_NAMES[i % len(FIRST_NAMES)], f"({area}) 555-01{i % 100:02d}", "Monday at 9:30"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -154,3 +155,27 @@ def test_amd_and_gather_are_recorded(client: httpx.Client, runtime: Runtime, att
     assert attempt.answered_by == "machine_end_beep"
     assert attempt.digits == "1"
     assert job.status is JobStatus.DONE and job.outcome is Outcome.MACHINE
+
+
+def test_database_unreachable_is_503_and_retried_later(runtime: Runtime, attempt_id: int) -> None:
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    down = Runtime(
+        Settings(
+            database_url=f"postgresql+psycopg://root@127.0.0.1:{closed_port}/dialer",
+            redis_url=REDIS_URL,
+            public_base_url=BASE,
+        )
+    )
+    with serve_app(create_app(down)) as url, httpx.Client(base_url=url) as http:
+        response = post(http, attempt_id, status("completed", 3, CallDuration="30"))
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "database_unavailable"
+    assert response.headers["Retry-After"] == "1"
+    # Nothing was lost: Twilio's retry, once PostgreSQL is back, applies the event.
+    with serve_app(create_app(runtime)) as url, httpx.Client(base_url=url) as http:
+        assert post(http, attempt_id, status("completed", 3, CallDuration="30")).status_code == 204
+    attempt, job, events = load(runtime, attempt_id)
+    assert attempt.status is AttemptStatus.COMPLETED and events == 1
+    assert job.status is JobStatus.DONE

@@ -31,6 +31,7 @@ def start_campaign(
     account: str = "e2e",
     account_cap: int = 10,
     account_cps: float = 50.0,
+    first_contact: int = 0,
     **options: Any,
 ) -> tuple[int, int]:
     """Create an account and a running campaign of `contacts` generated contacts."""
@@ -50,7 +51,7 @@ def start_campaign(
         stack.runtime.settings.data_dir,
         account_id,
         campaign_options,
-        io.BytesIO(generated_contacts(contacts)),
+        io.BytesIO(generated_contacts(contacts, first_contact)),
     )
     with transaction(url) as session:
         lifecycle.start(session, account_id, imported.campaign_id)
