@@ -398,9 +398,8 @@ def check(database_url: str, client: redis.Redis, attempts: Sequence[tuple[int, 
         if not_done:
             problems.append(f"{not_done} jobs not done")
         account_id = session.scalar(select(Account.id))
-    held = [
-        m for m in client.zrange(Keys(account_id or 0).account_pool(), 0, -1) if int(m) in set(ids)
-    ]
+    live = client.zrange(Keys(account_id or 0).account_pool(), 0, -1)
+    held = set(live) & {str(i).encode() for i in ids}
     if held:
         problems.append(f"{len(held)} leases still held")
     return problems

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import io
+import itertools
 import statistics
 import threading
 import time
@@ -92,7 +93,7 @@ class Sampler(threading.Thread):
 
 def time_weighted(samples: list[tuple[float, int, int]], start: float, end: float, i: int) -> float:
     total = weight = 0.0
-    for (t0, *v0), (t1, *_) in zip(samples, samples[1:], strict=False):
+    for (t0, *v0), (t1, *_) in itertools.pairwise(samples):
         lo, hi = max(t0, start), min(t1, end)
         if hi > lo:
             total += v0[i - 1] * (hi - lo)
@@ -119,7 +120,9 @@ def run(scenario: Scenario, url: str, run_dir: Path) -> dict[str, Any]:
     settings = Settings(database_url=url, redis_url=REDIS_URL, data_dir=run_dir)
     client = redis.Redis.from_url(REDIS_URL)
     client.flushdb()
-    with local_stack(settings, run_dir / scenario.name, time_scale=1.0, worker_concurrency=8) as stack:
+    with local_stack(
+        settings, run_dir / scenario.name, time_scale=1.0, worker_concurrency=8
+    ) as stack:
         httpx.post(
             f"{stack.sim_url}/_sim/config",
             json={
@@ -161,7 +164,9 @@ def run(scenario: Scenario, url: str, run_dir: Path) -> dict[str, Any]:
         while True:
             with transaction(url) as session:
                 left = session.execute(
-                    text("SELECT count(*) FROM call_jobs WHERE campaign_id = :c AND status <> 'done'"),
+                    text(
+                        "SELECT count(*) FROM call_jobs WHERE campaign_id = :c AND status <> 'done'"
+                    ),
                     {"c": imported.campaign_id},
                 ).scalar_one()
             if left == 0:
@@ -216,16 +221,25 @@ def main() -> None:
         scaled = Scenario(**{**scenario.__dict__, "contacts": int(scenario.contacts * args.scale)})
         result = run(scaled, url, run_dir)
         results.append(result)
-        print(" ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))
+        print(
+            " ".join(
+                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()
+            )
+        )
     print()
-    print(f"{'scenario':<11} {'util':>6} {'lease':>6} {'maxconc':>8}/{'cap':<5} {'maxcps':>6}/{'lim':<5} "
-          f"{'cps':>6} {'p50ms':>6} {'p99ms':>6} {'redis/call':>10} {'tasks/call':>10}")
+    print(
+        f"{'scenario':<11} {'util':>6} {'lease':>6} {'maxconc':>8}/{'cap':<5} "
+        f"{'maxcps':>6}/{'lim':<5} {'cps':>6} {'p50ms':>6} {'p99ms':>6} "
+        f"{'redis/call':>10} {'tasks/call':>10}"
+    )
     for r in results:
-        print(f"{r['scenario']:<11} {r['live/binding']:>6.1%} {r['leases/cap']:>6.1%} "
-              f"{r['max_concurrent']:>8}/{r['cap']:<5} {r['max_cps']:>6}/{r['cps_limit']:<5g} "
-              f"{r['achieved_cps']:>6.1f} {r['refill_p50_ms'] or float('nan'):>6.1f} "
-              f"{r['refill_p99_ms'] or float('nan'):>6.1f} {r['redis_cmds_per_call']:>10.1f} "
-              f"{r['celery_tasks_per_call']:>10.2f}")
+        print(
+            f"{r['scenario']:<11} {r['live/binding']:>6.1%} {r['leases/cap']:>6.1%} "
+            f"{r['max_concurrent']:>8}/{r['cap']:<5} {r['max_cps']:>6}/{r['cps_limit']:<5g} "
+            f"{r['achieved_cps']:>6.1f} {r['refill_p50_ms'] or float('nan'):>6.1f} "
+            f"{r['refill_p99_ms'] or float('nan'):>6.1f} {r['redis_cmds_per_call']:>10.1f} "
+            f"{r['celery_tasks_per_call']:>10.2f}"
+        )
 
 
 if __name__ == "__main__":

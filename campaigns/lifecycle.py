@@ -7,11 +7,11 @@ Transitions:
 
 from __future__ import annotations
 
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, BinaryIO, TextIO
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -33,7 +33,9 @@ from models import (
     utcnow,
 )
 
-DEFAULT_MESSAGE = "Hello {first_name}, this is a reminder of your appointment on {appointment_time}."
+DEFAULT_MESSAGE = (
+    "Hello {first_name}, this is a reminder of your appointment on {appointment_time}."
+)
 
 
 @dataclass
@@ -88,9 +90,9 @@ def create_campaign(
     session: Session,
     account: Account,
     options: CampaignOptions,
-    source: IO[bytes],
+    source: BinaryIO,
     *,
-    rejected_sink: IO[str] | None = None,
+    rejected_sink: TextIO | None = None,
     progress: Any = None,
 ) -> tuple[Campaign, IngestSummary]:
     """Create a draft campaign and ingest its contacts in the session's transaction.
@@ -138,7 +140,9 @@ def create_campaign(
     return campaign, summary
 
 
-def get_campaign(session: Session, account_id: int, campaign_id: int, *, lock: bool = False) -> Campaign:
+def get_campaign(
+    session: Session, account_id: int, campaign_id: int, *, lock: bool = False
+) -> Campaign:
     """The account's campaign. Raises `NotFoundError` (`campaign_not_found`)."""
     query = select(Campaign).where(Campaign.id == campaign_id, Campaign.account_id == account_id)
     campaign = session.scalars(query.with_for_update() if lock else query).one_or_none()
@@ -220,7 +224,7 @@ def import_campaign(
     data_dir: Path,
     account_id: int,
     options: CampaignOptions,
-    source: IO[bytes],
+    source: BinaryIO,
     *,
     progress: Any = None,
 ) -> ImportedCampaign:
@@ -233,10 +237,8 @@ def import_campaign(
     """
     folder = data_dir / "rejected"
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=folder, suffix=".partial", delete=False, newline="", encoding="utf-8"
-    ) as sink:
-        partial = Path(sink.name)
+    partial = folder / f"{secrets.token_hex(8)}.partial"
+    with partial.open("w", newline="", encoding="utf-8") as sink:
         try:
             with transaction(database_url) as session:
                 account = session.get_one(Account, account_id)

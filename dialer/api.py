@@ -30,7 +30,7 @@ from dialer.callbacks import CallbackKind, record_callback
 from dialer.csvsource import IngestError
 from dialer.dialing import CONNECTION_OVERRIDES
 from dialer.errors import DialerError, NotFoundError
-from dialer.pgasync import AsyncPool
+from dialer.pgasync import AsyncPool, async_pool
 from dialer.runtime import Runtime, get_runtime
 from models import Account, Campaign, CampaignStatus, MachineAction, on_commit, transaction
 from workers.tasks import kick_pacer
@@ -285,7 +285,7 @@ class _Webhooks:
 
     def pool(self) -> AsyncPool:
         if self._pool is None:
-            self._pool = AsyncPool(self._runtime().settings.database_url, WEBHOOK_POOL_SIZE)
+            self._pool = async_pool(self._runtime().settings.database_url, WEBHOOK_POOL_SIZE)
         return self._pool
 
 

@@ -18,11 +18,12 @@ from enum import StrEnum
 import psycopg
 import structlog
 from psycopg.types.json import Jsonb
+from psycopg_pool import PoolTimeout
 
 from dialer.calls import CallEvent, apply_event, next_job_step, outcome_of
 from dialer.errors import DialerError, NotFoundError
 from dialer.leases import release_keys
-from dialer.pgasync import AsyncPool
+from dialer.pgasync import AsyncPool, transaction
 from dialer.pool import Keys
 from dialer.runtime import Runtime
 from models import AttemptStatus, CallAttempt, Campaign, CampaignStatus, utcnow
@@ -198,6 +199,8 @@ async def record_callback(
     for retry in (True, False):
         try:
             return await _record(pool, runtime, attempt_id, kind, params, event, values)
+        except PoolTimeout:
+            raise  # PostgreSQL is unreachable: answer now, Twilio retries the delivery
         except psycopg.OperationalError:
             if not retry:
                 raise
@@ -215,7 +218,7 @@ async def _record(
     values: dict[str, object],
 ) -> CallbackResult:
     hooks: list[Callable[[], object]] = []
-    async with pool.transaction(hooks) as conn:
+    async with transaction(pool, hooks) as conn:
         cursor = await conn.execute(_LOCK_AND_STORE, values)
         row = await cursor.fetchone()
         if row is None:

@@ -267,7 +267,7 @@ def campaigns_list(account: AccountOpt = "default", as_json: JsonOpt = False) ->
         return
     table = Table("id", "name", "status", "created")
     for row in rows:
-        table.add_row(str(row["id"]), row["name"], row["status"], str(row["created_at"]))
+        table.add_row(*(str(row[key]) for key in ("id", "name", "status", "created_at")))
     console.print(table)
 
 
@@ -292,9 +292,13 @@ def dnc_import(
     as_json: JsonOpt = False,
 ) -> None:
     """Import a CSV of numbers into the do-not-call list."""
-    with errors_reported(), file.open("rb") as source:
-        with transaction(get_settings().database_url) as session:
-            summary = dnc.import_csv(session, account_id(account), source, default_region)
+    owner = account_id(account)
+    with (
+        errors_reported(),
+        file.open("rb") as source,
+        transaction(get_settings().database_url) as session,
+    ):
+        summary = dnc.import_csv(session, owner, source, default_region)
     if as_json:
         print_json(summary.to_json())
     else:

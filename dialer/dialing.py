@@ -86,7 +86,9 @@ def pause_campaign(campaign: Campaign, reason: str) -> None:
         campaign.status_reason = reason
 
 
-def _call_request(runtime: Runtime, attempt: CallAttempt, job: CallJob, campaign: Campaign) -> CallRequest:
+def _call_request(
+    runtime: Runtime, attempt: CallAttempt, job: CallJob, campaign: Campaign
+) -> CallRequest:
     message = render_message(campaign.message, job.variables)
     amd = campaign.machine_detection
     leave_message = amd and campaign.machine_action is MachineAction.LEAVE_MESSAGE
@@ -102,7 +104,9 @@ def _call_request(runtime: Runtime, attempt: CallAttempt, job: CallJob, campaign
         time_limit_s=campaign.time_limit_s,
         # Waiting for the beep (synchronous AMD) lets the message land on the voicemail.
         machine_detection=("DetectMessageEnd" if leave_message else "Enable") if amd else None,
-        async_amd_callback=amd_callback_url(runtime, attempt.id) if amd and not leave_message else None,
+        async_amd_callback=amd_callback_url(runtime, attempt.id)
+        if amd and not leave_message
+        else None,
     )
 
 
@@ -224,7 +228,12 @@ def _not_placed(
     with transaction(runtime.settings.database_url) as session:
         attempt = _lock(session, attempt_id)
         end_unplaced(
-            session, runtime, attempt, outcome=outcome, error_code=error.code, error_message=str(error)
+            session,
+            runtime,
+            attempt,
+            outcome=outcome,
+            error_code=error.code,
+            error_message=str(error),
         )
     return PlaceResult.REJECTED if outcome else PlaceResult.RETRY_LATER
 

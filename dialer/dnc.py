@@ -35,6 +35,14 @@ class DncImportSummary:
     already: int
     invalid: int
 
+    def to_json(self) -> dict[str, int]:
+        return {
+            "rows": self.rows,
+            "added": self.added,
+            "already": self.already,
+            "invalid": self.invalid,
+        }
+
 
 def _insert(session: Session, account_id: int, e164s: list[str], reason: str | None) -> int:
     added = 0

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from dialer.calls import outcome_of, retry_delay
+from dialer.calls import next_job_step, outcome_of
 from dialer.pool import Keys, RateLimit, Scope
 from dialer.runtime import Runtime
 from models import (
@@ -83,18 +83,12 @@ def finish_call(session: Session, runtime: Runtime, attempt: CallAttempt) -> Out
     (done, or a retry per the campaign's outcome matrix) and free the lease after commit."""
     job = session.get_one(CallJob, attempt.job_id, with_for_update=True)
     campaign = session.get_one(Campaign, attempt.campaign_id)
-    outcome = outcome_of(attempt)
-    delay = retry_delay(campaign, outcome, job.attempt_count)
-    job.outcome = outcome
-    if delay is None:
-        job.status = JobStatus.DONE
-    elif campaign.status is CampaignStatus.CANCELED:
-        job.status = JobStatus.CANCELED
-    else:
-        job.status = JobStatus.PENDING
-        job.next_due_at = utcnow() + timedelta(seconds=delay)
+    step = next_job_step(campaign, outcome_of(attempt), job.attempt_count, utcnow())
+    job.outcome, job.status = step.outcome, step.status
+    if step.next_due_at is not None:
+        job.next_due_at = step.next_due_at
     release_after_commit(session, runtime, attempt)
-    return outcome
+    return step.outcome
 
 
 def end_unplaced(

@@ -97,7 +97,7 @@ class PacerLock:
     def __init__(self, runtime: Runtime, account_id: int) -> None:
         self.redis = runtime.redis
         self.keys = Keys(account_id)
-        self.token: str | None = None
+        self.token = ""
         self._renew = self.redis.register_script(_RENEW)
         self._unlock = self.redis.register_script(_UNLOCK)
 
@@ -110,13 +110,12 @@ class PacerLock:
 
     def still_held(self) -> bool:
         """Renew the lock; False if another pacer took it (this one must stop at once)."""
-        return bool(self._renew(keys=[self.keys.pacer_lock()], args=[self.token, int(LOCK_TTL_S * 1000)]))
+        return bool(
+            self._renew(keys=[self.keys.pacer_lock()], args=[self.token, int(LOCK_TTL_S * 1000)])
+        )
 
     def release(self) -> None:
         self._unlock(keys=[self.keys.pacer_lock()], args=[self.token])
-
-    def held_by_anyone(self) -> bool:
-        return bool(self.redis.exists(self.keys.pacer_lock()))
 
 
 def run_pacer(

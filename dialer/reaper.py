@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import cast
 
 import structlog
 from sqlalchemy import select
@@ -171,7 +172,8 @@ def _release_leaked(runtime: Runtime) -> int:
         accounts = session.scalars(select(Campaign.account_id).distinct()).all()
         for account_id in accounts:
             keys = Keys(account_id)
-            members = [int(m) for m in runtime.redis.zrange(keys.account_pool(), 0, -1)]
+            held = cast("list[bytes]", runtime.redis.zrange(keys.account_pool(), 0, -1))
+            members = [int(m) for m in held]
             if not members:
                 continue
             final = session.execute(

@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SIMULATOR_ACCOUNT_SID = "AC" + "0" * 31 + "1"
 """The Twilio account SID the bundled carrier simulator answers to by default (34 chars)."""
-SIMULATOR_AUTH_TOKEN = "simulator-auth-token"
+SIMULATOR_AUTH_TOKEN = "simulator-auth-token"  # noqa: S105  # the simulator's, public by design
 """The auth token the bundled carrier simulator checks and signs callbacks with by default."""
 
 _PLACEHOLDERS = frozenset({"changeme", "change-me", "xxx", "secret", "todo"})

@@ -11,7 +11,7 @@ dials.
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Exchange, Queue
+from kombu.entity import Exchange, Queue
 
 from dialer.settings import get_settings
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
-from models.tables import Base
+from models.base import Base
+from models.tables import Account  # noqa: F401  # registers every table on Base.metadata
 
 config = context.config
 target_metadata = Base.metadata

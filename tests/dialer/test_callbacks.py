@@ -6,9 +6,9 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import redis
-import httpx
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
@@ -28,8 +28,8 @@ from models import (
     utcnow,
 )
 from tests.conftest import REDIS_URL
-from tests.servers import serve_app
 from tests.factories import make_account, make_campaign, make_job
+from tests.servers import serve_app
 
 BASE = "https://dialer.example.test"
 SID = "CA" + "b" * 32
@@ -58,7 +58,9 @@ def attempt_id(runtime: Runtime) -> int:
             max_attempts=2,
             retry_policy={"busy": {"retry": True, "delay_s": 60}},
         )
-        job = make_job(session, campaign, "+12125550143", status=JobStatus.IN_PROGRESS, attempt_count=1)
+        job = make_job(
+            session, campaign, "+12125550143", status=JobStatus.IN_PROGRESS, attempt_count=1
+        )
         attempt = CallAttempt(
             job_id=job.id,
             campaign_id=campaign.id,
@@ -74,12 +76,22 @@ def attempt_id(runtime: Runtime) -> int:
         session.flush()
         keys = Keys(account.id)
         runtime.pool.acquire(
-            str(attempt.id), 60, [Scope(keys.account_pool(), 5), Scope(keys.campaign_pool(campaign.id), 5)], []
+            str(attempt.id),
+            60,
+            [Scope(keys.account_pool(), 5), Scope(keys.campaign_pool(campaign.id), 5)],
+            [],
         )
         return attempt.id
 
 
-def post(client: httpx.Client, attempt_id: int, params: dict[str, str], *, token: str = SIMULATOR_AUTH_TOKEN, kind: str = "status") -> Any:
+def post(
+    client: httpx.Client,
+    attempt_id: int,
+    params: dict[str, str],
+    *,
+    token: str = SIMULATOR_AUTH_TOKEN,
+    kind: str = "status",
+) -> Any:
     path = f"/v1/providers/twilio/{kind}/{attempt_id}"
     signature = RequestValidator(token).compute_signature(BASE + path, params)
     return client.post(path, data=params, headers={"X-Twilio-Signature": signature})
@@ -91,7 +103,7 @@ def status(call_status: str, seq: int, **extra: str) -> dict[str, str]:
         "AccountSid": "AC" + "0" * 31 + "1",
         "CallStatus": call_status,
         "SequenceNumber": str(seq),
-        "Timestamp": "Sat, 21 Nov 2026 12:00:0%d +0000" % seq,
+        "Timestamp": f"Sat, 21 Nov 2026 12:00:0{seq} +0000",
         **extra,
     }
 
@@ -104,8 +116,12 @@ def load(runtime: Runtime, attempt_id: int) -> tuple[CallAttempt, CallJob, int]:
         return attempt, job, events
 
 
-def test_forged_callbacks_are_rejected_and_change_nothing(client: httpx.Client, runtime: Runtime, attempt_id: int) -> None:
-    assert post(client, attempt_id, status("completed", 3), token="not-the-token").status_code == 403
+def test_forged_callbacks_are_rejected_and_change_nothing(
+    client: httpx.Client, runtime: Runtime, attempt_id: int
+) -> None:
+    assert (
+        post(client, attempt_id, status("completed", 3), token="not-the-token").status_code == 403
+    )
     unsigned = client.post(f"/v1/providers/twilio/status/{attempt_id}", data=status("completed", 3))
     assert unsigned.status_code == 403
     assert unsigned.json()["error"]["code"] == "invalid_signature"
@@ -114,7 +130,9 @@ def test_forged_callbacks_are_rejected_and_change_nothing(client: httpx.Client, 
     assert events == 0
 
 
-def test_malformed_body_is_400_with_a_code(client: httpx.Client, runtime: Runtime, attempt_id: int) -> None:
+def test_malformed_body_is_400_with_a_code(
+    client: httpx.Client, runtime: Runtime, attempt_id: int
+) -> None:
     response = post(client, attempt_id, status("exploded", 1))
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "malformed_callback"
@@ -129,7 +147,9 @@ def test_unknown_attempt_is_404(client: httpx.Client, attempt_id: int) -> None:
     assert response.json()["error"]["code"] == "attempt_not_found"
 
 
-def test_events_apply_once_and_terminal_frees_the_lease(client: httpx.Client, runtime: Runtime, attempt_id: int) -> None:
+def test_events_apply_once_and_terminal_frees_the_lease(
+    client: httpx.Client, runtime: Runtime, attempt_id: int
+) -> None:
     assert post(client, attempt_id, status("ringing", 1)).status_code == 204
     assert post(client, attempt_id, status("ringing", 1)).status_code == 204  # duplicate
     attempt, _, events = load(runtime, attempt_id)
@@ -145,7 +165,9 @@ def test_events_apply_once_and_terminal_frees_the_lease(client: httpx.Client, ru
     assert runtime.redis.llen(Keys(attempt.account_id).wake()) == 1
 
 
-def test_amd_and_gather_are_recorded(client: httpx.Client, runtime: Runtime, attempt_id: int) -> None:
+def test_amd_and_gather_are_recorded(
+    client: httpx.Client, runtime: Runtime, attempt_id: int
+) -> None:
     amd = {"CallSid": SID, "AccountSid": "AC" + "0" * 31 + "1", "AnsweredBy": "machine_end_beep"}
     assert post(client, attempt_id, amd, kind="amd").status_code == 204
     gathered = post(client, attempt_id, {**amd, "Digits": "1"}, kind="gather")

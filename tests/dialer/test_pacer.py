@@ -21,7 +21,9 @@ def runtime_for(url: str) -> Runtime:
     return Runtime(Settings(database_url=url, redis_url=REDIS_URL))
 
 
-def seed(url: str, campaigns: list[dict[str, Any]], account: dict[str, Any]) -> tuple[int, list[int]]:
+def seed(
+    url: str, campaigns: list[dict[str, Any]], account: dict[str, Any]
+) -> tuple[int, list[int]]:
     with transaction(url) as session:
         acct = make_account(session, **account)
         ids = []
@@ -69,7 +71,9 @@ def test_campaign_cap_and_priority(committed_db: str, redis_client: redis.Redis)
 
 
 def test_cps_limit_makes_the_round_wait(committed_db: str, redis_client: redis.Redis) -> None:
-    account_id, _ = seed(committed_db, [{"max_concurrency": 10}], {"max_concurrency": 10, "cps": 2.0})
+    account_id, _ = seed(
+        committed_db, [{"max_concurrency": 10}], {"max_concurrency": 10, "cps": 2.0}
+    )
     rt = runtime_for(committed_db)
     out = dispatch_round(rt, account_id)
     assert len(out.dials) == 1
@@ -103,7 +107,9 @@ def test_only_one_pacer_per_account(committed_db: str, redis_client: redis.Redis
 
 
 def test_run_pacer_dispatches_and_enqueues(committed_db: str, redis_client: redis.Redis) -> None:
-    account_id, _ = seed(committed_db, [{"max_concurrency": 3, "jobs": 3}], {"max_concurrency": 3, "cps": 1e6})
+    account_id, _ = seed(
+        committed_db, [{"max_concurrency": 3, "jobs": 3}], {"max_concurrency": 3, "cps": 1e6}
+    )
     sent: list[int] = []
     run = run_pacer(runtime_for(committed_db), account_id, sent.extend, budget_s=0.5)
     assert run.locked and run.dispatched == 3 == len(sent)

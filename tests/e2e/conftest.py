@@ -47,13 +47,30 @@ class Stack:
         response.raise_for_status()
         return response.json() if response.content else None
 
-    def start_worker(self, concurrency: int = 4, name: str | None = None) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, concurrency: int = 4, name: str | None = None
+    ) -> subprocess.Popen[bytes]:
         label = name or f"w{len(self.workers)}"
         proc = self.stack.enter_context(
             child(
-                [sys.executable, "-m", "celery", "-A", "workers", "worker", "--loglevel", "WARNING",
-                 "-c", str(concurrency), "-Q", "dials,pacer,maintenance",
-                 "-n", f"{label}-{os.getpid()}@%h", "--without-gossip", "--without-mingle"],
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "workers",
+                    "worker",
+                    "--loglevel",
+                    "WARNING",
+                    "-c",
+                    str(concurrency),
+                    "-Q",
+                    "dials,pacer,maintenance",
+                    "-n",
+                    f"{label}-{os.getpid()}@%h",
+                    "--without-gossip",
+                    "--without-mingle",
+                ],
                 self.env,
                 self.log_dir / f"worker-{label}.log",
             )
@@ -64,8 +81,18 @@ class Stack:
     def start_beat(self) -> None:
         self.stack.enter_context(
             child(
-                [sys.executable, "-m", "celery", "-A", "workers", "beat", "--loglevel", "WARNING",
-                 "-s", str(self.log_dir / "beat-schedule")],
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "workers",
+                    "beat",
+                    "--loglevel",
+                    "WARNING",
+                    "-s",
+                    str(self.log_dir / "beat-schedule"),
+                ],
                 self.env,
                 self.log_dir / "beat.log",
             )

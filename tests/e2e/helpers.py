@@ -64,14 +64,18 @@ def report(stack: Stack, account_id: int, campaign_id: int) -> dict[str, Any]:
         return campaign_report(session, account_id, campaign_id).model_dump()
 
 
-def wait_finished(stack: Stack, account_id: int, campaign_id: int, timeout_s: float = 90) -> dict[str, Any]:
+def wait_finished(
+    stack: Stack, account_id: int, campaign_id: int, timeout_s: float = 90
+) -> dict[str, Any]:
     wait_until(
         lambda: report(stack, account_id, campaign_id)["finished"], timeout_s, "campaign to finish"
     )
     return report(stack, account_id, campaign_id)
 
 
-def assert_clean_end(stack: Stack, account_id: int, campaign_id: int, max_attempts: int) -> dict[str, Any]:
+def assert_clean_end(
+    stack: Stack, account_id: int, campaign_id: int, max_attempts: int
+) -> dict[str, Any]:
     """Every contact final, no live attempt, no lease left, and the simulator (the
     independent witness) saw no number dialled more than the policy allows."""
     final = report(stack, account_id, campaign_id)
