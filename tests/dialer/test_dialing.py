@@ -1,0 +1,218 @@
+"""place_call against the carrier simulator: one call per attempt, whatever the carrier says."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from dialer import dnc
+from dialer.dialing import PlaceResult, place_call
+from dialer.leases import acquire_scopes, lease_seconds, rate_limits
+from dialer.pool import Keys
+from dialer.runtime import Runtime
+from dialer.settings import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, Settings
+from dialer.simulator import SimulatorConfig, run_in_thread
+from models import (
+    AttemptStatus,
+    CallAttempt,
+    CallerId,
+    CallJob,
+    Campaign,
+    CampaignStatus,
+    JobStatus,
+    Outcome,
+    transaction,
+    utcnow,
+)
+from tests.conftest import REDIS_URL
+from tests.factories import make_account, make_campaign, make_job
+
+
+@pytest.fixture(scope="module")
+def sim_url() -> Iterator[str]:
+    with run_in_thread(SimulatorConfig(time_scale=0.001, seed=3, slow_delay_s=1.5)) as url:
+        yield url
+
+
+@pytest.fixture
+def sim(sim_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=sim_url, timeout=10) as client:
+        client.post("/_sim/reset").raise_for_status()
+        client.post("/_sim/config", json={"faults": dict.fromkeys(FAULTS, 0.0)})
+        yield client
+
+
+FAULTS = ("502-before", "502-after", "429", "slow")
+
+
+@pytest.fixture
+def runtime(committed_db: str, redis_client: redis.Redis, sim_url: str) -> Runtime:
+    return Runtime(
+        Settings(
+            database_url=committed_db,
+            redis_url=REDIS_URL,
+            twilio_base_url=sim_url,
+            twilio_timeout_s=1.0,
+            public_base_url="http://127.0.0.1:9",  # callbacks go nowhere in these tests
+        )
+    )
+
+
+def dialing_attempt(runtime: Runtime, phone: str = "+12125550143") -> int:
+    """A contact with one attempt in `dialing` holding a lease, as the pacer leaves it."""
+    with transaction(runtime.settings.database_url) as session:
+        account = make_account(session)
+        campaign = make_campaign(session, account, status=CampaignStatus.RUNNING, dial_retries=2)
+        job = make_job(session, campaign, phone, status=JobStatus.IN_PROGRESS, attempt_count=1)
+        caller_id = session.get_one(CallerId, campaign.caller_id_id)
+        attempt = CallAttempt(
+            job_id=job.id,
+            campaign_id=campaign.id,
+            account_id=account.id,
+            attempt_no=1,
+            phone_e164=phone,
+            from_e164=caller_id.e164,
+            status=AttemptStatus.DIALING,
+            lease_expires_at=utcnow(),
+        )
+        session.add(attempt)
+        session.flush()
+        runtime.pool.acquire(
+            str(attempt.id),
+            lease_seconds(campaign),
+            acquire_scopes(account, campaign, caller_id),
+            rate_limits(account, campaign),
+        )
+        return attempt.id
+
+
+def state(runtime: Runtime, attempt_id: int) -> tuple[CallAttempt, CallJob, Campaign]:
+    with transaction(runtime.settings.database_url) as session:
+        attempt = session.get_one(CallAttempt, attempt_id)
+        return (
+            attempt,
+            session.get_one(CallJob, attempt.job_id),
+            session.get_one(Campaign, attempt.campaign_id),
+        )
+
+
+def stats(sim: httpx.Client) -> dict[str, Any]:
+    body: dict[str, Any] = sim.get("/_sim/stats").json()
+    return body
+
+
+def leases(runtime: Runtime, attempt: CallAttempt) -> int:
+    return int(runtime.redis.zcard(Keys(attempt.account_id).account_pool()))
+
+
+def test_places_one_call(runtime: Runtime, sim: httpx.Client) -> None:
+    attempt_id = dialing_attempt(runtime)
+    assert place_call(runtime, attempt_id) is PlaceResult.PLACED
+    attempt, job, _ = state(runtime, attempt_id)
+    assert attempt.call_sid is not None and attempt.call_sid.startswith("CA")
+    assert attempt.status is not AttemptStatus.PLACING
+    # Idempotent: a redelivered task does nothing.
+    assert place_call(runtime, attempt_id) is PlaceResult.SKIPPED
+    assert stats(sim)["calls_created"] == 1
+
+
+def test_number_added_to_dnc_after_upload_is_not_called(
+    runtime: Runtime, sim: httpx.Client
+) -> None:
+    attempt_id = dialing_attempt(runtime)
+    attempt, _, _ = state(runtime, attempt_id)
+    with transaction(runtime.settings.database_url) as session:
+        dnc.add(session, attempt.account_id, ["(212) 555-0143"], "US")
+    assert place_call(runtime, attempt_id) is PlaceResult.DO_NOT_CALL
+    attempt, job, _ = state(runtime, attempt_id)
+    assert attempt.status is AttemptStatus.NOT_PLACED
+    assert (job.status, job.outcome) == (JobStatus.DONE, Outcome.DO_NOT_CALL)
+    assert leases(runtime, attempt) == 0
+    assert stats(sim)["create_requests"] == 0
+
+
+@pytest.mark.parametrize("fault", ["502-after", "slow"])
+def test_ambiguous_create_is_looked_up_and_adopted(
+    runtime: Runtime, sim: httpx.Client, fault: str
+) -> None:
+    sim.post("/_sim/config", json={"faults": {fault: 1.0}}).raise_for_status()
+    attempt_id = dialing_attempt(runtime)
+    assert place_call(runtime, attempt_id) is PlaceResult.ADOPTED
+    attempt, job, _ = state(runtime, attempt_id)
+    assert attempt.call_sid is not None
+    assert job.status is JobStatus.IN_PROGRESS
+    seen = stats(sim)
+    assert seen["create_requests"] == 1 and seen["calls_created"] == 1
+
+
+@pytest.mark.parametrize("fault", ["502-before", "429"])
+def test_refused_create_goes_back_to_the_pacer(
+    runtime: Runtime, sim: httpx.Client, fault: str
+) -> None:
+    sim.post("/_sim/config", json={"faults": {fault: 1.0}}).raise_for_status()
+    attempt_id = dialing_attempt(runtime)
+    before = utcnow()
+    assert place_call(runtime, attempt_id) is PlaceResult.RETRY_LATER
+    attempt, job, _ = state(runtime, attempt_id)
+    assert attempt.status is AttemptStatus.NOT_PLACED
+    assert job.status is JobStatus.PENDING and job.next_due_at >= before
+    assert (job.attempt_count, job.dial_error_count) == (0, 1)
+    assert leases(runtime, attempt) == 0
+    assert stats(sim)["calls_created"] == 0
+
+
+def test_dial_retries_are_bounded(runtime: Runtime, sim: httpx.Client) -> None:
+    sim.post("/_sim/config", json={"faults": {"502-before": 1.0}}).raise_for_status()
+    attempt_id = dialing_attempt(runtime)
+    with transaction(runtime.settings.database_url) as session:
+        job = session.get_one(CallJob, state(runtime, attempt_id)[1].id)
+        job.dial_error_count = 2  # dial_retries is 2: this is the third refusal
+    assert place_call(runtime, attempt_id) is PlaceResult.RETRY_LATER
+    _, job, _ = state(runtime, attempt_id)
+    assert (job.status, job.outcome) == (JobStatus.DONE, Outcome.DIAL_ERROR)
+
+
+def test_contact_error_ends_the_contact_with_the_provider_code(
+    runtime: Runtime, sim: httpx.Client
+) -> None:
+    attempt_id = dialing_attempt(runtime, phone="+15005550001")  # Twilio's magic invalid To
+    assert place_call(runtime, attempt_id) is PlaceResult.REJECTED
+    attempt, job, campaign = state(runtime, attempt_id)
+    assert attempt.error_code == 21217
+    assert (job.status, job.outcome) == (JobStatus.DONE, Outcome.REJECTED)
+    assert campaign.status is CampaignStatus.RUNNING
+
+
+def test_account_error_trips_the_circuit_breaker(runtime: Runtime, sim: httpx.Client) -> None:
+    attempt_id = dialing_attempt(runtime, phone="+15005550003")  # 21215: geo permission
+    assert place_call(runtime, attempt_id) is PlaceResult.BREAKER_TRIPPED
+    attempt, job, campaign = state(runtime, attempt_id)
+    assert campaign.status is CampaignStatus.PAUSED
+    assert campaign.status_reason is not None and "21215" in campaign.status_reason
+    # The contact is not burnt: it waits, untouched, for the campaign to resume.
+    assert (job.status, job.attempt_count, job.dial_error_count) == (JobStatus.PENDING, 0, 0)
+    assert leases(runtime, attempt) == 0
+
+
+def test_a_redelivered_task_after_a_crash_adopts_the_call_instead_of_dialling_again(
+    runtime: Runtime, sim: httpx.Client
+) -> None:
+    attempt_id = dialing_attempt(runtime)
+    attempt, _, _ = state(runtime, attempt_id)
+    # The worker marked the attempt `placing`, sent the create, and died before recording it.
+    with transaction(runtime.settings.database_url) as session:
+        session.get_one(CallAttempt, attempt_id).status = AttemptStatus.PLACING
+    created = sim.post(
+        f"/2010-04-01/Accounts/{SIMULATOR_ACCOUNT_SID}/Calls.json",
+        auth=(SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN),
+        data={"To": attempt.phone_e164, "From": attempt.from_e164, "Twiml": "<Response/>"},
+    )
+    assert created.status_code == 201
+    assert place_call(runtime, attempt_id) is PlaceResult.ADOPTED
+    attempt, _, _ = state(runtime, attempt_id)
+    assert attempt.call_sid == created.json()["sid"]
+    assert stats(sim)["calls_created"] == 1
