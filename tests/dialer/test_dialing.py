@@ -112,7 +112,7 @@ def leases(runtime: Runtime, attempt: CallAttempt) -> int:
 def test_places_one_call(runtime: Runtime, sim: httpx.Client) -> None:
     attempt_id = dialing_attempt(runtime)
     assert place_call(runtime, attempt_id) is PlaceResult.PLACED
-    attempt, job, _ = state(runtime, attempt_id)
+    attempt, _, _ = state(runtime, attempt_id)
     assert attempt.call_sid is not None and attempt.call_sid.startswith("CA")
     assert attempt.status is not AttemptStatus.PLACING
     # Idempotent: a redelivered task does nothing.
