@@ -37,16 +37,16 @@ compose-check:
 	docker-compose -f docker-compose.yml config -q
 
 bench-dispatch: install services
-	$(BIN)/python bench/dispatch.py
+	$(BIN)/python -m bench.dispatch
 
 bench-pool: install services
-	$(BIN)/python bench/pool.py
+	$(BIN)/python -m bench.pool
 
 bench-ingest: install services
-	$(BIN)/python bench/ingest.py
+	$(BIN)/python -m bench.ingest
 
 bench-callbacks: install services
-	$(BIN)/python bench/callbacks.py
+	$(BIN)/python -m bench.callbacks
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

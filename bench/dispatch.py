@@ -12,7 +12,7 @@ carrier / the binding limit's concurrency, and leases / cap), the simulator's
 slot refill latency (terminal callback dispatched -> next create, while the pool was full)
 p50 / p99, and the Redis commands and Celery tasks per call.
 
-Usage: python bench/dispatch.py [--scale F] [--only NAME]   (F multiplies contact counts)
+Usage: python -m bench.dispatch [--scale F] [--only NAME]   (F multiplies contact counts)
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 clients, against a bare Redis `SET` loop in the same run (the ratio is what to compare
 across machines).
 
-Usage: python bench/pool.py [--seconds S] [--redis-url URL]
+Usage: python -m bench.pool [--seconds S] [--redis-url URL]
 """
 
 from __future__ import annotations
