@@ -37,6 +37,7 @@ from models import (
     CampaignStatus,
     MachineAction,
     Outcome,
+    relax_durability,
     transaction,
     utcnow,
 )
@@ -123,16 +124,30 @@ def place_call(runtime: Runtime, attempt_id: int) -> PlaceResult:
     """
     url = runtime.settings.database_url
     with transaction(url) as session:
-        attempt = _lock(session, attempt_id)
+        # One round trip: the attempt (locked), its contact, its campaign, and the DNC
+        # re-check (a number added after upload is not called).
+        row = session.execute(
+            select(
+                CallAttempt,
+                CallJob,
+                Campaign,
+                dnc.blocked(CallAttempt.account_id, CallAttempt.phone_e164),
+            )
+            .join(CallJob, CallJob.id == CallAttempt.job_id)
+            .join(Campaign, Campaign.id == CallAttempt.campaign_id)
+            .where(CallAttempt.id == attempt_id)
+            .with_for_update(of=CallAttempt)
+        ).one_or_none()
+        if row is None:
+            raise NotFoundError("attempt_not_found", f"no call attempt {attempt_id}")
+        attempt, job, campaign, on_dnc = row
         if attempt.status is AttemptStatus.PLACING and attempt.call_sid is None:
             recovering = True
         elif attempt.status is AttemptStatus.DIALING:
             recovering = False
-            if dnc.is_blocked(session, attempt.account_id, attempt.phone_e164):
+            if on_dnc:
                 end_unplaced(session, runtime, attempt, outcome=Outcome.DO_NOT_CALL)
                 return PlaceResult.DO_NOT_CALL
-            job = session.get_one(CallJob, attempt.job_id)
-            campaign = session.get_one(Campaign, attempt.campaign_id)
             request = _call_request(runtime, attempt, job, campaign)
             attempt.status = AttemptStatus.PLACING
             attempt.placed_at = utcnow()
@@ -215,6 +230,9 @@ def _recover(runtime: Runtime, attempt_id: int, error: ProviderError | None) -> 
 
 def _adopt(runtime: Runtime, attempt_id: int, call: ProviderCall) -> None:
     with transaction(runtime.settings.database_url) as session:
+        # Losing this write in a crash is harmless: the attempt stays `placing` and is
+        # resolved by lookup (the reaper) or by the call's first status callback.
+        relax_durability(session)
         attempt = _lock(session, attempt_id)
         if attempt.call_sid is None:
             attempt.call_sid = call.sid

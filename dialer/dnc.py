@@ -11,9 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import ColumnExpressionArgument, delete, exists, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import Exists
 
 from dialer.csvsource import IngestError, IngestErrorCode, find_phone_column, open_csv
 from dialer.numbers import NumberRejected, classify
@@ -102,13 +103,17 @@ def remove(session: Session, account_id: int, numbers: Iterable[str], default_re
     return len(result.all())
 
 
+def blocked(
+    account_id: ColumnExpressionArgument[int] | int, e164: ColumnExpressionArgument[str] | str
+) -> Exists:
+    """SQL `EXISTS`: the number is on the account's DNC list (to use inside a larger query,
+    such as the one `place_call` locks its attempt with)."""
+    return exists().where(DncEntry.account_id == account_id, DncEntry.e164 == e164)
+
+
 def is_blocked(session: Session, account_id: int, e164: str) -> bool:
-    """Whether the account's DNC list holds `e164` (checked right before each dial)."""
-    return bool(
-        session.scalar(
-            select(exists().where(DncEntry.account_id == account_id, DncEntry.e164 == e164))
-        )
-    )
+    """Whether the account's DNC list holds `e164`."""
+    return bool(session.scalar(select(blocked(account_id, e164))))
 
 
 def load_set(session: Session, account_id: int) -> set[str]:

@@ -33,6 +33,7 @@ from models import (
     Campaign,
     CampaignStatus,
     JobStatus,
+    relax_durability,
     transaction,
     utcnow,
 )
@@ -172,6 +173,10 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
     """
     out = Round()
     with transaction(runtime.settings.database_url) as session:
+        # A round lost in a database crash only leaves its contacts pending (they are
+        # dialled again) and leases that lapse; `place_call`'s own synchronous commit makes
+        # every earlier WAL record, this round's included, durable before any call is made.
+        relax_durability(session)
         account = session.get_one(Account, account_id)
         campaigns = _running(session, account_id)
         if not campaigns:

@@ -1,7 +1,14 @@
 """SQLAlchemy 2 typed tables, the engine and session factory, and Alembic migrations."""
 
 from models.base import Base, utcnow
-from models.db import engine_for, ensure_database, on_commit, session_factory, transaction
+from models.db import (
+    engine_for,
+    ensure_database,
+    on_commit,
+    relax_durability,
+    session_factory,
+    transaction,
+)
 from models.enums import (
     LIVE_ATTEMPT_STATUSES,
     TERMINAL_ATTEMPT_STATUSES,
@@ -32,6 +39,7 @@ __all__ = [
     "engine_for",
     "ensure_database",
     "on_commit",
+    "relax_durability",
     "session_factory",
     "transaction",
     "utcnow",

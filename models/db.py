@@ -47,6 +47,17 @@ def transaction(
         hook()
 
 
+def relax_durability(session: Session) -> None:
+    """Let this transaction's commit return before its WAL record reaches disk
+    (`SET LOCAL synchronous_commit = off`, PostgreSQL manual 19.5.1).
+
+    Only for writes whose loss in a database crash is repaired by design (a call sid that a
+    lookup re-finds, attempts whose contacts are still pending); never for anything that
+    must not be done twice, nor for an event the provider will not send again.
+    """
+    session.execute(text("SET LOCAL synchronous_commit = off"))
+
+
 def on_commit(session: Session, hook: Callable[[], object]) -> None:
     """Run `hook` after the session opened by `transaction` commits."""
     session.info["after_commit"].append(hook)

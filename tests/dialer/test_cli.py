@@ -1,0 +1,301 @@
+"""The `dialer` command line as a user runs it: `python -m dialer ...` in a subprocess,
+against this test process's database (DATABASE_URL) and Redis database (REDIS_URL), with
+DATA_DIR in the test's temporary directory.
+
+A failing command must exit non-zero and print exactly one line, `error: <code>: <message>`,
+on stderr (README, "CLI"); these tests hold every command to that contract.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from campaigns.accounts import hash_api_key
+from models import Account, DncEntry, engine_for
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE_CSV = REPO / "campaigns" / "samples" / "appointments.csv"
+SAMPLE_ROWS = 40
+MESSAGE = "Hi {first_name}, see you {appointment_time}."
+ERROR_LINE = re.compile(r"error: (?P<code>[a-z_]+): (?P<message>\S.*)")
+CLI_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class Cli:
+    """Runs `python -m dialer` the way a user's shell would, and checks its contract."""
+
+    env: dict[str, str]
+    cwd: Path
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "dialer", *args],
+            env=self.env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT_S,
+            check=False,
+        )
+
+    def ok(self, *args: str) -> str:
+        """Stdout of a command that must succeed."""
+        result = self.run(*args)
+        assert result.returncode == 0, (
+            f"`dialer {' '.join(args)}` exited {result.returncode}:\n{result.stderr}"
+        )
+        return result.stdout
+
+    def json(self, *args: str) -> Any:
+        """The one JSON line a `--json` command prints."""
+        lines = self.ok(*args).splitlines()
+        assert len(lines) == 1, f"`dialer {' '.join(args)}` printed {len(lines)} lines: {lines}"
+        return json.loads(lines[0])
+
+    def fails(self, *args: str, code: str) -> str:
+        """The message of a command that must fail with `error: <code>: <message>`."""
+        result = self.run(*args)
+        command = f"`dialer {' '.join(args)}`"
+        assert "Traceback" not in result.stderr, (
+            f"{command} crashed with a traceback instead of printing "
+            f"`error: {code}: <message>`:\n{result.stderr}"
+        )
+        assert result.returncode != 0, f"{command} exited 0; stdout: {result.stdout!r}"
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1, (
+            f"{command} must print exactly one error line on stderr, got {len(lines)}: {lines}"
+        )
+        match = ERROR_LINE.fullmatch(lines[0])
+        assert match, f"{command}: not an `error: <code>: <message>` line: {lines[0]!r}"
+        assert match["code"] == code, f"{command}: expected code {code}, got {lines[0]!r}"
+        return match["message"]
+
+    def create(self, *extra: str, csv_path: Path = SAMPLE_CSV, name: str = "Reminders") -> Any:
+        """`campaigns create ... --json` with the sample CSV and a message it can fill."""
+        return self.json(
+            "campaigns",
+            "create",
+            "--name",
+            name,
+            "--csv",
+            str(csv_path),
+            "--message",
+            MESSAGE,
+            "--json",
+            *extra,
+        )
+
+    def campaigns(self, *extra: str) -> list[dict[str, Any]]:
+        listed = self.json("campaigns", "list", "--json", *extra)
+        assert isinstance(listed, list)
+        return listed
+
+
+@pytest.fixture
+def cli(committed_db: str, redis_client: redis.Redis, tmp_path: Path) -> Iterator[Cli]:
+    """The CLI against the committed test database; `redis_client` empties the Redis
+    database that `campaigns start` enqueues the pacer task on."""
+    env = dict(os.environ)
+    env["DATABASE_URL"] = committed_db
+    env["DATA_DIR"] = str(tmp_path / "data")
+    # Rich wraps at the terminal width; pin it so the result does not depend on who runs us.
+    env["COLUMNS"] = "80"
+    work = tmp_path / "cwd"  # no stray `.env` is read, nothing is written into the repo
+    work.mkdir()
+    yield Cli(env=env, cwd=work)
+
+
+def _account(database_url: str, name: str) -> Account | None:
+    with Session(engine_for(database_url), expire_on_commit=False) as session:
+        return session.scalars(select(Account).where(Account.name == name)).one_or_none()
+
+
+def test_db_upgrade_migrates(cli: Cli) -> None:
+    assert cli.ok("db", "upgrade").strip() == "database migrated"
+
+
+def test_create_prints_the_ingest_summary_as_one_json_line(
+    cli: Cli, committed_db: str, tmp_path: Path
+) -> None:
+    assert _account(committed_db, "default") is None
+
+    created = cli.create()
+
+    assert {"campaign_id", "rows", "accepted", "rejected", "rejected_csv"} <= created.keys()
+    assert isinstance(created["campaign_id"], int)
+    assert created["rows"] == SAMPLE_ROWS
+    assert created["rows"] == created["accepted"] + sum(created["rejected"].values())
+    assert created["accepted"] > 0
+    # The sample holds a duplicate, a short code, a national number without area code and
+    # a row without a number.
+    assert created["rejected"] == {
+        "duplicate": 1,
+        "emergency_or_short_code": 1,
+        "invalid_number": 1,
+        "missing_number": 1,
+    }
+    rejected_csv = Path(created["rejected_csv"])
+    assert rejected_csv.is_file()
+    assert rejected_csv.is_relative_to(tmp_path / "data")
+    with rejected_csv.open(newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == sum(created["rejected"].values())
+    assert all(row["line"].isdigit() and row["reason"] for row in rows)
+    assert sorted(row["reason"] for row in rows) == sorted(created["rejected"])
+
+    account = _account(committed_db, "default")
+    assert account is not None, "the `default` account is created on first use"
+    assert [c["id"] for c in cli.campaigns()] == [created["campaign_id"]]
+
+
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [
+        pytest.param(b"", "empty_file", id="empty"),
+        pytest.param(b"name,city\nAda,London\nGrace,Arlington\n", "no_phone_column", id="no-phone"),
+    ],
+)
+def test_a_file_level_error_creates_nothing(
+    cli: Cli, tmp_path: Path, content: bytes, code: str
+) -> None:
+    path = tmp_path / "contacts.csv"
+    path.write_bytes(content)
+
+    message = cli.fails("campaigns", "create", "--name", "Bad", "--csv", str(path), code=code)
+
+    assert message
+    assert cli.campaigns() == []
+
+
+def test_a_placeholder_without_a_column_creates_nothing(cli: Cli) -> None:
+    message = cli.fails(
+        "campaigns",
+        "create",
+        "--name",
+        "Nick",
+        "--csv",
+        str(SAMPLE_CSV),
+        "--message",
+        "Hi {nickname}",
+        code="missing_variable",
+    )
+
+    assert "nickname" in message
+    assert cli.campaigns() == []
+
+
+def test_transitions(cli: Cli) -> None:
+    campaign = str(cli.create()["campaign_id"])
+
+    assert "draft" in cli.fails("campaigns", "resume", campaign, code="invalid_transition")
+    assert cli.ok("campaigns", "start", campaign).strip() == f"campaign {campaign}: running"
+    assert cli.ok("campaigns", "pause", campaign).strip() == f"campaign {campaign}: paused"
+    assert cli.ok("campaigns", "resume", campaign).strip() == f"campaign {campaign}: running"
+    assert cli.ok("campaigns", "cancel", campaign).strip() == f"campaign {campaign}: canceled"
+    cli.fails("campaigns", "start", campaign, code="invalid_transition")
+    cli.fails("campaigns", "pause", "999999", code="campaign_not_found")
+
+    report = cli.json("campaigns", "report", campaign, "--json")
+    assert report["status"] == "canceled"
+    assert report["finished"] is True
+    assert report["jobs"]["pending"] == 0
+    assert report["jobs"]["canceled"] == report["contacts"]
+
+
+def test_report_and_list(cli: Cli) -> None:
+    created = cli.create(name="Clinic reminders")
+    campaign = created["campaign_id"]
+
+    report = cli.json("campaigns", "report", str(campaign), "--json")
+    assert {
+        "campaign_id",
+        "status",
+        "contacts",
+        "jobs",
+        "outcomes",
+        "attempts",
+        "calls_placed",
+        "finished",
+    } <= report.keys()
+    assert report["campaign_id"] == campaign
+    assert report["status"] == "draft"
+    assert report["contacts"] == created["accepted"]
+    assert report["jobs"]["pending"] == created["accepted"]
+    assert sum(report["jobs"].values()) == report["contacts"]
+    assert report["outcomes"] == {}
+    assert report["attempts"] == {}
+    assert report["calls_placed"] == 0
+    assert report["finished"] is False
+    cli.fails("campaigns", "report", "999999", "--json", code="campaign_not_found")
+
+    [listed] = cli.campaigns()
+    assert listed["id"] == campaign
+    assert listed["name"] == "Clinic reminders"
+    assert listed["status"] == "draft"
+    assert listed["created_at"]
+
+
+def test_accounts_are_isolated(cli: Cli) -> None:
+    campaign = str(cli.create()["campaign_id"])
+
+    cli.fails("campaigns", "report", campaign, "--account", "other", code="campaign_not_found")
+    cli.fails("campaigns", "start", campaign, "--account", "other", code="campaign_not_found")
+    assert cli.campaigns("--account", "other") == []
+    assert [c["status"] for c in cli.campaigns()] == ["draft"]
+
+
+def test_dnc_add_and_import(cli: Cli, committed_db: str, tmp_path: Path) -> None:
+    assert cli.ok("dnc", "add", "+12125550143").strip() == "1 added"
+    path = tmp_path / "dnc.csv"
+    path.write_text("phone\n(212) 555-0143\n212-555-0100\nnot a number\n", encoding="utf-8")
+
+    summary = cli.json("dnc", "import", str(path), "--json")
+
+    assert summary == {"rows": 3, "added": 1, "already": 1, "invalid": 1}
+    with Session(engine_for(committed_db)) as session:
+        listed = set(session.scalars(select(DncEntry.e164)))
+    assert listed == {"+12125550143", "+12125550100"}
+
+
+@pytest.mark.parametrize("number", ["911", "12345678901234567890"])
+def test_dnc_add_refuses_an_invalid_number(cli: Cli, committed_db: str, number: str) -> None:
+    cli.fails("dnc", "add", number, code=_reject_code(number))
+
+    with Session(engine_for(committed_db)) as session:
+        assert list(session.scalars(select(DncEntry.e164))) == []
+
+
+def _reject_code(number: str) -> str:
+    from dialer.numbers import NumberRejected, classify
+
+    try:
+        classify(number, "US")
+    except NumberRejected as rejected:
+        return rejected.reason.value
+    raise AssertionError(f"{number} is a valid number")
+
+
+def test_accounts_create_key(cli: Cli, committed_db: str) -> None:
+    lines = cli.ok("accounts", "create-key").splitlines()
+
+    assert len(lines) == 1
+    [key] = lines
+    assert len(key) >= 32
+    account = _account(committed_db, "default")
+    assert account is not None
+    assert account.api_key_hash == hash_api_key(key)
