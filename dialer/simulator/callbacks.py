@@ -22,8 +22,9 @@ import time
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import httpx
+import aiohttp
 from twilio.request_validator import RequestValidator
+from yarl import URL
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +84,7 @@ def signed_url_and_wire_url(url: str, sign_fragment: bool) -> tuple[str, str, st
 
 
 async def deliver(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     url: str,
     params: dict[str, str],
     *,
@@ -119,11 +120,8 @@ async def deliver(
         "User-Agent": "TwilioProxy/1.1",
         "I-Twilio-Idempotency-Token": idempotency_token,
     }
-    timeout = httpx.Timeout(
-        connect=overrides.connect_timeout_s,
-        read=overrides.read_timeout_s,
-        write=overrides.read_timeout_s,
-        pool=overrides.connect_timeout_s,
+    timeout = aiohttp.ClientTimeout(
+        total=None, connect=overrides.connect_timeout_s, sock_read=overrides.read_timeout_s
     )
     deadline = time.monotonic() + overrides.total_time_s
     attempts = 0
@@ -131,17 +129,24 @@ async def deliver(
     while True:
         attempts += 1
         try:
-            response = await client.request(
-                method.upper(), wire_url, data=body, headers=headers, timeout=timeout
-            )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
+            async with client.request(
+                method.upper(),
+                URL(wire_url, encoded=True),  # as signed: no re-quoting of the query
+                data=body,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
+            ) as response:
+                status = response.status
+                await response.read()
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
             error = "ct"
-        except httpx.HTTPError:
+        except (aiohttp.ClientError, TimeoutError):
             error = "rt"
         else:
-            if response.status_code < 400:
+            if status < 400:
                 return Delivery(ok=True, attempts=attempts, last_error=None)
-            error = "4xx" if response.status_code < 500 else "5xx"
+            error = "4xx" if status < 500 else "5xx"
         retries_left = attempts <= overrides.retry_count
         if not retries_left or error not in overrides.retry_policy:
             return Delivery(ok=False, attempts=attempts, last_error=error)

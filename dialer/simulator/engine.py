@@ -26,7 +26,7 @@ from email.utils import format_datetime
 from enum import StrEnum
 from typing import Any
 
-import httpx
+import aiohttp
 
 from dialer.simulator.callbacks import deliver
 from dialer.simulator.config import Fault, LogNormal, Outcome, SimulatorConfig
@@ -309,9 +309,8 @@ class Engine:
         self._calls: dict[str, SimCall] = {}
         self._order: list[SimCall] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._client: httpx.AsyncClient | None = None
-        # httpcore's pool scans its whole wait queue on every change (quadratic with
-        # thousands of callbacks in flight): admit no more requests than it has connections.
+        self._client: aiohttp.ClientSession | None = None
+        # Admit no more deliveries than the client has connections: the rest wait here.
         self._delivery_slots = asyncio.Semaphore(config.callback_max_connections)
         self._fault_rng = random.Random(config.seed)
         self._next_index = 0
@@ -320,17 +319,14 @@ class Engine:
 
     async def start(self) -> None:
         """Open the callback HTTP client."""
-        limits = httpx.Limits(
-            max_connections=self.config.callback_max_connections,
-            max_keepalive_connections=self.config.callback_max_connections,
-        )
-        self._client = httpx.AsyncClient(limits=limits, follow_redirects=False)
+        connector = aiohttp.TCPConnector(limit=self.config.callback_max_connections)
+        self._client = aiohttp.ClientSession(connector=connector, auto_decompress=False)
 
     async def stop(self) -> None:
         """Cancel every lifecycle and delivery, close the client."""
         await self._cancel_all()
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None
 
     async def reset(self) -> None:
