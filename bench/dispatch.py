@@ -101,15 +101,21 @@ def time_weighted(samples: list[tuple[float, int, int]], start: float, end: floa
     return total / weight if weight else 0.0
 
 
-def refill_latencies(timeline: dict[str, Any], cap: int) -> list[float]:
-    """For each terminal callback while the pool was full, seconds to the next create."""
+def refill_latencies(
+    timeline: dict[str, Any], samples: list[tuple[float, int, int]], cap: int
+) -> list[float]:
+    """For each terminal callback sent while the pool was full (every slot leased: the
+    freed slot was the only way to dial), seconds until the carrier got the next create.
+
+    The simulator's and the sampler's clocks are both CLOCK_MONOTONIC of this machine.
+    """
     creates = timeline["creates"]
-    ends = timeline["terminal_callbacks"]
+    times = [t for t, _, _ in samples]
     out = []
-    for end in ends:
-        live_then = bisect.bisect_right(creates, end) - bisect.bisect_right(ends, end)
-        if live_then < cap - 1:
-            continue  # the pool was not full: no slot was waited for
+    for end in timeline["terminal_callbacks"]:
+        k = bisect.bisect_right(times, end) - 1
+        if k < 0 or samples[k][2] < cap:
+            continue
         i = bisect.bisect_left(creates, end)
         if i < len(creates):
             out.append(creates[i] - end)
@@ -186,7 +192,7 @@ def run(scenario: Scenario, url: str, run_dir: Path) -> dict[str, Any]:
     lease_mean = time_weighted(sampler.samples, start, last_create, 2)
     steady = creates[len(creates) // 10 : len(creates) * 9 // 10]
     achieved = (len(steady) - 1) / (steady[-1] - steady[0]) if len(steady) > 1 else 0.0
-    refill = sorted(refill_latencies(timeline, scenario.cap))
+    refill = sorted(refill_latencies(timeline, sampler.samples, scenario.cap))
     task_count = sum(sum(worker.get("total", {}).values()) for worker in tasks.values())
     calls = stats["calls_created"]
     return {

@@ -49,7 +49,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 def fail(code: str, message: str) -> NoReturn:
     """Print `error: <code>: <message>` on stderr and exit 1."""
-    err_console.print(f"error: {code}: {message}", markup=False, highlight=False)
+    err_console.print(f"error: {code}: {message}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 

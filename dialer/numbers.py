@@ -37,6 +37,8 @@ import phonenumbers
 from phonenumbers import PhoneNumberType, shortnumberinfo
 from phonenumbers.tzdata import TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX
 
+from dialer.errors import DialerError
+
 __all__ = [
     "NumberInfo",
     "NumberRejected",
@@ -58,12 +60,13 @@ class RejectReason(StrEnum):
     COUNTRY_NOT_ALLOWED = "country_not_allowed"
 
 
-class NumberRejected(ValueError):  # noqa: N818 (the name is the API's, it is not an error)
-    """A number that must not be dialled; `reason` is the stable code, `number` the input as
-    given (or its E.164 form when a policy refused a valid number)."""
+class NumberRejected(DialerError):  # noqa: N818 (the name is the API's, it is not an error)
+    """A number that must not be dialled; `reason` is the stable code (also the error's
+    `code`), `number` the input as given (or its E.164 form when a policy refused a valid
+    number)."""
 
     def __init__(self, reason: RejectReason, number: str) -> None:
-        super().__init__(f"{reason.value}: {number!r}")
+        super().__init__(reason.value, f"cannot use {number!r}")
         self.reason = reason
         self.number = number
 

@@ -25,7 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.accounts import hash_api_key
-from models import Account, DncEntry, engine_for
+from dialer.numbers import RejectReason
+from models import Account, Campaign, CampaignStatus, DncEntry, engine_for
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_CSV = REPO / "campaigns" / "samples" / "appointments.csv"
@@ -67,13 +68,14 @@ class Cli:
         assert len(lines) == 1, f"`dialer {' '.join(args)}` printed {len(lines)} lines: {lines}"
         return json.loads(lines[0])
 
-    def fails(self, *args: str, code: str) -> str:
-        """The message of a command that must fail with `error: <code>: <message>`."""
+    def error(self, *args: str) -> tuple[str, str]:
+        """The code and message of a command that must fail with one
+        `error: <code>: <message>` line on stderr and a non-zero exit status."""
         result = self.run(*args)
         command = f"`dialer {' '.join(args)}`"
         assert "Traceback" not in result.stderr, (
-            f"{command} crashed with a traceback instead of printing "
-            f"`error: {code}: <message>`:\n{result.stderr}"
+            f"CLI bug: {command} crashed with an uncaught exception instead of printing "
+            f"`error: <code>: <message>`:\n{result.stderr}"
         )
         assert result.returncode != 0, f"{command} exited 0; stdout: {result.stdout!r}"
         lines = result.stderr.splitlines()
@@ -82,10 +84,15 @@ class Cli:
         )
         match = ERROR_LINE.fullmatch(lines[0])
         assert match, f"{command}: not an `error: <code>: <message>` line: {lines[0]!r}"
-        assert match["code"] == code, f"{command}: expected code {code}, got {lines[0]!r}"
-        return match["message"]
+        return match["code"], match["message"]
 
-    def create(self, *extra: str, csv_path: Path = SAMPLE_CSV, name: str = "Reminders") -> Any:
+    def fails(self, *args: str, code: str) -> str:
+        """The message of a command that must fail with `error: <code>: <message>`."""
+        actual, message = self.error(*args)
+        assert actual == code, f"`dialer {' '.join(args)}`: expected {code}, got {actual}"
+        return message
+
+    def create(self, *extra: str, name: str = "Reminders") -> Any:
         """`campaigns create ... --json` with the sample CSV and a message it can fill."""
         return self.json(
             "campaigns",
@@ -93,7 +100,7 @@ class Cli:
             "--name",
             name,
             "--csv",
-            str(csv_path),
+            str(SAMPLE_CSV),
             "--message",
             MESSAGE,
             "--json",
@@ -160,7 +167,6 @@ def test_create_prints_the_ingest_summary_as_one_json_line(
 
     account = _account(committed_db, "default")
     assert account is not None, "the `default` account is created on first use"
-    assert [c["id"] for c in cli.campaigns()] == [created["campaign_id"]]
 
 
 @pytest.mark.parametrize(
@@ -199,29 +205,11 @@ def test_a_placeholder_without_a_column_creates_nothing(cli: Cli) -> None:
     assert cli.campaigns() == []
 
 
-def test_transitions(cli: Cli) -> None:
-    campaign = str(cli.create()["campaign_id"])
-
-    assert "draft" in cli.fails("campaigns", "resume", campaign, code="invalid_transition")
-    assert cli.ok("campaigns", "start", campaign).strip() == f"campaign {campaign}: running"
-    assert cli.ok("campaigns", "pause", campaign).strip() == f"campaign {campaign}: paused"
-    assert cli.ok("campaigns", "resume", campaign).strip() == f"campaign {campaign}: running"
-    assert cli.ok("campaigns", "cancel", campaign).strip() == f"campaign {campaign}: canceled"
-    cli.fails("campaigns", "start", campaign, code="invalid_transition")
-    cli.fails("campaigns", "pause", "999999", code="campaign_not_found")
-
-    report = cli.json("campaigns", "report", campaign, "--json")
-    assert report["status"] == "canceled"
-    assert report["finished"] is True
-    assert report["jobs"]["pending"] == 0
-    assert report["jobs"]["canceled"] == report["contacts"]
-
-
-def test_report_and_list(cli: Cli) -> None:
+def test_lifecycle_report_and_list(cli: Cli) -> None:
     created = cli.create(name="Clinic reminders")
-    campaign = created["campaign_id"]
+    campaign = str(created["campaign_id"])
 
-    report = cli.json("campaigns", "report", str(campaign), "--json")
+    draft = cli.json("campaigns", "report", campaign, "--json")
     assert {
         "campaign_id",
         "status",
@@ -231,32 +219,46 @@ def test_report_and_list(cli: Cli) -> None:
         "attempts",
         "calls_placed",
         "finished",
-    } <= report.keys()
-    assert report["campaign_id"] == campaign
-    assert report["status"] == "draft"
-    assert report["contacts"] == created["accepted"]
-    assert report["jobs"]["pending"] == created["accepted"]
-    assert sum(report["jobs"].values()) == report["contacts"]
-    assert report["outcomes"] == {}
-    assert report["attempts"] == {}
-    assert report["calls_placed"] == 0
-    assert report["finished"] is False
-    cli.fails("campaigns", "report", "999999", "--json", code="campaign_not_found")
+    } <= draft.keys()
+    assert draft["campaign_id"] == created["campaign_id"]
+    assert draft["status"] == "draft"
+    assert draft["contacts"] == created["accepted"]
+    assert draft["jobs"]["pending"] == created["accepted"]
+    assert sum(draft["jobs"].values()) == draft["contacts"]
+    assert draft["outcomes"] == {}
+    assert draft["attempts"] == {}
+    assert draft["calls_placed"] == 0
+    assert draft["finished"] is False
+
+    assert "draft" in cli.fails("campaigns", "resume", campaign, code="invalid_transition")
+    assert cli.ok("campaigns", "start", campaign).strip() == f"campaign {campaign}: running"
+    assert cli.ok("campaigns", "pause", campaign).strip() == f"campaign {campaign}: paused"
+    assert cli.ok("campaigns", "resume", campaign).strip() == f"campaign {campaign}: running"
+    assert cli.ok("campaigns", "cancel", campaign).strip() == f"campaign {campaign}: canceled"
+    cli.fails("campaigns", "start", campaign, code="invalid_transition")
+
+    canceled = cli.json("campaigns", "report", campaign, "--json")
+    assert canceled["status"] == "canceled"
+    assert canceled["finished"] is True
+    assert canceled["jobs"]["pending"] == 0
+    assert canceled["jobs"]["canceled"] == canceled["contacts"] == created["accepted"]
 
     [listed] = cli.campaigns()
-    assert listed["id"] == campaign
+    assert listed["id"] == created["campaign_id"]
     assert listed["name"] == "Clinic reminders"
-    assert listed["status"] == "draft"
+    assert listed["status"] == "canceled"
     assert listed["created_at"]
 
 
-def test_accounts_are_isolated(cli: Cli) -> None:
+def test_unknown_ids_and_other_accounts_are_not_found(cli: Cli, committed_db: str) -> None:
     campaign = str(cli.create()["campaign_id"])
 
+    cli.fails("campaigns", "pause", "999999", code="campaign_not_found")
     cli.fails("campaigns", "report", campaign, "--account", "other", code="campaign_not_found")
-    cli.fails("campaigns", "start", campaign, "--account", "other", code="campaign_not_found")
+    cli.fails("campaigns", "cancel", campaign, "--account", "other", code="campaign_not_found")
     assert cli.campaigns("--account", "other") == []
-    assert [c["status"] for c in cli.campaigns()] == ["draft"]
+    with Session(engine_for(committed_db)) as session:
+        assert session.scalars(select(Campaign.status)).one() is CampaignStatus.DRAFT
 
 
 def test_dnc_add_and_import(cli: Cli, committed_db: str, tmp_path: Path) -> None:
@@ -272,22 +274,12 @@ def test_dnc_add_and_import(cli: Cli, committed_db: str, tmp_path: Path) -> None
     assert listed == {"+12125550143", "+12125550100"}
 
 
-@pytest.mark.parametrize("number", ["911", "12345678901234567890"])
-def test_dnc_add_refuses_an_invalid_number(cli: Cli, committed_db: str, number: str) -> None:
-    cli.fails("dnc", "add", number, code=_reject_code(number))
+def test_dnc_add_refuses_an_invalid_number(cli: Cli, committed_db: str) -> None:
+    code, _ = cli.error("dnc", "add", "911")
 
+    assert code in {reason.value for reason in RejectReason}
     with Session(engine_for(committed_db)) as session:
         assert list(session.scalars(select(DncEntry.e164))) == []
-
-
-def _reject_code(number: str) -> str:
-    from dialer.numbers import NumberRejected, classify
-
-    try:
-        classify(number, "US")
-    except NumberRejected as rejected:
-        return rejected.reason.value
-    raise AssertionError(f"{number} is a valid number")
 
 
 def test_accounts_create_key(cli: Cli, committed_db: str) -> None:
