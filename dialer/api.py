@@ -33,7 +33,7 @@ from dialer.errors import DialerError, NotFoundError
 from dialer.pgasync import AsyncPool, async_pool
 from dialer.runtime import Runtime, get_runtime
 from models import Account, Campaign, CampaignStatus, MachineAction, on_commit, transaction
-from workers.tasks import kick_pacer
+from workers.tasks import hang_up_task, kick_pacer
 
 log = structlog.get_logger(__name__)
 
@@ -128,6 +128,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
                 )
             result = await record_callback(webhooks.pool(), rt(), attempt_id, kind, params)
             CALLBACKS.labels(kind.value, "stored" if result.stored else "duplicate").inc()
+            if result.hang_up_machine:
+                hang_up_task.delay(attempt_id, "machine")
         if kind is CallbackKind.GATHER:
             return Response(GATHER_REPLY, media_type="application/xml")
         return Response(status_code=204)

@@ -20,13 +20,20 @@ import structlog
 from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
-from dialer.calls import CallEvent, apply_event, next_job_step, outcome_of
+from dialer.calls import (
+    MACHINE_ANSWERS,
+    CallEvent,
+    apply_event,
+    is_terminal,
+    next_job_step,
+    outcome_of,
+)
 from dialer.errors import DialerError, NotFoundError
 from dialer.leases import release_keys
 from dialer.pgasync import AsyncPool, transaction
 from dialer.pool import Keys
 from dialer.runtime import Runtime
-from models import AttemptStatus, CallAttempt, Campaign, CampaignStatus, utcnow
+from models import AttemptStatus, CallAttempt, Campaign, CampaignStatus, MachineAction, utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -56,10 +63,13 @@ class MalformedCallbackError(DialerError):
 
 @dataclass(frozen=True, slots=True)
 class CallbackResult:
-    """What one callback did: stored (False for a duplicate) and whether the call ended."""
+    """What one callback did: stored (False for a duplicate), whether the call ended, and
+    whether AMD just found a machine on a call whose campaign hangs up on machines (the
+    caller then asks the provider to end the call)."""
 
     stored: bool
     ended: bool = False
+    hang_up_machine: bool = False
 
 
 def parse_event(kind: CallbackKind, params: Mapping[str, str]) -> CallEvent:
@@ -108,7 +118,7 @@ WITH attempt AS (
     SELECT a.id, a.job_id, a.campaign_id, a.account_id, a.status, a.call_sid, a.answered_by,
            a.digits, a.last_sequence, a.answered_at, a.ended_at, a.duration_s, a.end_reason,
            j.attempt_count, c.status AS campaign_status, c.max_attempts, c.retry_policy,
-           c.caller_id_id
+           c.caller_id_id, c.machine_detection, c.machine_action
     FROM call_attempts a
     JOIN call_jobs j ON j.id = a.job_id
     JOIN campaigns c ON c.id = a.campaign_id
@@ -265,4 +275,11 @@ async def _record(
             hooks.append(lambda: runtime.pool.release(str(attempt_id), scope_keys, wake))
         elif after != before:
             await conn.execute(_UPDATE_ATTEMPT, {**after, "id": attempt_id})
-    return CallbackResult(stored=True, ended=ended)
+    machine_found = before["answered_by"] is None and attempt.answered_by in MACHINE_ANSWERS
+    hang_up = (
+        machine_found
+        and not is_terminal(attempt.status)
+        and row["machine_detection"]
+        and row["machine_action"] == MachineAction.HANG_UP
+    )
+    return CallbackResult(stored=True, ended=ended, hang_up_machine=hang_up)

@@ -16,13 +16,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dialer import dnc
+from dialer.calls import CallEvent, apply_event
 from dialer.errors import NotFoundError
-from dialer.leases import end_unplaced
+from dialer.leases import end_unplaced, finish_call, send_limits
 from dialer.providers.base import (
     AccountProviderError,
     AmbiguousProviderError,
     CallRequest,
     ContactProviderError,
+    NotFoundProviderError,
     ProviderCall,
     ProviderError,
     ThrottledProviderError,
@@ -30,6 +32,8 @@ from dialer.providers.base import (
 from dialer.providers.twiml import build_twiml, render_message
 from dialer.runtime import Runtime
 from models import (
+    LIVE_ATTEMPT_STATUSES,
+    Account,
     AttemptStatus,
     CallAttempt,
     CallJob,
@@ -131,16 +135,18 @@ def place_call(runtime: Runtime, attempt_id: int) -> PlaceResult:
                 CallAttempt,
                 CallJob,
                 Campaign,
+                Account,
                 dnc.blocked(CallAttempt.account_id, CallAttempt.phone_e164),
             )
             .join(CallJob, CallJob.id == CallAttempt.job_id)
             .join(Campaign, Campaign.id == CallAttempt.campaign_id)
+            .join(Account, Account.id == CallAttempt.account_id)
             .where(CallAttempt.id == attempt_id)
             .with_for_update(of=CallAttempt)
         ).one_or_none()
         if row is None:
             raise NotFoundError("attempt_not_found", f"no call attempt {attempt_id}")
-        attempt, job, campaign, on_dnc = row
+        attempt, job, campaign, account, on_dnc = row
         if attempt.status is AttemptStatus.PLACING and attempt.call_sid is None:
             recovering = True
         elif attempt.status is AttemptStatus.DIALING:
@@ -149,6 +155,7 @@ def place_call(runtime: Runtime, attempt_id: int) -> PlaceResult:
                 end_unplaced(session, runtime, attempt, outcome=Outcome.DO_NOT_CALL)
                 return PlaceResult.DO_NOT_CALL
             request = _call_request(runtime, attempt, job, campaign)
+            limits = send_limits(account, campaign)
             attempt.status = AttemptStatus.PLACING
             attempt.placed_at = utcnow()
         else:
@@ -156,6 +163,7 @@ def place_call(runtime: Runtime, attempt_id: int) -> PlaceResult:
 
     if recovering:
         return _recover(runtime, attempt_id, error=None)
+    runtime.pool.wait_for_send_slot(limits)
     try:
         call = runtime.provider.create_call(request)
     except AmbiguousProviderError as error:
@@ -272,3 +280,52 @@ def _trip_breaker(runtime: Runtime, attempt_id: int, error: AccountProviderError
         )
         log.warning("circuit_breaker_tripped", campaign_id=campaign.id, code=error.code)
     return PlaceResult.BREAKER_TRIPPED
+
+
+def hang_up_call(runtime: Runtime, attempt_id: int, reason: str) -> None:
+    """End a live call at the provider (the hold-time watchdog, a lease about to lapse, a
+    machine on a campaign that hangs up on machines) and apply what the provider reports.
+
+    `reason` (`hold_cap`, `lease_expired`, `machine`) is committed as the attempt's
+    `end_reason` first: the provider's final callback may arrive before the hang-up request
+    returns, and the outcome (`hold_cap`) is read from it. A call already over, or an
+    attempt with no call yet, is left alone.
+    """
+    with transaction(runtime.settings.database_url) as session:
+        attempt = session.get_one(CallAttempt, attempt_id, with_for_update=True)
+        if attempt.status not in LIVE_ATTEMPT_STATUSES or attempt.call_sid is None:
+            return
+        attempt.end_reason = reason
+        call_sid = attempt.call_sid
+    try:
+        call: ProviderCall | None = runtime.provider.hang_up(call_sid)
+    except NotFoundProviderError:
+        call = None
+    except ProviderError as error:
+        log.warning("hang_up_failed", attempt_id=attempt_id, error=str(error))
+        return
+    with transaction(runtime.settings.database_url) as session:
+        attempt = session.get_one(CallAttempt, attempt_id, with_for_update=True)
+        if attempt.status not in LIVE_ATTEMPT_STATUSES:
+            return
+        if call is None:
+            attempt.status = AttemptStatus.FAILED
+            attempt.ended_at = utcnow()
+            ended = True
+        else:
+            ended = apply_event(attempt, as_event(call))
+        if ended:
+            finish_call(session, runtime, attempt)
+        log.info("call_hung_up", attempt_id=attempt_id, reason=reason, ended=ended)
+
+
+def as_event(call: ProviderCall) -> CallEvent:
+    """A provider's view of a call (fetch, hang-up reply) as a state machine event."""
+    return CallEvent(
+        status=AttemptStatus(call.status),
+        sequence=-1,
+        timestamp=call.end_time or utcnow(),
+        call_sid=call.sid,
+        answered_by=call.answered_by,
+        duration_s=call.duration_s,
+    )

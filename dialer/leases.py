@@ -59,6 +59,15 @@ def rate_limits(account: Account, campaign: Campaign) -> list[RateLimit]:
     return limits
 
 
+def send_limits(account: Account, campaign: Campaign) -> list[RateLimit]:
+    """The CPS limits checked again at the moment a create request leaves (`place_call`)."""
+    keys = Keys(account.id)
+    limits = [RateLimit(keys.account_send_rate(), account.cps * CPS_HEADROOM)]
+    if campaign.cps is not None:
+        limits.append(RateLimit(keys.campaign_send_rate(campaign.id), campaign.cps))
+    return limits
+
+
 def release_keys(account_id: int, campaign_id: int, caller_id_id: int) -> list[str]:
     """Every scope key an attempt of this campaign may hold a lease in."""
     keys = Keys(account_id)

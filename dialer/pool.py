@@ -9,6 +9,7 @@ account share the hash tag `{a<account id>}`, so the scripts run on Redis Cluste
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib.resources import files
@@ -80,6 +81,12 @@ class Keys:
     def campaign_rate(self, campaign_id: int) -> str:
         return f"{self.tag}:gcra:campaign:{campaign_id}"
 
+    def account_send_rate(self) -> str:
+        return f"{self.tag}:gcra:send:account"
+
+    def campaign_send_rate(self, campaign_id: int) -> str:
+        return f"{self.tag}:gcra:send:campaign:{campaign_id}"
+
     def wake(self) -> str:
         return f"{self.tag}:wake"
 
@@ -130,6 +137,22 @@ class Pool:
         if code == 0:
             return Acquisition(AcquireResult.FULL, full_scope=scopes[int(detail) - 1].key)
         return Acquisition(AcquireResult.RATE_LIMITED, wait_s=int(detail) / 1_000_000.0)
+
+    def wait_for_send_slot(self, limits: list[RateLimit], max_wait_s: float = 30.0) -> float:
+        """Block until the CPS limiters let one create request leave now; return the seconds
+        waited.
+
+        The pacer books slots when it takes leases, but Celery delivers dials with jitter
+        (a busy worker pool releases a backlog at once); this last check, at the moment of
+        sending, is what keeps every one-second window at the provider within the limit.
+        """
+        waited = 0.0
+        while True:
+            got = self.acquire("send", 0, [], limits)
+            if got.result is AcquireResult.ACQUIRED or waited >= max_wait_s:
+                return waited
+            time.sleep(got.wait_s)
+            waited += got.wait_s
 
     def release(self, member: str, scope_keys: list[str], wake_key: str) -> int:
         """Drop `member`'s lease from every scope; idempotent. Returns scopes that held it."""

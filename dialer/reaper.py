@@ -20,11 +20,11 @@ from typing import cast
 import structlog
 from sqlalchemy import select
 
-from dialer.calls import CallEvent, apply_event
-from dialer.dialing import recover_placing
+from dialer.calls import apply_event
+from dialer.dialing import as_event, hang_up_call, recover_placing
 from dialer.leases import finish_call, release_keys
 from dialer.pool import Keys
-from dialer.providers.base import NotFoundProviderError, ProviderCall, ProviderError
+from dialer.providers.base import ProviderError
 from dialer.runtime import Runtime
 from models import (
     LIVE_ATTEMPT_STATUSES,
@@ -85,10 +85,10 @@ def reap(runtime: Runtime, redispatch: Callable[[list[int]], None]) -> ReapRepor
         )
         near_expiry = attempt.lease_expires_at <= now + timedelta(seconds=EXPIRY_HORIZON_S)
         if over_hold:
-            _hang_up(runtime, attempt.id, attempt.call_sid, reason="hold_cap")
+            hang_up_call(runtime, attempt.id, reason="hold_cap")
             report.hung_up.append(attempt.id)
         elif near_expiry:
-            _hang_up(runtime, attempt.id, attempt.call_sid, reason="lease_expired")
+            hang_up_call(runtime, attempt.id, reason="lease_expired")
             report.resolved.append(attempt.id)
         elif attempt.updated_at < quiet_before:
             _poll(runtime, attempt.id, attempt.call_sid)
@@ -97,39 +97,6 @@ def reap(runtime: Runtime, redispatch: Callable[[list[int]], None]) -> ReapRepor
         redispatch(report.redispatched)
     report.leaked = _release_leaked(runtime)
     return report
-
-
-def _hang_up(runtime: Runtime, attempt_id: int, call_sid: str, reason: str) -> None:
-    """End the call at the provider and apply what the provider then reports.
-
-    The reason is committed first: the provider's final callback may arrive before the
-    hang-up request returns, and the outcome (`hold_cap`) is read from it.
-    """
-    with transaction(runtime.settings.database_url) as session:
-        attempt = session.get_one(CallAttempt, attempt_id, with_for_update=True)
-        if attempt.status not in LIVE_ATTEMPT_STATUSES:
-            return
-        attempt.end_reason = reason
-    try:
-        call: ProviderCall | None = runtime.provider.hang_up(call_sid)
-    except NotFoundProviderError:
-        call = None
-    except ProviderError as error:
-        log.warning("hang_up_failed", attempt_id=attempt_id, error=str(error))
-        return
-    with transaction(runtime.settings.database_url) as session:
-        attempt = session.get_one(CallAttempt, attempt_id, with_for_update=True)
-        if attempt.status not in LIVE_ATTEMPT_STATUSES:
-            return
-        if call is None:
-            attempt.status = AttemptStatus.FAILED
-            attempt.ended_at = utcnow()
-            ended = True
-        else:
-            ended = apply_event(attempt, _as_event(call))
-        if ended:
-            finish_call(session, runtime, attempt)
-        log.info("call_hung_up", attempt_id=attempt_id, reason=reason, ended=ended)
 
 
 def _poll(runtime: Runtime, attempt_id: int, call_sid: str) -> None:
@@ -145,20 +112,9 @@ def _poll(runtime: Runtime, attempt_id: int, call_sid: str) -> None:
         if attempt.status not in LIVE_ATTEMPT_STATUSES:
             return
         attempt.updated_at = utcnow()
-        if apply_event(attempt, _as_event(call)):
+        if apply_event(attempt, as_event(call)):
             finish_call(session, runtime, attempt)
             log.info("call_end_polled", attempt_id=attempt_id, status=call.status)
-
-
-def _as_event(call: ProviderCall) -> CallEvent:
-    return CallEvent(
-        status=AttemptStatus(call.status),
-        sequence=-1,
-        timestamp=call.end_time or utcnow(),
-        call_sid=call.sid,
-        answered_by=call.answered_by,
-        duration_s=call.duration_s,
-    )
 
 
 def _release_leaked(runtime: Runtime) -> int:

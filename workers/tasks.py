@@ -5,7 +5,7 @@ from __future__ import annotations
 import structlog
 from celery import Task
 
-from dialer.dialing import place_call
+from dialer.dialing import hang_up_call, place_call
 from dialer.errors import NotFoundError
 from dialer.pacer import accounts_needing_pacer, run_pacer
 from dialer.reaper import reap
@@ -38,6 +38,12 @@ def place_call_task(self: Task, attempt_id: int) -> str:
         log.warning("place_call_unknown_attempt", attempt_id=attempt_id)
         return "unknown"
     return result.value
+
+
+@app.task(name="dialer.hang_up")
+def hang_up_task(attempt_id: int, reason: str) -> None:
+    """End a live call at the provider with `reason` as its end reason (e.g. `machine`)."""
+    hang_up_call(get_runtime(), attempt_id, reason)
 
 
 @app.task(name="dialer.pacer")

@@ -7,7 +7,6 @@ real child processes (`celery -A workers worker`), so a test can SIGKILL one.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,13 +20,12 @@ import httpx
 import pytest
 
 from dialer.api import create_app
+from dialer.devstack import child
 from dialer.runtime import Runtime
 from dialer.settings import Settings
 from dialer.simulator import SimulatorConfig, run_in_thread
 from tests.conftest import DATABASE_URL, REDIS_URL
 from tests.servers import serve_app
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -97,24 +95,6 @@ class Stack:
                 self.log_dir / "beat.log",
             )
         )
-
-
-@contextmanager
-def child(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
-        )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:

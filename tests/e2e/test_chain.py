@@ -19,3 +19,26 @@ def test_campaign_runs_to_the_end_within_the_caps(stack: Stack) -> None:
     assert stats["max_concurrent"] <= 5
     assert stats["calls_created"] == final["calls_placed"]
     assert final["outcomes"].get("answered", 0) > 0
+
+
+def test_machines_are_hung_up_when_the_campaign_says_so(stack: Stack) -> None:
+    numbers = ["+12015550100", "+12015550101"]
+    stack.sim(
+        "POST",
+        "/_sim/config",
+        json={
+            "outcomes_by_number": dict.fromkeys(numbers, "machine_end_beep"),
+            "talk_seconds_by_number": dict.fromkeys(numbers, 3_000),
+        },
+    )
+    stack.start_worker(concurrency=2)
+    account_id, campaign_id = start_campaign(
+        stack, 2, machine_detection=True, max_attempts=1, time_limit_s=14_400
+    )
+    final = wait_finished(stack, account_id, campaign_id, timeout_s=60)
+    assert final["outcomes"] == {"machine": 2}
+    # AMD in `Enable` mode answers as soon as it hears a machine (Twilio: machine_start).
+    assert final["answered_by"] == {"machine_start": 2}
+    # Hung up on the AMD result, long before the 3,000 s greeting-and-message would end.
+    assert final["talk_seconds"] < 2 * 300
+    assert_clean_end(stack, account_id, campaign_id, max_attempts=1)

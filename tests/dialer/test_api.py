@@ -1,0 +1,455 @@
+"""The HTTP API as a client sees it: API keys, campaigns (upload, read, transitions,
+report, rejected rows), the DNC list, health and metrics, served by uvicorn over HTTP."""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
+
+from campaigns.accounts import get_or_create_account, hash_api_key
+from dialer.api import create_app
+from dialer.runtime import Runtime
+from dialer.settings import Settings
+from models import Campaign, DncEntry, transaction
+from tests.conftest import REDIS_URL
+from tests.servers import serve_app
+from workers.app import PACER_QUEUE
+
+SAMPLE = Path(__file__).resolve().parents[2] / "campaigns" / "samples" / "appointments.csv"
+MESSAGE = "Hello {first_name}, your appointment is on {appointment_time}."
+KEY = "test-key-acme-" + "a" * 32
+OTHER_KEY = "test-key-other-" + "b" * 32
+
+
+@dataclass(frozen=True)
+class Api:
+    """A client of the served app, authenticated as the "acme" account."""
+
+    http: httpx.Client
+    runtime: Runtime
+    account_id: int
+    other_account_id: int
+
+    def headers(self, key: str = KEY) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
+    def get(self, path: str, *, key: str = KEY) -> httpx.Response:
+        return self.http.get(path, headers=self.headers(key))
+
+    def post(self, path: str, *, key: str = KEY, **kwargs: Any) -> httpx.Response:
+        return self.http.post(path, headers=self.headers(key), **kwargs)
+
+    def delete(self, path: str, *, key: str = KEY) -> httpx.Response:
+        return self.http.delete(path, headers=self.headers(key))
+
+    def upload(
+        self, content: bytes, *, key: str = KEY, filename: str = "contacts.csv", **fields: Any
+    ) -> httpx.Response:
+        data = {"name": "March reminders", "message": MESSAGE, **fields}
+        files = {"file": (filename, content, "text/csv")}
+        return self.post("/v1/campaigns", key=key, data=data, files=files)
+
+    def campaign_count(self) -> int:
+        with transaction(self.runtime.settings.database_url) as session:
+            return session.scalar(select(func.count()).select_from(Campaign)) or 0
+
+    def dnc_numbers(self, account_id: int | None = None) -> set[str]:
+        with transaction(self.runtime.settings.database_url) as session:
+            query = select(DncEntry.e164).where(
+                DncEntry.account_id == (account_id or self.account_id)
+            )
+            return set(session.scalars(query))
+
+
+@pytest.fixture
+def runtime(committed_db: str, redis_client: redis.Redis, tmp_path: Path) -> Runtime:
+    return Runtime(Settings(database_url=committed_db, redis_url=REDIS_URL, data_dir=tmp_path))
+
+
+@pytest.fixture
+def api(runtime: Runtime) -> Iterator[Api]:
+    with transaction(runtime.settings.database_url) as session:
+        acme = get_or_create_account(session, "acme")
+        acme.api_key_hash = hash_api_key(KEY)
+        other = get_or_create_account(session, "other")
+        other.api_key_hash = hash_api_key(OTHER_KEY)
+        session.flush()
+        ids = acme.id, other.id
+    with serve_app(create_app(runtime)) as url, httpx.Client(base_url=url, timeout=30) as http:
+        yield Api(http, runtime, *ids)
+
+
+@pytest.fixture
+def campaign_id(api: Api) -> int:
+    response = api.upload(SAMPLE.read_bytes(), filename="appointments.csv")
+    assert response.status_code == 201, response.text
+    return int(response.json()["campaign_id"])
+
+
+def error_code(response: httpx.Response, status: int) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message"}
+    assert body["error"]["message"]
+    return str(body["error"]["code"])
+
+
+# --- authentication ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer"}, {"Authorization": f"Basic {KEY}"}],
+    ids=["none", "empty-bearer", "basic"],
+)
+def test_without_a_bearer_key_is_401_unauthenticated(api: Api, headers: dict[str, str]) -> None:
+    for response in (
+        api.http.get("/v1/campaigns", headers=headers),
+        api.http.post("/v1/dnc", json={"numbers": ["+12125550143"]}, headers=headers),
+    ):
+        assert error_code(response, 401) == "unauthenticated"
+    assert api.dnc_numbers() == set()
+
+
+def test_a_wrong_key_is_401_unknown_api_key(api: Api) -> None:
+    assert error_code(api.get("/v1/campaigns", key="not-a-key"), 401) == "unknown_api_key"
+    response = api.upload(SAMPLE.read_bytes(), key="not-a-key")
+    assert error_code(response, 401) == "unknown_api_key"
+    assert api.campaign_count() == 0
+
+
+# --- campaigns: upload and read ------------------------------------------------------------
+
+
+def test_upload_creates_a_draft_campaign_with_its_ingest_summary(api: Api) -> None:
+    response = api.upload(SAMPLE.read_bytes(), filename="appointments.csv")
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert {"campaign_id", "rows", "accepted", "rejected", "rejected_csv"} <= set(created)
+    assert created["rows"] == 40
+    assert created["accepted"] + sum(created["rejected"].values()) == created["rows"]
+    assert created["accepted"] > 0
+    # The sample's bad rows: a local number, 911, a repeat of Ada, a blank phone.
+    for reason in ("invalid_number", "emergency_or_short_code", "duplicate", "missing_number"):
+        assert created["rejected"].get(reason, 0) >= 1, created["rejected"]
+    assert created["rejected_csv"]
+    assert Path(created["rejected_csv"]).is_file()
+    campaign_id = created["campaign_id"]
+
+    listed = api.get("/v1/campaigns")
+    assert listed.status_code == 200
+    assert [c["id"] for c in listed.json()] == [campaign_id]
+
+    shown = api.get(f"/v1/campaigns/{campaign_id}")
+    assert shown.status_code == 200
+    campaign = shown.json()
+    assert campaign["id"] == campaign_id
+    assert campaign["name"] == "March reminders"
+    assert campaign["status"] == "draft"
+    assert campaign["status_reason"] is None
+    assert campaign["max_concurrency"] == 10
+    assert campaign["max_attempts"] == 3
+    assert campaign["created_at"]
+    assert campaign["ingest"]["rows"] == 40
+    assert campaign["ingest"]["accepted"] == created["accepted"]
+    assert campaign["ingest"]["rejected"] == created["rejected"]
+    assert campaign["ingest"]["phone_column"] == "phone"
+
+    # The other account sees none of it.
+    assert api.get("/v1/campaigns", key=OTHER_KEY).json() == []
+
+
+def test_rejected_rows_download_as_csv(api: Api, campaign_id: int) -> None:
+    response = api.get(f"/v1/campaigns/{campaign_id}/rejected.csv")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert list(rows[0])[:2] == ["line", "reason"]
+    expected = api.get(f"/v1/campaigns/{campaign_id}").json()["ingest"]["rejected"]
+    assert len(rows) == sum(expected.values())
+    by_name = {row["first_name"]: row for row in rows}
+    assert by_name["Joan"]["reason"] == "emergency_or_short_code"
+    assert by_name["Alonzo"]["reason"] == "missing_number"
+    assert all(row["line"].isdigit() for row in rows)
+
+
+def test_rejected_csv_of_a_clean_upload_is_404(api: Api) -> None:
+    clean = b"first_name,phone,appointment_time\nAda,+12125550143,2026-03-02 09:00\n"
+    response = api.upload(clean)
+    assert response.status_code == 201, response.text
+    assert response.json()["rejected_csv"] is None
+    campaign_id = response.json()["campaign_id"]
+    rejected = api.get(f"/v1/campaigns/{campaign_id}/rejected.csv")
+    assert error_code(rejected, 404) == "no_rejected_rows"
+
+
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [
+        (b"", "empty_file"),
+        (b"first_name,appointment_time\nAda,2026-03-02 09:00\n", "no_phone_column"),
+    ],
+    ids=["empty", "no-phone-column"],
+)
+def test_a_file_level_error_is_422_and_creates_nothing(
+    api: Api, runtime: Runtime, content: bytes, code: str
+) -> None:
+    assert error_code(api.upload(content), 422) == code
+    assert api.campaign_count() == 0
+    assert api.get("/v1/campaigns").json() == []
+    assert list((runtime.settings.data_dir / "rejected").glob("*")) == []
+
+
+def test_a_bad_option_is_400_invalid_option(api: Api) -> None:
+    response = api.upload(SAMPLE.read_bytes(), max_concurrency="0")
+    assert error_code(response, 400) == "invalid_option"
+    assert api.campaign_count() == 0
+
+
+def test_a_placeholder_without_a_column_is_missing_variable(api: Api) -> None:
+    response = api.upload(SAMPLE.read_bytes(), message="Hi {first_name}, bring {insurance_card}.")
+    assert response.status_code in (400, 422), response.text
+    assert error_code(response, response.status_code) == "missing_variable"
+    assert "insurance_card" in response.json()["error"]["message"]
+    assert api.campaign_count() == 0
+
+
+# --- campaigns: transitions ----------------------------------------------------------------
+
+
+def test_start_pause_resume_cancel(api: Api, campaign_id: int, redis_client: redis.Redis) -> None:
+    path = f"/v1/campaigns/{campaign_id}"
+    for action, status in [
+        ("start", "running"),
+        ("pause", "paused"),
+        ("resume", "running"),
+        ("cancel", "canceled"),
+    ]:
+        response = api.post(f"{path}/{action}")
+        assert response.status_code == 200, (action, response.text)
+        assert response.json()["id"] == campaign_id
+        assert response.json()["status"] == status
+        assert api.get(path).json()["status"] == status, action
+    assert api.get(path).json()["status_reason"] is None
+    # start and resume each enqueued a pacer task on the broker after their commit.
+    deadline = time.monotonic() + 5
+    while redis_client.llen(PACER_QUEUE) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert redis_client.llen(PACER_QUEUE) == 2
+
+
+def test_pause_records_its_reason(api: Api, campaign_id: int) -> None:
+    api.post(f"/v1/campaigns/{campaign_id}/start")
+    paused = api.post(f"/v1/campaigns/{campaign_id}/pause")
+    assert paused.status_code == 200
+    assert paused.json()["status"] == "paused"
+    assert paused.json()["status_reason"]
+
+
+@pytest.mark.parametrize(
+    ("before", "action"),
+    [
+        ([], "pause"),
+        ([], "resume"),
+        (["start"], "start"),
+        (["start"], "resume"),
+        (["cancel"], "start"),
+        (["cancel"], "cancel"),
+        (["start", "pause"], "pause"),
+    ],
+)
+def test_an_invalid_transition_is_409(
+    api: Api, campaign_id: int, before: list[str], action: str
+) -> None:
+    for step in before:
+        assert api.post(f"/v1/campaigns/{campaign_id}/{step}").status_code == 200
+    status = api.get(f"/v1/campaigns/{campaign_id}").json()["status"]
+    response = api.post(f"/v1/campaigns/{campaign_id}/{action}")
+    assert error_code(response, 409) == "invalid_transition"
+    assert api.get(f"/v1/campaigns/{campaign_id}").json()["status"] == status
+
+
+def test_an_unknown_campaign_is_404(api: Api, campaign_id: int) -> None:
+    unknown = campaign_id + 1000
+    for response in (
+        api.get(f"/v1/campaigns/{unknown}"),
+        api.get(f"/v1/campaigns/{unknown}/report"),
+        api.get(f"/v1/campaigns/{unknown}/rejected.csv"),
+        api.post(f"/v1/campaigns/{unknown}/start"),
+        api.post(f"/v1/campaigns/{unknown}/cancel"),
+    ):
+        assert error_code(response, 404) == "campaign_not_found"
+
+
+def test_another_accounts_campaign_is_404(api: Api, campaign_id: int) -> None:
+    path = f"/v1/campaigns/{campaign_id}"
+    for response in (
+        api.get(path, key=OTHER_KEY),
+        api.get(f"{path}/report", key=OTHER_KEY),
+        api.get(f"{path}/rejected.csv", key=OTHER_KEY),
+        api.post(f"{path}/start", key=OTHER_KEY),
+        api.post(f"{path}/cancel", key=OTHER_KEY),
+    ):
+        assert error_code(response, 404) == "campaign_not_found"
+    assert api.get(path).json()["status"] == "draft"
+
+
+def test_report_shape(api: Api, campaign_id: int) -> None:
+    response = api.get(f"/v1/campaigns/{campaign_id}/report")
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert set(report) == {
+        "campaign_id",
+        "name",
+        "status",
+        "status_reason",
+        "contacts",
+        "ingest",
+        "jobs",
+        "outcomes",
+        "attempts",
+        "calls_placed",
+        "answered_by",
+        "digits",
+        "talk_seconds",
+        "finished",
+    }
+    accepted = report["ingest"]["accepted"]
+    assert report["campaign_id"] == campaign_id
+    assert report["name"] == "March reminders"
+    assert report["status"] == "draft"
+    assert report["contacts"] == accepted
+    assert set(report["jobs"]) == {"pending", "in_progress", "done", "canceled"}
+    assert report["jobs"]["pending"] == accepted
+    assert report["outcomes"] == report["attempts"] == {}
+    assert report["answered_by"] == report["digits"] == {}
+    assert report["calls_placed"] == report["talk_seconds"] == 0
+    assert report["finished"] is False
+
+    assert api.post(f"/v1/campaigns/{campaign_id}/cancel").status_code == 200
+    canceled = api.get(f"/v1/campaigns/{campaign_id}/report").json()
+    assert canceled["status"] == "canceled"
+    assert canceled["jobs"]["canceled"] == accepted
+    assert canceled["jobs"]["pending"] == 0
+    assert canceled["finished"] is True
+
+
+# --- do-not-call ---------------------------------------------------------------------------
+
+
+def test_dnc_add_and_remove(api: Api) -> None:
+    response = api.post("/v1/dnc", json={"numbers": ["(212) 555-0143", "+1 646 555 0177"]})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"added": 2}
+    assert api.dnc_numbers() == {"+12125550143", "+16465550177"}
+    again = api.post("/v1/dnc", json={"numbers": ["+12125550143"], "reason": "asked"})
+    assert again.json() == {"added": 0}
+    assert api.dnc_numbers(api.other_account_id) == set()
+
+    removed = api.delete("/v1/dnc/+12125550143")
+    assert removed.status_code == 200, removed.text
+    assert removed.json() == {"removed": 1}
+    assert api.delete("/v1/dnc/+12125550143").json() == {"removed": 0}
+    assert api.delete("/v1/dnc/+16465550177", key=OTHER_KEY).json() == {"removed": 0}
+    assert api.dnc_numbers() == {"+16465550177"}
+
+
+def test_dnc_numbers_apply_to_later_uploads(api: Api) -> None:
+    assert api.post("/v1/dnc", json={"numbers": ["+12125550100"]}).json() == {"added": 1}
+    created = api.upload(SAMPLE.read_bytes()).json()
+    assert created["rejected"]["do_not_call"] == 1  # Grace Hopper
+
+
+@pytest.mark.parametrize(
+    ("number", "code"),
+    [("911", "emergency_or_short_code"), ("555-0143", "invalid_number")],
+)
+def test_dnc_add_with_an_invalid_number_is_400_and_adds_nothing(
+    api: Api, number: str, code: str
+) -> None:
+    response = api.post("/v1/dnc", json={"numbers": ["+12125550143", number]})
+    assert error_code(response, 400) == code
+    assert api.dnc_numbers() == set()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"numbers": "+12125550143"}, {"numbers": [12125550143]}, ["+12125550143"]],
+    ids=["no-numbers", "string", "int", "list"],
+)
+def test_dnc_add_with_a_malformed_body_is_400_invalid_body(api: Api, body: Any) -> None:
+    response = api.post("/v1/dnc", json=body)
+    assert error_code(response, 400) == "invalid_body"
+    assert api.dnc_numbers() == set()
+
+
+def test_dnc_add_with_a_body_that_is_not_json_is_400_invalid_body(api: Api) -> None:
+    response = api.post(
+        "/v1/dnc", content=b"numbers=+12125550143", headers={"Content-Type": "application/json"}
+    )
+    assert error_code(response, 400) == "invalid_body"
+    assert api.dnc_numbers() == set()
+
+
+def test_dnc_import_csv(api: Api) -> None:
+    content = b"name,phone\nAda,(212) 555-0143\nGrace,212.555.0100\nAgain,+12125550143\nBad,911\n"
+    response = api.post("/v1/dnc/import", files={"file": ("dnc.csv", content, "text/csv")})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"rows": 4, "added": 2, "already": 1, "invalid": 1}
+    assert api.dnc_numbers() == {"+12125550143", "+12125550100"}
+
+    empty = api.post("/v1/dnc/import", files={"file": ("dnc.csv", b"", "text/csv")})
+    assert error_code(empty, 422) == "empty_file"
+
+
+def test_dnc_remove_an_invalid_number_is_400(api: Api) -> None:
+    assert error_code(api.delete("/v1/dnc/911"), 400) == "emergency_or_short_code"
+
+
+# --- transactions --------------------------------------------------------------------------
+
+
+def test_a_success_reply_is_sent_only_once_the_change_is_committed(api: Api) -> None:
+    """A client that got 2xx may rely on the change (and a failed commit must not be
+    answered with 2xx). The server runs in this process: its commits are made slow, so a
+    reply sent before the commit shows as a change not yet visible to a new reader."""
+    test_thread = threading.main_thread()
+
+    def slow_commit(session: Session) -> None:
+        if threading.current_thread() is not test_thread:  # a server thread
+            time.sleep(0.5)
+
+    event.listen(Session, "before_commit", slow_commit)
+    try:
+        response = api.post("/v1/dnc", json={"numbers": ["+12125550143"]})
+        assert response.json() == {"added": 1}
+        assert api.dnc_numbers() == {"+12125550143"}
+    finally:
+        event.remove(Session, "before_commit", slow_commit)
+
+
+# --- health and metrics --------------------------------------------------------------------
+
+
+def test_healthz_and_metrics(api: Api) -> None:
+    health = api.http.get("/healthz")
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok"}
+    metrics = api.http.get("/metrics")
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert "dialer_provider_callbacks_total" in metrics.text
+    assert "dialer_provider_callback_seconds" in metrics.text
