@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+import csv
+from typing import IO, Any
 
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
+from campaigns.ingest import escape_formula
 from campaigns.lifecycle import get_campaign
 from models import AttemptStatus, CallAttempt, CallJob, Campaign, JobStatus
 
@@ -97,3 +99,64 @@ def campaign_report(session: Session, account_id: int, campaign_id: int) -> Camp
         talk_seconds=int(talk or 0),
         finished=open_jobs == 0 and campaign.status.value in ("completed", "canceled"),
     )
+
+
+EXPORT_COLUMNS = (
+    "line",
+    "phone",
+    "status",
+    "outcome",
+    "attempts",
+    "answered_by",
+    "digits",
+    "talk_seconds",
+)
+
+
+def export_results(session: Session, account_id: int, campaign_id: int, sink: IO[str]) -> int:
+    """Write one CSV row per contact to `sink` (opened with newline=""): the columns of
+    `EXPORT_COLUMNS` from the contact's last attempt, then the contact's own CSV columns.
+    Every value is escaped against formula injection (`escape_formula`; the database keeps
+    them as given). Streams in batches; returns the rows written.
+
+    Raises:
+        NotFoundError: `campaign_not_found`.
+    """
+    get_campaign(session, account_id, campaign_id)
+    last = (
+        select(CallAttempt)
+        .where(CallAttempt.job_id == CallJob.id)
+        .order_by(CallAttempt.attempt_no.desc(), CallAttempt.id.desc())
+        .limit(1)
+        .lateral()
+    )
+    rows = session.execute(
+        select(CallJob, last.c.answered_by, last.c.digits, last.c.duration_s)
+        .outerjoin(last, true())
+        .where(CallJob.campaign_id == campaign_id)
+        .order_by(CallJob.line_no)
+        .execution_options(yield_per=1000)
+    )
+    writer = csv.writer(sink)
+    variables: list[str] | None = None
+    written = 0
+    for job, answered_by, digits, duration_s in rows:
+        if variables is None:
+            variables = list(job.variables)
+            writer.writerow([escape_formula(c) for c in (*EXPORT_COLUMNS, *variables)])
+        values = [
+            job.line_no,
+            job.phone_e164,
+            job.status.value,
+            job.outcome.value if job.outcome else "",
+            job.attempt_count,
+            answered_by or "",
+            digits or "",
+            duration_s if duration_s is not None else "",
+            *(job.variables.get(name, "") for name in variables),
+        ]
+        writer.writerow([escape_formula(str(value)) for value in values])
+        written += 1
+    if variables is None:
+        writer.writerow(EXPORT_COLUMNS)
+    return written

@@ -7,6 +7,7 @@ errors to `{"error": {"code", "message"}}` with the error's HTTP status. The ent
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator
 from functools import cached_property
 from typing import Annotated, Any
@@ -15,16 +16,17 @@ from urllib.parse import parse_qsl
 import psycopg
 import structlog
 from fastapi import Depends, FastAPI, Form, Header, Request, UploadFile
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
 from twilio.request_validator import RequestValidator
 
 from campaigns import lifecycle
 from campaigns.accounts import account_by_api_key
-from campaigns.reports import campaign_report
+from campaigns.reports import campaign_report, export_results
 from dialer import dnc
 from dialer.callbacks import CallbackKind, record_callback
 from dialer.csvsource import IngestError
@@ -223,6 +225,27 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         if not path.exists():
             raise NotFoundError("no_rejected_rows", f"campaign {campaign_id} rejected no rows")
         return FileResponse(path, media_type="text/csv", filename=path.name)
+
+    @app.get("/v1/campaigns/{campaign_id}/results.csv")
+    def results_csv(
+        campaign_id: int,
+        me: Annotated[Account, Depends(account)],
+        db: Annotated[Session, Depends(session)],
+    ) -> StreamingResponse:
+        # Spooled to disk past 1 MB: a million-contact export never sits in memory.
+        spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115  # closed by the response
+            max_size=1_000_000, mode="w+", newline="", encoding="utf-8"
+        )
+        export_results(db, me.id, campaign_id, spool)
+        spool.seek(0)
+        return StreamingResponse(
+            iter(lambda: spool.read(65536), ""),
+            media_type="text/csv",
+            headers={
+                "Content-Disposition": f'attachment; filename="campaign-{campaign_id}-results.csv"'
+            },
+            background=BackgroundTask(spool.close),
+        )
 
     for action in ("start", "pause", "resume", "cancel"):
         _add_transition(app, action, account, session)

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from campaigns import lifecycle
 from campaigns.accounts import get_or_create_account, hash_api_key
-from campaigns.reports import campaign_report
+from campaigns.reports import campaign_report, export_results
 from dialer import dnc
 from dialer.csvsource import IngestError
 from dialer.errors import DialerError
@@ -249,6 +249,25 @@ def report_table(report: dict[str, Any]) -> Table:
     if report["status_reason"]:
         table.add_row("reason", report["status_reason"])
     return table
+
+
+@campaigns_app.command("export")
+def campaigns_export(
+    campaign_id: Annotated[int, typer.Argument(help="Campaign id.")],
+    output: Annotated[
+        Path | None, typer.Option(help="CSV file to write (default: stdout).")
+    ] = None,
+    account: AccountOpt = "default",
+) -> None:
+    """Write every contact's result as CSV (values escaped against formula injection)."""
+    with errors_reported(), transaction(get_settings().database_url) as session:
+        owner = account_id(account)
+        if output is None:
+            export_results(session, owner, campaign_id, sys.stdout)
+            return
+        with output.open("w", newline="", encoding="utf-8") as sink:
+            written = export_results(session, owner, campaign_id, sink)
+    console.print(f"{written} contacts written to {output}")
 
 
 @campaigns_app.command("list")

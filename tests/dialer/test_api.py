@@ -48,8 +48,10 @@ class Api:
     def get(self, path: str, *, key: str = KEY) -> httpx.Response:
         return self.http.get(path, headers=self.headers(key))
 
-    def post(self, path: str, *, key: str = KEY, **kwargs: Any) -> httpx.Response:
-        return self.http.post(path, headers=self.headers(key), **kwargs)
+    def post(
+        self, path: str, *, key: str = KEY, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        return self.http.post(path, headers={**self.headers(key), **(headers or {})}, **kwargs)
 
     def delete(self, path: str, *, key: str = KEY) -> httpx.Response:
         return self.http.delete(path, headers=self.headers(key))
