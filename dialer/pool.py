@@ -36,10 +36,13 @@ class Scope:
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
-    """One calls-per-second limit (GCRA, no burst): its Redis key and rate (calls/s)."""
+    """One calls-per-second limit (GCRA): its Redis key, rate (calls/s) and burst (calls
+    that may go early to make up for late ones; no one-second window holds more than
+    ceil(cps) + burst calls)."""
 
     key: str
     cps: float
+    burst: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +133,9 @@ class Pool:
             int(horizon_s * 1_000_000),
         ]
         args += [s.cap for s in scopes]
-        args += [1_000_000.0 / r.cps for r in limits]
+        for limit in limits:
+            interval_us = 1_000_000.0 / limit.cps
+            args += [interval_us, interval_us * limit.burst]
         code, detail = self._acquire(keys=keys, args=args)
         if code == 1:
             return Acquisition(AcquireResult.ACQUIRED, delay_s=int(detail) / 1_000_000.0)

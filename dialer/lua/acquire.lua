@@ -8,16 +8,18 @@
 -- ARGV[4]         lease length, ms
 -- ARGV[5]         booking horizon, µs: a call may be booked this far ahead of now
 -- ARGV[6..5+n]    each scope's cap
--- ARGV[6+n..]     each limit's emission interval, µs (1e6 / calls per second)
+-- ARGV[6+n..]     per limit: its emission interval, µs (1e6 / calls per second), then
+--                 its burst tolerance, µs (0: calls exactly one interval apart)
 --
 -- Returns {1, delay_us} when acquired: the call's slot is delay_us from now (0: at once);
 -- {0, i} when scope i is full; {-1, wait_us} when the CPS limits have no slot within the
 -- horizon for wait_us more.
 --
 -- GCRA (Brandur Leach, "Rate limiting, cells, and GCRA", 2015, after the ATM Forum's
--- Generic Cell Rate Algorithm) with no burst tolerance: booked slots are spaced by the
--- emission interval, so no one-second window holds more than the limit's calls. Booking a
--- little ahead lets one pacer round schedule several calls instead of one.
+-- Generic Cell Rate Algorithm): a call conforms when its limit's theoretical arrival time
+-- is at most the tolerance ahead of it; with tolerance b intervals, no one-second window
+-- holds more than ceil(rate) + b calls. Booking a little ahead lets one pacer round
+-- schedule several calls instead of one.
 local n = tonumber(ARGV[1])
 local m = tonumber(ARGV[2])
 local member = ARGV[3]
@@ -39,18 +41,22 @@ end
 
 -- The slot: the latest of now and every limit's theoretical arrival time.
 local slot = now_us
+local tats = {}
 for j = 1, m do
   local tat = tonumber(redis.call('GET', KEYS[n + j]) or now_us)
-  if tat > slot then slot = tat end
+  tats[j] = tat
+  local earliest = tat - tonumber(ARGV[5 + n + 2 * j])
+  if earliest > slot then slot = earliest end
 end
 if slot - now_us > horizon then
   return {-1, slot - now_us - horizon}
 end
 
 for j = 1, m do
-  local interval = tonumber(ARGV[5 + n + j])
-  redis.call('SET', KEYS[n + j], string.format('%d', slot + interval),
-    'PX', math.ceil((slot - now_us + interval) / 1000) + 1000)
+  local interval = tonumber(ARGV[4 + n + 2 * j])
+  local tat = math.max(tats[j], slot) + interval
+  redis.call('SET', KEYS[n + j], string.format('%d', tat),
+    'PX', math.ceil((tat - now_us) / 1000) + 1000)
 end
 for i = 1, n do
   redis.call('ZADD', KEYS[i], now + lease_ms, member)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import redis
@@ -81,3 +82,20 @@ def test_rate_over_one_second_never_exceeds_limit(redis_client: redis.Redis) -> 
         else:
             time.sleep(got.wait_s)
     assert 45 <= len(granted) <= 51
+
+
+def test_burst_makes_up_for_late_calls_within_the_window(redis_client: redis.Redis) -> None:
+    pool = Pool(redis_client)
+    limit = [RateLimit(Keys(1).account_send_rate(), 10.0, burst=2)]
+    # Idle for a while: the first call goes, then `burst` more at once, then pacing resumes.
+    results = [pool.acquire(str(i), 0, [], limit).result for i in range(4)]
+    assert results == [AcquireResult.ACQUIRED] * 3 + [AcquireResult.RATE_LIMITED]
+
+
+def test_paced_limits_never_allow_more_than_the_limit_in_a_second() -> None:
+    from dialer.leases import paced
+
+    for cps in (1.0, 2.0, 10.0, 20.0, 49.0, 50.0, 100.0, 250.0):
+        limit = paced("k", cps, burst=True)
+        assert math.ceil(limit.cps) + limit.burst <= cps, cps
+        assert limit.cps >= 0.95 * cps
