@@ -5,8 +5,9 @@ errors to `{"error": {"code", "message"}}` with the error's HTTP status. The ent
 (this app and the CLI) are the top layer: they may import `campaigns` and `workers`.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI resolves string annotations in the
+# module's globals, where the `account` and `session` dependencies (closures of
+# `create_app`) are not, so `me` and `db` would be read as required query parameters.
 import tempfile
 from collections.abc import Callable, Iterator
 from functools import cached_property
@@ -16,6 +17,7 @@ from urllib.parse import parse_qsl
 import psycopg
 import structlog
 from fastapi import Depends, FastAPI, Form, Header, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy import select
@@ -59,12 +61,15 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     def rt() -> Runtime:
         return runtime or get_runtime()
 
+    # Dependencies are used with scope="function": the transaction commits (and runs its
+    # on_commit hooks) before the reply is sent, so a 2xx means the change is committed
+    # and a failed commit is not answered with 2xx.
     def session() -> Iterator[Session]:
         with transaction(rt().settings.database_url) as s:
             yield s
 
     def account(
-        db: Annotated[Session, Depends(session)],
+        db: Annotated[Session, Depends(session, scope="function")],
         authorization: Annotated[str | None, Header()] = None,
     ) -> Account:
         scheme, _, key = (authorization or "").partition(" ")
@@ -76,6 +81,17 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     async def dialer_error(_: Request, error: DialerError) -> JSONResponse:
         status = 401 if error.code in ("unauthenticated", "unknown_api_key") else error.http_status
         return JSONResponse(error_body(error.code, error.message), status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        errors = error.errors()
+        in_body = all(e.get("loc", ("body",))[0] == "body" for e in errors)
+        first = errors[0] if errors else {}
+        where = ".".join(map(str, first.get("loc", ())))
+        code = "invalid_body" if in_body else "invalid_request"
+        return JSONResponse(
+            error_body(code, f"{where}: {first.get('msg', 'invalid')}"), status_code=400
+        )
 
     @app.exception_handler(IngestError)
     async def ingest_error(_: Request, error: IngestError) -> JSONResponse:
@@ -152,7 +168,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
     @app.post("/v1/campaigns", status_code=201)
     def create_campaign(
-        me: Annotated[Account, Depends(account)],
+        me: Annotated[Account, Depends(account, scope="function")],
         file: UploadFile,
         name: Annotated[str, Form()],
         message: Annotated[str, Form()] = lifecycle.DEFAULT_MESSAGE,
@@ -191,7 +207,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
     @app.get("/v1/campaigns")
     def list_campaigns(
-        me: Annotated[Account, Depends(account)], db: Annotated[Session, Depends(session)]
+        me: Annotated[Account, Depends(account, scope="function")],
+        db: Annotated[Session, Depends(session, scope="function")],
     ) -> list[dict[str, Any]]:
         rows = db.scalars(
             select(Campaign).where(Campaign.account_id == me.id).order_by(Campaign.id)
@@ -201,24 +218,24 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     @app.get("/v1/campaigns/{campaign_id}")
     def get_campaign(
         campaign_id: int,
-        me: Annotated[Account, Depends(account)],
-        db: Annotated[Session, Depends(session)],
+        me: Annotated[Account, Depends(account, scope="function")],
+        db: Annotated[Session, Depends(session, scope="function")],
     ) -> dict[str, Any]:
         return _campaign_json(lifecycle.get_campaign(db, me.id, campaign_id))
 
     @app.get("/v1/campaigns/{campaign_id}/report")
     def report(
         campaign_id: int,
-        me: Annotated[Account, Depends(account)],
-        db: Annotated[Session, Depends(session)],
+        me: Annotated[Account, Depends(account, scope="function")],
+        db: Annotated[Session, Depends(session, scope="function")],
     ) -> dict[str, Any]:
         return campaign_report(db, me.id, campaign_id).model_dump()
 
     @app.get("/v1/campaigns/{campaign_id}/rejected.csv")
     def rejected_csv(
         campaign_id: int,
-        me: Annotated[Account, Depends(account)],
-        db: Annotated[Session, Depends(session)],
+        me: Annotated[Account, Depends(account, scope="function")],
+        db: Annotated[Session, Depends(session, scope="function")],
     ) -> FileResponse:
         lifecycle.get_campaign(db, me.id, campaign_id)
         path = rt().settings.data_dir / "rejected" / f"campaign-{campaign_id}-rejected.csv"
@@ -229,8 +246,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     @app.get("/v1/campaigns/{campaign_id}/results.csv")
     def results_csv(
         campaign_id: int,
-        me: Annotated[Account, Depends(account)],
-        db: Annotated[Session, Depends(session)],
+        me: Annotated[Account, Depends(account, scope="function")],
+        db: Annotated[Session, Depends(session, scope="function")],
     ) -> StreamingResponse:
         # Spooled to disk past 1 MB: a million-contact export never sits in memory.
         spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115  # closed by the response
@@ -255,8 +272,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     @app.post("/v1/dnc")
     def dnc_add(
         body: dict[str, Any],
-        me: Annotated[Account, Depends(account)],
-        db: Annotated[Session, Depends(session)],
+        me: Annotated[Account, Depends(account, scope="function")],
+        db: Annotated[Session, Depends(session, scope="function")],
     ) -> dict[str, int]:
         numbers = body.get("numbers")
         if not isinstance(numbers, list) or not all(isinstance(n, str) for n in numbers):
@@ -266,8 +283,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
     @app.post("/v1/dnc/import")
     def dnc_import(
-        me: Annotated[Account, Depends(account)],
-        db: Annotated[Session, Depends(session)],
+        me: Annotated[Account, Depends(account, scope="function")],
+        db: Annotated[Session, Depends(session, scope="function")],
         file: UploadFile,
         default_region: Annotated[str, Form()] = "US",
     ) -> dict[str, Any]:
@@ -276,8 +293,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     @app.delete("/v1/dnc/{e164}")
     def dnc_remove(
         e164: str,
-        me: Annotated[Account, Depends(account)],
-        db: Annotated[Session, Depends(session)],
+        me: Annotated[Account, Depends(account, scope="function")],
+        db: Annotated[Session, Depends(session, scope="function")],
     ) -> dict[str, int]:
         return {"removed": dnc.remove(db, me.id, [e164], "US")}
 
@@ -328,8 +345,8 @@ def _add_transition(app: FastAPI, action: str, account: Any, session: Any) -> No
 
     def transition(
         campaign_id: int,
-        me: Annotated[Account, Depends(account)],
-        db: Annotated[Session, Depends(session)],
+        me: Annotated[Account, Depends(account, scope="function")],
+        db: Annotated[Session, Depends(session, scope="function")],
     ) -> dict[str, Any]:
         campaign = service(db, me.id, campaign_id)
         if campaign.status is CampaignStatus.RUNNING:
