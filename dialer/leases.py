@@ -53,11 +53,13 @@ def acquire_scopes(account: Account, campaign: Campaign, caller_id: CallerId) ->
 
 
 def paced(key: str, cps: float, *, burst: bool) -> RateLimit:
-    """A limiter for a CPS limit of `cps` calls/s: paced at `CPS_HEADROOM` of it, with the
-    burst that keeps every one-second window at most `cps` calls (ceil(rate) + burst <=
-    floor(cps)) when `burst`."""
+    """A limiter for a CPS limit of `cps` calls/s: paced at `CPS_HEADROOM` of it, with (when
+    `burst`) the burst that keeps every one-second window below `cps` calls by one
+    (ceil(rate) + burst <= floor(cps) - 1)."""
     rate = cps * CPS_HEADROOM
-    allowance = max(0, math.floor(cps) - math.ceil(rate)) if burst else 0
+    # One call of the window is kept back for the jitter between the send-time check and
+    # the provider receiving the request.
+    allowance = max(0, math.floor(cps) - math.ceil(rate) - 1) if burst else 0
     return RateLimit(key, rate, allowance)
 
 

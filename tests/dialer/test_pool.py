@@ -98,4 +98,6 @@ def test_paced_limits_never_allow_more_than_the_limit_in_a_second() -> None:
     for cps in (1.0, 2.0, 10.0, 20.0, 49.0, 50.0, 100.0, 250.0):
         limit = paced("k", cps, burst=True)
         assert math.ceil(limit.cps) + limit.burst <= cps, cps
+        if limit.burst:  # a burst always leaves one call of margin for network jitter
+            assert math.ceil(limit.cps) + limit.burst <= cps - 1, cps
         assert limit.cps >= 0.95 * cps
