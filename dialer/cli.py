@@ -8,6 +8,7 @@ command prints `error: <code>: <message>` on stderr and exits non-zero.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sys
 from collections.abc import Callable, Iterator
@@ -112,6 +113,20 @@ def simulator(
         concurrency_limit=concurrency_limit,
     )
     serve(config, host, port)
+
+
+@app.command()
+def flower(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5555,
+) -> None:
+    """Run the Flower dashboard over the workers, behind basic auth (FLOWER_USER,
+    FLOWER_PASSWORD)."""
+    settings = get_settings()
+    if settings.flower_password is None or not settings.flower_password.get_secret_value():
+        fail("flower_password_unset", "set FLOWER_PASSWORD: Flower shows every task's arguments")
+    auth = f"{settings.flower_user}:{settings.flower_password.get_secret_value()}"
+    args = ["-m", "celery", "-A", "workers", "flower", f"--port={port}", f"--basic-auth={auth}"]
+    os.execv(sys.executable, [sys.executable, *args])  # noqa: S606  # Flower replaces this process
 
 
 @app.command()

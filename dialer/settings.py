@@ -55,7 +55,8 @@ class Settings(BaseSettings):
     simulator_port: int = 8765
 
     flower_user: str = "admin"
-    flower_password: SecretStr = SecretStr("admin")
+    flower_password: SecretStr | None = None
+    """Required by `dialer flower`: the dashboard shows every task's arguments."""
 
     stuck_dialing_after_s: float = Field(default=30.0, gt=0)
     """An attempt still `dialing` or `placing` after this many seconds has lost its task:

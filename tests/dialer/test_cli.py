@@ -291,3 +291,8 @@ def test_accounts_create_key(cli: Cli, committed_db: str) -> None:
     account = _account(committed_db, "default")
     assert account is not None
     assert account.api_key_hash == hash_api_key(key)
+
+
+def test_flower_refuses_to_start_without_a_password(cli: Cli) -> None:
+    cli.env["FLOWER_PASSWORD"] = ""
+    cli.fails("flower", code="flower_password_unset")
