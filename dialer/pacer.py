@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from dialer.leases import acquire_scopes, lease_seconds, rate_limits
 from dialer.pool import AcquireResult, Keys
-from dialer.reconcile import ensure_pool
+from dialer.reconcile import ensure_pool, lock_account_pool
 from dialer.runtime import Runtime
 from models import (
     Account,
@@ -177,6 +177,7 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
         # dialled again) and leases that lapse; `place_call`'s own synchronous commit makes
         # every earlier WAL record, this round's included, durable before any call is made.
         relax_durability(session)
+        lock_account_pool(session, account_id)
         account = session.get_one(Account, account_id)
         campaigns = _running(session, account_id)
         if not campaigns:
@@ -207,7 +208,12 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
                 acquire_scopes(account, campaign, caller_id),
                 rate_limits(account, campaign),
                 horizon_s=BOOKING_HORIZON_S,
+                generation_key=keys.generation(),
             )
+            if got.result is AcquireResult.POOL_LOST:
+                out.wait_s = 0.0  # the next round rebuilds the pool, after this one commits
+                blocked = True
+                break
             if got.result is AcquireResult.RATE_LIMITED:
                 out.wait_s = got.wait_s
                 blocked = True

@@ -24,6 +24,8 @@ class AcquireResult(StrEnum):
     ACQUIRED = "acquired"
     FULL = "full"
     RATE_LIMITED = "rate_limited"
+    POOL_LOST = "pool_lost"
+    """Redis lost the pool (restart, flush): rebuild it (`dialer.reconcile`) first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,13 +120,17 @@ class Pool:
         scopes: list[Scope],
         limits: list[RateLimit],
         horizon_s: float = 0.0,
+        generation_key: str | None = None,
     ) -> Acquisition:
         """Take a lease of `lease_s` seconds for `member` in every scope, or in none, and
         book its CPS slot at most `horizon_s` seconds ahead.
 
         Re-acquiring a member that already holds a lease succeeds without a second slot.
+        With `generation_key`, nothing is taken while that key is missing (`POOL_LOST`).
         """
         keys = [s.key for s in scopes] + [r.key for r in limits]
+        if generation_key is not None:
+            keys.append(generation_key)
         args: list[str | int | float] = [
             len(scopes),
             len(limits),
@@ -141,6 +147,8 @@ class Pool:
             return Acquisition(AcquireResult.ACQUIRED, delay_s=int(detail) / 1_000_000.0)
         if code == 0:
             return Acquisition(AcquireResult.FULL, full_scope=scopes[int(detail) - 1].key)
+        if code == -2:
+            return Acquisition(AcquireResult.POOL_LOST)
         return Acquisition(AcquireResult.RATE_LIMITED, wait_s=int(detail) / 1_000_000.0)
 
     def wait_for_send_slot(self, limits: list[RateLimit], max_wait_s: float = 30.0) -> float:

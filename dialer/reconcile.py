@@ -9,12 +9,13 @@ back (with its recorded expiry) before the pacer dispatches anything.
 from __future__ import annotations
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from dialer.leases import release_keys
 from dialer.pool import Keys
 from dialer.runtime import Runtime
-from models import LIVE_ATTEMPT_STATUSES, CallAttempt, Campaign, session_factory
+from models import LIVE_ATTEMPT_STATUSES, CallAttempt, Campaign, transaction
 
 log = structlog.get_logger(__name__)
 
@@ -27,8 +28,12 @@ def ensure_pool(runtime: Runtime, account_id: int) -> bool:
     keys = Keys(account_id)
     if runtime.redis.exists(keys.generation()):
         return False
-    session = session_factory(runtime.settings.database_url)()
-    try:
+    with transaction(runtime.settings.database_url) as session:
+        # Waits for a dispatch round in flight to commit, so its attempts are read too;
+        # rounds wait for this rebuild in turn (they take the same lock).
+        lock_account_pool(session, account_id)
+        if runtime.redis.exists(keys.generation()):
+            return False  # another process rebuilt it while we waited
         rows = session.execute(
             select(
                 CallAttempt.id,
@@ -42,14 +47,23 @@ def ensure_pool(runtime: Runtime, account_id: int) -> bool:
                 CallAttempt.status.in_(LIVE_ATTEMPT_STATUSES),
             )
         ).all()
-    finally:
-        session.close()
-    pipe = runtime.redis.pipeline(transaction=True)
-    for attempt_id, campaign_id, expires, caller_id_id in rows:
-        score = int(expires.timestamp() * 1000)
-        for key in release_keys(account_id, campaign_id, caller_id_id):
-            pipe.zadd(key, {str(attempt_id): score}, nx=True)
-    pipe.set(keys.generation(), "1", nx=True)
-    pipe.execute()
+        pipe = runtime.redis.pipeline(transaction=True)
+        for attempt_id, campaign_id, expires, caller_id_id in rows:
+            score = int(expires.timestamp() * 1000)
+            for key in release_keys(account_id, campaign_id, caller_id_id):
+                pipe.zadd(key, {str(attempt_id): score}, nx=True)
+        pipe.set(keys.generation(), "1", nx=True)
+        pipe.execute()
     log.warning("pool_rebuilt", account_id=account_id, leases=len(rows))
     return True
+
+
+POOL_LOCK_NAMESPACE = 0x6469616C  # "dial"
+"""First key of the PostgreSQL advisory lock that serialises an account's lease writers."""
+
+
+def lock_account_pool(session: Session, account_id: int) -> None:
+    """Take the account's pool lock until the session's transaction ends
+    (`pg_advisory_xact_lock`). Dispatch rounds and pool rebuilds hold it, so a rebuild never
+    reads the live attempts while a round's new attempts are still uncommitted."""
+    session.execute(select(func.pg_advisory_xact_lock(POOL_LOCK_NAMESPACE, account_id)))

@@ -2,6 +2,8 @@
 --
 -- KEYS[1..n]      the scopes' sorted sets (member = attempt id, score = lease expiry, ms)
 -- KEYS[n+1..n+m]  the GCRA keys (theoretical arrival time, µs)
+-- KEYS[n+m+1]     optional: the pool's generation key, which must exist (else the pool
+--                 was lost with Redis and must be rebuilt before any lease is taken)
 -- ARGV[1]         n, the number of scopes
 -- ARGV[2]         m, the number of rate limits
 -- ARGV[3]         member (attempt id)
@@ -11,7 +13,7 @@
 -- ARGV[6+n..]     per limit: its emission interval, µs (1e6 / calls per second), then
 --                 its burst tolerance, µs (0: calls exactly one interval apart)
 --
--- Returns {1, delay_us} when acquired: the call's slot is delay_us from now (0: at once);
+-- Returns {-2, 0} when the generation key is missing; {1, delay_us} when acquired: the call's slot is delay_us from now (0: at once);
 -- {0, i} when scope i is full; {-1, wait_us} when the CPS limits have no slot within the
 -- horizon for wait_us more.
 --
@@ -28,6 +30,10 @@ local horizon = tonumber(ARGV[5])
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now = math.floor(now_us / 1000)
+
+if #KEYS > n + m and redis.call('EXISTS', KEYS[n + m + 1]) == 0 then
+  return {-2, 0}
+end
 
 for i = 1, n do
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
