@@ -10,7 +10,7 @@ FAULTS = {
     "502-before": 0.08,
     "502-after": 0.08,
     "429": 0.08,
-    "slow": 0.04,
+    "slow": 0.1,  # with ~80 creates, P(no slow reply at all) < 0.1%
     "callback-lost": 0.05,
     "callback-duplicate": 0.1,
     "callback-reorder": 0.1,
