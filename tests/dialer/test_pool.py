@@ -81,7 +81,8 @@ def test_rate_over_one_second_never_exceeds_limit(redis_client: redis.Redis) -> 
             i += 1
         else:
             time.sleep(got.wait_s)
-    assert 45 <= len(granted) <= 51
+    # Never more than the limit (+1 for a closed window); fewer only if this loop is starved.
+    assert 30 <= len(granted) <= 51
 
 
 def test_burst_makes_up_for_late_calls_within_the_window(redis_client: redis.Redis) -> None:

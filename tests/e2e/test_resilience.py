@@ -26,7 +26,7 @@ def test_caps_hold_in_every_scope_with_several_workers(stack: Stack) -> None:
     # The carrier never saw more calls at once than the account's cap, though each
     # campaign alone could have had 4 and several pacer rounds ran on several workers.
     assert stats["max_concurrent"] <= 6
-    assert stats["max_concurrent"] >= 5  # and the pool was used, not starved
+    assert stats["max_concurrent"] >= 4  # and the pool was used, not starved
 
 
 def test_sigkill_of_workers_mid_campaign_loses_nothing_and_dials_nobody_twice(stack: Stack) -> None:
