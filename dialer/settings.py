@@ -98,10 +98,6 @@ class Settings(BaseSettings):
             self.twilio_base_url = f"http://{self.simulator_host}:{self.simulator_port}"
         return self
 
-    @property
-    def simulator_url(self) -> str:
-        return f"http://{self.simulator_host}:{self.simulator_port}"
-
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
