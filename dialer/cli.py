@@ -362,7 +362,12 @@ def demo(
 ) -> None:
     """Run a whole campaign through the simulator with real workers, then report."""
     from dialer.demo import DemoOptions, run_demo
+    from dialer.simulator.config import parse_faults
 
+    try:
+        parse_faults(fault or [])  # refuse a bad fault here, not as a simulator that died
+    except ValueError as error:
+        fail("invalid_fault", str(error))
     options = DemoOptions(
         contacts=contacts,
         csv=csv,
