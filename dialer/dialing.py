@@ -221,8 +221,7 @@ def _recover(runtime: Runtime, attempt_id: int, error: ProviderError | None) -> 
         )
         free = [c for c in candidates if c.sid not in taken]
         if free:
-            attempt.call_sid = free[0].sid
-            attempt.status = AttemptStatus.QUEUED
+            _adopt_sid(attempt, free[0].sid)
             log.info("call_adopted", attempt_id=attempt_id, call_sid=free[0].sid)
             return PlaceResult.ADOPTED
         end_unplaced(
@@ -241,11 +240,13 @@ def _adopt(runtime: Runtime, attempt_id: int, call: ProviderCall) -> None:
         # Losing this write in a crash is harmless: the attempt stays `placing` and is
         # resolved by lookup (the reaper) or by the call's first status callback.
         relax_durability(session)
-        attempt = _lock(session, attempt_id)
-        if attempt.call_sid is None:
-            attempt.call_sid = call.sid
-        if attempt.status is AttemptStatus.PLACING:
-            attempt.status = AttemptStatus.QUEUED
+        _adopt_sid(_lock(session, attempt_id), call.sid)
+
+
+def _adopt_sid(attempt: CallAttempt, call_sid: str) -> None:
+    """Tie the call to the attempt through the state machine: the sid, and `queued` if the
+    attempt was still `placing`. Its later statuses come from callbacks or the reaper."""
+    apply_event(attempt, CallEvent(AttemptStatus.QUEUED, -1, utcnow(), call_sid))
 
 
 def _not_placed(
@@ -304,19 +305,39 @@ def hang_up_call(runtime: Runtime, attempt_id: int, reason: str) -> None:
     except ProviderError as error:
         log.warning("hang_up_failed", attempt_id=attempt_id, error=str(error))
         return
+    ended = apply_provider_view(runtime, attempt_id, call)
+    log.info("call_hung_up", attempt_id=attempt_id, reason=reason, ended=ended)
+
+
+def apply_provider_view(runtime: Runtime, attempt_id: int, call: ProviderCall | None) -> bool:
+    """Apply what the provider reports of a live attempt's call (a fetch, a hang-up reply;
+    None: the provider does not know the call, so it failed) through the state machine, and
+    touch the attempt so a quiet call is polled once per `status_poll_after_s`.
+
+    Returns:
+        True if the attempt ended now (the contact's next step is then decided).
+    """
     with transaction(runtime.settings.database_url) as session:
         attempt = session.get_one(CallAttempt, attempt_id, with_for_update=True)
         if attempt.status not in LIVE_ATTEMPT_STATUSES:
-            return
-        if call is None:
-            attempt.status = AttemptStatus.FAILED
-            attempt.ended_at = utcnow()
-            ended = True
-        else:
-            ended = apply_event(attempt, as_event(call))
-        if ended:
-            finish_call(session, runtime, attempt)
-        log.info("call_hung_up", attempt_id=attempt_id, reason=reason, ended=ended)
+            return False
+        attempt.updated_at = utcnow()
+        return _apply(session, runtime, attempt, call)
+
+
+def _apply(
+    session: Session, runtime: Runtime, attempt: CallAttempt, call: ProviderCall | None
+) -> bool:
+    """The provider's view of `attempt`'s call through `apply_event`; finish it if it ended."""
+    event = (
+        as_event(call)
+        if call is not None
+        else CallEvent(AttemptStatus.FAILED, -1, utcnow(), attempt.call_sid or "")
+    )
+    ended = apply_event(attempt, event)
+    if ended:
+        finish_call(session, runtime, attempt)
+    return ended
 
 
 def as_event(call: ProviderCall) -> CallEvent:

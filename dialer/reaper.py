@@ -20,9 +20,8 @@ from typing import cast
 import structlog
 from sqlalchemy import select
 
-from dialer.calls import apply_event
-from dialer.dialing import as_event, hang_up_call, recover_placing
-from dialer.leases import finish_call, release_keys
+from dialer.dialing import apply_provider_view, hang_up_call, recover_placing
+from dialer.leases import release_keys
 from dialer.pool import Keys
 from dialer.providers.base import ProviderError
 from dialer.runtime import Runtime
@@ -107,14 +106,8 @@ def _poll(runtime: Runtime, attempt_id: int, call_sid: str) -> None:
     except ProviderError as error:
         log.warning("status_poll_failed", attempt_id=attempt_id, error=str(error))
         return
-    with transaction(runtime.settings.database_url) as session:
-        attempt = session.get_one(CallAttempt, attempt_id, with_for_update=True)
-        if attempt.status not in LIVE_ATTEMPT_STATUSES:
-            return
-        attempt.updated_at = utcnow()
-        if apply_event(attempt, as_event(call)):
-            finish_call(session, runtime, attempt)
-            log.info("call_end_polled", attempt_id=attempt_id, status=call.status)
+    if apply_provider_view(runtime, attempt_id, call):
+        log.info("call_end_polled", attempt_id=attempt_id, status=call.status)
 
 
 def _release_leaked(runtime: Runtime) -> int:
