@@ -2,12 +2,12 @@
 
 Creates and migrates a scratch database (`dialer_bench_callbacks`, dropped first), uses
 Redis logical database 13 (flushed first), seeds one running campaign with `--attempts`
-live attempts that each hold a lease in the pool, serves the real app (`dialer.asgi:app`)
+live attempts that each hold a lease in the pool, serves the real app (`dialer.web.asgi:app`)
 with uvicorn in a subprocess, and drives it from a separate load-generator process with
 each attempt's status callbacks in order: initiated (SequenceNumber 0), ringing (1),
 in-progress (2), completed (3, with `CallDuration`), every one signed as Twilio signs them
 (`RequestValidator(token).compute_signature(url, params)` over the public URL, connection
-overrides `#rc=3&rp=all` included; `dialer.dialing.CONNECTION_OVERRIDES`). Then prints:
+overrides `#rc=3&rp=all` included; `dialer.dispatch.dialing.CONNECTION_OVERRIDES`). Then prints:
 
 - callbacks accepted per second (HTTP 204), latency p50 and p99 in milliseconds, measured
   by the load generator from writing the request to reading the whole response;
@@ -54,7 +54,7 @@ from fastapi.responses import Response
 from sqlalchemy import create_engine, func, insert, select, text
 from twilio.request_validator import RequestValidator
 
-from dialer.dialing import CONNECTION_OVERRIDES
+from dialer.dispatch.dialing import CONNECTION_OVERRIDES
 from dialer.pool import Keys, Pool, Scope
 from dialer.settings import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN
 from models import (
@@ -440,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     runs: dict[str, Run] = {}
-    for name, app in (("bare", "bench.callbacks:bare_app"), ("webhook", "dialer.asgi:app")):
+    for name, app in (("bare", "bench.callbacks:bare_app"), ("webhook", "dialer.web.asgi:app")):
         port = free_port()
         server = serve(app, port, config, env)
         try:

@@ -34,8 +34,8 @@ from sqlalchemy import create_engine, text
 
 from campaigns import lifecycle
 from campaigns.accounts import get_or_create_account
-from dialer.demo import generated_contacts
-from dialer.devstack import local_stack
+from dialer.cli.demo import generated_contacts
+from dialer.cli.devstack import local_stack
 from dialer.pool import Keys
 from dialer.settings import Settings
 from models import transaction

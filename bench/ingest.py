@@ -110,8 +110,8 @@ def _recreate_database(url: str) -> None:
 
 def child(url: str, csv_path: str, dnc_path: str) -> None:
     """Run one ingest (in its own process, for a clean RSS high-water mark); print JSON."""
+    from campaigns import dnc
     from campaigns.ingest import ingest_contacts
-    from dialer import dnc
     from models import Account, CallerId, Campaign, transaction
 
     with transaction(url) as session:

@@ -32,8 +32,8 @@ import psycopg
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dialer import dnc
-from dialer.csvsource import (
+from campaigns import dnc
+from campaigns.csvsource import (
     IngestError,
     IngestErrorCode,
     canonical_name,

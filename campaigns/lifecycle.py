@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from campaigns.accounts import caller_id_for
 from campaigns.ingest import IngestSummary, ingest_contacts
 from dialer.calls import DEFAULT_RETRY_POLICY
-from dialer.dialing import pause_campaign
+from dialer.dispatch.dialing import pause_campaign
 from dialer.errors import ConflictError, DialerError, NotFoundError
 from dialer.providers.twiml import TemplateError, template_placeholders
 from models import (

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    ColumnExpressionArgument,
     Enum,
     ForeignKey,
     Index,
@@ -16,11 +17,13 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    exists,
     func,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.selectable import Exists
 
 from models.base import Base, CreatedAt
 from models.enums import AttemptStatus, CampaignStatus, JobStatus, MachineAction, Outcome
@@ -226,3 +229,13 @@ class DncEntry(CreatedAt, Base):
     )
     e164: Mapped[str] = mapped_column(String(16), primary_key=True)
     reason: Mapped[str | None] = mapped_column(Text)
+
+    @classmethod
+    def listed(
+        cls,
+        account_id: ColumnExpressionArgument[int] | int,
+        e164: ColumnExpressionArgument[str] | str,
+    ) -> Exists:
+        """SQL `EXISTS`: the number is on the account's DNC list (to use inside a larger
+        query, such as the one `place_call` locks its attempt with)."""
+        return exists().where(cls.account_id == account_id, cls.e164 == e164)

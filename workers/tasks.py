@@ -5,12 +5,21 @@ from __future__ import annotations
 import structlog
 from celery import Task
 
-from dialer.dialing import hang_up_call, place_call
+from dialer.dispatch.dialing import hang_up_call, place_call
+from dialer.dispatch.pacer import accounts_needing_pacer, run_pacer
+from dialer.dispatch.reaper import reap
 from dialer.errors import NotFoundError
-from dialer.pacer import accounts_needing_pacer, run_pacer
-from dialer.reaper import reap
 from dialer.runtime import get_runtime
 from workers.app import app
+from workers.enqueue import (
+    HANG_UP,
+    KICK_PACERS,
+    PACER,
+    PLACE_CALL,
+    REAP,
+    kick_pacer,
+    place_calls,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -18,20 +27,9 @@ PACER_BUDGET_S = 30.0
 """Seconds one pacer task runs before handing over to a fresh one (re-armed)."""
 
 
-def enqueue_dials(attempt_ids: list[int]) -> None:
-    """Send one `dialer.place_call` per attempt (called after the attempts are committed)."""
-    for attempt_id in attempt_ids:
-        place_call_task.delay(attempt_id)
-
-
-def kick_pacer(account_id: int) -> None:
-    """Make sure a pacer runs for the account (a second one exits at once on the lock)."""
-    pacer_task.delay(account_id)
-
-
-@app.task(name="dialer.place_call", bind=True)
+@app.task(name=PLACE_CALL, bind=True)
 def place_call_task(self: Task, attempt_id: int) -> str:
-    """Create the provider call for one attempt (idempotent: see `dialer.dialing`)."""
+    """Create the provider call for one attempt (idempotent: see `dialer.dispatch.dialing`)."""
     try:
         result = place_call(get_runtime(), attempt_id)
     except NotFoundError:
@@ -40,22 +38,22 @@ def place_call_task(self: Task, attempt_id: int) -> str:
     return result.value
 
 
-@app.task(name="dialer.hang_up")
+@app.task(name=HANG_UP)
 def hang_up_task(attempt_id: int, reason: str) -> None:
     """End a live call at the provider with `reason` as its end reason (e.g. `machine`)."""
     hang_up_call(get_runtime(), attempt_id, reason)
 
 
-@app.task(name="dialer.pacer")
+@app.task(name=PACER)
 def pacer_task(account_id: int) -> int:
     """Dispatch an account's due contacts for a while; re-arm while work remains."""
-    run = run_pacer(get_runtime(), account_id, enqueue_dials, budget_s=PACER_BUDGET_S)
+    run = run_pacer(get_runtime(), account_id, place_calls, budget_s=PACER_BUDGET_S)
     if run.locked and run.work_left:
         kick_pacer(account_id)
     return run.dispatched
 
 
-@app.task(name="dialer.kick_pacers")
+@app.task(name=KICK_PACERS)
 def kick_pacers_task() -> int:
     """Beat: start a pacer for every account with a running campaign and no pacer."""
     accounts = accounts_needing_pacer(get_runtime())
@@ -64,10 +62,10 @@ def kick_pacers_task() -> int:
     return len(accounts)
 
 
-@app.task(name="dialer.reap")
+@app.task(name=REAP)
 def reap_task() -> dict[str, int]:
     """Beat: the reaper and hold-time watchdog."""
-    report = reap(get_runtime(), enqueue_dials)
+    report = reap(get_runtime(), place_calls)
     return {
         "resolved": len(report.resolved),
         "hung_up": len(report.hung_up),

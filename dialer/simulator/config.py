@@ -13,7 +13,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from dialer.settings import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN
+DEFAULT_ACCOUNT_SID = "AC" + "0" * 31 + "1"
+"""The Twilio account SID the simulator answers to by default (34 characters). The dialer's
+settings default to the same value (`dialer.settings.SIMULATOR_ACCOUNT_SID`); the simulator
+imports nothing of the dialer, so the value is written in both and a test checks they agree."""
+DEFAULT_AUTH_TOKEN = "simulator-auth-token"  # noqa: S105  # public by design
+"""The auth token the simulator checks and signs callbacks with by default."""
 
 
 class Fault(StrEnum):
@@ -120,8 +125,8 @@ class SimulatorConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    account_sid: str = Field(default=SIMULATOR_ACCOUNT_SID, pattern=r"^AC[0-9a-fA-F]{32}$")
-    auth_token: str = SIMULATOR_AUTH_TOKEN
+    account_sid: str = Field(default=DEFAULT_ACCOUNT_SID, pattern=r"^AC[0-9a-fA-F]{32}$")
+    auth_token: str = DEFAULT_AUTH_TOKEN
     time_scale: float = Field(default=1.0, gt=0)
     seed: int = 0
     faults: dict[Fault, float] = Field(default_factory=dict)

@@ -15,14 +15,14 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from campaigns import dnc
+from campaigns.csvsource import IngestError, IngestErrorCode
 from campaigns.ingest import (
     IngestSummary,
     RowRejectReason,
     escape_formula,
     ingest_contacts,
 )
-from dialer import dnc
-from dialer.csvsource import IngestError, IngestErrorCode
 from models import CallJob, Campaign, JobStatus, engine_for, transaction
 from tests.factories import make_account, make_campaign
 

@@ -12,10 +12,10 @@ import redis
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
-from dialer.api import create_app
 from dialer.pool import Keys, Scope
 from dialer.runtime import Runtime
 from dialer.settings import SIMULATOR_AUTH_TOKEN, Settings
+from dialer.web.app import create_app
 from models import (
     AttemptStatus,
     CallAttempt,

@@ -9,10 +9,10 @@ import httpx
 import pytest
 import redis
 
-from dialer import dnc
-from dialer.dialing import PlaceResult, place_call
-from dialer.leases import acquire_scopes, lease_seconds, rate_limits
+from campaigns import dnc
+from dialer.dispatch.dialing import PlaceResult, place_call
 from dialer.pool import Keys
+from dialer.pool.leases import acquire_scopes, lease_seconds, rate_limits
 from dialer.runtime import Runtime
 from dialer.settings import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, Settings
 from dialer.simulator import SimulatorConfig, run_in_thread

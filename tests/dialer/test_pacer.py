@@ -8,9 +8,9 @@ from typing import Any
 import redis
 from sqlalchemy import select
 
-from dialer.pacer import PacerLock, dispatch_round, run_pacer
+from dialer.dispatch.pacer import PacerLock, dispatch_round, run_pacer
 from dialer.pool import Keys
-from dialer.reconcile import ensure_pool
+from dialer.pool.reconcile import ensure_pool
 from dialer.runtime import Runtime
 from dialer.settings import Settings
 from models import AttemptStatus, CallAttempt, CampaignStatus, JobStatus, transaction
@@ -49,7 +49,7 @@ def test_round_fills_the_account_pool_fairly(committed_db: str, redis_client: re
         {"max_concurrency": 4, "cps": 1e6},
     )
     rt = runtime_for(committed_db)
-    ensure_pool(rt, account_id)
+    ensure_pool(rt.pool, rt.settings.database_url, account_id)
     out = dispatch_round(rt, account_id)
     assert len(out.dials) == 4
     assert attempts_by_campaign(committed_db) == Counter({a: 2, b: 2})
@@ -68,7 +68,7 @@ def test_campaign_cap_and_priority(committed_db: str, redis_client: redis.Redis)
         {"max_concurrency": 5, "cps": 1e6},
     )
     rt = runtime_for(committed_db)
-    ensure_pool(rt, account_id)
+    ensure_pool(rt.pool, rt.settings.database_url, account_id)
     dispatch_round(rt, account_id)
     assert attempts_by_campaign(committed_db) == Counter({reminders: 2, bulk: 3})
 
@@ -78,7 +78,7 @@ def test_cps_limit_makes_the_round_wait(committed_db: str, redis_client: redis.R
         committed_db, [{"max_concurrency": 10}], {"max_concurrency": 10, "cps": 2.0}
     )
     rt = runtime_for(committed_db)
-    ensure_pool(rt, account_id)
+    ensure_pool(rt.pool, rt.settings.database_url, account_id)
     out = dispatch_round(rt, account_id)
     assert len(out.dials) == 1
     # 2 calls/s (less the headroom) is one slot every ~0.52 s; the round may book 0.25 s ahead.
@@ -132,7 +132,7 @@ def test_a_round_takes_no_lease_while_the_pool_is_lost(
     out = dispatch_round(rt, account_id)
     assert out.dials == [] and out.wait_s == 0.0
     assert attempts_by_campaign(committed_db) == Counter()
-    assert ensure_pool(rt, account_id) is True
+    assert ensure_pool(rt.pool, rt.settings.database_url, account_id) is True
     assert len(dispatch_round(rt, account_id).dials) == 3
 
 
@@ -143,10 +143,10 @@ def test_the_rebuilt_pool_holds_every_live_attempt(
         committed_db, [{"max_concurrency": 3}], {"max_concurrency": 3}
     )
     rt = runtime_for(committed_db)
-    ensure_pool(rt, account_id)
+    ensure_pool(rt.pool, rt.settings.database_url, account_id)
     assert len(dispatch_round(rt, account_id).dials) == 3
     redis_client.flushdb()  # a Redis restart without persistence
-    assert ensure_pool(rt, account_id) is True
+    assert ensure_pool(rt.pool, rt.settings.database_url, account_id) is True
     assert rt.pool.live(Keys(account_id).account_pool()) == 3
     assert rt.pool.live(Keys(account_id).campaign_pool(campaign_id)) == 3
     assert dispatch_round(rt, account_id).dials == []  # still full: the cap holds

@@ -94,7 +94,7 @@ def test_burst_makes_up_for_late_calls_within_the_window(redis_client: redis.Red
 
 
 def test_paced_limits_never_allow_more_than_the_limit_in_a_second() -> None:
-    from dialer.leases import paced
+    from dialer.pool.leases import paced
 
     for cps in (1.0, 2.0, 10.0, 20.0, 49.0, 50.0, 100.0, 250.0):
         limit = paced("k", cps, burst=True)

@@ -19,11 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
-from dialer.api import create_app
-from dialer.devstack import child
+from dialer.cli.devstack import child
 from dialer.runtime import Runtime
 from dialer.settings import Settings
 from dialer.simulator import SimulatorConfig, run_in_thread
+from dialer.web.app import create_app
 from tests.conftest import DATABASE_URL, REDIS_URL
 from tests.servers import serve_app
 

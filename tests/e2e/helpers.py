@@ -10,11 +10,11 @@ from sqlalchemy import func, select
 from campaigns import lifecycle
 from campaigns.accounts import get_or_create_account
 from campaigns.reports import campaign_report
-from dialer.demo import generated_contacts
+from dialer.cli.demo import generated_contacts
 from dialer.pool import Keys
 from models import LIVE_ATTEMPT_STATUSES, CallAttempt, JobStatus, transaction
 from tests.e2e.conftest import Stack, wait_until
-from workers.tasks import kick_pacer
+from workers.enqueue import kick_pacer
 
 FAST_RETRIES = {
     "busy": {"retry": True, "delay_s": 0.2},

@@ -20,9 +20,9 @@ import structlog
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from dialer.leases import acquire_scopes, lease_seconds, rate_limits
 from dialer.pool import AcquireResult, Keys
-from dialer.reconcile import ensure_pool, lock_account_pool
+from dialer.pool.leases import acquire_scopes, lease_seconds, rate_limits
+from dialer.pool.reconcile import ensure_pool, lock_account_pool
 from dialer.runtime import Runtime
 from models import (
     Account,
@@ -137,7 +137,7 @@ def run_pacer(
     wake = Keys(account_id).wake()
     try:
         while time.monotonic() < deadline and lock.still_held():
-            ensure_pool(runtime, account_id)
+            ensure_pool(runtime.pool, runtime.settings.database_url, account_id)
             result = dispatch_round(runtime, account_id)
             _send_on_time(result.dials, enqueue)
             run.rounds += 1

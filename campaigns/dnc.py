@@ -11,12 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from sqlalchemy import ColumnExpressionArgument, delete, exists, select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.selectable import Exists
 
-from dialer.csvsource import IngestError, IngestErrorCode, find_phone_column, open_csv
+from campaigns.csvsource import IngestError, IngestErrorCode, find_phone_column, open_csv
 from dialer.numbers import NumberRejected, classify
 from models import DncEntry
 
@@ -103,17 +102,9 @@ def remove(session: Session, account_id: int, numbers: Iterable[str], default_re
     return len(result.all())
 
 
-def blocked(
-    account_id: ColumnExpressionArgument[int] | int, e164: ColumnExpressionArgument[str] | str
-) -> Exists:
-    """SQL `EXISTS`: the number is on the account's DNC list (to use inside a larger query,
-    such as the one `place_call` locks its attempt with)."""
-    return exists().where(DncEntry.account_id == account_id, DncEntry.e164 == e164)
-
-
 def is_blocked(session: Session, account_id: int, e164: str) -> bool:
     """Whether the account's DNC list holds `e164`."""
-    return bool(session.scalar(select(blocked(account_id, e164))))
+    return bool(session.scalar(select(DncEntry.listed(account_id, e164))))
 
 
 def load_set(session: Session, account_id: int) -> set[str]:
@@ -129,11 +120,11 @@ def import_csv(
     reason: str | None = None,
 ) -> DncImportSummary:
     """List every number of a CSV (read like a campaign CSV: encoding, delimiter and phone
-    column detected, see `dialer.csvsource.open_csv`). Rows without a usable number are
+    column detected, see `campaigns.csvsource.open_csv`). Rows without a usable number are
     counted as `invalid`, not fatal.
 
     Raises:
-        dialer.csvsource.IngestError: file-level problems (`empty_file`, `header_only`,
+        campaigns.csvsource.IngestError: file-level problems (`empty_file`, `header_only`,
             `undecodable`, `no_phone_column`, `too_large`).
     """
     csv_source = open_csv(source)

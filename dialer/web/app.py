@@ -26,18 +26,17 @@ from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 from twilio.request_validator import RequestValidator
 
-from campaigns import lifecycle
+from campaigns import dnc, lifecycle
 from campaigns.accounts import account_by_api_key
+from campaigns.csvsource import IngestError
 from campaigns.reports import campaign_report, export_results
-from dialer import dnc
-from dialer.callbacks import CallbackKind, record_callback
-from dialer.csvsource import IngestError
-from dialer.dialing import CONNECTION_OVERRIDES
+from dialer.dispatch.callbacks import CallbackKind, record_callback
+from dialer.dispatch.dialing import CONNECTION_OVERRIDES
 from dialer.errors import DialerError, NotFoundError
-from dialer.pgasync import AsyncPool, async_pool
 from dialer.runtime import Runtime, get_runtime
 from models import Account, Campaign, CampaignStatus, MachineAction, on_commit, transaction
-from workers.tasks import hang_up_task, kick_pacer
+from models.asyncdb import AsyncPool, async_pool
+from workers.enqueue import hang_up, kick_pacer
 
 log = structlog.get_logger(__name__)
 
@@ -147,7 +146,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
             result = await record_callback(webhooks.pool(), rt(), attempt_id, kind, params)
             CALLBACKS.labels(kind.value, "stored" if result.stored else "duplicate").inc()
             if result.hang_up_machine:
-                hang_up_task.delay(attempt_id, "machine")
+                hang_up(attempt_id, "machine")
         if kind is CallbackKind.GATHER:
             return Response(GATHER_REPLY, media_type="application/xml")
         return Response(status_code=204)

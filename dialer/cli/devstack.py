@@ -127,7 +127,7 @@ def local_stack(
         )  # fmt: skip
         api = stack.enter_context(
             child(
-                [py, "-m", "uvicorn", "dialer.asgi:app", "--port", str(api_port),
+                [py, "-m", "uvicorn", "dialer.web.asgi:app", "--port", str(api_port),
                  "--workers", str(api_workers), "--log-level", "warning", "--no-access-log"],
                 env,
                 run_dir / "api.log",

@@ -16,8 +16,8 @@ from importlib.resources import files
 
 import redis
 
-_ACQUIRE = files("dialer").joinpath("lua/acquire.lua").read_text()
-_RELEASE = files("dialer").joinpath("lua/release.lua").read_text()
+_ACQUIRE = files("dialer.pool").joinpath("lua/acquire.lua").read_text()
+_RELEASE = files("dialer.pool").joinpath("lua/release.lua").read_text()
 
 
 class AcquireResult(StrEnum):
@@ -25,7 +25,7 @@ class AcquireResult(StrEnum):
     FULL = "full"
     RATE_LIMITED = "rate_limited"
     POOL_LOST = "pool_lost"
-    """Redis lost the pool (restart, flush): rebuild it (`dialer.reconcile`) first."""
+    """Redis lost the pool (restart, flush): rebuild it (`dialer.pool.reconcile`) first."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,27 +12,26 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dialer.leases import release_keys
-from dialer.pool import Keys
-from dialer.runtime import Runtime
+from dialer.pool import Keys, Pool
+from dialer.pool.leases import release_keys
 from models import LIVE_ATTEMPT_STATUSES, CallAttempt, Campaign, transaction
 
 log = structlog.get_logger(__name__)
 
 
-def ensure_pool(runtime: Runtime, account_id: int) -> bool:
+def ensure_pool(pool: Pool, database_url: str, account_id: int) -> bool:
     """Rebuild the account's leases if Redis lost them. Returns True if it rebuilt.
 
     Cheap when nothing was lost: one `EXISTS`.
     """
     keys = Keys(account_id)
-    if runtime.redis.exists(keys.generation()):
+    if pool.redis.exists(keys.generation()):
         return False
-    with transaction(runtime.settings.database_url) as session:
+    with transaction(database_url) as session:
         # Waits for a dispatch round in flight to commit, so its attempts are read too;
         # rounds wait for this rebuild in turn (they take the same lock).
         lock_account_pool(session, account_id)
-        if runtime.redis.exists(keys.generation()):
+        if pool.redis.exists(keys.generation()):
             return False  # another process rebuilt it while we waited
         rows = session.execute(
             select(
@@ -47,7 +46,7 @@ def ensure_pool(runtime: Runtime, account_id: int) -> bool:
                 CallAttempt.status.in_(LIVE_ATTEMPT_STATUSES),
             )
         ).all()
-        pipe = runtime.redis.pipeline(transaction=True)
+        pipe = pool.redis.pipeline(transaction=True)
         for attempt_id, campaign_id, expires, caller_id_id in rows:
             score = int(expires.timestamp() * 1000)
             for key in release_keys(account_id, campaign_id, caller_id_id):

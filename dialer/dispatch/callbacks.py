@@ -29,11 +29,11 @@ from dialer.calls import (
     outcome_of,
 )
 from dialer.errors import DialerError, NotFoundError
-from dialer.leases import release_keys
-from dialer.pgasync import AsyncPool, transaction
 from dialer.pool import Keys
+from dialer.pool.leases import release_keys
 from dialer.runtime import Runtime
 from models import AttemptStatus, CallAttempt, Campaign, CampaignStatus, MachineAction, utcnow
+from models.asyncdb import AsyncPool, transaction
 
 log = structlog.get_logger(__name__)
 
@@ -183,7 +183,7 @@ async def record_callback(
 
     The stored event goes through the state machine (`dialer.calls.apply_event`) on the
     attempt's current row; on a terminal event the contact's next step is decided as
-    `dialer.leases.finish_call` decides it (`dialer.calls.next_job_step`) and, after commit,
+    `dialer.pool.leases.finish_call` decides it (`dialer.calls.next_job_step`) and, after commit,
     the lease is released and the pacer woken. Two round trips and a commit; one round trip
     and a commit for a duplicate.
 

@@ -22,11 +22,11 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from rich.table import Table
 from sqlalchemy import select
 
-from campaigns import lifecycle
+from campaigns import dnc, lifecycle
 from campaigns.accounts import get_or_create_account, hash_api_key
+from campaigns.csvsource import IngestError
 from campaigns.reports import campaign_report, export_results
-from dialer import dnc
-from dialer.csvsource import IngestError
+from dialer.cli.render import report_table
 from dialer.errors import DialerError
 from dialer.settings import get_settings
 from models import Campaign, on_commit, transaction
@@ -137,7 +137,7 @@ def api(
     """Serve the HTTP API and provider webhooks (uvicorn)."""
     import uvicorn
 
-    uvicorn.run("dialer.asgi:app", host=host, port=port, log_level="warning")
+    uvicorn.run("dialer.web.asgi:app", host=host, port=port, log_level="warning")
 
 
 @campaigns_app.command("create")
@@ -219,7 +219,7 @@ def _transition(action: str) -> Callable[..., None]:
         campaign_id: Annotated[int, typer.Argument(help="Campaign id.")],
         account: AccountOpt = "default",
     ) -> None:
-        from workers.tasks import kick_pacer
+        from workers.enqueue import kick_pacer
 
         with errors_reported(), transaction(get_settings().database_url) as session:
             campaign = service(session, account_id(account), campaign_id)
@@ -248,22 +248,6 @@ def campaigns_report(
         print_json(report.model_dump())
         return
     console.print(report_table(report.model_dump()))
-
-
-def report_table(report: dict[str, Any]) -> Table:
-    """A rich table of a campaign report."""
-    table = Table(title=f"campaign {report['campaign_id']} — {report['name']} ({report['status']})")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_row("contacts", str(report["contacts"]))
-    for group in ("jobs", "outcomes", "attempts", "answered_by", "digits"):
-        for key, value in report[group].items():
-            table.add_row(f"{group}: {key}", str(value))
-    table.add_row("calls placed", str(report["calls_placed"]))
-    table.add_row("talk seconds", str(report["talk_seconds"]))
-    if report["status_reason"]:
-        table.add_row("reason", report["status_reason"])
-    return table
 
 
 @campaigns_app.command("export")
@@ -361,7 +345,7 @@ def demo(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a whole campaign through the simulator with real workers, then report."""
-    from dialer.demo import DemoOptions, run_demo
+    from dialer.cli.demo import DemoOptions, run_demo
     from dialer.simulator.config import parse_faults
 
     try:

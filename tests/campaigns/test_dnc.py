@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dialer import dnc
-from dialer.csvsource import IngestError, IngestErrorCode
+from campaigns import dnc
+from campaigns.csvsource import IngestError, IngestErrorCode
 from dialer.numbers import NumberRejected, RejectReason
 from models import DncEntry
 from tests.factories import make_account

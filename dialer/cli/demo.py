@@ -27,7 +27,8 @@ from campaigns import lifecycle
 from campaigns.accounts import get_or_create_account
 from campaigns.reports import campaign_report
 from dialer.calls import DEFAULT_RETRY_POLICY
-from dialer.devstack import local_stack
+from dialer.cli.devstack import local_stack
+from dialer.cli.render import report_table
 from dialer.errors import DialerError
 from dialer.settings import get_settings
 from models import transaction
@@ -131,8 +132,6 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
         "elapsed_s": round(time.monotonic() - started, 2),
     }
     if not options.as_json:
-        from dialer.cli import report_table
-
         console.print(report_table(report))
         console.print(result)
     return result
@@ -176,8 +175,6 @@ def _watch(
     options: DemoOptions, database_url: str, account_id: int, campaign_id: int, console: Console
 ) -> dict[str, Any]:
     """Poll the report until every contact is final; show progress unless `--json`."""
-    from dialer.cli import report_table
-
     with Live(console=console, refresh_per_second=4, transient=options.as_json) as live:
         while True:
             with transaction(database_url) as session:

@@ -20,9 +20,9 @@ from typing import cast
 import structlog
 from sqlalchemy import select
 
-from dialer.dialing import apply_provider_view, hang_up_call, recover_placing
-from dialer.leases import release_keys
+from dialer.dispatch.dialing import apply_provider_view, hang_up_call, recover_placing
 from dialer.pool import Keys
+from dialer.pool.leases import release_keys
 from dialer.providers.base import ProviderError
 from dialer.runtime import Runtime
 from models import (

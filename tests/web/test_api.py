@@ -19,9 +19,9 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from campaigns.accounts import get_or_create_account, hash_api_key
-from dialer.api import create_app
 from dialer.runtime import Runtime
 from dialer.settings import Settings
+from dialer.web.app import create_app
 from models import Campaign, DncEntry, transaction
 from tests.conftest import REDIS_URL
 from tests.servers import serve_app

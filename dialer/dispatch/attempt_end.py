@@ -1,22 +1,19 @@
-"""Leases and the end of an attempt: which pool scopes a call holds, how long, and what
-happens to the contact when the attempt ends."""
+"""The end of an attempt: what happens to the contact, and the lease freed after commit."""
 
 from __future__ import annotations
 
-import math
 import random
 from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
 from dialer.calls import next_job_step, outcome_of
-from dialer.pool import Keys, RateLimit, Scope
+from dialer.pool import Keys
+from dialer.pool.leases import release_keys
 from dialer.runtime import Runtime
 from models import (
-    Account,
     AttemptStatus,
     CallAttempt,
-    CallerId,
     CallJob,
     Campaign,
     CampaignStatus,
@@ -25,70 +22,6 @@ from models import (
     on_commit,
     utcnow,
 )
-
-LEASE_MARGIN_S = 30
-"""Seconds a lease outlives the longest possible call, for callbacks still in flight."""
-
-CPS_HEADROOM = 0.96
-"""Fraction of a CPS limit the limiters pace at. The rest is burst allowance at send time:
-a create that Celery delivered late may be followed at once by the next, so late calls are
-made up without any one-second window going over the limit."""
-
-
-def lease_seconds(campaign: Campaign) -> float:
-    """Lease length: ring timeout + time limit + margin, in seconds."""
-    return float(campaign.ring_timeout_s + campaign.time_limit_s + LEASE_MARGIN_S)
-
-
-def acquire_scopes(account: Account, campaign: Campaign, caller_id: CallerId) -> list[Scope]:
-    """The concurrency scopes one call of `campaign` occupies, with their caps."""
-    keys = Keys(account.id)
-    scopes = [
-        Scope(keys.account_pool(), account.max_concurrency),
-        Scope(keys.campaign_pool(campaign.id), campaign.max_concurrency),
-    ]
-    if caller_id.max_concurrency is not None:
-        scopes.append(Scope(keys.caller_id_pool(caller_id.id), caller_id.max_concurrency))
-    return scopes
-
-
-def paced(key: str, cps: float, *, burst: bool) -> RateLimit:
-    """A limiter for a CPS limit of `cps` calls/s: paced at `CPS_HEADROOM` of it, with (when
-    `burst`) the burst that keeps every one-second window below `cps` calls by one
-    (ceil(rate) + burst <= floor(cps) - 1)."""
-    rate = cps * CPS_HEADROOM
-    # One call of the window is kept back for the jitter between the send-time check and
-    # the provider receiving the request.
-    allowance = max(0, math.floor(cps) - math.ceil(rate) - 1) if burst else 0
-    return RateLimit(key, rate, allowance)
-
-
-def rate_limits(account: Account, campaign: Campaign) -> list[RateLimit]:
-    """The CPS limits the pacer books slots against (account, and campaign when set)."""
-    keys = Keys(account.id)
-    limits = [paced(keys.account_rate(), account.cps, burst=False)]
-    if campaign.cps is not None:
-        limits.append(paced(keys.campaign_rate(campaign.id), campaign.cps, burst=False))
-    return limits
-
-
-def send_limits(account: Account, campaign: Campaign) -> list[RateLimit]:
-    """The CPS limits checked again at the moment a create request leaves (`place_call`)."""
-    keys = Keys(account.id)
-    limits = [paced(keys.account_send_rate(), account.cps, burst=True)]
-    if campaign.cps is not None:
-        limits.append(paced(keys.campaign_send_rate(campaign.id), campaign.cps, burst=True))
-    return limits
-
-
-def release_keys(account_id: int, campaign_id: int, caller_id_id: int) -> list[str]:
-    """Every scope key an attempt of this campaign may hold a lease in."""
-    keys = Keys(account_id)
-    return [
-        keys.account_pool(),
-        keys.campaign_pool(campaign_id),
-        keys.caller_id_pool(caller_id_id),
-    ]
 
 
 def release_after_commit(session: Session, runtime: Runtime, attempt: CallAttempt) -> None:

@@ -15,10 +15,10 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dialer import dnc
 from dialer.calls import CallEvent, apply_event
+from dialer.dispatch.attempt_end import end_unplaced, finish_call
 from dialer.errors import NotFoundError
-from dialer.leases import end_unplaced, finish_call, send_limits
+from dialer.pool.leases import send_limits
 from dialer.providers.base import (
     AccountProviderError,
     AmbiguousProviderError,
@@ -39,6 +39,7 @@ from models import (
     CallJob,
     Campaign,
     CampaignStatus,
+    DncEntry,
     MachineAction,
     Outcome,
     relax_durability,
@@ -136,7 +137,7 @@ def place_call(runtime: Runtime, attempt_id: int) -> PlaceResult:
                 CallJob,
                 Campaign,
                 Account,
-                dnc.blocked(CallAttempt.account_id, CallAttempt.phone_e164),
+                DncEntry.listed(CallAttempt.account_id, CallAttempt.phone_e164),
             )
             .join(CallJob, CallJob.id == CallAttempt.job_id)
             .join(Campaign, Campaign.id == CallAttempt.campaign_id)
