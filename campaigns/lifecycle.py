@@ -1,9 +1,5 @@
-"""Campaign lifecycle: create (with ingest), start, pause, resume, cancel.
-
-Transitions:
-    draft -> running (start) -> paused (pause, or the circuit breaker) -> running (resume)
-    draft | running | paused -> canceled (cancel);  running -> completed (the pacer)
-"""
+"""Campaign lifecycle: create (with ingest), and the operator's start, pause, resume and
+cancel, each through the transition table in `dialer.campaign_state`."""
 
 from __future__ import annotations
 
@@ -13,24 +9,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.accounts import caller_id_for
 from campaigns.ingest import IngestSummary, ingest_contacts
-from dialer.calls import DEFAULT_RETRY_POLICY
-from dialer.dispatch.dialing import pause_campaign
-from dialer.errors import ConflictError, DialerError, NotFoundError
+from dialer.calls import DEFAULT_RETRY_POLICY, cancel_pending_jobs
+from dialer.campaign_state import CampaignAction, transition
+from dialer.errors import DialerError, NotFoundError
 from dialer.providers.twiml import TemplateError, template_placeholders
 from models import (
     Account,
-    CallJob,
     Campaign,
     CampaignStatus,
-    JobStatus,
     MachineAction,
     transaction,
-    utcnow,
 )
 
 DEFAULT_MESSAGE = (
@@ -152,54 +145,36 @@ def get_campaign(
 
 
 def start(session: Session, account_id: int, campaign_id: int) -> Campaign:
-    """draft -> running. Raises `ConflictError` (`invalid_transition`) from other states."""
+    """draft -> running.
+
+    Raises:
+        NotFoundError: `campaign_not_found`.
+        ConflictError: `invalid_state` from any other status.
+    """
     campaign = get_campaign(session, account_id, campaign_id, lock=True)
-    _require(campaign, {CampaignStatus.DRAFT}, "start")
-    campaign.status = CampaignStatus.RUNNING
-    campaign.started_at = utcnow()
-    return campaign
+    return transition(campaign, CampaignAction.START)
 
 
 def pause(session: Session, account_id: int, campaign_id: int) -> Campaign:
-    """running -> paused: no new calls; calls already live finish."""
+    """running -> paused: no new calls; calls already live finish. Raises as `start`."""
     campaign = get_campaign(session, account_id, campaign_id, lock=True)
-    _require(campaign, {CampaignStatus.RUNNING}, "pause")
-    pause_campaign(campaign, "paused by operator")
-    return campaign
+    return transition(campaign, CampaignAction.PAUSE, reason="paused by operator")
 
 
 def resume(session: Session, account_id: int, campaign_id: int) -> Campaign:
-    """paused -> running (also after the circuit breaker, once the cause is fixed)."""
+    """paused -> running (also after the circuit breaker, once the cause is fixed).
+    Raises as `start`."""
     campaign = get_campaign(session, account_id, campaign_id, lock=True)
-    _require(campaign, {CampaignStatus.PAUSED}, "resume")
-    campaign.status = CampaignStatus.RUNNING
-    campaign.status_reason = None
-    return campaign
+    return transition(campaign, CampaignAction.RESUME)
 
 
 def cancel(session: Session, account_id: int, campaign_id: int) -> Campaign:
-    """-> canceled: pending contacts are cancelled; live calls finish and are reported."""
+    """-> canceled: pending contacts are cancelled; live calls finish and are reported.
+    Raises as `start`."""
     campaign = get_campaign(session, account_id, campaign_id, lock=True)
-    _require(
-        campaign,
-        {CampaignStatus.DRAFT, CampaignStatus.RUNNING, CampaignStatus.PAUSED},
-        "cancel",
-    )
-    campaign.status = CampaignStatus.CANCELED
-    campaign.finished_at = utcnow()
-    session.execute(
-        update(CallJob)
-        .where(CallJob.campaign_id == campaign.id, CallJob.status == JobStatus.PENDING)
-        .values(status=JobStatus.CANCELED)
-    )
+    transition(campaign, CampaignAction.CANCEL)
+    cancel_pending_jobs(session, campaign.id)
     return campaign
-
-
-def _require(campaign: Campaign, allowed: set[CampaignStatus], action: str) -> None:
-    if campaign.status not in allowed:
-        raise ConflictError(
-            "invalid_transition", f"cannot {action} campaign {campaign.id}: it is {campaign.status}"
-        )
 
 
 @dataclass(frozen=True)

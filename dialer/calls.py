@@ -1,20 +1,41 @@
-"""The call state machine and the outcome policy.
+"""The call state machine, the contact (job) transitions and the outcome policy.
 
-Pure functions over `CallAttempt` rows: every change of an attempt's status goes through
-`apply_event`. Provider events arrive duplicated and out of order (Twilio does not promise
-order; `SequenceNumber` only numbers them), so an event moves an attempt only forward in
-the order below, and a terminal status is never left. The end state is therefore the same
-whatever order a call's events arrive in.
+Pure functions: nothing here reads or writes the database. Every change of an attempt's
+status goes through this module: `mark_placing` and `mark_not_placed` for our own two
+states, `apply_event` for the provider's. Provider events arrive duplicated and out of
+order (Twilio does not promise order; `SequenceNumber` only numbers them), so an event
+moves an attempt only forward in the order below, and a terminal status is never left. The
+end state is therefore the same whatever order a call's events arrive in.
+
+```
+dialing ─▶ placing ─▶ queued ─▶ initiated ─▶ ringing ─▶ in-progress ─▶ completed
+   │          │          └──────────┴───────────┴────────────┴──────▶ busy | no-answer
+   │          │                                                        | failed | canceled
+   └──────────┴─▶ not-placed (no call was made)
+```
+
+A contact's status changes only in `move_job` (one `JobStep` at a time), or in bulk in
+`cancel_pending_jobs`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from models import AttemptStatus, CallAttempt, Campaign, CampaignStatus, JobStatus, Outcome
-from models.enums import TERMINAL_ATTEMPT_STATUSES
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from dialer.errors import ConflictError
+from models import (
+    TERMINAL_ATTEMPT_STATUSES,
+    AttemptStatus,
+    CallJob,
+    EndReason,
+    JobStatus,
+    Outcome,
+)
 
 _RANK = {
     AttemptStatus.DIALING: 0,
@@ -70,7 +91,61 @@ class CallEvent:
     duration_s: int | None = None
 
 
-def apply_event(attempt: CallAttempt, event: CallEvent) -> bool:
+class AttemptState(Protocol):
+    """What the state machine reads and writes of an attempt: a `models.CallAttempt` row,
+    or the webhook fast path's plain `AttemptRow`."""
+
+    status: AttemptStatus
+    call_sid: str | None
+    answered_by: str | None
+    last_sequence: int
+    placed_at: datetime | None
+    answered_at: datetime | None
+    ended_at: datetime | None
+    duration_s: int | None
+    error_code: int | None
+    error_message: str | None
+
+
+def _require(attempt: AttemptState, allowed: frozenset[AttemptStatus], to: str) -> None:
+    if attempt.status not in allowed:
+        raise ConflictError("invalid_state", f"attempt in {attempt.status} cannot become {to}")
+
+
+def mark_placing(attempt: AttemptState, now: datetime) -> None:
+    """dialing -> placing: the create request may leave from now on.
+
+    Raises:
+        ConflictError: `invalid_state`, the attempt is not `dialing`.
+    """
+    _require(attempt, frozenset({AttemptStatus.DIALING}), AttemptStatus.PLACING)
+    attempt.status = AttemptStatus.PLACING
+    attempt.placed_at = now
+
+
+def mark_not_placed(
+    attempt: AttemptState,
+    now: datetime,
+    error_code: int | None = None,
+    error_message: str | None = None,
+) -> None:
+    """dialing | placing -> not-placed: no call was made for this attempt, for good.
+
+    Raises:
+        ConflictError: `invalid_state`, the attempt is past `placing`.
+    """
+    _require(
+        attempt,
+        frozenset({AttemptStatus.DIALING, AttemptStatus.PLACING}),
+        AttemptStatus.NOT_PLACED,
+    )
+    attempt.status = AttemptStatus.NOT_PLACED
+    attempt.ended_at = now
+    attempt.error_code = error_code
+    attempt.error_message = error_message
+
+
+def apply_event(attempt: AttemptState, event: CallEvent) -> bool:
     """Apply `event` to `attempt` in place. Returns True if the attempt became terminal now.
 
     Facts that do not depend on order (the call sid, `AnsweredBy`) are recorded from any
@@ -97,13 +172,15 @@ def apply_event(attempt: CallAttempt, event: CallEvent) -> bool:
     return True
 
 
-def outcome_of(attempt: CallAttempt) -> Outcome:
-    """The contact-level outcome of a terminal attempt."""
-    if attempt.end_reason == "hold_cap":
+def outcome_of(
+    status: AttemptStatus, answered_by: str | None, end_reason: EndReason | None
+) -> Outcome:
+    """The contact-level outcome of an attempt that ended in `status` (terminal)."""
+    if end_reason is EndReason.HOLD_CAP:
         return Outcome.HOLD_CAP
-    match attempt.status:
+    match status:
         case AttemptStatus.COMPLETED:
-            return Outcome.MACHINE if attempt.answered_by in MACHINE_ANSWERS else Outcome.ANSWERED
+            return Outcome.MACHINE if answered_by in MACHINE_ANSWERS else Outcome.ANSWERED
         case AttemptStatus.BUSY:
             return Outcome.BUSY
         case AttemptStatus.NO_ANSWER:
@@ -114,12 +191,17 @@ def outcome_of(attempt: CallAttempt) -> Outcome:
             return Outcome.FAILED
 
 
-def retry_delay(campaign: Campaign, outcome: Outcome, attempts_made: int) -> float | None:
+def retry_delay(
+    retry_policy: dict[str, dict[str, Any]] | None,
+    max_attempts: int,
+    outcome: Outcome,
+    attempts_made: int,
+) -> float | None:
     """Seconds until the next attempt for a contact whose attempt ended with `outcome`, or
     None when the contact is done (answered, not retryable, or `max_attempts` reached)."""
-    if attempts_made >= campaign.max_attempts:
+    if attempts_made >= max_attempts:
         return None
-    rule = (campaign.retry_policy or {}).get(outcome) or DEFAULT_RETRY_POLICY.get(outcome)
+    rule = (retry_policy or {}).get(outcome) or DEFAULT_RETRY_POLICY.get(outcome)
     if not rule or not rule.get("retry"):
         return None
     return float(rule.get("delay_s", 0))
@@ -127,26 +209,50 @@ def retry_delay(campaign: Campaign, outcome: Outcome, attempts_made: int) -> flo
 
 @dataclass(frozen=True, slots=True)
 class JobStep:
-    """A contact's next step after an attempt ended: its job's outcome, status, and when it
-    is next due (None: unchanged)."""
+    """A contact's next state: status, final outcome (when done), when it is next due
+    (None: unchanged), and its two counters' new values."""
 
-    outcome: Outcome
     status: JobStatus
+    attempt_count: int
+    dial_error_count: int
+    outcome: Outcome | None = None
     next_due_at: datetime | None = None
 
 
-def next_job_step(
-    campaign: Campaign, outcome: Outcome, attempts_made: int, now: datetime
-) -> JobStep:
-    """The contact's next step once an attempt that may have rung it ended with `outcome`:
-    done, canceled with its campaign, or pending again after the outcome matrix's delay.
+_JOB_MOVES: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.PENDING: frozenset({JobStatus.IN_PROGRESS, JobStatus.DONE, JobStatus.CANCELED}),
+    JobStatus.IN_PROGRESS: frozenset({JobStatus.PENDING, JobStatus.DONE, JobStatus.CANCELED}),
+}
+"""Which contact statuses may follow which; `done` and `canceled` are final."""
 
-    Reads only `campaign.status`, `max_attempts` and `retry_policy`, so the webhook's fast
-    path can call it with a transient `Campaign` built from plain values.
+
+def move_job(job: CallJob, step: JobStep) -> None:
+    """Apply `step` to `job`: the one place a contact's status changes (row by row).
+
+    Raises:
+        ConflictError: `invalid_state`, the job is final or the move is not allowed.
     """
-    delay = retry_delay(campaign, outcome, attempts_made)
-    if delay is None:
-        return JobStep(outcome, JobStatus.DONE)
-    if campaign.status is CampaignStatus.CANCELED:
-        return JobStep(outcome, JobStatus.CANCELED)
-    return JobStep(outcome, JobStatus.PENDING, now + timedelta(seconds=delay))
+    if step.status not in _JOB_MOVES.get(job.status, frozenset()):
+        raise ConflictError("invalid_state", f"contact in {job.status} cannot become {step.status}")
+    job.status = step.status
+    job.attempt_count = step.attempt_count
+    job.dial_error_count = step.dial_error_count
+    if step.outcome is not None:
+        job.outcome = step.outcome
+    if step.next_due_at is not None:
+        job.next_due_at = step.next_due_at
+
+
+def claimed(job: CallJob) -> JobStep:
+    """pending -> in progress: the pacer took a lease and created an attempt for it."""
+    return JobStep(JobStatus.IN_PROGRESS, job.attempt_count + 1, job.dial_error_count)
+
+
+def cancel_pending_jobs(session: Session, campaign_id: int) -> None:
+    """pending -> canceled for every contact of a cancelled campaign, in one statement
+    (the bulk form of `move_job`; contacts in progress end with their attempt)."""
+    session.execute(
+        update(CallJob)
+        .where(CallJob.campaign_id == campaign_id, CallJob.status == JobStatus.PENDING)
+        .values(status=JobStatus.CANCELED)
+    )

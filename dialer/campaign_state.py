@@ -1,0 +1,84 @@
+"""The campaign state machine: one transition table, used by every status change.
+
+```
+draft ──start──▶ running ──pause / trip_breaker──▶ paused ──resume──▶ running
+  │                 │                                │
+  └────cancel───────┴──────────cancel────────────────┴──▶ canceled
+                    └──complete (the pacer: nothing pending or live)──▶ completed
+```
+
+The operator's commands (`campaigns.lifecycle`), the circuit breaker (`place_call`) and
+the pacer's completion all call `transition`; nothing else assigns `Campaign.status`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from dialer.errors import ConflictError
+from models import Campaign, CampaignStatus, utcnow
+
+
+class CampaignAction(StrEnum):
+    """What may happen to a campaign."""
+
+    START = "start"
+    PAUSE = "pause"
+    RESUME = "resume"
+    CANCEL = "cancel"
+    TRIP_BREAKER = "trip_breaker"
+    """An account-level provider error paused it (the circuit breaker)."""
+    COMPLETE = "complete"
+    """The pacer found no contact pending or in progress."""
+
+
+TRANSITIONS: dict[tuple[CampaignStatus, CampaignAction], CampaignStatus] = {
+    (CampaignStatus.DRAFT, CampaignAction.START): CampaignStatus.RUNNING,
+    (CampaignStatus.RUNNING, CampaignAction.PAUSE): CampaignStatus.PAUSED,
+    (CampaignStatus.RUNNING, CampaignAction.TRIP_BREAKER): CampaignStatus.PAUSED,
+    (CampaignStatus.PAUSED, CampaignAction.RESUME): CampaignStatus.RUNNING,
+    (CampaignStatus.DRAFT, CampaignAction.CANCEL): CampaignStatus.CANCELED,
+    (CampaignStatus.RUNNING, CampaignAction.CANCEL): CampaignStatus.CANCELED,
+    (CampaignStatus.PAUSED, CampaignAction.CANCEL): CampaignStatus.CANCELED,
+    (CampaignStatus.RUNNING, CampaignAction.COMPLETE): CampaignStatus.COMPLETED,
+}
+"""`{(status, action): next status}`; a pair not listed is refused."""
+
+
+def can(campaign: Campaign, action: CampaignAction) -> bool:
+    """Whether `action` applies to the campaign in its current status."""
+    return (campaign.status, action) in TRANSITIONS
+
+
+def transition(
+    campaign: Campaign,
+    action: CampaignAction,
+    *,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> Campaign:
+    """Apply `action` to `campaign` in place and return it.
+
+    Sets `started_at` on start, `finished_at` on cancel and completion, and `status_reason`
+    to `reason` (cleared on resume and start).
+
+    Raises:
+        ConflictError: `invalid_state`, the action does not apply to the campaign's status
+            (e.g. resuming a completed campaign).
+    """
+    target = TRANSITIONS.get((campaign.status, action))
+    if target is None:
+        raise ConflictError(
+            "invalid_state",
+            f"cannot {action.value.replace('_', ' ')} campaign {campaign.id}: "
+            f"it is {campaign.status.value}",
+        )
+    at = now or utcnow()
+    campaign.status = target
+    campaign.status_reason = reason
+    if action is CampaignAction.START:
+        campaign.started_at = at
+    if target in (CampaignStatus.CANCELED, CampaignStatus.COMPLETED):
+        campaign.finished_at = at
+    return campaign

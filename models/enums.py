@@ -1,5 +1,5 @@
-"""Statuses stored in the database. Every change of an attempt's status goes through
-`dialer.calls` (the call state machine); campaigns change through `campaigns.lifecycle`."""
+"""Statuses stored in the database. Attempts and contacts (jobs) change status only through
+`dialer.calls` (the call state machine), campaigns only through `dialer.campaign_state`."""
 
 from __future__ import annotations
 
@@ -78,6 +78,17 @@ class Outcome(StrEnum):
     """The call could not be created within the campaign's `dial_retries`."""
     DO_NOT_CALL = "do_not_call"
     """The number was on the DNC list at dial time."""
+
+
+class EndReason(StrEnum):
+    """Why the dialer itself ended a call (`CallAttempt.end_reason`)."""
+
+    HOLD_CAP = "hold_cap"
+    """Live longer than the campaign's `max_hold_s`: the watchdog hung up."""
+    LEASE_EXPIRED = "lease_expired"
+    """Its pool lease was about to lapse with the call still live."""
+    MACHINE = "machine"
+    """AMD found a machine on a campaign that hangs up on machines."""
 
 
 class MachineAction(StrEnum):

@@ -26,7 +26,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.selectable import Exists
 
 from models.base import Base, CreatedAt
-from models.enums import AttemptStatus, CampaignStatus, JobStatus, MachineAction, Outcome
+from models.enums import (
+    AttemptStatus,
+    CampaignStatus,
+    EndReason,
+    JobStatus,
+    MachineAction,
+    Outcome,
+)
 
 
 def _enum(cls: type[Any], name: str) -> Enum:
@@ -195,8 +202,8 @@ class CallAttempt(Base):
     """When the pool lease taken for this attempt lapses (ring timeout + time limit + margin)."""
     error_code: Mapped[int | None] = mapped_column(Integer)
     error_message: Mapped[str | None] = mapped_column(Text)
-    end_reason: Mapped[str | None] = mapped_column(String(32))
-    """Why we ended the call ourselves (`hold_cap`, `lease_expired`, `canceled`)."""
+    end_reason: Mapped[EndReason | None] = mapped_column(_enum(EndReason, "end_reason"))
+    """Why the dialer ended the call itself, when it did."""
     last_sequence: Mapped[int] = mapped_column(Integer, default=-1)
     """Highest provider `SequenceNumber` applied."""
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())

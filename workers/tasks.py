@@ -10,6 +10,7 @@ from dialer.dispatch.pacer import accounts_needing_pacer, run_pacer
 from dialer.dispatch.reaper import reap
 from dialer.errors import NotFoundError
 from dialer.runtime import get_runtime
+from models import EndReason
 from workers.app import app
 from workers.enqueue import (
     HANG_UP,
@@ -41,7 +42,7 @@ def place_call_task(self: Task, attempt_id: int) -> str:
 @app.task(name=HANG_UP)
 def hang_up_task(attempt_id: int, reason: str) -> None:
     """End a live call at the provider with `reason` as its end reason (e.g. `machine`)."""
-    hang_up_call(get_runtime(), attempt_id, reason)
+    hang_up_call(get_runtime(), attempt_id, EndReason(reason))
 
 
 @app.task(name=PACER)

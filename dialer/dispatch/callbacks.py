@@ -14,25 +14,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
+from typing import Any
 
 import psycopg
 import structlog
 from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
-from dialer.calls import (
-    MACHINE_ANSWERS,
-    CallEvent,
-    apply_event,
-    is_terminal,
-    next_job_step,
-    outcome_of,
-)
+from dialer.calls import MACHINE_ANSWERS, CallEvent, apply_event, is_terminal
+from dialer.dispatch.attempt_end import EndedAttempt, decide
 from dialer.errors import DialerError, NotFoundError
-from dialer.pool import Keys
-from dialer.pool.leases import release_keys
 from dialer.runtime import Runtime
-from models import AttemptStatus, CallAttempt, Campaign, CampaignStatus, MachineAction, utcnow
+from models import AttemptStatus, CampaignStatus, EndReason, MachineAction, utcnow
 from models.asyncdb import AsyncPool, transaction
 
 log = structlog.get_logger(__name__)
@@ -116,8 +109,9 @@ def _timestamp(raw: str | None) -> datetime:
 _LOCK_AND_STORE = """
 WITH attempt AS (
     SELECT a.id, a.job_id, a.campaign_id, a.account_id, a.status, a.call_sid, a.answered_by,
-           a.digits, a.last_sequence, a.answered_at, a.ended_at, a.duration_s, a.end_reason,
-           j.attempt_count, c.status AS campaign_status, c.max_attempts, c.retry_policy,
+           a.digits, a.last_sequence, a.placed_at, a.answered_at, a.ended_at, a.duration_s,
+           a.error_code, a.error_message, a.end_reason, j.attempt_count, j.dial_error_count,
+           c.status AS campaign_status, c.max_attempts, c.dial_retries, c.retry_policy,
            c.caller_id_id, c.machine_detection, c.machine_action
     FROM call_attempts a
     JOIN call_jobs j ON j.id = a.job_id
@@ -157,7 +151,7 @@ SET outcome = %(outcome)s, status = %(job_status)s,
     next_due_at = coalesce(%(next_due_at)s, next_due_at), updated_at = now()
 WHERE id = %(job_id)s
 """
-"""The attempt's new state and, as `finish_call` decides, the job's next step."""
+"""The attempt's new state and the contact's next step, as `attempt_end.decide` gives it."""
 
 _APPLIED = (
     "status",
@@ -172,6 +166,58 @@ _APPLIED = (
 """The attempt columns a callback may change (`apply_event`, and `digits` for Gather)."""
 
 
+_ROW = (
+    "status",
+    "call_sid",
+    "answered_by",
+    "digits",
+    "last_sequence",
+    "placed_at",
+    "answered_at",
+    "ended_at",
+    "duration_s",
+    "error_code",
+    "error_message",
+    "end_reason",
+)
+
+
+@dataclass(slots=True)
+class AttemptRow:
+    """An attempt as the fast path reads it: the state machine's `AttemptState`, in plain
+    values (no ORM object, no session)."""
+
+    status: AttemptStatus
+    call_sid: str | None
+    answered_by: str | None
+    digits: str | None
+    last_sequence: int
+    placed_at: datetime | None
+    answered_at: datetime | None
+    ended_at: datetime | None
+    duration_s: int | None
+    error_code: int | None
+    error_message: str | None
+    end_reason: EndReason | None
+
+    @classmethod
+    def read(cls, row: Mapping[str, Any]) -> AttemptRow:
+        """From `_LOCK_AND_STORE`'s row (statuses arrive as their text values)."""
+        fields = {column: row[column] for column in _ROW}
+        reason = row["end_reason"]
+        return cls(
+            **{
+                **fields,
+                "status": AttemptStatus(row["status"]),
+                "end_reason": EndReason(reason) if reason else None,
+            }
+        )
+
+    def applied(self) -> dict[str, object]:
+        """The columns a callback may change, as `_UPDATE_ATTEMPT` writes them."""
+        return {column: getattr(self, column) for column in _APPLIED}
+
+
 async def record_callback(
     pool: AsyncPool,
     runtime: Runtime,
@@ -183,7 +229,7 @@ async def record_callback(
 
     The stored event goes through the state machine (`dialer.calls.apply_event`) on the
     attempt's current row; on a terminal event the contact's next step is decided as
-    `dialer.pool.leases.finish_call` decides it (`dialer.calls.next_job_step`) and, after commit,
+    `dialer.dispatch.attempt_end.decide` decides it and, after commit,
     the lease is released and the pacer woken. Two round trips and a commit; one round trip
     and a commit for a duplicate.
 
@@ -238,41 +284,47 @@ async def _record(
         if row["call_sid"] not in (None, event.call_sid):
             log.warning("callback_sid_mismatch", attempt_id=attempt_id, call_sid=event.call_sid)
             return CallbackResult(stored=True)
-        attempt = CallAttempt(
-            id=row["id"],
-            job_id=row["job_id"],
-            campaign_id=row["campaign_id"],
-            account_id=row["account_id"],
-            status=AttemptStatus(row["status"]),
-            end_reason=row["end_reason"],
-            **{column: row[column] for column in _APPLIED if column != "status"},
-        )
-        before = {column: getattr(attempt, column) for column in _APPLIED}
+        attempt = AttemptRow.read(row)
+        before = attempt.applied()
         if kind is CallbackKind.GATHER:
             attempt.digits = (params.get("Digits") or "")[:8] or None
         ended = apply_event(attempt, event)
-        after = {column: getattr(attempt, column) for column in _APPLIED}
+        after = attempt.applied()
         if ended:
-            campaign = Campaign(
-                status=CampaignStatus(row["campaign_status"]),
-                max_attempts=row["max_attempts"],
-                retry_policy=row["retry_policy"],
+            decision = decide(
+                EndedAttempt(
+                    attempt_id=attempt_id,
+                    account_id=row["account_id"],
+                    campaign_id=row["campaign_id"],
+                    caller_id_id=row["caller_id_id"],
+                    status=attempt.status,
+                    answered_by=attempt.answered_by,
+                    end_reason=attempt.end_reason,
+                    attempt_count=row["attempt_count"],
+                    dial_error_count=row["dial_error_count"],
+                    campaign_status=CampaignStatus(row["campaign_status"]),
+                    max_attempts=row["max_attempts"],
+                    dial_retries=row["dial_retries"],
+                    retry_policy=row["retry_policy"],
+                ),
+                utcnow(),
             )
-            step = next_job_step(campaign, outcome_of(attempt), row["attempt_count"], utcnow())
+            step = decision.step
             await conn.execute(
                 _FINISH,
                 {
                     **after,
                     "id": attempt_id,
                     "job_id": row["job_id"],
-                    "outcome": step.outcome.value,
+                    "outcome": step.outcome.value if step.outcome else None,
                     "job_status": step.status.value,
                     "next_due_at": step.next_due_at,
                 },
             )
-            scope_keys = release_keys(row["account_id"], row["campaign_id"], row["caller_id_id"])
-            wake = Keys(row["account_id"]).wake()
-            hooks.append(lambda: runtime.pool.release(str(attempt_id), scope_keys, wake))
+            release = decision.release
+            hooks.append(
+                lambda: runtime.pool.release(release.member, release.scope_keys, release.wake_key)
+            )
         elif after != before:
             await conn.execute(_UPDATE_ATTEMPT, {**after, "id": attempt_id})
     machine_found = before["answered_by"] is None and attempt.answered_by in MACHINE_ANSWERS

@@ -15,7 +15,8 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dialer.calls import CallEvent, apply_event
+from dialer.calls import CallEvent, apply_event, mark_placing
+from dialer.campaign_state import CampaignAction, can, transition
 from dialer.dispatch.attempt_end import end_unplaced, finish_call
 from dialer.errors import NotFoundError
 from dialer.pool.leases import send_limits
@@ -38,8 +39,8 @@ from models import (
     CallAttempt,
     CallJob,
     Campaign,
-    CampaignStatus,
     DncEntry,
+    EndReason,
     MachineAction,
     Outcome,
     relax_durability,
@@ -83,13 +84,6 @@ def amd_callback_url(runtime: Runtime, attempt_id: int) -> str:
 
 def gather_url(runtime: Runtime, attempt_id: int) -> str:
     return f"{runtime.settings.public_base_url}/v1/providers/twilio/gather/{attempt_id}"
-
-
-def pause_campaign(campaign: Campaign, reason: str) -> None:
-    """Pause a running campaign with a reason (the circuit breaker, or an operator)."""
-    if campaign.status is CampaignStatus.RUNNING:
-        campaign.status = CampaignStatus.PAUSED
-        campaign.status_reason = reason
 
 
 def _call_request(
@@ -157,8 +151,7 @@ def place_call(runtime: Runtime, attempt_id: int) -> PlaceResult:
                 return PlaceResult.DO_NOT_CALL
             request = _call_request(runtime, attempt, job, campaign)
             limits = send_limits(account, campaign)
-            attempt.status = AttemptStatus.PLACING
-            attempt.placed_at = utcnow()
+            mark_placing(attempt, utcnow())
         else:
             return PlaceResult.SKIPPED
 
@@ -270,7 +263,9 @@ def _trip_breaker(runtime: Runtime, attempt_id: int, error: AccountProviderError
     with transaction(runtime.settings.database_url) as session:
         attempt = _lock(session, attempt_id)
         campaign = session.get_one(Campaign, attempt.campaign_id, with_for_update=True)
-        pause_campaign(campaign, f"provider account error {error.code}: {error.message}")
+        if can(campaign, CampaignAction.TRIP_BREAKER):
+            reason = f"provider account error {error.code}: {error.message}"
+            transition(campaign, CampaignAction.TRIP_BREAKER, reason=reason)
         end_unplaced(
             session,
             runtime,
@@ -284,11 +279,11 @@ def _trip_breaker(runtime: Runtime, attempt_id: int, error: AccountProviderError
     return PlaceResult.BREAKER_TRIPPED
 
 
-def hang_up_call(runtime: Runtime, attempt_id: int, reason: str) -> None:
+def hang_up_call(runtime: Runtime, attempt_id: int, reason: EndReason) -> None:
     """End a live call at the provider (the hold-time watchdog, a lease about to lapse, a
     machine on a campaign that hangs up on machines) and apply what the provider reports.
 
-    `reason` (`hold_cap`, `lease_expired`, `machine`) is committed as the attempt's
+    `reason` is committed as the attempt's
     `end_reason` first: the provider's final callback may arrive before the hang-up request
     returns, and the outcome (`hold_cap`) is read from it. A call already over, or an
     attempt with no call yet, is left alone.

@@ -20,6 +20,8 @@ import structlog
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
+from dialer.calls import claimed, move_job
+from dialer.campaign_state import CampaignAction, transition
 from dialer.pool import AcquireResult, Keys
 from dialer.pool.leases import acquire_scopes, lease_seconds, rate_limits
 from dialer.pool.reconcile import ensure_pool, lock_account_pool
@@ -237,8 +239,7 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
                     lease_expires_at=utcnow() + timedelta(seconds=lease_s),
                 )
             )
-            job.status = JobStatus.IN_PROGRESS
-            job.attempt_count += 1
+            move_job(job, claimed(job))
             out.dials.append(Dial(attempt_id, time.monotonic() + got.delay_s))
         if not blocked and not full and out.dials:
             out.wait_s = 0.0  # every claimed contact went out: there may be more due now
@@ -341,8 +342,7 @@ def _complete_finished(session: Session, campaigns: list[Campaign], skip: set[in
             )
         )
         if not open_jobs:
-            campaign.status = CampaignStatus.COMPLETED
-            campaign.finished_at = utcnow()
+            transition(campaign, CampaignAction.COMPLETE)
             log.info("campaign_completed", campaign_id=campaign.id)
 
 

@@ -30,6 +30,7 @@ from models import (
     AttemptStatus,
     CallAttempt,
     Campaign,
+    EndReason,
     session_factory,
     transaction,
     utcnow,
@@ -84,10 +85,10 @@ def reap(runtime: Runtime, redispatch: Callable[[list[int]], None]) -> ReapRepor
         )
         near_expiry = attempt.lease_expires_at <= now + timedelta(seconds=EXPIRY_HORIZON_S)
         if over_hold:
-            hang_up_call(runtime, attempt.id, reason="hold_cap")
+            hang_up_call(runtime, attempt.id, reason=EndReason.HOLD_CAP)
             report.hung_up.append(attempt.id)
         elif near_expiry:
-            hang_up_call(runtime, attempt.id, reason="lease_expired")
+            hang_up_call(runtime, attempt.id, reason=EndReason.LEASE_EXPIRED)
             report.resolved.append(attempt.id)
         elif attempt.updated_at < quiet_before:
             _poll(runtime, attempt.id, attempt.call_sid)

@@ -230,12 +230,12 @@ def test_lifecycle_report_and_list(cli: Cli) -> None:
     assert draft["calls_placed"] == 0
     assert draft["finished"] is False
 
-    assert "draft" in cli.fails("campaigns", "resume", campaign, code="invalid_transition")
+    assert "draft" in cli.fails("campaigns", "resume", campaign, code="invalid_state")
     assert cli.ok("campaigns", "start", campaign).strip() == f"campaign {campaign}: running"
     assert cli.ok("campaigns", "pause", campaign).strip() == f"campaign {campaign}: paused"
     assert cli.ok("campaigns", "resume", campaign).strip() == f"campaign {campaign}: running"
     assert cli.ok("campaigns", "cancel", campaign).strip() == f"campaign {campaign}: canceled"
-    cli.fails("campaigns", "start", campaign, code="invalid_transition")
+    cli.fails("campaigns", "start", campaign, code="invalid_state")
 
     canceled = cli.json("campaigns", "report", campaign, "--json")
     assert canceled["status"] == "canceled"

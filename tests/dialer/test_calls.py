@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dialer.calls import CallEvent, apply_event, outcome_of, retry_delay
-from models import AttemptStatus, CallAttempt, Campaign, Outcome
+from dialer.calls import (
+    CallEvent,
+    JobStep,
+    apply_event,
+    claimed,
+    mark_not_placed,
+    mark_placing,
+    move_job,
+    outcome_of,
+    retry_delay,
+)
+from dialer.errors import ConflictError
+from models import AttemptStatus, CallAttempt, CallJob, EndReason, JobStatus, Outcome
 
 SID = "CA" + "a" * 32
 T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -65,27 +77,54 @@ def test_end_state_does_not_depend_on_order(events: list[CallEvent], dup: int) -
     assert a.answered_by == "human"
     assert a.answered_at == T0 + timedelta(seconds=4) - timedelta(seconds=42)
     assert a.ended_at == T0 + timedelta(seconds=4)
-    assert outcome_of(a) is Outcome.ANSWERED
+    assert outcome_of(a.status, a.answered_by, a.end_reason) is Outcome.ANSWERED
 
 
 def test_outcomes() -> None:
     a = attempt()
     apply_event(a, event(AttemptStatus.COMPLETED, 3, duration_s=20, answered_by="machine_end_beep"))
-    assert outcome_of(a) is Outcome.MACHINE
+    assert outcome_of(a.status, a.answered_by, a.end_reason) is Outcome.MACHINE
     b = attempt()
     apply_event(b, event(AttemptStatus.NO_ANSWER, 2))
-    assert outcome_of(b) is Outcome.NO_ANSWER
+    assert outcome_of(b.status, b.answered_by, b.end_reason) is Outcome.NO_ANSWER
     c = attempt()
-    c.end_reason = "hold_cap"
+    c.end_reason = EndReason.HOLD_CAP
     apply_event(c, event(AttemptStatus.COMPLETED, 2, duration_s=900))
-    assert outcome_of(c) is Outcome.HOLD_CAP
+    assert outcome_of(c.status, c.answered_by, c.end_reason) is Outcome.HOLD_CAP
 
 
 def test_retry_matrix() -> None:
-    campaign = Campaign(max_attempts=3, retry_policy={"machine": {"retry": True, "delay_s": 5}})
-    assert retry_delay(campaign, Outcome.BUSY, 1) == 600
-    assert retry_delay(campaign, Outcome.NO_ANSWER, 2) == 3600
-    assert retry_delay(campaign, Outcome.NO_ANSWER, 3) is None
-    assert retry_delay(campaign, Outcome.ANSWERED, 1) is None
-    assert retry_delay(campaign, Outcome.MACHINE, 1) == 5
-    assert retry_delay(Campaign(max_attempts=3, retry_policy={}), Outcome.MACHINE, 1) is None
+    policy = {"machine": {"retry": True, "delay_s": 5}}
+    assert retry_delay(policy, 3, Outcome.BUSY, 1) == 600
+    assert retry_delay(policy, 3, Outcome.NO_ANSWER, 2) == 3600
+    assert retry_delay(policy, 3, Outcome.NO_ANSWER, 3) is None
+    assert retry_delay(policy, 3, Outcome.ANSWERED, 1) is None
+    assert retry_delay(policy, 3, Outcome.MACHINE, 1) == 5
+    assert retry_delay({}, 3, Outcome.MACHINE, 1) is None
+
+
+def test_our_own_two_states_check_their_source() -> None:
+    a = CallAttempt(status=AttemptStatus.DIALING)
+    mark_placing(a, T0)
+    assert (a.status, a.placed_at) == (AttemptStatus.PLACING, T0)
+    with pytest.raises(ConflictError) as refused:
+        mark_placing(a, T0)
+    assert refused.value.code == "invalid_state"
+    mark_not_placed(a, T0, 20429, "Too Many Requests")
+    assert (a.status, a.ended_at, a.error_code) == (AttemptStatus.NOT_PLACED, T0, 20429)
+    live = attempt()
+    apply_event(live, event(AttemptStatus.RINGING, 1))
+    with pytest.raises(ConflictError):
+        mark_not_placed(live, T0)
+    assert live.status is AttemptStatus.RINGING
+
+
+def test_contacts_move_only_along_the_job_table() -> None:
+    job = CallJob(status=JobStatus.PENDING, attempt_count=0, dial_error_count=0)
+    move_job(job, claimed(job))
+    assert (job.status, job.attempt_count) == (JobStatus.IN_PROGRESS, 1)
+    move_job(job, JobStep(JobStatus.DONE, 1, 0, outcome=Outcome.ANSWERED))
+    assert (job.status, job.outcome) == (JobStatus.DONE, Outcome.ANSWERED)
+    with pytest.raises(ConflictError):
+        move_job(job, JobStep(JobStatus.PENDING, 1, 0))
+    assert job.status is JobStatus.DONE

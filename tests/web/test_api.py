@@ -280,7 +280,7 @@ def test_an_invalid_transition_is_409(
         assert api.post(f"/v1/campaigns/{campaign_id}/{step}").status_code == 200
     status = api.get(f"/v1/campaigns/{campaign_id}").json()["status"]
     response = api.post(f"/v1/campaigns/{campaign_id}/{action}")
-    assert error_code(response, 409) == "invalid_transition"
+    assert error_code(response, 409) == "invalid_state"
     assert api.get(f"/v1/campaigns/{campaign_id}").json()["status"] == status
 
 
