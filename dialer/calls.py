@@ -11,7 +11,7 @@ end state is therefore the same whatever order a call's events arrive in.
 dialing ─▶ placing ─▶ queued ─▶ initiated ─▶ ringing ─▶ in-progress ─▶ completed
    │          │          └──────────┴───────────┴────────────┴──────▶ busy | no-answer
    │          │                                                        | failed | canceled
-   └──────────┴─▶ not-placed (no call was made)
+   └──────────┴─▶ not-placed (no call was made) ─▶ queued (a late call, adopted: `revive`)
 ```
 
 A contact's status changes only in `move_job` (one `JobStep` at a time), or in bulk in
@@ -143,6 +143,22 @@ def mark_not_placed(
     attempt.ended_at = now
     attempt.error_code = error_code
     attempt.error_message = error_message
+
+
+def revive(attempt: AttemptState, call_sid: str) -> None:
+    """not-placed -> queued: a call turned up late for an attempt given up without one,
+    and is adopted (`dialer.dispatch.dialing.resolve_late_call`). Its later statuses come
+    from callbacks.
+
+    Raises:
+        ConflictError: `invalid_state`, the attempt is not `not-placed`, or has a call.
+    """
+    if attempt.call_sid is not None:
+        raise ConflictError("invalid_state", f"attempt already has call {attempt.call_sid}")
+    _require(attempt, frozenset({AttemptStatus.NOT_PLACED}), AttemptStatus.QUEUED)
+    attempt.status = AttemptStatus.QUEUED
+    attempt.call_sid = call_sid
+    attempt.ended_at = None
 
 
 def apply_event(attempt: AttemptState, event: CallEvent) -> bool:

@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     stuck_dialing_after_s: float = Field(default=30.0, gt=0)
     """An attempt still `dialing` or `placing` after this many seconds has lost its task:
     the reaper re-dispatches or resolves it."""
+    send_wait_s: float = Field(default=1.0, gt=0, le=30)
+    """Longest a dial waits for its send-time CPS slot, in seconds: the attempt's send
+    deadline is `placing` + this. A dial that cannot leave by then goes back to the pacer,
+    so no create leaves late (after a pause, or past a reaper that gave it up)."""
+    ambiguous_redial_after_s: float = Field(default=60.0, ge=0)
+    """Real seconds a contact whose create was ambiguous (timeout, 5xx) and not found is
+    left alone, so a request the provider processes late finds the contact still waiting
+    and is adopted rather than followed by a second call. Not scaled by the demo."""
     status_poll_after_s: float = Field(default=120.0, gt=0)
     """A live call with no callback for this many seconds is fetched from the provider
     (callbacks can be lost); a terminal status found there is applied."""

@@ -78,6 +78,9 @@ class Outcome(StrEnum):
     """The call could not be created within the campaign's `dial_retries`."""
     DO_NOT_CALL = "do_not_call"
     """The number was on the DNC list at dial time."""
+    ERROR = "error"
+    """The dialer itself failed on this contact (a bad template, a bug) on every one of its
+    tries; the attempt's `error_message` names the exception."""
 
 
 class EndReason(StrEnum):
@@ -89,6 +92,11 @@ class EndReason(StrEnum):
     """Its pool lease was about to lapse with the call still live."""
     MACHINE = "machine"
     """AMD found a machine on a campaign that hangs up on machines."""
+    LATE_CREATE = "late_create"
+    """A call that turned up for an attempt already given up, while the contact had a newer
+    attempt: hung up at once (the attempt stays `not-placed`)."""
+    CAMPAIGN_CANCELED = "campaign_canceled"
+    """Its campaign was cancelled with hang-up."""
 
 
 class MachineAction(StrEnum):

@@ -124,6 +124,9 @@ class Campaign(CreatedAt, Base):
     """What ingest did with the CSV: rows, accepted, rejected by reason."""
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+    breaker_trips: Mapped[int] = mapped_column(Integer, default=0)
+    """Times the account's circuit breaker paused this campaign (the reason is in
+    `status_reason` while it stays paused)."""
 
 
 class CallJob(Base):
@@ -198,6 +201,13 @@ class CallAttempt(Base):
     ended_at: Mapped[datetime | None] = mapped_column()
     duration_s: Mapped[int | None] = mapped_column(Integer)
     """Provider's `CallDuration`, seconds."""
+    send_deadline: Mapped[datetime | None] = mapped_column()
+    """After this moment the create request may no longer leave (set when the attempt
+    becomes `placing`). Recovery looks the call up only once this deadline and the provider
+    timeout have passed, so a request still in flight is never mistaken for a lost one."""
+    task_failures: Mapped[int] = mapped_column(Integer, default=0)
+    """Tries of `place_call` that failed on something other than the provider (an
+    exception, a lost task); at `MAX_TASK_FAILURES` the contact ends with outcome `error`."""
     lease_expires_at: Mapped[datetime] = mapped_column()
     """When the pool lease taken for this attempt lapses (ring timeout + time limit + margin)."""
     error_code: Mapped[int | None] = mapped_column(Integer)

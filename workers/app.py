@@ -44,6 +44,7 @@ def create_app() -> Celery:
             "dialer.pacer": {"queue": PACER_QUEUE},
             "dialer.kick_pacers": {"queue": MAINTENANCE_QUEUE},
             "dialer.reap": {"queue": MAINTENANCE_QUEUE},
+            "dialer.resolve_late_call": {"queue": MAINTENANCE_QUEUE},
         },
         beat_schedule={
             "kick-pacers": {"task": "dialer.kick_pacers", "schedule": 5.0},

@@ -15,6 +15,7 @@ HANG_UP = "dialer.hang_up"
 PACER = "dialer.pacer"
 KICK_PACERS = "dialer.kick_pacers"
 REAP = "dialer.reap"
+RESOLVE_LATE_CALL = "dialer.resolve_late_call"
 
 
 def kick_pacer(account_id: int) -> None:
@@ -31,3 +32,8 @@ def place_calls(attempt_ids: list[int]) -> None:
     """Send one `place_call` per committed `dialing` attempt."""
     for attempt_id in attempt_ids:
         app.send_task(PLACE_CALL, args=[attempt_id])
+
+
+def resolve_late_call(attempt_id: int, call_sid: str) -> None:
+    """Have a worker adopt or hang up a call made for an attempt already given up."""
+    app.send_task(RESOLVE_LATE_CALL, args=[attempt_id, call_sid])

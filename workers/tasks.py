@@ -5,7 +5,7 @@ from __future__ import annotations
 import structlog
 from celery import Task
 
-from dialer.dispatch.dialing import hang_up_call, place_call
+from dialer.dispatch.dialing import hang_up_call, place_call, resolve_late_call
 from dialer.dispatch.pacer import accounts_needing_pacer, run_pacer
 from dialer.dispatch.reaper import reap
 from dialer.errors import NotFoundError
@@ -18,6 +18,7 @@ from workers.enqueue import (
     PACER,
     PLACE_CALL,
     REAP,
+    RESOLVE_LATE_CALL,
     kick_pacer,
     place_calls,
 )
@@ -43,6 +44,12 @@ def place_call_task(self: Task, attempt_id: int) -> str:
 def hang_up_task(attempt_id: int, reason: str) -> None:
     """End a live call at the provider with `reason` as its end reason (e.g. `machine`)."""
     hang_up_call(get_runtime(), attempt_id, EndReason(reason))
+
+
+@app.task(name=RESOLVE_LATE_CALL)
+def resolve_late_call_task(attempt_id: int, call_sid: str) -> str:
+    """Adopt or hang up a call made for an attempt already given up."""
+    return resolve_late_call(get_runtime(), attempt_id, call_sid).value
 
 
 @app.task(name=PACER)
@@ -72,4 +79,5 @@ def reap_task() -> dict[str, int]:
         "hung_up": len(report.hung_up),
         "redispatched": len(report.redispatched),
         "leaked": report.leaked,
+        "skipped": int(report.skipped),
     }

@@ -56,13 +56,17 @@ class MalformedCallbackError(DialerError):
 
 @dataclass(frozen=True, slots=True)
 class CallbackResult:
-    """What one callback did: stored (False for a duplicate), whether the call ended, and
+    """What one callback did: stored (False for a duplicate), whether the call ended,
     whether AMD just found a machine on a call whose campaign hangs up on machines (the
-    caller then asks the provider to end the call)."""
+    caller then asks the provider to end the call), and whether it revealed a late call:
+    a call made for an attempt already given up (the caller then has it adopted or hung
+    up, `dialer.dispatch.dialing.resolve_late_call`)."""
 
     stored: bool
     ended: bool = False
     hang_up_machine: bool = False
+    late_call: str | None = None
+    """The sid of a call made for an attempt already given up (`not-placed`)."""
 
 
 def parse_event(kind: CallbackKind, params: Mapping[str, str]) -> CallEvent:
@@ -284,6 +288,9 @@ async def _record(
         if row["call_sid"] not in (None, event.call_sid):
             log.warning("callback_sid_mismatch", attempt_id=attempt_id, call_sid=event.call_sid)
             return CallbackResult(stored=True)
+        if row["status"] == AttemptStatus.NOT_PLACED and row["call_sid"] is None:
+            log.warning("late_call_seen", attempt_id=attempt_id, call_sid=event.call_sid)
+            return CallbackResult(stored=True, late_call=event.call_sid)
         attempt = AttemptRow.read(row)
         before = attempt.applied()
         if kind is CallbackKind.GATHER:

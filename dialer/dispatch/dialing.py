@@ -2,24 +2,31 @@
 
 Creating a call is not idempotent at the provider (Twilio error 20500: a resent POST can
 ring the person twice). The attempt is therefore marked `placing`, and committed, *before*
-the create request leaves; whoever later finds it `placing` without a call sid (this task
-redelivered after a worker died, or the reaper) looks the call up at the provider and adopts
-it rather than send the request again.
+the create request leaves, with a send deadline after which the request may no longer
+leave. Whoever later finds it `placing` without a call sid (this task redelivered after a
+worker died, or the reaper) waits until that deadline and the provider timeout have passed,
+then looks the call up at the provider and adopts it rather than send the request again.
+A request the provider processes even later still shows itself, by the status callback of
+the call it made: `resolve_late_call` adopts that call or hangs it up, never both.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from dialer.calls import CallEvent, apply_event, mark_placing
-from dialer.campaign_state import CampaignAction, can, transition
+from dialer.calls import CallEvent, apply_event, claimed, mark_placing, move_job, revive
+from dialer.campaign_state import CampaignAction, transition
 from dialer.dispatch.attempt_end import end_unplaced, finish_call
 from dialer.errors import NotFoundError
-from dialer.pool.leases import send_limits
+from dialer.pool import RateLimit
+from dialer.pool.leases import lease_seconds, release_keys, send_limits
 from dialer.providers.base import (
     AccountProviderError,
     AmbiguousProviderError,
@@ -32,6 +39,7 @@ from dialer.providers.base import (
 )
 from dialer.providers.twiml import build_twiml, render_message
 from dialer.runtime import Runtime
+from dialer.settings import Settings
 from models import (
     LIVE_ATTEMPT_STATUSES,
     Account,
@@ -39,10 +47,13 @@ from models import (
     CallAttempt,
     CallJob,
     Campaign,
+    CampaignStatus,
     DncEntry,
     EndReason,
+    JobStatus,
     MachineAction,
     Outcome,
+    on_commit,
     relax_durability,
     transaction,
     utcnow,
@@ -63,6 +74,12 @@ class PlaceResult(StrEnum):
     BREAKER_TRIPPED = "breaker_tripped"
     SKIPPED = "skipped"
     """The attempt was no longer `dialing` or `placing`: nothing to do."""
+    STOPPED = "stopped"
+    """Its campaign was paused or cancelled before the request left."""
+    FAILED = "failed"
+    """Something other than the provider failed; counted towards `MAX_TASK_FAILURES`."""
+    LATE = "late"
+    """The call was made after the attempt had been given up (`resolve_late_call`)."""
 
 
 CONNECTION_OVERRIDES = "#rc=3&rp=all"
@@ -110,19 +127,94 @@ def _call_request(
     )
 
 
+MAX_TASK_FAILURES = 3
+"""Tries of `place_call` that fail on something other than the provider (an exception, a
+lost task) before the contact ends with outcome `error`."""
+
+RECOVERY_MARGIN_S = 5.0
+"""Seconds past an attempt's send deadline plus the provider timeout before anyone but the
+sending worker looks its call up: by then its create request has left and been answered,
+or never will be."""
+
+
+def recoverable_at(settings: Settings, attempt: CallAttempt) -> datetime:
+    """When a `placing` attempt without a call may be resolved by lookup (the reaper, a
+    redelivered task): its send deadline + the provider timeout + `RECOVERY_MARGIN_S`."""
+    sent_by = attempt.send_deadline or (
+        attempt.created_at + timedelta(seconds=settings.stuck_dialing_after_s)
+    )
+    return sent_by + timedelta(seconds=settings.twilio_timeout_s + RECOVERY_MARGIN_S)
+
+
 def place_call(runtime: Runtime, attempt_id: int) -> PlaceResult:
     """Create the provider call for attempt `attempt_id`, once.
 
-    Acts only on an attempt in `dialing` (or `placing`, which is recovered by lookup). On an
-    ambiguous provider error the call is looked up and adopted if it exists; a throttled or
-    unfound call returns the contact to the pacer with a backoff. Permanent contact errors
-    end the contact with the provider's code; account errors pause the campaign.
+    Acts only on an attempt in `dialing` of a running campaign (or `placing`, which is
+    recovered by lookup once its send deadline has long passed). The attempt is committed
+    `placing` with a send deadline (`settings.send_wait_s` ahead) before the request
+    leaves; the request leaves only with a send-time CPS slot and before that deadline
+    (monotonic and wall clock), else the contact goes back to the pacer uncharged. On an
+    ambiguous provider error the call is looked up and adopted if it exists, else the
+    contact waits `ambiguous_redial_after_s` before it is dialled again; a throttled
+    create returns the contact to the pacer with a backoff. Permanent contact errors end
+    the contact with the provider's code; account errors pause every running campaign of
+    the account (the circuit breaker). An attempt of a paused campaign goes back to
+    pending uncharged, of a cancelled one ends with it. Any other exception before the
+    request leaves is recorded; the `MAX_TASK_FAILURES`th ends the contact with `error`.
 
     Raises:
         NotFoundError: no attempt has that id.
     """
-    url = runtime.settings.database_url
-    with transaction(url) as session:
+    try:
+        prepared = _prepare(runtime, attempt_id)
+    except NotFoundError:
+        raise
+    except Exception as error:  # a poison attempt must end, whatever the cause
+        return record_task_failure(runtime, attempt_id, error)
+    if isinstance(prepared, PlaceResult):
+        return prepared
+    request, limits, deadline = prepared
+    sent = runtime.pool.wait_for_send_slot(limits, deadline.monotonic)
+    # The last check before the request leaves: a worker paused past its deadline (GC, a
+    # VM pause, SIGSTOP) gives the attempt back instead of sending late.
+    if not sent or deadline.passed():
+        return _give_back(runtime, attempt_id, "send deadline passed before a CPS slot")
+    try:
+        call = runtime.provider.create_call(request)
+    except AmbiguousProviderError as error:
+        return _recover(runtime, attempt_id, error=error)
+    except ThrottledProviderError as error:
+        return _not_placed(runtime, attempt_id, error, outcome=None)
+    except ContactProviderError as error:
+        return _not_placed(runtime, attempt_id, error, outcome=Outcome.REJECTED)
+    except AccountProviderError as error:
+        return _trip_breaker(runtime, attempt_id, error)
+    except ProviderError as error:
+        return _recover(runtime, attempt_id, error=error)
+    return _adopt(runtime, attempt_id, call.sid)
+
+
+@dataclass(frozen=True, slots=True)
+class SendDeadline:
+    """The moment after which a create request may no longer leave, on both clocks: the
+    monotonic one (immune to wall-clock steps) and the wall clock stored on the attempt
+    (which also counts time the whole machine was paused)."""
+
+    monotonic: float
+    wall: datetime
+
+    def passed(self) -> bool:
+        return time.monotonic() > self.monotonic or utcnow() > self.wall
+
+
+def _prepare(
+    runtime: Runtime, attempt_id: int
+) -> PlaceResult | tuple[CallRequest, list[RateLimit], SendDeadline]:
+    """Lock the attempt and decide: nothing to do, a refusal, recovery, or a request to
+    send (committed `placing` with its send deadline) with its limits and monotonic
+    deadline."""
+    settings = runtime.settings
+    with transaction(settings.database_url) as session:
         # One round trip: the attempt (locked), its contact, its campaign, and the DNC
         # re-check (a number added after upload is not called).
         row = session.execute(
@@ -143,40 +235,90 @@ def place_call(runtime: Runtime, attempt_id: int) -> PlaceResult:
             raise NotFoundError("attempt_not_found", f"no call attempt {attempt_id}")
         attempt, job, campaign, account, on_dnc = row
         if attempt.status is AttemptStatus.PLACING and attempt.call_sid is None:
+            if utcnow() < recoverable_at(settings, attempt):
+                return PlaceResult.RETRY_LATER  # its request may still be in flight
             recovering = True
-        elif attempt.status is AttemptStatus.DIALING:
+        elif attempt.status is not AttemptStatus.DIALING:
+            return PlaceResult.SKIPPED
+        elif campaign.status is not CampaignStatus.RUNNING:
+            return stop_dial(session, runtime, attempt)
+        elif on_dnc:
+            end_unplaced(session, runtime, attempt, outcome=Outcome.DO_NOT_CALL)
+            return PlaceResult.DO_NOT_CALL
+        else:
             recovering = False
-            if on_dnc:
-                end_unplaced(session, runtime, attempt, outcome=Outcome.DO_NOT_CALL)
-                return PlaceResult.DO_NOT_CALL
+            now = utcnow()
             request = _call_request(runtime, attempt, job, campaign)
             limits = send_limits(account, campaign)
-            mark_placing(attempt, utcnow())
-        else:
-            return PlaceResult.SKIPPED
-
+            mark_placing(attempt, now)
+            deadline = SendDeadline(
+                time.monotonic() + settings.send_wait_s,
+                now + timedelta(seconds=settings.send_wait_s),
+            )
+            attempt.send_deadline = deadline.wall
     if recovering:
         return _recover(runtime, attempt_id, error=None)
-    runtime.pool.wait_for_send_slot(limits)
-    try:
-        call = runtime.provider.create_call(request)
-    except AmbiguousProviderError as error:
-        return _recover(runtime, attempt_id, error=error)
-    except ThrottledProviderError as error:
-        return _not_placed(runtime, attempt_id, error, outcome=None)
-    except ContactProviderError as error:
-        return _not_placed(runtime, attempt_id, error, outcome=Outcome.REJECTED)
-    except AccountProviderError as error:
-        return _trip_breaker(runtime, attempt_id, error)
-    except ProviderError as error:
-        return _recover(runtime, attempt_id, error=error)
-    _adopt(runtime, attempt_id, call)
-    return PlaceResult.PLACED
+    return request, limits, deadline
+
+
+def stop_dial(session: Session, runtime: Runtime, attempt: CallAttempt) -> PlaceResult:
+    """An attempt not yet sent whose campaign is no longer running: its contact goes back
+    to pending uncharged (paused) or ends with the campaign (cancelled)."""
+    end_unplaced(
+        session,
+        runtime,
+        attempt,
+        outcome=None,
+        error_message="campaign not running",
+        counts_as_dial_error=False,
+    )
+    return PlaceResult.STOPPED
 
 
 def recover_placing(runtime: Runtime, attempt_id: int) -> PlaceResult:
-    """Resolve an attempt stuck in `placing` (the reaper): adopt its call or retry later."""
+    """Resolve an attempt stuck in `placing` (the reaper, once `recoverable_at` has
+    passed): adopt its call, or give the contact back after the ambiguous-create wait."""
     return _recover(runtime, attempt_id, error=None)
+
+
+def record_task_failure(runtime: Runtime, attempt_id: int, error: Exception) -> PlaceResult:
+    """`place_call` failed before its request could leave, on something that is not the
+    provider (a template error, a bug): count the try (`_count_failure`)."""
+    with transaction(runtime.settings.database_url) as session:
+        attempt = _lock(session, attempt_id)
+        if attempt.status is not AttemptStatus.DIALING:
+            return PlaceResult.SKIPPED
+        _count_failure(session, runtime, attempt, f"{type(error).__name__}: {error}")
+    return PlaceResult.FAILED
+
+
+def hand_back_lost(runtime: Runtime, attempt_id: int) -> bool:
+    """A `dialing` attempt whose `place_call` task was lost (the reaper): True if it should
+    be dispatched again. The lost try counts like a failed one; an attempt of a campaign
+    no longer running is stopped instead (`stop_dial`)."""
+    with transaction(runtime.settings.database_url) as session:
+        attempt = _lock(session, attempt_id)
+        if attempt.status is not AttemptStatus.DIALING:
+            return False
+        if session.get_one(Campaign, attempt.campaign_id).status is not CampaignStatus.RUNNING:
+            stop_dial(session, runtime, attempt)
+            return False
+        return _count_failure(session, runtime, attempt, "LostTask: place_call never finished")
+
+
+def _count_failure(session: Session, runtime: Runtime, attempt: CallAttempt, reason: str) -> bool:
+    """One more failed try of a `dialing` attempt, its reason recorded; at
+    `MAX_TASK_FAILURES` the contact ends with outcome `error` (logged at error level).
+    Returns True while the attempt may be tried again."""
+    reason = reason[:500]
+    attempt.task_failures += 1
+    attempt.error_message = reason
+    if attempt.task_failures < MAX_TASK_FAILURES:
+        log.warning("place_call_failed", attempt_id=attempt.id, error=reason)
+        return True
+    end_unplaced(session, runtime, attempt, outcome=Outcome.ERROR, error_message=reason)
+    log.error("attempt_failed_for_good", attempt_id=attempt.id, error=reason)
+    return False
 
 
 def _lock(session: Session, attempt_id: int) -> CallAttempt:
@@ -189,7 +331,9 @@ def _lock(session: Session, attempt_id: int) -> CallAttempt:
 
 
 def _recover(runtime: Runtime, attempt_id: int, error: ProviderError | None) -> PlaceResult:
-    """The create request may or may not have made a call: find it before anything else."""
+    """The create request may or may not have made a call: find it before anything else.
+    Not found, the contact is not dialled again for `ambiguous_redial_after_s`: a request
+    the provider processes late then finds it waiting, and is adopted."""
     with transaction(runtime.settings.database_url) as session:
         attempt = _lock(session, attempt_id)
         if attempt.call_sid is not None or attempt.status is not AttemptStatus.PLACING:
@@ -225,22 +369,101 @@ def _recover(runtime: Runtime, attempt_id: int, error: ProviderError | None) -> 
             outcome=None,
             error_code=error.code if error else None,
             error_message=str(error) if error else "create request lost",
+            retry_after_s=runtime.settings.ambiguous_redial_after_s,
         )
         return PlaceResult.RETRY_LATER
 
 
-def _adopt(runtime: Runtime, attempt_id: int, call: ProviderCall) -> None:
+def _adopt(runtime: Runtime, attempt_id: int, call_sid: str) -> PlaceResult:
     with transaction(runtime.settings.database_url) as session:
         # Losing this write in a crash is harmless: the attempt stays `placing` and is
         # resolved by lookup (the reaper) or by the call's first status callback.
         relax_durability(session)
-        _adopt_sid(_lock(session, attempt_id), call.sid)
+        attempt = _lock(session, attempt_id)
+        if attempt.status is AttemptStatus.PLACING:
+            _adopt_sid(attempt, call_sid)
+            return PlaceResult.PLACED
+        late = attempt.status is AttemptStatus.NOT_PLACED and attempt.call_sid is None
+    if late:  # the reaper gave it up while this request was on its way
+        resolve_late_call(runtime, attempt_id, call_sid)
+        return PlaceResult.LATE
+    return PlaceResult.PLACED
 
 
 def _adopt_sid(attempt: CallAttempt, call_sid: str) -> None:
     """Tie the call to the attempt through the state machine: the sid, and `queued` if the
     attempt was still `placing`. Its later statuses come from callbacks or the reaper."""
     apply_event(attempt, CallEvent(AttemptStatus.QUEUED, -1, utcnow(), call_sid))
+
+
+class LateCall(StrEnum):
+    """What `resolve_late_call` did with a call that turned up for a given-up attempt."""
+
+    ADOPTED = "adopted"
+    HUNG_UP = "hung_up"
+    NOTHING = "nothing"
+    """Already resolved (the attempt has a call), or it was still `placing` and adopted
+    the ordinary way."""
+
+
+def resolve_late_call(runtime: Runtime, attempt_id: int, call_sid: str) -> LateCall:
+    """A call exists for an attempt that was already given up (`not-placed`): its create
+    request was processed after we stopped waiting for it. Adopt it if the contact is
+    still waiting with no newer attempt (the attempt lives again, the contact is in
+    progress and the call holds a lease again, so the pool counts it), else hang it up at
+    once (cancelled if not yet answered) and record `late_create`. Never both, never
+    neither; idempotent per attempt.
+    """
+    with transaction(runtime.settings.database_url) as session:
+        attempt = _lock(session, attempt_id)
+        if attempt.status is AttemptStatus.PLACING and attempt.call_sid is None:
+            _adopt_sid(attempt, call_sid)
+            return LateCall.NOTHING
+        if attempt.status is not AttemptStatus.NOT_PLACED or attempt.call_sid is not None:
+            return LateCall.NOTHING
+        job = session.get_one(CallJob, attempt.job_id, with_for_update=True)
+        campaign = session.get_one(Campaign, attempt.campaign_id)
+        newer = session.scalar(
+            select(
+                exists().where(
+                    CallAttempt.job_id == job.id,
+                    CallAttempt.id > attempt.id,
+                    CallAttempt.status != AttemptStatus.NOT_PLACED,
+                )
+            )
+        )
+        adopt = job.status is JobStatus.PENDING and not newer
+        if adopt:
+            revive(attempt, call_sid)
+            lease_s = lease_seconds(campaign)
+            attempt.lease_expires_at = utcnow() + timedelta(seconds=lease_s)
+            move_job(job, claimed(job))
+            scope_keys = release_keys(attempt.account_id, campaign.id, campaign.caller_id_id)
+            member = str(attempt.id)
+            on_commit(session, lambda: runtime.pool.hold(member, lease_s, scope_keys))
+        else:
+            attempt.call_sid = call_sid
+            attempt.end_reason = EndReason.LATE_CREATE
+    if adopt:
+        log.warning("late_call_adopted", attempt_id=attempt_id, call_sid=call_sid)
+        try:
+            apply_provider_view(runtime, attempt_id, runtime.provider.fetch_call(call_sid))
+        except ProviderError as error:  # the reaper polls it later
+            log.warning("late_call_fetch_failed", attempt_id=attempt_id, error=str(error))
+        return LateCall.ADOPTED
+    for delay_s in (0.5, 2.0, None):
+        try:
+            runtime.provider.hang_up(call_sid)
+            break
+        except NotFoundProviderError:
+            break  # the call is already over
+        except ProviderError as error:
+            log.error("late_call_hang_up_failed", attempt_id=attempt_id, error=str(error))
+            if delay_s is None:
+                break
+            time.sleep(delay_s)
+    log.warning("late_call_hung_up", attempt_id=attempt_id, call_sid=call_sid)
+    return LateCall.HUNG_UP
 
 
 def _not_placed(
@@ -259,23 +482,54 @@ def _not_placed(
     return PlaceResult.REJECTED if outcome else PlaceResult.RETRY_LATER
 
 
-def _trip_breaker(runtime: Runtime, attempt_id: int, error: AccountProviderError) -> PlaceResult:
+def _give_back(runtime: Runtime, attempt_id: int, why: str) -> PlaceResult:
+    """Nothing was sent for this `placing` attempt: the contact goes back to the pacer
+    uncharged (if nobody resolved the attempt meanwhile)."""
     with transaction(runtime.settings.database_url) as session:
         attempt = _lock(session, attempt_id)
-        campaign = session.get_one(Campaign, attempt.campaign_id, with_for_update=True)
-        if can(campaign, CampaignAction.TRIP_BREAKER):
-            reason = f"provider account error {error.code}: {error.message}"
-            transition(campaign, CampaignAction.TRIP_BREAKER, reason=reason)
+        if attempt.status is not AttemptStatus.PLACING or attempt.call_sid is not None:
+            return PlaceResult.SKIPPED
         end_unplaced(
-            session,
-            runtime,
-            attempt,
-            outcome=None,
-            error_code=error.code,
-            error_message=str(error),
-            counts_as_dial_error=False,
+            session, runtime, attempt, outcome=None, error_message=why, counts_as_dial_error=False
         )
-        log.warning("circuit_breaker_tripped", campaign_id=campaign.id, code=error.code)
+    log.info("dial_given_back", attempt_id=attempt_id, why=why)
+    return PlaceResult.RETRY_LATER
+
+
+def _trip_breaker(runtime: Runtime, attempt_id: int, error: AccountProviderError) -> PlaceResult:
+    """An account-level refusal: every running campaign of the account pauses with the
+    provider's code and message (the circuit breaker); the contact is not charged."""
+    reason = f"provider account error {error.code}: {error.message}"
+    with transaction(runtime.settings.database_url) as session:
+        attempt = _lock(session, attempt_id)
+        running = session.scalars(
+            select(Campaign)
+            .where(
+                Campaign.account_id == attempt.account_id,
+                Campaign.status == CampaignStatus.RUNNING,
+            )
+            .order_by(Campaign.id)
+            .with_for_update()
+        ).all()
+        for campaign in running:
+            transition(campaign, CampaignAction.TRIP_BREAKER, reason=reason)
+            campaign.breaker_trips += 1
+        if attempt.status is AttemptStatus.PLACING:
+            end_unplaced(
+                session,
+                runtime,
+                attempt,
+                outcome=None,
+                error_code=error.code,
+                error_message=str(error),
+                counts_as_dial_error=False,
+            )
+    log.warning(
+        "circuit_breaker_tripped",
+        account_id=attempt.account_id,
+        campaigns=[c.id for c in running],
+        code=error.code,
+    )
     return PlaceResult.BREAKER_TRIPPED
 
 

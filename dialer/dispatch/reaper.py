@@ -1,13 +1,20 @@
 """The reaper and hold-time watchdog (run by beat every few seconds).
 
+One pass at a time (a Redis lock that lapses if its holder dies), account by account, at
+most `MAX_PER_PASS` live attempts each:
+
 - Leases near expiry whose attempt is not final: ask the provider what became of the call,
   apply it, hang up a call still live past its cap, and free the slot.
 - Live calls with no callback for `status_poll_after_s`: fetch them (a final callback can
   be lost) and apply a terminal status found there.
 - Calls live longer than their campaign's `max_hold_s`: hang up, mark `hold_cap`.
 - Attempts stuck in `dialing` (their `place_call` message lost with a worker) are handed
-  back to `place_call`; stuck in `placing`, they are resolved by lookup.
-- Leases in Redis whose attempt is final or unknown are released.
+  back to `place_call` (each loss counts as a failed try), or stopped if their campaign no
+  longer runs; stuck in `placing`, they are resolved by lookup once their send deadline
+  and the provider timeout have passed, never before.
+- Leases in Redis whose attempt is final, or has no row at all (a pacer round that died
+  before its commit), are released; the latter only under the account's pool lock, when
+  no round can still be about to commit them.
 """
 
 from __future__ import annotations
@@ -19,10 +26,18 @@ from typing import cast
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from dialer.dispatch.dialing import apply_provider_view, hang_up_call, recover_placing
+from dialer.dispatch.dialing import (
+    apply_provider_view,
+    hand_back_lost,
+    hang_up_call,
+    recover_placing,
+    recoverable_at,
+)
 from dialer.pool import Keys
 from dialer.pool.leases import release_keys
+from dialer.pool.reconcile import try_lock_account_pool
 from dialer.providers.base import ProviderError
 from dialer.runtime import Runtime
 from models import (
@@ -31,7 +46,6 @@ from models import (
     CallAttempt,
     Campaign,
     EndReason,
-    session_factory,
     transaction,
     utcnow,
 )
@@ -40,43 +54,70 @@ log = structlog.get_logger(__name__)
 
 EXPIRY_HORIZON_S = 15.0
 """Leases expiring within this many seconds are checked with the provider."""
+MAX_PER_PASS = 500
+"""Most live attempts of one account one pass looks at (oldest-touched first)."""
+LOCK_TTL_S = 120.0
+"""The reaper lock lapses this long after a pass that died without releasing it."""
+LOCK_KEY = "dialer:reaper:lock"
 
 
 @dataclass
 class ReapReport:
-    """What one reaper pass did (attempt ids)."""
+    """What one reaper pass did (attempt ids); `skipped` when another pass held the lock."""
 
     resolved: list[int] = field(default_factory=list)
     polled: list[int] = field(default_factory=list)
     hung_up: list[int] = field(default_factory=list)
     redispatched: list[int] = field(default_factory=list)
     leaked: int = 0
+    skipped: bool = False
 
 
 def reap(runtime: Runtime, redispatch: Callable[[list[int]], None]) -> ReapReport:
-    """One pass over every account's live attempts and leases."""
+    """One pass over every account's live attempts and leases, unless another pass runs."""
     report = ReapReport()
-    now = utcnow()
-    session = session_factory(runtime.settings.database_url)()
+    token = str(utcnow().timestamp())
+    if not runtime.redis.set(LOCK_KEY, token, nx=True, px=int(LOCK_TTL_S * 1000)):
+        report.skipped = True
+        return report
     try:
+        with transaction(runtime.settings.database_url) as session:
+            accounts = list(session.scalars(select(Campaign.account_id).distinct()))
+        for account_id in accounts:
+            _reap_account(runtime, account_id, report)
+            report.leaked += release_leaked(runtime, account_id)
+    finally:
+        if runtime.redis.get(LOCK_KEY) == token.encode():
+            runtime.redis.delete(LOCK_KEY)
+    if report.redispatched:
+        redispatch(report.redispatched)
+    return report
+
+
+def _reap_account(runtime: Runtime, account_id: int, report: ReapReport) -> None:
+    now = utcnow()
+    with transaction(runtime.settings.database_url) as session:
         live = session.execute(
             select(CallAttempt, Campaign.max_hold_s)
             .join(Campaign, Campaign.id == CallAttempt.campaign_id)
-            .where(CallAttempt.status.in_(LIVE_ATTEMPT_STATUSES))
+            .where(
+                CallAttempt.account_id == account_id,
+                CallAttempt.status.in_(LIVE_ATTEMPT_STATUSES),
+            )
+            .order_by(CallAttempt.updated_at)
+            .limit(MAX_PER_PASS)
         ).all()
-    finally:
-        session.close()
     settings = runtime.settings
     stuck_before = now - timedelta(seconds=settings.stuck_dialing_after_s)
     quiet_before = now - timedelta(seconds=settings.status_poll_after_s)
     for attempt, max_hold_s in live:
         if attempt.call_sid is None:
-            if attempt.created_at < stuck_before:
-                if attempt.status is AttemptStatus.DIALING:
+            if attempt.status is AttemptStatus.DIALING:
+                if attempt.created_at < stuck_before and hand_back_lost(runtime, attempt.id):
                     report.redispatched.append(attempt.id)
-                else:
-                    recover_placing(runtime, attempt.id)
-                    report.resolved.append(attempt.id)
+            elif now >= recoverable_at(settings, attempt):
+                recover_placing(runtime, attempt.id)
+                report.resolved.append(attempt.id)
             continue
         over_hold = (
             max_hold_s is not None
@@ -93,10 +134,6 @@ def reap(runtime: Runtime, redispatch: Callable[[list[int]], None]) -> ReapRepor
         elif attempt.updated_at < quiet_before:
             _poll(runtime, attempt.id, attempt.call_sid)
             report.polled.append(attempt.id)
-    if report.redispatched:
-        redispatch(report.redispatched)
-    report.leaked = _release_leaked(runtime)
-    return report
 
 
 def _poll(runtime: Runtime, attempt_id: int, call_sid: str) -> None:
@@ -111,31 +148,51 @@ def _poll(runtime: Runtime, attempt_id: int, call_sid: str) -> None:
         log.info("call_end_polled", attempt_id=attempt_id, status=call.status)
 
 
-def _release_leaked(runtime: Runtime) -> int:
-    """Release leases whose attempt is final. Returns how many.
+def release_leaked(runtime: Runtime, account_id: int) -> int:
+    """Release the account's leases whose attempt is final or has no row. Returns how many.
 
-    A lease whose attempt row does not exist (a pacer round that died before its commit)
-    is left to lapse at its expiry: it may also be a round that is about to commit.
+    A lease without a row is a pacer round's that died before its commit, or one that is
+    about to commit: the rows are read under the account's pool lock, which every round
+    holds from its first lease to its commit, so neither is mistaken for the other. When a
+    round holds the lock now, only final attempts' leases are released this pass.
     """
+    keys = Keys(account_id)
     released = 0
     with transaction(runtime.settings.database_url) as session:
-        accounts = session.scalars(select(Campaign.account_id).distinct()).all()
-        for account_id in accounts:
-            keys = Keys(account_id)
-            held = cast("list[bytes]", runtime.redis.zrange(keys.account_pool(), 0, -1))
-            members = [int(m) for m in held]
-            if not members:
-                continue
-            final = session.execute(
-                select(CallAttempt.id, CallAttempt.campaign_id, Campaign.caller_id_id)
-                .join(Campaign, Campaign.id == CallAttempt.campaign_id)
-                .where(
-                    CallAttempt.id.in_(members),
-                    CallAttempt.status.not_in(LIVE_ATTEMPT_STATUSES),
-                )
-            ).all()
-            for attempt_id, campaign_id, caller_id_id in final:
-                scope_keys = release_keys(account_id, campaign_id, caller_id_id)
-                if runtime.pool.release(str(attempt_id), scope_keys, keys.wake()):
-                    released += 1
+        locked = try_lock_account_pool(session, account_id)
+        held = cast("list[bytes]", runtime.redis.zrange(keys.account_pool(), 0, -1))
+        members = [int(m) for m in held if m.isdigit()]
+        if not members:
+            return 0
+        rows = session.execute(
+            select(CallAttempt.id, CallAttempt.status, CallAttempt.campaign_id).where(
+                CallAttempt.id.in_(members)
+            )
+        ).all()
+        campaigns = _caller_ids(session, {campaign_id for _, _, campaign_id in rows})
+        known = {attempt_id for attempt_id, _, _ in rows}
+        for attempt_id, status, campaign_id in rows:
+            if status not in LIVE_ATTEMPT_STATUSES:
+                scope_keys = release_keys(account_id, campaign_id, campaigns[campaign_id])
+                released += runtime.pool.release(str(attempt_id), scope_keys, keys.wake()) > 0
+        orphans = set(members) - known if locked else set()
+        # An orphan's campaign is unknown: drop it from every pool scope of the account.
+        scope_keys = (
+            [key.decode() for key in runtime.redis.scan_iter(match=keys.scopes(), count=1000)]
+            if orphans
+            else []
+        )
+        for orphan in orphans:
+            released += runtime.pool.release(str(orphan), scope_keys, keys.wake()) > 0
+            log.warning("orphan_lease_released", account_id=account_id, attempt_id=orphan)
     return released
+
+
+def _caller_ids(session: Session, campaign_ids: set[int]) -> dict[int, int]:
+    if not campaign_ids:
+        return {}
+    return dict(
+        session.execute(
+            select(Campaign.id, Campaign.caller_id_id).where(Campaign.id.in_(campaign_ids))
+        ).all()
+    )

@@ -80,6 +80,10 @@ class Keys:
     def caller_id_pool(self, caller_id: int) -> str:
         return f"{self.tag}:pool:caller_id:{caller_id}"
 
+    def scopes(self) -> str:
+        """A `SCAN MATCH` pattern for every pool scope of the account."""
+        return f"{self.tag}:pool:*"
+
     def account_rate(self) -> str:
         return f"{self.tag}:gcra:account"
 
@@ -151,21 +155,32 @@ class Pool:
             return Acquisition(AcquireResult.POOL_LOST)
         return Acquisition(AcquireResult.RATE_LIMITED, wait_s=int(detail) / 1_000_000.0)
 
-    def wait_for_send_slot(self, limits: list[RateLimit], max_wait_s: float = 30.0) -> float:
-        """Block until the CPS limiters let one create request leave now; return the seconds
-        waited.
+    def wait_for_send_slot(self, limits: list[RateLimit], deadline: float) -> bool:
+        """Block until the CPS limiters let one create request leave now, or until
+        `deadline` (a `time.monotonic()` value). Returns True with a send slot taken,
+        False when the deadline came first: the request must then not be sent.
 
         The pacer books slots when it takes leases, but Celery delivers dials with jitter
         (a busy worker pool releases a backlog at once); this last check, at the moment of
         sending, is what keeps every one-second window at the provider within the limit.
         """
-        waited = 0.0
         while True:
             got = self.acquire("send", 0, [], limits)
-            if got.result is AcquireResult.ACQUIRED or waited >= max_wait_s:
-                return waited
+            if got.result is AcquireResult.ACQUIRED:
+                return True
+            if time.monotonic() + got.wait_s > deadline:
+                return False
             time.sleep(got.wait_s)
-            waited += got.wait_s
+
+    def hold(self, member: str, lease_s: float, scope_keys: list[str]) -> None:
+        """Put `member`'s lease in every scope whatever their caps (a call that exists is
+        counted, so the pool's count stays true: a late call that was adopted)."""
+        seconds, micros = self.redis.time()
+        expiry_ms = int(seconds * 1000 + micros // 1000 + lease_s * 1000)
+        pipe = self.redis.pipeline(transaction=True)
+        for key in scope_keys:
+            pipe.zadd(key, {member: expiry_ms})
+        pipe.execute()
 
     def release(self, member: str, scope_keys: list[str], wake_key: str) -> int:
         """Drop `member`'s lease from every scope; idempotent. Returns scopes that held it."""

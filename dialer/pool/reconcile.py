@@ -66,3 +66,11 @@ def lock_account_pool(session: Session, account_id: int) -> None:
     (`pg_advisory_xact_lock`). Dispatch rounds and pool rebuilds hold it, so a rebuild never
     reads the live attempts while a round's new attempts are still uncommitted."""
     session.execute(select(func.pg_advisory_xact_lock(POOL_LOCK_NAMESPACE, account_id)))
+
+
+def try_lock_account_pool(session: Session, account_id: int) -> bool:
+    """`lock_account_pool` without waiting (`pg_try_advisory_xact_lock`): False when a
+    dispatch round or a rebuild holds it now."""
+    return bool(
+        session.scalar(select(func.pg_try_advisory_xact_lock(POOL_LOCK_NAMESPACE, account_id)))
+    )

@@ -8,7 +8,7 @@ Error mapping (Twilio error dictionary, https://www.twilio.com/docs/api/errors):
 - no reply, timeout, dropped connection, HTTP 5xx (e.g. 20500) -> `AmbiguousProviderError`;
 - HTTP 429, 20429 (too many requests), 10004 (call concurrency limit) -> `ThrottledProviderError`;
 - HTTP 404, 20404 (not found) -> `NotFoundProviderError`;
-- HTTP 401/403 and `ACCOUNT_ERROR_CODES` -> `AccountProviderError`;
+- HTTP 401/402/403 and `ACCOUNT_ERROR_CODES` -> `AccountProviderError`;
 - any other 4xx (21211 invalid To, 21214 cannot route, 21216 blocked, 21217 invalid number,
   21610 unsubscribed, 21612 cannot route, 13224 invalid number, ...) -> `ContactProviderError`.
 """
@@ -38,11 +38,14 @@ from dialer.providers.base import (
 )
 from dialer.settings import Settings
 
-ACCOUNT_ERROR_CODES: Final = frozenset({10001, 10002, 20003, 20005, 21215, 90010})
-"""Twilio codes that hold for every call of the account: 10001 account is not active (e.g. no
-funds), 10002 trial account does not support this feature, 20003 authentication failed,
-20005 account not active, 21215 geo permission not enabled for the destination, 90010
-account is not active."""
+ACCOUNT_ERROR_CODES: Final = frozenset({10001, 10002, 20003, 20005, 21210, 21212, 21215, 90010})
+"""Twilio codes that hold for every call of the account (Twilio error dictionary): 10001
+account is not active (suspended, or its balance reached zero), 10002 trial account does
+not support this feature, 20003 authentication failed, 20005 account not active (out of
+funds, or the trial not activated), 21210 the caller ID ("From") is not a verified or
+purchased number, 21212 invalid caller ID ("From"), 21215 geo permission not enabled for
+the destination, 90010 account is not active (suspended). HTTP 402 Payment Required is
+treated the same way."""
 
 THROTTLE_ERROR_CODES: Final = frozenset({20429, 10004})
 """20429 too many requests (never processed, safe to retry); 10004 call concurrency limit."""
@@ -121,7 +124,7 @@ def _map_rest_error(exc: TwilioRestException | TwilioServiceException) -> Provid
         kind = ThrottledProviderError
     elif status == 404 or code == 20404:
         kind = NotFoundProviderError
-    elif status in (401, 403) or code in ACCOUNT_ERROR_CODES:
+    elif status in (401, 402, 403) or code in ACCOUNT_ERROR_CODES:
         kind = AccountProviderError
     else:
         kind = ContactProviderError

@@ -36,7 +36,7 @@ from dialer.errors import DialerError, NotFoundError
 from dialer.runtime import Runtime, get_runtime
 from models import Account, Campaign, CampaignStatus, MachineAction, on_commit, transaction
 from models.asyncdb import AsyncPool, async_pool
-from workers.enqueue import hang_up, kick_pacer
+from workers.enqueue import hang_up, kick_pacer, resolve_late_call
 
 log = structlog.get_logger(__name__)
 
@@ -147,6 +147,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
             CALLBACKS.labels(kind.value, "stored" if result.stored else "duplicate").inc()
             if result.hang_up_machine:
                 hang_up(attempt_id, "machine")
+            if result.late_call:
+                resolve_late_call(attempt_id, result.late_call)
         if kind is CallbackKind.GATHER:
             return Response(GATHER_REPLY, media_type="application/xml")
         return Response(status_code=204)

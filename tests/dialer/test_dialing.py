@@ -2,27 +2,40 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 import redis
+from sqlalchemy.orm import Session
 
 from campaigns import dnc
-from dialer.dispatch.dialing import PlaceResult, place_call
+from dialer.calls import mark_placing
+from dialer.dispatch.dialing import (
+    LateCall,
+    PlaceResult,
+    place_call,
+    recover_placing,
+    resolve_late_call,
+)
 from dialer.pool import Keys
-from dialer.pool.leases import acquire_scopes, lease_seconds, rate_limits
+from dialer.pool.leases import acquire_scopes, lease_seconds, rate_limits, send_limits
 from dialer.runtime import Runtime
 from dialer.settings import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, Settings
 from dialer.simulator import SimulatorConfig, run_in_thread
 from models import (
+    LIVE_ATTEMPT_STATUSES,
+    Account,
     AttemptStatus,
     CallAttempt,
     CallerId,
     CallJob,
     Campaign,
     CampaignStatus,
+    EndReason,
     JobStatus,
     Outcome,
     transaction,
@@ -88,6 +101,25 @@ def dialing_attempt(runtime: Runtime, phone: str = "+12125550143") -> int:
             rate_limits(account, campaign),
         )
         return attempt.id
+
+
+def make_attempt_row(
+    session: Session, job_id: int, like: CallAttempt, status: AttemptStatus
+) -> int:
+    """Another attempt of the same contact, in `status`."""
+    attempt = CallAttempt(
+        job_id=job_id,
+        campaign_id=like.campaign_id,
+        account_id=like.account_id,
+        attempt_no=like.attempt_no + 1,
+        phone_e164=like.phone_e164,
+        from_e164=like.from_e164,
+        status=status,
+        lease_expires_at=utcnow(),
+    )
+    session.add(attempt)
+    session.flush()
+    return attempt.id
 
 
 def state(runtime: Runtime, attempt_id: int) -> tuple[CallAttempt, CallJob, Campaign]:
@@ -205,7 +237,9 @@ def test_a_redelivered_task_after_a_crash_adopts_the_call_instead_of_dialling_ag
     attempt, _, _ = state(runtime, attempt_id)
     # The worker marked the attempt `placing`, sent the create, and died before recording it.
     with transaction(runtime.settings.database_url) as session:
-        session.get_one(CallAttempt, attempt_id).status = AttemptStatus.PLACING
+        crashed = session.get_one(CallAttempt, attempt_id)
+        mark_placing(crashed, utcnow() - timedelta(seconds=60))
+        crashed.send_deadline = utcnow() - timedelta(seconds=59)
     created = sim.post(
         f"/2010-04-01/Accounts/{SIMULATOR_ACCOUNT_SID}/Calls.json",
         auth=(SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN),
@@ -216,3 +250,173 @@ def test_a_redelivered_task_after_a_crash_adopts_the_call_instead_of_dialling_ag
     attempt, _, _ = state(runtime, attempt_id)
     assert attempt.call_sid == created.json()["sid"]
     assert stats(sim)["calls_created"] == 1
+
+
+# --- Never ring twice, whatever the timing; a stop means stop (issue 10) -----------------
+
+
+def _placing(runtime: Runtime, attempt_id: int, sent_s_ago: float) -> None:
+    """As a worker leaves an attempt it marked `placing` `sent_s_ago` seconds ago."""
+    with transaction(runtime.settings.database_url) as session:
+        attempt = session.get_one(CallAttempt, attempt_id)
+        mark_placing(attempt, utcnow() - timedelta(seconds=sent_s_ago))
+        attempt.send_deadline = utcnow() - timedelta(seconds=sent_s_ago - 1)
+
+
+def _late_call(sim: httpx.Client, attempt: CallAttempt) -> str:
+    """The call a create request makes when the provider processes it late."""
+    created = sim.post(
+        f"/2010-04-01/Accounts/{SIMULATOR_ACCOUNT_SID}/Calls.json",
+        auth=(SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN),
+        data={"To": attempt.phone_e164, "From": attempt.from_e164, "Twiml": "<Response/>"},
+    )
+    assert created.status_code == 201
+    return str(created.json()["sid"])
+
+
+def test_a_placing_attempt_is_not_looked_up_before_its_deadline_and_timeout_pass(
+    runtime: Runtime, sim: httpx.Client
+) -> None:
+    attempt_id = dialing_attempt(runtime)
+    _placing(runtime, attempt_id, sent_s_ago=1)  # its request may still be on its way
+    _late_call(sim, state(runtime, attempt_id)[0])
+    assert place_call(runtime, attempt_id) is PlaceResult.RETRY_LATER
+    attempt, job, _ = state(runtime, attempt_id)
+    # Not looked up (the call would have been adopted), not given up: it keeps its lease.
+    assert (attempt.status, attempt.call_sid) == (AttemptStatus.PLACING, None)
+    assert job.status is JobStatus.IN_PROGRESS
+    assert leases(runtime, attempt) == 1
+
+
+def test_an_ambiguous_create_not_found_waits_before_the_contact_is_dialled_again(
+    runtime: Runtime, sim: httpx.Client
+) -> None:
+    attempt_id = dialing_attempt(runtime)
+    _placing(runtime, attempt_id, sent_s_ago=60)
+    assert recover_placing(runtime, attempt_id) is PlaceResult.RETRY_LATER
+    attempt, job, _ = state(runtime, attempt_id)
+    assert attempt.status is AttemptStatus.NOT_PLACED
+    wait = runtime.settings.ambiguous_redial_after_s
+    assert job.next_due_at >= utcnow() + timedelta(seconds=wait - 5)
+
+
+def test_a_late_call_for_a_waiting_contact_is_adopted_and_counted_in_the_pool(
+    runtime: Runtime, sim: httpx.Client
+) -> None:
+    attempt_id = dialing_attempt(runtime)
+    _placing(runtime, attempt_id, sent_s_ago=60)
+    recover_placing(runtime, attempt_id)  # nothing found yet: given up
+    attempt, _, _ = state(runtime, attempt_id)
+    assert leases(runtime, attempt) == 0
+    sid = _late_call(sim, attempt)  # ... and then the provider processes the request
+    assert resolve_late_call(runtime, attempt_id, sid) is LateCall.ADOPTED
+    attempt, job, _ = state(runtime, attempt_id)
+    assert attempt.call_sid == sid
+    assert attempt.status not in (AttemptStatus.NOT_PLACED, AttemptStatus.PLACING)
+    assert job.attempt_count == 1  # it rang: it counts as an attempt
+    # The pool counts the call while it exists (on this time scale it may be over already,
+    # fetched and applied by the adoption: then the contact's next step was decided).
+    if attempt.status in LIVE_ATTEMPT_STATUSES:
+        assert (job.status, leases(runtime, attempt)) == (JobStatus.IN_PROGRESS, 1)
+    else:
+        assert job.status is not JobStatus.IN_PROGRESS
+        assert leases(runtime, attempt) == 0
+    # Idempotent: a second callback of the same call changes nothing.
+    assert resolve_late_call(runtime, attempt_id, sid) is LateCall.NOTHING
+    assert stats(sim)["hang_ups"] == 0
+
+
+def test_a_late_call_for_a_contact_dialled_again_is_hung_up(
+    runtime: Runtime, sim: httpx.Client
+) -> None:
+    attempt_id = dialing_attempt(runtime)
+    _placing(runtime, attempt_id, sent_s_ago=60)
+    recover_placing(runtime, attempt_id)
+    attempt, job, _ = state(runtime, attempt_id)
+    with transaction(runtime.settings.database_url) as session:  # the contact's next attempt
+        newer = make_attempt_row(session, job.id, attempt, AttemptStatus.RINGING)
+    sid = _late_call(sim, attempt)
+    assert resolve_late_call(runtime, attempt_id, sid) is LateCall.HUNG_UP
+    attempt, job, _ = state(runtime, attempt_id)
+    assert (attempt.status, attempt.call_sid) == (AttemptStatus.NOT_PLACED, sid)
+    assert attempt.end_reason is EndReason.LATE_CREATE
+    call = sim.get(
+        f"/2010-04-01/Accounts/{SIMULATOR_ACCOUNT_SID}/Calls/{sid}.json",
+        auth=(SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN),
+    ).json()
+    assert call["status"] in ("canceled", "completed")
+    assert leases(runtime, attempt) == 0
+    assert newer > attempt_id
+
+
+@pytest.mark.parametrize(
+    ("status", "job_status"),
+    [(CampaignStatus.PAUSED, JobStatus.PENDING), (CampaignStatus.CANCELED, JobStatus.CANCELED)],
+)
+def test_a_dial_of_a_stopped_campaign_is_not_made(
+    runtime: Runtime, sim: httpx.Client, status: CampaignStatus, job_status: JobStatus
+) -> None:
+    attempt_id = dialing_attempt(runtime)
+    with transaction(runtime.settings.database_url) as session:
+        campaign = session.get_one(Campaign, state(runtime, attempt_id)[2].id)
+        campaign.status = status
+    assert place_call(runtime, attempt_id) is PlaceResult.STOPPED
+    attempt, job, _ = state(runtime, attempt_id)
+    assert attempt.status is AttemptStatus.NOT_PLACED
+    assert (job.status, job.attempt_count, job.dial_error_count) == (job_status, 0, 0)
+    assert leases(runtime, attempt) == 0
+    assert stats(sim)["create_requests"] == 0
+
+
+def test_no_create_leaves_without_a_send_slot(runtime: Runtime, sim: httpx.Client) -> None:
+    runtime.settings.send_wait_s = 0.2
+    attempt_id = dialing_attempt(runtime)
+    with transaction(runtime.settings.database_url) as session:
+        attempt = session.get_one(CallAttempt, attempt_id)
+        account = session.get_one(Account, attempt.account_id)
+        account.cps = 0.5  # one create every two seconds
+        campaign = session.get_one(Campaign, attempt.campaign_id)
+        limits = send_limits(account, campaign)
+    assert runtime.pool.wait_for_send_slot(limits, time.monotonic() + 1)  # the slot is taken
+    assert place_call(runtime, attempt_id) is PlaceResult.RETRY_LATER
+    attempt, job, _ = state(runtime, attempt_id)
+    assert attempt.status is AttemptStatus.NOT_PLACED
+    assert (job.status, job.attempt_count, job.dial_error_count) == (JobStatus.PENDING, 0, 0)
+    assert stats(sim)["create_requests"] == 0
+
+
+def test_a_poison_attempt_ends_after_three_tries(runtime: Runtime, sim: httpx.Client) -> None:
+    attempt_id = dialing_attempt(runtime)
+    with transaction(runtime.settings.database_url) as session:  # a placeholder with no value
+        session.get_one(Campaign, state(runtime, attempt_id)[2].id).message = "Hi {nickname}"
+    assert place_call(runtime, attempt_id) is PlaceResult.FAILED
+    assert place_call(runtime, attempt_id) is PlaceResult.FAILED
+    attempt, job, _ = state(runtime, attempt_id)
+    assert (attempt.status, attempt.task_failures) == (AttemptStatus.DIALING, 2)
+    assert place_call(runtime, attempt_id) is PlaceResult.FAILED
+    attempt, job, _ = state(runtime, attempt_id)
+    assert attempt.status is AttemptStatus.NOT_PLACED
+    assert (job.status, job.outcome) == (JobStatus.DONE, Outcome.ERROR)
+    assert attempt.error_message is not None and "nickname" in attempt.error_message
+    assert "Error" in attempt.error_message.split(":")[0]
+    assert leases(runtime, attempt) == 0
+    assert stats(sim)["create_requests"] == 0
+
+
+def test_the_breaker_pauses_every_running_campaign_of_the_account(
+    runtime: Runtime, sim: httpx.Client
+) -> None:
+    attempt_id = dialing_attempt(runtime, phone="+15005550003")  # 21215: geo permission
+    _, _, campaign = state(runtime, attempt_id)
+    with transaction(runtime.settings.database_url) as session:
+        account = session.get_one(Account, campaign.account_id)
+        other = make_campaign(session, account, status=CampaignStatus.RUNNING).id
+        draft = make_campaign(session, account, status=CampaignStatus.DRAFT).id
+    assert place_call(runtime, attempt_id) is PlaceResult.BREAKER_TRIPPED
+    with transaction(runtime.settings.database_url) as session:
+        for campaign_id in (campaign.id, other):
+            tripped = session.get_one(Campaign, campaign_id)
+            assert tripped.status is CampaignStatus.PAUSED
+            assert tripped.breaker_trips == 1
+            assert tripped.status_reason is not None and "21215" in tripped.status_reason
+        assert session.get_one(Campaign, draft).status is CampaignStatus.DRAFT

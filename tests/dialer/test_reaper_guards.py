@@ -1,0 +1,54 @@
+"""The reaper's guards: one pass at a time, and leases of rounds that died are reclaimed
+only when no round can still commit them."""
+
+from __future__ import annotations
+
+import redis
+from sqlalchemy import func, select
+
+from dialer.dispatch.reaper import LOCK_KEY, reap, release_leaked
+from dialer.pool import Keys, Scope
+from dialer.pool.reconcile import POOL_LOCK_NAMESPACE
+from dialer.runtime import Runtime
+from dialer.settings import Settings
+from models import CampaignStatus, transaction
+from tests.conftest import REDIS_URL
+from tests.factories import make_account, make_campaign
+
+
+def _runtime(database_url: str) -> Runtime:
+    return Runtime(Settings(database_url=database_url, redis_url=REDIS_URL))
+
+
+def test_a_second_pass_is_skipped_while_one_runs(
+    committed_db: str, redis_client: redis.Redis
+) -> None:
+    runtime = _runtime(committed_db)
+    redis_client.set(LOCK_KEY, "another pass", px=60_000)
+    report = reap(runtime, lambda ids: None)
+    assert report.skipped
+    redis_client.delete(LOCK_KEY)
+    assert not reap(runtime, lambda ids: None).skipped
+    assert redis_client.get(LOCK_KEY) is None  # released at the end of the pass
+
+
+def test_a_lease_with_no_attempt_row_is_released_only_when_no_round_holds_the_lock(
+    committed_db: str, redis_client: redis.Redis
+) -> None:
+    runtime = _runtime(committed_db)
+    with transaction(committed_db) as session:
+        account = make_account(session)
+        campaign = make_campaign(session, account, status=CampaignStatus.RUNNING)
+        account_id, campaign_id = account.id, campaign.id
+    keys = Keys(account_id)
+    scopes = [Scope(keys.account_pool(), 10), Scope(keys.campaign_pool(campaign_id), 10)]
+    # A pacer round took a lease under a reserved attempt id, and died before its commit.
+    assert runtime.pool.acquire("987654", 600, scopes, []).result.value == "acquired"
+    with transaction(committed_db) as round_in_flight:
+        round_in_flight.execute(select(func.pg_advisory_xact_lock(POOL_LOCK_NAMESPACE, account_id)))
+        # While a round holds the pool lock, the lease may be about to be committed.
+        assert release_leaked(runtime, account_id) == 0
+        assert runtime.pool.live(keys.account_pool()) == 1
+    assert release_leaked(runtime, account_id) == 1
+    assert runtime.pool.live(keys.account_pool()) == 0
+    assert runtime.pool.live(keys.campaign_pool(campaign_id)) == 0
