@@ -25,6 +25,7 @@ from sqlalchemy import select
 from campaigns import dnc, lifecycle
 from campaigns.accounts import get_or_create_account, hash_api_key
 from campaigns.csvsource import IngestError
+from campaigns.options import DEFAULT_MESSAGE
 from campaigns.reports import campaign_report, export_results
 from dialer.cli.render import report_table
 from dialer.errors import DialerError
@@ -147,7 +148,7 @@ def campaigns_create(
     from_: Annotated[str | None, typer.Option("--from", help="Caller ID, E.164.")] = None,
     default_region: Annotated[str, typer.Option(help="Region for national numbers.")] = "US",
     message: Annotated[str, typer.Option(help="Spoken text; {column} placeholders.")] = (
-        lifecycle.DEFAULT_MESSAGE
+        DEFAULT_MESSAGE
     ),
     phone_column: Annotated[str | None, typer.Option(help="Phone column name.")] = None,
     max_concurrency: Annotated[int, typer.Option(help="Most live calls.")] = 10,
