@@ -8,7 +8,8 @@
   (path, query, headers), with one `details` entry per field;
 - Starlette's own HTTP errors (unknown route, wrong method): their status, the reason
   phrase as code (`not_found`, `method_not_allowed`);
-- anything else: 500 `internal_error`, logged.
+- anything else: 500 `internal_error` (Starlette re-raises it after the reply; uvicorn
+  logs it).
 """
 
 from __future__ import annotations

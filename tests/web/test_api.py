@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -404,6 +405,21 @@ def test_a_request_that_does_not_validate_lists_each_field(api: Api) -> None:
     path = api.get("/v1/campaigns/first")
     assert error_code(path, 400) == "invalid_request"
     assert [d["field"] for d in path.json()["error"]["details"]] == ["path.campaign_id"]
+
+
+def test_a_database_that_does_not_answer_is_503_with_retry_after(runtime: Runtime) -> None:
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    down = Runtime(
+        runtime.settings.model_copy(
+            update={"database_url": f"postgresql+psycopg://root@127.0.0.1:{closed_port}/dialer"}
+        )
+    )
+    with serve_app(create_app(down)) as url, httpx.Client(base_url=url, timeout=30) as http:
+        response = http.get("/v1/campaigns", headers={"Authorization": f"Bearer {KEY}"})
+    assert error_code(response, 503) == "database_unavailable"
+    assert response.headers["Retry-After"] == "1"
 
 
 # --- the OpenAPI document ------------------------------------------------------------------
