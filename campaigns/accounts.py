@@ -7,7 +7,7 @@ import hashlib
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dialer.errors import DialerError, NotFoundError
+from dialer.errors import DialerError, UnauthenticatedError
 from dialer.numbers import NumberRejected, normalize
 from models import Account, CallerId
 
@@ -43,12 +43,12 @@ def get_or_create_account(
 
 
 def account_by_api_key(session: Session, api_key: str) -> Account:
-    """The account whose API key this is. Raises `NotFoundError` (`unknown_api_key`)."""
+    """The account whose API key this is. Raises `UnauthenticatedError` (`unknown_api_key`)."""
     account = session.scalars(
         select(Account).where(Account.api_key_hash == hash_api_key(api_key))
     ).one_or_none()
     if account is None:
-        raise NotFoundError("unknown_api_key", "no account has this API key")
+        raise UnauthenticatedError("unknown_api_key", "no account has this API key")
     return account
 
 

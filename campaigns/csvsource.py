@@ -14,6 +14,8 @@ from typing import Any, BinaryIO
 
 import charset_normalizer
 
+from dialer.errors import DialerError
+
 
 class IngestErrorCode(StrEnum):
     """Why a whole file is refused (nothing is written)."""
@@ -26,13 +28,15 @@ class IngestErrorCode(StrEnum):
     MISSING_VARIABLE = "missing_variable"
 
 
-class IngestError(Exception):
-    """A file-level problem; `code` is an `IngestErrorCode`, `message` says it for people."""
+class IngestError(DialerError):
+    """A CSV refused as a whole (nothing is written); `code` is an `IngestErrorCode`,
+    `message` says it for people."""
+
+    http_status = 422
+    code: IngestErrorCode
 
     def __init__(self, code: IngestErrorCode, message: str) -> None:
-        super().__init__(f"{code.value}: {message}")
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
 
 
 # ---- reading the source --------------------------------------------------------------------

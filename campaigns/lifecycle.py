@@ -4,8 +4,7 @@ cancel, each through the transition table in `dialer.campaign_state`."""
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
@@ -14,69 +13,17 @@ from sqlalchemy.orm import Session
 
 from campaigns.accounts import caller_id_for
 from campaigns.ingest import IngestSummary, ingest_contacts
-from dialer.calls import DEFAULT_RETRY_POLICY, cancel_pending_jobs
+from campaigns.options import CampaignOptions as CampaignOptions  # re-exported for callers
+from dialer.calls import cancel_pending_jobs
 from dialer.campaign_state import CampaignAction, transition
-from dialer.errors import DialerError, NotFoundError
-from dialer.providers.twiml import TemplateError, template_placeholders
+from dialer.errors import NotFoundError
+from dialer.providers.twiml import template_placeholders
 from models import (
     Account,
     Campaign,
     CampaignStatus,
-    MachineAction,
     transaction,
 )
-
-DEFAULT_MESSAGE = (
-    "Hello {first_name}, this is a reminder of your appointment on {appointment_time}."
-)
-
-
-@dataclass
-class CampaignOptions:
-    """Everything a campaign is created with. Durations in seconds, rates in calls/second."""
-
-    name: str
-    message: str = DEFAULT_MESSAGE
-    from_number: str | None = None
-    default_region: str = "US"
-    phone_column: str | None = None
-    max_concurrency: int = 10
-    cps: float | None = None
-    max_attempts: int = 3
-    dial_retries: int = 3
-    ring_timeout_s: int = 30
-    time_limit_s: int = 600
-    max_hold_s: int | None = None
-    machine_detection: bool = False
-    machine_action: MachineAction = MachineAction.HANG_UP
-    gather_dtmf: bool = False
-    priority: int = 0
-    allow_premium: bool = False
-    allowed_countries: list[str] | None = None
-    start_at: datetime | None = None
-    retry_policy: dict[str, dict[str, Any]] = field(
-        default_factory=lambda: {k: dict(v) for k, v in DEFAULT_RETRY_POLICY.items()}
-    )
-
-    def validate(self) -> None:
-        """Raises `DialerError` (`invalid_option`, `invalid_template`) on a bad setting."""
-        checks = [
-            (bool(self.name.strip()), "name must not be empty"),
-            (self.max_concurrency > 0, "max_concurrency must be positive"),
-            (self.cps is None or self.cps > 0, "cps must be positive"),
-            (self.max_attempts > 0, "max_attempts must be positive"),
-            (self.dial_retries >= 0, "dial_retries must not be negative"),
-            (5 <= self.ring_timeout_s <= 600, "ring_timeout_s must be 5-600 (Twilio Timeout)"),
-            (0 < self.time_limit_s <= 14400, "time_limit_s must be 1-14400 (Twilio TimeLimit)"),
-            (self.max_hold_s is None or self.max_hold_s > 0, "max_hold_s must be positive"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise DialerError("invalid_option", message)
-        try:
-            template_placeholders(self.message)
-        except TemplateError as error:
-            raise DialerError("invalid_template", str(error)) from error
 
 
 def create_campaign(
@@ -90,10 +37,9 @@ def create_campaign(
 ) -> tuple[Campaign, IngestSummary]:
     """Create a draft campaign and ingest its contacts in the session's transaction.
 
-    A file-level ingest error propagates (`campaigns.ingest.IngestError`) and the caller's
-    rollback leaves no campaign and no contact behind.
+    A file-level ingest error propagates (`campaigns.csvsource.IngestError`) and the
+    caller's rollback leaves no campaign and no contact behind.
     """
-    options.validate()
     caller_id = caller_id_for(session, account, options.from_number)
     campaign = Campaign(
         account_id=account.id,
@@ -207,8 +153,8 @@ def import_campaign(
     under `data_dir/rejected/`.
 
     Raises:
-        campaigns.ingest.IngestError: a file-level problem; nothing is written.
-        DialerError: a bad option.
+        campaigns.csvsource.IngestError: a file-level problem; nothing is written.
+        DialerError: the caller ID is not a valid number (`invalid_caller_id`).
     """
     folder = data_dir / "rejected"
     folder.mkdir(parents=True, exist_ok=True)

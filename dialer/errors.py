@@ -1,21 +1,80 @@
-"""Errors with stable codes, shared by the API (status + JSON body) and the CLI
-(`error: <code>: <message>` on stderr, non-zero exit)."""
+"""Errors with stable codes, shared by the API and the CLI.
+
+Every error a client or an operator may see is a `DialerError`: `code` is stable (clients
+match on it), `message` is for people, `details` (optional) lists what was wrong field by
+field. The HTTP API answers one with its class's `http_status` and the body
+`{"error": {"code", "message"[, "details"]}}`; the CLI prints `error: <code>: <message>` on
+stderr and exits 1. The tree, with each class's HTTP status and codes:
+
+* DialerError ............................ 400  a refused request (`invalid_caller_id`, ...)
+  + InvalidOptionError ................... 400  `invalid_option`: a campaign setting
+  + NumberRejected ....................... 400  a `dialer.numbers.RejectReason`
+        (dialer.numbers)
+  + TemplateError ........................ 400  `invalid_template`: a malformed message
+        (dialer.providers.twiml)
+  + MalformedCallbackError ............... 400  `malformed_callback`
+        (dialer.dispatch.callbacks)
+  + UnauthenticatedError ................. 401  `unauthenticated`, `unknown_api_key`
+  + ForbiddenError ....................... 403  `invalid_signature`: a forged callback
+  + NotFoundError ........................ 404  `campaign_not_found`, `attempt_not_found`, ...
+  + ConflictError ........................ 409  `invalid_state`
+  + IngestError .......................... 422  a CSV refused as a whole: an `IngestErrorCode`
+        (campaigns.csvsource)
+  + MissingVariableError ................. 422  `missing_variable`: a contact lacks a value
+        (dialer.providers.twiml)
+  + DatabaseUnavailableError ............. 503  `database_unavailable`, with `Retry-After`
+        (what the web layer answers for the database drivers' connection errors)
+
+Outside the tree, on purpose:
+
+* `dialer.providers.base.ProviderError` and its subclasses: what the carrier answered, with
+  the carrier's own code; the dispatcher decides on them (retry, adopt, end the contact,
+  trip the circuit breaker) and no client sees one.
+* `dialer.simulator.app.ApiError`: the carrier simulator is an independent witness that
+  imports nothing of the dialer, and it answers with Twilio's error body, not ours.
+"""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class DialerError(Exception):
-    """A refused request. `code` is stable (clients match on it); `message` is for people.
+    """A refused request. `code` is stable (clients match on it); `message` is for people;
+    `details`, when given, says what was wrong one field at a time
+    (`[{"field": "max_concurrency", "message": "..."}]`).
 
     `http_status` is what the HTTP API answers with it.
     """
 
-    http_status = 400
+    http_status: ClassVar[int] = 400
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(
+        self, code: str, message: str, details: list[dict[str, str]] | None = None
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.details = details
+
+
+class InvalidOptionError(DialerError):
+    """A campaign setting out of its bounds or of the wrong type; `details` lists each."""
+
+    def __init__(self, message: str, details: list[dict[str, str]] | None = None) -> None:
+        super().__init__("invalid_option", message, details)
+
+
+class UnauthenticatedError(DialerError):
+    """No API key (`unauthenticated`), or one no account has (`unknown_api_key`)."""
+
+    http_status = 401
+
+
+class ForbiddenError(DialerError):
+    """A request whose credentials do not hold (a provider callback with a bad signature)."""
+
+    http_status = 403
 
 
 class NotFoundError(DialerError):
@@ -28,3 +87,14 @@ class ConflictError(DialerError):
     """The request does not fit the object's current state (e.g. resuming a finished campaign)."""
 
     http_status = 409
+
+
+class DatabaseUnavailableError(DialerError):
+    """PostgreSQL did not answer (down, or every pooled connection busy): nothing was
+    written, and the same request may be sent again shortly."""
+
+    http_status = 503
+    retry_after_s: ClassVar[int] = 1
+
+    def __init__(self) -> None:
+        super().__init__("database_unavailable", "try again shortly")

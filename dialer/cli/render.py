@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
 
@@ -21,3 +25,23 @@ def report_table(report: dict[str, Any]) -> Table:
     if report["status_reason"]:
         table.add_row("reason", report["status_reason"])
     return table
+
+
+@contextmanager
+def ingest_progress(
+    total: int, console: Console, *, enabled: bool
+) -> Iterator[Callable[[int], None] | None]:
+    """A rich progress bar over the `total` bytes of a file being read, for files over
+    1 MB; yields the callback that takes the bytes read so far (None: no bar)."""
+    if not enabled or total < 1_000_000:
+        yield None
+        return
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("ingesting", total=total)
+        yield lambda done: progress.update(task, completed=done)

@@ -12,28 +12,29 @@ from string import Formatter
 
 from twilio.twiml.voice_response import VoiceResponse
 
+from dialer.errors import DialerError
+
 DEFAULT_VOICE = "Polly.Joanna"
 CONFIRM_PROMPT = "Press 1 to confirm, 2 to cancel."
 NO_INPUT_MESSAGE = "We did not receive your answer. Goodbye."
 
 
-class MissingVariableError(KeyError):
-    """A template placeholder has no value. `name` is the placeholder; `code` is stable."""
+class MissingVariableError(DialerError):
+    """A template placeholder has no value (`missing_variable`); `name` is the placeholder."""
 
-    code = "missing_variable"
+    http_status = 422
 
     def __init__(self, name: str) -> None:
-        super().__init__(name)
+        super().__init__("missing_variable", f"template variable {name!r} has no value")
         self.name = name
 
-    def __str__(self) -> str:
-        return f"template variable {self.name!r} has no value"
 
+class TemplateError(DialerError):
+    """A template is malformed (`invalid_template`): unbalanced braces, positional or
+    computed fields."""
 
-class TemplateError(ValueError):
-    """A template is malformed (unbalanced braces, positional or computed fields)."""
-
-    code = "invalid_template"
+    def __init__(self, message: str) -> None:
+        super().__init__("invalid_template", message)
 
 
 def template_placeholders(template: str) -> set[str]:

@@ -21,12 +21,19 @@ from typing import Any
 
 import pytest
 import redis
+import typer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from typer.core import TyperGroup
 
 from campaigns.accounts import hash_api_key
+from campaigns.options import OperatorOptions
+from dialer.cli import app as cli_app
 from dialer.numbers import RejectReason
-from models import Account, Campaign, CampaignStatus, DncEntry, engine_for
+from dialer.runtime import Runtime
+from dialer.settings import Settings
+from dialer.web.app import create_app
+from models import Account, Campaign, CampaignStatus, DncEntry, MachineAction, engine_for
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_CSV = REPO / "campaigns" / "samples" / "appointments.csv"
@@ -186,6 +193,78 @@ def test_a_file_level_error_creates_nothing(
 
     assert message
     assert cli.campaigns() == []
+
+
+def test_settings_reach_the_campaign(cli: Cli, committed_db: str) -> None:
+    created = cli.create(
+        "--max-hold-s",
+        "45",
+        "--machine-detection",
+        "--machine-action",
+        "leave_message",
+        "--gather-dtmf",
+        "--cps",
+        "2.5",
+        "--priority",
+        "5",
+    )
+
+    with Session(engine_for(committed_db)) as session:
+        campaign = session.get_one(Campaign, created["campaign_id"])
+        assert campaign.max_hold_s == 45
+        assert campaign.machine_detection is True
+        assert campaign.machine_action is MachineAction.LEAVE_MESSAGE
+        assert campaign.gather_dtmf is True
+        assert campaign.cps == 2.5
+        assert campaign.priority == 5
+
+
+def test_a_setting_out_of_bounds_is_invalid_option(cli: Cli) -> None:
+    message = cli.fails(
+        "campaigns",
+        "create",
+        "--name",
+        "Bad",
+        "--csv",
+        str(SAMPLE_CSV),
+        "--max-hold-s",
+        "0",
+        code="invalid_option",
+    )
+
+    assert "max_hold_s" in message
+    assert cli.campaigns() == []
+
+
+def test_the_cli_and_the_api_take_the_same_campaign_settings() -> None:
+    """Both are built from `OperatorOptions`: a setting exists in both or in neither."""
+    group = typer.main.get_command(cli_app)
+    assert isinstance(group, TyperGroup)
+    campaigns = group.commands["campaigns"]
+    assert isinstance(campaigns, TyperGroup)
+    create = campaigns.commands["create"]
+    cli_settings = {param.name for param in create.params} - {"csv", "account", "as_json"}
+
+    document = create_app(Runtime(Settings())).openapi()
+    schemas = document["components"]["schemas"]
+    body = document["paths"]["/v1/campaigns"]["post"]["requestBody"]["content"]
+    api_settings = _properties(schemas, body["multipart/form-data"]["schema"]) - {"file"}
+
+    assert cli_settings == api_settings == set(OperatorOptions.model_fields)
+    flags = {param.name: param.opts for param in create.params}
+    assert flags["max_hold_s"] == ["--max-hold-s"]
+    assert flags["from_number"] == ["--from"]
+    assert flags["machine_action"] == ["--machine-action"]
+
+
+def _properties(schemas: dict[str, Any], schema: dict[str, Any]) -> set[str]:
+    """The property names of an OpenAPI schema, through `$ref` and `allOf`."""
+    if "$ref" in schema:
+        return _properties(schemas, schemas[schema["$ref"].rsplit("/", 1)[1]])
+    names = set(schema.get("properties", {}))
+    for part in schema.get("allOf", []):
+        names |= _properties(schemas, part)
+    return names
 
 
 def test_a_placeholder_without_a_column_creates_nothing(cli: Cli) -> None:

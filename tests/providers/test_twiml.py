@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from dialer.errors import DialerError
 from dialer.providers.twiml import (
     MissingVariableError,
     TemplateError,
@@ -26,8 +27,10 @@ def test_placeholders_ignore_escaped_braces() -> None:
 
 @pytest.mark.parametrize("template", ["{", "}", "{0}", "{}", "{a.b}", "{a[0]}", "{a!r}", "{a:>5}"])
 def test_malformed_templates_are_refused(template: str) -> None:
-    with pytest.raises(TemplateError):
+    with pytest.raises(TemplateError) as caught:
         template_placeholders(template)
+    assert isinstance(caught.value, DialerError)
+    assert caught.value.code == "invalid_template"
 
 
 def test_render_inserts_values_verbatim() -> None:
@@ -41,7 +44,8 @@ def test_missing_variable(variables: dict[str, str]) -> None:
         render_message("Hi {name}", variables)
     assert caught.value.name == "name"
     assert caught.value.code == "missing_variable"
-    assert isinstance(caught.value, KeyError)
+    assert isinstance(caught.value, DialerError)
+    assert caught.value.http_status == 422
 
 
 def test_twiml_says_the_message_escaped() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from campaigns.accounts import get_or_create_account, hash_api_key
 from dialer.runtime import Runtime
 from dialer.settings import Settings
 from dialer.web.app import create_app
-from models import Campaign, DncEntry, transaction
+from models import Campaign, DncEntry, MachineAction, transaction
 from tests.conftest import REDIS_URL
 from tests.servers import serve_app
 from workers.app import PACER_QUEUE
@@ -104,7 +105,7 @@ def error_code(response: httpx.Response, status: int) -> str:
     assert response.status_code == status, response.text
     body = response.json()
     assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message"}
+    assert {"code", "message"} <= set(body["error"]) <= {"code", "message", "details"}
     assert body["error"]["message"]
     return str(body["error"]["code"])
 
@@ -216,9 +217,33 @@ def test_a_file_level_error_is_422_and_creates_nothing(
 
 
 def test_a_bad_option_is_400_invalid_option(api: Api) -> None:
-    response = api.upload(SAMPLE.read_bytes(), max_concurrency="0")
+    response = api.upload(SAMPLE.read_bytes(), max_concurrency="0", max_hold_s="soon")
     assert error_code(response, 400) == "invalid_option"
+    details = response.json()["error"]["details"]
+    assert [d["field"] for d in details] == ["max_concurrency", "max_hold_s"]
+    assert all(d["message"] for d in details)
     assert api.campaign_count() == 0
+
+
+def test_settings_sent_as_form_fields_reach_the_campaign(api: Api) -> None:
+    response = api.upload(
+        SAMPLE.read_bytes(),
+        max_hold_s="45",
+        machine_detection="true",
+        machine_action="leave_message",
+        gather_dtmf="true",
+        cps="2.5",
+        priority="5",
+    )
+    assert response.status_code == 201, response.text
+    with transaction(api.runtime.settings.database_url) as session:
+        campaign = session.get_one(Campaign, response.json()["campaign_id"])
+        assert campaign.max_hold_s == 45
+        assert campaign.machine_detection is True
+        assert campaign.machine_action is MachineAction.LEAVE_MESSAGE
+        assert campaign.gather_dtmf is True
+        assert campaign.cps == 2.5
+        assert campaign.priority == 5
 
 
 def test_a_placeholder_without_a_column_is_missing_variable(api: Api) -> None:
@@ -347,6 +372,95 @@ def test_report_shape(api: Api, campaign_id: int) -> None:
     assert canceled["jobs"]["canceled"] == accepted
     assert canceled["jobs"]["pending"] == 0
     assert canceled["finished"] is True
+
+
+# --- one error shape ----------------------------------------------------------------------
+
+
+def test_every_error_has_the_one_shape(api: Api, campaign_id: int) -> None:
+    for response, status, code in [
+        (api.http.get("/v1/campaigns"), 401, "unauthenticated"),
+        (api.get("/v1/campaigns", key="not-a-key"), 401, "unknown_api_key"),
+        (api.get(f"/v1/campaigns/{campaign_id + 1000}"), 404, "campaign_not_found"),
+        (api.post(f"/v1/campaigns/{campaign_id}/resume"), 409, "invalid_state"),
+        (api.upload(b""), 422, "empty_file"),
+        (api.upload(SAMPLE.read_bytes(), max_attempts="0"), 400, "invalid_option"),
+        (api.upload(SAMPLE.read_bytes(), message="Hi {0}"), 400, "invalid_template"),
+        (api.post("/v1/dnc", json={"numbers": "+12125550143"}), 400, "invalid_body"),
+        (api.get("/v1/campaigns/first"), 400, "invalid_request"),
+        (api.get("/v1/nowhere"), 404, "not_found"),
+        (api.delete("/v1/campaigns"), 405, "method_not_allowed"),
+    ]:
+        assert error_code(response, status) == code, response.request.url
+        assert response.headers["content-type"] == "application/json"
+
+
+def test_a_request_that_does_not_validate_lists_each_field(api: Api) -> None:
+    response = api.post("/v1/dnc", json={"numbers": [12125550143], "default_region": 1})
+    assert error_code(response, 400) == "invalid_body"
+    details = response.json()["error"]["details"]
+    assert [d["field"] for d in details] == ["body.numbers.0", "body.default_region"]
+    assert response.json()["error"]["message"].startswith("body.numbers.0: ")
+
+    path = api.get("/v1/campaigns/first")
+    assert error_code(path, 400) == "invalid_request"
+    assert [d["field"] for d in path.json()["error"]["details"]] == ["path.campaign_id"]
+
+
+def test_a_database_that_does_not_answer_is_503_with_retry_after(runtime: Runtime) -> None:
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    down = Runtime(
+        runtime.settings.model_copy(
+            update={"database_url": f"postgresql+psycopg://root@127.0.0.1:{closed_port}/dialer"}
+        )
+    )
+    with serve_app(create_app(down)) as url, httpx.Client(base_url=url, timeout=30) as http:
+        response = http.get("/v1/campaigns", headers={"Authorization": f"Bearer {KEY}"})
+    assert error_code(response, 503) == "database_unavailable"
+    assert response.headers["Retry-After"] == "1"
+
+
+# --- the OpenAPI document ------------------------------------------------------------------
+
+
+def test_the_openapi_document_names_every_campaign_body(api: Api) -> None:
+    document = api.http.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    ref = "#/components/schemas/"
+    replies = {}
+    for path, operations in document["paths"].items():
+        if not path.startswith("/v1/campaigns"):
+            continue
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            [ok] = [status for status in responses if status.startswith("2")]
+            content = responses[ok]["content"]
+            if path.endswith(".csv"):
+                assert list(content) == ["text/csv"], path
+            else:
+                schema = content["application/json"]["schema"]
+                replies[method, path] = schema.get("$ref") or schema["items"]["$ref"]
+            errors = {status for status in responses if not status.startswith("2")}
+            assert {"401", "default"} <= errors, (method, path)
+            for status in errors:
+                error_schema = responses[status]["content"]["application/json"]["schema"]
+                assert error_schema == {"$ref": ref + "ErrorBody"}, (method, path, status)
+    assert replies == {
+        ("post", "/v1/campaigns"): ref + "CampaignCreated",
+        ("get", "/v1/campaigns"): ref + "CampaignOut",
+        ("get", "/v1/campaigns/{campaign_id}"): ref + "CampaignOut",
+        ("get", "/v1/campaigns/{campaign_id}/report"): ref + "ReportOut",
+        **{
+            ("post", f"/v1/campaigns/{{campaign_id}}/{action}"): ref + "CampaignOut"
+            for action in ("start", "pause", "resume", "cancel")
+        },
+    }
+    # Validation errors are answered as 400 in the one shape, and documented so.
+    assert "HTTPValidationError" not in schemas
+    create = document["paths"]["/v1/campaigns"]["post"]["responses"]
+    assert {"400", "401", "422"} <= set(create)
 
 
 # --- do-not-call ---------------------------------------------------------------------------

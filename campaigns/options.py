@@ -1,0 +1,129 @@
+"""The settings a campaign is created with, as one schema. Durations in seconds, rates in
+calls per second.
+
+Each field's exposure is the class that declares it:
+
+- `OperatorOptions`: what an operator sets. The CLI (`dialer campaigns create`, one
+  `--flag` per field, `from_number` spelled `--from`) and the HTTP API (`POST /v1/campaigns`,
+  one multipart form field per field) both build their parameters from this class's
+  fields, so a setting exists in both or in neither.
+- `CampaignOptions`: those plus what only code sets (the demo, the benchmarks, the tests):
+  the dial retries, Twilio's ring timeout and time limit, the number policy, the start
+  time and the retry matrix. Neither the CLI nor the API offers them.
+
+Building either checks every bound. Raises:
+    InvalidOptionError: `invalid_option`, a value out of bounds or of the wrong type (one
+        `details` entry per field).
+    TemplateError: `invalid_template`, a malformed `message`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from dialer.calls import DEFAULT_RETRY_POLICY
+from dialer.errors import InvalidOptionError
+from dialer.providers.twiml import template_placeholders
+from models import MachineAction
+
+DEFAULT_MESSAGE = (
+    "Hello {first_name}, this is a reminder of your appointment on {appointment_time}."
+)
+
+
+class OperatorOptions(BaseModel):
+    """A campaign's settings as an operator gives them, in the CLI or the API."""
+
+    # Other fields are ignored, not refused: the API's multipart form also carries the file.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    name: str = Field(max_length=200, description="Campaign name.")
+    message: str = Field(
+        DEFAULT_MESSAGE,
+        description="Spoken text; {column} placeholders take the contact's CSV values.",
+    )
+    from_number: str | None = Field(
+        None, description="Caller ID, E.164 (default: the account's first caller ID)."
+    )
+    default_region: str = Field(
+        "US", min_length=2, max_length=2, description="Region of national numbers (ISO 3166)."
+    )
+    phone_column: str | None = Field(
+        None, description="Phone column name (default: detected from common names)."
+    )
+    max_concurrency: int = Field(10, gt=0, description="Most live calls at once.")
+    cps: float | None = Field(
+        None,
+        gt=0,
+        description="Calls per second, under the account's (default: the account's alone).",
+    )
+    max_attempts: int = Field(3, gt=0, description="Attempts per contact.")
+    max_hold_s: int | None = Field(
+        None, gt=0, description="Hang up a live call after this many seconds."
+    )
+    machine_detection: bool = Field(False, description="Ask for answering machine detection.")
+    machine_action: MachineAction = Field(
+        MachineAction.HANG_UP, description="What to do when a machine answers."
+    )
+    gather_dtmf: bool = Field(False, description="Press 1 to confirm, 2 to cancel.")
+    priority: int = Field(0, description="Higher goes first (reminders).")
+
+    @field_validator("name")
+    @classmethod
+    def _not_blank(cls, name: str) -> str:
+        if not name.strip():
+            raise PydanticCustomError("blank", "must not be empty")
+        return name
+
+    @field_validator("message")
+    @classmethod
+    def _well_formed(cls, message: str) -> str:
+        template_placeholders(message)  # raises TemplateError (invalid_template)
+        return message
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _coded(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        """Pydantic's errors as the product's: `InvalidOptionError` with one detail per field."""
+        try:
+            return handler(data)
+        except ValidationError as error:
+            details = [
+                {"field": ".".join(map(str, e["loc"])), "message": e["msg"]}
+                for e in error.errors(include_url=False)
+            ]
+            message = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+            raise InvalidOptionError(message, details) from None
+
+
+class CampaignOptions(OperatorOptions):
+    """Everything a campaign is created with: the operator's settings and the internal ones."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting in code is an error
+
+    dial_retries: int = Field(
+        3, ge=0, description="Tries to create a call after ambiguous or throttled replies."
+    )
+    ring_timeout_s: int = Field(30, ge=5, le=600, description="Twilio `Timeout`.")
+    time_limit_s: int = Field(600, ge=1, le=14400, description="Twilio `TimeLimit`.")
+    allow_premium: bool = Field(False, description="Dial premium-rate and shared-cost numbers.")
+    allowed_countries: list[str] | None = Field(
+        None, description="ISO 3166 regions a contact may be in (default: any)."
+    )
+    start_at: datetime | None = Field(None, description="No call before this time.")
+    retry_policy: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {k: dict(v) for k, v in DEFAULT_RETRY_POLICY.items()},
+        description="Per outcome: {retry, delay_s} (see `dialer.calls.DEFAULT_RETRY_POLICY`).",
+    )

@@ -1,0 +1,201 @@
+"""`dialer campaigns`: create from a CSV, start / pause / resume / cancel, report, export,
+list.
+
+`create` takes one option per `campaigns.options.OperatorOptions` field, built from the
+schema (name, type, default, description), the same fields the HTTP API takes as form
+fields: a setting exists in both or in neither.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from campaigns import lifecycle
+from campaigns.accounts import get_or_create_account
+from campaigns.options import CampaignOptions, OperatorOptions
+from campaigns.reports import campaign_report, export_results
+from dialer.cli.common import (
+    AccountOpt,
+    CampaignArg,
+    JsonOpt,
+    account_id,
+    console,
+    err_console,
+    errors_reported,
+    print_json,
+)
+from dialer.cli.render import ingest_progress, report_table
+from dialer.settings import get_settings
+from models import Campaign, CampaignStatus, on_commit, transaction
+
+app = typer.Typer(help="Create, run and report campaigns.", no_args_is_help=True)
+
+FLAGS = {"from_number": "--from"}
+"""The CLI's spelling of a setting, where it is not the field's name in kebab case
+(`max_hold_s` is `--max-hold-s`)."""
+
+
+def setting_options() -> list[inspect.Parameter]:
+    """One typer option per `OperatorOptions` field: its type, default and description."""
+    options = []
+    for name, field in OperatorOptions.model_fields.items():
+        flag = typer.Option(*FLAGS.get(name, "").split(), help=field.description)
+        options.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=inspect.Parameter.empty if field.is_required() else field.default,
+                annotation=Annotated[field.annotation, flag],
+            )
+        )
+    return options
+
+
+def with_settings(command: Callable[..., None]) -> Callable[..., None]:
+    """`command` with its `**settings` replaced by the operator's settings as options
+    (after its first parameter, so `--help` lists them in the schema's order)."""
+    signature = inspect.signature(command, eval_str=True)
+    first, *rest = (p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD)
+    parameters = [first, *setting_options(), *rest]
+    # typer reads a command's parameters from its signature (`inspect.signature`).
+    command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    return command
+
+
+@app.command("create")
+@with_settings
+def create(
+    *,
+    csv: Annotated[Path, typer.Option("--csv", help="Contacts CSV.", exists=True, dir_okay=False)],
+    account: AccountOpt = "default",
+    as_json: JsonOpt = False,
+    **settings: Any,
+) -> None:
+    """Create a draft campaign from a CSV; print the ingest summary."""
+    config = get_settings()
+    with errors_reported(), csv.open("rb") as source:
+        options = CampaignOptions(**settings)
+        owner = account_id(account)
+        with ingest_progress(csv.stat().st_size, err_console, enabled=not as_json) as advance:
+            imported = lifecycle.import_campaign(
+                config.database_url, config.data_dir, owner, options, source, progress=advance
+            )
+    summary = imported.to_json()
+    if as_json:
+        print_json(summary)
+        return
+    console.print(
+        f"campaign {imported.campaign_id}: {summary['rows']} rows, {summary['accepted']} accepted"
+    )
+    for reason, count in summary["rejected"].items():
+        console.print(f"  rejected {reason}: {count}")
+    if imported.rejected_csv:
+        console.print(f"  rejected rows: {imported.rejected_csv}")
+
+
+# --- transitions ---------------------------------------------------------------------------
+
+
+def _transition(
+    campaign_id: int, account: str, change: Callable[[Session, int, int], Campaign]
+) -> None:
+    """Apply `change` in one transaction and print the new status; a campaign now running
+    gets its account's pacer woken once the change commits."""
+    # Imported here: sending a task loads Celery, which the other commands do not need.
+    from workers.enqueue import kick_pacer
+
+    with errors_reported(), transaction(get_settings().database_url) as session:
+        campaign = change(session, account_id(account), campaign_id)
+        status = campaign.status
+        if status is CampaignStatus.RUNNING:
+            owner = campaign.account_id
+            on_commit(session, lambda: kick_pacer(owner))
+    console.print(f"campaign {campaign_id}: {status.value}")
+
+
+@app.command("start")
+def start(campaign_id: CampaignArg, account: AccountOpt = "default") -> None:
+    """Start a draft campaign: the pacer begins dialling it."""
+    _transition(campaign_id, account, lifecycle.start)
+
+
+@app.command("pause")
+def pause(campaign_id: CampaignArg, account: AccountOpt = "default") -> None:
+    """Pause a running campaign: no new calls; calls already live finish."""
+    _transition(campaign_id, account, lifecycle.pause)
+
+
+@app.command("resume")
+def resume(campaign_id: CampaignArg, account: AccountOpt = "default") -> None:
+    """Resume a paused campaign (also after the circuit breaker, once its cause is fixed)."""
+    _transition(campaign_id, account, lifecycle.resume)
+
+
+@app.command("cancel")
+def cancel(campaign_id: CampaignArg, account: AccountOpt = "default") -> None:
+    """Cancel a campaign: pending contacts are cancelled; live calls finish."""
+    _transition(campaign_id, account, lifecycle.cancel)
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+@app.command("report")
+def report(
+    campaign_id: CampaignArg, account: AccountOpt = "default", as_json: JsonOpt = False
+) -> None:
+    """Print a campaign's figures."""
+    with errors_reported(), transaction(get_settings().database_url) as session:
+        figures = campaign_report(session, account_id(account), campaign_id).model_dump()
+    if as_json:
+        print_json(figures)
+        return
+    console.print(report_table(figures))
+
+
+@app.command("export")
+def export(
+    campaign_id: CampaignArg,
+    output: Annotated[
+        Path | None, typer.Option(help="CSV file to write (default: stdout).")
+    ] = None,
+    account: AccountOpt = "default",
+) -> None:
+    """Write every contact's result as CSV (values escaped against formula injection)."""
+    with errors_reported(), transaction(get_settings().database_url) as session:
+        owner = account_id(account)
+        if output is None:
+            export_results(session, owner, campaign_id, sys.stdout)
+            return
+        with output.open("w", newline="", encoding="utf-8") as sink:
+            written = export_results(session, owner, campaign_id, sink)
+    console.print(f"{written} contacts written to {output}")
+
+
+@app.command("list")
+def list_(account: AccountOpt = "default", as_json: JsonOpt = False) -> None:
+    """List the account's campaigns."""
+    with transaction(get_settings().database_url) as session:
+        owner = get_or_create_account(session, account)
+        rows = [
+            {"id": c.id, "name": c.name, "status": c.status.value, "created_at": c.created_at}
+            for c in session.scalars(
+                select(Campaign).where(Campaign.account_id == owner.id).order_by(Campaign.id)
+            )
+        ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("id", "name", "status", "created")
+    for row in rows:
+        table.add_row(*(str(row[key]) for key in ("id", "name", "status", "created_at")))
+    console.print(table)

@@ -1,0 +1,112 @@
+"""The long-running commands: the carrier simulator, the HTTP API, Flower, and the demo."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dialer.cli.common import JsonOpt, console, err_console, errors_reported, fail, print_json
+from dialer.settings import get_settings
+
+app = typer.Typer()
+"""Added to the root app without a name: its commands are top level (`dialer simulator`)."""
+
+
+@app.command()
+def simulator(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    time_scale: Annotated[float, typer.Option(help="0.01 makes a 60 s call last 0.6 s.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Random seed for outcomes and faults.")] = 0,
+    fault: Annotated[
+        list[str] | None, typer.Option(help="NAME=P, e.g. 502-after=0.05 (repeatable).")
+    ] = None,
+    cps_limit: Annotated[float | None, typer.Option(help="Account calls per second.")] = None,
+    concurrency_limit: Annotated[int | None, typer.Option(help="Most live calls.")] = None,
+) -> None:
+    """Run the Twilio-compatible carrier simulator."""
+    from dialer.simulator.config import SimulatorConfig, parse_faults
+    from dialer.simulator.runner import serve
+
+    settings = get_settings()
+    try:
+        faults = parse_faults(fault or [])
+    except ValueError as error:
+        fail("invalid_fault", str(error))
+    config = SimulatorConfig(
+        account_sid=settings.twilio_account_sid,
+        auth_token=settings.twilio_auth_token.get_secret_value(),
+        time_scale=time_scale,
+        seed=seed,
+        faults=faults,
+        cps_limit=cps_limit,
+        concurrency_limit=concurrency_limit,
+    )
+    serve(config, host, port)
+
+
+@app.command()
+def flower(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5555,
+) -> None:
+    """Run the Flower dashboard over the workers, behind basic auth (FLOWER_USER,
+    FLOWER_PASSWORD)."""
+    settings = get_settings()
+    if settings.flower_password is None or not settings.flower_password.get_secret_value():
+        fail("flower_password_unset", "set FLOWER_PASSWORD: Flower shows every task's arguments")
+    auth = f"{settings.flower_user}:{settings.flower_password.get_secret_value()}"
+    args = ["-m", "celery", "-A", "workers", "flower", f"--port={port}", f"--basic-auth={auth}"]
+    os.execv(sys.executable, [sys.executable, *args])  # noqa: S606  # Flower replaces this process
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the HTTP API and provider webhooks (uvicorn)."""
+    import uvicorn
+
+    uvicorn.run("dialer.web.asgi:app", host=host, port=port, log_level="warning")
+
+
+@app.command()
+def demo(
+    contacts: Annotated[int | None, typer.Option(help="Generate N contacts.")] = None,
+    csv: Annotated[Path | None, typer.Option("--csv", help="Contacts CSV.", exists=True)] = None,
+    time_scale: Annotated[float, typer.Option(help="Simulated time scale.")] = 0.01,
+    seed: Annotated[int, typer.Option(help="Simulator seed.")] = 7,
+    max_concurrency: Annotated[int, typer.Option(help="Pool cap.")] = 20,
+    cps: Annotated[float, typer.Option(help="Calls per second.")] = 20.0,
+    max_attempts: Annotated[int, typer.Option(help="Attempts per contact.")] = 3,
+    fault: Annotated[list[str] | None, typer.Option(help="Simulator fault NAME=P.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a whole campaign through the simulator with real workers, then report."""
+    # Imported here: the demo starts Celery and the other parts, which no other command needs.
+    from dialer.cli.demo import DemoOptions, run_demo
+    from dialer.simulator.config import parse_faults
+
+    try:
+        parse_faults(fault or [])  # refuse a bad fault here, not as a simulator that died
+    except ValueError as error:
+        fail("invalid_fault", str(error))
+    options = DemoOptions(
+        contacts=contacts,
+        csv=csv,
+        time_scale=time_scale,
+        seed=seed,
+        max_concurrency=max_concurrency,
+        cps=cps,
+        max_attempts=max_attempts,
+        faults=fault or [],
+        as_json=as_json,
+    )
+    with errors_reported():
+        result = run_demo(options, console if not as_json else err_console)
+    if as_json:
+        print_json(result)

@@ -1,0 +1,1 @@
+"""One `APIRouter` per domain: campaigns, DNC, provider webhooks, health."""

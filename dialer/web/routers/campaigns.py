@@ -1,0 +1,158 @@
+"""Campaigns: create from a CSV, read, start / pause / resume / cancel, report, and the
+rejected rows and results as CSV files."""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.responses import FileResponse, StreamingResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
+
+from campaigns import lifecycle
+from campaigns.options import CampaignOptions, OperatorOptions
+from campaigns.reports import campaign_report, export_results
+from dialer.errors import NotFoundError
+from dialer.web.deps import CurrentAccount, RuntimeDep, SessionDep
+from dialer.web.errors import (
+    ANY_OTHER,
+    CONFLICT,
+    CSV_REFUSED,
+    INVALID,
+    NOT_FOUND,
+    UNAUTHENTICATED,
+    Responses,
+)
+from dialer.web.schemas import CampaignCreated, CampaignOut, ReportOut
+from models import Campaign, CampaignStatus, on_commit
+from workers.enqueue import kick_pacer
+
+router = APIRouter(
+    prefix="/v1/campaigns", tags=["campaigns"], responses={**UNAUTHENTICATED, **ANY_OTHER}
+)
+
+_CSV: Responses = {200: {"content": {"text/csv": {}}, "description": "A CSV file."}}
+
+
+@router.post(
+    "", status_code=201, response_model=CampaignCreated, responses={**INVALID, **CSV_REFUSED}
+)
+def create_campaign(
+    account: CurrentAccount,
+    rt: RuntimeDep,
+    file: Annotated[UploadFile, File(description="The contacts CSV (any encoding, delimiter).")],
+    options: Annotated[OperatorOptions, Form()],
+) -> CampaignCreated:
+    """Create a draft campaign from a CSV; the reply is what ingest made of it. A setting
+    out of bounds is 400 `invalid_option`; a CSV refused as a whole is 422 and creates
+    nothing."""
+    imported = lifecycle.import_campaign(
+        rt.settings.database_url,
+        rt.settings.data_dir,
+        account.id,
+        CampaignOptions(**options.model_dump()),
+        file.file,
+    )
+    return CampaignCreated.model_validate(imported.to_json())
+
+
+@router.get("", response_model=list[CampaignOut])
+def list_campaigns(account: CurrentAccount, session: SessionDep) -> list[CampaignOut]:
+    """The account's campaigns, oldest first."""
+    rows = session.scalars(
+        select(Campaign).where(Campaign.account_id == account.id).order_by(Campaign.id)
+    )
+    return [CampaignOut.model_validate(campaign) for campaign in rows]
+
+
+@router.get("/{campaign_id}", response_model=CampaignOut, responses=NOT_FOUND)
+def get_campaign(campaign_id: int, account: CurrentAccount, session: SessionDep) -> CampaignOut:
+    """One campaign, with its ingest summary."""
+    return CampaignOut.model_validate(lifecycle.get_campaign(session, account.id, campaign_id))
+
+
+@router.get("/{campaign_id}/report", response_model=ReportOut, responses=NOT_FOUND)
+def report(campaign_id: int, account: CurrentAccount, session: SessionDep) -> ReportOut:
+    """The campaign's figures: contacts by status and outcome, attempts, talk time."""
+    return ReportOut.model_validate(campaign_report(session, account.id, campaign_id).model_dump())
+
+
+@router.get(
+    "/{campaign_id}/rejected.csv", response_class=FileResponse, responses={**_CSV, **NOT_FOUND}
+)
+def rejected_csv(
+    campaign_id: int, account: CurrentAccount, session: SessionDep, rt: RuntimeDep
+) -> FileResponse:
+    """The rows ingest refused (line, reason, the row's fields). 404 `no_rejected_rows`
+    when it refused none."""
+    lifecycle.get_campaign(session, account.id, campaign_id)
+    path = rt.settings.data_dir / "rejected" / f"campaign-{campaign_id}-rejected.csv"
+    if not path.exists():
+        raise NotFoundError("no_rejected_rows", f"campaign {campaign_id} rejected no rows")
+    return FileResponse(path, media_type="text/csv", filename=path.name)
+
+
+@router.get(
+    "/{campaign_id}/results.csv",
+    response_class=StreamingResponse,
+    responses={**_CSV, **NOT_FOUND},
+)
+def results_csv(
+    campaign_id: int, account: CurrentAccount, session: SessionDep
+) -> StreamingResponse:
+    """Every contact's result, one row each (values escaped against formula injection)."""
+    # Spooled to disk past 1 MB: a million-contact export never sits in memory.
+    spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115  # closed by the response
+        max_size=1_000_000, mode="w+", newline="", encoding="utf-8"
+    )
+    export_results(session, account.id, campaign_id, spool)
+    spool.seek(0)
+    return StreamingResponse(
+        iter(lambda: spool.read(65536), ""),
+        media_type="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="campaign-{campaign_id}-results.csv"'
+        },
+        background=BackgroundTask(spool.close),
+    )
+
+
+# --- transitions: each answers with the campaign in its new state --------------------------
+
+_TRANSITION_ERRORS: Responses = {**NOT_FOUND, **CONFLICT}
+
+
+def _transitioned(session: Session, campaign: Campaign) -> CampaignOut:
+    """The reply to a transition; a campaign now running gets its account's pacer woken
+    once the change commits."""
+    if campaign.status is CampaignStatus.RUNNING:
+        account_id = campaign.account_id
+        on_commit(session, lambda: kick_pacer(account_id))
+    return CampaignOut.model_validate(campaign)
+
+
+@router.post("/{campaign_id}/start", response_model=CampaignOut, responses=_TRANSITION_ERRORS)
+def start_campaign(campaign_id: int, account: CurrentAccount, session: SessionDep) -> CampaignOut:
+    """draft -> running: the pacer starts dialling it."""
+    return _transitioned(session, lifecycle.start(session, account.id, campaign_id))
+
+
+@router.post("/{campaign_id}/pause", response_model=CampaignOut, responses=_TRANSITION_ERRORS)
+def pause_campaign(campaign_id: int, account: CurrentAccount, session: SessionDep) -> CampaignOut:
+    """running -> paused: no new calls; calls already live finish."""
+    return _transitioned(session, lifecycle.pause(session, account.id, campaign_id))
+
+
+@router.post("/{campaign_id}/resume", response_model=CampaignOut, responses=_TRANSITION_ERRORS)
+def resume_campaign(campaign_id: int, account: CurrentAccount, session: SessionDep) -> CampaignOut:
+    """paused -> running (also after the circuit breaker, once its cause is fixed)."""
+    return _transitioned(session, lifecycle.resume(session, account.id, campaign_id))
+
+
+@router.post("/{campaign_id}/cancel", response_model=CampaignOut, responses=_TRANSITION_ERRORS)
+def cancel_campaign(campaign_id: int, account: CurrentAccount, session: SessionDep) -> CampaignOut:
+    """-> canceled: pending contacts are cancelled; live calls finish and are reported."""
+    return _transitioned(session, lifecycle.cancel(session, account.id, campaign_id))

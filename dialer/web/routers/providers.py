@@ -1,0 +1,132 @@
+"""The provider webhooks: Twilio's status, AMD and gather callbacks for one attempt.
+
+The fast path of the API: no ORM session and no dependency, only the signature check on the
+form body and one asyncio round trip set (`dialer.dispatch.callbacks.record_callback` over
+`models.asyncdb`). Twilio retries a delivery that got a 5xx, so a database outage loses
+nothing (503, see `dialer.web.errors`).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import Counter, Histogram
+from twilio.request_validator import RequestValidator
+
+from dialer.dispatch.callbacks import CallbackKind, record_callback
+from dialer.dispatch.dialing import CONNECTION_OVERRIDES
+from dialer.errors import ForbiddenError
+from dialer.runtime import Runtime
+from dialer.web.errors import ANY_OTHER, INVALID, declared
+from models.asyncdb import AsyncPool, async_pool
+from workers.enqueue import hang_up, resolve_late_call
+
+CALLBACKS = Counter(
+    "dialer_provider_callbacks_total", "Provider callbacks by kind and result", ["kind", "result"]
+)
+CALLBACK_SECONDS = Histogram("dialer_provider_callback_seconds", "Callback handling time")
+GATHER_REPLY = (
+    '<?xml version="1.0" encoding="UTF-8"?><Response><Say>Thank you. Goodbye.</Say></Response>'
+)
+WEBHOOK_POOL_SIZE = 10
+"""PostgreSQL connections per API process for the provider webhooks: at least the callbacks
+one process has in flight at once (16 in flight over 2 workers in `bench/callbacks.py`),
+so none waits for a connection; 2 workers x 10 stays well under `max_connections` (100)."""
+
+_FORM = "application/x-www-form-urlencoded"
+
+
+class Webhooks:
+    """What the provider webhooks reuse across requests: the signature validator and the
+    asyncio connection pool, built on first use (the pool in the serving event loop).
+    `create_app` puts one on `app.state.webhooks`."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._pool: AsyncPool | None = None
+
+    @cached_property
+    def public_base_url(self) -> str:
+        return self.runtime.settings.public_base_url
+
+    @cached_property
+    def validator(self) -> RequestValidator:
+        return RequestValidator(self.runtime.settings.twilio_auth_token.get_secret_value())
+
+    def pool(self) -> AsyncPool:
+        if self._pool is None:
+            self._pool = async_pool(self.runtime.settings.database_url, WEBHOOK_POOL_SIZE)
+        return self._pool
+
+
+router = APIRouter(
+    prefix="/v1/providers/twilio",
+    tags=["provider webhooks"],
+    responses={
+        **INVALID,
+        403: declared("`X-Twilio-Signature` does not match (`invalid_signature`)."),
+        404: declared("No call attempt has this id."),
+        503: declared("The database is unavailable; Twilio retries the delivery."),
+        **ANY_OTHER,
+    },
+)
+
+
+async def _form_fields(request: Request) -> dict[str, str]:
+    """A form-encoded body's fields (the last value of a repeated one, as Starlette's form
+    does); any other body has none. Twilio posts `application/x-www-form-urlencoded`."""
+    if request.headers.get("content-type", "").partition(";")[0].strip().lower() != _FORM:
+        return {}
+    body = await request.body()
+    return dict(parse_qsl(body.decode("latin-1"), keep_blank_values=True))
+
+
+async def _callback(request: Request, attempt_id: int, kind: CallbackKind) -> Response:
+    webhooks: Webhooks = request.app.state.webhooks
+    with CALLBACK_SECONDS.time():
+        params = await _form_fields(request)
+        url = webhooks.public_base_url + request.url.path
+        if request.url.query:
+            url += "?" + request.url.query
+        signature = request.headers.get("X-Twilio-Signature", "")
+        # The URL we gave Twilio carries the connection overrides, which Twilio signs.
+        if not signature or not any(
+            webhooks.validator.validate(candidate, params, signature)
+            for candidate in (url + CONNECTION_OVERRIDES, url)
+        ):
+            CALLBACKS.labels(kind.value, "forged").inc()
+            raise ForbiddenError("invalid_signature", "X-Twilio-Signature does not match")
+        result = await record_callback(webhooks.pool(), webhooks.runtime, attempt_id, kind, params)
+        CALLBACKS.labels(kind.value, "stored" if result.stored else "duplicate").inc()
+        if result.hang_up_machine:
+            hang_up(attempt_id, "machine")
+        if result.late_call:
+            resolve_late_call(attempt_id, result.late_call)
+    if kind is CallbackKind.GATHER:
+        return Response(GATHER_REPLY, media_type="application/xml")
+    return Response(status_code=204)
+
+
+@router.post("/status/{attempt_id}", status_code=204, response_class=Response)
+async def status_callback(request: Request, attempt_id: int) -> Response:
+    """A call progress event (`StatusCallback`)."""
+    return await _callback(request, attempt_id, CallbackKind.STATUS)
+
+
+@router.post("/amd/{attempt_id}", status_code=204, response_class=Response)
+async def amd_callback(request: Request, attempt_id: int) -> Response:
+    """The asynchronous answering machine detection result (`AsyncAmdStatusCallback`)."""
+    return await _callback(request, attempt_id, CallbackKind.AMD)
+
+
+@router.post(
+    "/gather/{attempt_id}",
+    response_class=Response,
+    responses={200: {"content": {"application/xml": {}}, "description": "TwiML: goodbye."}},
+)
+async def gather_callback(request: Request, attempt_id: int) -> Response:
+    """The DTMF digits gathered after the message; answers with the TwiML that ends the call."""
+    return await _callback(request, attempt_id, CallbackKind.GATHER)

@@ -1,0 +1,80 @@
+"""The campaign settings schema: bounds refused with the product's codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from campaigns.options import CampaignOptions, OperatorOptions
+from dialer.errors import DialerError, InvalidOptionError
+from dialer.providers.twiml import TemplateError
+from models import MachineAction
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"name": "  "}, "name"),
+        ({"max_concurrency": 0}, "max_concurrency"),
+        ({"cps": 0}, "cps"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"max_hold_s": -1}, "max_hold_s"),
+        ({"max_concurrency": "many"}, "max_concurrency"),
+        ({"machine_action": "shout"}, "machine_action"),
+        ({"default_region": "USA"}, "default_region"),
+        ({"dial_retries": -1}, "dial_retries"),
+        ({"ring_timeout_s": 4}, "ring_timeout_s"),
+        ({"ring_timeout_s": 601}, "ring_timeout_s"),
+        ({"time_limit_s": 0}, "time_limit_s"),
+        ({"time_limit_s": 14401}, "time_limit_s"),
+        ({"max_hold_seconds": 30}, "max_hold_seconds"),
+    ],
+)
+def test_a_setting_out_of_bounds_is_invalid_option(values: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidOptionError) as caught:
+        CampaignOptions(**{"name": "March", **values})
+    assert caught.value.code == "invalid_option"
+    assert caught.value.http_status == 400
+    assert caught.value.details
+    assert [d["field"] for d in caught.value.details] == [field]
+    assert field in caught.value.message
+
+
+def test_every_problem_is_a_detail() -> None:
+    with pytest.raises(InvalidOptionError) as caught:
+        OperatorOptions(name="", max_concurrency=0, cps=-1)
+    assert caught.value.details is not None
+    assert {d["field"] for d in caught.value.details} == {"name", "max_concurrency", "cps"}
+
+
+def test_a_malformed_message_is_invalid_template() -> None:
+    with pytest.raises(TemplateError) as caught:
+        CampaignOptions(name="March", message="Hi {0}")
+    assert isinstance(caught.value, DialerError)
+    assert caught.value.code == "invalid_template"
+
+
+def test_defaults_and_internal_settings() -> None:
+    options = CampaignOptions(name="March", max_hold_s=45, machine_action="leave_message")
+    assert options.max_hold_s == 45
+    assert options.machine_action is MachineAction.LEAVE_MESSAGE
+    assert (options.max_concurrency, options.max_attempts, options.cps) == (10, 3, None)
+    assert (options.ring_timeout_s, options.time_limit_s, options.dial_retries) == (30, 600, 3)
+    assert set(options.retry_policy) == {"busy", "no-answer", "failed", "machine"}
+
+
+def test_operator_settings_are_a_subset_of_the_campaigns() -> None:
+    operator = set(OperatorOptions.model_fields)
+    internal = set(CampaignOptions.model_fields) - operator
+    assert {"max_hold_s", "machine_action", "from_number", "name"} <= operator
+    assert internal == {
+        "dial_retries",
+        "ring_timeout_s",
+        "time_limit_s",
+        "allow_premium",
+        "allowed_countries",
+        "start_at",
+        "retry_policy",
+    }
+    assert all(field.description for field in CampaignOptions.model_fields.values())
