@@ -68,8 +68,8 @@ class DialerTask(Task):  # type: ignore[misc]  # Celery ships no type informatio
             else:
                 result = self.run(*args, **kwargs)  # a worker: the tracer pushed both
         except NotFoundError as error:
-            counters["not_found"].inc()
             log.warning("task_target_not_found", code=error.code, message=error.message)
+            counters["not_found"].inc()
             return None
         except Retry:
             counters["retried"].inc()

@@ -11,7 +11,7 @@ from dialer.pool.leases import release_keys
 from dialer.pool.reconcile import ensure_pool
 from dialer.runtime import Runtime
 from models import AttemptStatus, CampaignStatus, JobStatus, transaction, utcnow
-from tests.factories import make_account, make_attempt, make_campaign, make_caller_id, make_job
+from tests.factories import make_account, make_attempt, make_caller_id, make_campaign, make_job
 
 LIVE = (AttemptStatus.DIALING, AttemptStatus.PLACING, AttemptStatus.RINGING)
 FINAL = (AttemptStatus.COMPLETED, AttemptStatus.NOT_PLACED)
