@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from dialer.runtime import Runtime
 
 PG_SERVER = os.environ.get("TEST_PG_SERVER", "postgresql+psycopg://root@127.0.0.1:5432")
 REDIS_SERVER = os.environ.get("TEST_REDIS_SERVER", "redis://127.0.0.1:6379")
@@ -84,3 +89,34 @@ def committed_db(database_url: str) -> Iterator[str]:
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     with engine_for(database_url).begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def runtime_settings() -> dict[str, Any]:
+    """`Settings` fields the `runtime` fixture sets beyond the test databases and `data_dir`.
+
+    A module overrides this fixture to point the runtime at a simulator, a public URL, ...
+    """
+    return {}
+
+
+@pytest.fixture
+def runtime(
+    committed_db: str,
+    redis_client: redis.Redis,
+    tmp_path: Path,
+    runtime_settings: dict[str, Any],
+) -> Runtime:
+    """A runtime on this process's committed database and emptied Redis database."""
+    from dialer.runtime import Runtime
+    from dialer.settings import Settings
+
+    settings = Settings(
+        **{
+            "database_url": committed_db,
+            "redis_url": REDIS_URL,
+            "data_dir": tmp_path,
+            **runtime_settings,
+        }
+    )
+    return Runtime(settings)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import Account, CallerId, CallJob, Campaign
+from dialer.pool.leases import lease_seconds
+from models import Account, AttemptStatus, CallAttempt, CallerId, CallJob, Campaign, utcnow
 
 
 def make_account(session: Session, name: str = "acme", **fields: Any) -> Account:
@@ -50,3 +52,26 @@ def make_job(session: Session, campaign: Campaign, phone: str, **fields: Any) ->
     session.add(job)
     session.flush()
     return job
+
+
+def make_attempt(session: Session, job: CallJob, **fields: Any) -> CallAttempt:
+    """An attempt at `job`'s contact from its campaign's caller ID: `dialing`, numbered after
+    the job's `attempt_count`, its lease expiring one lease length from now (as the pacer
+    leaves it). `fields` override any column (`status`, `call_sid`, `created_at`, ...)."""
+    campaign = session.get_one(Campaign, job.campaign_id)
+    defaults: dict[str, Any] = {
+        "attempt_no": max(job.attempt_count, 1),
+        "phone_e164": job.phone_e164,
+        "from_e164": session.get_one(CallerId, campaign.caller_id_id).e164,
+        "status": AttemptStatus.DIALING,
+        "lease_expires_at": utcnow() + timedelta(seconds=lease_seconds(campaign)),
+    }
+    attempt = CallAttempt(
+        job_id=job.id,
+        campaign_id=job.campaign_id,
+        account_id=job.account_id,
+        **{**defaults, **fields},
+    )
+    session.add(attempt)
+    session.flush()
+    return attempt

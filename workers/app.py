@@ -6,6 +6,8 @@ the task ends (`task_acks_late`), a message whose worker was killed goes back to
 uses a countdown or ETA, so the Redis broker's `visibility_timeout` only bounds how long a
 message held by a vanished worker waits before redelivery; the reaper covers that wait for
 dials.
+
+Every task's class is `workers.base.DialerTask` (log context, counters, not-found mapping).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from celery import Celery
 from kombu.entity import Exchange, Queue
 
 from dialer.settings import get_settings
+from workers.base import DialerTask
 
 PACER_QUEUE = "pacer"
 DIALS_QUEUE = "dials"
@@ -23,7 +26,9 @@ MAINTENANCE_QUEUE = "maintenance"
 def create_app() -> Celery:
     """Build the Celery app from `Settings` (broker and result backend: `REDIS_URL`)."""
     settings = get_settings()
-    app = Celery("dialer", broker=settings.redis_url, include=["workers.tasks"])
+    app = Celery(
+        "dialer", broker=settings.redis_url, include=["workers.tasks"], task_cls=DialerTask
+    )
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],

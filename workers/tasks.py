@@ -1,14 +1,14 @@
-"""Thin tasks: arguments are ids, each calls one service function and maps its errors."""
+"""Thin tasks: arguments are ids, each calls one service function and returns its result.
+
+Log context, counters and the mapping of `NotFoundError` (a warning and a None result) are
+the base class's (`workers.base.DialerTask`), the same for every task.
+"""
 
 from __future__ import annotations
-
-import structlog
-from celery import Task
 
 from dialer.dispatch.dialing import hang_up_call, place_call, resolve_late_call
 from dialer.dispatch.pacer import accounts_needing_pacer, run_pacer
 from dialer.dispatch.reaper import reap
-from dialer.errors import NotFoundError
 from dialer.runtime import get_runtime
 from models import EndReason
 from workers.app import app
@@ -23,21 +23,14 @@ from workers.enqueue import (
     place_calls,
 )
 
-log = structlog.get_logger(__name__)
-
 PACER_BUDGET_S = 30.0
 """Seconds one pacer task runs before handing over to a fresh one (re-armed)."""
 
 
-@app.task(name=PLACE_CALL, bind=True)
-def place_call_task(self: Task, attempt_id: int) -> str:
+@app.task(name=PLACE_CALL)
+def place_call_task(attempt_id: int) -> str:
     """Create the provider call for one attempt (idempotent: see `dialer.dispatch.dialing`)."""
-    try:
-        result = place_call(get_runtime(), attempt_id)
-    except NotFoundError:
-        log.warning("place_call_unknown_attempt", attempt_id=attempt_id)
-        return "unknown"
-    return result.value
+    return place_call(get_runtime(), attempt_id).value
 
 
 @app.task(name=HANG_UP)

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from campaigns.reports import EXPORT_COLUMNS, export_results
 from dialer.errors import NotFoundError
-from models import AttemptStatus, CallAttempt, JobStatus, Outcome, utcnow
-from tests.factories import make_account, make_campaign, make_job
+from models import AttemptStatus, JobStatus, Outcome
+from tests.factories import make_account, make_attempt, make_campaign, make_job
 
 
 def test_export_escapes_formulas_and_reports_the_last_attempt(db_session: Session) -> None:
@@ -35,22 +35,15 @@ def test_export_escapes_formulas_and_reports_the_last_attempt(db_session: Sessio
         variables={"first_name": "Ada", "note": "-"},
     )
     for attempt_no, answered_by in ((1, None), (2, "human")):
-        db_session.add(
-            CallAttempt(
-                job_id=done.id,
-                campaign_id=campaign.id,
-                account_id=account.id,
-                attempt_no=attempt_no,
-                phone_e164=done.phone_e164,
-                from_e164="+15005550006",
-                status=AttemptStatus.COMPLETED,
-                answered_by=answered_by,
-                digits="1" if answered_by else None,
-                duration_s=42 if answered_by else None,
-                lease_expires_at=utcnow(),
-            )
+        make_attempt(
+            db_session,
+            done,
+            attempt_no=attempt_no,
+            status=AttemptStatus.COMPLETED,
+            answered_by=answered_by,
+            digits="1" if answered_by else None,
+            duration_s=42 if answered_by else None,
         )
-    db_session.flush()
     out = io.StringIO(newline="")
     assert export_results(db_session, account.id, campaign.id, out) == 2
     rows = list(csv.reader(io.StringIO(out.getvalue())))

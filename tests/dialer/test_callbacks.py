@@ -8,11 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
-from dialer.pool import Keys, Scope
+from dialer.pool import Keys
 from dialer.runtime import Runtime
 from dialer.settings import SIMULATOR_AUTH_TOKEN, Settings
 from dialer.web.app import create_app
@@ -28,16 +27,17 @@ from models import (
     utcnow,
 )
 from tests.conftest import REDIS_URL
-from tests.factories import make_account, make_campaign, make_job
+from tests.factories import make_account, make_attempt, make_campaign, make_job
 from tests.servers import serve_app
+from tests.support import hold_lease
 
 BASE = "https://dialer.example.test"
 SID = "CA" + "b" * 32
 
 
 @pytest.fixture
-def runtime(committed_db: str, redis_client: redis.Redis) -> Runtime:
-    return Runtime(Settings(database_url=committed_db, redis_url=REDIS_URL, public_base_url=BASE))
+def runtime_settings() -> dict[str, Any]:
+    return {"public_base_url": BASE}
 
 
 @pytest.fixture
@@ -61,27 +61,9 @@ def attempt_id(runtime: Runtime) -> int:
         job = make_job(
             session, campaign, "+12125550143", status=JobStatus.IN_PROGRESS, attempt_count=1
         )
-        attempt = CallAttempt(
-            job_id=job.id,
-            campaign_id=campaign.id,
-            account_id=account.id,
-            attempt_no=1,
-            phone_e164=job.phone_e164,
-            from_e164="+15005550006",
-            status=AttemptStatus.QUEUED,
-            call_sid=SID,
-            lease_expires_at=utcnow(),
-        )
-        session.add(attempt)
-        session.flush()
-        keys = Keys(account.id)
-        runtime.pool.acquire(
-            str(attempt.id),
-            60,
-            [Scope(keys.account_pool(), 5), Scope(keys.campaign_pool(campaign.id), 5)],
-            [],
-        )
-        return attempt.id
+        attempt_id = make_attempt(session, job, status=AttemptStatus.QUEUED, call_sid=SID).id
+    hold_lease(runtime, attempt_id)
+    return attempt_id
 
 
 def post(

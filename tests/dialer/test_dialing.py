@@ -9,8 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
-from sqlalchemy.orm import Session
 
 from campaigns import dnc
 from dialer.calls import mark_placing
@@ -22,16 +20,15 @@ from dialer.dispatch.dialing import (
     resolve_late_call,
 )
 from dialer.pool import Keys
-from dialer.pool.leases import acquire_scopes, lease_seconds, rate_limits, send_limits
+from dialer.pool.leases import send_limits
 from dialer.runtime import Runtime
-from dialer.settings import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, Settings
+from dialer.settings import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN
 from dialer.simulator import SimulatorConfig, run_in_thread
 from models import (
     LIVE_ATTEMPT_STATUSES,
     Account,
     AttemptStatus,
     CallAttempt,
-    CallerId,
     CallJob,
     Campaign,
     CampaignStatus,
@@ -41,8 +38,8 @@ from models import (
     transaction,
     utcnow,
 )
-from tests.conftest import REDIS_URL
-from tests.factories import make_account, make_campaign, make_job
+from tests.factories import make_account, make_attempt, make_campaign, make_job
+from tests.support import hold_lease
 
 
 @pytest.fixture(scope="module")
@@ -63,16 +60,12 @@ FAULTS = ("502-before", "502-after", "429", "slow")
 
 
 @pytest.fixture
-def runtime(committed_db: str, redis_client: redis.Redis, sim_url: str) -> Runtime:
-    return Runtime(
-        Settings(
-            database_url=committed_db,
-            redis_url=REDIS_URL,
-            twilio_base_url=sim_url,
-            twilio_timeout_s=1.0,
-            public_base_url="http://127.0.0.1:9",  # callbacks go nowhere in these tests
-        )
-    )
+def runtime_settings(sim_url: str) -> dict[str, Any]:
+    return {
+        "twilio_base_url": sim_url,
+        "twilio_timeout_s": 1.0,
+        "public_base_url": "http://127.0.0.1:9",  # callbacks go nowhere in these tests
+    }
 
 
 def dialing_attempt(runtime: Runtime, phone: str = "+12125550143") -> int:
@@ -81,45 +74,9 @@ def dialing_attempt(runtime: Runtime, phone: str = "+12125550143") -> int:
         account = make_account(session)
         campaign = make_campaign(session, account, status=CampaignStatus.RUNNING, dial_retries=2)
         job = make_job(session, campaign, phone, status=JobStatus.IN_PROGRESS, attempt_count=1)
-        caller_id = session.get_one(CallerId, campaign.caller_id_id)
-        attempt = CallAttempt(
-            job_id=job.id,
-            campaign_id=campaign.id,
-            account_id=account.id,
-            attempt_no=1,
-            phone_e164=phone,
-            from_e164=caller_id.e164,
-            status=AttemptStatus.DIALING,
-            lease_expires_at=utcnow(),
-        )
-        session.add(attempt)
-        session.flush()
-        runtime.pool.acquire(
-            str(attempt.id),
-            lease_seconds(campaign),
-            acquire_scopes(account, campaign, caller_id),
-            rate_limits(account, campaign),
-        )
-        return attempt.id
-
-
-def make_attempt_row(
-    session: Session, job_id: int, like: CallAttempt, status: AttemptStatus
-) -> int:
-    """Another attempt of the same contact, in `status`."""
-    attempt = CallAttempt(
-        job_id=job_id,
-        campaign_id=like.campaign_id,
-        account_id=like.account_id,
-        attempt_no=like.attempt_no + 1,
-        phone_e164=like.phone_e164,
-        from_e164=like.from_e164,
-        status=status,
-        lease_expires_at=utcnow(),
-    )
-    session.add(attempt)
-    session.flush()
-    return attempt.id
+        attempt_id = make_attempt(session, job).id
+    hold_lease(runtime, attempt_id)
+    return attempt_id
 
 
 def state(runtime: Runtime, attempt_id: int) -> tuple[CallAttempt, CallJob, Campaign]:
@@ -334,7 +291,8 @@ def test_a_late_call_for_a_contact_dialled_again_is_hung_up(
     recover_placing(runtime, attempt_id)
     attempt, job, _ = state(runtime, attempt_id)
     with transaction(runtime.settings.database_url) as session:  # the contact's next attempt
-        newer = make_attempt_row(session, job.id, attempt, AttemptStatus.RINGING)
+        contact = session.get_one(CallJob, job.id)
+        newer = make_attempt(session, contact, attempt_no=2, status=AttemptStatus.RINGING).id
     sid = _late_call(sim, attempt)
     assert resolve_late_call(runtime, attempt_id, sid) is LateCall.HUNG_UP
     attempt, job, _ = state(runtime, attempt_id)

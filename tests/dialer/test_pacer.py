@@ -12,14 +12,8 @@ from dialer.dispatch.pacer import PacerLock, dispatch_round, run_pacer
 from dialer.pool import Keys
 from dialer.pool.reconcile import ensure_pool
 from dialer.runtime import Runtime
-from dialer.settings import Settings
 from models import AttemptStatus, CallAttempt, CampaignStatus, JobStatus, transaction
-from tests.conftest import REDIS_URL
 from tests.factories import make_account, make_campaign, make_job
-
-
-def runtime_for(url: str) -> Runtime:
-    return Runtime(Settings(database_url=url, redis_url=REDIS_URL))
 
 
 def seed(
@@ -42,53 +36,50 @@ def attempts_by_campaign(url: str) -> Counter[int]:
         return Counter(session.scalars(select(CallAttempt.campaign_id)))
 
 
-def test_round_fills_the_account_pool_fairly(committed_db: str, redis_client: redis.Redis) -> None:
+def test_round_fills_the_account_pool_fairly(committed_db: str, runtime: Runtime) -> None:
     account_id, (a, b) = seed(
         committed_db,
         [{"max_concurrency": 5}, {"max_concurrency": 5}],
         {"max_concurrency": 4, "cps": 1e6},
     )
-    rt = runtime_for(committed_db)
-    ensure_pool(rt.pool, rt.settings.database_url, account_id)
-    out = dispatch_round(rt, account_id)
+    ensure_pool(runtime.pool, runtime.settings.database_url, account_id)
+    out = dispatch_round(runtime, account_id)
     assert len(out.dials) == 4
     assert attempts_by_campaign(committed_db) == Counter({a: 2, b: 2})
-    assert rt.pool.live(Keys(account_id).account_pool()) == 4
+    assert runtime.pool.live(Keys(account_id).account_pool()) == 4
     # Full: the next round takes nothing.
-    assert dispatch_round(rt, account_id).dials == []
+    assert dispatch_round(runtime, account_id).dials == []
     with transaction(committed_db) as session:
         statuses = set(session.scalars(select(CallAttempt.status)))
     assert statuses == {AttemptStatus.DIALING}
 
 
-def test_campaign_cap_and_priority(committed_db: str, redis_client: redis.Redis) -> None:
+def test_campaign_cap_and_priority(committed_db: str, runtime: Runtime) -> None:
     account_id, (bulk, reminders) = seed(
         committed_db,
         [{"max_concurrency": 10}, {"max_concurrency": 2, "priority": 10}],
         {"max_concurrency": 5, "cps": 1e6},
     )
-    rt = runtime_for(committed_db)
-    ensure_pool(rt.pool, rt.settings.database_url, account_id)
-    dispatch_round(rt, account_id)
+    ensure_pool(runtime.pool, runtime.settings.database_url, account_id)
+    dispatch_round(runtime, account_id)
     assert attempts_by_campaign(committed_db) == Counter({reminders: 2, bulk: 3})
 
 
-def test_cps_limit_makes_the_round_wait(committed_db: str, redis_client: redis.Redis) -> None:
+def test_cps_limit_makes_the_round_wait(committed_db: str, runtime: Runtime) -> None:
     account_id, _ = seed(
         committed_db, [{"max_concurrency": 10}], {"max_concurrency": 10, "cps": 2.0}
     )
-    rt = runtime_for(committed_db)
-    ensure_pool(rt.pool, rt.settings.database_url, account_id)
-    out = dispatch_round(rt, account_id)
+    ensure_pool(runtime.pool, runtime.settings.database_url, account_id)
+    out = dispatch_round(runtime, account_id)
     assert len(out.dials) == 1
     # 2 calls/s (less the headroom) is one slot every ~0.52 s; the round may book 0.25 s ahead.
     assert 0.1 < out.wait_s <= 0.28
     assert out.work_left
 
 
-def test_finished_campaign_completes(committed_db: str, redis_client: redis.Redis) -> None:
+def test_finished_campaign_completes(committed_db: str, runtime: Runtime) -> None:
     account_id, (campaign_id,) = seed(committed_db, [{"jobs": 0}], {})
-    out = dispatch_round(runtime_for(committed_db), account_id)
+    out = dispatch_round(runtime, account_id)
     assert not out.work_left
     with transaction(committed_db) as session:
         from models import Campaign
@@ -96,9 +87,10 @@ def test_finished_campaign_completes(committed_db: str, redis_client: redis.Redi
         assert session.get_one(Campaign, campaign_id).status is CampaignStatus.COMPLETED
 
 
-def test_only_one_pacer_per_account(committed_db: str, redis_client: redis.Redis) -> None:
-    rt = runtime_for(committed_db)
-    first, second = PacerLock(rt, 1), PacerLock(rt, 1)
+def test_only_one_pacer_per_account(
+    committed_db: str, redis_client: redis.Redis, runtime: Runtime
+) -> None:
+    first, second = PacerLock(runtime, 1), PacerLock(runtime, 1)
     assert first.acquire()
     assert not second.acquire()
     # The lock lapsed (a killed worker) and another pacer took it: the fence stops the first.
@@ -107,15 +99,15 @@ def test_only_one_pacer_per_account(committed_db: str, redis_client: redis.Redis
     assert not first.still_held()
     first.release()  # must not release the second pacer's lock
     assert second.still_held()
-    assert run_pacer(rt, 1, lambda ids: None, budget_s=0.1).locked is False
+    assert run_pacer(runtime, 1, lambda ids: None, budget_s=0.1).locked is False
 
 
-def test_run_pacer_dispatches_and_enqueues(committed_db: str, redis_client: redis.Redis) -> None:
+def test_run_pacer_dispatches_and_enqueues(committed_db: str, runtime: Runtime) -> None:
     account_id, _ = seed(
         committed_db, [{"max_concurrency": 3, "jobs": 3}], {"max_concurrency": 3, "cps": 1e6}
     )
     sent: list[int] = []
-    run = run_pacer(runtime_for(committed_db), account_id, sent.extend, budget_s=0.5)
+    run = run_pacer(runtime, account_id, sent.extend, budget_s=0.5)
     assert run.locked and run.dispatched == 3 == len(sent)
     with transaction(committed_db) as session:
         from models import CallJob
@@ -123,30 +115,26 @@ def test_run_pacer_dispatches_and_enqueues(committed_db: str, redis_client: redi
         assert set(session.scalars(select(CallJob.status))) == {JobStatus.IN_PROGRESS}
 
 
-def test_a_round_takes_no_lease_while_the_pool_is_lost(
-    committed_db: str, redis_client: redis.Redis
-) -> None:
+def test_a_round_takes_no_lease_while_the_pool_is_lost(committed_db: str, runtime: Runtime) -> None:
     account_id, _ = seed(committed_db, [{"max_concurrency": 3}], {"max_concurrency": 3})
-    rt = runtime_for(committed_db)
     # No generation key: Redis lost the pool (or was never seeded); nothing may be leased.
-    out = dispatch_round(rt, account_id)
+    out = dispatch_round(runtime, account_id)
     assert out.dials == [] and out.wait_s == 0.0
     assert attempts_by_campaign(committed_db) == Counter()
-    assert ensure_pool(rt.pool, rt.settings.database_url, account_id) is True
-    assert len(dispatch_round(rt, account_id).dials) == 3
+    assert ensure_pool(runtime.pool, runtime.settings.database_url, account_id) is True
+    assert len(dispatch_round(runtime, account_id).dials) == 3
 
 
 def test_the_rebuilt_pool_holds_every_live_attempt(
-    committed_db: str, redis_client: redis.Redis
+    committed_db: str, redis_client: redis.Redis, runtime: Runtime
 ) -> None:
     account_id, (campaign_id,) = seed(
         committed_db, [{"max_concurrency": 3}], {"max_concurrency": 3}
     )
-    rt = runtime_for(committed_db)
-    ensure_pool(rt.pool, rt.settings.database_url, account_id)
-    assert len(dispatch_round(rt, account_id).dials) == 3
+    ensure_pool(runtime.pool, runtime.settings.database_url, account_id)
+    assert len(dispatch_round(runtime, account_id).dials) == 3
     redis_client.flushdb()  # a Redis restart without persistence
-    assert ensure_pool(rt.pool, rt.settings.database_url, account_id) is True
-    assert rt.pool.live(Keys(account_id).account_pool()) == 3
-    assert rt.pool.live(Keys(account_id).campaign_pool(campaign_id)) == 3
-    assert dispatch_round(rt, account_id).dials == []  # still full: the cap holds
+    assert ensure_pool(runtime.pool, runtime.settings.database_url, account_id) is True
+    assert runtime.pool.live(Keys(account_id).account_pool()) == 3
+    assert runtime.pool.live(Keys(account_id).campaign_pool(campaign_id)) == 3
+    assert dispatch_round(runtime, account_id).dials == []  # still full: the cap holds

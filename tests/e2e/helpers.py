@@ -13,7 +13,8 @@ from campaigns.reports import campaign_report
 from dialer.cli.demo import generated_contacts
 from dialer.pool import Keys
 from models import LIVE_ATTEMPT_STATUSES, CallAttempt, JobStatus, transaction
-from tests.e2e.conftest import Stack, wait_until
+from tests.e2e.conftest import Stack
+from tests.support import wait_until
 from workers.enqueue import kick_pacer
 
 FAST_RETRIES = {

@@ -12,7 +12,8 @@ from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAP
 
 from dialer.providers.base import CallRequest
 from tests.providers.conftest import make_provider
-from tests.simulator.support import Sim, wait_until
+from tests.simulator.support import Sim
+from tests.support import wait_until
 
 TWILIO = "https://api.twilio.com"
 

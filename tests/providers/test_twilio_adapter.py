@@ -19,7 +19,8 @@ from dialer.providers.base import (
 from dialer.providers.twilio import BaseUrlHttpClient, provider_from_settings
 from dialer.settings import Settings
 from tests.providers.conftest import make_provider
-from tests.simulator.support import CALLS_PATH, Sim, run_sim, wait_until
+from tests.simulator.support import CALLS_PATH, Sim, run_sim
+from tests.support import wait_until
 
 
 def call_to(to: str) -> CallRequest:

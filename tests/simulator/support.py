@@ -62,15 +62,6 @@ class Receiver:
             time.sleep(0.005)
 
 
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    """Poll `predicate` every 5 ms until it holds; fail after `timeout_s` seconds."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
-
-
 @contextmanager
 def run_receiver() -> Iterator[Receiver]:
     receiver = Receiver()

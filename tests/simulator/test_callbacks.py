@@ -7,7 +7,8 @@ import socket
 from twilio.request_validator import RequestValidator
 
 from dialer.simulator.callbacks import ConnectionOverrides
-from tests.simulator.support import AUTH_TOKEN, run_receiver, run_sim, wait_until
+from tests.simulator.support import AUTH_TOKEN, run_receiver, run_sim
+from tests.support import wait_until
 
 TO = "+15551230001"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.simulator.support import TERMINAL, run_receiver, run_sim, wait_until
+from tests.simulator.support import TERMINAL, run_receiver, run_sim
+from tests.support import wait_until
 
 
 def test_cps_limit_queues_calls_and_initiates_them_at_the_rate() -> None:

@@ -21,10 +21,8 @@ from sqlalchemy.orm import Session
 
 from campaigns.accounts import get_or_create_account, hash_api_key
 from dialer.runtime import Runtime
-from dialer.settings import Settings
 from dialer.web.app import create_app
 from models import Campaign, DncEntry, MachineAction, transaction
-from tests.conftest import REDIS_URL
 from tests.servers import serve_app
 from workers.app import PACER_QUEUE
 
@@ -74,11 +72,6 @@ class Api:
                 DncEntry.account_id == (account_id or self.account_id)
             )
             return set(session.scalars(query))
-
-
-@pytest.fixture
-def runtime(committed_db: str, redis_client: redis.Redis, tmp_path: Path) -> Runtime:
-    return Runtime(Settings(database_url=committed_db, redis_url=REDIS_URL, data_dir=tmp_path))
 
 
 @pytest.fixture

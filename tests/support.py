@@ -1,0 +1,66 @@
+"""Helpers shared by test modules: waiting on a condition, leases, captured logs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import structlog
+from structlog.contextvars import merge_contextvars
+from structlog.testing import LogCapture
+from structlog.typing import EventDict
+
+from dialer.pool.leases import acquire_scopes, lease_seconds, rate_limits
+from dialer.runtime import Runtime
+from models import Account, CallAttempt, CallerId, Campaign, transaction
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout_s: float = 5.0, what: str = "condition"
+) -> None:
+    """Poll `predicate` until it holds; fail after `timeout_s` seconds.
+
+    Polls every 5 ms at first, backing off to every 100 ms, so a quick condition is seen at
+    once and a slow one (a database query, an HTTP request) does not load a shared machine.
+    """
+    deadline = time.monotonic() + timeout_s
+    interval = 0.005
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(interval)
+        interval = min(interval * 2, 0.1)
+
+
+def hold_lease(runtime: Runtime, attempt_id: int) -> None:
+    """Take the attempt's lease in every pool scope of its campaign, as the pacer does."""
+    with transaction(runtime.settings.database_url) as session:
+        attempt = session.get_one(CallAttempt, attempt_id)
+        account = session.get_one(Account, attempt.account_id)
+        campaign = session.get_one(Campaign, attempt.campaign_id)
+        caller_id = session.get_one(CallerId, campaign.caller_id_id)
+        runtime.pool.acquire(
+            str(attempt.id),
+            lease_seconds(campaign),
+            acquire_scopes(account, campaign, caller_id),
+            rate_limits(account, campaign),
+        )
+
+
+@contextmanager
+def captured_logs() -> Iterator[list[EventDict]]:
+    """Every structlog entry written in the block, with the context-local (contextvars)
+    context merged in, from any thread. (`structlog.testing.capture_logs` leaves the
+    contextvars out before structlog 25.5.)"""
+    capture = LogCapture()
+    processors = structlog.get_config()["processors"]
+    saved = processors.copy()
+    # Mutated in place: loggers already bound keep a reference to this list.
+    processors[:] = [merge_contextvars, capture]
+    structlog.configure(processors=processors)
+    try:
+        yield capture.entries
+    finally:
+        processors[:] = saved
+        structlog.configure(processors=processors)
