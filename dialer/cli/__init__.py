@@ -89,7 +89,12 @@ def simulator(
     time_scale: Annotated[float, typer.Option(help="0.01 makes a 60 s call last 0.6 s.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed for outcomes and faults.")] = 0,
     fault: Annotated[
-        list[str] | None, typer.Option(help="NAME=P, e.g. 502-after=0.05 (repeatable).")
+        list[str] | None,
+        typer.Option(
+            help="NAME=P, e.g. 502-after=0.05 (repeatable); NAME one of 502-before, "
+            "502-after, 429, slow, slow-before, callback-lost, callback-duplicate, "
+            "callback-reorder (see README)."
+        ),
     ] = None,
     cps_limit: Annotated[float | None, typer.Option(help="Account calls per second.")] = None,
     concurrency_limit: Annotated[int | None, typer.Option(help="Most live calls.")] = None,
@@ -341,7 +346,10 @@ def demo(
     max_concurrency: Annotated[int, typer.Option(help="Pool cap.")] = 20,
     cps: Annotated[float, typer.Option(help="Calls per second.")] = 20.0,
     max_attempts: Annotated[int, typer.Option(help="Attempts per contact.")] = 3,
-    fault: Annotated[list[str] | None, typer.Option(help="Simulator fault NAME=P.")] = None,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(help="Simulator fault NAME=P (repeatable; names as `dialer simulator`)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a whole campaign through the simulator with real workers, then report."""
