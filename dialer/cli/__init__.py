@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -354,6 +355,7 @@ def demo(
 ) -> None:
     """Run a whole campaign through the simulator with real workers, then report."""
     from dialer.cli.demo import DemoOptions, run_demo
+    from dialer.cli.devstack import StackStopped
     from dialer.simulator.config import parse_faults
 
     try:
@@ -371,8 +373,14 @@ def demo(
         faults=fault or [],
         as_json=as_json,
     )
-    with errors_reported():
-        result = run_demo(options, console if not as_json else err_console)
+    try:
+        with errors_reported():
+            result = run_demo(options, console if not as_json else err_console)
+    except StackStopped as stopped:
+        # Every child is stopped; now end as the signal would have, for whoever waits on us.
+        signal.signal(stopped.signum, signal.SIG_DFL)
+        os.kill(os.getpid(), stopped.signum)
+        raise
     if as_json:
         print_json(result)
 
