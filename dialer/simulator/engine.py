@@ -8,6 +8,9 @@ queued --(CPS gate, real seconds)--> initiated --setup_s--> ringing --ring--> in
 --talk (capped by TimeLimit)--> completed; or failed after setup, busy after setup in ringing,
 no-answer after `Timeout` of ringing (also when the sampled ring time reaches `Timeout`).
 A hang-up (update `Status`) ends it at once: `canceled` before answer, `completed` after.
+With AMD (`MachineDetection`): `AsyncAmd=true` runs the TwiML at once and posts the result to
+`AsyncAmdStatusCallback`; without it detection blocks the call, and the TwiML and the
+`answered` callback (with `AnsweredBy`) follow the result.
 """
 
 from __future__ import annotations
@@ -616,10 +619,12 @@ class Engine:
         await self._sleep(call.ring_s)
         call.status, call.date_updated = CallStatus.IN_PROGRESS, _now()
         call.answered_monotonic = time.monotonic()
-        talk_s = min(call.talk_s, float(call.time_limit_s))
+        time_limit_s = float(call.time_limit_s)
         amd_result, amd_s = self._amd(call)
         if amd_result is not None and not call.async_amd:
-            call.answered_by = amd_result  # synchronous AMD: known when the call connects
+            await self._synchronous_amd(call, amd_result, min(amd_s, time_limit_s))
+            return
+        talk_s = min(call.talk_s, time_limit_s)
         self._status_event(call, CallbackEvent.ANSWERED, CallStatus.IN_PROGRESS)
         if amd_result is not None and call.async_amd and amd_s < talk_s:
             await self._sleep(amd_s)
@@ -629,6 +634,21 @@ class Engine:
         else:
             await self._sleep(talk_s)
         self._end(call, CallStatus.COMPLETED, round(talk_s))
+
+    async def _synchronous_amd(self, call: SimCall, answered_by: str, detect_s: float) -> None:
+        """The rest of an answered call under synchronous AMD (no `AsyncAmd`).
+
+        Detection blocks the call, as Twilio's does: the TwiML (the talk) starts only once
+        the result is known, so with `DetectMessageEnd` a message starts after a machine's
+        greeting, and the `answered` callback, the moment Twilio would fetch the call's Url,
+        goes out then, carrying `AnsweredBy`. `TimeLimit` counts from the answer.
+        """
+        await self._sleep(detect_s)
+        call.answered_by, call.date_updated = answered_by, _now()
+        self._status_event(call, CallbackEvent.ANSWERED, CallStatus.IN_PROGRESS)
+        talk_s = min(call.talk_s, call.time_limit_s - detect_s)
+        await self._sleep(talk_s)
+        self._end(call, CallStatus.COMPLETED, round(detect_s + talk_s))
 
     def _amd(self, call: SimCall) -> tuple[str | None, float]:
         """The `AnsweredBy` AMD reports and the simulated seconds it takes, or (None, 0).
