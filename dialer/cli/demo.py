@@ -3,8 +3,10 @@
 Migrates the database, starts the carrier simulator, the HTTP API, a Celery worker and
 Celery beat as child processes, creates a fresh demo account, ingests the CSV, starts the
 campaign, shows live progress, waits for every contact to reach a final state, prints the
-report, and stops every child it started (also on Ctrl-C). The concurrency and double-dial
-figures come from the simulator's `GET /_sim/stats`, not from the dialer's bookkeeping.
+report, and stops every child it started, also on Ctrl-C, SIGHUP (its terminal closed) and
+SIGTERM; if the demo is killed outright, its children exit too (see `devstack`). The
+concurrency and double-dial figures come from the simulator's `GET /_sim/stats`, not from
+the dialer's bookkeeping.
 """
 
 from __future__ import annotations

@@ -2,21 +2,33 @@
 HTTP API, Celery workers and beat. Used by `dialer demo` and the benchmarks.
 
 Each child runs in its own process group with its output in `run_dir/<name>.log`, and is
-stopped (SIGTERM, then SIGKILL) when the context exits, also on Ctrl-C.
+stopped (SIGTERM, then SIGKILL) when the context exits: on Ctrl-C, and in the main thread
+also on SIGHUP (the terminal closed) and SIGTERM, which `local_stack` turns into the same
+unwinding (`StackStopped`, a `KeyboardInterrupt`). A child that outlives its parent all the
+same (the parent was SIGKILLed) is signalled by the kernel (Linux `PR_SET_PDEATHSIG`), so no
+simulator, API, worker or beat runs on orphaned: SIGTERM, except SIGQUIT for the Celery
+worker, whose warm shutdown on SIGTERM would let a running pacer round go on dispatching for
+its whole budget; on SIGQUIT (cold shutdown) it terminates its prefork pool at once, as
+stopping its process group does. The pool processes are the worker's own children and die
+with it in any case (Celery gives them a parent-death signal itself).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 import httpx
 from celery import Celery
@@ -34,12 +46,54 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+PR_SET_PDEATHSIG = 1
+"""`prctl` option: the signal the calling process gets when its parent dies (linux/prctl.h)."""
+
+
+class StackStopped(KeyboardInterrupt):
+    """SIGHUP or SIGTERM reached the process running a local stack: unwind as on Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _die_with_parent(signum: int) -> Callable[[], None] | None:
+    """A `preexec_fn` that makes the child get `signum` when its parent dies (Linux only;
+    None elsewhere).
+
+    The kernel sends it when the *thread* that forked the child exits, so start children
+    from a thread that lives as long as the stack (the main thread, as `dialer demo` does).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    parent = os.getpid()
+
+    def preexec() -> None:  # runs in the child between fork and exec: no locks, no logging
+        libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signum)
+
+    return preexec
+
+
 @contextmanager
-def child(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a child process (its own process group) and stop it, and its children, on exit."""
+def child(
+    args: list[str], env: dict[str, str], log: Path, *, parent_death_signal: int = signal.SIGTERM
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a child process (its own process group) and stop it, and its children, on exit.
+
+    The child also gets `parent_death_signal` if this process dies without stopping it.
+    """
     with log.open("ab") as out:
         proc = subprocess.Popen(  # noqa: S603  # our own executables, fixed arguments
-            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            args,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(parent_death_signal),
         )
     try:
         yield proc
@@ -68,14 +122,47 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
     raise DialerError("startup_failed", f"{what} did not answer at {url}")
 
 
+@contextmanager
+def signals_stop_the_stack() -> Iterator[None]:
+    """For the block, SIGHUP and SIGTERM raise `StackStopped` in the main thread, so they
+    stop the children exactly as Ctrl-C does. The first one raises; later ones are ignored
+    until the block has exited, so they cannot cut the stopping short. A signal the process
+    ignores (SIGHUP under `nohup`) stays ignored. Elsewhere than in the main thread, nothing
+    is installed (Python runs signal handlers only there).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {
+        signum: signal.getsignal(signum)
+        for signum in (signal.SIGHUP, signal.SIGTERM)
+        if signal.getsignal(signum) is not signal.SIG_IGN
+    }
+
+    def stop(signum: int, _: FrameType | None) -> None:
+        for other in previous:
+            signal.signal(other, signal.SIG_IGN)
+        raise StackStopped(signum)
+
+    for signum in previous:
+        signal.signal(signum, stop)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 @dataclass
 class LocalStack:
-    """A running local stack: where its parts listen and the environment they share."""
+    """A running local stack: where its parts listen, the environment they share, and its
+    child processes by name (`simulator`, `api`, `worker`, `beat`)."""
 
     sim_url: str
     api_url: str
     env: dict[str, str]
     celery: Celery
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def kick_pacer(self, account_id: int) -> None:
         """Ask the stack's workers to run the account's pacer."""
@@ -94,10 +181,12 @@ def local_stack(
     api_workers: int = 1,
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[LocalStack]:
-    """Start the simulator, the API, one Celery worker and beat; yield; stop them all.
+    """Start the simulator, the API, one Celery worker and beat; yield; stop them all, also
+    when SIGHUP or SIGTERM arrives (see `signals_stop_the_stack`).
 
     Raises:
         DialerError: `startup_failed` when a part does not come up.
+        StackStopped: SIGHUP or SIGTERM arrived; every child has been stopped.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     sim_port, api_port = free_port(), free_port()
@@ -116,7 +205,7 @@ def local_stack(
     }
     py = sys.executable
     fault_args = [arg for fault in faults or [] for arg in ("--fault", fault)]
-    with ExitStack() as stack:
+    with signals_stop_the_stack(), ExitStack() as stack:
         sim = stack.enter_context(
             child(
                 [py, "-m", "dialer", "simulator", "--port", str(sim_port),
@@ -133,16 +222,18 @@ def local_stack(
                 run_dir / "api.log",
             )
         )  # fmt: skip
-        stack.enter_context(
+        worker = stack.enter_context(
             child(
                 [py, "-m", "celery", "-A", "workers", "worker", "--loglevel", "WARNING",
                  "-c", str(worker_concurrency), "-Q", "dials,pacer,maintenance",
                  "-n", f"local-{api_port}@%h", "--without-gossip", "--without-mingle"],
                 env,
                 run_dir / "worker.log",
+                # Cold shutdown: SIGTERM's warm one lets a pacer round run on for its budget.
+                parent_death_signal=signal.SIGQUIT,
             )
         )  # fmt: skip
-        stack.enter_context(
+        beat = stack.enter_context(
             child(
                 [py, "-m", "celery", "-A", "workers", "beat", "--loglevel", "WARNING",
                  "-s", str(run_dir / "beat-schedule")],
@@ -155,6 +246,7 @@ def local_stack(
         httpx.post(f"{sim_url}/_sim/reset", timeout=5.0).raise_for_status()
         celery = Celery(broker=settings.redis_url)
         try:
-            yield LocalStack(sim_url, api_url, env, celery)
+            processes = {"simulator": sim, "api": api, "worker": worker, "beat": beat}
+            yield LocalStack(sim_url, api_url, env, celery, processes)
         finally:
             celery.close()

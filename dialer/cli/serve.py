@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -23,7 +24,12 @@ def simulator(
     time_scale: Annotated[float, typer.Option(help="0.01 makes a 60 s call last 0.6 s.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed for outcomes and faults.")] = 0,
     fault: Annotated[
-        list[str] | None, typer.Option(help="NAME=P, e.g. 502-after=0.05 (repeatable).")
+        list[str] | None,
+        typer.Option(
+            help="NAME=P, e.g. 502-after=0.05 (repeatable); NAME one of 502-before, "
+            "502-after, 429, slow, slow-before, callback-lost, callback-duplicate, "
+            "callback-reorder (see README)."
+        ),
     ] = None,
     cps_limit: Annotated[float | None, typer.Option(help="Account calls per second.")] = None,
     concurrency_limit: Annotated[int | None, typer.Option(help="Most live calls.")] = None,
@@ -83,12 +89,16 @@ def demo(
     max_concurrency: Annotated[int, typer.Option(help="Pool cap.")] = 20,
     cps: Annotated[float, typer.Option(help="Calls per second.")] = 20.0,
     max_attempts: Annotated[int, typer.Option(help="Attempts per contact.")] = 3,
-    fault: Annotated[list[str] | None, typer.Option(help="Simulator fault NAME=P.")] = None,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(help="Simulator fault NAME=P (repeatable; names as `dialer simulator`)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a whole campaign through the simulator with real workers, then report."""
     # Imported here: the demo starts Celery and the other parts, which no other command needs.
     from dialer.cli.demo import DemoOptions, run_demo
+    from dialer.cli.devstack import StackStopped
     from dialer.simulator.config import parse_faults
 
     try:
@@ -106,7 +116,13 @@ def demo(
         faults=fault or [],
         as_json=as_json,
     )
-    with errors_reported():
-        result = run_demo(options, console if not as_json else err_console)
+    try:
+        with errors_reported():
+            result = run_demo(options, console if not as_json else err_console)
+    except StackStopped as stopped:
+        # Every child is stopped; now end as the signal would have, for whoever waits on us.
+        signal.signal(stopped.signum, signal.SIG_DFL)
+        os.kill(os.getpid(), stopped.signum)
+        raise
     if as_json:
         print_json(result)

@@ -23,7 +23,9 @@ class CallRequest:
         ring_timeout_s: seconds the call may ring before `no-answer` (Twilio `Timeout`, 5-600).
         time_limit_s: maximum call length in seconds once answered (Twilio `TimeLimit`).
         machine_detection: `Enable` or `DetectMessageEnd` to ask for AMD, or None.
-        async_amd_callback: URL for the asynchronous AMD result (`AsyncAmd="true"`), or None.
+        async_amd_callback: URL for the asynchronous AMD result (`AsyncAmd="true"`), or None
+            for synchronous AMD (the TwiML runs once the result is known: how a message waits
+            for the beep with `DetectMessageEnd`).
     """
 
     to: str

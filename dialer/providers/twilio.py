@@ -171,7 +171,9 @@ class TwilioProvider:
             raise AmbiguousProviderError(message=f"no reply from provider: {exc}") from exc
 
     def create_call(self, request: CallRequest) -> ProviderCall:
-        """Create the call (Twilio `POST Calls.json`) with all four status callback events.
+        """Create the call (Twilio `POST Calls.json`) with all four status callback events;
+        with `machine_detection`, AMD runs asynchronously (`AsyncAmd=true`) exactly when
+        `async_amd_callback` is given, and synchronously otherwise.
 
         Raises:
             ProviderError: a subclass per the module's mapping.
@@ -188,8 +190,11 @@ class TwilioProvider:
         }
         if request.machine_detection:
             kwargs["machine_detection"] = request.machine_detection
-            kwargs["async_amd"] = "true"
+            # Asynchronous AMD only when its result has somewhere to go (hang up on machines):
+            # the TwiML then runs at once. Without it AMD is synchronous: the TwiML waits for
+            # the result, so with DetectMessageEnd the message starts after the beep.
             if request.async_amd_callback:
+                kwargs["async_amd"] = "true"
                 kwargs["async_amd_status_callback"] = request.async_amd_callback
                 kwargs["async_amd_status_callback_method"] = "POST"
         instance = self._call(self._client.calls.create, **kwargs)

@@ -148,7 +148,7 @@ def create_app(config: SimulatorConfig) -> FastAPI:
         _check_auth(request, engine.config, account_sid)
         form = await request.form()
         fields = {key: [str(value) for value in form.getlist(key)] for key in form}
-        call, fault = engine.create_call(fields)
+        call, fault = await engine.create_call(fields)
         if fault is Fault.AFTER_502:
             return _error(ApiError(502, 20500, "Bad Gateway"))
         if fault is Fault.SLOW:

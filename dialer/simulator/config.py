@@ -31,7 +31,13 @@ class Fault(StrEnum):
     THROTTLE_429 = "429"
     """Reply 429 with Twilio code 20429 and create nothing."""
     SLOW = "slow"
-    """Create the call but hold the reply for `slow_delay_s` real seconds."""
+    """Create the call at once but hold the reply for `slow_delay_s` real seconds: the call
+    exists (and rings) while the client still waits, or after it gave up."""
+    SLOW_BEFORE = "slow-before"
+    """Hold the request `slow_delay_s` real seconds *before* creating the call, like a request
+    the carrier processes after the client gave up: until then a list finds no call; then
+    the call is created and lives its life (callbacks included) whether or not the client
+    is still there, and the reply (if anyone reads it) follows."""
     CALLBACK_LOST = "callback-lost"
     """Never deliver a callback."""
     CALLBACK_DUPLICATE = "callback-duplicate"
@@ -117,7 +123,8 @@ class SimulatorConfig(BaseModel):
         amd_s: simulated seconds AMD takes to decide `human` / `machine_start`; the
             `machine_end_*` results come after the greeting (`greeting`).
         greeting: length of an answering machine's greeting, in simulated seconds.
-        slow_delay_s: real seconds a `slow` reply is held.
+        slow_delay_s: real seconds a `slow` reply is held, and a `slow-before` request is
+            held before its call is created.
         sign_fragment: sign callbacks over the URL including its `#...` connection-override
             fragment (the URL exactly as given); False signs the URL without it.
         callback_max_connections: size of the callback HTTP connection pool.

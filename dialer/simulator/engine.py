@@ -8,6 +8,9 @@ queued --(CPS gate, real seconds)--> initiated --setup_s--> ringing --ring--> in
 --talk (capped by TimeLimit)--> completed; or failed after setup, busy after setup in ringing,
 no-answer after `Timeout` of ringing (also when the sampled ring time reaches `Timeout`).
 A hang-up (update `Status`) ends it at once: `canceled` before answer, `completed` after.
+With AMD (`MachineDetection`): `AsyncAmd=true` runs the TwiML at once and posts the result to
+`AsyncAmdStatusCallback`; without it detection blocks the call, and the TwiML and the
+`answered` callback (with `AnsweredBy`) follow the result.
 """
 
 from __future__ import annotations
@@ -114,6 +117,23 @@ class _Callback:
     queued_at: float = field(default_factory=time.monotonic)
 
 
+@dataclass(frozen=True, slots=True)
+class _CreateRequest:
+    """A create request that passed validation and the on-arrival faults."""
+
+    form: Mapping[str, Sequence[str]]
+    to: str
+    from_: str
+    timeout_s: int
+    time_limit_s: int
+
+
+def _one(form: Mapping[str, Sequence[str]], name: str) -> str | None:
+    """The last value of a form field, as Twilio reads a repeated one, or None."""
+    values = form.get(name)
+    return values[-1] if values else None
+
+
 @dataclass(slots=True)
 class SimCall:
     """One simulated call and what its creator asked for."""
@@ -211,6 +231,8 @@ class Stats:
     by_status: Counter[str] = field(default_factory=Counter)
     rejected_by_code: Counter[int] = field(default_factory=Counter)
     faults_injected: Counter[str] = field(default_factory=Counter)
+    creates_held: int = 0
+    """Create requests held by `slow-before` whose call does not exist yet."""
     hang_ups: int = 0
     callbacks_sent: int = 0
     callbacks_failed: int = 0
@@ -367,45 +389,97 @@ class Engine:
 
     # -- REST operations ---------------------------------------------------------------------
 
-    def create_call(self, form: Mapping[str, Sequence[str]]) -> tuple[SimCall, Fault | None]:
+    async def create_call(self, form: Mapping[str, Sequence[str]]) -> tuple[SimCall, Fault | None]:
         """Create a call from a `POST Calls.json` form (name -> values).
+
+        Under the `slow-before` fault the request is held `slow_delay_s` real seconds before
+        the call exists. The call is then created by a task of the engine, not by this
+        coroutine, so it is created even when the client gave up and the server dropped the
+        request; its reply fault is drawn on arrival, so a seed gives the same faults in the
+        same request order whatever the delays.
 
         Returns:
             The call and the reply fault to apply (`502-after`, `slow`) or None.
 
         Raises:
             ApiError: 400 validation errors and magic numbers (21201, 21603, 21205, 21211,
-                21214-21217), 429 code 20429 (fault) or 10004 (concurrency limit), 502 (fault).
+                21214-21217), 429 code 20429 (fault) or 10004 (concurrency limit), 502 (fault,
+                or the simulator reset while the request was held).
         """
+        request = self._admit(form)
+        if not self.draw_fault(Fault.SLOW_BEFORE):
+            return self._create(request), self._draw_reply_fault()
+        reply_fault = self._draw_reply_fault()
+        created: asyncio.Future[SimCall] = asyncio.get_running_loop().create_future()
         stats = self._stats
-        stats.create_requests += 1
+        stats.creates_held += 1
+        self._spawn(self._create_later(request, created, self.config.slow_delay_s, stats))
+        # Shielded: a cancelled handler (client gone) must not cancel the creation.
+        return await asyncio.shield(created), reply_fault
 
-        def one(name: str) -> str | None:
-            values = form.get(name)
-            return values[-1] if values else None
+    async def _create_later(
+        self,
+        request: _CreateRequest,
+        created: asyncio.Future[SimCall],
+        delay_s: float,
+        stats: Stats,
+    ) -> None:
+        try:
+            await asyncio.sleep(delay_s)
+        except asyncio.CancelledError:
+            # Reset or stop while held: nothing was created; answer whoever still waits.
+            if not created.done():
+                created.set_exception(ApiError(502, 20500, "Bad Gateway"))
+            raise
+        finally:
+            stats.creates_held -= 1  # the counters of its day, even after a reset
+        try:
+            call = self._create(request)
+        except ApiError as error:
+            created.set_exception(error)
+        else:
+            created.set_result(call)
 
-        to, from_ = one("To"), one("From")
+    def _admit(self, form: Mapping[str, Sequence[str]]) -> _CreateRequest:
+        """Validate a create request and draw the faults that refuse it on arrival."""
+        self._stats.create_requests += 1
+        to, from_ = _one(form, "To"), _one(form, "From")
         if not to:
             raise self.reject(ApiError(400, 21201, "No 'To' number is specified"))
         if not from_:
             raise self.reject(ApiError(400, 21603, "A 'From' phone number is required."))
-        if not one("Url") and not one("Twiml") and not one("ApplicationSid"):
+        if not _one(form, "Url") and not _one(form, "Twiml") and not _one(form, "ApplicationSid"):
             raise self.reject(ApiError(400, 21205, "Url parameter is required."))
         if to in MAGIC_NUMBERS:
             code, message = MAGIC_NUMBERS[to]
             raise self.reject(ApiError(400, code, message))
         if not re.match(E164_PATTERN, to) and not to.startswith(("sip:", "client:")):
             raise self.reject(ApiError(400, 21211, f"Invalid 'To' Phone Number: {to}"))
-        timeout_s = _int_param(one("Timeout"), default=60, low=1, high=600)
-        time_limit_s = _int_param(one("TimeLimit"), default=14400, low=1, high=86400)
+        timeout_s = _int_param(_one(form, "Timeout"), default=60, low=1, high=600)
+        time_limit_s = _int_param(_one(form, "TimeLimit"), default=14400, low=1, high=86400)
         if self.draw_fault(Fault.THROTTLE_429):
             raise self.reject(ApiError(429, 20429, "Too Many Requests"))
         if self.draw_fault(Fault.BEFORE_502):
             raise self.reject(ApiError(502, 20500, "Bad Gateway"))
-        limit = self.config.concurrency_limit
-        if limit is not None and stats.live >= limit:
-            raise self.reject(ApiError(429, 10004, "Call concurrency limit exceeded"))
+        return _CreateRequest(form, to, from_, timeout_s, time_limit_s)
 
+    def _draw_reply_fault(self) -> Fault | None:
+        if self.draw_fault(Fault.AFTER_502):
+            return Fault.AFTER_502
+        if self.draw_fault(Fault.SLOW):
+            return Fault.SLOW
+        return None
+
+    def _create(self, request: _CreateRequest) -> SimCall:
+        """Create the call an admitted request asks for and start its life.
+
+        Raises:
+            ApiError: 429 code 10004 when the concurrency limit is reached.
+        """
+        limit = self.config.concurrency_limit
+        if limit is not None and self._stats.live >= limit:
+            raise self.reject(ApiError(429, 10004, "Call concurrency limit exceeded"))
+        form, to = request.form, request.to
         index = self._next_index
         self._next_index += 1
         rng = random.Random(f"{self.config.seed}:{index}")
@@ -417,7 +491,7 @@ class Engine:
             for word in raw.replace(",", " ").split():
                 if word in CallbackEvent.__members__.values():
                     events.add(CallbackEvent(word))
-        status_callback = one("StatusCallback")
+        status_callback = _one(form, "StatusCallback")
         if status_callback and not events:
             events.add(CallbackEvent.COMPLETED)  # Twilio's default event set
         call = SimCall(
@@ -425,30 +499,25 @@ class Engine:
             index=index,
             account_sid=self.config.account_sid,
             to=to,
-            from_=from_,
+            from_=request.from_,
             outcome=outcome,
             talk_s=talk_s,
             ring_s=ring_s,
-            timeout_s=timeout_s,
-            time_limit_s=time_limit_s,
+            timeout_s=request.timeout_s,
+            time_limit_s=request.time_limit_s,
             status_callback=status_callback,
-            status_callback_method=(one("StatusCallbackMethod") or "POST").upper(),
+            status_callback_method=(_one(form, "StatusCallbackMethod") or "POST").upper(),
             events=frozenset(events),
-            machine_detection=one("MachineDetection"),
-            async_amd=(one("AsyncAmd") or "").lower() == "true",
-            amd_callback=one("AsyncAmdStatusCallback"),
-            amd_callback_method=(one("AsyncAmdStatusCallbackMethod") or "POST").upper(),
+            machine_detection=_one(form, "MachineDetection"),
+            async_amd=(_one(form, "AsyncAmd") or "").lower() == "true",
+            amd_callback=_one(form, "AsyncAmdStatusCallback"),
+            amd_callback_method=(_one(form, "AsyncAmdStatusCallbackMethod") or "POST").upper(),
         )
         self._calls[call.sid] = call
         self._order.append(call)
         self._count_create(to)
         call.task = self._spawn(self._live(call))
-        reply_fault: Fault | None = None
-        if self.draw_fault(Fault.AFTER_502):
-            reply_fault = Fault.AFTER_502
-        elif self.draw_fault(Fault.SLOW):
-            reply_fault = Fault.SLOW
-        return call, reply_fault
+        return call
 
     def _pick_outcome(self, rng: random.Random) -> Outcome:
         weights = self.config.outcome_weights
@@ -550,10 +619,12 @@ class Engine:
         await self._sleep(call.ring_s)
         call.status, call.date_updated = CallStatus.IN_PROGRESS, _now()
         call.answered_monotonic = time.monotonic()
-        talk_s = min(call.talk_s, float(call.time_limit_s))
+        time_limit_s = float(call.time_limit_s)
         amd_result, amd_s = self._amd(call)
         if amd_result is not None and not call.async_amd:
-            call.answered_by = amd_result  # synchronous AMD: known when the call connects
+            await self._synchronous_amd(call, amd_result, min(amd_s, time_limit_s))
+            return
+        talk_s = min(call.talk_s, time_limit_s)
         self._status_event(call, CallbackEvent.ANSWERED, CallStatus.IN_PROGRESS)
         if amd_result is not None and call.async_amd and amd_s < talk_s:
             await self._sleep(amd_s)
@@ -563,6 +634,21 @@ class Engine:
         else:
             await self._sleep(talk_s)
         self._end(call, CallStatus.COMPLETED, round(talk_s))
+
+    async def _synchronous_amd(self, call: SimCall, answered_by: str, detect_s: float) -> None:
+        """The rest of an answered call under synchronous AMD (no `AsyncAmd`).
+
+        Detection blocks the call, as Twilio's does: the TwiML (the talk) starts only once
+        the result is known, so with `DetectMessageEnd` a message starts after a machine's
+        greeting, and the `answered` callback, the moment Twilio would fetch the call's Url,
+        goes out then, carrying `AnsweredBy`. `TimeLimit` counts from the answer.
+        """
+        await self._sleep(detect_s)
+        call.answered_by, call.date_updated = answered_by, _now()
+        self._status_event(call, CallbackEvent.ANSWERED, CallStatus.IN_PROGRESS)
+        talk_s = min(call.talk_s, call.time_limit_s - detect_s)
+        await self._sleep(talk_s)
+        self._end(call, CallStatus.COMPLETED, round(detect_s + talk_s))
 
     def _amd(self, call: SimCall) -> tuple[str | None, float]:
         """The `AnsweredBy` AMD reports and the simulated seconds it takes, or (None, 0).
@@ -713,7 +799,8 @@ class Engine:
         Keys: create_requests, calls_created, live, max_concurrent (most calls live at once),
         max_cps (most creates in any sliding one-second window), max_dials_per_number,
         numbers_dialed_more_than_once, numbers_dialed, by_status (final statuses),
-        rejected_by_code, faults_injected, hang_ups, callbacks_sent (delivered, duplicates
+        rejected_by_code, faults_injected, creates_held (requests held by `slow-before`
+        whose call does not exist yet), hang_ups, callbacks_sent (delivered, duplicates
         included), callbacks_failed (given up after retries), callback_attempts,
         callback_latency_mean_ms, callback_latency_max_ms, pending_tasks.
         """
@@ -732,6 +819,7 @@ class Engine:
             "by_status": dict(stats.by_status),
             "rejected_by_code": {str(code): n for code, n in stats.rejected_by_code.items()},
             "faults_injected": dict(stats.faults_injected),
+            "creates_held": stats.creates_held,
             "hang_ups": stats.hang_ups,
             "callbacks_sent": sent,
             "callbacks_failed": stats.callbacks_failed,

@@ -380,3 +380,12 @@ def test_flower_refuses_to_start_without_a_password(cli: Cli) -> None:
 def test_demo_refuses_an_unknown_fault_before_starting_anything(cli: Cli) -> None:
     message = cli.fails("demo", "--fault", "nonsense=2", "--json", code="invalid_fault")
     assert "502-after" in message  # it lists the faults it knows
+
+
+def test_simulator_help_names_every_fault(cli: Cli) -> None:
+    from dialer.simulator import Fault
+
+    cli.env["COLUMNS"] = "400"
+    help_text = " ".join(cli.ok("simulator", "--help").split())
+    for fault in Fault:
+        assert fault.value in help_text, fault

@@ -159,3 +159,4 @@ def test_parse_faults() -> None:
         with pytest.raises(ValueError, match=re.escape(fragment)):
             parse_faults([bad])
     assert SimulatorConfig(faults=parse_faults(["slow=1"])).fault_probability("slow") == 1.0  # type: ignore[arg-type]
+    assert parse_faults(["slow-before=0.2"]) == {"slow-before": 0.2}

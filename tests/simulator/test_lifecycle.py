@@ -94,6 +94,70 @@ def test_sync_amd_reports_answered_by_on_answer() -> None:
         assert answered.params["AnsweredBy"] == "machine_start"
 
 
+FIXED_GREETING = {"median_s": 20.0, "sigma": 0.0, "minimum_s": 20.0, "maximum_s": 20.0}
+
+
+@pytest.mark.parametrize(
+    ("outcome", "mode", "answered_by", "detect_s"),
+    [
+        ("machine_end_beep", "DetectMessageEnd", "machine_end_beep", 20),  # the greeting
+        ("human", "DetectMessageEnd", "human", 3),  # amd_s
+        ("machine_end_beep", "Enable", "machine_start", 3),
+    ],
+)
+def test_sync_amd_runs_the_twiml_only_after_detection(
+    outcome: str, mode: str, answered_by: str, detect_s: int
+) -> None:
+    to = "+15551230007"
+    config = {
+        "outcomes_by_number": {to: outcome},
+        "talk_seconds_by_number": {to: 10},
+        "greeting": FIXED_GREETING,
+        "amd_s": 3.0,
+    }
+    with run_receiver() as receiver, run_sim(**config) as sim:
+        sid = place(sim, receiver, to, MachineDetection=mode)
+        received = wait_final(receiver, to)
+        assert [r.params["CallStatus"] for r in received] == [
+            "initiated",
+            "ringing",
+            "in-progress",
+            "completed",
+        ]
+        answered, completed = received[2].params, received[3].params
+        # The answered callback (when Twilio would fetch the Url) carries the result, and
+        # the 10 s message starts after detection: after the beep with DetectMessageEnd.
+        assert answered["AnsweredBy"] == answered_by
+        assert completed["AnsweredBy"] == answered_by
+        assert completed["CallDuration"] == str(detect_s + 10)
+        assert sim.fetch(sid)["answered_by"] == answered_by
+        assert receiver.on("/amd") == []
+
+
+def test_async_amd_runs_the_twiml_at_once() -> None:
+    to = "+15551230008"
+    config = {
+        "outcomes_by_number": {to: "machine_end_beep"},
+        "talk_seconds_by_number": {to: 30},
+        "greeting": FIXED_GREETING,
+    }
+    with run_receiver() as receiver, run_sim(**config) as sim:
+        place(
+            sim,
+            receiver,
+            to,
+            MachineDetection="DetectMessageEnd",
+            AsyncAmd="true",
+            AsyncAmdStatusCallback=f"{receiver.base_url}/amd",
+        )
+        received = wait_final(receiver, to)
+        answered = next(r for r in received if r.params["CallStatus"] == "in-progress")
+        assert "AnsweredBy" not in answered.params  # not known yet: the message is playing
+        assert received[-1].params["CallDuration"] == "30"  # over the greeting
+        receiver.wait_for(lambda: len(receiver.on("/amd")) == 1)
+        assert receiver.on("/amd")[0].params["AnsweredBy"] == "machine_end_beep"
+
+
 def test_ring_past_timeout_is_no_answer() -> None:
     to = "+15551230004"
     slow_ring = {"median_s": 40.0, "sigma": 0.0, "minimum_s": 40.0, "maximum_s": 40.0}
