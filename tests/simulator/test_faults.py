@@ -16,8 +16,8 @@ from tests.simulator.support import (
     run_receiver,
     run_sim,
     wait_final,
-    wait_until,
 )
+from tests.support import wait_until
 
 
 def test_502_before_creates_nothing() -> None:
