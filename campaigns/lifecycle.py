@@ -19,7 +19,9 @@ from dialer.campaign_state import CampaignAction, transition
 from dialer.errors import NotFoundError
 from dialer.providers.twiml import template_placeholders
 from models import (
+    LIVE_ATTEMPT_STATUSES,
     Account,
+    CallAttempt,
     Campaign,
     CampaignStatus,
     transaction,
@@ -112,6 +114,20 @@ def resume(session: Session, account_id: int, campaign_id: int) -> Campaign:
     Raises as `start`."""
     campaign = get_campaign(session, account_id, campaign_id, lock=True)
     return transition(campaign, CampaignAction.RESUME)
+
+
+def live_calls(session: Session, campaign_id: int) -> list[int]:
+    """Ids of the campaign's attempts with a call live at the provider (to hang up on a
+    cancel with hang-up)."""
+    return list(
+        session.scalars(
+            select(CallAttempt.id).where(
+                CallAttempt.campaign_id == campaign_id,
+                CallAttempt.status.in_(LIVE_ATTEMPT_STATUSES),
+                CallAttempt.call_sid.is_not(None),
+            )
+        )
+    )
 
 
 def cancel(session: Session, account_id: int, campaign_id: int) -> Campaign:

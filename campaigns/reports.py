@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.ingest import escape_formula
 from campaigns.lifecycle import get_campaign
-from models import AttemptStatus, CallAttempt, CallJob, Campaign, JobStatus
+from models import AttemptStatus, CallAttempt, CallJob, Campaign, EndReason, JobStatus
 
 
 class CampaignReport(BaseModel):
@@ -31,6 +31,11 @@ class CampaignReport(BaseModel):
     """Attempts by provider status, `not-placed` included."""
     calls_placed: int
     """Attempts that reached the provider as a call."""
+    late_calls_hung_up: int
+    """Calls made after their attempt had been given up, for a contact already dialled
+    again, and hung up at once (end reason `late_create`): not in `calls_placed`."""
+    breaker_trips: int
+    """Times the account's circuit breaker paused this campaign."""
     answered_by: dict[str, int]
     digits: dict[str, int]
     """DTMF replies: "1" confirmed, "2" cancelled."""
@@ -82,6 +87,12 @@ def campaign_report(session: Session, account_id: int, campaign_id: int) -> Camp
         )
     )
     placed = sum(n for s, n in attempts.items() if s is not AttemptStatus.NOT_PLACED)
+    late = session.scalar(
+        select(func.count()).where(
+            CallAttempt.campaign_id == campaign_id,
+            CallAttempt.end_reason == EndReason.LATE_CREATE,
+        )
+    )
     open_jobs = jobs.get(JobStatus.PENDING, 0) + jobs.get(JobStatus.IN_PROGRESS, 0)
     return CampaignReport(
         campaign_id=campaign.id,
@@ -94,6 +105,8 @@ def campaign_report(session: Session, account_id: int, campaign_id: int) -> Camp
         outcomes={o.value: n for o, n in outcomes.items() if o is not None},
         attempts={s.value: n for s, n in attempts.items()},
         calls_placed=placed,
+        late_calls_hung_up=late or 0,
+        breaker_trips=campaign.breaker_trips,
         answered_by={str(k): n for k, n in answered_by.items()},
         digits={str(k): n for k, n in digits.items()},
         talk_seconds=int(talk or 0),

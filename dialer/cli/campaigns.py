@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,7 +36,7 @@ from dialer.cli.common import (
 )
 from dialer.cli.render import ingest_progress, report_table
 from dialer.settings import get_settings
-from models import Campaign, CampaignStatus, on_commit, transaction
+from models import Campaign, CampaignStatus, EndReason, on_commit, transaction
 
 app = typer.Typer(help="Create, run and report campaigns.", no_args_is_help=True)
 
@@ -141,9 +142,23 @@ def resume(campaign_id: CampaignArg, account: AccountOpt = "default") -> None:
 
 
 @app.command("cancel")
-def cancel(campaign_id: CampaignArg, account: AccountOpt = "default") -> None:
-    """Cancel a campaign: pending contacts are cancelled; live calls finish."""
-    _transition(campaign_id, account, lifecycle.cancel)
+def cancel(
+    campaign_id: CampaignArg,
+    account: AccountOpt = "default",
+    hang_up: Annotated[bool, typer.Option("--hang-up", help="Also hang up live calls.")] = False,
+) -> None:
+    """Cancel a campaign: pending contacts are cancelled; live calls finish (or are hung up
+    with --hang-up). Dials not yet sent are not made."""
+    from workers.enqueue import hang_up as hang_up_call
+
+    def change(session: Session, owner: int, campaign_id: int) -> Campaign:
+        campaign = lifecycle.cancel(session, owner, campaign_id)
+        live = lifecycle.live_calls(session, campaign_id) if hang_up else []
+        for attempt_id in live:
+            on_commit(session, partial(hang_up_call, attempt_id, EndReason.CAMPAIGN_CANCELED))
+        return campaign
+
+    _transition(campaign_id, account, change)
 
 
 # --- reading -------------------------------------------------------------------------------

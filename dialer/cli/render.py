@@ -21,6 +21,10 @@ def report_table(report: dict[str, Any]) -> Table:
         for key, value in report[group].items():
             table.add_row(f"{group}: {key}", str(value))
     table.add_row("calls placed", str(report["calls_placed"]))
+    if report["late_calls_hung_up"]:
+        table.add_row("late calls hung up", str(report["late_calls_hung_up"]))
+    if report["breaker_trips"]:
+        table.add_row("circuit breaker trips", str(report["breaker_trips"]))
     table.add_row("talk seconds", str(report["talk_seconds"]))
     if report["status_reason"]:
         table.add_row("reason", report["status_reason"])

@@ -4,6 +4,7 @@ rejected rows and results as CSV files."""
 from __future__ import annotations
 
 import tempfile
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
@@ -27,7 +28,8 @@ from dialer.web.errors import (
     Responses,
 )
 from dialer.web.schemas import CampaignCreated, CampaignOut, ReportOut
-from models import Campaign, CampaignStatus, on_commit
+from models import Campaign, CampaignStatus, EndReason, on_commit
+from workers.enqueue import hang_up as hang_up_call
 from workers.enqueue import kick_pacer
 
 router = APIRouter(
@@ -153,6 +155,13 @@ def resume_campaign(campaign_id: int, account: CurrentAccount, session: SessionD
 
 
 @router.post("/{campaign_id}/cancel", response_model=CampaignOut, responses=_TRANSITION_ERRORS)
-def cancel_campaign(campaign_id: int, account: CurrentAccount, session: SessionDep) -> CampaignOut:
-    """-> canceled: pending contacts are cancelled; live calls finish and are reported."""
-    return _transitioned(session, lifecycle.cancel(session, account.id, campaign_id))
+def cancel_campaign(
+    campaign_id: int, account: CurrentAccount, session: SessionDep, hang_up: bool = False
+) -> CampaignOut:
+    """-> canceled: pending contacts are cancelled and dials not yet sent are not made;
+    live calls finish and are reported, or are hung up with `?hang_up=true`."""
+    campaign = lifecycle.cancel(session, account.id, campaign_id)
+    live = lifecycle.live_calls(session, campaign_id) if hang_up else []
+    for attempt_id in live:
+        on_commit(session, partial(hang_up_call, attempt_id, EndReason.CAMPAIGN_CANCELED))
+    return _transitioned(session, campaign)
