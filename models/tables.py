@@ -207,7 +207,8 @@ class CallAttempt(Base):
     timeout have passed, so a request still in flight is never mistaken for a lost one."""
     task_failures: Mapped[int] = mapped_column(Integer, default=0)
     """Tries of `place_call` that failed on something other than the provider (an
-    exception, a lost task); at `MAX_TASK_FAILURES` the contact ends with outcome `error`."""
+    exception before the request left); at `MAX_TASK_FAILURES` the contact ends with
+    outcome `error`."""
     lease_expires_at: Mapped[datetime] = mapped_column()
     """When the pool lease taken for this attempt lapses (ring timeout + time limit + margin)."""
     error_code: Mapped[int | None] = mapped_column(Integer)

@@ -128,8 +128,8 @@ def _call_request(
 
 
 MAX_TASK_FAILURES = 3
-"""Tries of `place_call` that fail on something other than the provider (an exception, a
-lost task) before the contact ends with outcome `error`."""
+"""Tries of `place_call` that fail on something other than the provider (an exception
+before the request leaves) before the contact ends with outcome `error`."""
 
 RECOVERY_MARGIN_S = 5.0
 """Seconds past an attempt's send deadline plus the provider timeout before anyone but the
@@ -293,9 +293,11 @@ def record_task_failure(runtime: Runtime, attempt_id: int, error: Exception) -> 
 
 
 def hand_back_lost(runtime: Runtime, attempt_id: int) -> bool:
-    """A `dialing` attempt whose `place_call` task was lost (the reaper): True if it should
-    be dispatched again. The lost try counts like a failed one; an attempt of a campaign
-    no longer running is stopped instead (`stop_dial`)."""
+    """A `dialing` attempt whose `place_call` has not run for `stuck_dialing_after_s` (its
+    message lost with a worker, or a failed try waiting): True if it should be dispatched
+    again, once per that period (its `updated_at` is touched). A lost message is not the
+    attempt's fault and counts no failure; an attempt of a campaign no longer running is
+    stopped instead (`stop_dial`)."""
     with transaction(runtime.settings.database_url) as session:
         attempt = _lock(session, attempt_id)
         if attempt.status is not AttemptStatus.DIALING:
@@ -303,22 +305,22 @@ def hand_back_lost(runtime: Runtime, attempt_id: int) -> bool:
         if session.get_one(Campaign, attempt.campaign_id).status is not CampaignStatus.RUNNING:
             stop_dial(session, runtime, attempt)
             return False
-        return _count_failure(session, runtime, attempt, "LostTask: place_call never finished")
+        attempt.updated_at = utcnow()
+        return True
 
 
-def _count_failure(session: Session, runtime: Runtime, attempt: CallAttempt, reason: str) -> bool:
+def _count_failure(session: Session, runtime: Runtime, attempt: CallAttempt, reason: str) -> None:
     """One more failed try of a `dialing` attempt, its reason recorded; at
-    `MAX_TASK_FAILURES` the contact ends with outcome `error` (logged at error level).
-    Returns True while the attempt may be tried again."""
+    `MAX_TASK_FAILURES` the contact ends with outcome `error` (logged at error level), else
+    the reaper hands it back after `stuck_dialing_after_s`."""
     reason = reason[:500]
     attempt.task_failures += 1
     attempt.error_message = reason
     if attempt.task_failures < MAX_TASK_FAILURES:
         log.warning("place_call_failed", attempt_id=attempt.id, error=reason)
-        return True
+        return
     end_unplaced(session, runtime, attempt, outcome=Outcome.ERROR, error_message=reason)
     log.error("attempt_failed_for_good", attempt_id=attempt.id, error=reason)
-    return False
 
 
 def _lock(session: Session, attempt_id: int) -> CallAttempt:

@@ -8,10 +8,10 @@ most `MAX_PER_PASS` live attempts each:
 - Live calls with no callback for `status_poll_after_s`: fetch them (a final callback can
   be lost) and apply a terminal status found there.
 - Calls live longer than their campaign's `max_hold_s`: hang up, mark `hold_cap`.
-- Attempts stuck in `dialing` (their `place_call` message lost with a worker) are handed
-  back to `place_call` (each loss counts as a failed try), or stopped if their campaign no
-  longer runs; stuck in `placing`, they are resolved by lookup once their send deadline
-  and the provider timeout have passed, never before.
+- Attempts stuck in `dialing` (their `place_call` message lost with a worker, or a failed
+  try waiting) are handed back to `place_call` once per `stuck_dialing_after_s`, or
+  stopped if their campaign no longer runs; stuck in `placing`, they are resolved by
+  lookup once their send deadline and the provider timeout have passed, never before.
 - Leases in Redis whose attempt is final, or has no row at all (a pacer round that died
   before its commit), are released; the latter only under the account's pool lock, when
   no round can still be about to commit them.
@@ -113,7 +113,7 @@ def _reap_account(runtime: Runtime, account_id: int, report: ReapReport) -> None
     for attempt, max_hold_s in live:
         if attempt.call_sid is None:
             if attempt.status is AttemptStatus.DIALING:
-                if attempt.created_at < stuck_before and hand_back_lost(runtime, attempt.id):
+                if attempt.updated_at < stuck_before and hand_back_lost(runtime, attempt.id):
                     report.redispatched.append(attempt.id)
             elif now >= recoverable_at(settings, attempt):
                 recover_placing(runtime, attempt.id)

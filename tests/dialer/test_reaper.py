@@ -110,13 +110,15 @@ def leases(runtime: Runtime, attempt: CallAttempt) -> set[int]:
 def test_a_dialing_attempt_past_the_deadline_is_handed_back_to_place_call(
     runtime: Runtime, sim: httpx.Client
 ) -> None:
-    stuck = attempt_of(runtime, created_at=utcnow() - LONG_AGO)
+    stuck = attempt_of(runtime, created_at=utcnow() - LONG_AGO, updated_at=utcnow() - LONG_AGO)
     fresh = attempt_of(runtime)
     sent: list[int] = []
     report = reap(runtime, sent.extend)
     assert sent == report.redispatched == [stuck]
     assert fresh not in report.resolved
     assert load(runtime, stuck)[0].status is AttemptStatus.DIALING  # place_call decides
+    # Handed back once per `stuck_dialing_after_s`, not on every pass.
+    assert reap(runtime, sent.extend).redispatched == []
 
 
 def test_a_placing_attempt_whose_call_exists_adopts_it(runtime: Runtime, sim: httpx.Client) -> None:
