@@ -109,6 +109,7 @@ def running_stack(tmp_path: Path, **sim_config: Any) -> Iterator[Stack]:
             twilio_timeout_s=2.0,
             data_dir=tmp_path,
             stuck_dialing_after_s=3.0,
+            ambiguous_redial_after_s=8.0,
             status_poll_after_s=3.0,
         )
         runtime = Runtime(settings)
@@ -126,6 +127,11 @@ def running_stack(tmp_path: Path, **sim_config: Any) -> Iterator[Stack]:
             # Recovery on the tests' time scale: lost tasks and lost callbacks are noticed
             # within seconds (beat runs the reaper every 5 s).
             "STUCK_DIALING_AFTER_S": "3",
+            # The wait after an ambiguous create, on the same scale: longer than the
+            # simulator's `slow_delay_s` (3 s) past the client's 2 s timeout, so a create
+            # processed late still finds its contact waiting, as 60 s does for real
+            # requests; at 60 s a contact refused twice by 502s outlasts the test.
+            "AMBIGUOUS_REDIAL_AFTER_S": "8",
             "STATUS_POLL_AFTER_S": "3",
         }
         stack = Stack(sim_url, api_url, runtime, env, tmp_path)
