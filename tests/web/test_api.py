@@ -342,11 +342,14 @@ def test_report_shape(api: Api, campaign_id: int) -> None:
         "outcomes",
         "attempts",
         "calls_placed",
+        "late_calls_hung_up",
+        "breaker_trips",
         "answered_by",
         "digits",
         "talk_seconds",
         "finished",
     }
+    assert (report["late_calls_hung_up"], report["breaker_trips"]) == (0, 0)
     accepted = report["ingest"]["accepted"]
     assert report["campaign_id"] == campaign_id
     assert report["name"] == "March reminders"
