@@ -46,11 +46,6 @@ TRANSITIONS: dict[tuple[CampaignStatus, CampaignAction], CampaignStatus] = {
 """`{(status, action): next status}`; a pair not listed is refused."""
 
 
-def can(campaign: Campaign, action: CampaignAction) -> bool:
-    """Whether `action` applies to the campaign in its current status."""
-    return (campaign.status, action) in TRANSITIONS
-
-
 def transition(
     campaign: Campaign,
     action: CampaignAction,
