@@ -81,6 +81,9 @@ class Outcome(StrEnum):
     ERROR = "error"
     """The dialer itself failed on this contact (a bad template, a bug) on every one of its
     tries; the attempt's `error_message` names the exception."""
+    EXPIRED = "expired"
+    """Never dialled in time: still pending at the campaign's `end_at` or at the contact's
+    `call_before` (the appointment it reminds of has passed)."""
 
 
 class EndReason(StrEnum):

@@ -52,6 +52,11 @@ class Account(CreatedAt, Base):
     of its campaigns."""
 
     __tablename__ = "accounts"
+    __table_args__ = (
+        CheckConstraint(
+            "max_calls_per_number_per_day > 0", name="max_calls_per_number_per_day_positive"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -61,6 +66,9 @@ class Account(CreatedAt, Base):
     """Most calls live at once across the account (the provider's concurrency pool)."""
     cps: Mapped[float] = mapped_column(default=1.0)
     """Calls per second the provider allows the account to create (Twilio's default is 1)."""
+    max_calls_per_number_per_day: Mapped[int] = mapped_column(Integer, default=3)
+    """Most attempts that may ring one number in a day across all of the account's
+    campaigns and single calls; a contact over it is due the next day."""
 
 
 class CallerId(CreatedAt, Base):

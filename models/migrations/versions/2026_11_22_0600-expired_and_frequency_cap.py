@@ -1,0 +1,39 @@
+"""outcome expired; the account's per-number daily frequency cap
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-22 06:00:00
+
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0004"
+down_revision: str | Sequence[str] | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.execute("ALTER TYPE outcome ADD VALUE IF NOT EXISTS 'expired'")
+    op.add_column(
+        "accounts",
+        sa.Column(
+            "max_calls_per_number_per_day", sa.Integer(), server_default="3", nullable=False
+        ),
+    )
+    op.alter_column("accounts", "max_calls_per_number_per_day", server_default=None)
+    op.create_check_constraint(
+        "max_calls_per_number_per_day_positive",
+        "accounts",
+        "max_calls_per_number_per_day > 0",
+    )
+
+
+def downgrade() -> None:
+    # PostgreSQL cannot drop an enum value; `expired` stays.
+    op.drop_constraint("max_calls_per_number_per_day_positive", "accounts")
+    op.drop_column("accounts", "max_calls_per_number_per_day")
