@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     """A live call with no callback for this many seconds is fetched from the provider
     (callbacks can be lost); a terminal status found there is applied."""
 
+    webhook_allow_private_networks: bool = False
+    """Let customer webhooks reach loopback, private and link-local addresses (development
+    and tests only; see `dialer.webhook_url`)."""
+
     log_level: str = "INFO"
     data_dir: Path = Path("var")
     """Where rejected-rows CSVs and other files the dialer writes are kept."""

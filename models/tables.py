@@ -69,6 +69,9 @@ class Account(CreatedAt, Base):
     max_calls_per_number_per_day: Mapped[int] = mapped_column(Integer, default=3)
     """Most attempts that may ring one number in a day across all of the account's
     campaigns and single calls; a contact over it is due the next day."""
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    """Where the account's call and campaign events are posted (`dialer.webhook_url` checks
+    it); None: no webhooks."""
 
 
 class CallerId(CreatedAt, Base):
@@ -159,6 +162,10 @@ class CallJob(Base):
     """Line of the source CSV the contact came from (1 is the header)."""
     phone_e164: Mapped[str] = mapped_column(String(16))
     variables: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONB, default=dict)
+    """The API client's own strings (at most 4 KB), echoed on every read and webhook."""
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    """Overrides the account's webhook URL for this contact's events (single calls)."""
     timezone: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[JobStatus] = mapped_column(
         _enum(JobStatus, "job_status"), default=JobStatus.PENDING
