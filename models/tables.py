@@ -162,7 +162,9 @@ class CallJob(Base):
     """Line of the source CSV the contact came from (1 is the header)."""
     phone_e164: Mapped[str] = mapped_column(String(16))
     variables: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
-    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONB, default=dict)
+    metadata_: Mapped[dict[str, str]] = mapped_column(
+        "metadata", JSONB, default=dict, server_default=text("'{}'::jsonb")
+    )
     """The API client's own strings (at most 4 KB), echoed on every read and webhook."""
     webhook_url: Mapped[str | None] = mapped_column(Text)
     """Overrides the account's webhook URL for this contact's events (single calls)."""

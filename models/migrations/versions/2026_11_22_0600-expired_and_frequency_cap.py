@@ -41,7 +41,6 @@ def upgrade() -> None:
             nullable=False,
         ),
     )
-    op.alter_column("call_jobs", "metadata", server_default=None)
     op.add_column("call_jobs", sa.Column("webhook_url", sa.Text()))
 
 
