@@ -138,13 +138,12 @@ _TYPE_ORDER = (
     ("mobile", PhoneNumberType.MOBILE),
 )
 _NANP_LENGTH = 10
-# A run of ASCII digits too long for a short code (the longest are six digits, US CSCA) and
-# without the leading 0 of an international prefix (`00`, `011`): read in a NANP region it
-# is valid only as a 10-digit national number, optionally after the national prefix 1,
-# which `_NATIONAL_NANP` has already tried. What remains is certainly invalid, except in
-# the regions whose metadata completes a 7-digit local number with their area code (a
-# `national_prefix_transform_rule`: VG's `3000000` is +1 284 300 0000).
-_LONG_DIGITS = re.compile(r"[ \t]*([1-9][0-9]{6,})[ \t]*")
+# A run of ASCII digits starting with 2-9: neither an international prefix (`00`, `011`)
+# nor the country code or national prefix 1 (`11 928 510 6903` is valid: both are
+# stripped), so in a NANP region it is read whole as a national number. When its length is
+# none of the national lengths any NANP region allows (`_NANP_LENGTHS`: 10, and 7 for
+# Canada's `310-xxxx`) it is certainly invalid, and too long for a short code.
+_LONG_DIGITS = re.compile(r"[ \t]*([2-9][0-9]{6,})[ \t]*")
 
 
 def _desc_pattern(desc: phonenumbers.PhoneNumberDesc | None) -> str | None:
@@ -174,6 +173,8 @@ class _NanpRegion:
     same_mobile_and_fixed_line: bool
     completes_local_numbers: bool
     """The region prefixes its area code to a 7-digit local number when parsing."""
+    possible_lengths: tuple[int, ...]
+    """National number lengths of the region's numbers (libphonenumber's general desc)."""
 
     @classmethod
     def from_metadata(cls, region: str) -> _NanpRegion:
@@ -195,6 +196,9 @@ class _NanpRegion:
             mobile=re.compile(mobile) if mobile else None,
             same_mobile_and_fixed_line=bool(meta.same_mobile_and_fixed_line_pattern),
             completes_local_numbers=bool(meta.national_prefix_transform_rule),
+            possible_lengths=tuple(
+                meta.general_desc.possible_length or () if meta.general_desc else ()
+            ),
         )
 
     def number_type(self, nsn: str) -> int:
@@ -221,7 +225,11 @@ _NANP_REGION_CODES = frozenset(region.region for region in _NANP_REGIONS)
 _DIGIT_RUN_REGIONS = frozenset(
     region.region for region in _NANP_REGIONS if not region.completes_local_numbers
 )
-"""NANP regions where the long-digit-run fast path applies (see `_LONG_DIGITS`)."""
+"""NANP regions where the long-digit-run fast path applies (see `_LONG_DIGITS`); not those
+that complete a 7-digit local number with their area code (a
+`national_prefix_transform_rule`: VG's `3000000` is +1 284 300 0000)."""
+_NANP_LENGTHS = frozenset(length for region in _NANP_REGIONS for length in region.possible_lengths)
+"""Every national number length a NANP region allows."""
 
 
 def _classify_nanp(nsn: str) -> NumberInfo | None:
@@ -328,7 +336,7 @@ def classify(raw: str, default_region: str) -> NumberInfo:
         nsn = None
     if nsn is None and default_region in _DIGIT_RUN_REGIONS:
         digits = _LONG_DIGITS.fullmatch(raw)
-        if digits is not None:
+        if digits is not None and len(digits[1]) not in _NANP_LENGTHS:
             # No parse needed: too long to be a short code, so only the emergency test applies.
             raise NumberRejected(_invalid_reason(digits[1], default_region, None), raw)
     if nsn is not None:

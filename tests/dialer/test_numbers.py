@@ -199,6 +199,8 @@ def test_fast_path_every_area_code() -> None:
 @example(raw="9115550", region="US")
 @example(raw="1121234567", region="US")
 @example(raw="11234567890", region="US")
+@example(raw="119285106903", region="US")
+@example(raw="3104321", region="CA")
 @example(raw="01144207946095", region="US")
 def test_digit_runs_give_the_answers_of_phonenumbers(raw: str, region: str) -> None:
     # The long-digit-run fast path: truncated, padded or unparseable exports.
