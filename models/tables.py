@@ -288,8 +288,9 @@ class Schedule(CreatedAt, Base):
     across daylight-saving changes)."""
     timezone: Mapped[str] = mapped_column(String(64))
     """IANA zone name."""
-    csv_path: Mapped[str] = mapped_column(Text)
-    """Absolute path of the contacts CSV, read at each firing."""
+    csv_path: Mapped[str | None] = mapped_column(Text)
+    """Absolute path of the contacts CSV, read afresh at each firing; None: the batch is
+    only the contacts pushed to the schedule."""
     options: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     """The campaigns' settings (`campaigns.options.OperatorOptions` fields but `name`), as
     JSON."""

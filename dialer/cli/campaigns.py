@@ -29,6 +29,7 @@ from dialer.cli.common import (
     CampaignArg,
     JsonOpt,
     account_id,
+    cli_actor,
     console,
     err_console,
     errors_reported,
@@ -126,19 +127,19 @@ def _transition(
 @app.command("start")
 def start(campaign_id: CampaignArg, account: AccountOpt = "default") -> None:
     """Start a draft campaign: the pacer begins dialling it."""
-    _transition(campaign_id, account, lifecycle.start)
+    _transition(campaign_id, account, partial(lifecycle.start, actor=cli_actor()))
 
 
 @app.command("pause")
 def pause(campaign_id: CampaignArg, account: AccountOpt = "default") -> None:
     """Pause a running campaign: no new calls; calls already live finish."""
-    _transition(campaign_id, account, lifecycle.pause)
+    _transition(campaign_id, account, partial(lifecycle.pause, actor=cli_actor()))
 
 
 @app.command("resume")
 def resume(campaign_id: CampaignArg, account: AccountOpt = "default") -> None:
     """Resume a paused campaign (also after the circuit breaker, once its cause is fixed)."""
-    _transition(campaign_id, account, lifecycle.resume)
+    _transition(campaign_id, account, partial(lifecycle.resume, actor=cli_actor()))
 
 
 @app.command("cancel")
@@ -152,7 +153,7 @@ def cancel(
     from workers.enqueue import hang_up as hang_up_call
 
     def change(session: Session, owner: int, campaign_id: int) -> Campaign:
-        campaign = lifecycle.cancel(session, owner, campaign_id)
+        campaign = lifecycle.cancel(session, owner, campaign_id, actor=cli_actor())
         live = lifecycle.live_calls(session, campaign_id) if hang_up else []
         for attempt_id in live:
             on_commit(session, partial(hang_up_call, attempt_id, EndReason.CAMPAIGN_CANCELED))

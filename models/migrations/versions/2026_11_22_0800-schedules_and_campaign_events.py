@@ -27,7 +27,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=150), nullable=False),
         sa.Column("cron", sa.String(length=100), nullable=False),
         sa.Column("timezone", sa.String(length=64), nullable=False),
-        sa.Column("csv_path", sa.Text(), nullable=False),
+        sa.Column("csv_path", sa.Text(), nullable=True),
         sa.Column("options", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("catch_up_s", sa.Integer(), nullable=False),
         sa.Column(
