@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     """A live call with no callback for this many seconds is fetched from the provider
     (callbacks can be lost); a terminal status found there is applied."""
 
+    schedule_tick_s: float = Field(default=5.0, gt=0, le=60)
+    """Seconds between two beat ticks that fire due schedules (a minute-by-minute schedule
+    fires within this of its occurrence)."""
+
     log_level: str = "INFO"
     data_dir: Path = Path("var")
     """Where rejected-rows CSVs and other files the dialer writes are kept."""
