@@ -394,22 +394,34 @@ def add_contacts(
         raise DialerError("no_contacts", "no contacts given")
     if len(rows) > MAX_PUSHED_ROWS:
         raise DialerError("too_many_contacts", f"at most {MAX_PUSHED_ROWS} contacts at once")
-    header = list(dict.fromkeys(key.strip() for row in rows for key in row))
     options = _options(schedule.name, schedule.timezone, schedule.options)
-    find_phone_column(header, schedule.options.get("phone_column"))
-    missing = sorted(template_placeholders(options.message) - set(header))
+    contacts = [_with_phone_column(row, options.phone_column) for row in rows]
+    header = {key for row in contacts for key in row}
+    missing = sorted(template_placeholders(options.message) - header)
     if missing:
         raise IngestError(
             IngestErrorCode.MISSING_VARIABLE, f"no column for required variables {missing}"
         )
     session.execute(
         insert(ScheduleContact),
-        [
-            {"schedule_id": schedule.id, "fields": {k.strip(): v for k, v in row.items()}}
-            for row in rows
-        ],
+        [{"schedule_id": schedule.id, "fields": fields} for fields in contacts],
     )
     return len(rows)
+
+
+def _with_phone_column(row: dict[str, str], phone_column: str | None) -> dict[str, str]:
+    """`row` with stripped names, its phone column named `phone` unless the campaigns name
+    it (`phone_column`), so rows pushed with different names (`mobile`, `to`) line up.
+
+    Raises:
+        IngestError: `no_phone_column`.
+    """
+    fields = {key.strip(): value for key, value in row.items()}
+    names = list(fields)
+    found = names[find_phone_column(names, phone_column)]
+    if phone_column is None and found != "phone":
+        fields["phone"] = fields.pop(found)
+    return fields
 
 
 def add_contacts_csv(session: Session, account_id: int, schedule_id: int, source: BinaryIO) -> int:
