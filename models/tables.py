@@ -320,9 +320,7 @@ class ScheduleRun(CreatedAt, Base):
     status: Mapped[ScheduleRunStatus] = mapped_column(
         _enum(ScheduleRunStatus, "schedule_run_status")
     )
-    campaign_id: Mapped[int | None] = mapped_column(
-        ForeignKey("campaigns.id", ondelete="SET NULL")
-    )
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
     rows: Mapped[int] = mapped_column(Integer, default=0)
     """Data rows read: the file's and the pushed contacts'."""
     accepted: Mapped[int] = mapped_column(Integer, default=0)

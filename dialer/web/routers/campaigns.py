@@ -157,9 +157,7 @@ def resume_campaign(
     campaign_id: int, account: CurrentAccount, actor: Actor, session: SessionDep
 ) -> CampaignOut:
     """paused -> running (also after the circuit breaker, once its cause is fixed)."""
-    return _transitioned(
-        session, lifecycle.resume(session, account.id, campaign_id, actor=actor)
-    )
+    return _transitioned(session, lifecycle.resume(session, account.id, campaign_id, actor=actor))
 
 
 @router.post("/{campaign_id}/cancel", response_model=CampaignOut, responses=_TRANSITION_ERRORS)
