@@ -53,6 +53,7 @@ from dialer.providers.twiml import template_placeholders
 from models import (
     Account,
     Campaign,
+    CampaignEvent,
     Schedule,
     ScheduleContact,
     ScheduleRun,
@@ -369,6 +370,18 @@ def list_runs(session: Session, account_id: int, schedule_id: int) -> list[Sched
             select(ScheduleRun)
             .where(ScheduleRun.schedule_id == schedule_id)
             .order_by(ScheduleRun.occurrence.desc())
+        )
+    )
+
+
+def schedule_events(session: Session, account_id: int, schedule_id: int) -> list[CampaignEvent]:
+    """The schedule's history, oldest first. Raises `schedule_not_found`."""
+    get_schedule(session, account_id, schedule_id)
+    return list(
+        session.scalars(
+            select(CampaignEvent)
+            .where(CampaignEvent.schedule_id == schedule_id)
+            .order_by(CampaignEvent.at, CampaignEvent.id)
         )
     )
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from campaigns import lifecycle
 from campaigns.accounts import get_or_create_account
+from campaigns.history import campaign_events, event_json
 from campaigns.options import CampaignOptions, OperatorOptions
 from campaigns.reports import campaign_report, export_results
 from dialer.cli.common import (
@@ -35,7 +36,7 @@ from dialer.cli.common import (
     errors_reported,
     print_json,
 )
-from dialer.cli.render import ingest_progress, report_table
+from dialer.cli.render import events_table, ingest_progress, report_table
 from dialer.settings import get_settings
 from models import Campaign, CampaignStatus, EndReason, on_commit, transaction
 
@@ -215,3 +216,16 @@ def list_(account: AccountOpt = "default", as_json: JsonOpt = False) -> None:
     for row in rows:
         table.add_row(*(str(row[key]) for key in ("id", "name", "status", "created_at")))
     console.print(table)
+
+
+@app.command("history")
+def history(
+    campaign_id: CampaignArg, account: AccountOpt = "default", as_json: JsonOpt = False
+) -> None:
+    """A campaign's history: each transition with who made it, when and why."""
+    with errors_reported(), transaction(get_settings().database_url) as session:
+        rows = [event_json(e) for e in campaign_events(session, account_id(account), campaign_id)]
+    if as_json:
+        print_json(rows)
+        return
+    console.print(events_table(rows))
