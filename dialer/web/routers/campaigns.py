@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
 from campaigns import lifecycle
+from campaigns.history import campaign_events
 from campaigns.options import CampaignOptions, OperatorOptions
 from campaigns.reports import campaign_report, export_results
 from dialer.errors import NotFoundError
@@ -27,7 +28,7 @@ from dialer.web.errors import (
     UNAUTHENTICATED,
     Responses,
 )
-from dialer.web.schemas import CampaignCreated, CampaignOut, ReportOut
+from dialer.web.schemas import CampaignCreated, CampaignOut, EventOut, ReportOut
 from models import Campaign, CampaignStatus, EndReason, on_commit
 from workers.enqueue import hang_up as hang_up_call
 from workers.enqueue import kick_pacer
@@ -80,6 +81,14 @@ def get_campaign(campaign_id: int, account: CurrentAccount, session: SessionDep)
 def report(campaign_id: int, account: CurrentAccount, session: SessionDep) -> ReportOut:
     """The campaign's figures: contacts by status and outcome, attempts, talk time."""
     return ReportOut.model_validate(campaign_report(session, account.id, campaign_id).model_dump())
+
+
+@router.get("/{campaign_id}/events", response_model=list[EventOut], responses=NOT_FOUND)
+def events(campaign_id: int, account: CurrentAccount, session: SessionDep) -> list[EventOut]:
+    """The campaign's history, oldest first: the schedule's firing that created it, if any,
+    then each transition with who made it (`cli:<user>`, `api:<account>`, `scheduler`,
+    `breaker`, `pacer`), when and why."""
+    return [EventOut.model_validate(e) for e in campaign_events(session, account.id, campaign_id)]
 
 
 @router.get(
