@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     webhook_allow_private_networks: bool = False
     """Let customer webhooks reach loopback, private and link-local addresses (development
     and tests only; see `dialer.webhook_url`)."""
+    schedule_tick_s: float = Field(default=5.0, gt=0, le=60)
+    """Seconds between two beat ticks that fire due schedules (a minute-by-minute schedule
+    fires within this of its occurrence)."""
 
     log_level: str = "INFO"
     data_dir: Path = Path("var")

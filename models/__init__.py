@@ -18,8 +18,22 @@ from models.enums import (
     JobStatus,
     MachineAction,
     Outcome,
+    ScheduleRunStatus,
+    ScheduleStatus,
 )
-from models.tables import Account, CallAttempt, CallerId, CallJob, Campaign, DncEntry, ProviderEvent
+from models.tables import (
+    Account,
+    CallAttempt,
+    CallerId,
+    CallJob,
+    Campaign,
+    CampaignEvent,
+    DncEntry,
+    ProviderEvent,
+    Schedule,
+    ScheduleContact,
+    ScheduleRun,
+)
 
 __all__ = [
     "LIVE_ATTEMPT_STATUSES",
@@ -31,6 +45,7 @@ __all__ = [
     "CallJob",
     "CallerId",
     "Campaign",
+    "CampaignEvent",
     "CampaignStatus",
     "DncEntry",
     "EndReason",
@@ -38,6 +53,11 @@ __all__ = [
     "MachineAction",
     "Outcome",
     "ProviderEvent",
+    "Schedule",
+    "ScheduleContact",
+    "ScheduleRun",
+    "ScheduleRunStatus",
+    "ScheduleStatus",
     "engine_for",
     "ensure_database",
     "on_commit",

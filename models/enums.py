@@ -107,3 +107,26 @@ class MachineAction(StrEnum):
 
     HANG_UP = "hang_up"
     LEAVE_MESSAGE = "leave_message"
+
+
+class ScheduleStatus(StrEnum):
+    """A recurring reminder batch (`campaigns.schedules`)."""
+
+    ACTIVE = "active"
+    """Fires at each occurrence of its cron expression."""
+    PAUSED = "paused"
+    """Fires nothing until resumed; occurrences passed meanwhile are not caught up."""
+    DELETED = "deleted"
+    """Gone for the operator (404); its runs and history stay."""
+
+
+class ScheduleRunStatus(StrEnum):
+    """What one firing of a schedule did."""
+
+    OK = "ok"
+    """A campaign was created from the source and started."""
+    EMPTY = "empty"
+    """The source had no rows (an empty file and nothing pushed): nothing to call."""
+    FAILED = "failed"
+    """The source could not be read or was refused as a whole (`error_code`); the pushed
+    contacts wait for the next run."""

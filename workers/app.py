@@ -50,10 +50,15 @@ def create_app() -> Celery:
             "dialer.kick_pacers": {"queue": MAINTENANCE_QUEUE},
             "dialer.reap": {"queue": MAINTENANCE_QUEUE},
             "dialer.resolve_late_call": {"queue": MAINTENANCE_QUEUE},
+            "dialer.fire_schedules": {"queue": MAINTENANCE_QUEUE},
         },
         beat_schedule={
             "kick-pacers": {"task": "dialer.kick_pacers", "schedule": 5.0},
             "reap": {"task": "dialer.reap", "schedule": 5.0},
+            "fire-schedules": {
+                "task": "dialer.fire_schedules",
+                "schedule": settings.schedule_tick_s,
+            },
         },
         timezone="UTC",
         worker_send_task_events=True,

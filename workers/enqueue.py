@@ -16,6 +16,7 @@ PACER = "dialer.pacer"
 KICK_PACERS = "dialer.kick_pacers"
 REAP = "dialer.reap"
 RESOLVE_LATE_CALL = "dialer.resolve_late_call"
+FIRE_SCHEDULES = "dialer.fire_schedules"
 
 
 def kick_pacer(account_id: int) -> None:
