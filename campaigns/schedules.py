@@ -20,8 +20,9 @@ one `skip` event in the schedule's history and no run.
 Cron (five fields) is evaluated in the schedule's zone by cronsim, which follows Debian
 cron across daylight-saving changes: an occurrence in the hour skipped by a spring-forward
 runs once at the first valid time after it (02:30 becomes 03:00 in New York); an
-occurrence in the hour repeated by a fall-back runs once, at its first pass. Times stored
-are UTC.
+occurrence at a fixed time in the hour repeated by a fall-back runs once, at its first
+pass, while an expression with a wildcard hour (`*/20 * * * *`) keeps its pace in real time
+through both passes. Times stored are UTC.
 """
 
 from __future__ import annotations
@@ -439,7 +440,9 @@ def _with_phone_column(row: dict[str, str], phone_column: str | None) -> dict[st
 
 def add_contacts_csv(session: Session, account_id: int, schedule_id: int, source: BinaryIO) -> int:
     """`add_contacts` with the rows of a CSV (any encoding and delimiter ingest reads, at
-    most 10 MiB). Raises as `add_contacts`, and `IngestError` for a file refused whole."""
+    most 10 MiB); a row whose field count differs from the header's is left out (the count
+    returned says how many were added). Raises as `add_contacts`, and `IngestError` for a
+    file refused whole."""
     rows_in = open_csv(source, max_bytes=MAX_PUSHED_BYTES)
     header = rows_in.header
     rows = [

@@ -172,6 +172,16 @@ def test_fall_back_fires_a_repeated_time_once(committed_db: str, tmp_path: Path)
     assert run.status is ScheduleRunStatus.EMPTY and run.campaign_id is None
 
 
+def test_fall_back_keeps_a_wildcard_hour_in_real_time(committed_db: str, tmp_path: Path) -> None:
+    schedule_id = new_schedule(
+        committed_db, None, at(2026, 11, 1, 4, 50), cron="*/20 * * * *", timezone="America/New_York"
+    )
+    # 04:50 to 07:10 UTC spans 00:50 EDT .. 01:59 EDT, then 01:00 EST .. 02:10 EST.
+    tick_every(committed_db, tmp_path, at(2026, 11, 1, 4, 50), at(2026, 11, 1, 7, 10), 60)
+    occurrences = [r.occurrence for r in runs(committed_db, schedule_id)]
+    assert occurrences == [at(2026, 11, 1, 5) + timedelta(minutes=20 * i) for i in range(7)]
+
+
 def test_a_beat_back_from_downtime_catches_up_once(committed_db: str, tmp_path: Path) -> None:
     schedule_id = new_schedule(
         committed_db, None, at(2026, 11, 23, 8, 55), cron="*/10 * * * *", catch_up_s=900

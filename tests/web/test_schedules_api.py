@@ -133,3 +133,38 @@ def test_another_accounts_schedule_is_404(api: Api, campaign_id: int) -> None:
     missing = api.get(f"/v1/campaigns/{campaign_id}/events", key=OTHER_KEY)
     assert error_code(missing, 404) == "campaign_not_found"
     assert api.get(f"/v1/campaigns/{campaign_id}/events").json() == []
+
+
+def test_the_openapi_document_names_every_schedule_body(api: Api) -> None:
+    document = api.http.get("/openapi.json").json()
+    ref = "#/components/schemas/"
+    replies = {}
+    for path, operations in document["paths"].items():
+        if not path.startswith("/v1/schedules"):
+            continue
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            [ok] = [status for status in responses if status.startswith("2")]
+            if ok != "204":
+                schema = responses[ok]["content"]["application/json"]["schema"]
+                replies[method, path] = schema.get("$ref") or schema["items"]["$ref"]
+            errors = {status for status in responses if not status.startswith("2")}
+            assert {"401", "default"} <= errors, (method, path)
+            if "{schedule_id}" in path:
+                assert "404" in errors, (method, path)
+            for status in errors:
+                schema = responses[status]["content"]["application/json"]["schema"]
+                assert schema == {"$ref": ref + "ErrorBody"}, (method, path, status)
+    one = "/v1/schedules/{schedule_id}"
+    assert replies == {
+        ("post", "/v1/schedules"): ref + "ScheduleCreated",
+        ("get", "/v1/schedules"): ref + "ScheduleOut",
+        ("get", one): ref + "ScheduleOut",
+        ("patch", one): ref + "ScheduleOut",
+        ("post", one + "/run"): ref + "ScheduleRunOut",
+        ("get", one + "/runs"): ref + "ScheduleRunOut",
+        ("get", one + "/events"): ref + "EventOut",
+        ("post", one + "/contacts"): ref + "ContactsAdded",
+    }
+    contacts = document["paths"][one + "/contacts"]["post"]["requestBody"]["content"]
+    assert set(contacts) == {"application/json", "text/csv"}

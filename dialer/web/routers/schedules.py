@@ -33,7 +33,7 @@ from dialer.web.schemas import (
     SchedulePatch,
     ScheduleRunOut,
 )
-from models import on_commit
+from models import ScheduleRun, on_commit
 from workers.enqueue import kick_pacer
 
 router = APIRouter(
@@ -119,10 +119,7 @@ def run_schedule(
     )
     if fired.campaign_id is not None:
         on_commit(session, lambda: kick_pacer(fired.account_id))
-    [run] = [
-        r for r in schedules.list_runs(session, account.id, schedule_id) if r.id == fired.run_id
-    ]
-    return ScheduleRunOut.model_validate(run)
+    return ScheduleRunOut.model_validate(session.get_one(ScheduleRun, fired.run_id))
 
 
 @router.get("/{schedule_id}/runs", response_model=list[ScheduleRunOut], responses=_NOT_FOUND)
