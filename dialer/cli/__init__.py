@@ -12,6 +12,7 @@ from __future__ import annotations
 import typer
 
 from dialer.cli import accounts, campaigns, db, dnc, serve
+from dialer.logs import configure_logging
 
 app = typer.Typer(help="Outbound-call campaign dialer.", no_args_is_help=True)
 app.add_typer(db.app, name="db")
@@ -22,5 +23,6 @@ app.add_typer(serve.app)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (logging configured first: `dialer.logs`)."""
+    configure_logging()
     app()
