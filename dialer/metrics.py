@@ -83,8 +83,14 @@ from prometheus_client import (  # noqa: E402
     generate_latest,
     multiprocess,
     start_http_server,
+    values,
 )
 from prometheus_client.registry import Collector  # noqa: E402
+
+if values.ValueClass is values.MutexValue:
+    # Something imported prometheus-client before the directory was set (Flower does, a
+    # test module may): the metrics below are file-backed all the same.
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
 
 __all__ = ["CONTENT_TYPE_LATEST", "aggregate", "exposition", "serve"]
 

@@ -13,6 +13,7 @@ import typer
 
 from dialer.cli import accounts, campaigns, db, dnc, serve
 from dialer.logs import configure_logging
+from dialer.settings import get_settings
 
 app = typer.Typer(help="Outbound-call campaign dialer.", no_args_is_help=True)
 app.add_typer(db.app, name="db")
@@ -23,6 +24,8 @@ app.add_typer(serve.app)
 
 
 def main() -> None:
-    """Console-script entry point (logging configured first: `dialer.logs`)."""
-    configure_logging()
+    """Console-script entry point. Logging (`dialer.logs`) at `LOG_LEVEL` when it is set,
+    else WARNING: a command's own output is what it prints, library chatter is not."""
+    settings = get_settings()
+    configure_logging(settings, None if "log_level" in settings.model_fields_set else "WARNING")
     app()
