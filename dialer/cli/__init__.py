@@ -9,7 +9,10 @@ the default caps and a simulator caller ID). A failing command prints
 
 from __future__ import annotations
 
+import sys
+
 import typer
+from pydantic import ValidationError
 
 from dialer.cli import accounts, campaigns, db, dnc, serve
 from dialer.logs import configure_logging
@@ -26,6 +29,11 @@ app.add_typer(serve.app)
 def main() -> None:
     """Console-script entry point. Logging (`dialer.logs`) at `LOG_LEVEL` when it is set,
     else WARNING: a command's own output is what it prints, library chatter is not."""
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as error:  # a placeholder secret, a malformed URL
+        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
+        sys.stderr.write(f"error: invalid_settings: {problems}\n")
+        sys.exit(1)
     configure_logging(settings, None if "log_level" in settings.model_fields_set else "WARNING")
     app()
