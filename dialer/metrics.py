@@ -138,7 +138,8 @@ DIALS_DISPATCHED = Counter(
 )
 DUE_TO_DIAL_SECONDS = Histogram(
     "dialer_due_to_dial_seconds",
-    "From the moment a contact was due to the moment the pacer claimed it for a dial",
+    "From the moment a contact was due (or its campaign started) to the moment the pacer "
+    "claimed it for a dial",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600),
 )
 
@@ -181,6 +182,14 @@ def observe_callback_lag(kind: str, timestamp: str | None) -> None:
         return
     lag = (datetime.now(UTC) - sent).total_seconds()
     CALLBACK_LAG_SECONDS.labels(kind).observe(max(0.0, lag))
+
+
+def observe_due_to_dial(due: datetime, started: datetime | None) -> None:
+    """Record one contact's delay, in seconds, from the moment it was due (`next_due_at`;
+    for a contact loaded before its campaign started, the start) to now, when the pacer
+    claims it for a dial."""
+    since = max(due, started) if started is not None else due
+    DUE_TO_DIAL_SECONDS.observe(max(0.0, (datetime.now(UTC) - since).total_seconds()))
 
 
 def count_ingest(accepted: int, rejected: dict[str, int]) -> None:

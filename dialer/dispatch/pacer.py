@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from dialer.calls import claimed, move_job
 from dialer.campaign_state import CampaignAction, transition
-from dialer.metrics import DIALS_DISPATCHED, DUE_TO_DIAL_SECONDS, PACER_ROUNDS
+from dialer.metrics import DIALS_DISPATCHED, PACER_ROUNDS, observe_due_to_dial
 from dialer.pool import AcquireResult, Keys
 from dialer.pool.leases import acquire_scopes, lease_seconds, rate_limits
 from dialer.pool.reconcile import ensure_pool, lock_account_pool
@@ -242,7 +242,7 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
                     lease_expires_at=utcnow() + timedelta(seconds=lease_s),
                 )
             )
-            DUE_TO_DIAL_SECONDS.observe(max(0.0, (utcnow() - job.next_due_at).total_seconds()))
+            observe_due_to_dial(job.next_due_at, campaign.started_at)
             move_job(job, claimed(job))
             out.dials.append(Dial(attempt_id, time.monotonic() + got.delay_s))
         if not blocked and not full and out.dials:
