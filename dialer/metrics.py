@@ -171,6 +171,10 @@ WEBHOOK_DELIVERIES = Counter(
 )
 
 
+_LAG_BY_KIND: dict[str, Histogram] = {}
+"""The lag histogram's child per callback kind, looked up once (the webhook is a hot path)."""
+
+
 def observe_callback_lag(kind: str, timestamp: str | None) -> None:
     """Record one applied callback's lag from its `Timestamp` (RFC 2822; absent or
     malformed: nothing recorded)."""
@@ -181,7 +185,10 @@ def observe_callback_lag(kind: str, timestamp: str | None) -> None:
     except (TypeError, ValueError):
         return
     lag = (datetime.now(UTC) - sent).total_seconds()
-    CALLBACK_LAG_SECONDS.labels(kind).observe(max(0.0, lag))
+    child = _LAG_BY_KIND.get(kind) or _LAG_BY_KIND.setdefault(
+        kind, CALLBACK_LAG_SECONDS.labels(kind)
+    )
+    child.observe(max(0.0, lag))
 
 
 def observe_due_to_dial(due: datetime, started: datetime | None) -> None:
