@@ -40,6 +40,7 @@ from campaigns.csvsource import (
     find_phone_column,
     open_csv,
 )
+from dialer.metrics import count_ingest
 from dialer.numbers import NumberRejected, RejectReason, classify
 from models import CallJob, Campaign, JobStatus
 
@@ -336,4 +337,5 @@ def ingest_contacts(
     summary.rows = rows
     summary.accepted = accepted
     summary.rejected = {str(reason): count for reason, count in sorted(rejected.items())}
+    count_ingest(summary.accepted, summary.rejected)
     return summary

@@ -5,12 +5,10 @@ Built once per process (a Celery worker child, the API, the CLI) on first use.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
 import redis
-import structlog
 
 from dialer.pool import Pool
 from dialer.providers.base import TelephonyProvider
@@ -38,16 +36,7 @@ class Runtime:
         return provider_from_settings(self.settings)
 
 
-def configure_logging(settings: Settings) -> None:
-    """structlog for the whole process, at `LOG_LEVEL` (DEBUG, INFO, WARNING, ERROR)."""
-    level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
-    logging.basicConfig(level=level)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))
-
-
 @lru_cache(maxsize=1)
 def get_runtime() -> Runtime:
-    """This process's runtime (logging configured on first use)."""
-    runtime = Runtime()
-    configure_logging(runtime.settings)
-    return runtime
+    """This process's runtime (logging is the entry points': `dialer.logs`)."""
+    return Runtime()

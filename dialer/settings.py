@@ -18,7 +18,9 @@ SIMULATOR_ACCOUNT_SID = "AC" + "0" * 31 + "1"
 SIMULATOR_AUTH_TOKEN = "simulator-auth-token"  # noqa: S105  # the simulator's, public by design
 """The auth token the bundled carrier simulator checks and signs callbacks with by default."""
 
-_PLACEHOLDERS = frozenset({"changeme", "change-me", "xxx", "secret", "todo"})
+_PLACEHOLDERS = frozenset(
+    {"changeme", "change-me", "xxx", "secret", "todo", "password", "change-this-password"}
+)
 
 
 class ProviderKind(StrEnum):
@@ -26,6 +28,13 @@ class ProviderKind(StrEnum):
 
     SIMULATOR = "simulator"
     TWILIO = "twilio"
+
+
+class LogFormat(StrEnum):
+    """How log lines are written (`dialer.logs`)."""
+
+    JSON = "json"
+    CONSOLE = "console"
 
 
 class Settings(BaseSettings):
@@ -56,7 +65,10 @@ class Settings(BaseSettings):
 
     flower_user: str = "admin"
     flower_password: SecretStr | None = None
-    """Required by `dialer flower`: the dashboard shows every task's arguments."""
+    """Required by `dialer flower`: the dashboard shows every task's arguments. It reaches
+    Flower in its environment (`FLOWER_BASIC_AUTH`), never on its command line."""
+    worker_metrics_port: int = Field(default=9808, ge=0, le=65535)
+    """Port on which each Celery worker serves its Prometheus metrics (0: none)."""
 
     stuck_dialing_after_s: float = Field(default=30.0, gt=0)
     """An attempt still `dialing` or `placing` after this many seconds has lost its task:
@@ -81,6 +93,8 @@ class Settings(BaseSettings):
     fires within this of its occurrence)."""
 
     log_level: str = "INFO"
+    log_format: LogFormat | None = None
+    """`json` or `console`; unset: JSON unless stderr is a terminal (`dialer.logs`)."""
     data_dir: Path = Path("var")
     """Where rejected-rows CSVs and other files the dialer writes are kept."""
 
@@ -97,6 +111,13 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
+
+    @field_validator("flower_password")
+    @classmethod
+    def _real_flower_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().lower() in _PLACEHOLDERS:
+            raise ValueError("FLOWER_PASSWORD is a placeholder; set a real password")
+        return value
 
     @model_validator(mode="after")
     def _choose_provider(self) -> Settings:

@@ -36,6 +36,10 @@ DATABASE_URL = f"{PG_SERVER}/dialer_test_{_INDEX}"
 REDIS_URL = f"{REDIS_SERVER}/{1 + _INDEX}"
 os.environ["DATABASE_URL"] = DATABASE_URL
 os.environ["REDIS_URL"] = REDIS_URL
+# Each test process is the root of its own metrics tree (`dialer.metrics`), and the workers
+# the tests start serve no metrics unless a test gives one a free port.
+os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+os.environ["WORKER_METRICS_PORT"] = "0"
 
 
 @pytest.fixture(scope="session")

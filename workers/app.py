@@ -8,6 +8,9 @@ message held by a vanished worker waits before redelivery; the reaper covers tha
 dials.
 
 Every task's class is `workers.base.DialerTask` (log context, counters, not-found mapping).
+Logging goes through `dialer.logs` (Celery's `setup_logging` signal) and each worker serves
+its metrics on `WORKER_METRICS_PORT` (`workers.observability`). Workers send task events
+(`worker_send_task_events`, `task_send_sent_event`), which Flower needs.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from celery import Celery
 from kombu.entity import Exchange, Queue
 
 from dialer.settings import get_settings
+from workers import observability  # noqa: F401  # Celery signal receivers: logs, metrics
 from workers.base import DialerTask
 
 PACER_QUEUE = "pacer"
@@ -38,6 +42,7 @@ def create_app() -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": 3600},
         task_queues=[

@@ -5,8 +5,8 @@ What each task would otherwise repeat, done once around the task body:
 - structlog context: `task_id`, `task_name`, and whichever of `attempt_id`, `campaign_id`
   and `account_id` the task takes (by keyword or by position), bound for the task's
   duration and reset after, so every log line the engine writes names its task and ids;
-- counters per task name (`dialer_tasks_total{task, state}`): `started`, then one of
-  `succeeded`, `not_found`, `retried`, `failed`;
+- counters per task name (`dialer_tasks_total{task, state}`, defined in `dialer.metrics`):
+  `started`, then one of `succeeded`, `not_found`, `retried`, `failed`;
 - `dialer.errors.NotFoundError` (the id no longer names a row) is a warning with the
   error's code and a `None` result, never a failed task: a redelivered or late message for a
   deleted row is normal, and retrying it cannot help.
@@ -24,20 +24,14 @@ from typing import Any
 import structlog
 from celery import Task
 from celery.exceptions import Retry
-from prometheus_client import Counter
 
 from dialer.errors import NotFoundError
+from dialer.metrics import TASKS
 
 log = structlog.get_logger(__name__)
 
 CONTEXT_IDS = ("attempt_id", "campaign_id", "account_id")
 """Task arguments bound into the log context when a task takes them."""
-
-TASKS = Counter(
-    "dialer_tasks",
-    "Celery task runs by task name and state (started, succeeded, not_found, retried, failed)",
-    ["task", "state"],
-)
 
 STATES = ("started", "succeeded", "not_found", "retried", "failed")
 

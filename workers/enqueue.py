@@ -4,10 +4,18 @@ The entry points do not import task functions (that would load every task module
 engine imports into the web process): they send by the task's registered name, and the
 app's `task_routes` put each on its queue. Call these after the transaction that made the
 work commits (`models.on_commit`), so no worker looks for a row that is not there yet.
+
+Every id goes as a keyword argument (`attempt_id`, `campaign_id`, `account_id`), so a
+person finds a call's tasks in Flower by any of them. (The tasks still take the same
+arguments by position, so messages sent before this change run as they did.)
 """
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
+from dialer.settings import get_settings
+from models import CallAttempt, transaction
 from workers.app import app
 
 PLACE_CALL = "dialer.place_call"
@@ -21,20 +29,32 @@ FIRE_SCHEDULES = "dialer.fire_schedules"
 
 def kick_pacer(account_id: int) -> None:
     """Make sure a pacer runs for the account (a second one exits at once on the lock)."""
-    app.send_task(PACER, args=[account_id])
+    app.send_task(PACER, kwargs={"account_id": account_id})
 
 
 def hang_up(attempt_id: int, reason: str) -> None:
     """Ask a worker to end a live call at the provider with `reason` as its end reason."""
-    app.send_task(HANG_UP, args=[attempt_id, reason])
+    app.send_task(HANG_UP, kwargs={"attempt_id": attempt_id, "reason": reason})
 
 
 def place_calls(attempt_ids: list[int]) -> None:
-    """Send one `place_call` per committed `dialing` attempt."""
+    """Send one `place_call` per committed `dialing` attempt, with its campaign and account
+    ids (one primary-key query for the batch; an id with no attempt goes alone, and the
+    task reports it not found)."""
+    with transaction(get_settings().database_url) as session:
+        owners = {
+            attempt_id: {"campaign_id": campaign_id, "account_id": account_id}
+            for attempt_id, campaign_id, account_id in session.execute(
+                select(CallAttempt.id, CallAttempt.campaign_id, CallAttempt.account_id).where(
+                    CallAttempt.id.in_(attempt_ids)
+                )
+            )
+        }
     for attempt_id in attempt_ids:
-        app.send_task(PLACE_CALL, args=[attempt_id])
+        kwargs = {"attempt_id": attempt_id, **owners.get(attempt_id, {})}
+        app.send_task(PLACE_CALL, kwargs=kwargs)
 
 
 def resolve_late_call(attempt_id: int, call_sid: str) -> None:
     """Have a worker adopt or hang up a call made for an attempt already given up."""
-    app.send_task(RESOLVE_LATE_CALL, args=[attempt_id, call_sid])
+    app.send_task(RESOLVE_LATE_CALL, kwargs={"attempt_id": attempt_id, "call_sid": call_sid})

@@ -10,6 +10,7 @@ from campaigns.schedules import fire_due
 from dialer.dispatch.dialing import hang_up_call, place_call, resolve_late_call
 from dialer.dispatch.pacer import accounts_needing_pacer, run_pacer
 from dialer.dispatch.reaper import reap
+from dialer.metrics import DIALS
 from dialer.runtime import get_runtime
 from models import EndReason
 from workers.app import app
@@ -30,9 +31,14 @@ PACER_BUDGET_S = 30.0
 
 
 @app.task(name=PLACE_CALL)
-def place_call_task(attempt_id: int) -> str:
-    """Create the provider call for one attempt (idempotent: see `dialer.dispatch.dialing`)."""
-    return place_call(get_runtime(), attempt_id).value
+def place_call_task(
+    attempt_id: int, campaign_id: int | None = None, account_id: int | None = None
+) -> str:
+    """Create the provider call for one attempt (idempotent: see `dialer.dispatch.dialing`).
+    `campaign_id` and `account_id` only name the call (log context, Flower)."""
+    result = place_call(get_runtime(), attempt_id)
+    DIALS.labels(result.value).inc()
+    return result.value
 
 
 @app.task(name=HANG_UP)

@@ -9,9 +9,14 @@ created on first use with the default caps and a simulator caller ID). A failing
 
 from __future__ import annotations
 
+import sys
+
 import typer
+from pydantic import ValidationError
 
 from dialer.cli import accounts, campaigns, db, dnc, schedules, serve
+from dialer.logs import configure_logging
+from dialer.settings import get_settings
 
 app = typer.Typer(help="Outbound-call campaign dialer.", no_args_is_help=True)
 app.add_typer(db.app, name="db")
@@ -23,5 +28,13 @@ app.add_typer(serve.app)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. Logging (`dialer.logs`) at `LOG_LEVEL` when it is set,
+    else WARNING: a command's own output is what it prints, library chatter is not."""
+    try:
+        settings = get_settings()
+    except ValidationError as error:  # a placeholder secret, a malformed URL
+        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
+        sys.stderr.write(f"error: invalid_settings: {problems}\n")
+        sys.exit(1)
+    configure_logging(settings, None if "log_level" in settings.model_fields_set else "WARNING")
     app()

@@ -119,6 +119,9 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
         with transaction(settings.database_url) as session:
             lifecycle.start(session, account_id, imported.campaign_id, actor=cli_actor())
         stack.kick_pacer(account_id)
+        console.print(
+            f"Metrics: {stack.api_url}/metrics (API), {stack.worker_metrics_url} (worker)"
+        )
         report = _watch(options, settings.database_url, account_id, imported.campaign_id, console)
         stats = httpx.get(f"{stack.sim_url}/_sim/stats", timeout=5.0).json()
     summary = imported.summary.to_json()

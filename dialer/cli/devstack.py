@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -34,6 +35,7 @@ import httpx
 from celery import Celery
 
 from dialer.errors import DialerError
+from dialer.metrics import MULTIPROC_ENV
 from dialer.settings import Settings
 
 STARTUP_TIMEOUT_S = 60.0
@@ -85,7 +87,11 @@ def child(
     """Run a child process (its own process group) and stop it, and its children, on exit.
 
     The child also gets `parent_death_signal` if this process dies without stopping it.
+    It is the root of its own process tree for metrics: this process's metrics directory
+    is not passed on unless `env` names one explicitly (`dialer.metrics`).
     """
+    if env.get(MULTIPROC_ENV) == os.environ.get(MULTIPROC_ENV):
+        env = {key: value for key, value in env.items() if key != MULTIPROC_ENV}
     with log.open("ab") as out:
         proc = subprocess.Popen(  # noqa: S603  # our own executables, fixed arguments
             args,
@@ -155,18 +161,20 @@ def signals_stop_the_stack() -> Iterator[None]:
 
 @dataclass
 class LocalStack:
-    """A running local stack: where its parts listen, the environment they share, and its
-    child processes by name (`simulator`, `api`, `worker`, `beat`)."""
+    """A running local stack: where its parts listen (the worker's Prometheus metrics at
+    `worker_metrics_url`), the environment they share, and its child processes by name
+    (`simulator`, `api`, `worker`, `beat`)."""
 
     sim_url: str
     api_url: str
     env: dict[str, str]
     celery: Celery
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    worker_metrics_url: str = ""
 
     def kick_pacer(self, account_id: int) -> None:
         """Ask the stack's workers to run the account's pacer."""
-        self.celery.send_task("dialer.pacer", args=[account_id], queue="pacer")
+        self.celery.send_task("dialer.pacer", kwargs={"account_id": account_id}, queue="pacer")
 
 
 @contextmanager
@@ -189,7 +197,7 @@ def local_stack(
         StackStopped: SIGHUP or SIGTERM arrived; every child has been stopped.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    sim_port, api_port = free_port(), free_port()
+    sim_port, api_port, metrics_port = free_port(), free_port(), free_port()
     sim_url, api_url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{api_port}"
     env = {
         **os.environ,
@@ -201,10 +209,15 @@ def local_stack(
         "SIMULATOR_PORT": str(sim_port),
         # Poll for lost final callbacks on the simulated time scale, not every two minutes.
         "STATUS_POLL_AFTER_S": str(max(2.0, 120 * time_scale)),
+        "WORKER_METRICS_PORT": str(metrics_port),
         **(extra_env or {}),
     }
     py = sys.executable
     fault_args = [arg for fault in faults or [] for arg in ("--fault", fault)]
+    # The API's uvicorn workers share one metrics directory, fresh for this run.
+    api_metrics = run_dir / "api-metrics"
+    shutil.rmtree(api_metrics, ignore_errors=True)
+    api_metrics.mkdir()
     with signals_stop_the_stack(), ExitStack() as stack:
         sim = stack.enter_context(
             child(
@@ -218,7 +231,7 @@ def local_stack(
             child(
                 [py, "-m", "uvicorn", "dialer.web.asgi:app", "--port", str(api_port),
                  "--workers", str(api_workers), "--log-level", "warning", "--no-access-log"],
-                env,
+                {**env, MULTIPROC_ENV: str(api_metrics)},
                 run_dir / "api.log",
             )
         )  # fmt: skip
@@ -247,6 +260,7 @@ def local_stack(
         celery = Celery(broker=settings.redis_url)
         try:
             processes = {"simulator": sim, "api": api, "worker": worker, "beat": beat}
-            yield LocalStack(sim_url, api_url, env, celery, processes)
+            metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+            yield LocalStack(sim_url, api_url, env, celery, processes, metrics_url)
         finally:
             celery.close()

@@ -60,24 +60,41 @@ def flower(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 5555,
 ) -> None:
     """Run the Flower dashboard over the workers, behind basic auth (FLOWER_USER,
-    FLOWER_PASSWORD)."""
+    FLOWER_PASSWORD; a placeholder password is refused). The credentials reach Flower in its
+    environment (`FLOWER_BASIC_AUTH`), never on its command line, which `ps` shows."""
     settings = get_settings()
     if settings.flower_password is None or not settings.flower_password.get_secret_value():
         fail("flower_password_unset", "set FLOWER_PASSWORD: Flower shows every task's arguments")
     auth = f"{settings.flower_user}:{settings.flower_password.get_secret_value()}"
-    args = ["-m", "celery", "-A", "workers", "flower", f"--port={port}", f"--basic-auth={auth}"]
-    os.execv(sys.executable, [sys.executable, *args])  # noqa: S606  # Flower replaces this process
+    if "," in auth:
+        fail("flower_password_invalid", "FLOWER_USER and FLOWER_PASSWORD may not contain ','")
+    env = {**os.environ, "FLOWER_BASIC_AUTH": auth}
+    args = ["-m", "celery", "-A", "workers", "flower", f"--port={port}"]
+    os.execve(sys.executable, [sys.executable, *args], env)  # noqa: S606  # Flower replaces us
 
 
 @app.command()
 def api(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
 ) -> None:
-    """Serve the HTTP API and provider webhooks (uvicorn)."""
+    """Serve the HTTP API and provider webhooks (uvicorn). Its `/metrics` adds up every
+    worker process's: they share this process's metrics directory (`dialer.metrics`)."""
     import uvicorn
 
-    uvicorn.run("dialer.web.asgi:app", host=host, port=port, log_level="warning")
+    from dialer.metrics import ensure_multiprocess_dir
+
+    ensure_multiprocess_dir()  # before the workers start: they inherit it
+    uvicorn.run(
+        "dialer.web.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        log_config=None,  # uvicorn's lines go through `dialer.logs`
+        access_log=False,
+    )
 
 
 @app.command()

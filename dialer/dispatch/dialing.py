@@ -25,6 +25,7 @@ from dialer.calls import CallEvent, apply_event, claimed, mark_placing, move_job
 from dialer.campaign_state import BREAKER, CampaignAction, transition
 from dialer.dispatch.attempt_end import end_unplaced, finish_call
 from dialer.errors import NotFoundError
+from dialer.metrics import BREAKER_TRIPS
 from dialer.pool import RateLimit
 from dialer.pool.leases import lease_seconds, release_keys, send_limits
 from dialer.providers.base import (
@@ -532,6 +533,7 @@ def _trip_breaker(runtime: Runtime, attempt_id: int, error: AccountProviderError
         campaigns=[c.id for c in running],
         code=error.code,
     )
+    BREAKER_TRIPS.labels(str(error.code or "none")).inc(len(running))
     return PlaceResult.BREAKER_TRIPPED
 
 

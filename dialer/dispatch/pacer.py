@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from dialer.calls import claimed, move_job
 from dialer.campaign_state import PACER, CampaignAction, transition
+from dialer.metrics import DIALS_DISPATCHED, PACER_ROUNDS, observe_due_to_dial
 from dialer.pool import AcquireResult, Keys
 from dialer.pool.leases import acquire_scopes, lease_seconds, rate_limits
 from dialer.pool.reconcile import ensure_pool, lock_account_pool
@@ -143,6 +144,8 @@ def run_pacer(
             result = dispatch_round(runtime, account_id)
             _send_on_time(result.dials, enqueue)
             run.rounds += 1
+            PACER_ROUNDS.labels("dialled" if result.dials else "idle").inc()
+            DIALS_DISPATCHED.inc(len(result.dials))
             run.dispatched += len(result.dials)
             run.work_left = result.work_left
             if not result.work_left:
@@ -239,6 +242,7 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
                     lease_expires_at=utcnow() + timedelta(seconds=lease_s),
                 )
             )
+            observe_due_to_dial(job.next_due_at, campaign.started_at)
             move_job(job, claimed(job))
             out.dials.append(Dial(attempt_id, time.monotonic() + got.delay_s))
         if not blocked and not full and out.dials:

@@ -26,6 +26,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from dialer.metrics import PROVIDER_CREATES, PROVIDER_ERRORS
 from dialer.providers.base import (
     AccountProviderError,
     AmbiguousProviderError,
@@ -52,6 +53,16 @@ THROTTLE_ERROR_CODES: Final = frozenset({20429, 10004})
 
 CALL_NOT_IN_PROGRESS: Final = 21220
 """Twilio 21220: the call is not in progress (it ended before the update reached it)."""
+
+ERROR_KINDS: Final[dict[type[ProviderError], str]] = {
+    AmbiguousProviderError: "ambiguous",
+    ThrottledProviderError: "throttled",
+    ContactProviderError: "rejected",
+    AccountProviderError: "account_error",
+    NotFoundProviderError: "not_found",
+}
+"""The `kind` label of `dialer_provider_errors_total` and the `result` of a failed create in
+`dialer_provider_creates_total` (`dialer.metrics`)."""
 
 _SDK_PREFIX: Final = re.compile(r"^Unable to \w+ (record|page): ")
 
@@ -162,13 +173,21 @@ class TwilioProvider:
         self._client = Client(account_sid, auth_token, http_client=self.http_client)
 
     def _call(self, operation: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run one SDK operation; its errors mapped and counted (`dialer_provider_errors`)."""
+        error: ProviderError
         try:
             return operation(*args, **kwargs)
         except (TwilioRestException, TwilioServiceException) as exc:
-            raise _map_rest_error(exc) from exc
+            error = _map_rest_error(exc)
+            cause: Exception = exc
         except requests.RequestException as exc:
             # Timeout, refused or dropped connection: the request may have been carried out.
-            raise AmbiguousProviderError(message=f"no reply from provider: {exc}") from exc
+            error = AmbiguousProviderError(message=f"no reply from provider: {exc}")
+            cause = exc
+        kind = ERROR_KINDS.get(type(error), "error")
+        name = getattr(operation, "__name__", "request")
+        PROVIDER_ERRORS.labels(name, kind, str(error.code or "none")).inc()
+        raise error from cause
 
     def create_call(self, request: CallRequest) -> ProviderCall:
         """Create the call (Twilio `POST Calls.json`) with all four status callback events;
@@ -197,7 +216,12 @@ class TwilioProvider:
                 kwargs["async_amd"] = "true"
                 kwargs["async_amd_status_callback"] = request.async_amd_callback
                 kwargs["async_amd_status_callback_method"] = "POST"
-        instance = self._call(self._client.calls.create, **kwargs)
+        try:
+            instance = self._call(self._client.calls.create, **kwargs)
+        except ProviderError as error:
+            PROVIDER_CREATES.labels(ERROR_KINDS.get(type(error), "error")).inc()
+            raise
+        PROVIDER_CREATES.labels("created").inc()
         return _to_provider_call(instance)
 
     def fetch_call(self, sid: str) -> ProviderCall:

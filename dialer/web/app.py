@@ -13,6 +13,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from dialer.runtime import Runtime, get_runtime
+from dialer.web.context import RequestContext
 from dialer.web.errors import install_handlers
 from dialer.web.routers import campaigns, dnc, health, providers, schedules
 
@@ -29,6 +30,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.state.runtime = runtime or get_runtime()
     app.state.webhooks = providers.Webhooks(app.state.runtime)
     install_handlers(app)
+    app.add_middleware(RequestContext)
     for router in (campaigns.router, dnc.router, providers.router, health.router):
         app.include_router(router)
     app.include_router(schedules.router)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.accounts import account_by_api_key
 from dialer.errors import UnauthenticatedError
+from dialer.logs import bind_context
 from dialer.runtime import Runtime
 from models import Account, transaction
 
@@ -58,7 +59,16 @@ def current_account(
     return account_by_api_key(session, credentials.credentials)
 
 
-CurrentAccount = Annotated[Account, Depends(current_account, scope="function")]
+async def bound_account(
+    account: Annotated[Account, Depends(current_account, scope="function")],
+) -> Account:
+    """The caller's account, bound to the request's log context (`account_id`). Async, so
+    the binding is made in the request's own context, which the handler then runs in."""
+    bind_context(account_id=account.id)
+    return account
+
+
+CurrentAccount = Annotated[Account, Depends(bound_account, scope="function")]
 
 
 def current_actor(account: CurrentAccount) -> str:

@@ -377,6 +377,12 @@ def test_flower_refuses_to_start_without_a_password(cli: Cli) -> None:
     cli.fails("flower", code="flower_password_unset")
 
 
+def test_flower_refuses_a_placeholder_password(cli: Cli) -> None:
+    cli.env["FLOWER_PASSWORD"] = "changeme"
+    message = cli.fails("flower", code="invalid_settings")
+    assert "FLOWER_PASSWORD is a placeholder" in message
+
+
 def test_demo_refuses_an_unknown_fault_before_starting_anything(cli: Cli) -> None:
     message = cli.fails("demo", "--fault", "nonsense=2", "--json", code="invalid_fault")
     assert "502-after" in message  # it lists the faults it knows

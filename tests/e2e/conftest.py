@@ -45,8 +45,15 @@ class Stack:
         return response.json() if response.content else None
 
     def start_worker(
-        self, concurrency: int = 4, name: str | None = None
+        self,
+        concurrency: int = 4,
+        name: str | None = None,
+        *,
+        metrics_port: int = 0,
+        loglevel: str = "WARNING",
     ) -> subprocess.Popen[bytes]:
+        """A real worker (prefork), logging to `worker-<name>.log`; serving its metrics on
+        `metrics_port` (0: not served)."""
         label = name or f"w{len(self.workers)}"
         proc = self.stack.enter_context(
             child(
@@ -58,7 +65,7 @@ class Stack:
                     "workers",
                     "worker",
                     "--loglevel",
-                    "WARNING",
+                    loglevel,
                     "-c",
                     str(concurrency),
                     "-Q",
@@ -68,7 +75,7 @@ class Stack:
                     "--without-gossip",
                     "--without-mingle",
                 ],
-                self.env,
+                {**self.env, "WORKER_METRICS_PORT": str(metrics_port)},
                 self.log_dir / f"worker-{label}.log",
             )
         )

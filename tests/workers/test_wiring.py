@@ -16,7 +16,7 @@ import redis
 from celery.contrib.testing.worker import start_worker
 from prometheus_client import REGISTRY
 
-from dialer.runtime import get_runtime
+from dialer.logs import configure_logging
 from models import AttemptStatus, CampaignStatus, JobStatus, transaction
 from tests.factories import make_account, make_attempt, make_campaign, make_job
 from tests.support import captured_logs, wait_until
@@ -47,7 +47,7 @@ def queued(client: redis.Redis, queue: str) -> list[str]:
 @pytest.fixture
 def broker(committed_db: str, redis_client: redis.Redis) -> redis.Redis:
     """The tests' Redis as an empty broker: queues declared again after the flush."""
-    get_runtime()  # configures logging once, before any test captures it
+    configure_logging()  # once, before any test captures it (the worker's setup is a no-op)
     app.loader.import_default_modules()
     with app.connection_for_write() as connection:
         channel = connection.default_channel

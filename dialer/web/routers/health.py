@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from dialer.metrics import CONTENT_TYPE_LATEST, exposition
+from dialer.pool.gauges import PoolCollector
+from dialer.web.deps import RuntimeDep
 from dialer.web.errors import ANY_OTHER
 from dialer.web.schemas import HealthOut
 
@@ -23,6 +25,9 @@ def healthz() -> HealthOut:
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text."}},
 )
-def metrics() -> Response:
-    """This process's Prometheus metrics (the provider callbacks' counts and times)."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+def metrics(rt: RuntimeDep) -> Response:
+    """Prometheus metrics of every process of this API server (all its uvicorn workers,
+    `dialer.metrics`), and the pool's leases and caps per scope read at scrape time
+    (`dialer.pool.gauges`)."""
+    pool = PoolCollector(rt.redis, rt.settings.database_url)
+    return Response(exposition(pool), media_type=CONTENT_TYPE_LATEST)

@@ -13,21 +13,18 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from prometheus_client import Counter, Histogram
 from twilio.request_validator import RequestValidator
 
 from dialer.dispatch.callbacks import CallbackKind, record_callback
 from dialer.dispatch.dialing import CONNECTION_OVERRIDES
 from dialer.errors import ForbiddenError
+from dialer.logs import bind_context
+from dialer.metrics import CALLBACK_SECONDS, CALLBACKS, observe_callback_lag
 from dialer.runtime import Runtime
 from dialer.web.errors import ANY_OTHER, INVALID, declared
 from models.asyncdb import AsyncPool, async_pool
 from workers.enqueue import hang_up, resolve_late_call
 
-CALLBACKS = Counter(
-    "dialer_provider_callbacks_total", "Provider callbacks by kind and result", ["kind", "result"]
-)
-CALLBACK_SECONDS = Histogram("dialer_provider_callback_seconds", "Callback handling time")
 GATHER_REPLY = (
     '<?xml version="1.0" encoding="UTF-8"?><Response><Say>Thank you. Goodbye.</Say></Response>'
 )
@@ -86,6 +83,7 @@ async def _form_fields(request: Request) -> dict[str, str]:
 
 async def _callback(request: Request, attempt_id: int, kind: CallbackKind) -> Response:
     webhooks: Webhooks = request.app.state.webhooks
+    bind_context(attempt_id=attempt_id)
     with CALLBACK_SECONDS.time():
         params = await _form_fields(request)
         url = webhooks.public_base_url + request.url.path
@@ -101,6 +99,8 @@ async def _callback(request: Request, attempt_id: int, kind: CallbackKind) -> Re
             raise ForbiddenError("invalid_signature", "X-Twilio-Signature does not match")
         result = await record_callback(webhooks.pool(), webhooks.runtime, attempt_id, kind, params)
         CALLBACKS.labels(kind.value, "stored" if result.stored else "duplicate").inc()
+        if result.stored:
+            observe_callback_lag(kind.value, params.get("Timestamp"))
         if result.hang_up_machine:
             hang_up(attempt_id, "machine")
         if result.late_call:

@@ -1,0 +1,127 @@
+"""The pool as Prometheus gauges, read at scrape time: leases in use and the cap of every
+scope (account, campaign, caller ID).
+
+Scopes are those of running campaigns (from PostgreSQL, shown even with no lease) and any
+other scope that holds a lease in Redis (a paused campaign's calls still live). Leases in
+use count only unexpired ones (score after Redis `TIME`), as `acquire.lua` does; caps come
+from PostgreSQL (accounts, campaigns and caller IDs), a caller ID without a cap is left
+out of `dialer_pool_cap`. Served by the API's `/metrics` only: the pool is one shared
+state, so one kind of process reports it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import redis
+import sqlalchemy.exc
+import structlog
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from sqlalchemy import select
+
+from dialer.pool import Keys
+from models import Account, CallerId, Campaign, CampaignStatus, transaction
+
+log = structlog.get_logger(__name__)
+
+_SCOPE_KEY = re.compile(r"^dialer:\{a(\d+)\}:pool:(account|campaign|caller_id)(?::(\d+))?$")
+Scope = tuple[str, int, int]
+"""(kind: account | campaign | caller_id, id, account id)"""
+
+
+class PoolCollector:
+    """A prometheus-client collector: `dialer_pool_leases` and `dialer_pool_cap`, labelled
+    `scope` (account, campaign, caller_id), `id` and `account_id`.
+
+    A scrape costs one `SCAN` of the pool keys, one `ZCOUNT` per scope and one query per
+    kind of scope. Redis or PostgreSQL unreachable: the families are sent empty (and a
+    warning logged), so the rest of the scrape still answers.
+    """
+
+    def __init__(self, client: redis.Redis, database_url: str) -> None:
+        self.redis = client
+        self.database_url = database_url
+
+    def collect(self) -> Iterator[Metric]:
+        leases = GaugeMetricFamily(
+            "dialer_pool_leases",
+            "Leases in use (live calls) per pool scope, from Redis at scrape time",
+            labels=["scope", "id", "account_id"],
+        )
+        caps = GaugeMetricFamily(
+            "dialer_pool_cap",
+            "Concurrency cap per pool scope (live calls), from PostgreSQL at scrape time",
+            labels=["scope", "id", "account_id"],
+        )
+        try:
+            in_use, cap = self._read()
+        except (redis.RedisError, sqlalchemy.exc.SQLAlchemyError) as error:
+            log.warning("pool_gauges_unavailable", error=str(error))
+            in_use, cap = {}, {}
+        for scope, count in sorted(in_use.items()):
+            leases.add_metric([scope[0], str(scope[1]), str(scope[2])], count)
+        for scope, value in sorted(cap.items()):
+            caps.add_metric([scope[0], str(scope[1]), str(scope[2])], value)
+        yield leases
+        yield caps
+
+    def _read(self) -> tuple[dict[Scope, int], dict[Scope, int]]:
+        scopes: set[Scope] = set()
+        for raw in self.redis.scan_iter(match="dialer:{a*}:pool:*", count=1000):
+            match = _SCOPE_KEY.match(raw.decode() if isinstance(raw, bytes) else raw)
+            if match:
+                account, kind, scope_id = match.groups()
+                scopes.add((kind, int(scope_id or account), int(account)))
+        cap: dict[Scope, int] = {}
+        with transaction(self.database_url) as session:
+            running = session.execute(
+                select(Campaign.id, Campaign.account_id, Campaign.caller_id_id).where(
+                    Campaign.status == CampaignStatus.RUNNING
+                )
+            )
+            for campaign_id, account_id, caller_id_id in running:
+                scopes.add(("account", account_id, account_id))
+                scopes.add(("campaign", campaign_id, account_id))
+                scopes.add(("caller_id", caller_id_id, account_id))
+            wanted = {kind: {s[1] for s in scopes if s[0] == kind} for kind in _KINDS}
+            queries = {
+                "account": select(Account.id, Account.id, Account.max_concurrency).where(
+                    Account.id.in_(wanted["account"])
+                ),
+                "campaign": select(
+                    Campaign.id, Campaign.account_id, Campaign.max_concurrency
+                ).where(Campaign.id.in_(wanted["campaign"])),
+                "caller_id": select(
+                    CallerId.id, CallerId.account_id, CallerId.max_concurrency
+                ).where(CallerId.id.in_(wanted["caller_id"])),
+            }
+            for kind, query in queries.items():
+                if wanted[kind]:
+                    for scope_id, account_id, value in session.execute(query):
+                        if value is not None:
+                            cap[(kind, scope_id, account_id)] = value
+        now_s, now_us = self.redis.time()
+        now_ms = now_s * 1000 + now_us // 1000
+        pipe = self.redis.pipeline(transaction=False)
+        ordered = sorted(scopes)
+        for scope in ordered:
+            pipe.zcount(_key(scope), f"({now_ms}", "+inf")
+        in_use = dict(zip(ordered, (int(n) for n in pipe.execute()), strict=True))
+        # A caller ID without a cap has no scope: shown only while it holds leases.
+        in_use = {s: n for s, n in in_use.items() if s[0] != "caller_id" or s in cap or n}
+        return in_use, cap
+
+
+_KINDS = ("account", "campaign", "caller_id")
+
+
+def _key(scope: Scope) -> str:
+    kind, scope_id, account_id = scope
+    keys = Keys(account_id)
+    if kind == "account":
+        return keys.account_pool()
+    if kind == "campaign":
+        return keys.campaign_pool(scope_id)
+    return keys.caller_id_pool(scope_id)
