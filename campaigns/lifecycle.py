@@ -43,6 +43,7 @@ def create_campaign(
     caller's rollback leaves no campaign and no contact behind.
     """
     caller_id = caller_id_for(session, account, options.from_number)
+    window = options.calling_window()
     campaign = Campaign(
         account_id=account.id,
         caller_id_id=caller_id.id,
@@ -63,6 +64,13 @@ def create_campaign(
         allow_premium=options.allow_premium,
         allowed_countries=options.allowed_countries,
         start_at=options.start_at,
+        end_at=options.end_at,
+        timezone=options.timezone,
+        window_start=window.start,
+        window_end=window.end,
+        window_days=sorted(window.days),
+        holidays=sorted(window.holidays),
+        skip_public_holidays=window.skip_public_holidays,
         retry_policy=options.retry_policy,
         status=CampaignStatus.DRAFT,
     )

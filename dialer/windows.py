@@ -35,10 +35,11 @@ __all__ = [
     "WEEKDAYS",
     "CallingWindow",
     "ContactSchedule",
-    "daytime_zone",
     "LegalHours",
     "Place",
+    "daytime_zone",
     "is_open",
+    "known_zone",
     "legal_hours",
     "next_opening",
     "parse_days",
@@ -105,14 +106,15 @@ LEGAL_HOURS: tuple[LegalHours, ...] = (
 )
 """The legal guard: the first row everywhere, each other row where its place is."""
 
+_FLORIDA = (
+    "239 305 321 324 352 386 407 448 561 645 656 689 727 728 754 772 786 813 850 863 904 941 954"
+)
+_OKLAHOMA = "405 539 572 580 918"
+_MARYLAND = "227 240 301 410 443 667"
 NANP_AREA_CODES: dict[str, str] = {
-    **dict.fromkeys(
-        "239 305 321 324 352 386 407 448 561 645 656 689 727 728 754 772 786 813 850 863 "
-        "904 941 954".split(),
-        "FL",
-    ),
-    **dict.fromkeys("405 539 572 580 918".split(), "OK"),
-    **dict.fromkeys("227 240 301 410 443 667".split(), "MD"),
+    code: state
+    for codes, state in ((_FLORIDA, "FL"), (_OKLAHOMA, "OK"), (_MARYLAND, "MD"))
+    for code in codes.split()
 }
 """US area codes of the states with a stricter row in `LEGAL_HOURS` (NANPA, "Area Code
 Map" and planning letters at nationalnanpa.com, 2025; overlays included). A call to such an
@@ -132,8 +134,7 @@ def _legal_hours(country: str | None, subdivision: str | None) -> tuple[time, ti
     rows = [
         row
         for row in LEGAL_HOURS
-        if row.country == "*"
-        or (row.country == country and row.subdivision in (None, subdivision))
+        if row.country == "*" or (row.country == country and row.subdivision in (None, subdivision))
     ]
     return max(row.start for row in rows), min(row.end for row in rows)
 
@@ -190,14 +191,15 @@ def zone(name: str) -> ZoneInfo:
     Raises:
         InvalidWindowError: `invalid_timezone`, no such zone.
     """
-    found = _zone(name)
+    found = known_zone(name)
     if found is None:
         raise InvalidWindowError("invalid_timezone", f"{name!r} is not an IANA time zone")
     return found
 
 
 @lru_cache(maxsize=1024)
-def _zone(name: str) -> ZoneInfo | None:
+def known_zone(name: str) -> ZoneInfo | None:
+    """The IANA zone `name`, or None when there is no such zone."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -221,7 +223,7 @@ def parse_window(text: str) -> tuple[time, time]:
     h1, m1, h2, m2 = map(int, match.groups())
     start = time(h1, m1)
     end = time(23, 59, 59) if h2 == 24 else time(h2, m2)
-    if h2 == 24 and m2 or not start < end:
+    if (h2 == 24 and m2) or not start < end:
         raise InvalidWindowError("invalid_window", f"window {text!r} must start before it ends")
     low, high = BASE_LEGAL_HOURS
     if start < low or end > high:
