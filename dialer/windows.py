@@ -19,7 +19,7 @@ claiming stays one indexed range query whatever the number of contacts waiting.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -350,6 +350,34 @@ class ContactSchedule:
         if self.call_before is not None and (opening is None or opening >= self.call_before):
             return max(self.call_before, earliest)
         return opening if opening is not None else earliest + HORIZON
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ContactSchedule:
+        """From a raw SQL row with the campaign's window columns (`window_start`,
+        `window_end`, `window_days`, `holidays`, `skip_public_holidays`) and the contact's
+        (`zones`, `region`, `subdivision`, `call_before`)."""
+        window = CallingWindow(
+            row["window_start"],
+            row["window_end"],
+            frozenset(row["window_days"]),
+            frozenset(row["holidays"] or ()),
+            row["skip_public_holidays"],
+        )
+        place = Place(tuple(row["zones"]), row["region"], row["subdivision"])
+        return cls(window, place, row["call_before"])
+
+    def open_until(self, now: datetime) -> datetime:
+        """When a contact callable at `now` stops being callable: the first of its zones'
+        window ends and its `call_before`."""
+        hours = _hours(self.window, self.place)
+        ends = [
+            interval[1]
+            for name in self.place.zones
+            if (interval := _interval(self.window, self.place, hours, name, now)) is not None
+        ]
+        if self.call_before is not None:
+            ends.append(self.call_before)
+        return min(ends, default=now)
 
     def callable_at(self, now: datetime) -> bool:
         """True if the contact may be dialled at `now`: inside its window, before its
