@@ -426,7 +426,5 @@ def accounts_needing_pacer(runtime: Runtime) -> list[int]:
             select(Campaign.account_id).where(Campaign.status == CampaignStatus.RUNNING).distinct()
         ).all()
     return [
-        a
-        for a in accounts
-        if not runtime.redis.exists(Keys(a).pacer_lock(), pacer_idle_key(a))
+        a for a in accounts if not runtime.redis.exists(Keys(a).pacer_lock(), pacer_idle_key(a))
     ]
