@@ -15,6 +15,7 @@ from starlette.background import BackgroundTask
 
 from campaigns import lifecycle
 from campaigns.options import CampaignOptions, OperatorOptions
+from campaigns.preview import campaign_preview
 from campaigns.reports import campaign_report, export_results
 from dialer.errors import NotFoundError
 from dialer.web.deps import CurrentAccount, RuntimeDep, SessionDep
@@ -27,7 +28,7 @@ from dialer.web.errors import (
     UNAUTHENTICATED,
     Responses,
 )
-from dialer.web.schemas import CampaignCreated, CampaignOut, ReportOut
+from dialer.web.schemas import CampaignCreated, CampaignOut, PreviewOut, ReportOut
 from models import Campaign, CampaignStatus, EndReason, on_commit
 from workers.enqueue import hang_up as hang_up_call
 from workers.enqueue import kick_pacer
@@ -80,6 +81,16 @@ def get_campaign(campaign_id: int, account: CurrentAccount, session: SessionDep)
 def report(campaign_id: int, account: CurrentAccount, session: SessionDep) -> ReportOut:
     """The campaign's figures: contacts by status and outcome, attempts, talk time."""
     return ReportOut.model_validate(campaign_report(session, account.id, campaign_id).model_dump())
+
+
+@router.get("/{campaign_id}/preview", response_model=PreviewOut, responses=NOT_FOUND)
+def preview(
+    campaign_id: int, account: CurrentAccount, session: SessionDep, rt: RuntimeDep
+) -> PreviewOut:
+    """Contacts callable now, waiting for their window (by zone) and expired, and the
+    estimated finish time at the campaign's caps, CPS and windows."""
+    figures = campaign_preview(session, account.id, campaign_id, rt.clock())
+    return PreviewOut.model_validate(figures.model_dump())
 
 
 @router.get(
