@@ -175,6 +175,7 @@ class CallJob(Base):
             "ix_call_jobs_campaign_due",
             "campaign_id",
             "next_due_at",
+            "id",
             postgresql_where=text("status = 'pending'"),
         ),
     )

@@ -293,13 +293,14 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
         if (not blocked and not full and out.dials) or len(jobs) < len(claimed_jobs):
             out.wait_s = 0.0  # every claimed contact went out or was moved: more may be due
         elif not claimed_jobs:
-            next_due = _next_due(session, list(by_id))
-            nearest = min([t for t in [next_due, *upcoming] if t is not None], default=None)
+            states = _open_work(session, list(by_id))
+            dues = [due for due, _ in states.values() if due is not None]
+            nearest = min([*dues, *upcoming], default=None)
             if nearest is not None:
                 out.wait_s = min(MAX_SLEEP_S, max(0.0, (nearest - now).total_seconds()))
-                if not _in_progress(session, list(by_id)):
+                if not any(live for _, live in states.values()):
                     out.idle_until = nearest
-        _complete_finished(session, campaigns, skip=set(by_id) if claimed_jobs else set())
+            _complete_finished(campaigns, states)
         out.work_left = any(c.status is CampaignStatus.RUNNING for c in running)
     return out
 
@@ -371,49 +372,35 @@ def _attempt_ids(session: Session, n: int) -> list[int]:
     )
 
 
-def _next_due(session: Session, campaign_ids: list[int]) -> datetime | None:
-    """The earliest due time of the campaigns' pending contacts: the first entry of
-    `ix_call_jobs_campaign_due` per campaign (a min over an IN list would scan them all)."""
-    firsts = [
-        session.scalar(
-            select(CallJob.next_due_at)
-            .where(CallJob.campaign_id == campaign_id, CallJob.status == JobStatus.PENDING)
-            .order_by(CallJob.next_due_at)
-            .limit(1)
-        )
-        for campaign_id in campaign_ids
-    ]
-    return min((t for t in firsts if t is not None), default=None)
-
-
-def _in_progress(session: Session, campaign_ids: list[int]) -> bool:
-    """Some contact of these campaigns has an attempt under way (its end may make it due)."""
-    return bool(
-        session.scalar(
-            select(
-                exists().where(
-                    CallJob.campaign_id.in_(campaign_ids),
-                    CallJob.status == JobStatus.IN_PROGRESS,
-                )
-            )
-        )
+def _open_work(
+    session: Session, campaign_ids: list[int]
+) -> dict[int, tuple[datetime | None, bool]]:
+    """Per campaign, in one query: its earliest pending due time (the first entry of
+    `ix_call_jobs_campaign_due`; a min over an IN list would scan them all) and whether a
+    contact is in progress (its end may make it due again)."""
+    first_due = (
+        select(CallJob.next_due_at)
+        .where(CallJob.campaign_id == Campaign.id, CallJob.status == JobStatus.PENDING)
+        .order_by(CallJob.next_due_at)
+        .limit(1)
+        .scalar_subquery()
     )
+    in_progress = exists().where(
+        CallJob.campaign_id == Campaign.id, CallJob.status == JobStatus.IN_PROGRESS
+    )
+    rows = session.execute(
+        select(Campaign.id, first_due, in_progress).where(Campaign.id.in_(campaign_ids))
+    )
+    return {campaign_id: (due, bool(live)) for campaign_id, due, live in rows}
 
 
-def _complete_finished(session: Session, campaigns: list[Campaign], skip: set[int]) -> None:
+def _complete_finished(
+    campaigns: list[Campaign], states: dict[int, tuple[datetime | None, bool]]
+) -> None:
     """Mark running campaigns with no contact pending or in progress as completed."""
     for campaign in campaigns:
-        if campaign.id in skip:
-            continue
-        open_jobs = session.scalar(
-            select(
-                exists().where(
-                    CallJob.campaign_id == campaign.id,
-                    CallJob.status.in_([JobStatus.PENDING, JobStatus.IN_PROGRESS]),
-                )
-            )
-        )
-        if not open_jobs:
+        due, live = states.get(campaign.id, (None, False))
+        if due is None and not live:
             transition(campaign, CampaignAction.COMPLETE)
             log.info("campaign_completed", campaign_id=campaign.id)
 

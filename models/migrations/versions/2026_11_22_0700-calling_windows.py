@@ -63,7 +63,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_call_jobs_campaign_due",
         "call_jobs",
-        ["campaign_id", "next_due_at"],
+        ["campaign_id", "next_due_at", "id"],
         postgresql_where=sa.text("status = 'pending'"),
     )
     op.create_index(
