@@ -7,9 +7,12 @@ For each size (100,000 and 1,000,000 by default) it loads the contacts with COPY
 at its zone's next opening, as ingest makes them), then times pacer rounds (`dispatch_round`)
 at two moments of a controllable clock:
 
-  idle  12:29:59 UTC: no zone open, nothing due: the round finds nothing to claim
-  busy  13:00:00 UTC: 3 of the 20 zones open (15% of the contacts due), each round
-        claims, admits and dials 101 of them (account cap and CPS out of the way)
+  idle    12:29:59 UTC: no zone open, nothing due: the round finds nothing to claim
+  steady  13:00:00 UTC: 3 of the 20 zones open (15% of the contacts due); the account's
+          pool (cap 100) is full and 5 calls end before each round (their leases are
+          released untimed, as callbacks would): the round claims, admits and dials 5
+  burst   the same moment with the caps out of the way: each round claims, admits and
+          dials 101 (the most a round takes), 101 Redis lease scripts included
 
 and prints the round's median and 95th percentile in ms, the SQL statements per round,
 and, from `EXPLAIN (ANALYZE, BUFFERS)` of the claim query, the rows it read, the buffers it
@@ -27,9 +30,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, select, text
 
 from dialer.dispatch.pacer import dispatch_round
+from dialer.pool import Keys
+from dialer.pool.leases import release_keys
 from dialer.pool.reconcile import ensure_pool
 from dialer.runtime import Runtime
 from dialer.settings import Settings
@@ -164,9 +169,27 @@ def claim_plan(url: str, campaign_id: int, now: datetime) -> tuple[int, int, flo
     return int(node.get("Actual Rows", 0)), int(buffers), server_ms
 
 
-def rounds(runtime: Runtime, account_id: int) -> tuple[list[float], int, float]:
-    """ROUNDS pacer rounds: their times in ms, the calls they dialled, and the SQL
-    statements per round."""
+def free_slots(runtime: Runtime, account_id: int, n: int) -> None:
+    """End `n` live leases of the account, as `n` terminal callbacks would."""
+    keys = Keys(account_id)
+    with transaction(runtime.settings.database_url) as session:
+        campaign = session.scalars(select(Campaign).where(Campaign.account_id == account_id)).one()
+        scopes = release_keys(account_id, campaign.id, campaign.caller_id_id)
+    for member in runtime.redis.zrange(keys.account_pool(), 0, n - 1):
+        runtime.pool.release(member.decode(), scopes, keys.wake())
+
+
+def set_cap(url: str, account_id: int, cap: int) -> None:
+    with transaction(url) as session:
+        session.get_one(Account, account_id).max_concurrency = cap
+
+
+def rounds(
+    runtime: Runtime, account_id: int, freed: int
+) -> tuple[list[float], list[float], int, float]:
+    """ROUNDS pacer rounds (each after `freed` leases are released, untimed): their wall
+    and CPU (this process) times in ms, the calls they dialled, and the SQL statements per
+    round."""
     statements = 0
 
     def count(*_: Any) -> None:
@@ -175,16 +198,18 @@ def rounds(runtime: Runtime, account_id: int) -> tuple[list[float], int, float]:
 
     engine = engine_for(runtime.settings.database_url)
     event.listen(engine, "before_cursor_execute", count)
-    times, dials = [], 0
-    try:
-        for _ in range(ROUNDS):
-            started = time.perf_counter()
-            out = dispatch_round(runtime, account_id)
-            times.append((time.perf_counter() - started) * 1000)
-            dials += len(out.dials)
-    finally:
+    times, cpu, dials = [], [], 0
+    for _ in range(ROUNDS):
+        if freed:
+            free_slots(runtime, account_id, freed)
+        event.listen(engine, "before_cursor_execute", count)
+        started, started_cpu = time.perf_counter(), time.process_time()
+        out = dispatch_round(runtime, account_id)
+        times.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.process_time() - started_cpu) * 1000)
         event.remove(engine, "before_cursor_execute", count)
-    return times, dials, statements / ROUNDS
+        dials += len(out.dials)
+    return times, cpu, dials, statements / ROUNDS
 
 
 def round_trip_ms(url: str) -> float:
@@ -203,8 +228,8 @@ def run(sizes: list[int]) -> None:
     url = fresh_database()
     client = redis.Redis.from_url(REDIS_URL)
     print(
-        f"{'contacts':>9} {'moment':>6} {'round p50 ms':>12} {'p95 ms':>7} {'dials':>6} "
-        f"{'stmts/round':>11} {'claim rows read':>15} {'claim buffers':>13} "
+        f"{'contacts':>9} {'round':>6} {'p50 ms':>7} {'p95 ms':>7} {'cpu p50':>7} "
+        f"{'dials':>6} {'stmts/round':>11} {'claim rows read':>15} {'claim buffers':>13} "
         f"{'claim server ms':>15} {'SELECT 1 ms':>11}"
     )
     for size in sizes:
@@ -212,15 +237,20 @@ def run(sizes: list[int]) -> None:
         account_id, campaign_id = load(url, size)
         runtime = Runtime(Settings(database_url=url, redis_url=REDIS_URL))
         ensure_pool(runtime.pool, url, account_id)
-        for label, moment in (("idle", IDLE_AT), ("busy", BUSY_AT)):
+        for label, moment, cap, freed in (
+            ("idle", IDLE_AT, 100, 0),
+            ("steady", BUSY_AT, 100, 5),
+            ("burst", BUSY_AT, 10**6, 0),
+        ):
+            set_cap(url, account_id, cap)
             runtime.clock = lambda moment=moment: moment  # type: ignore[misc]
             read, buffers, server_ms = claim_plan(url, campaign_id, moment)
-            times, dials, statements = rounds(runtime, account_id)
+            times, cpu, dials, statements = rounds(runtime, account_id, freed)
             p95 = sorted(times)[int(len(times) * 0.95) - 1]
             print(
-                f"{size:>9} {label:>6} {statistics.median(times):>12.2f} {p95:>7.2f} "
-                f"{dials:>6} {statements:>11.1f} {read:>15} {buffers:>13} {server_ms:>15.3f} "
-                f"{round_trip_ms(url):>11.3f}",
+                f"{size:>9} {label:>6} {statistics.median(times):>7.2f} {p95:>7.2f} "
+                f"{statistics.median(cpu):>7.2f} {dials:>6} {statements:>11.1f} {read:>15} "
+                f"{buffers:>13} {server_ms:>15.3f} {round_trip_ms(url):>11.3f}",
                 flush=True,
             )
     client.flushdb()
