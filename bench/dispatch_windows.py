@@ -202,6 +202,7 @@ def rounds(
     for _ in range(ROUNDS):
         if freed:
             free_slots(runtime, account_id, freed)
+        ensure_pool(runtime.pool, runtime.settings.database_url, account_id)  # as run_pacer
         event.listen(engine, "before_cursor_execute", count)
         started, started_cpu = time.perf_counter(), time.process_time()
         out = dispatch_round(runtime, account_id)
