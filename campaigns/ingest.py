@@ -46,7 +46,7 @@ from dialer.windows import (
     Place,
     known_zone,
     next_opening,
-    place_of,
+    subdivision_of,
     zone,
 )
 from models import CallJob, Campaign, JobStatus
@@ -131,12 +131,6 @@ def _parse_call_at(value: str, zone_name: str | None) -> datetime | None:
     return None if zone_name is None else moment.replace(tzinfo=zone(zone_name))
 
 
-@lru_cache(maxsize=4096)
-def _opening(window: CallingWindow, place: Place, earliest: datetime) -> datetime | None:
-    # Rows share few places and (without call_at) one earliest time: mostly cache hits.
-    return next_opening(window, place, earliest)
-
-
 def _zones_field(zones: tuple[str, ...]) -> bytes:
     """A `text[]` in COPY binary form: ndim, has-nulls flag, element type (text, oid 25),
     the one dimension's size and lower bound, then each element (PostgreSQL `array_send`)."""
@@ -162,6 +156,8 @@ _COPY_COLUMNS = (
 )
 _COPY_SQL = f"COPY {CallJob.__tablename__} ({', '.join(_COPY_COLUMNS)}) FROM STDIN (FORMAT binary)"
 _COPY_BATCH_ROWS = 2000
+_MAX_OPENINGS = 100_000
+"""Most (place, earliest time) next openings one ingest keeps (call_at values vary)."""
 # COPY binary format (PostgreSQL docs, "COPY", Binary Format): a signature and two int32
 # (flags, extension length), then per tuple an int16 field count and each field as an int32
 # byte length (-1 for NULL) and the type's binary send form; an int16 -1 ends the data.
@@ -280,6 +276,7 @@ def ingest_contacts(
     keys = [(i, encode_basestring_ascii(name) + ":") for i, name in variables]
     zone_fields: dict[str | None, bytes] = {None: _NULL_FIELD}
     zones_fields: dict[tuple[str, ...], bytes] = {}
+    openings: dict[tuple[Any, ...], tuple[Place, datetime | None]] = {}
 
     driver = session.connection().connection.driver_connection
     if not isinstance(driver, psycopg.Connection):
@@ -333,8 +330,15 @@ def ingest_contacts(
                 if call_before is None:
                     reject(line, RowRejectReason.INVALID_CALL_BEFORE, row)
                     continue
-            place = place_of(info.e164, info.region, zones)
-            opening = _opening(window, place, earliest)
+            # Rows share few places and (without call_at) one earliest time: computed once.
+            key = (zones, info.region, subdivision_of(info.e164, info.region), earliest)
+            found = openings.get(key)
+            if found is None:
+                if len(openings) >= _MAX_OPENINGS:
+                    openings.clear()
+                place = Place(*key[:3])
+                found = openings[key] = (place, next_opening(window, place, earliest))
+            place, opening = found
             if opening is None and call_before is None:
                 reject(line, RowRejectReason.NO_CALLING_WINDOW, row)
                 continue

@@ -45,6 +45,7 @@ __all__ = [
     "parse_days",
     "parse_window",
     "place_of",
+    "subdivision_of",
     "zone",
 ]
 
@@ -154,11 +155,14 @@ class Place:
     subdivision: str | None = None
 
 
+def subdivision_of(e164: str, region: str | None) -> str | None:
+    """The state of a US number whose area code is in `NANP_AREA_CODES`, else None."""
+    return NANP_AREA_CODES.get(e164[2:5]) if region == "US" else None
+
+
 def place_of(e164: str, region: str | None, zones: Iterable[str]) -> Place:
-    """The `Place` of a number: its zones, its region, and for a NANP US number whose area
-    code is in `NANP_AREA_CODES`, that state."""
-    subdivision = NANP_AREA_CODES.get(e164[2:5]) if region == "US" else None
-    return Place(tuple(zones), region, subdivision)
+    """The `Place` of a number: its zones, its region and its state (`subdivision_of`)."""
+    return Place(tuple(zones), region, subdivision_of(e164, region))
 
 
 @dataclass(frozen=True, slots=True)
