@@ -3,6 +3,7 @@ pacer and place_call on real PostgreSQL and Redis, with a controllable clock (no
 
 from __future__ import annotations
 
+import time as time_module
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -309,3 +310,24 @@ def test_the_frequency_cap_counts_every_campaign_of_the_account(runtime: Runtime
     # so at the window's opening.
     assert capped.next_due_at == utc(2027, 1, 16, 14)
     assert job(runtime, "+12125550144").status is JobStatus.IN_PROGRESS
+
+
+def test_the_pacer_stops_until_the_next_opening_instead_of_polling(runtime: Runtime) -> None:
+    from dialer.dispatch.pacer import accounts_needing_pacer, pacer_idle_key, run_pacer
+
+    clock = Clock(utc(2027, 1, 15, 5))  # midnight in New York: opens in 9 hours
+    runtime.clock = clock
+    account_id, _ = seed(runtime, {"+12125550143": {"zones": ["America/New_York"]}})
+    started = time_module.monotonic()
+    run = run_pacer(runtime, account_id, lambda ids: None, budget_s=20)
+    assert time_module.monotonic() - started < 10  # it did not sit out its budget
+    assert run.locked and run.dispatched == 0 and not run.work_left  # not re-armed
+    idle_ms = runtime.redis.pttl(pacer_idle_key(account_id))
+    assert 8.9 * 3600_000 < idle_ms <= 9 * 3600_000  # until 09:00 in New York
+    assert accounts_needing_pacer(runtime) == []  # the beat leaves it alone until then
+    # An explicit kick (a campaign started or resumed) still runs it, and clears the key.
+    clock.now = utc(2027, 1, 15, 14)
+    sent: list[int] = []
+    assert run_pacer(runtime, account_id, sent.extend, budget_s=1).dispatched == 1
+    assert len(sent) == 1
+    assert not runtime.redis.exists(pacer_idle_key(account_id))
