@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import holidays as public_holidays
 
 from dialer.errors import InvalidWindowError
+from models import Campaign
 
 __all__ = [
     "LEGAL_HOURS",
@@ -178,8 +179,8 @@ class CallingWindow:
     skip_public_holidays: bool = False
 
     @classmethod
-    def of(cls, campaign: Any) -> CallingWindow:
-        """The window of a `models.Campaign` (or any object with its window columns)."""
+    def of(cls, campaign: Campaign) -> CallingWindow:
+        """The window of a campaign, from its columns."""
         return cls(
             campaign.window_start,
             campaign.window_end,
