@@ -8,7 +8,7 @@ is inside both the campaign's window and the legal hours of the contact's place.
 
 The legal hours are a floor no setting loosens: one table, `LEGAL_HOURS`, each row with its
 source. The first row applies everywhere (the US TCPA's 08:00-21:00); a stricter row
-applies to the places it names, recognised from the number (`place_of`). Times are
+applies to the places it names, recognised from the number (`subdivision_of`). Times are
 computed with `zoneinfo`, so a window is the same wall-clock hours on the days clocks
 change (a 09:00-20:00 window is 11 hours long on both DST days).
 
@@ -19,7 +19,7 @@ claiming stays one indexed range query whatever the number of contacts waiting.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -45,7 +45,6 @@ __all__ = [
     "next_opening",
     "parse_days",
     "parse_window",
-    "place_of",
     "subdivision_of",
     "zone",
 ]
@@ -159,11 +158,6 @@ class Place:
 def subdivision_of(e164: str, region: str | None) -> str | None:
     """The state of a US number whose area code is in `NANP_AREA_CODES`, else None."""
     return NANP_AREA_CODES.get(e164[2:5]) if region == "US" else None
-
-
-def place_of(e164: str, region: str | None, zones: Iterable[str]) -> Place:
-    """The `Place` of a number: its zones, its region and its state (`subdivision_of`)."""
-    return Place(tuple(zones), region, subdivision_of(e164, region))
 
 
 @dataclass(frozen=True, slots=True)

@@ -238,6 +238,13 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
             now,
         )
         jobs = admission.dial
+        if admission.rescheduled or admission.expired:
+            log.debug(
+                "contacts_not_callable",
+                account_id=account_id,
+                rescheduled=admission.rescheduled,
+                expired=admission.expired,
+            )
         ids = _attempt_ids(session, len(jobs))
         caller_ids = {
             c.id: c

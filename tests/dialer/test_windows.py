@@ -19,7 +19,7 @@ from dialer.windows import (
     next_opening,
     parse_days,
     parse_window,
-    place_of,
+    subdivision_of,
 )
 
 NY = Place(("America/New_York",), "US")
@@ -86,8 +86,9 @@ def test_the_legal_guard_holds_whatever_the_window() -> None:
 
 
 def test_florida_stops_at_eight_pm() -> None:
-    florida = place_of("+13055550143", "US", ["America/New_York"])
-    assert florida.subdivision == "FL"
+    assert subdivision_of("+13055550143", "US") == "FL"
+    assert subdivision_of("+12125550143", "US") is None
+    florida = Place(("America/New_York",), "US", "FL")
     assert legal_hours("US", "FL") == (time(8), time(20))
     late = CallingWindow(start=time(9), end=time(21))
     assert is_open(late, NY, utc(2027, 1, 16, 1, 30))  # 20:30 in New York
