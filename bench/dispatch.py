@@ -13,6 +13,8 @@ slot refill latency (terminal callback dispatched -> next create, while the pool
 p50 / p99, and the Redis commands and Celery tasks per call.
 
 Usage: python -m bench.dispatch [--scale F] [--only NAME]   (F multiplies contact counts)
+       python -m bench.dispatch --scenario windows [--sizes 100000,1000000]
+           (pacer rounds over a million contacts in 20 zones: see bench/dispatch_windows.py)
 """
 
 from __future__ import annotations
@@ -217,7 +219,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies contact counts")
     parser.add_argument("--only", help="run one scenario by name")
+    parser.add_argument("--scenario", choices=["stack", "windows"], default="stack")
+    parser.add_argument("--sizes", default="100000,1000000", help="windows: contact counts")
     args = parser.parse_args()
+    if args.scenario == "windows":
+        from bench import dispatch_windows
+
+        dispatch_windows.run([int(size) for size in args.sizes.split(",")])
+        return
     url = fresh_database()
     run_dir = Path("var/bench-dispatch")
     results = []

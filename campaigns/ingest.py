@@ -26,7 +26,6 @@ from enum import StrEnum
 from functools import lru_cache
 from json.encoder import encode_basestring_ascii
 from typing import Any, BinaryIO, TextIO
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 from sqlalchemy import func, select
@@ -42,6 +41,15 @@ from campaigns.csvsource import (
 )
 from dialer.metrics import count_ingest
 from dialer.numbers import NumberRejected, RejectReason, classify
+from dialer.windows import (
+    CallingWindow,
+    ContactSchedule,
+    Place,
+    known_zone,
+    next_opening,
+    subdivision_of,
+    zone,
+)
 from models import CallJob, Campaign, JobStatus
 
 __all__ = ["IngestSummary", "RowRejectReason", "escape_formula", "ingest_contacts"]
@@ -62,6 +70,11 @@ class RowRejectReason(StrEnum):
     MISSING_VARIABLE = "missing_variable"
     INVALID_CALL_AT = "invalid_call_at"
     INVALID_TIMEZONE = "invalid_timezone"
+    UNKNOWN_TIMEZONE = "unknown_timezone"
+    """No `timezone` value, the number maps to no zone and the campaign sets none."""
+    INVALID_CALL_BEFORE = "invalid_call_before"
+    NO_CALLING_WINDOW = "no_calling_window"
+    """The contact's zones never share an open moment of the window within a year."""
 
 
 @dataclass
@@ -101,17 +114,10 @@ def escape_formula(value: str) -> str:
 
 _TIMEZONE_NAMES = frozenset({"timezone", "tz"})
 _CALL_AT_NAMES = frozenset({"callat"})
+_CALL_BEFORE_NAMES = frozenset({"callbefore"})
 
 
 # ---- rows to call jobs ---------------------------------------------------------------------
-
-
-@lru_cache(maxsize=1024)
-def _zone(name: str) -> ZoneInfo | None:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
 
 
 def _parse_call_at(value: str, zone_name: str | None) -> datetime | None:
@@ -123,8 +129,14 @@ def _parse_call_at(value: str, zone_name: str | None) -> datetime | None:
         return None
     if moment.tzinfo is not None:
         return moment
-    zone = None if zone_name is None else _zone(zone_name)
-    return None if zone is None else moment.replace(tzinfo=zone)
+    return None if zone_name is None else moment.replace(tzinfo=zone(zone_name))
+
+
+def _zones_field(zones: tuple[str, ...]) -> bytes:
+    """A `text[]` in COPY binary form: ndim, has-nulls flag, element type (text, oid 25),
+    the one dimension's size and lower bound, then each element (PostgreSQL `array_send`)."""
+    body = struct.pack("!iiiii", 1, 0, 25, len(zones), 1) + b"".join(map(_text_field, zones))
+    return _LENGTH.pack(len(body)) + body
 
 
 _COPY_COLUMNS = (
@@ -138,9 +150,15 @@ _COPY_COLUMNS = (
     "status",
     "attempt_count",
     "dial_error_count",
+    "zones",
+    "region",
+    "subdivision",
+    "call_before",
 )
 _COPY_SQL = f"COPY {CallJob.__tablename__} ({', '.join(_COPY_COLUMNS)}) FROM STDIN (FORMAT binary)"
 _COPY_BATCH_ROWS = 2000
+_MAX_OPENINGS = 100_000
+"""Most (place, earliest time) next openings one ingest keeps (call_at values vary)."""
 # COPY binary format (PostgreSQL docs, "COPY", Binary Format): a signature and two int32
 # (flags, extension length), then per tuple an int16 field count and each field as an int32
 # byte length (-1 for NULL) and the type's binary send form; an int16 -1 ends the data.
@@ -162,6 +180,11 @@ def _text_field(value: str) -> bytes:
     return _LENGTH.pack(len(data)) + data
 
 
+@lru_cache(maxsize=512)
+def _place_field(code: str | None) -> bytes:
+    return _NULL_FIELD if code is None else _text_field(code)
+
+
 def _timestamptz_field(moment: datetime) -> bytes:
     return _TIMESTAMP_FIELD.pack(8, (moment - _POSTGRES_EPOCH) // _MICROSECOND)
 
@@ -181,11 +204,15 @@ def ingest_contacts(
 
     `campaign` is flushed (has an id) in `session`'s transaction; the jobs are written with
     COPY on the same connection and the caller commits or rolls back. Columns: the phone
-    column (see `find_phone_column`), an optional `timezone` (IANA name; else the number's
-    zone when it has exactly one), an optional `call_at` (ISO 8601 with offset, or local
-    time in the contact's zone, refused when the zone is not known; the job's first due
-    time, else the campaign's `start_at`, else now), and every other named column as a
-    contact variable (values as given).
+    column (see `find_phone_column`), an optional `timezone` (IANA name, the contact's
+    one zone; else every zone `phonenumbers` gives for the number; else the campaign's
+    `timezone`; else the row is rejected `unknown_timezone`), optional `call_at` and
+    `call_before` (ISO 8601 with offset, or local time in the contact's zone: the
+    `timezone` value, its one derived zone or the campaign's; refused when none is known),
+    and every other named column as a contact variable (values as given). A contact is
+    first due at the next opening of its calling window (`dialer.windows`) at or after
+    its `call_at`, the campaign's `start_at` and now; one whose zones never share an open
+    moment is rejected `no_calling_window`.
     A row whose `required_variables` value is empty is rejected. Rejected rows are written
     to `rejected_sink` (open it with newline="") as CSV: line, reason, the row's fields,
     formula-escaped. `progress(bytes_read)` is called about every MiB.
@@ -204,7 +231,8 @@ def ingest_contacts(
     special = {phone_index}
     timezone_index = next((i for i, c in enumerate(canonical) if c in _TIMEZONE_NAMES), None)
     call_at_index = next((i for i, c in enumerate(canonical) if c in _CALL_AT_NAMES), None)
-    special.update(i for i in (timezone_index, call_at_index) if i is not None)
+    before_index = next((i for i, c in enumerate(canonical) if c in _CALL_BEFORE_NAMES), None)
+    special.update(i for i in (timezone_index, call_at_index, before_index) if i is not None)
     variables = [(i, name) for i, name in enumerate(header) if name and i not in special]
     missing = sorted(required_variables - {name for _, name in variables})
     if missing:
@@ -236,15 +264,20 @@ def ingest_contacts(
     seen: set[str] = set(
         session.scalars(select(CallJob.phone_e164).where(CallJob.campaign_id == campaign.id))
     )
-    start = campaign.start_at or session.execute(select(func.now())).scalar_one()
-    if start.tzinfo is None:  # set in Python and not reloaded: the models' times are UTC
-        start = start.replace(tzinfo=UTC)
-    default_due = _timestamptz_field(start)
+    now = session.execute(select(func.now())).scalar_one()
+    start_at = campaign.start_at
+    if start_at is not None and start_at.tzinfo is None:  # set in Python, not reloaded: UTC
+        start_at = start_at.replace(tzinfo=UTC)
+    start = max(start_at, now) if start_at else now
+    window = CallingWindow.of(campaign)
+    fallback_zone = campaign.timezone
     # The fields every job shares: count, campaign_id, account_id; status and the counters.
     head = struct.pack("!hiqiq", len(_COPY_COLUMNS), 8, campaign.id, 8, campaign.account_id)
     tail = _text_field(JobStatus.PENDING.value) + _INT4_FIELD.pack(4, 0) + _INT4_FIELD.pack(4, 0)
     keys = [(i, encode_basestring_ascii(name) + ":") for i, name in variables]
     zone_fields: dict[str | None, bytes] = {None: _NULL_FIELD}
+    zones_fields: dict[tuple[str, ...], bytes] = {}
+    openings: dict[tuple[Any, ...], tuple[Place, datetime | None]] = {}
 
     driver = session.connection().connection.driver_connection
     if not isinstance(driver, psycopg.Connection):
@@ -274,20 +307,47 @@ def ingest_contacts(
                 continue
             zone_name: str | None
             if timezone_index is not None and (given := row[timezone_index].strip()):
-                if _zone(given) is None:
+                if known_zone(given) is None:
                     reject(line, RowRejectReason.INVALID_TIMEZONE, row)
                     continue
                 zone_name = given
+                zones: tuple[str, ...] = (given,)
             else:
-                zones = info.timezones
-                zone_name = zones[0] if len(zones) == 1 else None
-            due = default_due
+                zones = info.timezones or ((fallback_zone,) if fallback_zone else ())
+                if not zones:
+                    reject(line, RowRejectReason.UNKNOWN_TIMEZONE, row)
+                    continue
+                zone_name = zones[0] if len(zones) == 1 else fallback_zone
+            earliest = start
             if call_at_index is not None and (call_at := row[call_at_index].strip()):
                 moment = _parse_call_at(call_at, zone_name)
                 if moment is None:
                     reject(line, RowRejectReason.INVALID_CALL_AT, row)
                     continue
-                due = _timestamptz_field(moment)
+                earliest = max(moment, start)
+            call_before = None
+            if before_index is not None and (before := row[before_index].strip()):
+                call_before = _parse_call_at(before, zone_name)
+                if call_before is None:
+                    reject(line, RowRejectReason.INVALID_CALL_BEFORE, row)
+                    continue
+            # Rows share few places and (without call_at) one earliest time: computed once.
+            key = (zones, info.region, subdivision_of(info.e164, info.region), earliest)
+            found = openings.get(key)
+            if found is None:
+                if len(openings) >= _MAX_OPENINGS:
+                    openings.clear()
+                place = Place(*key[:3])
+                found = openings[key] = (place, next_opening(window, place, earliest))
+            place, opening = found
+            if opening is None and call_before is None:
+                reject(line, RowRejectReason.NO_CALLING_WINDOW, row)
+                continue
+            if opening is None or (call_before is not None and opening >= call_before):
+                # Never callable in time: due at its call_before, when the pacer expires it.
+                due = ContactSchedule(window, place, call_before).next_due(earliest)
+            else:
+                due = opening
             e164 = info.e164
             if e164 in blocked:
                 reject(line, RowRejectReason.DO_NOT_CALL, row)
@@ -306,6 +366,9 @@ def ingest_contacts(
             zone_field = zone_fields.get(zone_name)
             if zone_field is None:
                 zone_field = zone_fields[zone_name] = _text_field(str(zone_name))
+            zones_field = zones_fields.get(zones)
+            if zones_field is None:
+                zones_field = zones_fields[zones] = _zones_field(zones)
             e164_bytes = e164.encode()
             batch.append(
                 b"".join(
@@ -318,8 +381,12 @@ def ingest_contacts(
                         _JSONB_VERSION,
                         variables_json.encode("ascii"),
                         zone_field,
-                        due,
+                        _timestamptz_field(due),
                         tail,
+                        zones_field,
+                        _place_field(place.country),
+                        _place_field(place.subdivision),
+                        _NULL_FIELD if call_before is None else _timestamptz_field(call_before),
                     ]
                 )
             )

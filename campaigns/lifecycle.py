@@ -63,6 +63,7 @@ def new_campaign(session: Session, account: Account, options: CampaignOptions) -
         DialerError: `invalid_caller_id`, `from_number` is not a valid number.
     """
     caller_id = caller_id_for(session, account, options.from_number)
+    window = options.calling_window()
     campaign = Campaign(
         account_id=account.id,
         caller_id_id=caller_id.id,
@@ -83,6 +84,13 @@ def new_campaign(session: Session, account: Account, options: CampaignOptions) -
         allow_premium=options.allow_premium,
         allowed_countries=options.allowed_countries,
         start_at=options.start_at,
+        end_at=options.end_at,
+        timezone=options.timezone,
+        window_start=window.start,
+        window_end=window.end,
+        window_days=sorted(window.days),
+        holidays=sorted(window.holidays),
+        skip_public_holidays=window.skip_public_holidays,
         retry_policy=options.retry_policy,
         status=CampaignStatus.DRAFT,
     )

@@ -8,18 +8,21 @@ Each field's exposure is the class that declares it:
   one multipart form field per field) both build their parameters from this class's
   fields, so a setting exists in both or in neither.
 - `CampaignOptions`: those plus what only code sets (the demo, the benchmarks, the tests):
-  the dial retries, Twilio's ring timeout and time limit, the number policy, the start
-  time and the retry matrix. Neither the CLI nor the API offers them.
+  the dial retries, Twilio's ring timeout and time limit, the number policy and the retry
+  matrix. Neither the CLI nor the API offers them.
 
 Building either checks every bound. Raises:
     InvalidOptionError: `invalid_option`, a value out of bounds or of the wrong type (one
         `details` entry per field).
     TemplateError: `invalid_template`, a malformed `message`.
+    InvalidWindowError: `invalid_window`, `window_outside_legal_hours`, `invalid_days`,
+        `invalid_timezone`, `invalid_schedule` (a calling window setting; see
+        `dialer.windows`).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Self
 
 from pydantic import (
@@ -28,14 +31,16 @@ from pydantic import (
     Field,
     ModelWrapValidatorHandler,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from dialer.calls import DEFAULT_RETRY_POLICY
-from dialer.errors import InvalidOptionError
+from dialer.errors import InvalidOptionError, InvalidWindowError
 from dialer.providers.twiml import template_placeholders
+from dialer.windows import CallingWindow, parse_days, parse_window, zone
 from models import MachineAction
 
 DEFAULT_MESSAGE = (
@@ -79,6 +84,74 @@ class OperatorOptions(BaseModel):
     )
     gather_dtmf: bool = Field(False, description="Press 1 to confirm, 2 to cancel.")
     priority: int = Field(0, description="Higher goes first (reminders).")
+    window: str = Field(
+        "09:00-20:00",
+        description="Calling window HH:MM-HH:MM in each contact's local time (within the "
+        "lawful 08:00-21:00).",
+    )
+    days: str = Field(
+        "mon-sun", description="Days of the window, in the contact's local time: mon-fri, mon,wed."
+    )
+    holiday: list[date] = Field(
+        [], description="A local date YYYY-MM-DD on which nobody is called (repeatable)."
+    )
+    skip_public_holidays: bool = Field(
+        False, description="Skip the public holidays of each contact's country."
+    )
+    timezone: str | None = Field(
+        None,
+        description="IANA zone of contacts whose zone cannot be derived, and of times "
+        "written without an offset.",
+    )
+    start_at: datetime | None = Field(None, description="No call before this time (ISO 8601).")
+    end_at: datetime | None = Field(
+        None, description="Contacts still pending then end expired (ISO 8601)."
+    )
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, window: str) -> str:
+        parse_window(window)  # raises InvalidWindowError
+        return window.replace(" ", "")
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, days: str) -> str:
+        parse_days(days)  # raises InvalidWindowError
+        return days
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, name: str | None) -> str | None:
+        return None if name is None else zone(name).key  # raises InvalidWindowError
+
+    @field_validator("start_at", "end_at")
+    @classmethod
+    def _aware(cls, moment: datetime | None, info: ValidationInfo) -> datetime | None:
+        """A time without an offset is in the campaign's `timezone`; without one either, it
+        is refused (a reminder an hour off is worse than none)."""
+        if moment is None or moment.tzinfo is not None:
+            return moment
+        name = info.data.get("timezone")
+        if name is None:
+            raise InvalidWindowError(
+                "invalid_schedule",
+                f"{info.field_name} {moment.isoformat()} has no offset and no --timezone is set",
+            )
+        return moment.replace(tzinfo=zone(name))
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> Self:
+        if self.start_at and self.end_at and self.end_at <= self.start_at:
+            raise InvalidWindowError("invalid_schedule", "end_at must come after start_at")
+        return self
+
+    def calling_window(self) -> CallingWindow:
+        """The window these settings describe."""
+        start, end = parse_window(self.window)
+        return CallingWindow(
+            start, end, parse_days(self.days), frozenset(self.holiday), self.skip_public_holidays
+        )
 
     @field_validator("name")
     @classmethod
@@ -122,7 +195,6 @@ class CampaignOptions(OperatorOptions):
     allowed_countries: list[str] | None = Field(
         None, description="ISO 3166 regions a contact may be in (default: any)."
     )
-    start_at: datetime | None = Field(None, description="No call before this time.")
     retry_policy: dict[str, dict[str, Any]] = Field(
         default_factory=lambda: {k: dict(v) for k, v in DEFAULT_RETRY_POLICY.items()},
         description="Per outcome: {retry, delay_s} (see `dialer.calls.DEFAULT_RETRY_POLICY`).",

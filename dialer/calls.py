@@ -15,16 +15,17 @@ dialing ─▶ placing ─▶ queued ─▶ initiated ─▶ ringing ─▶ in-p
 ```
 
 A contact's status changes only in `move_job` (one `JobStep` at a time), or in bulk in
-`cancel_pending_jobs`.
+`cancel_pending_jobs` and `expire_pending_jobs`; a pending contact's due time moves in
+`reschedule`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 
 from dialer.errors import ConflictError
@@ -262,6 +263,34 @@ def move_job(job: CallJob, step: JobStep) -> None:
 def claimed(job: CallJob) -> JobStep:
     """pending -> in progress: the pacer took a lease and created an attempt for it."""
     return JobStep(JobStatus.IN_PROGRESS, job.attempt_count + 1, job.dial_error_count)
+
+
+def expired(job: CallJob) -> JobStep:
+    """pending -> done, outcome `expired`: not dialled before its `call_before`."""
+    return JobStep(JobStatus.DONE, job.attempt_count, job.dial_error_count, Outcome.EXPIRED)
+
+
+def reschedule(job: CallJob, due: datetime) -> None:
+    """A pending contact the pacer claimed but may not dial now (its calling window has
+    closed, its number is over the daily cap): due again at `due`, status unchanged.
+
+    Raises:
+        ConflictError: `invalid_state`, the job is not pending.
+    """
+    if job.status is not JobStatus.PENDING:
+        raise ConflictError("invalid_state", f"contact in {job.status} cannot be rescheduled")
+    job.next_due_at = due
+
+
+def expire_pending_jobs(session: Session, campaign_id: int) -> int:
+    """pending -> done, outcome `expired`, for every pending contact of a campaign past its
+    `end_at`, in one statement (the bulk form of `move_job`). Returns how many."""
+    result = session.execute(
+        update(CallJob)
+        .where(CallJob.campaign_id == campaign_id, CallJob.status == JobStatus.PENDING)
+        .values(status=JobStatus.DONE, outcome=Outcome.EXPIRED)
+    )
+    return cast(CursorResult[Any], result).rowcount
 
 
 def cancel_pending_jobs(session: Session, campaign_id: int) -> None:

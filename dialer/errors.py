@@ -8,6 +8,9 @@ stderr and exits 1. The tree, with each class's HTTP status and codes:
 
 * DialerError ............................ 400  a refused request (`invalid_caller_id`, ...)
   + InvalidOptionError ................... 400  `invalid_option`: a campaign setting
+  + InvalidWindowError ................... 400  `invalid_window`, `invalid_days`,
+        `invalid_timezone`, `invalid_holiday`, `invalid_schedule`,
+        `window_outside_legal_hours`: a calling window setting
   + NumberRejected ....................... 400  a `dialer.numbers.RejectReason`
         (dialer.numbers)
   + TemplateError ........................ 400  `invalid_template`: a malformed message
@@ -63,6 +66,12 @@ class InvalidOptionError(DialerError):
 
     def __init__(self, message: str, details: list[dict[str, str]] | None = None) -> None:
         super().__init__("invalid_option", message, details)
+
+
+class InvalidWindowError(DialerError):
+    """A calling window setting that cannot be used: `invalid_window`, `invalid_days`,
+    `invalid_timezone`, `invalid_holiday`, `invalid_schedule` (start/end times), or
+    `window_outside_legal_hours` (a window outside 08:00-21:00, see `dialer.windows`)."""
 
 
 class UnauthenticatedError(DialerError):

@@ -5,7 +5,9 @@ Built once per process (a Celery worker child, the API, the CLI) on first use.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property, lru_cache
 
 import redis
@@ -13,6 +15,7 @@ import redis
 from dialer.pool import Pool
 from dialer.providers.base import TelephonyProvider
 from dialer.settings import Settings, get_settings
+from models import utcnow
 
 
 @dataclass
@@ -20,6 +23,10 @@ class Runtime:
     """The handles one process shares across tasks and requests."""
 
     settings: Settings = field(default_factory=get_settings)
+    clock: Callable[[], datetime] = utcnow
+    """The time calling windows, due times, `start_at`/`end_at`/`call_before` and the
+    frequency cap are judged by (aware UTC); tests replace it. Leases, send deadlines and
+    provider timeouts keep real time."""
 
     @cached_property
     def redis(self) -> redis.Redis:

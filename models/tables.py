@@ -3,19 +3,22 @@ events and the do-not-call list."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     ColumnExpressionArgument,
+    Date,
     Enum,
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
+    Time,
     UniqueConstraint,
     exists,
     func,
@@ -140,6 +143,24 @@ class Campaign(CreatedAt, Base):
     breaker_trips: Mapped[int] = mapped_column(Integer, default=0)
     """Times the account's circuit breaker paused this campaign (the reason is in
     `status_reason` while it stays paused)."""
+    window_start: Mapped[time] = mapped_column(Time, server_default=text("'09:00'"))
+    """Calling window: local time of day from which a contact may be called
+    (`dialer.windows`; never before the legal hours, whatever this says)."""
+    window_end: Mapped[time] = mapped_column(Time, server_default=text("'20:00'"))
+    """Calling window: local time of day from which no contact is called."""
+    window_days: Mapped[list[int]] = mapped_column(
+        ARRAY(SmallInteger), server_default=text("'{0,1,2,3,4,5,6}'")
+    )
+    """Weekdays the window applies on, in the contact's local time (Monday 0)."""
+    holidays: Mapped[list[date]] = mapped_column(ARRAY(Date), server_default=text("'{}'"))
+    """Local dates on which no contact is called."""
+    skip_public_holidays: Mapped[bool] = mapped_column(server_default=text("false"))
+    """Also skip the public holidays of each contact's country (the `holidays` package)."""
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    """IANA zone of contacts whose zone cannot be derived, and of `start_at`, `end_at` and
+    `call_at` written without an offset."""
+    end_at: Mapped[datetime | None] = mapped_column()
+    """Contacts still pending at this moment end `expired`; the campaign then completes."""
 
 
 class CallJob(Base):
@@ -155,6 +176,13 @@ class CallJob(Base):
             postgresql_where=text("status = 'pending'"),
         ),
         Index("ix_call_jobs_campaign_status", "campaign_id", "status"),
+        Index(
+            "ix_call_jobs_campaign_due",
+            "campaign_id",
+            "next_due_at",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -180,7 +208,19 @@ class CallJob(Base):
     dial_error_count: Mapped[int] = mapped_column(Integer, default=0)
     """Consecutive create requests refused or lost before a call existed."""
     next_due_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    """When the pacer may next dial the contact: its due time moved to the next opening of
+    its calling window (`dialer.windows`), so claiming is one range scan of
+    `ix_call_jobs_campaign_due`; recomputed whenever it is rescheduled or found closed."""
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+    zones: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    """Every IANA zone the contact may be in (the CSV's, else the number's, else the
+    campaign's): it is called only when its window is open in all of them."""
+    region: Mapped[str | None] = mapped_column(String(3))
+    """The number's ISO 3166-1 region (public holidays, legal hours); "001": non-geographic."""
+    subdivision: Mapped[str | None] = mapped_column(String(3))
+    """The state whose stricter legal hours apply ("FL"), from the number's area code."""
+    call_before: Mapped[datetime | None] = mapped_column()
+    """Not dialled at or after this moment: the contact then ends `expired`."""
 
 
 class CallAttempt(Base):
@@ -197,6 +237,7 @@ class CallAttempt(Base):
         ),
         Index("ix_call_attempts_job", "job_id"),
         Index("ix_call_attempts_campaign_status", "campaign_id", "status"),
+        Index("ix_call_attempts_number", "account_id", "phone_e164", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

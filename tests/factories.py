@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dialer.pool.leases import lease_seconds
+from dialer.windows import daytime_zone
 from models import Account, AttemptStatus, CallAttempt, CallerId, CallJob, Campaign, utcnow
 
 
@@ -41,6 +42,9 @@ def make_campaign(session: Session, account: Account, **fields: Any) -> Campaign
 
 
 def make_job(session: Session, campaign: Campaign, phone: str, **fields: Any) -> CallJob:
+    """A pending contact of `campaign`; unless `zones` is given, it lives where it is now
+    early afternoon (`daytime_zone`), so its calling window is open for hours."""
+    fields.setdefault("zones", [daytime_zone(utcnow())])
     job = CallJob(
         campaign_id=campaign.id,
         account_id=campaign.account_id,

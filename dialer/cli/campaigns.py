@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Callable
+from datetime import date, datetime
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,6 +25,7 @@ from campaigns import lifecycle
 from campaigns.accounts import get_or_create_account
 from campaigns.history import campaign_events, event_json
 from campaigns.options import CampaignOptions, OperatorOptions
+from campaigns.preview import campaign_preview
 from campaigns.reports import campaign_report, export_results
 from dialer.cli.common import (
     AccountOpt,
@@ -36,15 +38,20 @@ from dialer.cli.common import (
     errors_reported,
     print_json,
 )
-from dialer.cli.render import events_table, ingest_progress, report_table
+from dialer.cli.render import events_table, ingest_progress, preview_table, report_table
 from dialer.settings import get_settings
-from models import Campaign, CampaignStatus, EndReason, on_commit, transaction
+from models import Campaign, CampaignStatus, EndReason, on_commit, transaction, utcnow
 
 app = typer.Typer(help="Create, run and report campaigns.", no_args_is_help=True)
 
 FLAGS = {"from_number": "--from"}
 """The CLI's spelling of a setting, where it is not the field's name in kebab case
 (`max_hold_s` is `--max-hold-s`)."""
+
+
+AS_TEXT: dict[Any, Any] = {datetime | None: str | None, list[date]: list[str]}
+"""Settings typer would parse itself but more narrowly than the schema (its datetimes take
+no UTC offset): the CLI passes them on as text and the schema parses them (ISO 8601)."""
 
 
 def setting_options() -> list[inspect.Parameter]:
@@ -57,7 +64,7 @@ def setting_options() -> list[inspect.Parameter]:
                 name,
                 inspect.Parameter.KEYWORD_ONLY,
                 default=inspect.Parameter.empty if field.is_required() else field.default,
-                annotation=Annotated[field.annotation, flag],
+                annotation=Annotated[AS_TEXT.get(field.annotation, field.annotation), flag],
             )
         )
     return options
@@ -177,6 +184,20 @@ def report(
         print_json(figures)
         return
     console.print(report_table(figures))
+
+
+@app.command("preview")
+def preview(
+    campaign_id: CampaignArg, account: AccountOpt = "default", as_json: JsonOpt = False
+) -> None:
+    """Who is callable now, who waits for their window (by zone), who expired, and the
+    estimated finish at the campaign's caps, CPS and windows."""
+    with errors_reported(), transaction(get_settings().database_url) as session:
+        figures = campaign_preview(session, account_id(account), campaign_id, utcnow())
+    if as_json:
+        print_json(figures.model_dump(mode="json"))
+        return
+    console.print(preview_table(figures.model_dump()))
 
 
 @app.command("export")

@@ -34,7 +34,8 @@ from dialer.cli.devstack import local_stack
 from dialer.cli.render import report_table
 from dialer.errors import DialerError
 from dialer.settings import get_settings
-from models import transaction
+from dialer.windows import daytime_zone
+from models import transaction, utcnow
 from models.migrate import upgrade
 
 DEMO_MESSAGE = (
@@ -76,7 +77,8 @@ def fictional_area_codes() -> list[int]:
 
 def generated_contacts(n: int, first: int = 0) -> bytes:
     """A CSV of `n` fictional contacts (NANP 555-01xx numbers across area codes), from the
-    `first`-th such number on.
+    `first`-th such number on. Their `timezone` is one where it is now early afternoon
+    (`dialer.windows.daytime_zone`), so their calling window is open whenever the demo runs.
 
     Raises:
         DialerError: `too_many_contacts` beyond the fictional numbers available.
@@ -87,12 +89,12 @@ def generated_contacts(n: int, first: int = 0) -> bytes:
         raise DialerError("too_many_contacts", f"--contacts must be 1-{capacity - first}")
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["first_name", "phone", "appointment_time"])
+    writer.writerow(["first_name", "phone", "appointment_time", "timezone"])
+    zone = daytime_zone(utcnow())
     for i in range(first, first + n):
         area = area_codes[i // 100]
-        writer.writerow(
-            [FIRST_NAMES[i % len(FIRST_NAMES)], f"({area}) 555-01{i % 100:02d}", "Monday at 9:30"]
-        )
+        phone = f"({area}) 555-01{i % 100:02d}"
+        writer.writerow([FIRST_NAMES[i % len(FIRST_NAMES)], phone, "Monday at 9:30", zone])
     return out.getvalue().encode()
 
 

@@ -31,6 +31,26 @@ def report_table(report: dict[str, Any]) -> Table:
     return table
 
 
+def preview_table(preview: dict[str, Any]) -> Table:
+    """A rich table of a campaign preview (`campaigns.preview.CampaignPreview`)."""
+    table = Table(title=f"campaign {preview['campaign_id']} preview ({preview['status']})")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key in ("pending", "callable_now", "waiting", "in_progress", "expired", "done"):
+        table.add_row(key.replace("_", " "), str(preview[key]))
+    for group in preview["waiting_by_zone"]:
+        opens = group["opens_at"].isoformat() if group["opens_at"] else "never"
+        table.add_row(
+            f"waiting: {','.join(group['zones'])}", f"{group['contacts']} (opens {opens})"
+        )
+    table.add_row("dial rate (calls/s)", f"{preview['dial_rate_cps']:.3g}")
+    finish = preview["estimated_finish_at"]
+    table.add_row("estimated finish", finish.isoformat() if finish else "not within a year")
+    if preview["unreached"]:
+        table.add_row("left undialled at end_at", str(preview["unreached"]))
+    return table
+
+
 @contextmanager
 def ingest_progress(
     total: int, console: Console, *, enabled: bool

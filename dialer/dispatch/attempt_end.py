@@ -16,9 +16,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from dialer.calls import JobStep, mark_not_placed, move_job, outcome_of, retry_delay
+from dialer.dispatch.timing import schedule_of
 from dialer.pool import Keys
 from dialer.pool.leases import release_keys
 from dialer.runtime import Runtime
+from dialer.windows import ContactSchedule
 from models import (
     AttemptStatus,
     CallAttempt,
@@ -69,6 +71,9 @@ class EndedAttempt:
     unplaced_outcome: Outcome | None = None
     counts_as_dial_error: bool = True
     retry_after_s: float | None = None
+    schedule: ContactSchedule | None = None
+    """The contact's calling window, place and `call_before`: a retry due outside the
+    window is due at its next opening instead. None: due times as computed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +102,8 @@ def decide(ended: EndedAttempt, now: datetime) -> EndDecision:
     (`not-placed`) does not count against `max_attempts`: the contact is done with
     `unplaced_outcome` when one is given, with `dial_error` once `dial_retries` are spent,
     else pending again after an exponential backoff with full jitter (AWS Architecture
-    Blog, "Exponential Backoff and Jitter", 2015).
+    Blog, "Exponential Backoff and Jitter", 2015). A contact pending again is due at the
+    next opening of its calling window at or after that delay (`ended.schedule`).
     """
     release = LeaseRelease(
         str(ended.attempt_id),
@@ -114,7 +120,7 @@ def decide(ended: EndedAttempt, now: datetime) -> EndDecision:
         elif canceled:
             step = JobStep(JobStatus.CANCELED, *counts, outcome=outcome)
         else:
-            due = now + timedelta(seconds=delay)
+            due = _in_window(ended, now + timedelta(seconds=delay))
             step = JobStep(JobStatus.PENDING, *counts, outcome=outcome, next_due_at=due)
         return EndDecision(step, release)
     attempts = ended.attempt_count - 1  # it never rang: it does not use up an attempt
@@ -130,10 +136,13 @@ def decide(ended: EndedAttempt, now: datetime) -> EndDecision:
         step = JobStep(JobStatus.CANCELED, attempts, errors)
     else:
         wait = max(dial_backoff_s(max(errors, 1)), ended.retry_after_s or 0.0)
-        step = JobStep(
-            JobStatus.PENDING, attempts, errors, next_due_at=now + timedelta(seconds=wait)
-        )
+        due = _in_window(ended, now + timedelta(seconds=wait))
+        step = JobStep(JobStatus.PENDING, attempts, errors, next_due_at=due)
     return EndDecision(step, release)
+
+
+def _in_window(ended: EndedAttempt, due: datetime) -> datetime:
+    return due if ended.schedule is None else ended.schedule.next_due(due)
 
 
 def dial_backoff_s(tries: int, base_s: float = 1.0, cap_s: float = 60.0) -> float:
@@ -156,6 +165,7 @@ def _ended(attempt: CallAttempt, job: CallJob, campaign: Campaign, **unplaced: A
         max_attempts=campaign.max_attempts,
         dial_retries=campaign.dial_retries,
         retry_policy=campaign.retry_policy,
+        schedule=schedule_of(campaign, job),
         **unplaced,
     )
 
@@ -173,7 +183,7 @@ def finish_call(session: Session, runtime: Runtime, attempt: CallAttempt) -> Out
     contact and free the lease after commit. Returns the outcome when the contact is done."""
     job = session.get_one(CallJob, attempt.job_id, with_for_update=True)
     campaign = session.get_one(Campaign, attempt.campaign_id)
-    decision = decide(_ended(attempt, job, campaign), utcnow())
+    decision = decide(_ended(attempt, job, campaign), runtime.clock())
     _persist(session, runtime, job, decision)
     return decision.step.outcome
 
@@ -208,4 +218,4 @@ def end_unplaced(
         counts_as_dial_error=counts_as_dial_error,
         retry_after_s=retry_after_s,
     )
-    _persist(session, runtime, job, decide(ended, utcnow()))
+    _persist(session, runtime, job, decide(ended, runtime.clock()))

@@ -25,6 +25,7 @@ from dialer.calls import MACHINE_ANSWERS, CallEvent, apply_event, is_terminal
 from dialer.dispatch.attempt_end import EndedAttempt, decide
 from dialer.errors import DialerError, NotFoundError
 from dialer.runtime import Runtime
+from dialer.windows import ContactSchedule
 from models import AttemptStatus, CampaignStatus, EndReason, MachineAction, utcnow
 from models.asyncdb import AsyncPool, transaction
 
@@ -116,7 +117,9 @@ WITH attempt AS (
            a.digits, a.last_sequence, a.placed_at, a.answered_at, a.ended_at, a.duration_s,
            a.error_code, a.error_message, a.end_reason, j.attempt_count, j.dial_error_count,
            c.status AS campaign_status, c.max_attempts, c.dial_retries, c.retry_policy,
-           c.caller_id_id, c.machine_detection, c.machine_action
+           c.caller_id_id, c.machine_detection, c.machine_action,
+           j.zones, j.region, j.subdivision, j.call_before, c.window_start, c.window_end,
+           c.window_days, c.holidays, c.skip_public_holidays
     FROM call_attempts a
     JOIN call_jobs j ON j.id = a.job_id
     JOIN campaigns c ON c.id = a.campaign_id
@@ -313,8 +316,9 @@ async def _record(
                     max_attempts=row["max_attempts"],
                     dial_retries=row["dial_retries"],
                     retry_policy=row["retry_policy"],
+                    schedule=ContactSchedule.from_row(row),
                 ),
-                utcnow(),
+                runtime.clock(),
             )
             step = decision.step
             await conn.execute(

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from dialer.calls import CallEvent, apply_event, claimed, mark_placing, move_job, revive
 from dialer.campaign_state import BREAKER, CampaignAction, transition
 from dialer.dispatch.attempt_end import end_unplaced, finish_call
+from dialer.dispatch.timing import callable_until, dial_refusal
 from dialer.errors import NotFoundError
 from dialer.metrics import BREAKER_TRIPS
 from dialer.pool import RateLimit
@@ -81,6 +82,10 @@ class PlaceResult(StrEnum):
     """Something other than the provider failed; counted towards `MAX_TASK_FAILURES`."""
     LATE = "late"
     """The call was made after the attempt had been given up (`resolve_late_call`)."""
+    NOT_CALLABLE = "not_callable"
+    """The contact's calling window closed (or its `call_before`, its campaign's `end_at`
+    passed) since the pacer claimed it: not dialled, back to pending uncharged, due at its
+    next opening."""
 
 
 CONNECTION_OVERRIDES = "#rc=3&rp=all"
@@ -162,6 +167,10 @@ def place_call(runtime: Runtime, attempt_id: int) -> PlaceResult:
     the account (the circuit breaker). An attempt of a paused campaign goes back to
     pending uncharged, of a cancelled one ends with it. Any other exception before the
     request leaves is recorded; the `MAX_TASK_FAILURES`th ends the contact with `error`.
+    The calling window is checked again here (`runtime.clock()`): a contact no longer
+    callable is not dialled (`not_callable`), and the send deadline is never later than
+    the moment its window closes, so a request waiting for its CPS slot at 19:59:59 does
+    not leave at 20:00:01.
 
     Raises:
         NotFoundError: no attempt has that id.
@@ -179,7 +188,7 @@ def place_call(runtime: Runtime, attempt_id: int) -> PlaceResult:
     # The last check before the request leaves: a worker paused past its deadline (GC, a
     # VM pause, SIGSTOP) gives the attempt back instead of sending late.
     if not sent or deadline.passed():
-        return _give_back(runtime, attempt_id, "send deadline passed before a CPS slot")
+        return _give_back(runtime, attempt_id, "send deadline (or window close) passed")
     try:
         call = runtime.provider.create_call(request)
     except AmbiguousProviderError as error:
@@ -246,15 +255,28 @@ def _prepare(
         elif on_dnc:
             end_unplaced(session, runtime, attempt, outcome=Outcome.DO_NOT_CALL)
             return PlaceResult.DO_NOT_CALL
+        elif (refusal := dial_refusal(campaign, job, runtime.clock())) is not None:
+            end_unplaced(
+                session,
+                runtime,
+                attempt,
+                outcome=None,
+                error_message=f"not dialled: {refusal}",
+                counts_as_dial_error=False,
+            )
+            return PlaceResult.NOT_CALLABLE
         else:
             recovering = False
             now = utcnow()
+            clock_now = runtime.clock()
+            open_s = (callable_until(campaign, job, clock_now) - clock_now).total_seconds()
+            send_s = min(settings.send_wait_s, open_s)
             request = _call_request(runtime, attempt, job, campaign)
             limits = send_limits(account, campaign)
             mark_placing(attempt, now)
             deadline = SendDeadline(
-                time.monotonic() + settings.send_wait_s,
-                now + timedelta(seconds=settings.send_wait_s),
+                time.monotonic() + send_s,
+                now + timedelta(seconds=send_s),
             )
             attempt.send_deadline = deadline.wall
     if recovering:

@@ -7,6 +7,14 @@ each in the pool, creates the attempt in `dialing` and, after the commit, hands 
 ids to `enqueue` (the Celery `place_call` task). Between rounds it sleeps on the account's
 wake list (`BLPOP`) for the smallest of: the CPS limiter's wait, the next due contact, and
 `MAX_SLEEP_S`. Nothing waits in the broker: the broker only holds dials that can happen now.
+
+Calling windows (`dialer.windows`): a contact's due time is its next opening, so the claim
+stays one range scan of `ix_call_jobs_campaign_due` per campaign however many contacts
+wait for their window; the claimed batch then goes through `timing.admit` (window closed
+meanwhile, `call_before` passed, number over the daily cap). Contacts of a campaign past its
+`end_at` end `expired` in one statement, and the campaign completes. When nothing is due
+and no call is in progress, the pacer stops until the next due time, `start_at` or `end_at`
+(a Redis key the beat's kick honours; an explicit kick still runs it), instead of polling.
 """
 
 from __future__ import annotations
@@ -20,8 +28,9 @@ import structlog
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from dialer.calls import claimed, move_job
+from dialer.calls import claimed, expire_pending_jobs, move_job
 from dialer.campaign_state import PACER, CampaignAction, transition
+from dialer.dispatch.timing import admit
 from dialer.metrics import DIALS_DISPATCHED, PACER_ROUNDS, observe_due_to_dial
 from dialer.pool import AcquireResult, Keys
 from dialer.pool.leases import acquire_scopes, lease_seconds, rate_limits
@@ -83,6 +92,9 @@ class Round:
     wait_s: float = MAX_SLEEP_S
     work_left: bool = False
     """Some running campaign still has contacts pending or in progress."""
+    idle_until: datetime | None = None
+    """Nothing was due and no call is in progress: nothing can happen before this moment
+    (the next due contact, `start_at` or `end_at`) unless a campaign starts or resumes."""
 
 
 @dataclass
@@ -131,13 +143,20 @@ def run_pacer(
     """Dispatch the account's due contacts for up to `budget_s` seconds.
 
     Returns without doing anything (`locked=False`) if another pacer holds the lock.
+    Stops early, leaving `work_left` False, when the round finds nothing to do before a
+    moment past this run's budget (`Round.idle_until`): until then the beat's kick leaves
+    the account alone (`accounts_needing_pacer`). A pacer that finds the lock taken wakes
+    the running one, so a campaign just started or resumed is seen at once.
     """
+    keys = Keys(account_id)
+    wake = keys.wake()
     lock = PacerLock(runtime, account_id)
     if not lock.acquire():
+        runtime.redis.lpush(wake, "kick")
         return PacerRun(locked=False)
     run = PacerRun(locked=True)
     deadline = time.monotonic() + budget_s
-    wake = Keys(account_id).wake()
+    runtime.redis.delete(pacer_idle_key(account_id))
     try:
         while time.monotonic() < deadline and lock.still_held():
             ensure_pool(runtime.pool, runtime.settings.database_url, account_id)
@@ -150,6 +169,12 @@ def run_pacer(
             run.work_left = result.work_left
             if not result.work_left:
                 break
+            if result.idle_until is not None:
+                idle_s = (result.idle_until - runtime.clock()).total_seconds()
+                if idle_s > deadline - time.monotonic():
+                    runtime.redis.set(pacer_idle_key(account_id), "1", px=int(idle_s * 1000))
+                    run.work_left = False
+                    break
             if result.dials and result.wait_s <= 0:
                 continue
             timeout = max(0.001, min(result.wait_s, deadline - time.monotonic()))
@@ -169,14 +194,20 @@ def _send_on_time(dials: list[Dial], enqueue: Callable[[list[int]], None]) -> No
         enqueue([dial.attempt_id])
 
 
+def pacer_idle_key(account_id: int) -> str:
+    """Present while the account's pacer stopped with nothing to do until it lapses."""
+    return f"{Keys(account_id).tag}:pacer:idle"
+
+
 def dispatch_round(runtime: Runtime, account_id: int) -> Round:
     """Claim due contacts, lease a slot and book a CPS slot for each, create their
-    attempts; commit.
+    attempts; commit. "Now" is `runtime.clock()` for due times and windows.
 
     The caller enqueues `Round.dials` after this returns (the commit is done), each at its
     `send_at`.
     """
     out = Round()
+    now = runtime.clock()
     with transaction(runtime.settings.database_url) as session:
         # A round lost in a database crash only leaves its contacts pending (they are
         # dialled again) and leases that lapse; `place_call`'s own synchronous commit makes
@@ -184,15 +215,40 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
         relax_durability(session)
         lock_account_pool(session, account_id)
         account = session.get_one(Account, account_id)
-        campaigns = _running(session, account_id)
+        running = _running(session, account_id)
+        campaigns = [c for c in running if c.start_at is None or c.start_at <= now]
+        upcoming = [c.start_at for c in running if c.start_at and c.start_at > now]
+        upcoming += [c.end_at for c in campaigns if c.end_at and c.end_at > now]
+        for campaign in campaigns:
+            if campaign.end_at is not None and campaign.end_at <= now:
+                expired = expire_pending_jobs(session, campaign.id)
+                log.info("campaign_ended", campaign_id=campaign.id, expired=expired)
         if not campaigns:
+            out.work_left = bool(running)
+            out.idle_until = min(upcoming, default=None)
             return out
         keys = Keys(account_id)
         free = account.max_concurrency - runtime.pool.live(keys.account_pool())
-        lanes = _due_jobs(session, campaigns, min(max(free, 0), MAX_BATCH) + 1)
-        jobs = _round_robin(lanes)
-        ids = _attempt_ids(session, len(jobs))
+        lanes = _due_jobs(session, campaigns, min(max(free, 0), MAX_BATCH) + 1, now)
         by_id = {c.id: c for c in campaigns}
+        claimed_jobs = _round_robin(lanes)
+        admission = admit(
+            session,
+            claimed_jobs,
+            by_id,
+            account_id,
+            account.max_calls_per_number_per_day,
+            now,
+        )
+        jobs = admission.dial
+        if admission.rescheduled or admission.expired:
+            log.debug(
+                "contacts_not_callable",
+                account_id=account_id,
+                rescheduled=admission.rescheduled,
+                expired=admission.expired,
+            )
+        ids = _attempt_ids(session, len(jobs))
         caller_ids = {
             c.id: c
             for c in session.scalars(
@@ -245,34 +301,37 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
             observe_due_to_dial(job.next_due_at, campaign.started_at)
             move_job(job, claimed(job))
             out.dials.append(Dial(attempt_id, time.monotonic() + got.delay_s))
-        if not blocked and not full and out.dials:
-            out.wait_s = 0.0  # every claimed contact went out: there may be more due now
-        elif not jobs:
-            next_due = _next_due(session, list(by_id))
-            if next_due is not None:
-                out.wait_s = min(MAX_SLEEP_S, max(0.0, (next_due - utcnow()).total_seconds()))
-        _complete_finished(session, campaigns, skip=set(by_id) if jobs else set())
-        out.work_left = any(c.status is CampaignStatus.RUNNING for c in campaigns)
+        if (not blocked and not full and out.dials) or len(jobs) < len(claimed_jobs):
+            out.wait_s = 0.0  # every claimed contact went out or was moved: more may be due
+        elif not claimed_jobs:
+            states = _open_work(session, list(by_id))
+            dues = [due for due, _ in states.values() if due is not None]
+            nearest = min([*dues, *upcoming], default=None)
+            if nearest is not None:
+                out.wait_s = min(MAX_SLEEP_S, max(0.0, (nearest - now).total_seconds()))
+                if not any(live for _, live in states.values()):
+                    out.idle_until = nearest
+            _complete_finished(campaigns, states)
+        out.work_left = any(c.status is CampaignStatus.RUNNING for c in running)
     return out
 
 
 def _running(session: Session, account_id: int) -> list[Campaign]:
-    now = utcnow()
+    """The account's running campaigns, started or not yet at their `start_at`."""
     return list(
         session.scalars(
             select(Campaign)
-            .where(
-                Campaign.account_id == account_id,
-                Campaign.status == CampaignStatus.RUNNING,
-                (Campaign.start_at.is_(None)) | (Campaign.start_at <= now),
-            )
+            .where(Campaign.account_id == account_id, Campaign.status == CampaignStatus.RUNNING)
             .order_by(Campaign.priority.desc(), Campaign.id)
         )
     )
 
 
-def _due_jobs(session: Session, campaigns: list[Campaign], limit: int) -> list[list[CallJob]]:
-    """Due contacts per campaign, locked for this round (`FOR UPDATE SKIP LOCKED`)."""
+def _due_jobs(
+    session: Session, campaigns: list[Campaign], limit: int, now: datetime
+) -> list[list[CallJob]]:
+    """Due contacts per campaign, locked for this round (`FOR UPDATE SKIP LOCKED`): one
+    range scan of `ix_call_jobs_campaign_due` each."""
     lanes = []
     for campaign in campaigns:
         jobs = session.scalars(
@@ -280,7 +339,7 @@ def _due_jobs(session: Session, campaigns: list[Campaign], limit: int) -> list[l
             .where(
                 CallJob.campaign_id == campaign.id,
                 CallJob.status == JobStatus.PENDING,
-                CallJob.next_due_at <= func.now(),
+                CallJob.next_due_at <= now,
             )
             .order_by(CallJob.next_due_at, CallJob.id)
             .limit(limit)
@@ -324,36 +383,46 @@ def _attempt_ids(session: Session, n: int) -> list[int]:
     )
 
 
-def _next_due(session: Session, campaign_ids: list[int]) -> datetime | None:
-    return session.scalar(
-        select(func.min(CallJob.next_due_at)).where(
-            CallJob.campaign_id.in_(campaign_ids), CallJob.status == JobStatus.PENDING
-        )
+def _open_work(
+    session: Session, campaign_ids: list[int]
+) -> dict[int, tuple[datetime | None, bool]]:
+    """Per campaign, in one query: its earliest pending due time (the first entry of
+    `ix_call_jobs_campaign_due`; a min over an IN list would scan them all) and whether a
+    contact is in progress (its end may make it due again)."""
+    first_due = (
+        select(CallJob.next_due_at)
+        .where(CallJob.campaign_id == Campaign.id, CallJob.status == JobStatus.PENDING)
+        .order_by(CallJob.next_due_at)
+        .limit(1)
+        .scalar_subquery()
     )
+    in_progress = exists().where(
+        CallJob.campaign_id == Campaign.id, CallJob.status == JobStatus.IN_PROGRESS
+    )
+    rows = session.execute(
+        select(Campaign.id, first_due, in_progress).where(Campaign.id.in_(campaign_ids))
+    )
+    return {campaign_id: (due, bool(live)) for campaign_id, due, live in rows}
 
 
-def _complete_finished(session: Session, campaigns: list[Campaign], skip: set[int]) -> None:
+def _complete_finished(
+    campaigns: list[Campaign], states: dict[int, tuple[datetime | None, bool]]
+) -> None:
     """Mark running campaigns with no contact pending or in progress as completed."""
     for campaign in campaigns:
-        if campaign.id in skip:
-            continue
-        open_jobs = session.scalar(
-            select(
-                exists().where(
-                    CallJob.campaign_id == campaign.id,
-                    CallJob.status.in_([JobStatus.PENDING, JobStatus.IN_PROGRESS]),
-                )
-            )
-        )
-        if not open_jobs:
+        due, live = states.get(campaign.id, (None, False))
+        if due is None and not live:
             transition(campaign, CampaignAction.COMPLETE, actor=PACER)
             log.info("campaign_completed", campaign_id=campaign.id)
 
 
 def accounts_needing_pacer(runtime: Runtime) -> list[int]:
-    """Accounts with a running campaign whose pacer lock is free."""
+    """Accounts with a running campaign whose pacer lock is free and which is not idle
+    (`pacer_idle_key`)."""
     with transaction(runtime.settings.database_url) as session:
         accounts = session.scalars(
             select(Campaign.account_id).where(Campaign.status == CampaignStatus.RUNNING).distinct()
         ).all()
-    return [a for a in accounts if not runtime.redis.exists(Keys(a).pacer_lock())]
+    return [
+        a for a in accounts if not runtime.redis.exists(Keys(a).pacer_lock(), pacer_idle_key(a))
+    ]

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from campaigns.preview import CampaignPreview
 from campaigns.reports import CampaignReport
 from models import CampaignStatus
 
@@ -85,6 +86,10 @@ class CampaignOut(BaseModel):
 
 class ReportOut(CampaignReport):
     """A campaign's figures. Durations in seconds."""
+
+
+class PreviewOut(CampaignPreview):
+    """A campaign's preview: callable now, waiting by zone, expired, estimated finish."""
 
 
 class DncAddIn(BaseModel):

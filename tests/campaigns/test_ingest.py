@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from importlib import resources
 from typing import Any
 
@@ -23,6 +23,7 @@ from campaigns.ingest import (
     escape_formula,
     ingest_contacts,
 )
+from dialer.windows import CallingWindow, Place, next_opening
 from models import CallJob, Campaign, JobStatus, engine_for, transaction
 from tests.factories import make_account, make_campaign
 
@@ -133,23 +134,28 @@ def test_quoted_newlines_blank_lines_and_line_numbers(db_session: Session) -> No
 
 def test_every_reject_reason(db_session: Session) -> None:
     account = make_account(db_session)
-    campaign = make_campaign(db_session, account, allowed_countries=["US", "GB"])
+    campaign = make_campaign(
+        db_session, account, allowed_countries=["US", "GB", "001"], window_end=time(12)
+    )
     dnc.add(db_session, account.id, ["212-555-0199"], "US")
     data = (
-        "name,phone,clinic,timezone,call_at\n"
-        "ok,212-555-0143,A,,\n"  # 2
+        "name,phone,clinic,timezone,call_at,call_before\n"
+        "ok,212-555-0143,A,,,\n"  # 2
         "few,212-555-0144\n"  # 3
-        "many,212-555-0145,A,,,extra\n"  # 4
-        "invalid,555-0143,A,,\n"  # 5
-        "emergency,911,A,,\n"  # 6
-        "premium,1-900-555-0143,A,,\n"  # 7
-        "foreign,+49 30 901820,A,,\n"  # 8
-        "dnc,(212) 555-0199,A,,\n"  # 9
-        "dup,+12125550143,A,,\n"  # 10
-        "missing,,A,,\n"  # 11
-        "novar,212-555-0146, ,,\n"  # 12
-        "badtime,212-555-0147,A,,tomorrow\n"  # 13
-        "badzone,212-555-0148,A,Mars/Olympus,\n"  # 14
+        "many,212-555-0145,A,,,,extra\n"  # 4
+        "invalid,555-0143,A,,,\n"  # 5
+        "emergency,911,A,,,\n"  # 6
+        "premium,1-900-555-0143,A,,,\n"  # 7
+        "foreign,+49 30 901820,A,,,\n"  # 8
+        "dnc,(212) 555-0199,A,,,\n"  # 9
+        "dup,+12125550143,A,,,\n"  # 10
+        "missing,,A,,,\n"  # 11
+        "novar,212-555-0146, ,,,\n"  # 12
+        "badtime,212-555-0147,A,,tomorrow,\n"  # 13
+        "badzone,212-555-0148,A,Mars/Olympus,,\n"  # 14
+        "nozone,+800 1234 5678,A,,,\n"  # 15: a number in no zone, no campaign zone
+        "badbefore,212-555-0149,A,,,soon\n"  # 16
+        "tollfree,800-555-0143,A,,,\n"  # 17: Guam to Newfoundland never all in 09-12
     )
     sink = io.StringIO()
     summary = run(
@@ -159,7 +165,7 @@ def test_every_reject_reason(db_session: Session) -> None:
         required_variables=frozenset({"clinic"}),
         rejected_sink=sink,
     )
-    assert summary.rows == 13
+    assert summary.rows == 16
     assert summary.accepted == 1
     assert summary.rejected == {
         reason.value: 2 if reason is RowRejectReason.MALFORMED_ROW else 1
@@ -180,6 +186,9 @@ def test_every_reject_reason(db_session: Session) -> None:
         12: "missing_variable",
         13: "invalid_call_at",
         14: "invalid_timezone",
+        15: "unknown_timezone",
+        16: "invalid_call_before",
+        17: "no_calling_window",
     }
 
 
@@ -196,35 +205,76 @@ def test_duplicates_of_an_earlier_ingest_into_the_campaign(db_session: Session) 
     assert (summary.accepted, summary.rejected) == (1, {"duplicate": 1})
 
 
-def test_time_zones_and_call_at(db_session: Session) -> None:
-    start = datetime(2026, 3, 1, 12, tzinfo=UTC)
+def test_time_zones_call_at_and_call_before(db_session: Session) -> None:
+    start = datetime(2027, 3, 1, 12, tzinfo=UTC)  # a Monday, 07:00 in New York
     campaign = make_campaign(db_session, make_account(db_session), start_at=start)
     data = (
-        "phone,tz,call_at\n"
-        "212-555-0143,,\n"
-        "212-555-0100,America/Chicago,2026-03-02 09:00\n"
-        "212-555-0177,,2026-03-02 09:00\n"
-        "212-555-0188,,2026-03-02T09:00:00Z\n"
-        "800-555-0100,,\n"
-        "800-555-0101,,2026-03-02 09:00\n"
+        "phone,tz,call_at,call_before\n"
+        "212-555-0143,,,\n"
+        "212-555-0100,America/Chicago,2027-03-02 09:00,\n"
+        "212-555-0177,,2027-03-02 10:30,\n"
+        "212-555-0188,,2027-03-02T09:00:00Z,\n"
+        "212-555-0111,,,2027-03-01 08:30\n"
+        "212-555-0112,,,2027-03-01T18:00:00-05:00\n"
+        "800-555-0101,,2027-03-02 09:00,\n"
     )
     summary = run(db_session, data, campaign)
-    assert summary.rejected == {"invalid_call_at": 1}  # a local time in an unknown zone
-    found = [(job.timezone, job.next_due_at, job.variables) for job in jobs(db_session)]
+    assert summary.rejected == {"invalid_call_at": 1}  # a local time in several zones
+    found = [
+        (job.timezone, job.zones, job.next_due_at, job.call_before) for job in jobs(db_session)
+    ]
+    ny = ["America/New_York"]
     assert found == [
-        ("America/New_York", start, {}),
-        ("America/Chicago", datetime(2026, 3, 2, 15, tzinfo=UTC), {}),
-        ("America/New_York", datetime(2026, 3, 2, 14, tzinfo=UTC), {}),
-        ("America/New_York", datetime(2026, 3, 2, 9, tzinfo=UTC), {}),
-        (None, start, {}),
+        # Due at the window's opening (09:00 local) after start_at.
+        ("America/New_York", ny, datetime(2027, 3, 1, 14, tzinfo=UTC), None),
+        # call_at in the CSV's zone, inside the window.
+        ("America/Chicago", ["America/Chicago"], datetime(2027, 3, 2, 15, tzinfo=UTC), None),
+        ("America/New_York", ny, datetime(2027, 3, 2, 15, 30, tzinfo=UTC), None),
+        # 04:00 in New York: moved to the opening.
+        ("America/New_York", ny, datetime(2027, 3, 2, 14, tzinfo=UTC), None),
+        # The appointment passes before the window opens: due at call_before, to expire.
+        (
+            "America/New_York",
+            ny,
+            datetime(2027, 3, 1, 13, 30, tzinfo=UTC),
+            datetime(2027, 3, 1, 13, 30, tzinfo=UTC),
+        ),
+        (
+            "America/New_York",
+            ny,
+            datetime(2027, 3, 1, 14, tzinfo=UTC),
+            datetime(2027, 3, 1, 23, tzinfo=UTC),
+        ),
     ]
 
 
-def test_next_due_defaults_to_now(db_session: Session) -> None:
+def test_zones_from_the_number_the_csv_or_the_campaign(db_session: Session) -> None:
+    campaign = make_campaign(
+        db_session, make_account(db_session), timezone="Europe/Paris", allowed_countries=None
+    )
+    data = (
+        "phone,timezone\n"
+        "305-555-0143,\n"  # Miami: Florida's legal hours
+        "+61 412 345 678,\n"  # an Australian mobile: every Australian zone
+        "+800 1234 5678,\n"  # no zone: the campaign's
+        "212-555-0100,Asia/Tokyo\n"  # the CSV's zone wins
+    )
+    assert run(db_session, data, campaign).accepted == 4
+    found = [(j.zones, j.region, j.subdivision) for j in jobs(db_session)]
+    assert found[0] == (["America/New_York"], "US", "FL")
+    assert "Australia/Perth" in found[1][0] and "Australia/Sydney" in found[1][0]
+    assert found[1][1:] == ("AU", None)
+    assert found[2] == (["Europe/Paris"], "001", None)
+    assert found[3] == (["Asia/Tokyo"], "US", None)
+
+
+def test_next_due_is_now_or_the_next_opening(db_session: Session) -> None:
     summary = run(db_session, HEADER + "Ada,212-555-0143,A\n")
     assert summary.accepted == 1
     now = db_session.scalar(select(func.now()))
-    assert jobs(db_session)[0].next_due_at == now
+    assert now is not None
+    place = Place(("America/New_York",), "US")
+    assert jobs(db_session)[0].next_due_at == next_opening(CallingWindow(), place, now)
 
 
 @pytest.mark.parametrize(

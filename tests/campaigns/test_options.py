@@ -74,7 +74,56 @@ def test_operator_settings_are_a_subset_of_the_campaigns() -> None:
         "time_limit_s",
         "allow_premium",
         "allowed_countries",
-        "start_at",
         "retry_policy",
     }
     assert all(field.description for field in CampaignOptions.model_fields.values())
+
+
+@pytest.mark.parametrize(
+    ("values", "code"),
+    [
+        ({"window": "07:00-20:00"}, "window_outside_legal_hours"),
+        ({"window": "09:00-21:30"}, "window_outside_legal_hours"),
+        ({"window": "9am-5pm"}, "invalid_window"),
+        ({"window": "18:00-09:00"}, "invalid_window"),
+        ({"days": "weekdays"}, "invalid_days"),
+        ({"timezone": "Mars/Olympus"}, "invalid_timezone"),
+        ({"start_at": "2027-01-15T09:00:00"}, "invalid_schedule"),
+        (
+            {"start_at": "2027-01-15T09:00:00Z", "end_at": "2027-01-15T08:00:00Z"},
+            "invalid_schedule",
+        ),
+    ],
+)
+def test_a_bad_window_setting_has_its_own_code(values: dict[str, Any], code: str) -> None:
+    with pytest.raises(DialerError) as caught:
+        OperatorOptions(**{"name": "March", **values})
+    assert caught.value.code == code
+    assert caught.value.http_status == 400
+
+
+def test_window_settings() -> None:
+    from datetime import UTC, date, datetime, time
+    from zoneinfo import ZoneInfo
+
+    options = OperatorOptions(
+        name="March",
+        window="10:00-18:30",
+        days="mon-fri",
+        holiday=["2027-12-24", "2027-12-31"],
+        skip_public_holidays=True,
+        timezone="Europe/London",
+        start_at="2027-06-01T09:00:00",
+        end_at="2027-06-02T17:00:00+00:00",
+    )
+    window = options.calling_window()
+    assert (window.start, window.end) == (time(10), time(18, 30))
+    assert window.days == frozenset(range(5))
+    assert window.holidays == {date(2027, 12, 24), date(2027, 12, 31)}
+    assert window.skip_public_holidays
+    # Without an offset, in the campaign's zone (BST in June: 08:00 UTC).
+    assert options.start_at == datetime(2027, 6, 1, 9, tzinfo=ZoneInfo("Europe/London"))
+    assert options.start_at.astimezone(UTC).hour == 8
+    assert options.end_at == datetime(2027, 6, 2, 17, tzinfo=UTC)
+    default = OperatorOptions(name="March").calling_window()
+    assert (default.start, default.end, default.days) == (time(9), time(20), frozenset(range(7)))

@@ -219,6 +219,51 @@ def test_settings_reach_the_campaign(cli: Cli, committed_db: str) -> None:
         assert campaign.priority == 5
 
 
+def test_window_settings_and_preview(cli: Cli, committed_db: str) -> None:
+    created = cli.create(
+        "--window",
+        "10:00-18:00",
+        "--days",
+        "mon,wed,fri",
+        "--holiday",
+        "2027-12-24",
+        "--holiday",
+        "2027-12-31",
+        "--skip-public-holidays",
+        "--timezone",
+        "Europe/London",
+        "--start-at",
+        "2027-06-01T09:00:00",
+        "--end-at",
+        "2027-06-30T18:00:00+01:00",
+    )
+    with Session(engine_for(committed_db)) as session:
+        campaign = session.get_one(Campaign, created["campaign_id"])
+        assert campaign.window_days == [0, 2, 4]
+        assert [d.isoformat() for d in campaign.holidays] == ["2027-12-24", "2027-12-31"]
+        assert campaign.skip_public_holidays is True
+        assert campaign.start_at is not None and campaign.start_at.isoformat().startswith(
+            "2027-06-01T08:00:00"
+        )
+    preview = cli.json("campaigns", "preview", str(created["campaign_id"]), "--json")
+    assert preview["pending"] == created["accepted"]
+    assert preview["callable_now"] == 0  # nothing before start_at
+    assert preview["estimated_finish_at"] is not None
+    assert "callable now" in cli.ok("campaigns", "preview", str(created["campaign_id"]))
+    message = cli.fails(
+        "campaigns",
+        "create",
+        "--name",
+        "Night",
+        "--csv",
+        str(SAMPLE_CSV),
+        "--window",
+        "06:00-23:00",
+        code="window_outside_legal_hours",
+    )
+    assert "08:00-21:00" in message
+
+
 def test_a_setting_out_of_bounds_is_invalid_option(cli: Cli) -> None:
     message = cli.fails(
         "campaigns",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -145,6 +146,20 @@ def test_events_apply_once_and_terminal_frees_the_lease(
     assert (job.next_due_at - utcnow()).total_seconds() > 50
     assert runtime.redis.zcard(Keys(attempt.account_id).account_pool()) == 0
     assert runtime.redis.llen(Keys(attempt.account_id).wake()) == 1
+
+
+def test_a_busy_retry_at_night_is_due_at_the_next_opening(
+    client: httpx.Client, runtime: Runtime, attempt_id: int
+) -> None:
+    """The webhook's fast path decides retries with the contact's window too."""
+    with transaction(runtime.settings.database_url) as session:
+        attempt = session.get_one(CallAttempt, attempt_id)
+        session.get_one(CallJob, attempt.job_id).zones = ["America/New_York"]
+    runtime.clock = lambda: datetime(2027, 1, 16, 0, 59, 30, tzinfo=UTC)  # 19:59:30 New York
+    assert post(client, attempt_id, status("busy", 1)).status_code == 204
+    _, job, _ = load(runtime, attempt_id)
+    assert job.status is JobStatus.PENDING
+    assert job.next_due_at == datetime(2027, 1, 16, 14, tzinfo=UTC)  # 09:00, not 20:00:30
 
 
 def test_amd_and_gather_are_recorded(

@@ -10,6 +10,8 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from datetime import time as time_of_day
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +241,69 @@ def test_settings_sent_as_form_fields_reach_the_campaign(api: Api) -> None:
         assert campaign.priority == 5
 
 
+def test_window_settings_sent_as_form_fields_reach_the_campaign(api: Api) -> None:
+    response = api.upload(
+        SAMPLE.read_bytes(),
+        window="10:00-18:30",
+        days="mon-fri",
+        holiday=["2027-12-24", "2027-12-31"],
+        skip_public_holidays="true",
+        timezone="America/Chicago",
+        start_at="2027-01-04T08:00:00",
+        end_at="2027-01-08T18:00:00-06:00",
+    )
+    assert response.status_code == 201, response.text
+    with transaction(api.runtime.settings.database_url) as session:
+        campaign = session.get_one(Campaign, response.json()["campaign_id"])
+        assert (campaign.window_start, campaign.window_end) == (
+            time_of_day(10),
+            time_of_day(18, 30),
+        )
+        assert campaign.window_days == [0, 1, 2, 3, 4]
+        assert campaign.holidays == [date(2027, 12, 24), date(2027, 12, 31)]
+        assert campaign.skip_public_holidays is True
+        assert campaign.timezone == "America/Chicago"
+        assert campaign.start_at == datetime(2027, 1, 4, 14, tzinfo=UTC)  # 08:00 CST
+        assert campaign.end_at == datetime(2027, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"window": "07:00-22:00"}, "window_outside_legal_hours"),
+        ({"days": "someday"}, "invalid_days"),
+        ({"timezone": "Moon/Base"}, "invalid_timezone"),
+    ],
+)
+def test_a_bad_window_is_400_with_its_code(api: Api, fields: dict[str, str], code: str) -> None:
+    assert error_code(api.upload(SAMPLE.read_bytes(), **fields), 400) == code
+    assert api.campaign_count() == 0
+
+
+def test_preview(api: Api) -> None:
+    # Friday 2027-01-15, 15:00 UTC: 10:00 in New York, 15:00 in London: both open.
+    api.runtime.clock = lambda: datetime(2027, 1, 15, 15, tzinfo=UTC)
+    response = api.upload(SAMPLE.read_bytes(), start_at="2027-01-15T00:00:00Z")
+    assert response.status_code == 201, response.text
+    campaign_id = response.json()["campaign_id"]
+    preview = api.get(f"/v1/campaigns/{campaign_id}/preview")
+    assert preview.status_code == 200, preview.text
+    body = preview.json()
+    assert body["pending"] == response.json()["accepted"]
+    assert body["callable_now"] + body["waiting"] == body["pending"]
+    assert body["expired"] == 0 and body["in_progress"] == 0
+    assert body["dial_rate_cps"] > 0
+    assert body["estimated_finish_at"] is not None
+    # At 23:00 UTC (18:00 New York, 23:00 London) the London contacts wait for 09:00.
+    api.runtime.clock = lambda: datetime(2027, 1, 15, 23, tzinfo=UTC)
+    late = api.get(f"/v1/campaigns/{campaign_id}/preview").json()
+    london = [g for g in late["waiting_by_zone"] if g["zones"] == ["Europe/London"]]
+    assert london and london[0]["opens_at"] == "2027-01-16T09:00:00Z"
+    assert not [g for g in body["waiting_by_zone"] if g["zones"] == ["Europe/London"]]
+    assert late["callable_now"] + late["waiting"] == late["pending"]
+    assert api.get("/v1/campaigns/999999/preview").status_code == 404
+
+
 def test_a_placeholder_without_a_column_is_missing_variable(api: Api) -> None:
     response = api.upload(SAMPLE.read_bytes(), message="Hi {first_name}, bring {insurance_card}.")
     assert response.status_code in (400, 422), response.text
@@ -449,6 +514,7 @@ def test_the_openapi_document_names_every_campaign_body(api: Api) -> None:
         ("get", "/v1/campaigns/{campaign_id}"): ref + "CampaignOut",
         ("get", "/v1/campaigns/{campaign_id}/report"): ref + "ReportOut",
         ("get", "/v1/campaigns/{campaign_id}/events"): ref + "EventOut",
+        ("get", "/v1/campaigns/{campaign_id}/preview"): ref + "PreviewOut",
         **{
             ("post", f"/v1/campaigns/{{campaign_id}}/{action}"): ref + "CampaignOut"
             for action in ("start", "pause", "resume", "cancel")

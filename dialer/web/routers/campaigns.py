@@ -16,6 +16,7 @@ from starlette.background import BackgroundTask
 from campaigns import lifecycle
 from campaigns.history import campaign_events
 from campaigns.options import CampaignOptions, OperatorOptions
+from campaigns.preview import campaign_preview
 from campaigns.reports import campaign_report, export_results
 from dialer.errors import NotFoundError
 from dialer.web.deps import Actor, CurrentAccount, RuntimeDep, SessionDep
@@ -28,7 +29,7 @@ from dialer.web.errors import (
     UNAUTHENTICATED,
     Responses,
 )
-from dialer.web.schemas import CampaignCreated, CampaignOut, EventOut, ReportOut
+from dialer.web.schemas import CampaignCreated, CampaignOut, EventOut, PreviewOut, ReportOut
 from models import Campaign, CampaignStatus, EndReason, on_commit
 from workers.enqueue import hang_up as hang_up_call
 from workers.enqueue import kick_pacer
@@ -89,6 +90,16 @@ def events(campaign_id: int, account: CurrentAccount, session: SessionDep) -> li
     then each transition with who made it (`cli:<user>`, `api:<account>`, `scheduler`,
     `breaker`, `pacer`), when and why."""
     return [EventOut.model_validate(e) for e in campaign_events(session, account.id, campaign_id)]
+
+
+@router.get("/{campaign_id}/preview", response_model=PreviewOut, responses=NOT_FOUND)
+def preview(
+    campaign_id: int, account: CurrentAccount, session: SessionDep, rt: RuntimeDep
+) -> PreviewOut:
+    """Contacts callable now, waiting for their window (by zone) and expired, and the
+    estimated finish time at the campaign's caps, CPS and windows."""
+    figures = campaign_preview(session, account.id, campaign_id, rt.clock())
+    return PreviewOut.model_validate(figures.model_dump())
 
 
 @router.get(
