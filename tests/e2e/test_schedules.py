@@ -10,14 +10,19 @@ from sqlalchemy import func, select
 
 from campaigns import schedules
 from campaigns.accounts import get_or_create_account
-from models import CallAttempt, Campaign, ScheduleRun, ScheduleRunStatus, transaction
+from dialer.windows import daytime_zone
+from models import CallAttempt, Campaign, ScheduleRun, ScheduleRunStatus, transaction, utcnow
 from tests.e2e.conftest import Stack
 
 
 def test_two_beats_fire_each_minute_once(stack: Stack, tmp_path: Path) -> None:
     url = stack.runtime.settings.database_url
     source = tmp_path / "reminders.csv"
-    source.write_text("phone,first_name\n+12025550101,Ada\n+12025550102,Bob\n")
+    # The contacts live where it is early afternoon, so they are inside their window now.
+    zone = daytime_zone(utcnow())
+    source.write_text(
+        f"phone,first_name,timezone\n+12025550101,Ada,{zone}\n+12025550102,Bob,{zone}\n"
+    )
     with transaction(url) as session:
         account = get_or_create_account(session, "acme")
         schedule_id = schedules.create_schedule(

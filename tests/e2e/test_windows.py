@@ -37,7 +37,7 @@ def test_contacts_at_night_wait_for_their_window(stack: Stack) -> None:
     )
     campaign_id = imported.campaign_id
     with transaction(url) as session:
-        lifecycle.start(session, account_id, campaign_id)
+        lifecycle.start(session, account_id, campaign_id, actor="test")
     kick_pacer(account_id)
 
     wait_until(
@@ -60,4 +60,4 @@ def test_contacts_at_night_wait_for_their_window(stack: Stack) -> None:
     )
     assert report(stack, account_id, campaign_id)["status"] == "running"
     with transaction(url) as session:
-        lifecycle.cancel(session, account_id, campaign_id)
+        lifecycle.cancel(session, account_id, campaign_id, actor="test")
