@@ -17,6 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from dialer.errors import ConflictError
+from dialer.webhooks.outbox import record_campaign_event
 from models import Campaign, CampaignStatus, utcnow
 
 
@@ -56,7 +57,8 @@ def transition(
     """Apply `action` to `campaign` in place and return it.
 
     Sets `started_at` on start, `finished_at` on cancel and completion, and `status_reason`
-    to `reason` (cleared on resume and start).
+    to `reason` (cleared on resume and start). A completion or a pause writes its webhook
+    event (`campaign.completed`, `campaign.paused`) in the campaign's session.
 
     Raises:
         ConflictError: `invalid_state`, the action does not apply to the campaign's status
@@ -76,4 +78,5 @@ def transition(
         campaign.started_at = at
     if target in (CampaignStatus.CANCELED, CampaignStatus.COMPLETED):
         campaign.finished_at = at
+    record_campaign_event(campaign, breaker=action is CampaignAction.TRIP_BREAKER, now=at)
     return campaign

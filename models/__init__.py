@@ -18,8 +18,18 @@ from models.enums import (
     JobStatus,
     MachineAction,
     Outcome,
+    WebhookStatus,
 )
-from models.tables import Account, CallAttempt, CallerId, CallJob, Campaign, DncEntry, ProviderEvent
+from models.tables import (
+    Account,
+    CallAttempt,
+    CallerId,
+    CallJob,
+    Campaign,
+    DncEntry,
+    ProviderEvent,
+    WebhookEvent,
+)
 
 __all__ = [
     "LIVE_ATTEMPT_STATUSES",
@@ -38,6 +48,8 @@ __all__ = [
     "MachineAction",
     "Outcome",
     "ProviderEvent",
+    "WebhookEvent",
+    "WebhookStatus",
     "engine_for",
     "ensure_database",
     "on_commit",

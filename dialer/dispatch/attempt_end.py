@@ -19,6 +19,7 @@ from dialer.calls import JobStep, mark_not_placed, move_job, outcome_of, retry_d
 from dialer.pool import Keys
 from dialer.pool.leases import release_keys
 from dialer.runtime import Runtime
+from dialer.webhooks.outbox import record_attempt_end
 from models import (
     AttemptStatus,
     CallAttempt,
@@ -175,6 +176,7 @@ def finish_call(session: Session, runtime: Runtime, attempt: CallAttempt) -> Out
     campaign = session.get_one(Campaign, attempt.campaign_id)
     decision = decide(_ended(attempt, job, campaign), utcnow())
     _persist(session, runtime, job, decision)
+    record_attempt_end(session, attempt, job, decision.step, utcnow())
     return decision.step.outcome
 
 
@@ -208,4 +210,6 @@ def end_unplaced(
         counts_as_dial_error=counts_as_dial_error,
         retry_after_s=retry_after_s,
     )
-    _persist(session, runtime, job, decide(ended, utcnow()))
+    decision = decide(ended, utcnow())
+    _persist(session, runtime, job, decision)
+    record_attempt_end(session, attempt, job, decision.step, utcnow())
