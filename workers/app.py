@@ -21,6 +21,11 @@ from workers.base import DialerTask
 PACER_QUEUE = "pacer"
 DIALS_QUEUE = "dials"
 MAINTENANCE_QUEUE = "maintenance"
+WEBHOOKS_QUEUE = "webhooks"
+"""Deliveries to customers' webhooks: their own queue, so a slow receiver never holds up
+dials, the pacer or the reaper."""
+WEBHOOK_SWEEP_S = 2.0
+"""Seconds between two sweeps for due webhook retries (`dialer.webhooks.delivery.sweep`)."""
 
 
 def create_app() -> Celery:
@@ -42,7 +47,7 @@ def create_app() -> Celery:
         broker_transport_options={"visibility_timeout": 3600},
         task_queues=[
             Queue(name, Exchange(name, type="direct"), routing_key=name)
-            for name in (DIALS_QUEUE, PACER_QUEUE, MAINTENANCE_QUEUE)
+            for name in (DIALS_QUEUE, PACER_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE)
         ],
         task_default_queue=DIALS_QUEUE,
         task_routes={
@@ -50,10 +55,13 @@ def create_app() -> Celery:
             "dialer.kick_pacers": {"queue": MAINTENANCE_QUEUE},
             "dialer.reap": {"queue": MAINTENANCE_QUEUE},
             "dialer.resolve_late_call": {"queue": MAINTENANCE_QUEUE},
+            "dialer.deliver_webhook": {"queue": WEBHOOKS_QUEUE},
+            "dialer.sweep_webhooks": {"queue": WEBHOOKS_QUEUE},
         },
         beat_schedule={
             "kick-pacers": {"task": "dialer.kick_pacers", "schedule": 5.0},
             "reap": {"task": "dialer.reap", "schedule": 5.0},
+            "sweep-webhooks": {"task": "dialer.sweep_webhooks", "schedule": WEBHOOK_SWEEP_S},
         },
         timezone="UTC",
         worker_send_task_events=True,

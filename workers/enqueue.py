@@ -8,6 +8,9 @@ work commits (`models.on_commit`), so no worker looks for a row that is not ther
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from dialer.webhooks import outbox
 from workers.app import app
 
 PLACE_CALL = "dialer.place_call"
@@ -16,6 +19,8 @@ PACER = "dialer.pacer"
 KICK_PACERS = "dialer.kick_pacers"
 REAP = "dialer.reap"
 RESOLVE_LATE_CALL = "dialer.resolve_late_call"
+DELIVER_WEBHOOK = "dialer.deliver_webhook"
+SWEEP_WEBHOOKS = "dialer.sweep_webhooks"
 
 
 def kick_pacer(account_id: int) -> None:
@@ -37,3 +42,14 @@ def place_calls(attempt_ids: list[int]) -> None:
 def resolve_late_call(attempt_id: int, call_sid: str) -> None:
     """Have a worker adopt or hang up a call made for an attempt already given up."""
     app.send_task(RESOLVE_LATE_CALL, args=[attempt_id, call_sid])
+
+
+def deliver_webhooks(event_ids: Sequence[str]) -> None:
+    """Send the first try of each committed webhook event (`webhooks` queue)."""
+    for event_id in event_ids:
+        app.send_task(DELIVER_WEBHOOK, args=[event_id])
+
+
+# Events the engine writes in a process that imported this module (the API, the workers)
+# are sent to delivery right after their commit; elsewhere the sweep finds them.
+outbox.set_dispatcher(deliver_webhooks)

@@ -10,15 +10,18 @@ from dialer.dispatch.dialing import hang_up_call, place_call, resolve_late_call
 from dialer.dispatch.pacer import accounts_needing_pacer, run_pacer
 from dialer.dispatch.reaper import reap
 from dialer.runtime import get_runtime
+from dialer.webhooks.delivery import deliver, sweep
 from models import EndReason
 from workers.app import app
 from workers.enqueue import (
+    DELIVER_WEBHOOK,
     HANG_UP,
     KICK_PACERS,
     PACER,
     PLACE_CALL,
     REAP,
     RESOLVE_LATE_CALL,
+    SWEEP_WEBHOOKS,
     kick_pacer,
     place_calls,
 )
@@ -74,3 +77,16 @@ def reap_task() -> dict[str, int]:
         "leaked": report.leaked,
         "skipped": int(report.skipped),
     }
+
+
+@app.task(name=DELIVER_WEBHOOK)
+def deliver_webhook_task(event_id: str) -> str | None:
+    """One try of a webhook event, sent after the commit that wrote it."""
+    status = deliver(get_runtime().settings, event_id)
+    return status.value if status else None
+
+
+@app.task(name=SWEEP_WEBHOOKS)
+def sweep_webhooks_task() -> int:
+    """Beat: try every due webhook event (retries, lost first tries)."""
+    return sweep(get_runtime().settings)

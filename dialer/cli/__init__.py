@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import typer
 
-from dialer.cli import accounts, campaigns, db, dnc, serve
+from dialer.cli import accounts, campaigns, db, dnc, serve, webhooks
 
 app = typer.Typer(help="Outbound-call campaign dialer.", no_args_is_help=True)
 app.add_typer(db.app, name="db")
 app.add_typer(campaigns.app, name="campaigns")
 app.add_typer(dnc.app, name="dnc")
 app.add_typer(accounts.app, name="accounts")
+app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(serve.app)
 
 

@@ -51,7 +51,8 @@ def dispatch(event_ids: Sequence[str]) -> None:
         _dispatcher(event_ids)
 
 
-def _after_commit(session: Session, event_ids: list[str]) -> None:
+def dispatch_after_commit(session: Session, event_ids: list[str]) -> None:
+    """Dispatch `event_ids` once `session`'s transaction (a `models.transaction`) commits."""
     hooks = session.info.get("after_commit")
     if hooks is not None:  # a session `models.transaction` opened
         hooks.append(lambda: dispatch(event_ids))
@@ -71,7 +72,7 @@ def add_events(session: Session, account_id: int, url: str, events: list[Event])
         )
         for event in events
     )
-    _after_commit(session, [event.event_id for event in events])
+    dispatch_after_commit(session, [event.event_id for event in events])
 
 
 def attempt_end(attempt: CallAttempt, job: CallJob) -> AttemptEnd:

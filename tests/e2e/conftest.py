@@ -62,7 +62,7 @@ class Stack:
                     "-c",
                     str(concurrency),
                     "-Q",
-                    "dials,pacer,maintenance",
+                    "dials,pacer,maintenance,webhooks",
                     "-n",
                     f"{label}-{os.getpid()}@%h",
                     "--without-gossip",
