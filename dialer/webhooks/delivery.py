@@ -11,11 +11,11 @@ result is recorded only if the claim is still this try's (`attempts` unchanged).
   connection, an address the SSRF rule refuses): retried after an exponential backoff with
   full jitter (AWS Architecture Blog, "Exponential Backoff and Jitter", 2015) for up to
   `WEBHOOK_MAX_ATTEMPTS` tries within `WEBHOOK_RETRY_WINDOW_S` of the event, then `dead`.
-- SSRF: unless `WEBHOOK_ALLOW_PRIVATE_NETWORKS`, the host is resolved at delivery, every
-  address must be public (`dialer.webhook_url`), and the connection goes to the address
-  that was checked (the URL's host becomes that address; `Host` and, for https, the TLS
-  server name and certificate check keep the name), so a name that resolves elsewhere a
-  moment later cannot redirect the request inside.
+- SSRF: the host is resolved at delivery, every address must be public
+  (`dialer.webhook_url`; not checked with `WEBHOOK_ALLOW_PRIVATE_NETWORKS`), and the
+  connection goes to the address that was checked (the URL's host becomes that address;
+  `Host` and, for https, the TLS server name and certificate check keep the name), so a
+  name that resolves elsewhere a moment later cannot send the request inside.
 """
 
 from __future__ import annotations
@@ -178,27 +178,27 @@ def _client(timeout_s: float) -> httpx.Client:
 def pinned_request(
     url: str, allow_private: bool
 ) -> tuple[httpx.URL, dict[str, str], dict[str, str]]:
-    """Where to connect for `url`: the URL (its host replaced by the checked address), the
-    `Host` header and the request extensions (the TLS server name for https).
+    """Where to connect for `url`: the URL with its host replaced by the address it resolves
+    to now (checked unless `allow_private`), the `Host` header that keeps the name, and the
+    request extensions (for https the TLS server name, which the certificate is checked
+    against).
 
     Raises:
-        DialerError: `webhook_url_not_allowed`, the URL or an address it resolves to is
-            refused (see `dialer.webhook_url`).
+        DialerError: `webhook_url_not_allowed`, the URL is refused, its host does not
+            resolve, or an address it resolves to is not public (see `dialer.webhook_url`).
     """
     check_webhook_url(url, allow_private=allow_private, resolve=False)
     target = httpx.URL(url)
-    if allow_private:
-        return target, {}, {}
     addresses = resolve_addresses(target.host, target.port)
     refused = [address for address in addresses if not address_allowed(address)]
-    if refused or not addresses:
+    if refused and not allow_private:
         raise DialerError(
             "webhook_url_not_allowed",
-            f"{target.host} resolves to a non-public address {(refused or ['none'])[0]}",
+            f"webhook host {target.host} resolves to a non-public address {refused[0]}",
         )
-    host = target.netloc.decode("ascii")
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-    return target.copy_with(host=addresses[0]), {"Host": host}, extensions
+    pinned = target.copy_with(host=addresses[0])
+    return pinned, {"Host": target.netloc.decode("ascii")}, extensions
 
 
 def post(claimed: Claimed, secrets: list[str], settings: Settings) -> TryResult:
