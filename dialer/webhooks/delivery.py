@@ -209,6 +209,8 @@ def post(claimed: Claimed, secrets: list[str], settings: Settings) -> TryResult:
         )
     except DialerError as error:
         return TryResult(None, f"{error.code}: {error.message}")
+    except httpx.InvalidURL as error:
+        return TryResult(None, f"webhook_url_not_allowed: {error}")
     headers |= {
         "Content-Type": "application/json",
         HEADER: signature_header(secrets, int(time.time()), claimed.body),
