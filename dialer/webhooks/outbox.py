@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
@@ -33,6 +34,8 @@ from models import (
 )
 from models.asyncdb import AsyncConnection
 
+log = structlog.get_logger(__name__)
+
 Dispatcher = Callable[[Sequence[str]], object]
 """Sends the delivery of committed events (by event id)."""
 
@@ -46,9 +49,18 @@ def set_dispatcher(dispatcher: Dispatcher | None) -> None:
 
 
 def dispatch(event_ids: Sequence[str]) -> None:
-    """Hand committed events to the registered dispatcher, if any (else the sweep)."""
-    if _dispatcher is not None and event_ids:
+    """Hand committed events to the registered dispatcher, if any (else the sweep).
+
+    Best effort: the events are committed and the sweep finds any that were not sent, so
+    a failure here (the broker unreachable) is logged, never raised into the caller whose
+    transaction already committed.
+    """
+    if _dispatcher is None or not event_ids:
+        return
+    try:
         _dispatcher(event_ids)
+    except Exception as error:  # the broker's errors are the task layer's own types
+        log.warning("webhook_dispatch_failed", event_ids=list(event_ids), error=str(error))
 
 
 def dispatch_after_commit(session: Session, event_ids: list[str]) -> None:

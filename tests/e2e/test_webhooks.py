@@ -76,8 +76,17 @@ def test_events_are_delivered_signed_retried_and_dead_lettered(stack: Stack) -> 
         def settled(account: str) -> bool:
             return all(e.status is not WebhookStatus.PENDING for e in events_of(stack, account))
 
-        wait_until(lambda: settled("e2e") and bool(events_of(stack, "e2e")), 30, "deliveries")
-        wait_until(lambda: settled("down"), 30, "the dead letter")
+        def state(account: str) -> list[tuple[str, str, int, str | None]]:
+            return [
+                (e.type, e.status.value, e.attempts, e.last_error)
+                for e in events_of(stack, account)
+            ]
+
+        try:
+            wait_until(lambda: settled("e2e") and bool(events_of(stack, "e2e")), 60, "deliveries")
+            wait_until(lambda: settled("down"), 60, "the dead letter")
+        except AssertionError as error:
+            raise AssertionError(f"{error}: e2e {state('e2e')}, down {state('down')}") from None
 
     written = events_of(stack, "e2e")
     types = Counter(e.type for e in written)

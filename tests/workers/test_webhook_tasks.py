@@ -12,6 +12,7 @@ from dialer.webhooks import outbox
 from dialer.webhooks.events import EventType, new_event
 from models import transaction, utcnow
 from tests.factories import make_account
+from tests.support import captured_logs
 from tests.workers.test_wiring import broker  # noqa: F401  # the fixture
 from workers import enqueue
 from workers.app import DIALS_QUEUE, WEBHOOKS_QUEUE, app
@@ -61,3 +62,16 @@ def test_committed_events_are_sent_to_delivery_and_rolled_back_ones_are_not(
     except RuntimeError:
         pass
     assert sent(broker, WEBHOOKS_QUEUE) == []
+
+
+def test_a_dispatch_that_fails_after_commit_is_logged_and_left_to_the_sweep() -> None:
+    def unreachable(event_ids: object) -> None:
+        raise ConnectionError("broker down")
+
+    outbox.set_dispatcher(unreachable)
+    try:
+        with captured_logs() as logs:
+            outbox.dispatch(["evt_a"])  # does not raise into the committed caller
+    finally:
+        outbox.set_dispatcher(enqueue.deliver_webhooks)
+    assert [(e["event"], e["event_ids"]) for e in logs] == [("webhook_dispatch_failed", ["evt_a"])]
