@@ -1,10 +1,10 @@
 """The `dialer` command line (typer): one module per command group.
 
 `db` (schema), `campaigns`, `dnc`, `accounts`, `webhooks`, and the long-running parts at
-the top level (`simulator`, `api`, `flower`, `demo`, from `dialer.cli.serve`). Every command that touches
-data acts on the account named by `--account` (default `default`, created on first use with
-the default caps and a simulator caller ID). A failing command prints
-`error: <code>: <message>` on stderr and exits non-zero (`dialer.cli.common`).
+the top level (`simulator`, `api`, `flower`, `demo`, from `dialer.cli.serve`). Every
+command that touches data acts on the account named by `--account` (default `default`,
+created on first use with the default caps and a simulator caller ID). A failing command
+prints `error: <code>: <message>` on stderr and exits non-zero (`dialer.cli.common`).
 """
 
 from __future__ import annotations
