@@ -87,6 +87,7 @@ def deliver_webhook_task(event_id: str) -> str | None:
 
 
 @app.task(name=SWEEP_WEBHOOKS)
-def sweep_webhooks_task() -> int:
-    """Beat: try every due webhook event (retries, lost first tries)."""
-    return sweep(get_runtime().settings)
+def sweep_webhooks_task() -> int | None:
+    """Beat: try the due webhook events (retries, lost first tries); None: another sweep
+    runs."""
+    return sweep(get_runtime())

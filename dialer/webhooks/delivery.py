@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -34,6 +35,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from dialer.errors import DialerError
+from dialer.runtime import Runtime
 from dialer.settings import Settings
 from dialer.webhook_url import address_allowed, check_webhook_url, resolve_addresses
 from dialer.webhooks.keys import signing_secrets
@@ -255,13 +257,47 @@ def deliver(
     return _try(claimed[0], settings, now)
 
 
-def sweep(settings: Settings, limit: int = 100, now: Callable[[], datetime] = utcnow) -> int:
-    """Try every due pending event, up to `limit`, `WEBHOOK_CONCURRENCY` at once (beat:
-    retries, and first tries whose task was lost). Returns the number tried."""
-    with transaction(settings.database_url) as session:
-        claimed = claim(session, settings, now(), event_id=None, limit=limit)
-    if not claimed:
-        return 0
-    with ThreadPoolExecutor(max_workers=min(settings.webhook_concurrency, len(claimed))) as pool:
-        list(pool.map(lambda c: _try(c, settings, now), claimed))
-    return len(claimed)
+SWEEP_BUDGET_S = 20.0
+"""Seconds one sweep keeps claiming due events; it then finishes the tries it started."""
+SWEEP_LOCK_KEY = "dialer:webhooks:sweep"
+
+
+def sweep(runtime: Runtime, now: Callable[[], datetime] = utcnow) -> int | None:
+    """Try due pending events (beat: retries, and first tries whose task was lost), at most
+    `WEBHOOK_CONCURRENCY` at once: a slot freed by one try is filled by the next due event,
+    so a slow receiver holds one slot, not the batch. Claims for `SWEEP_BUDGET_S`, then
+    finishes. One sweep at a time (a Redis lock): a backlog never fills every worker
+    process. Returns the number tried, None when another sweep runs."""
+    settings = runtime.settings
+    token = uuid.uuid4().hex
+    ttl_ms = int((SWEEP_BUDGET_S + claim_lease_s(settings)) * 1000)
+    if not runtime.redis.set(SWEEP_LOCK_KEY, token, nx=True, px=ttl_ms):
+        return None
+    try:
+        return _sweep(settings, now)
+    finally:
+        if runtime.redis.get(SWEEP_LOCK_KEY) == token.encode():
+            runtime.redis.delete(SWEEP_LOCK_KEY)
+
+
+def _sweep(settings: Settings, now: Callable[[], datetime]) -> int:
+    slots = settings.webhook_concurrency
+    deadline = time.monotonic() + SWEEP_BUDGET_S
+    tried = 0
+    more = True
+    running: set[Future[WebhookStatus]] = set()
+    with ThreadPoolExecutor(max_workers=slots) as pool:
+        while True:
+            free = slots - len(running)
+            if more and free and time.monotonic() < deadline:
+                with transaction(settings.database_url) as session:
+                    batch = claim(session, settings, now(), event_id=None, limit=free)
+                more = len(batch) == free
+                running |= {pool.submit(_try, claimed, settings, now) for claimed in batch}
+                tried += len(batch)
+            if not running:
+                return tried
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                if error := future.exception():  # its claim lapses: a later sweep retries
+                    log.error("webhook_try_failed", error=repr(error))

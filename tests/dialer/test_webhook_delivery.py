@@ -13,7 +13,15 @@ from sqlalchemy import select
 
 from dialer.runtime import Runtime
 from dialer.settings import Settings
-from dialer.webhooks.delivery import Claimed, TryResult, deliver, next_status, pinned_request, sweep
+from dialer.webhooks.delivery import (
+    SWEEP_LOCK_KEY,
+    Claimed,
+    TryResult,
+    deliver,
+    next_status,
+    pinned_request,
+    sweep,
+)
 from dialer.webhooks.events import EventType, new_event
 from dialer.webhooks.outbox import add_events
 from dialer.webhooks.signing import HEADER, verify_signature
@@ -58,15 +66,15 @@ def row(settings: Settings, event_id: str) -> WebhookEvent:
         return session.scalars(select(WebhookEvent).where(WebhookEvent.event_id == event_id)).one()
 
 
-def drive(settings: Settings, event_id: str, timeout_s: float = 20) -> WebhookEvent:
+def drive(runtime: Runtime, event_id: str, timeout_s: float = 20) -> WebhookEvent:
     """Sweep (as beat does) until the event is no longer pending."""
 
     def settled() -> bool:
-        sweep(settings)
-        return row(settings, event_id).status is not WebhookStatus.PENDING
+        sweep(runtime)
+        return row(runtime.settings, event_id).status is not WebhookStatus.PENDING
 
     wait_until(settled, timeout_s, "the event to settle")
-    return row(settings, event_id)
+    return row(runtime.settings, event_id)
 
 
 def secret_of(settings: Settings, account: str = "acme") -> str:
@@ -89,7 +97,7 @@ def test_failed_tries_are_retried_with_one_event_id_and_valid_signatures(
     # Backoff with full jitter: the retry is due within the first cap (0.05 s here).
     assert first.next_attempt_at <= utcnow() + timedelta(seconds=0.05)
     assert deliver(settings, event_id) in (None, WebhookStatus.PENDING)
-    final = drive(settings, event_id)
+    final = drive(runtime, event_id)
     assert final.status is WebhookStatus.DELIVERED
     assert final.attempts == 3
     assert final.last_status_code == 200
@@ -105,7 +113,7 @@ def test_failed_tries_are_retried_with_one_event_id_and_valid_signatures(
         assert verify_signature(secret, received.headers[HEADER.lower()], received.body)
         assert not verify_signature("whsec_wrong", received.headers[HEADER.lower()], received.body)
     # Delivered: nothing is sent again.
-    sweep(settings)
+    sweep(runtime)
     assert len(app.at("/hook")) == 3
 
 
@@ -116,12 +124,12 @@ def test_after_the_last_try_the_event_is_dead_lettered(
     app.default = 500
     event_id = write_event(runtime.settings, base + "/down")
     deliver(runtime.settings, event_id)
-    final = drive(runtime.settings, event_id)
+    final = drive(runtime, event_id)
     assert final.status is WebhookStatus.DEAD
     assert final.attempts == MAX_TRIES
     assert len(app.at("/down")) == MAX_TRIES
     assert {r.event["id"] for r in app.at("/down")} == {event_id}
-    sweep(runtime.settings)
+    sweep(runtime)
     assert len(app.at("/down")) == MAX_TRIES
 
 
@@ -130,7 +138,7 @@ def test_410_stops_for_good(runtime: Runtime, receiver: tuple[Receiver, str]) ->
     app.answer("/gone", 410)
     event_id = write_event(runtime.settings, base + "/gone")
     assert deliver(runtime.settings, event_id) is WebhookStatus.FAILED
-    sweep(runtime.settings)
+    sweep(runtime)
     assert len(app.at("/gone")) == 1
     assert row(runtime.settings, event_id).last_status_code == 410
 
@@ -146,7 +154,7 @@ def test_a_redirect_is_not_followed_and_counts_as_a_failed_try(
     assert stored.last_status_code == 302
     assert stored.last_error == "redirect to '/elsewhere' not followed"
     assert app.at("/elsewhere") == []
-    assert drive(runtime.settings, event_id).status is WebhookStatus.DELIVERED
+    assert drive(runtime, event_id).status is WebhookStatus.DELIVERED
     assert app.at("/elsewhere") == []
 
 
@@ -155,6 +163,7 @@ def test_a_name_resolving_to_loopback_is_refused_at_delivery(
 ) -> None:
     app, base = receiver
     strict = runtime.settings.model_copy(update={"webhook_allow_private_networks": False})
+    strict_runtime = Runtime(strict)
     # The URL was accepted when it was set (say it resolved to a public address then); at
     # delivery `localhost` resolves to 127.0.0.1, so nothing is sent.
     port = base.rsplit(":", 1)[1]
@@ -165,7 +174,7 @@ def test_a_name_resolving_to_loopback_is_refused_at_delivery(
     assert stored.last_error == (
         "webhook_url_not_allowed: webhook host localhost resolves to a non-public address 127.0.0.1"
     )
-    assert drive(strict, event_id).status is WebhookStatus.DEAD
+    assert drive(strict_runtime, event_id).status is WebhookStatus.DEAD
     assert app.requests == []
 
 
@@ -195,7 +204,7 @@ def test_a_slow_receiver_does_not_hold_up_other_deliveries(
     app.slow["/slow"] = 3.0  # past the 1 s timeout
     slow = write_event(runtime.settings, base + "/slow")
     fast = write_event(runtime.settings, base + "/fast", account="other")
-    assert sweep(runtime.settings) == 2
+    assert sweep(runtime) == 2
     assert row(runtime.settings, fast).status is WebhookStatus.DELIVERED
     timed_out = row(runtime.settings, slow)
     assert timed_out.status is WebhookStatus.PENDING
@@ -237,3 +246,15 @@ def test_the_retry_schedule_with_the_default_settings() -> None:
     assert next_status(claimed(2), TryResult(None, "timeout"), settings, now)[0] is (
         WebhookStatus.PENDING
     )
+
+
+def test_one_sweep_at_a_time(runtime: Runtime, receiver: tuple[Receiver, str]) -> None:
+    app, base = receiver
+    event_id = write_event(runtime.settings, base + "/hook")
+    runtime.redis.set(SWEEP_LOCK_KEY, "another sweep", px=60_000)
+    assert sweep(runtime) is None  # another sweep runs: this one leaves the work to it
+    assert app.requests == []
+    runtime.redis.delete(SWEEP_LOCK_KEY)
+    assert sweep(runtime) == 1
+    assert row(runtime.settings, event_id).status is WebhookStatus.DELIVERED
+    assert runtime.redis.get(SWEEP_LOCK_KEY) is None  # released
