@@ -165,7 +165,7 @@ def run(scenario: Scenario, url: str, run_dir: Path) -> dict[str, Any]:
         sampler = Sampler(stack.sim_url, client, Keys(account_id).account_pool())
         sampler.start()
         with transaction(url) as session:
-            lifecycle.start(session, account_id, imported.campaign_id)
+            lifecycle.start(session, account_id, imported.campaign_id, actor="bench")
         stack.kick_pacer(account_id)
         while True:
             with transaction(url) as session:

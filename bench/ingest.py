@@ -1,7 +1,9 @@
 """Benchmark the campaign CSV ingest end to end.
 
 Generates a CSV of `--rows` contacts (default 1,000,000; 10% invalid numbers, 5% repeated
-numbers, mixed national formats) and a 10,000-number DNC list, creates and migrates a
+numbers, mixed national formats; `--invalid digits` makes the invalid tenth runs of 5 to 12
+random digits, as truncated or padded exports give, each one different, instead of a few
+recurring strings such as `n/a` and `555-0143`) and a 10,000-number DNC list, creates and migrates a
 scratch database (`dialer_bench`, dropped first), then prints:
 
 - ingest rows per second, end to end (open, parse, normalise, COPY, commit), run in a
@@ -11,7 +13,8 @@ scratch database (`dialer_bench`, dropped first), then prints:
   into an unconstrained table, and to a bare `phonenumbers` parse-validate-format loop over
   the file's numbers (the cost of doing nothing but normalising the numbers naively).
 
-Usage: python -m bench.ingest [--rows N] [--server postgresql+psycopg://root@127.0.0.1:5432]
+Usage: python -m bench.ingest [--rows N] [--invalid {mixed,digits}]
+                              [--server postgresql+psycopg://root@127.0.0.1:5432]
 """
 
 from __future__ import annotations
@@ -67,8 +70,14 @@ def _formatted(nsn: str, style: int) -> str:
     )[style]
 
 
-def generate(path: Path, rows: int, seed: int = 7) -> list[str]:
-    """Write the contact CSV to `path`; returns the DNC list (E.164)."""
+def _digit_run(rng: random.Random) -> str:
+    length = rng.randint(5, 12)
+    return str(rng.randrange(10 ** (length - 1), 10**length))
+
+
+def generate(path: Path, rows: int, seed: int = 7, invalid: str = "mixed") -> list[str]:
+    """Write the contact CSV to `path`; returns the DNC list (E.164). `invalid` is `mixed`
+    (a few recurring bad strings) or `digits` (random digit runs, see the module)."""
     rng = random.Random(seed)
     prefixes = _valid_prefixes(rng, 400)
     issued: list[str] = []
@@ -78,7 +87,7 @@ def generate(path: Path, rows: int, seed: int = 7) -> list[str]:
         for index in range(rows):
             draw = rng.random()
             if draw < 0.10:
-                phone = rng.choice(INVALID)
+                phone = rng.choice(INVALID) if invalid == "mixed" else _digit_run(rng)
             elif draw < 0.15 and issued:
                 phone = _formatted(rng.choice(issued), rng.randrange(6))
             else:
@@ -170,6 +179,7 @@ def bare_phonenumbers(csv_path: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--invalid", choices=("mixed", "digits"), default="mixed")
     parser.add_argument("--server", default="postgresql+psycopg://root@127.0.0.1:5432")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -182,7 +192,7 @@ def main() -> None:
         csv_path = Path(tmp) / "contacts.csv"
         dnc_path = Path(tmp) / "dnc.json"
         started = time.perf_counter()
-        dnc_list = generate(csv_path, args.rows)
+        dnc_list = generate(csv_path, args.rows, invalid=args.invalid)
         dnc_path.write_text(json.dumps(dnc_list))
         size_mb = csv_path.stat().st_size / 1e6
         generated_s = time.perf_counter() - started

@@ -42,6 +42,26 @@ def create_campaign(
     A file-level ingest error propagates (`campaigns.csvsource.IngestError`) and the
     caller's rollback leaves no campaign and no contact behind.
     """
+    campaign = new_campaign(session, account, options)
+    summary = ingest_contacts(
+        session,
+        campaign,
+        source,
+        phone_column=options.phone_column,
+        required_variables=frozenset(template_placeholders(options.message)),
+        rejected_sink=rejected_sink,
+        progress=progress,
+    )
+    campaign.ingest_summary = summary.to_json()
+    return campaign, summary
+
+
+def new_campaign(session: Session, account: Account, options: CampaignOptions) -> Campaign:
+    """A draft campaign with `options`, flushed (it has an id), with no contacts yet.
+
+    Raises:
+        DialerError: `invalid_caller_id`, `from_number` is not a valid number.
+    """
     caller_id = caller_id_for(session, account, options.from_number)
     campaign = Campaign(
         account_id=account.id,
@@ -68,17 +88,7 @@ def create_campaign(
     )
     session.add(campaign)
     session.flush()
-    summary = ingest_contacts(
-        session,
-        campaign,
-        source,
-        phone_column=options.phone_column,
-        required_variables=frozenset(template_placeholders(options.message)),
-        rejected_sink=rejected_sink,
-        progress=progress,
-    )
-    campaign.ingest_summary = summary.to_json()
-    return campaign, summary
+    return campaign
 
 
 def get_campaign(
@@ -92,28 +102,28 @@ def get_campaign(
     return campaign
 
 
-def start(session: Session, account_id: int, campaign_id: int) -> Campaign:
-    """draft -> running.
+def start(session: Session, account_id: int, campaign_id: int, *, actor: str) -> Campaign:
+    """draft -> running, recorded as done by `actor` (see `dialer.campaign_state.transition`).
 
     Raises:
         NotFoundError: `campaign_not_found`.
         ConflictError: `invalid_state` from any other status.
     """
     campaign = get_campaign(session, account_id, campaign_id, lock=True)
-    return transition(campaign, CampaignAction.START)
+    return transition(campaign, CampaignAction.START, actor=actor)
 
 
-def pause(session: Session, account_id: int, campaign_id: int) -> Campaign:
+def pause(session: Session, account_id: int, campaign_id: int, *, actor: str) -> Campaign:
     """running -> paused: no new calls; calls already live finish. Raises as `start`."""
     campaign = get_campaign(session, account_id, campaign_id, lock=True)
-    return transition(campaign, CampaignAction.PAUSE, reason="paused by operator")
+    return transition(campaign, CampaignAction.PAUSE, actor=actor, reason="paused by operator")
 
 
-def resume(session: Session, account_id: int, campaign_id: int) -> Campaign:
+def resume(session: Session, account_id: int, campaign_id: int, *, actor: str) -> Campaign:
     """paused -> running (also after the circuit breaker, once the cause is fixed).
     Raises as `start`."""
     campaign = get_campaign(session, account_id, campaign_id, lock=True)
-    return transition(campaign, CampaignAction.RESUME)
+    return transition(campaign, CampaignAction.RESUME, actor=actor)
 
 
 def live_calls(session: Session, campaign_id: int) -> list[int]:
@@ -130,11 +140,11 @@ def live_calls(session: Session, campaign_id: int) -> list[int]:
     )
 
 
-def cancel(session: Session, account_id: int, campaign_id: int) -> Campaign:
+def cancel(session: Session, account_id: int, campaign_id: int, *, actor: str) -> Campaign:
     """-> canceled: pending contacts are cancelled; live calls finish and are reported.
     Raises as `start`."""
     campaign = get_campaign(session, account_id, campaign_id, lock=True)
-    transition(campaign, CampaignAction.CANCEL)
+    transition(campaign, CampaignAction.CANCEL, actor=actor)
     cancel_pending_jobs(session, campaign.id)
     return campaign
 

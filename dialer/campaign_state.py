@@ -8,7 +8,9 @@ draft ──start──▶ running ──pause / trip_breaker──▶ paused �
 ```
 
 The operator's commands (`campaigns.lifecycle`), the circuit breaker (`place_call`) and
-the pacer's completion all call `transition`; nothing else assigns `Campaign.status`.
+the pacer's completion all call `transition`; nothing else assigns `Campaign.status`. Each
+transition is recorded in the campaign's history (`models.CampaignEvent`): the action, the
+statuses before and after, who (`actor`), when and why.
 """
 
 from __future__ import annotations
@@ -16,9 +18,18 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
+from sqlalchemy.orm import object_session
+
 from dialer.errors import ConflictError
 from dialer.webhooks.outbox import record_campaign_event
-from models import Campaign, CampaignStatus, utcnow
+from models import Campaign, CampaignEvent, CampaignStatus, utcnow
+
+BREAKER = "breaker"
+"""The actor of a circuit-breaker trip."""
+PACER = "pacer"
+"""The actor of a completion (the pacer found nothing left to do)."""
+SCHEDULER = "scheduler"
+"""The actor of what a schedule's firing does."""
 
 
 class CampaignAction(StrEnum):
@@ -51,16 +62,21 @@ def transition(
     campaign: Campaign,
     action: CampaignAction,
     *,
+    actor: str,
     reason: str | None = None,
     now: datetime | None = None,
 ) -> Campaign:
-    """Apply `action` to `campaign` in place and return it.
+    """Apply `action` to `campaign` in place, record it in the history, and return it.
 
     Sets `started_at` on start, `finished_at` on cancel and completion, and `status_reason`
-    to `reason` (cleared on resume and start). A completion or a pause writes its webhook
-    event (`campaign.completed`, `campaign.paused`) in the campaign's session.
+    to `reason` (cleared on resume and start). The event (`models.CampaignEvent`: action,
+    from and to status, `actor`, `reason`, `now`) is added to the session `campaign`
+    belongs to, so it commits or rolls back with the change. `actor` says who:
+    `cli:<os user>`, `api:<account>`, `scheduler`, `breaker`, `pacer`. A completion or a
+    pause also writes its webhook event (`campaign.completed`, `campaign.paused`) there.
 
     Raises:
+        ValueError: `campaign` is not in a session (nowhere to record the event).
         ConflictError: `invalid_state`, the action does not apply to the campaign's status
             (e.g. resuming a completed campaign).
     """
@@ -71,7 +87,21 @@ def transition(
             f"cannot {action.value.replace('_', ' ')} campaign {campaign.id}: "
             f"it is {campaign.status.value}",
         )
+    session = object_session(campaign)
+    if session is None:
+        raise ValueError(f"campaign {campaign.id} is in no session: its event cannot be recorded")
     at = now or utcnow()
+    session.add(
+        CampaignEvent(
+            campaign_id=campaign.id,
+            action=action.value,
+            from_status=campaign.status.value,
+            to_status=target.value,
+            actor=actor,
+            reason=reason,
+            at=at,
+        )
+    )
     campaign.status = target
     campaign.status_reason = reason
     if action is CampaignAction.START:

@@ -6,8 +6,12 @@ validating with it costs 20-40 µs a number, too slow for million-row campaign C
 (`+1 212 555 0143`, `(212) 555-0143`, `212.555.0143`, `1-212-555-0143`): it validates the
 national number against the same metadata patterns, precompiled once into one regular
 expression per NANP region and evaluated in the order libphonenumber uses (see
-`_NanpRegion`). Every other input takes the `phonenumbers` path behind an LRU cache. The
-equivalence of both paths is checked by `tests/dialer/test_numbers.py`.
+`_NanpRegion`). A second fast path rejects, in a NANP region, a run of seven or more
+digits that is not of that shape (`1234567`, a truncated or padded export), which
+otherwise costs the most of all: a full parse and a region search that a cache cannot help
+with, each such number being different. Every other input takes the `phonenumbers` path
+behind an LRU cache. The equivalence of the paths is checked by
+`tests/dialer/test_numbers.py`.
 
 Rules of this module (one place, so ingest, DNC and the pacer agree):
 
@@ -134,6 +138,12 @@ _TYPE_ORDER = (
     ("mobile", PhoneNumberType.MOBILE),
 )
 _NANP_LENGTH = 10
+# A run of ASCII digits starting with 2-9: neither an international prefix (`00`, `011`)
+# nor the country code or national prefix 1 (`11 928 510 6903` is valid: both are
+# stripped), so in a NANP region it is read whole as a national number. When its length is
+# none of the national lengths any NANP region allows (`_NANP_LENGTHS`: 10, and 7 for
+# Canada's `310-xxxx`) it is certainly invalid, and too long for a short code.
+_LONG_DIGITS = re.compile(r"[ \t]*([2-9][0-9]{6,})[ \t]*")
 
 
 def _desc_pattern(desc: phonenumbers.PhoneNumberDesc | None) -> str | None:
@@ -161,6 +171,10 @@ class _NanpRegion:
     types: re.Pattern[str] | None
     mobile: re.Pattern[str] | None
     same_mobile_and_fixed_line: bool
+    completes_local_numbers: bool
+    """The region prefixes its area code to a 7-digit local number when parsing."""
+    possible_lengths: tuple[int, ...]
+    """National number lengths of the region's numbers (libphonenumber's general desc)."""
 
     @classmethod
     def from_metadata(cls, region: str) -> _NanpRegion:
@@ -181,6 +195,10 @@ class _NanpRegion:
             types=re.compile("|".join(branches)) if branches else None,
             mobile=re.compile(mobile) if mobile else None,
             same_mobile_and_fixed_line=bool(meta.same_mobile_and_fixed_line_pattern),
+            completes_local_numbers=bool(meta.national_prefix_transform_rule),
+            possible_lengths=tuple(
+                meta.general_desc.possible_length or () if meta.general_desc else ()
+            ),
         )
 
     def number_type(self, nsn: str) -> int:
@@ -204,6 +222,14 @@ _NANP_REGIONS = tuple(
     _NanpRegion.from_metadata(region) for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE[1]
 )
 _NANP_REGION_CODES = frozenset(region.region for region in _NANP_REGIONS)
+_DIGIT_RUN_REGIONS = frozenset(
+    region.region for region in _NANP_REGIONS if not region.completes_local_numbers
+)
+"""NANP regions where the long-digit-run fast path applies (see `_LONG_DIGITS`); not those
+that complete a 7-digit local number with their area code (a
+`national_prefix_transform_rule`: VG's `3000000` is +1 284 300 0000)."""
+_NANP_LENGTHS = frozenset(length for region in _NANP_REGIONS for length in region.possible_lengths)
+"""Every national number length a NANP region allows."""
 
 
 def _classify_nanp(nsn: str) -> NumberInfo | None:
@@ -308,6 +334,11 @@ def classify(raw: str, default_region: str) -> NumberInfo:
         nsn = None if match is None else (match[1] or match[2]) + match[3] + match[4]
     else:
         nsn = None
+    if nsn is None and default_region in _DIGIT_RUN_REGIONS:
+        digits = _LONG_DIGITS.fullmatch(raw)
+        if digits is not None and len(digits[1]) not in _NANP_LENGTHS:
+            # No parse needed: too long to be a short code, so only the emergency test applies.
+            raise NumberRejected(_invalid_reason(digits[1], default_region, None), raw)
     if nsn is not None:
         info = _classify_nanp(nsn)
         if info is not None:

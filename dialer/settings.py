@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     """No try is scheduled later than this many seconds after the event was written."""
     webhook_concurrency: int = Field(default=8, ge=1)
     """Deliveries one sweep sends at once, so a slow receiver holds up at most one slot."""
+    schedule_tick_s: float = Field(default=5.0, gt=0, le=60)
+    """Seconds between two beat ticks that fire due schedules (a minute-by-minute schedule
+    fires within this of its occurrence)."""
 
     log_level: str = "INFO"
     data_dir: Path = Path("var")

@@ -18,6 +18,8 @@ from models.enums import (
     JobStatus,
     MachineAction,
     Outcome,
+    ScheduleRunStatus,
+    ScheduleStatus,
     WebhookStatus,
 )
 from models.tables import (
@@ -26,8 +28,12 @@ from models.tables import (
     CallerId,
     CallJob,
     Campaign,
+    CampaignEvent,
     DncEntry,
     ProviderEvent,
+    Schedule,
+    ScheduleContact,
+    ScheduleRun,
     WebhookEvent,
 )
 
@@ -41,6 +47,7 @@ __all__ = [
     "CallJob",
     "CallerId",
     "Campaign",
+    "CampaignEvent",
     "CampaignStatus",
     "DncEntry",
     "EndReason",
@@ -48,6 +55,11 @@ __all__ = [
     "MachineAction",
     "Outcome",
     "ProviderEvent",
+    "Schedule",
+    "ScheduleContact",
+    "ScheduleRun",
+    "ScheduleRunStatus",
+    "ScheduleStatus",
     "WebhookEvent",
     "WebhookStatus",
     "engine_for",

@@ -120,3 +120,26 @@ class WebhookStatus(StrEnum):
     """Stopped for good: the receiver answered 410 Gone."""
     DEAD = "dead"
     """Dead-lettered: every try failed (`dialer webhooks retry` sends it again)."""
+
+
+class ScheduleStatus(StrEnum):
+    """A recurring reminder batch (`campaigns.schedules`)."""
+
+    ACTIVE = "active"
+    """Fires at each occurrence of its cron expression."""
+    PAUSED = "paused"
+    """Fires nothing until resumed; occurrences passed meanwhile are not caught up."""
+    DELETED = "deleted"
+    """Gone for the operator (404); its runs and history stay."""
+
+
+class ScheduleRunStatus(StrEnum):
+    """What one firing of a schedule did."""
+
+    OK = "ok"
+    """A campaign was created from the source and started."""
+    EMPTY = "empty"
+    """The source had no rows (an empty file and nothing pushed): nothing to call."""
+    FAILED = "failed"
+    """The source could not be read or was refused as a whole (`error_code`); the pushed
+    contacts wait for the next run."""

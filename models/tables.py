@@ -33,6 +33,8 @@ from models.enums import (
     JobStatus,
     MachineAction,
     Outcome,
+    ScheduleRunStatus,
+    ScheduleStatus,
     WebhookStatus,
 )
 
@@ -319,3 +321,108 @@ class WebhookEvent(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     delivered_at: Mapped[datetime | None] = mapped_column()
+
+
+class Schedule(CreatedAt, Base):
+    """A recurring reminder batch: at each occurrence of `cron` in `timezone`, a campaign
+    is created from the CSV at `csv_path` (read afresh) and the contacts pushed since the
+    last run, and started (`campaigns.schedules`)."""
+
+    __tablename__ = "schedules"
+    __table_args__ = (
+        CheckConstraint("catch_up_s >= 0", name="catch_up_s_not_negative"),
+        Index("ix_schedules_due", "next_run_at", postgresql_where=text("status = 'active'")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(150))
+    cron: Mapped[str] = mapped_column(String(100))
+    """Five-field cron expression, evaluated in `timezone` (cronsim: Debian cron semantics
+    across daylight-saving changes)."""
+    timezone: Mapped[str] = mapped_column(String(64))
+    """IANA zone name."""
+    csv_path: Mapped[str | None] = mapped_column(Text)
+    """Absolute path of the contacts CSV, read afresh at each firing; None: the batch is
+    only the contacts pushed to the schedule."""
+    options: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    """The campaigns' settings (`campaigns.options.OperatorOptions` fields but `name`), as
+    JSON."""
+    catch_up_s: Mapped[int] = mapped_column(Integer, default=3600)
+    """A missed occurrence younger than this many seconds is fired once when the beat
+    returns; older ones are skipped."""
+    status: Mapped[ScheduleStatus] = mapped_column(
+        _enum(ScheduleStatus, "schedule_status"), default=ScheduleStatus.ACTIVE
+    )
+    next_run_at: Mapped[datetime] = mapped_column()
+    """The earliest occurrence not yet handled (UTC)."""
+
+
+class ScheduleRun(CreatedAt, Base):
+    """One firing of a schedule: unique per (schedule, occurrence), which is what makes
+    any number of beats fire each occurrence once."""
+
+    __tablename__ = "schedule_runs"
+    __table_args__ = (UniqueConstraint("schedule_id", "occurrence"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"))
+    occurrence: Mapped[datetime] = mapped_column()
+    """The cron occurrence fired (UTC), or the moment of a `run-now`."""
+    manual: Mapped[bool] = mapped_column(default=False)
+    """Fired by `run-now`, not by the cron expression."""
+    status: Mapped[ScheduleRunStatus] = mapped_column(
+        _enum(ScheduleRunStatus, "schedule_run_status")
+    )
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    """Data rows read: the file's and the pushed contacts'."""
+    accepted: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    pushed: Mapped[int] = mapped_column(Integer, default=0)
+    """Pushed contacts this run consumed."""
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+
+class ScheduleContact(CreatedAt, Base):
+    """A contact pushed to a schedule's next batch (`POST /v1/schedules/{id}/contacts`),
+    deleted by the run that ingests it, in the transaction that records the run."""
+
+    __tablename__ = "schedule_contacts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(
+        ForeignKey("schedules.id", ondelete="CASCADE"), index=True
+    )
+    fields: Mapped[dict[str, str]] = mapped_column(JSONB)
+    """The row: column name -> value, as a CSV row would give them."""
+
+
+class CampaignEvent(Base):
+    """One transition of a campaign or a schedule, with who made it, when and why (the
+    history: `dialer campaigns history`, `GET /v1/campaigns/{id}/events`)."""
+
+    __tablename__ = "campaign_events"
+    __table_args__ = (
+        CheckConstraint(
+            "campaign_id IS NOT NULL OR schedule_id IS NOT NULL", name="campaign_or_schedule"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    schedule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("schedules.id", ondelete="CASCADE"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(32))
+    """A `dialer.campaign_state.CampaignAction`, or a schedule's `create`, `fire`, `skip`,
+    `pause`, `resume`, `update`, `delete`."""
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str | None] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(200))
+    """Who: `cli:<os user>`, `api:<account>`, `scheduler`, `breaker`, `pacer`."""
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(server_default=func.now())

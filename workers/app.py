@@ -57,11 +57,16 @@ def create_app() -> Celery:
             "dialer.resolve_late_call": {"queue": MAINTENANCE_QUEUE},
             "dialer.deliver_webhook": {"queue": WEBHOOKS_QUEUE},
             "dialer.sweep_webhooks": {"queue": WEBHOOKS_QUEUE},
+            "dialer.fire_schedules": {"queue": MAINTENANCE_QUEUE},
         },
         beat_schedule={
             "kick-pacers": {"task": "dialer.kick_pacers", "schedule": 5.0},
             "reap": {"task": "dialer.reap", "schedule": 5.0},
             "sweep-webhooks": {"task": "dialer.sweep_webhooks", "schedule": WEBHOOK_SWEEP_S},
+            "fire-schedules": {
+                "task": "dialer.fire_schedules",
+                "schedule": settings.schedule_tick_s,
+            },
         },
         timezone="UTC",
         worker_send_task_events=True,

@@ -21,6 +21,7 @@ REAP = "dialer.reap"
 RESOLVE_LATE_CALL = "dialer.resolve_late_call"
 DELIVER_WEBHOOK = "dialer.deliver_webhook"
 SWEEP_WEBHOOKS = "dialer.sweep_webhooks"
+FIRE_SCHEDULES = "dialer.fire_schedules"
 
 
 def kick_pacer(account_id: int) -> None:

@@ -6,6 +6,7 @@ the base class's (`workers.base.DialerTask`), the same for every task.
 
 from __future__ import annotations
 
+from campaigns.schedules import fire_due
 from dialer.dispatch.dialing import hang_up_call, place_call, resolve_late_call
 from dialer.dispatch.pacer import accounts_needing_pacer, run_pacer
 from dialer.dispatch.reaper import reap
@@ -15,6 +16,7 @@ from models import EndReason
 from workers.app import app
 from workers.enqueue import (
     DELIVER_WEBHOOK,
+    FIRE_SCHEDULES,
     HANG_UP,
     KICK_PACERS,
     PACER,
@@ -91,3 +93,14 @@ def sweep_webhooks_task() -> int | None:
     """Beat: try the due webhook events (retries, lost first tries); None: another sweep
     runs."""
     return sweep(get_runtime())
+
+
+@app.task(name=FIRE_SCHEDULES)
+def fire_schedules_task() -> int:
+    """Beat: fire every due schedule (each occurrence once, however many beats run) and
+    wake the pacers of the accounts whose campaigns it started."""
+    settings = get_runtime().settings
+    fired = fire_due(settings.database_url, settings.data_dir)
+    for account_id in {f.account_id for f in fired if f.campaign_id is not None}:
+        kick_pacer(account_id)
+    return len(fired)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from campaigns import lifecycle
 from campaigns.accounts import get_or_create_account
+from campaigns.history import campaign_events, event_json
 from campaigns.options import CampaignOptions, OperatorOptions
 from campaigns.reports import campaign_report, export_results
 from dialer.cli.common import (
@@ -29,12 +30,13 @@ from dialer.cli.common import (
     CampaignArg,
     JsonOpt,
     account_id,
+    cli_actor,
     console,
     err_console,
     errors_reported,
     print_json,
 )
-from dialer.cli.render import ingest_progress, report_table
+from dialer.cli.render import events_table, ingest_progress, report_table
 from dialer.settings import get_settings
 from models import Campaign, CampaignStatus, EndReason, on_commit, transaction
 
@@ -126,19 +128,19 @@ def _transition(
 @app.command("start")
 def start(campaign_id: CampaignArg, account: AccountOpt = "default") -> None:
     """Start a draft campaign: the pacer begins dialling it."""
-    _transition(campaign_id, account, lifecycle.start)
+    _transition(campaign_id, account, partial(lifecycle.start, actor=cli_actor()))
 
 
 @app.command("pause")
 def pause(campaign_id: CampaignArg, account: AccountOpt = "default") -> None:
     """Pause a running campaign: no new calls; calls already live finish."""
-    _transition(campaign_id, account, lifecycle.pause)
+    _transition(campaign_id, account, partial(lifecycle.pause, actor=cli_actor()))
 
 
 @app.command("resume")
 def resume(campaign_id: CampaignArg, account: AccountOpt = "default") -> None:
     """Resume a paused campaign (also after the circuit breaker, once its cause is fixed)."""
-    _transition(campaign_id, account, lifecycle.resume)
+    _transition(campaign_id, account, partial(lifecycle.resume, actor=cli_actor()))
 
 
 @app.command("cancel")
@@ -152,7 +154,7 @@ def cancel(
     from workers.enqueue import hang_up as hang_up_call
 
     def change(session: Session, owner: int, campaign_id: int) -> Campaign:
-        campaign = lifecycle.cancel(session, owner, campaign_id)
+        campaign = lifecycle.cancel(session, owner, campaign_id, actor=cli_actor())
         live = lifecycle.live_calls(session, campaign_id) if hang_up else []
         for attempt_id in live:
             on_commit(session, partial(hang_up_call, attempt_id, EndReason.CAMPAIGN_CANCELED))
@@ -214,3 +216,16 @@ def list_(account: AccountOpt = "default", as_json: JsonOpt = False) -> None:
     for row in rows:
         table.add_row(*(str(row[key]) for key in ("id", "name", "status", "created_at")))
     console.print(table)
+
+
+@app.command("history")
+def history(
+    campaign_id: CampaignArg, account: AccountOpt = "default", as_json: JsonOpt = False
+) -> None:
+    """A campaign's history: each transition with who made it, when and why."""
+    with errors_reported(), transaction(get_settings().database_url) as session:
+        rows = [event_json(e) for e in campaign_events(session, account_id(account), campaign_id)]
+    if as_json:
+        print_json(rows)
+        return
+    console.print(events_table(rows))

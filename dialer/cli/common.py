@@ -3,6 +3,7 @@ and the common options."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 from collections.abc import Iterator
@@ -45,6 +46,11 @@ def account_id(name: str) -> int:
     """The id of account `name`, created on first use."""
     with transaction(get_settings().database_url) as session:
         return get_or_create_account(session, name).id
+
+
+def cli_actor() -> str:
+    """Who a command acts as in the history: `cli:<the OS user>`."""
+    return f"cli:{getpass.getuser()}"
 
 
 def print_json(value: Any) -> None:

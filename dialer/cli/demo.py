@@ -29,6 +29,7 @@ from campaigns import lifecycle
 from campaigns.accounts import get_or_create_account
 from campaigns.reports import campaign_report
 from dialer.calls import DEFAULT_RETRY_POLICY
+from dialer.cli.common import cli_actor
 from dialer.cli.devstack import local_stack
 from dialer.cli.render import report_table
 from dialer.errors import DialerError
@@ -116,7 +117,7 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
     ) as stack:
         imported, account_id = _create(options, settings.database_url, settings.data_dir)
         with transaction(settings.database_url) as session:
-            lifecycle.start(session, account_id, imported.campaign_id)
+            lifecycle.start(session, account_id, imported.campaign_id, actor=cli_actor())
         stack.kick_pacer(account_id)
         report = _watch(options, settings.database_url, account_id, imported.campaign_id, console)
         stats = httpx.get(f"{stack.sim_url}/_sim/stats", timeout=5.0).json()

@@ -49,3 +49,18 @@ def ingest_progress(
     ) as progress:
         task = progress.add_task("ingesting", total=total)
         yield lambda done: progress.update(task, completed=done)
+
+
+def events_table(rows: list[dict[str, Any]]) -> Table:
+    """A rich table of history rows (`campaigns.history.event_json`)."""
+    table = Table("at", "action", "from", "to", "actor", "reason")
+    for row in rows:
+        table.add_row(
+            row["at"],
+            row["action"],
+            row["from_status"] or "",
+            row["to_status"] or "",
+            row["actor"],
+            row["reason"] or "",
+        )
+    return table

@@ -22,7 +22,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from dialer.calls import CallEvent, apply_event, claimed, mark_placing, move_job, revive
-from dialer.campaign_state import CampaignAction, transition
+from dialer.campaign_state import BREAKER, CampaignAction, transition
 from dialer.dispatch.attempt_end import end_unplaced, finish_call
 from dialer.errors import NotFoundError
 from dialer.pool import RateLimit
@@ -514,7 +514,7 @@ def _trip_breaker(runtime: Runtime, attempt_id: int, error: AccountProviderError
             .with_for_update()
         ).all()
         for campaign in running:
-            transition(campaign, CampaignAction.TRIP_BREAKER, reason=reason)
+            transition(campaign, CampaignAction.TRIP_BREAKER, actor=BREAKER, reason=reason)
             campaign.breaker_trips += 1
         if attempt.status is AttemptStatus.PLACING:
             end_unplaced(

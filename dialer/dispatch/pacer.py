@@ -21,7 +21,7 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from dialer.calls import claimed, move_job
-from dialer.campaign_state import CampaignAction, transition
+from dialer.campaign_state import PACER, CampaignAction, transition
 from dialer.pool import AcquireResult, Keys
 from dialer.pool.leases import acquire_scopes, lease_seconds, rate_limits
 from dialer.pool.reconcile import ensure_pool, lock_account_pool
@@ -342,7 +342,7 @@ def _complete_finished(session: Session, campaigns: list[Campaign], skip: set[in
             )
         )
         if not open_jobs:
-            transition(campaign, CampaignAction.COMPLETE)
+            transition(campaign, CampaignAction.COMPLETE, actor=PACER)
             log.info("campaign_completed", campaign_id=campaign.id)
 
 

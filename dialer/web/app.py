@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from dialer.runtime import Runtime, get_runtime
 from dialer.web.errors import install_handlers
-from dialer.web.routers import campaigns, dnc, health, providers, webhooks
+from dialer.web.routers import campaigns, dnc, health, providers, schedules, webhooks
 
 
 def create_app(runtime: Runtime | None = None) -> FastAPI:
@@ -31,5 +31,6 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     install_handlers(app)
     for router in (campaigns.router, dnc.router, providers.router, health.router):
         app.include_router(router)
+    app.include_router(schedules.router)
     app.include_router(webhooks.router)
     return app

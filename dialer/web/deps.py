@@ -59,3 +59,11 @@ def current_account(
 
 
 CurrentAccount = Annotated[Account, Depends(current_account, scope="function")]
+
+
+def current_actor(account: CurrentAccount) -> str:
+    """Who a request acts as in the history (`models.CampaignEvent.actor`): `api:<account>`."""
+    return f"api:{account.name}"
+
+
+Actor = Annotated[str, Depends(current_actor, scope="function")]

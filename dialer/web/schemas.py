@@ -8,7 +8,7 @@ fields), the schema the CLI's `campaigns create` is built from too.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -140,3 +140,108 @@ class WebhookDeliveryPage(BaseModel):
 
     items: list[WebhookDeliveryOut]
     next_cursor: str | None = Field(description="None on the last page.")
+
+
+# --- schedules and history -------------------------------------------------------------------
+
+
+class ScheduleIn(BaseModel):
+    """A recurring reminder batch. Its contacts are pushed (`POST /v1/schedules/{id}/contacts`);
+    a CSV file read at each occurrence is for schedules made on the server (`dialer schedules
+    create --csv`), not over the API, which reads no server path."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Campaigns are named after it and the occurrence.")
+    cron: str = Field(description='Five-field cron expression, e.g. "0 9 * * mon-fri".')
+    timezone: str = Field(description="IANA zone the cron expression is read in.")
+    catch_up_s: int = Field(
+        3600, description="A missed occurrence this young (seconds) is fired once."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The campaigns' settings: `POST /v1/campaigns` fields but `name`.",
+    )
+
+
+class SchedulePatch(BaseModel):
+    """Fields to change; `status` `paused` pauses, `active` resumes (from the next
+    occurrence; missed ones are not caught up)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    cron: str | None = None
+    timezone: str | None = None
+    catch_up_s: int | None = None
+    options: dict[str, Any] | None = Field(None, description="Replaces the settings whole.")
+    status: Literal["active", "paused"] | None = None
+
+
+class ScheduleOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    cron: str
+    timezone: str
+    csv_path: str | None
+    catch_up_s: int
+    status: str
+    next_run_at: datetime = Field(description="The next occurrence to fire (UTC).")
+    options: dict[str, Any]
+
+
+class ScheduleCreated(BaseModel):
+    schedule_id: int
+    next_run_at: datetime
+
+
+class ScheduleRunOut(BaseModel):
+    """One firing: `ok` (a campaign started), `empty` (nothing to call) or `failed`
+    (`error_code`: `source_not_found`, `source_unreadable`, or the ingest's code)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    occurrence: datetime
+    manual: bool = Field(description="Fired by `run`, not by the cron expression.")
+    status: str
+    campaign_id: int | None
+    rows: int
+    accepted: int
+    rejected: int
+    pushed: int = Field(description="Pushed contacts this run consumed.")
+    error_code: str | None
+    error_message: str | None
+
+
+class ContactsIn(BaseModel):
+    """Contacts for the schedule's next batch, each as a CSV row would give it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    contacts: list[dict[str, str]] = Field(
+        description='Column -> value, e.g. {"phone": "+12025550101", "first_name": "Ada"}.'
+    )
+
+
+class ContactsAdded(BaseModel):
+    added: int
+
+
+class EventOut(BaseModel):
+    """One transition: who (`cli:<user>`, `api:<account>`, `scheduler`, `breaker`, `pacer`),
+    when and why."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    campaign_id: int | None
+    schedule_id: int | None
+    action: str
+    from_status: str | None
+    to_status: str | None
+    actor: str
+    reason: str | None
+    at: datetime

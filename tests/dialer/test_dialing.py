@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from campaigns import dnc
 from dialer.calls import mark_placing
@@ -31,6 +32,7 @@ from models import (
     CallAttempt,
     CallJob,
     Campaign,
+    CampaignEvent,
     CampaignStatus,
     EndReason,
     JobStatus,
@@ -377,4 +379,14 @@ def test_the_breaker_pauses_every_running_campaign_of_the_account(
             assert tripped.status is CampaignStatus.PAUSED
             assert tripped.breaker_trips == 1
             assert tripped.status_reason is not None and "21215" in tripped.status_reason
+            [event] = session.scalars(
+                select(CampaignEvent).where(CampaignEvent.campaign_id == campaign_id)
+            )
+            assert (event.action, event.actor, event.from_status, event.to_status) == (
+                "trip_breaker",
+                "breaker",
+                "running",
+                "paused",
+            )
+            assert event.reason == tripped.status_reason
         assert session.get_one(Campaign, draft).status is CampaignStatus.DRAFT

@@ -191,6 +191,22 @@ def test_fast_path_every_area_code() -> None:
             assert _fast(raw, "US") == _reference(raw, "US"), raw
 
 
+@given(
+    raw=st.from_regex(r"[ ]?[0-9]{5,17}[ ]?", fullmatch=True),
+    region=st.sampled_from([*NANP_REGIONS, "GB"]),
+)
+@settings(max_examples=3000)
+@example(raw="9115550", region="US")
+@example(raw="1121234567", region="US")
+@example(raw="11234567890", region="US")
+@example(raw="119285106903", region="US")
+@example(raw="3104321", region="CA")
+@example(raw="01144207946095", region="US")
+def test_digit_runs_give_the_answers_of_phonenumbers(raw: str, region: str) -> None:
+    # The long-digit-run fast path: truncated, padded or unparseable exports.
+    assert _fast(raw, region) == _reference(raw, region)
+
+
 @given(raw=st.text(max_size=24), region=st.sampled_from(["US", "GB", "DE", "CA", "AU"]))
 @settings(max_examples=500)
 def test_classify_of_arbitrary_text_only_raises_number_rejected(raw: str, region: str) -> None:

@@ -12,7 +12,14 @@ from dialer.dispatch.pacer import PacerLock, dispatch_round, run_pacer
 from dialer.pool import Keys
 from dialer.pool.reconcile import ensure_pool
 from dialer.runtime import Runtime
-from models import AttemptStatus, CallAttempt, CampaignStatus, JobStatus, transaction
+from models import (
+    AttemptStatus,
+    CallAttempt,
+    CampaignEvent,
+    CampaignStatus,
+    JobStatus,
+    transaction,
+)
 from tests.factories import make_account, make_campaign, make_job
 
 
@@ -85,6 +92,10 @@ def test_finished_campaign_completes(committed_db: str, runtime: Runtime) -> Non
         from models import Campaign
 
         assert session.get_one(Campaign, campaign_id).status is CampaignStatus.COMPLETED
+        [event] = session.scalars(
+            select(CampaignEvent).where(CampaignEvent.campaign_id == campaign_id)
+        )
+        assert (event.action, event.actor, event.to_status) == ("complete", "pacer", "completed")
 
 
 def test_only_one_pacer_per_account(

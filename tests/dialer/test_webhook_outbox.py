@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from campaigns import lifecycle
-from dialer.campaign_state import CampaignAction, transition
+from dialer.campaign_state import BREAKER, PACER, CampaignAction, transition
 from dialer.dispatch.attempt_end import end_unplaced, finish_call
 from dialer.runtime import Runtime
 from dialer.web.app import create_app
@@ -274,14 +274,19 @@ def campaign_events(session: Session) -> list[dict[str, Any]]:
 def test_campaign_pause_breaker_and_completion_write_their_events(db_session: Session) -> None:
     account = make_account(db_session, webhook_url=HOOK)
     campaign = make_campaign(db_session, account, status=CampaignStatus.DRAFT)
-    lifecycle.start(db_session, account.id, campaign.id)
+    lifecycle.start(db_session, account.id, campaign.id, actor="cli:test")
     db_session.flush()
     assert campaign_events(db_session) == []  # starting is not an event
-    lifecycle.pause(db_session, account.id, campaign.id)
-    lifecycle.resume(db_session, account.id, campaign.id)
-    transition(campaign, CampaignAction.TRIP_BREAKER, reason="provider error 20003: bad auth")
-    transition(campaign, CampaignAction.RESUME)
-    transition(campaign, CampaignAction.COMPLETE)
+    lifecycle.pause(db_session, account.id, campaign.id, actor="cli:test")
+    lifecycle.resume(db_session, account.id, campaign.id, actor="cli:test")
+    transition(
+        campaign,
+        CampaignAction.TRIP_BREAKER,
+        actor=BREAKER,
+        reason="provider error 20003: bad auth",
+    )
+    transition(campaign, CampaignAction.RESUME, actor="cli:test")
+    transition(campaign, CampaignAction.COMPLETE, actor=PACER)
     db_session.flush()
     written = campaign_events(db_session)
     assert [e["type"] for e in written] == [
@@ -308,6 +313,6 @@ def test_campaign_pause_breaker_and_completion_write_their_events(db_session: Se
 def test_a_campaign_of_an_account_without_url_writes_nothing(db_session: Session) -> None:
     account = make_account(db_session)
     campaign = make_campaign(db_session, account, status=CampaignStatus.RUNNING)
-    transition(campaign, CampaignAction.COMPLETE)
+    transition(campaign, CampaignAction.COMPLETE, actor=PACER)
     db_session.flush()
     assert campaign_events(db_session) == []

@@ -75,7 +75,7 @@ class Stack:
         self.workers.append(proc)
         return proc
 
-    def start_beat(self) -> None:
+    def start_beat(self, name: str = "beat") -> None:
         self.stack.enter_context(
             child(
                 [
@@ -88,10 +88,10 @@ class Stack:
                     "--loglevel",
                     "WARNING",
                     "-s",
-                    str(self.log_dir / "beat-schedule"),
+                    str(self.log_dir / f"{name}-schedule"),
                 ],
                 self.env,
-                self.log_dir / "beat.log",
+                self.log_dir / f"{name}.log",
             )
         )
 

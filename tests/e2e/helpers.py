@@ -55,7 +55,7 @@ def start_campaign(
         io.BytesIO(generated_contacts(contacts, first_contact)),
     )
     with transaction(url) as session:
-        lifecycle.start(session, account_id, imported.campaign_id)
+        lifecycle.start(session, account_id, imported.campaign_id, actor="test")
     kick_pacer(account_id)
     return account_id, imported.campaign_id
 

@@ -71,7 +71,7 @@ def test_events_are_delivered_signed_retried_and_dead_lettered(stack: Stack) -> 
         receiver.answer("/down", *[500] * 3 * MAX_TRIES)
         down_id, down_campaign = start_campaign(stack, 1, account="down", max_attempts=1)
         with transaction(url) as session:
-            lifecycle.pause(session, down_id, down_campaign)
+            lifecycle.pause(session, down_id, down_campaign, actor="cli:test")
 
         def settled(account: str) -> bool:
             return all(e.status is not WebhookStatus.PENDING for e in events_of(stack, account))

@@ -448,6 +448,7 @@ def test_the_openapi_document_names_every_campaign_body(api: Api) -> None:
         ("get", "/v1/campaigns"): ref + "CampaignOut",
         ("get", "/v1/campaigns/{campaign_id}"): ref + "CampaignOut",
         ("get", "/v1/campaigns/{campaign_id}/report"): ref + "ReportOut",
+        ("get", "/v1/campaigns/{campaign_id}/events"): ref + "EventOut",
         **{
             ("post", f"/v1/campaigns/{{campaign_id}}/{action}"): ref + "CampaignOut"
             for action in ("start", "pause", "resume", "cancel")

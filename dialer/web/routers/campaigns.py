@@ -14,10 +14,11 @@ from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
 from campaigns import lifecycle
+from campaigns.history import campaign_events
 from campaigns.options import CampaignOptions, OperatorOptions
 from campaigns.reports import campaign_report, export_results
 from dialer.errors import NotFoundError
-from dialer.web.deps import CurrentAccount, RuntimeDep, SessionDep
+from dialer.web.deps import Actor, CurrentAccount, RuntimeDep, SessionDep
 from dialer.web.errors import (
     ANY_OTHER,
     CONFLICT,
@@ -27,7 +28,7 @@ from dialer.web.errors import (
     UNAUTHENTICATED,
     Responses,
 )
-from dialer.web.schemas import CampaignCreated, CampaignOut, ReportOut
+from dialer.web.schemas import CampaignCreated, CampaignOut, EventOut, ReportOut
 from models import Campaign, CampaignStatus, EndReason, on_commit
 from workers.enqueue import hang_up as hang_up_call
 from workers.enqueue import kick_pacer
@@ -80,6 +81,14 @@ def get_campaign(campaign_id: int, account: CurrentAccount, session: SessionDep)
 def report(campaign_id: int, account: CurrentAccount, session: SessionDep) -> ReportOut:
     """The campaign's figures: contacts by status and outcome, attempts, talk time."""
     return ReportOut.model_validate(campaign_report(session, account.id, campaign_id).model_dump())
+
+
+@router.get("/{campaign_id}/events", response_model=list[EventOut], responses=NOT_FOUND)
+def events(campaign_id: int, account: CurrentAccount, session: SessionDep) -> list[EventOut]:
+    """The campaign's history, oldest first: the schedule's firing that created it, if any,
+    then each transition with who made it (`cli:<user>`, `api:<account>`, `scheduler`,
+    `breaker`, `pacer`), when and why."""
+    return [EventOut.model_validate(e) for e in campaign_events(session, account.id, campaign_id)]
 
 
 @router.get(
@@ -137,30 +146,40 @@ def _transitioned(session: Session, campaign: Campaign) -> CampaignOut:
 
 
 @router.post("/{campaign_id}/start", response_model=CampaignOut, responses=_TRANSITION_ERRORS)
-def start_campaign(campaign_id: int, account: CurrentAccount, session: SessionDep) -> CampaignOut:
+def start_campaign(
+    campaign_id: int, account: CurrentAccount, actor: Actor, session: SessionDep
+) -> CampaignOut:
     """draft -> running: the pacer starts dialling it."""
-    return _transitioned(session, lifecycle.start(session, account.id, campaign_id))
+    return _transitioned(session, lifecycle.start(session, account.id, campaign_id, actor=actor))
 
 
 @router.post("/{campaign_id}/pause", response_model=CampaignOut, responses=_TRANSITION_ERRORS)
-def pause_campaign(campaign_id: int, account: CurrentAccount, session: SessionDep) -> CampaignOut:
+def pause_campaign(
+    campaign_id: int, account: CurrentAccount, actor: Actor, session: SessionDep
+) -> CampaignOut:
     """running -> paused: no new calls; calls already live finish."""
-    return _transitioned(session, lifecycle.pause(session, account.id, campaign_id))
+    return _transitioned(session, lifecycle.pause(session, account.id, campaign_id, actor=actor))
 
 
 @router.post("/{campaign_id}/resume", response_model=CampaignOut, responses=_TRANSITION_ERRORS)
-def resume_campaign(campaign_id: int, account: CurrentAccount, session: SessionDep) -> CampaignOut:
+def resume_campaign(
+    campaign_id: int, account: CurrentAccount, actor: Actor, session: SessionDep
+) -> CampaignOut:
     """paused -> running (also after the circuit breaker, once its cause is fixed)."""
-    return _transitioned(session, lifecycle.resume(session, account.id, campaign_id))
+    return _transitioned(session, lifecycle.resume(session, account.id, campaign_id, actor=actor))
 
 
 @router.post("/{campaign_id}/cancel", response_model=CampaignOut, responses=_TRANSITION_ERRORS)
 def cancel_campaign(
-    campaign_id: int, account: CurrentAccount, session: SessionDep, hang_up: bool = False
+    campaign_id: int,
+    account: CurrentAccount,
+    actor: Actor,
+    session: SessionDep,
+    hang_up: bool = False,
 ) -> CampaignOut:
     """-> canceled: pending contacts are cancelled and dials not yet sent are not made;
     live calls finish and are reported, or are hung up with `?hang_up=true`."""
-    campaign = lifecycle.cancel(session, account.id, campaign_id)
+    campaign = lifecycle.cancel(session, account.id, campaign_id, actor=actor)
     live = lifecycle.live_calls(session, campaign_id) if hang_up else []
     for attempt_id in live:
         on_commit(session, partial(hang_up_call, attempt_id, EndReason.CAMPAIGN_CANCELED))

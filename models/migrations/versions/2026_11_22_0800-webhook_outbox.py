@@ -1,7 +1,7 @@
 """webhooks to the customer: the outbox (webhook_events) and the account's signing secrets
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0006
 Create Date: 2026-11-22 08:00:00
 
 """
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0008"
-down_revision: str | Sequence[str] | None = "0004"
+down_revision: str | Sequence[str] | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

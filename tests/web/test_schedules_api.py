@@ -1,0 +1,170 @@
+"""The schedules API and the campaign history over HTTP: every endpoint, the one error
+shape, and 404 for another account's schedule."""
+
+from __future__ import annotations
+
+from tests.web.test_api import OTHER_KEY, Api, api, campaign_id, error_code
+
+__all__ = ["api", "campaign_id"]  # fixtures
+
+BODY = {
+    "name": "Clinic",
+    "cron": "0 9 * * mon-fri",
+    "timezone": "Europe/London",
+    "options": {"message": "Hello {first_name}.", "max_concurrency": 2},
+}
+
+
+def create(api: Api) -> int:
+    response = api.post("/v1/schedules", json=BODY)
+    assert response.status_code == 201, response.text
+    assert set(response.json()) == {"schedule_id", "next_run_at"}
+    return int(response.json()["schedule_id"])
+
+
+def test_create_read_list_patch_and_delete(api: Api) -> None:
+    schedule_id = create(api)
+    one = api.get(f"/v1/schedules/{schedule_id}").json()
+    assert (one["cron"], one["status"], one["csv_path"], one["catch_up_s"]) == (
+        "0 9 * * mon-fri",
+        "active",
+        None,
+        3600,
+    )
+    assert one["options"] == BODY["options"]
+    assert [s["id"] for s in api.get("/v1/schedules").json()] == [schedule_id]
+    paused = api.http.patch(
+        f"/v1/schedules/{schedule_id}", json={"status": "paused"}, headers=api.headers()
+    )
+    assert paused.json()["status"] == "paused"
+    again = api.http.patch(
+        f"/v1/schedules/{schedule_id}", json={"status": "paused"}, headers=api.headers()
+    )
+    assert error_code(again, 409) == "invalid_state"
+    changed = api.http.patch(
+        f"/v1/schedules/{schedule_id}",
+        json={"status": "active", "cron": "30 8 * * *"},
+        headers=api.headers(),
+    )
+    assert changed.json()["status"] == "active" and "08:30:00" in changed.json()["next_run_at"]
+    assert api.delete(f"/v1/schedules/{schedule_id}").status_code == 204
+    assert error_code(api.get(f"/v1/schedules/{schedule_id}"), 404) == "schedule_not_found"
+    assert api.get("/v1/schedules").json() == []
+
+
+def test_bad_settings_are_400(api: Api) -> None:
+    for change, code in (
+        ({"cron": "every day"}, "invalid_cron"),
+        ({"timezone": "Nowhere/Town"}, "invalid_timezone"),
+        ({"options": {"max_attempts": 0}}, "invalid_option"),
+        ({"catch_up_s": 1}, "invalid_option"),
+        ({"surprise": 1}, "invalid_body"),
+    ):
+        assert error_code(api.post("/v1/schedules", json={**BODY, **change}), 400) == code
+
+
+def test_push_contacts_run_now_runs_and_history(api: Api) -> None:
+    schedule_id = create(api)
+    pushed = api.post(
+        f"/v1/schedules/{schedule_id}/contacts",
+        json={"contacts": [{"phone": "+12025550101", "first_name": "Ada"}]},
+    )
+    assert pushed.status_code == 201 and pushed.json() == {"added": 1}
+    csv_body = b"mobile,first_name\n+12025550102,Bob\n911,Nobody\n"
+    pushed = api.post(
+        f"/v1/schedules/{schedule_id}/contacts",
+        content=csv_body,
+        headers={"Content-Type": "text/csv"},
+    )
+    assert pushed.json() == {"added": 2}
+    refused = api.post(
+        f"/v1/schedules/{schedule_id}/contacts", json={"contacts": [{"name": "Ada"}]}
+    )
+    assert error_code(refused, 422) == "no_phone_column"
+    run = api.post(f"/v1/schedules/{schedule_id}/run")
+    assert run.status_code == 201, run.text
+    body = run.json()
+    assert (body["status"], body["manual"], body["rows"], body["accepted"], body["pushed"]) == (
+        "ok",
+        True,
+        3,
+        2,
+        2 + 1,
+    )
+    campaign = body["campaign_id"]
+    assert api.get(f"/v1/campaigns/{campaign}").json()["status"] == "running"
+    assert api.post(f"/v1/campaigns/{campaign}/pause").status_code == 200
+    events = api.get(f"/v1/campaigns/{campaign}/events").json()
+    assert [(e["action"], e["actor"]) for e in events] == [
+        ("fire", "api:acme"),
+        ("start", "api:acme"),
+        ("pause", "api:acme"),
+    ]
+    empty = api.post(f"/v1/schedules/{schedule_id}/run").json()
+    assert (empty["status"], empty["campaign_id"]) == ("empty", None)
+    runs = api.get(f"/v1/schedules/{schedule_id}/runs").json()
+    assert [r["status"] for r in runs] == ["empty", "ok"]
+    history = api.get(f"/v1/schedules/{schedule_id}/events").json()
+    assert [e["action"] for e in history] == ["create", "fire", "fire"]
+
+
+def test_another_accounts_schedule_is_404(api: Api, campaign_id: int) -> None:
+    schedule_id = create(api)
+    for response in (
+        api.get(f"/v1/schedules/{schedule_id}", key=OTHER_KEY),
+        api.http.patch(
+            f"/v1/schedules/{schedule_id}",
+            json={"status": "paused"},
+            headers=api.headers(OTHER_KEY),
+        ),
+        api.delete(f"/v1/schedules/{schedule_id}", key=OTHER_KEY),
+        api.post(f"/v1/schedules/{schedule_id}/run", key=OTHER_KEY),
+        api.get(f"/v1/schedules/{schedule_id}/runs", key=OTHER_KEY),
+        api.get(f"/v1/schedules/{schedule_id}/events", key=OTHER_KEY),
+        api.post(
+            f"/v1/schedules/{schedule_id}/contacts",
+            key=OTHER_KEY,
+            json={"contacts": [{"phone": "+12025550101", "first_name": "Ada"}]},
+        ),
+    ):
+        assert error_code(response, 404) == "schedule_not_found"
+    assert api.get("/v1/schedules", key=OTHER_KEY).json() == []
+    assert api.get(f"/v1/schedules/{schedule_id}").status_code == 200
+    missing = api.get(f"/v1/campaigns/{campaign_id}/events", key=OTHER_KEY)
+    assert error_code(missing, 404) == "campaign_not_found"
+    assert api.get(f"/v1/campaigns/{campaign_id}/events").json() == []
+
+
+def test_the_openapi_document_names_every_schedule_body(api: Api) -> None:
+    document = api.http.get("/openapi.json").json()
+    ref = "#/components/schemas/"
+    replies = {}
+    for path, operations in document["paths"].items():
+        if not path.startswith("/v1/schedules"):
+            continue
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            [ok] = [status for status in responses if status.startswith("2")]
+            if ok != "204":
+                schema = responses[ok]["content"]["application/json"]["schema"]
+                replies[method, path] = schema.get("$ref") or schema["items"]["$ref"]
+            errors = {status for status in responses if not status.startswith("2")}
+            assert {"401", "default"} <= errors, (method, path)
+            if "{schedule_id}" in path:
+                assert "404" in errors, (method, path)
+            for status in errors:
+                schema = responses[status]["content"]["application/json"]["schema"]
+                assert schema == {"$ref": ref + "ErrorBody"}, (method, path, status)
+    one = "/v1/schedules/{schedule_id}"
+    assert replies == {
+        ("post", "/v1/schedules"): ref + "ScheduleCreated",
+        ("get", "/v1/schedules"): ref + "ScheduleOut",
+        ("get", one): ref + "ScheduleOut",
+        ("patch", one): ref + "ScheduleOut",
+        ("post", one + "/run"): ref + "ScheduleRunOut",
+        ("get", one + "/runs"): ref + "ScheduleRunOut",
+        ("get", one + "/events"): ref + "EventOut",
+        ("post", one + "/contacts"): ref + "ContactsAdded",
+    }
+    contacts = document["paths"][one + "/contacts"]["post"]["requestBody"]["content"]
+    assert set(contacts) == {"application/json", "text/csv"}
