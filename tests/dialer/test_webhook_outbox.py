@@ -250,8 +250,12 @@ def test_the_fast_path_end_and_its_events_commit_together(
             )
         )
     try:
-        response = post(client, attempt_id, status("completed", 2))
-        assert response.status_code == 500
+        # The commit fails: a 500 (Twilio retries), or, as uvicorn sometimes closes the
+        # connection once the app re-raises, no reply at all; either way nothing committed.
+        try:
+            assert post(client, attempt_id, status("completed", 2)).status_code == 500
+        except httpx.ReadError:
+            pass
     finally:
         with engine_for(url).begin() as conn:
             conn.execute(text("DROP TRIGGER refuse_events ON webhook_events"))
