@@ -21,6 +21,7 @@ from enum import StrEnum
 from sqlalchemy.orm import object_session
 
 from dialer.errors import ConflictError
+from dialer.webhooks.outbox import record_campaign_event
 from models import Campaign, CampaignEvent, CampaignStatus, utcnow
 
 BREAKER = "breaker"
@@ -71,7 +72,8 @@ def transition(
     to `reason` (cleared on resume and start). The event (`models.CampaignEvent`: action,
     from and to status, `actor`, `reason`, `now`) is added to the session `campaign`
     belongs to, so it commits or rolls back with the change. `actor` says who:
-    `cli:<os user>`, `api:<account>`, `scheduler`, `breaker`, `pacer`.
+    `cli:<os user>`, `api:<account>`, `scheduler`, `breaker`, `pacer`. A completion or a
+    pause also writes its webhook event (`campaign.completed`, `campaign.paused`) there.
 
     Raises:
         ValueError: `campaign` is not in a session (nowhere to record the event).
@@ -106,4 +108,5 @@ def transition(
         campaign.started_at = at
     if target in (CampaignStatus.CANCELED, CampaignStatus.COMPLETED):
         campaign.finished_at = at
+    record_campaign_event(campaign, breaker=action is CampaignAction.TRIP_BREAKER, now=at)
     return campaign

@@ -166,7 +166,7 @@ INGEST_ROWS = Counter(
 )
 WEBHOOK_DELIVERIES = Counter(
     "dialer_webhook_deliveries",
-    "Outbound result-webhook deliveries by result (delivered, retried, dead_lettered, ...)",
+    "Webhook delivery tries by result: delivered, retry (another is due), failed (410), dead",
     ["result"],
 )
 

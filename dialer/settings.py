@@ -88,6 +88,22 @@ class Settings(BaseSettings):
     webhook_allow_private_networks: bool = False
     """Let customer webhooks reach loopback, private and link-local addresses (development
     and tests only; see `dialer.webhook_url`)."""
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    """Longest a customer's webhook receiver may take to connect or answer, in seconds;
+    past it the try failed and is retried."""
+    webhook_retry_base_s: float = Field(default=8.0, gt=0)
+    """Cap of the first retry's delay, in seconds; try n waits a random time up to
+    `base * 2**(n-1)` (exponential backoff with full jitter), at most `webhook_retry_cap_s`.
+    With beat's 2 s sweep the first retry leaves within 10 s."""
+    webhook_retry_cap_s: float = Field(default=4 * 3600.0, gt=0)
+    """Longest wait between two tries of one event, seconds."""
+    webhook_max_attempts: int = Field(default=20, ge=1)
+    """Tries before an event is dead-lettered (fewer if `webhook_retry_window_s` ends first;
+    the first ten always fit in the window with the defaults)."""
+    webhook_retry_window_s: float = Field(default=24 * 3600.0, gt=0)
+    """No try is scheduled later than this many seconds after the event was written."""
+    webhook_concurrency: int = Field(default=8, ge=1)
+    """Deliveries one sweep sends at once, so a slow receiver holds up at most one slot."""
     schedule_tick_s: float = Field(default=5.0, gt=0, le=60)
     """Seconds between two beat ticks that fire due schedules (a minute-by-minute schedule
     fires within this of its occurrence)."""

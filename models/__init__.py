@@ -20,6 +20,7 @@ from models.enums import (
     Outcome,
     ScheduleRunStatus,
     ScheduleStatus,
+    WebhookStatus,
 )
 from models.tables import (
     Account,
@@ -33,6 +34,7 @@ from models.tables import (
     Schedule,
     ScheduleContact,
     ScheduleRun,
+    WebhookEvent,
 )
 
 __all__ = [
@@ -58,6 +60,8 @@ __all__ = [
     "ScheduleRun",
     "ScheduleRunStatus",
     "ScheduleStatus",
+    "WebhookEvent",
+    "WebhookStatus",
     "engine_for",
     "ensure_database",
     "on_commit",

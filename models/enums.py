@@ -109,6 +109,19 @@ class MachineAction(StrEnum):
     LEAVE_MESSAGE = "leave_message"
 
 
+class WebhookStatus(StrEnum):
+    """Where one outbox event (`WebhookEvent`) stands in its delivery."""
+
+    PENDING = "pending"
+    """Waiting for its next try at `next_attempt_at` (its first, or a retry)."""
+    DELIVERED = "delivered"
+    """The receiver answered 2xx."""
+    FAILED = "failed"
+    """Stopped for good: the receiver answered 410 Gone."""
+    DEAD = "dead"
+    """Dead-lettered: every try failed (`dialer webhooks retry` sends it again)."""
+
+
 class ScheduleStatus(StrEnum):
     """A recurring reminder batch (`campaigns.schedules`)."""
 

@@ -38,6 +38,7 @@ from models.enums import (
     Outcome,
     ScheduleRunStatus,
     ScheduleStatus,
+    WebhookStatus,
 )
 
 
@@ -77,6 +78,13 @@ class Account(CreatedAt, Base):
     webhook_url: Mapped[str | None] = mapped_column(Text)
     """Where the account's call and campaign events are posted (`dialer.webhook_url` checks
     it); None: no webhooks."""
+    webhook_secret: Mapped[str | None] = mapped_column(Text)
+    """Signs the account's webhooks (HMAC-SHA256, `dialer.webhooks.signing`); created on
+    first use."""
+    webhook_secret_previous: Mapped[str | None] = mapped_column(Text)
+    """The secret before the last rotation: it still signs for 24 h after
+    `webhook_secret_rotated_at`."""
+    webhook_secret_rotated_at: Mapped[datetime | None] = mapped_column()
 
 
 class CallerId(CreatedAt, Base):
@@ -317,6 +325,43 @@ class DncEntry(CreatedAt, Base):
         """SQL `EXISTS`: the number is on the account's DNC list (to use inside a larger
         query, such as the one `place_call` locks its attempt with)."""
         return exists().where(cls.account_id == account_id, cls.e164 == e164)
+
+
+class WebhookEvent(Base):
+    """One event for the customer's webhook (the outbox), written in the transaction that
+    caused it and delivered by `dialer.webhooks.delivery`: one row per event and URL."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        Index(
+            "ix_webhook_events_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("ix_webhook_events_account", "account_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(40), unique=True)
+    """`evt_` + 32 hex digits: the body's `id`, the same on every try (receivers de-duplicate)."""
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(40))
+    """`call.completed`, `contact.completed`, `campaign.completed`, `campaign.paused`."""
+    url: Mapped[str] = mapped_column(Text)
+    """Where it goes, fixed at write: the contact's webhook URL, else the account's."""
+    body: Mapped[str] = mapped_column(Text)
+    """The JSON body exactly as it is sent and signed."""
+    status: Mapped[WebhookStatus] = mapped_column(
+        _enum(WebhookStatus, "webhook_status"), default=WebhookStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    """Tries so far (a try is counted when it is claimed)."""
+    next_attempt_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    """When a pending event is due; while a try runs, the end of its claim."""
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    delivered_at: Mapped[datetime | None] = mapped_column()
 
 
 class Schedule(CreatedAt, Base):

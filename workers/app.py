@@ -25,6 +25,11 @@ from workers.base import DialerTask
 PACER_QUEUE = "pacer"
 DIALS_QUEUE = "dials"
 MAINTENANCE_QUEUE = "maintenance"
+WEBHOOKS_QUEUE = "webhooks"
+"""Deliveries to customers' webhooks: their own queue, so a slow receiver never holds up
+dials, the pacer or the reaper."""
+WEBHOOK_SWEEP_S = 2.0
+"""Seconds between two sweeps for due webhook retries (`dialer.webhooks.delivery.sweep`)."""
 
 
 def create_app() -> Celery:
@@ -47,7 +52,7 @@ def create_app() -> Celery:
         broker_transport_options={"visibility_timeout": 3600},
         task_queues=[
             Queue(name, Exchange(name, type="direct"), routing_key=name)
-            for name in (DIALS_QUEUE, PACER_QUEUE, MAINTENANCE_QUEUE)
+            for name in (DIALS_QUEUE, PACER_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE)
         ],
         task_default_queue=DIALS_QUEUE,
         task_routes={
@@ -55,11 +60,14 @@ def create_app() -> Celery:
             "dialer.kick_pacers": {"queue": MAINTENANCE_QUEUE},
             "dialer.reap": {"queue": MAINTENANCE_QUEUE},
             "dialer.resolve_late_call": {"queue": MAINTENANCE_QUEUE},
+            "dialer.deliver_webhook": {"queue": WEBHOOKS_QUEUE},
+            "dialer.sweep_webhooks": {"queue": WEBHOOKS_QUEUE},
             "dialer.fire_schedules": {"queue": MAINTENANCE_QUEUE},
         },
         beat_schedule={
             "kick-pacers": {"task": "dialer.kick_pacers", "schedule": 5.0},
             "reap": {"task": "dialer.reap", "schedule": 5.0},
+            "sweep-webhooks": {"task": "dialer.sweep_webhooks", "schedule": WEBHOOK_SWEEP_S},
             "fire-schedules": {
                 "task": "dialer.fire_schedules",
                 "schedule": settings.schedule_tick_s,

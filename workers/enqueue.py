@@ -12,9 +12,12 @@ arguments by position, so messages sent before this change run as they did.)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import select
 
 from dialer.settings import get_settings
+from dialer.webhooks import outbox
 from models import CallAttempt, transaction
 from workers.app import app
 
@@ -24,6 +27,8 @@ PACER = "dialer.pacer"
 KICK_PACERS = "dialer.kick_pacers"
 REAP = "dialer.reap"
 RESOLVE_LATE_CALL = "dialer.resolve_late_call"
+DELIVER_WEBHOOK = "dialer.deliver_webhook"
+SWEEP_WEBHOOKS = "dialer.sweep_webhooks"
 FIRE_SCHEDULES = "dialer.fire_schedules"
 
 
@@ -58,3 +63,14 @@ def place_calls(attempt_ids: list[int]) -> None:
 def resolve_late_call(attempt_id: int, call_sid: str) -> None:
     """Have a worker adopt or hang up a call made for an attempt already given up."""
     app.send_task(RESOLVE_LATE_CALL, kwargs={"attempt_id": attempt_id, "call_sid": call_sid})
+
+
+def deliver_webhooks(event_ids: Sequence[str]) -> None:
+    """Send the first try of each committed webhook event (`webhooks` queue)."""
+    for event_id in event_ids:
+        app.send_task(DELIVER_WEBHOOK, kwargs={"event_id": event_id})
+
+
+# Events the engine writes in a process that imported this module (the API, the workers)
+# are sent to delivery right after their commit; elsewhere the sweep finds them.
+outbox.set_dispatcher(deliver_webhooks)

@@ -12,9 +12,11 @@ from dialer.dispatch.pacer import accounts_needing_pacer, run_pacer
 from dialer.dispatch.reaper import reap
 from dialer.metrics import DIALS
 from dialer.runtime import get_runtime
+from dialer.webhooks.delivery import deliver, sweep
 from models import EndReason
 from workers.app import app
 from workers.enqueue import (
+    DELIVER_WEBHOOK,
     FIRE_SCHEDULES,
     HANG_UP,
     KICK_PACERS,
@@ -22,6 +24,7 @@ from workers.enqueue import (
     PLACE_CALL,
     REAP,
     RESOLVE_LATE_CALL,
+    SWEEP_WEBHOOKS,
     kick_pacer,
     place_calls,
 )
@@ -82,6 +85,20 @@ def reap_task() -> dict[str, int]:
         "leaked": report.leaked,
         "skipped": int(report.skipped),
     }
+
+
+@app.task(name=DELIVER_WEBHOOK)
+def deliver_webhook_task(event_id: str) -> str | None:
+    """One try of a webhook event, sent after the commit that wrote it."""
+    status = deliver(get_runtime().settings, event_id)
+    return status.value if status else None
+
+
+@app.task(name=SWEEP_WEBHOOKS)
+def sweep_webhooks_task() -> int | None:
+    """Beat: try the due webhook events (retries, lost first tries); None: another sweep
+    runs."""
+    return sweep(get_runtime())
 
 
 @app.task(name=FIRE_SCHEDULES)

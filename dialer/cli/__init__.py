@@ -1,10 +1,11 @@
 """The `dialer` command line (typer): one module per command group.
 
-`db` (schema), `campaigns`, `schedules`, `dnc`, `accounts`, and the long-running parts at
-the top level (`simulator`, `api`, `flower`, `demo`, from `dialer.cli.serve`). Every
-command that touches data acts on the account named by `--account` (default `default`,
-created on first use with the default caps and a simulator caller ID). A failing command prints
-`error: <code>: <message>` on stderr and exits non-zero (`dialer.cli.common`).
+`db` (schema), `campaigns`, `schedules`, `dnc`, `accounts`, `webhooks`, and the
+long-running parts at the top level (`simulator`, `api`, `flower`, `demo`, from
+`dialer.cli.serve`). Every command that touches data acts on the account named by
+`--account` (default `default`, created on first use with the default caps and a simulator
+caller ID). A failing command prints `error: <code>: <message>` on stderr and exits
+non-zero (`dialer.cli.common`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from dialer.cli import accounts, campaigns, db, dnc, schedules, serve
+from dialer.cli import accounts, campaigns, db, dnc, schedules, serve, webhooks
 from dialer.logs import configure_logging
 from dialer.settings import get_settings
 
@@ -24,6 +25,7 @@ app.add_typer(campaigns.app, name="campaigns")
 app.add_typer(dnc.app, name="dnc")
 app.add_typer(accounts.app, name="accounts")
 app.add_typer(schedules.app, name="schedules")
+app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(serve.app)
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import secrets
 import sys
+from typing import Annotated
 
 import typer
 
 from campaigns.accounts import get_or_create_account, hash_api_key
-from dialer.cli.common import AccountOpt
+from campaigns.webhooks import webhook_secret
+from dialer.cli.common import AccountOpt, JsonOpt, errors_reported, print_json
 from dialer.settings import get_settings
 from models import transaction
 
@@ -22,3 +24,20 @@ def create_key(account: AccountOpt = "default") -> None:
     with transaction(get_settings().database_url) as session:
         get_or_create_account(session, account).api_key_hash = hash_api_key(key)
     sys.stdout.write(key + "\n")
+
+
+@app.command("webhook-secret")
+def webhook_secret_command(
+    name: Annotated[str, typer.Argument(help="Account name.")],
+    rotate: Annotated[
+        bool, typer.Option("--rotate", help="Make a new one; the old one signs for 24 h more.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the secret the account's webhooks are signed with (`{"secret"}` with --json)."""
+    with errors_reported(), transaction(get_settings().database_url) as session:
+        secret = webhook_secret(session, name, rotate=rotate)
+    if as_json:
+        print_json({"secret": secret})
+    else:
+        sys.stdout.write(secret + "\n")

@@ -238,7 +238,7 @@ def local_stack(
         worker = stack.enter_context(
             child(
                 [py, "-m", "celery", "-A", "workers", "worker", "--loglevel", "WARNING",
-                 "-c", str(worker_concurrency), "-Q", "dials,pacer,maintenance",
+                 "-c", str(worker_concurrency), "-Q", "dials,pacer,maintenance,webhooks",
                  "-n", f"local-{api_port}@%h", "--without-gossip", "--without-mingle"],
                 env,
                 run_dir / "worker.log",

@@ -20,6 +20,7 @@ from dialer.dispatch.timing import schedule_of
 from dialer.pool import Keys
 from dialer.pool.leases import release_keys
 from dialer.runtime import Runtime
+from dialer.webhooks.outbox import record_attempt_end
 from dialer.windows import ContactSchedule
 from models import (
     AttemptStatus,
@@ -185,6 +186,7 @@ def finish_call(session: Session, runtime: Runtime, attempt: CallAttempt) -> Out
     campaign = session.get_one(Campaign, attempt.campaign_id)
     decision = decide(_ended(attempt, job, campaign), runtime.clock())
     _persist(session, runtime, job, decision)
+    record_attempt_end(session, attempt, job, decision.step, utcnow())
     return decision.step.outcome
 
 
@@ -218,4 +220,6 @@ def end_unplaced(
         counts_as_dial_error=counts_as_dial_error,
         retry_after_s=retry_after_s,
     )
-    _persist(session, runtime, job, decide(ended, runtime.clock()))
+    decision = decide(ended, runtime.clock())
+    _persist(session, runtime, job, decision)
+    record_attempt_end(session, attempt, job, decision.step, utcnow())

@@ -25,6 +25,7 @@ from dialer.calls import MACHINE_ANSWERS, CallEvent, apply_event, is_terminal
 from dialer.dispatch.attempt_end import EndedAttempt, decide
 from dialer.errors import DialerError, NotFoundError
 from dialer.runtime import Runtime
+from dialer.webhooks.outbox import record_attempt_end_async
 from dialer.windows import ContactSchedule
 from models import AttemptStatus, CampaignStatus, EndReason, MachineAction, utcnow
 from models.asyncdb import AsyncPool, transaction
@@ -119,7 +120,10 @@ WITH attempt AS (
            c.status AS campaign_status, c.max_attempts, c.dial_retries, c.retry_policy,
            c.caller_id_id, c.machine_detection, c.machine_action,
            j.zones, j.region, j.subdivision, j.call_before, c.window_start, c.window_end,
-           c.window_days, c.holidays, c.skip_public_holidays
+           c.window_days, c.holidays, c.skip_public_holidays,
+           a.attempt_no, a.phone_e164, a.from_e164, j.metadata,
+           coalesce(j.webhook_url, (SELECT w.webhook_url FROM accounts w WHERE w.id = a.account_id))
+               AS webhook_url
     FROM call_attempts a
     JOIN call_jobs j ON j.id = a.job_id
     JOIN campaigns c ON c.id = a.campaign_id
@@ -135,7 +139,8 @@ SELECT attempt.*, EXISTS (SELECT FROM stored) AS stored FROM attempt
 """
 """One round trip: lock the attempt and its job (in that order, as `finish_call` does),
 then store the raw event once. The attempt is locked before the event row's foreign key
-takes its share lock, so two events of one call serialise instead of deadlocking."""
+takes its share lock, so two events of one call serialise instead of deadlocking. The
+select's last three lines are what the webhook events report (`dialer.webhooks.outbox`)."""
 
 _UPDATE_ATTEMPT = """
 UPDATE call_attempts
@@ -336,6 +341,7 @@ async def _record(
             hooks.append(
                 lambda: runtime.pool.release(release.member, release.scope_keys, release.wake_key)
             )
+            await record_attempt_end_async(conn, row, attempt, step, hooks, utcnow())
         elif after != before:
             await conn.execute(_UPDATE_ATTEMPT, {**after, "id": attempt_id})
     machine_found = before["answered_by"] is None and attempt.answered_by in MACHINE_ANSWERS

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from dialer.runtime import Runtime, get_runtime
 from dialer.web.context import RequestContext
 from dialer.web.errors import install_handlers
-from dialer.web.routers import campaigns, dnc, health, providers, schedules
+from dialer.web.routers import campaigns, dnc, health, providers, schedules, webhooks
 
 
 def create_app(runtime: Runtime | None = None) -> FastAPI:
@@ -34,4 +34,5 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     for router in (campaigns.router, dnc.router, providers.router, health.router):
         app.include_router(router)
     app.include_router(schedules.router)
+    app.include_router(webhooks.router)
     return app

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from campaigns.preview import CampaignPreview
 from campaigns.reports import CampaignReport
-from models import CampaignStatus
+from models import CampaignStatus, WebhookStatus
 
 
 class FieldProblem(BaseModel):
@@ -119,6 +119,32 @@ class DncImportOut(BaseModel):
 
 class HealthOut(BaseModel):
     status: str = Field(description='"ok" while the process serves.')
+
+
+class WebhookDeliveryOut(BaseModel):
+    """One webhook event and its delivery to the account's (or the contact's) URL."""
+
+    id: str = Field(description="The event's id (`evt_...`), the same on every try.")
+    type: str = Field(description="`call.completed`, `contact.completed`, `campaign.*`.")
+    url: str
+    status: WebhookStatus = Field(
+        description="`pending` (next try at `next_attempt_at`), `delivered`, `failed` (the "
+        "receiver answered 410: stopped), `dead` (every try failed: dead-lettered)."
+    )
+    attempts: int = Field(description="Tries so far.")
+    next_attempt_at: datetime | None
+    last_status_code: int | None = Field(description="HTTP status of the last try, if any.")
+    last_error: str | None = Field(description="Why the last try failed, if it did.")
+    created_at: datetime
+    delivered_at: datetime | None
+    event: dict[str, Any] = Field(description="The body as sent: `{id, type, created, data}`.")
+
+
+class WebhookDeliveryPage(BaseModel):
+    """Deliveries newest first; pass `next_cursor` as `cursor` for the next page."""
+
+    items: list[WebhookDeliveryOut]
+    next_cursor: str | None = Field(description="None on the last page.")
 
 
 # --- schedules and history -------------------------------------------------------------------

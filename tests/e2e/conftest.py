@@ -69,7 +69,7 @@ class Stack:
                     "-c",
                     str(concurrency),
                     "-Q",
-                    "dials,pacer,maintenance",
+                    "dials,pacer,maintenance,webhooks",
                     "-n",
                     f"{label}-{os.getpid()}@%h",
                     "--without-gossip",

@@ -1,0 +1,225 @@
+"""The outbox: webhook events written in the same transaction as their cause.
+
+An attempt's end (`dialer.dispatch.attempt_end` on the ORM path, the status webhook's
+raw-SQL fast path in `dialer.dispatch.callbacks`) and a campaign's completion or pause
+(`dialer.campaign_state.transition`) add their events here, in their own transaction: a
+rolled-back end leaves no event, and a committed end always has its event. The URL is
+fixed at write (the contact's webhook URL, else the account's); with neither, nothing is
+written. After the commit the events are handed to the dispatcher the task layer
+registered (`set_dispatcher`: one delivery task per event); where none is registered (a
+CLI command) or a message is lost, the delivery sweep (`dialer.webhooks.delivery.sweep`)
+finds them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session, object_session
+
+from dialer.calls import JobStep
+from dialer.webhooks.events import AttemptEnd, Event, EventType, attempt_events, new_event
+from models import (
+    Account,
+    AttemptStatus,
+    CallAttempt,
+    CallJob,
+    Campaign,
+    CampaignStatus,
+    WebhookEvent,
+)
+from models.asyncdb import AsyncConnection
+
+log = structlog.get_logger(__name__)
+
+Dispatcher = Callable[[Sequence[str]], object]
+"""Sends the delivery of committed events (by event id)."""
+
+_dispatcher: Dispatcher | None = None
+
+
+def set_dispatcher(dispatcher: Dispatcher | None) -> None:
+    """Register what sends committed events to delivery (the task layer does, on import)."""
+    global _dispatcher  # one per process, set once by the task layer
+    _dispatcher = dispatcher
+
+
+def dispatch(event_ids: Sequence[str]) -> None:
+    """Hand committed events to the registered dispatcher, if any (else the sweep).
+
+    Best effort: the events are committed and the sweep finds any that were not sent, so
+    a failure here (the broker unreachable) is logged, never raised into the caller whose
+    transaction already committed.
+    """
+    if _dispatcher is None or not event_ids:
+        return
+    try:
+        _dispatcher(event_ids)
+    except Exception as error:  # the broker's errors are the task layer's own types
+        log.warning("webhook_dispatch_failed", event_ids=list(event_ids), error=str(error))
+
+
+def dispatch_after_commit(session: Session, event_ids: list[str]) -> None:
+    """Dispatch `event_ids` once `session`'s transaction (a `models.transaction`) commits."""
+    hooks = session.info.get("after_commit")
+    if hooks is not None:  # a session `models.transaction` opened
+        hooks.append(lambda: dispatch(event_ids))
+
+
+def add_events(session: Session, account_id: int, url: str, events: list[Event]) -> None:
+    """Write `events` for `url` in `session`'s transaction; dispatched after its commit."""
+    if not events:
+        return
+    session.add_all(
+        WebhookEvent(
+            event_id=event.event_id,
+            account_id=account_id,
+            type=event.type,
+            url=url,
+            body=event.body,
+        )
+        for event in events
+    )
+    dispatch_after_commit(session, [event.event_id for event in events])
+
+
+def attempt_end(attempt: CallAttempt, job: CallJob) -> AttemptEnd:
+    """The `AttemptEnd` of an ORM attempt and its contact."""
+    return AttemptEnd(
+        attempt_id=attempt.id,
+        attempt_no=attempt.attempt_no,
+        contact_id=job.id,
+        campaign_id=attempt.campaign_id,
+        call_sid=attempt.call_sid,
+        to=attempt.phone_e164,
+        from_=attempt.from_e164,
+        status=attempt.status,
+        answered_by=attempt.answered_by,
+        duration_s=attempt.duration_s,
+        digits=attempt.digits,
+        error_code=attempt.error_code,
+        error_message=attempt.error_message,
+        metadata=job.metadata_,
+    )
+
+
+def record_attempt_end(
+    session: Session, attempt: CallAttempt, job: CallJob, step: JobStep, now: datetime
+) -> None:
+    """The ORM path: write `call.completed` (and `contact.completed`) for an ended attempt
+    whose contact takes `step`, when the contact or its account has a webhook URL."""
+    url = job.webhook_url or session.scalar(
+        select(Account.webhook_url).where(Account.id == job.account_id)
+    )
+    if url:
+        events = attempt_events(attempt_end(attempt, job), step, now)
+        add_events(session, job.account_id, url, events)
+
+
+_CAMPAIGN_EVENTS = {
+    CampaignStatus.COMPLETED: EventType.CAMPAIGN_COMPLETED,
+    CampaignStatus.PAUSED: EventType.CAMPAIGN_PAUSED,
+}
+
+
+def record_campaign_event(campaign: Campaign, *, breaker: bool, now: datetime) -> None:
+    """Write `campaign.completed` or `campaign.paused` for a campaign that just became so,
+    in the transaction of the session it belongs to (no session: nothing to write in)."""
+    type_ = _CAMPAIGN_EVENTS.get(campaign.status)
+    session = object_session(campaign)
+    if type_ is None or session is None:
+        return
+    url = session.scalar(select(Account.webhook_url).where(Account.id == campaign.account_id))
+    if not url:
+        return
+    data = {
+        "campaign_id": campaign.id,
+        "name": campaign.name,
+        "status": campaign.status.value,
+        "reason": campaign.status_reason,
+        "breaker": breaker,
+    }
+    add_events(session, campaign.account_id, url, [new_event(type_, data, now)])
+
+
+_INSERT = """
+INSERT INTO webhook_events (event_id, account_id, type, url, body, status, attempts)
+SELECT e.event_id, %(account_id)s, e.type, %(url)s, e.body, 'pending', 0
+FROM unnest(%(event_ids)s::text[], %(types)s::text[], %(bodies)s::text[]) AS e(event_id, type, body)
+"""
+
+
+async def insert_events_async(
+    conn: AsyncConnection,
+    account_id: int,
+    url: str,
+    events: list[Event],
+    after_commit: list[Callable[[], object]],
+) -> None:
+    """The fast path: write `events` in `conn`'s transaction with one statement; dispatched
+    after its commit (`after_commit` is `models.asyncdb.transaction`'s hook list)."""
+    if not events:
+        return
+    await conn.execute(
+        _INSERT,
+        {
+            "account_id": account_id,
+            "url": url,
+            "event_ids": [e.event_id for e in events],
+            "types": [e.type.value for e in events],
+            "bodies": [e.body for e in events],
+        },
+    )
+    event_ids = [event.event_id for event in events]
+    after_commit.append(lambda: dispatch(event_ids))
+
+
+class EndedCall(Protocol):
+    """The attempt columns an event reports (the fast path's `AttemptRow` has them)."""
+
+    status: AttemptStatus
+    call_sid: str | None
+    answered_by: str | None
+    duration_s: int | None
+    digits: str | None
+    error_code: int | None
+    error_message: str | None
+
+
+async def record_attempt_end_async(
+    conn: AsyncConnection,
+    row: Mapping[str, Any],
+    attempt: EndedCall,
+    step: JobStep,
+    after_commit: list[Callable[[], object]],
+    now: datetime,
+) -> None:
+    """The fast path's `record_attempt_end`: `row` is its locking query's row (the
+    attempt's ids, `attempt_no`, `phone_e164`, `from_e164`, the job's `metadata` and the
+    `webhook_url` that applies), `attempt` the attempt's new state; one statement, only
+    when the contact or its account has a webhook URL."""
+    url = row["webhook_url"]
+    if not url:
+        return
+    end = AttemptEnd(
+        attempt_id=row["id"],
+        attempt_no=row["attempt_no"],
+        contact_id=row["job_id"],
+        campaign_id=row["campaign_id"],
+        call_sid=attempt.call_sid,
+        to=row["phone_e164"],
+        from_=row["from_e164"],
+        status=attempt.status,
+        answered_by=attempt.answered_by,
+        duration_s=attempt.duration_s,
+        digits=attempt.digits,
+        error_code=attempt.error_code,
+        error_message=attempt.error_message,
+        metadata=row["metadata"] or {},
+    )
+    events = attempt_events(end, step, now)
+    await insert_events_async(conn, row["account_id"], url, events, after_commit)
