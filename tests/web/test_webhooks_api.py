@@ -140,8 +140,8 @@ def test_retry_sends_the_delivery_again_after_commit_and_is_404_across_accounts(
     assert response.json()["next_attempt_at"] is not None
     # The first try of the retry is on the webhooks queue (the sweep would find it too).
     sent = [json.loads(raw) for raw in redis_client.lrange(WEBHOOKS_QUEUE, 0, -1)]
-    assert [(m["headers"]["task"], m["headers"]["argsrepr"]) for m in sent] == [
-        (DELIVER_WEBHOOK, repr([dead]))
+    assert [(m["headers"]["task"], m["headers"]["kwargsrepr"]) for m in sent] == [
+        (DELIVER_WEBHOOK, repr({"event_id": dead}))
     ]
 
     for missing in (theirs, "evt_" + "0" * 32):

@@ -20,9 +20,9 @@ from workers.base import DialerTask
 
 
 def sent(client: redis.Redis, queue: str) -> list[tuple[str, str]]:
-    """(task, arguments) of the messages waiting in `queue`, sorted."""
+    """(task, keyword arguments) of the messages waiting in `queue`, sorted."""
     messages = [json.loads(raw) for raw in client.lrange(queue, 0, -1)]
-    return sorted((m["headers"]["task"], m["headers"]["argsrepr"]) for m in messages)
+    return sorted((m["headers"]["task"], m["headers"]["kwargsrepr"]) for m in messages)
 
 
 def test_webhook_tasks_are_registered_routed_and_scheduled(
@@ -35,9 +35,9 @@ def test_webhook_tasks_are_registered_routed_and_scheduled(
     enqueue.deliver_webhooks(["evt_a", "evt_b"])
     app.send_task(enqueue.SWEEP_WEBHOOKS)
     assert sent(broker, WEBHOOKS_QUEUE) == [
-        (enqueue.DELIVER_WEBHOOK, "['evt_a']"),
-        (enqueue.DELIVER_WEBHOOK, "['evt_b']"),
-        (enqueue.SWEEP_WEBHOOKS, "()"),
+        (enqueue.DELIVER_WEBHOOK, "{'event_id': 'evt_a'}"),
+        (enqueue.DELIVER_WEBHOOK, "{'event_id': 'evt_b'}"),
+        (enqueue.SWEEP_WEBHOOKS, "{}"),
     ]
     assert sent(broker, DIALS_QUEUE) == []
 
@@ -52,7 +52,9 @@ def test_committed_events_are_sent_to_delivery_and_rolled_back_ones_are_not(
         account = make_account(session, webhook_url=hook)
         outbox.add_events(session, account.id, hook, [kept])
         assert sent(broker, WEBHOOKS_QUEUE) == []  # not before the commit
-    assert sent(broker, WEBHOOKS_QUEUE) == [(enqueue.DELIVER_WEBHOOK, repr([kept.event_id]))]
+    assert sent(broker, WEBHOOKS_QUEUE) == [
+        (enqueue.DELIVER_WEBHOOK, repr({"event_id": kept.event_id}))
+    ]
     broker.delete(WEBHOOKS_QUEUE)
     dropped = new_event(EventType.CAMPAIGN_COMPLETED, {"campaign_id": 2}, utcnow())
     try:
