@@ -11,7 +11,7 @@ from typing import Any, BinaryIO, TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns.accounts import caller_id_for
+from campaigns.accounts import outbound_number
 from campaigns.ingest import IngestSummary, ingest_contacts
 from campaigns.options import CampaignOptions as CampaignOptions  # re-exported for callers
 from dialer.calls import cancel_pending_jobs
@@ -42,7 +42,7 @@ def create_campaign(
     A file-level ingest error propagates (`campaigns.csvsource.IngestError`) and the
     caller's rollback leaves no campaign and no contact behind.
     """
-    caller_id = caller_id_for(session, account, options.from_number)
+    caller_id = outbound_number(session, account.id, options.from_number)
     campaign = Campaign(
         account_id=account.id,
         caller_id_id=caller_id.id,
@@ -170,7 +170,8 @@ def import_campaign(
 
     Raises:
         campaigns.csvsource.IngestError: a file-level problem; nothing is written.
-        DialerError: the caller ID is not a valid number (`invalid_caller_id`).
+        DialerError: `invalid_phone_format`, `from_number_not_found`, `no_outbound_number`
+            (see `campaigns.accounts.outbound_number`).
     """
     folder = data_dir / "rejected"
     folder.mkdir(parents=True, exist_ok=True)

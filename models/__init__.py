@@ -19,12 +19,23 @@ from models.enums import (
     MachineAction,
     Outcome,
 )
-from models.tables import Account, CallAttempt, CallerId, CallJob, Campaign, DncEntry, ProviderEvent
+from models.tables import (
+    Account,
+    ApiKey,
+    CallAttempt,
+    CallerId,
+    CallJob,
+    Campaign,
+    DncEntry,
+    IdempotencyKey,
+    ProviderEvent,
+)
 
 __all__ = [
     "LIVE_ATTEMPT_STATUSES",
     "TERMINAL_ATTEMPT_STATUSES",
     "Account",
+    "ApiKey",
     "AttemptStatus",
     "Base",
     "CallAttempt",
@@ -34,6 +45,7 @@ __all__ = [
     "CampaignStatus",
     "DncEntry",
     "EndReason",
+    "IdempotencyKey",
     "JobStatus",
     "MachineAction",
     "Outcome",

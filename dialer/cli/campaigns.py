@@ -21,7 +21,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns import lifecycle
-from campaigns.accounts import get_or_create_account
 from campaigns.options import CampaignOptions, OperatorOptions
 from campaigns.reports import campaign_report, export_results
 from dialer.cli.common import (
@@ -199,12 +198,12 @@ def export(
 @app.command("list")
 def list_(account: AccountOpt = "default", as_json: JsonOpt = False) -> None:
     """List the account's campaigns."""
-    with transaction(get_settings().database_url) as session:
-        owner = get_or_create_account(session, account)
+    with errors_reported(), transaction(get_settings().database_url) as session:
+        owner = account_id(account)
         rows = [
             {"id": c.id, "name": c.name, "status": c.status.value, "created_at": c.created_at}
             for c in session.scalars(
-                select(Campaign).where(Campaign.account_id == owner.id).order_by(Campaign.id)
+                select(Campaign).where(Campaign.account_id == owner).order_by(Campaign.id)
             )
         ]
     if as_json:

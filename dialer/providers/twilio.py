@@ -246,6 +246,24 @@ class TwilioProvider:
         return call
 
 
+    def owns_caller_id(self, e164: str) -> bool:
+        """True when the account owns `e164` (`GET IncomingPhoneNumbers.json?PhoneNumber=`)
+        or has verified it (`GET OutgoingCallerIds.json?PhoneNumber=`).
+
+        Raises:
+            ProviderError: a subclass per the module's mapping (no answer: ambiguous).
+        """
+        owned = self._call(
+            self._client.incoming_phone_numbers.list, phone_number=e164, limit=1, page_size=1
+        )
+        if any(str(number.phone_number) == e164 for number in owned):
+            return True
+        verified = self._call(
+            self._client.outgoing_caller_ids.list, phone_number=e164, limit=1, page_size=1
+        )
+        return any(str(number.phone_number) == e164 for number in verified)
+
+
 def provider_from_settings(settings: Settings) -> TwilioProvider:
     """The provider the settings describe (Twilio, or the simulator at `twilio_base_url`)."""
     return TwilioProvider(

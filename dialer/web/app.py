@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from dialer.runtime import Runtime, get_runtime
 from dialer.web.errors import install_handlers
-from dialer.web.routers import campaigns, dnc, health, providers
+from dialer.web.routers import account, campaigns, dnc, health, numbers, providers
 
 
 def create_app(runtime: Runtime | None = None) -> FastAPI:
@@ -30,5 +30,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.state.webhooks = providers.Webhooks(app.state.runtime)
     install_handlers(app)
     for router in (campaigns.router, dnc.router, providers.router, health.router):
+        app.include_router(router)
+    for router in (account.router, numbers.router):
         app.include_router(router)
     return app

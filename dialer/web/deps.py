@@ -1,5 +1,6 @@
 """The HTTP handlers' dependencies: this process's runtime, the request's transaction, and
-the account whose API key came with the request.
+the account whose API key came with the request (and the key's name, for the record:
+`CurrentApiKey`, also left on `request.state.api_key_name`).
 
 The transaction and the account are used with `scope="function"`: the transaction commits
 (and runs its `models.on_commit` hooks) before the reply is sent, so a 2xx means the change
@@ -9,20 +10,19 @@ is committed and a failed commit is not answered with 2xx.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from campaigns.accounts import account_by_api_key
+from campaigns.accounts import authenticate
 from dialer.errors import UnauthenticatedError
 from dialer.runtime import Runtime
 from models import Account, transaction
 
-_bearer = HTTPBearer(
-    auto_error=False, description="An account's API key (`dialer accounts create-key`)."
-)
+_bearer = HTTPBearer(auto_error=False, description="An account's API key (`dialer keys create`).")
 
 
 def runtime(request: Request) -> Runtime:
@@ -44,18 +44,39 @@ def db_session(rt: RuntimeDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(db_session, scope="function")]
 
 
-def current_account(
+@dataclass(frozen=True)
+class Caller:
+    """Who made the request: the account and the name of the API key it used."""
+
+    account: Account
+    key_name: str
+
+
+def current_caller(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Account:
-    """The account of `Authorization: Bearer <api key>`.
+) -> Caller:
+    """The account and key name of `Authorization: Bearer <api key>`; the key's name is
+    also put on `request.state.api_key_name`.
 
     Raises:
-        UnauthenticatedError: `unauthenticated` (no bearer key), `unknown_api_key`.
+        UnauthenticatedError: `unauthenticated` (no bearer key), `unknown_api_key`,
+            `revoked_api_key`.
     """
     if credentials is None:
         raise UnauthenticatedError("unauthenticated", "send Authorization: Bearer <api key>")
-    return account_by_api_key(session, credentials.credentials)
+    account, key = authenticate(session, credentials.credentials)
+    request.state.api_key_name = key.name
+    return Caller(account, key.name)
+
+
+CurrentApiKey = Annotated[Caller, Depends(current_caller, scope="function")]
+
+
+def current_account(caller: CurrentApiKey) -> Account:
+    """The account of the request's API key (see `current_caller`)."""
+    return caller.account
 
 
 CurrentAccount = Annotated[Account, Depends(current_account, scope="function")]

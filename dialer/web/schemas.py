@@ -114,3 +114,54 @@ class DncImportOut(BaseModel):
 
 class HealthOut(BaseModel):
     status: str = Field(description='"ok" while the process serves.')
+
+
+# --- the account and its caller IDs --------------------------------------------------------
+
+
+class NumberOut(BaseModel):
+    """One of the account's caller IDs."""
+
+    number: str = Field(description="E.164.")
+    outbound: bool = Field(description="Presented on outbound calls.")
+    max_concurrency: int | None = Field(description="Most live calls presenting it; null: no cap.")
+    created_at: datetime
+
+
+class NumberIn(BaseModel):
+    """A caller ID to add (the provider account must own or have verified it), or the new
+    settings of one the account has."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    number: str = Field(description="E.164 (+14155550100).", max_length=32)
+    outbound: bool = Field(True, description="Present it on outbound calls.")
+    max_concurrency: int | None = Field(
+        None, gt=0, description="Most live calls presenting it; null: no cap."
+    )
+
+
+class AccountOut(BaseModel):
+    """The account of the API key. Rates in calls per second."""
+
+    name: str
+    max_concurrency: int = Field(description="Most calls live at once across the account.")
+    cps: float = Field(description="Calls per second the account may create.")
+    max_calls_per_number_per_day: int = Field(
+        description="Most attempts that may ring one number in a day."
+    )
+    webhook_url: str | None = Field(description="Where call events are posted; null: nowhere.")
+    numbers: list[NumberOut] = Field(description="Caller IDs, in the order they were added.")
+    created_at: datetime
+
+
+class AccountPatch(BaseModel):
+    """Settings to change; a field left out stays as it is (`webhook_url: ""` or null
+    stops the webhooks)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_concurrency: int | None = Field(None, gt=0, le=100_000)
+    cps: float | None = Field(None, gt=0, le=10_000)
+    max_calls_per_number_per_day: int | None = Field(None, gt=0, le=1000)
+    webhook_url: str | None = Field(None, max_length=2048)
