@@ -19,6 +19,7 @@ stderr and exits 1. The tree, with each class's HTTP status and codes:
   + ForbiddenError ....................... 403  `invalid_signature`: a forged callback
   + NotFoundError ........................ 404  `campaign_not_found`, `attempt_not_found`, ...
   + ConflictError ........................ 409  `invalid_state`
+  + UnprocessableError ................... 422  `idempotency_key_reused`, `invalid_json`
   + IngestError .......................... 422  a CSV refused as a whole: an `IngestErrorCode`
         (campaigns.csvsource)
   + MissingVariableError ................. 422  `missing_variable`: a contact lacks a value
@@ -100,6 +101,14 @@ class ProviderFailedError(DialerError):
 
     def __init__(self, message: str) -> None:
         super().__init__("provider_error", message)
+
+
+class UnprocessableError(DialerError):
+    """Well-formed HTTP the server will not act on: a body that is not JSON
+    (`invalid_json`), an `Idempotency-Key` sent again with another request
+    (`idempotency_key_reused`)."""
+
+    http_status = 422
 
 
 class DatabaseUnavailableError(DialerError):

@@ -202,7 +202,8 @@ class CallJob(Base):
     """When the contact was created (ingest's COPY leaves it to the default)."""
     message: Mapped[str | None] = mapped_column(Text)
     """A single call's own message; None: the campaign's. The settings below are a single
-    call's overrides of its campaign's the same way (`dialer.call_settings`)."""
+    call's overrides of its campaign's the same way (`campaigns.calls`): None, the
+    campaign's."""
     ring_timeout_s: Mapped[int | None] = mapped_column(Integer)
     time_limit_s: Mapped[int | None] = mapped_column(Integer)
     max_hold_s: Mapped[int | None] = mapped_column(Integer)

@@ -116,7 +116,9 @@ WITH attempt AS (
            a.digits, a.last_sequence, a.placed_at, a.answered_at, a.ended_at, a.duration_s,
            a.error_code, a.error_message, a.end_reason, j.attempt_count, j.dial_error_count,
            c.status AS campaign_status, c.max_attempts, c.dial_retries, c.retry_policy,
-           c.caller_id_id, c.machine_detection, c.machine_action
+           c.caller_id_id,
+           COALESCE(j.machine_detection, c.machine_detection) AS machine_detection,
+           COALESCE(j.machine_action, c.machine_action) AS machine_action
     FROM call_attempts a
     JOIN call_jobs j ON j.id = a.job_id
     JOIN campaigns c ON c.id = a.campaign_id

@@ -203,7 +203,7 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
                 continue
             campaign = by_id[job.campaign_id]
             caller_id = caller_ids[campaign.caller_id_id]
-            lease_s = lease_seconds(campaign)
+            lease_s = lease_seconds(campaign, job)
             got = runtime.pool.acquire(
                 str(attempt_id),
                 lease_s,
@@ -247,8 +247,10 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
             next_due = _next_due(session, list(by_id))
             if next_due is not None:
                 out.wait_s = min(MAX_SLEEP_S, max(0.0, (next_due - utcnow()).total_seconds()))
-        _complete_finished(session, campaigns, skip=set(by_id) if jobs else set())
-        out.work_left = any(c.status is CampaignStatus.RUNNING for c in campaigns)
+        idle = _complete_finished(session, campaigns, skip=set(by_id) if jobs else set())
+        out.work_left = any(
+            c.status is CampaignStatus.RUNNING and c.id not in idle for c in campaigns
+        )
     return out
 
 
@@ -328,8 +330,11 @@ def _next_due(session: Session, campaign_ids: list[int]) -> datetime | None:
     )
 
 
-def _complete_finished(session: Session, campaigns: list[Campaign], skip: set[int]) -> None:
-    """Mark running campaigns with no contact pending or in progress as completed."""
+def _complete_finished(session: Session, campaigns: list[Campaign], skip: set[int]) -> set[int]:
+    """Mark running campaigns with no contact pending or in progress as completed, except
+    standing campaigns (single calls), which stay running; returns the ids of those idle
+    standing campaigns (no work for the pacer until a call is placed, which kicks it)."""
+    idle: set[int] = set()
     for campaign in campaigns:
         if campaign.id in skip:
             continue
@@ -341,15 +346,26 @@ def _complete_finished(session: Session, campaigns: list[Campaign], skip: set[in
                 )
             )
         )
-        if not open_jobs:
-            transition(campaign, CampaignAction.COMPLETE)
-            log.info("campaign_completed", campaign_id=campaign.id)
+        if open_jobs:
+            continue
+        if campaign.standing:
+            idle.add(campaign.id)
+            continue
+        transition(campaign, CampaignAction.COMPLETE)
+        log.info("campaign_completed", campaign_id=campaign.id)
+    return idle
 
 
 def accounts_needing_pacer(runtime: Runtime) -> list[int]:
-    """Accounts with a running campaign whose pacer lock is free."""
+    """Accounts with a running campaign (a standing one only with a contact pending) whose
+    pacer lock is free."""
+    pending = exists().where(
+        CallJob.campaign_id == Campaign.id, CallJob.status == JobStatus.PENDING
+    )
     with transaction(runtime.settings.database_url) as session:
         accounts = session.scalars(
-            select(Campaign.account_id).where(Campaign.status == CampaignStatus.RUNNING).distinct()
+            select(Campaign.account_id)
+            .where(Campaign.status == CampaignStatus.RUNNING, ~Campaign.standing | pending)
+            .distinct()
         ).all()
     return [a for a in accounts if not runtime.redis.exists(Keys(a).pacer_lock())]

@@ -14,7 +14,8 @@ from fastapi import FastAPI
 
 from dialer.runtime import Runtime, get_runtime
 from dialer.web.errors import install_handlers
-from dialer.web.routers import account, campaigns, dnc, health, numbers, providers
+from dialer.web.idempotency import IdempotencyMiddleware, document_idempotency
+from dialer.web.routers import account, calls, campaigns, dnc, health, numbers, providers
 
 
 def create_app(runtime: Runtime | None = None) -> FastAPI:
@@ -31,6 +32,11 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     install_handlers(app)
     for router in (campaigns.router, dnc.router, providers.router, health.router):
         app.include_router(router)
-    for router in (account.router, numbers.router):
+    for router in (account.router, numbers.router, calls.router):
         app.include_router(router)
+    runtime_of_app: Runtime = app.state.runtime
+    app.add_middleware(
+        IdempotencyMiddleware, database_url=lambda: runtime_of_app.settings.database_url
+    )
+    document_idempotency(app)
     return app

@@ -80,3 +80,19 @@ def current_account(caller: CurrentApiKey) -> Account:
 
 
 CurrentAccount = Annotated[Account, Depends(current_account, scope="function")]
+
+
+def current_account_id(
+    request: Request,
+    rt: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> int:
+    """The account id of the request's API key, checked in a transaction of its own that
+    is committed at once: for a handler that holds the request open (`POST /v1/calls`
+    with `wait`) and must not hold the request's transaction open with it. Raises as
+    `current_caller`."""
+    with transaction(rt.settings.database_url) as session:
+        return current_caller(request, session, credentials).account.id
+
+
+CurrentAccountId = Annotated[int, Depends(current_account_id)]

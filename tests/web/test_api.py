@@ -437,11 +437,11 @@ def test_dnc_add_with_a_malformed_body_is_400_invalid_body(api: Api, body: Any) 
     assert api.dnc_numbers() == set()
 
 
-def test_dnc_add_with_a_body_that_is_not_json_is_400_invalid_body(api: Api) -> None:
+def test_dnc_add_with_a_body_that_is_not_json_is_422_invalid_json(api: Api) -> None:
     response = api.post(
         "/v1/dnc", content=b"numbers=+12125550143", headers={"Content-Type": "application/json"}
     )
-    assert error_code(response, 400) == "invalid_body"
+    assert error_code(response, 422) == "invalid_json"
     assert api.dnc_numbers() == set()
 
 
