@@ -245,7 +245,6 @@ class TwilioProvider:
             return self.hang_up(sid)
         return call
 
-
     def owns_caller_id(self, e164: str) -> bool:
         """True when the account owns `e164` (`GET IncomingPhoneNumbers.json?PhoneNumber=`)
         or has verified it (`GET OutgoingCallerIds.json?PhoneNumber=`).

@@ -91,9 +91,7 @@ def test_another_accounts_number_is_not_found(api: Api) -> None:
     assert error_code(api.delete("/v1/numbers/+14155550102", key=OTHER_KEY), 404) == (
         "number_not_found"
     )
-    assert [n["number"] for n in api.get("/v1/numbers", key=OTHER_KEY).json()] == [
-        "+15005550006"
-    ]
+    assert [n["number"] for n in api.get("/v1/numbers", key=OTHER_KEY).json()] == ["+15005550006"]
     assert "+14155550102" in [n["number"] for n in api.get("/v1/numbers").json()]
 
 
