@@ -73,6 +73,7 @@ def create_campaign(
         campaign,
         source,
         phone_column=options.phone_column,
+        column_map=options.columns(),
         required_variables=frozenset(template_placeholders(options.message)),
         rejected_sink=rejected_sink,
         progress=progress,

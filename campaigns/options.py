@@ -12,6 +12,8 @@ Each field's exposure is the class that declares it:
   time and the retry matrix. Neither the CLI nor the API offers them.
 
 Building either checks every bound. Raises:
+    DialerError: `missing_field`, a required setting (`name`, `message`) is absent (one
+        `details` entry per field).
     InvalidOptionError: `invalid_option`, a value out of bounds or of the wrong type (one
         `details` entry per field).
     TemplateError: `invalid_template`, a malformed `message`.
@@ -34,13 +36,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from dialer.calls import DEFAULT_RETRY_POLICY
-from dialer.errors import InvalidOptionError
+from dialer.errors import DialerError, InvalidOptionError
 from dialer.providers.twiml import template_placeholders
 from models import MachineAction
-
-DEFAULT_MESSAGE = (
-    "Hello {first_name}, this is a reminder of your appointment on {appointment_time}."
-)
 
 
 class OperatorOptions(BaseModel):
@@ -51,8 +49,9 @@ class OperatorOptions(BaseModel):
 
     name: str = Field(max_length=200, description="Campaign name.")
     message: str = Field(
-        DEFAULT_MESSAGE,
-        description="Spoken text; {column} placeholders take the contact's CSV values.",
+        description="Spoken text; {name} placeholders take the contact's CSV values (a "
+        "column's header in lower case, spaces and dashes as underscores: `First Name` "
+        "fills {first_name}; see column_map).",
     )
     from_number: str | None = Field(
         None, description="Caller ID, E.164 (default: the account's first caller ID)."
@@ -79,6 +78,27 @@ class OperatorOptions(BaseModel):
     )
     gather_dtmf: bool = Field(False, description="Press 1 to confirm, 2 to cancel.")
     priority: int = Field(0, description="Higher goes first (reminders).")
+    column_map: list[str] | None = Field(
+        None,
+        description='Columns to variables, "Column=variable" each (repeatable): '
+        '"Appt Date=appointment_time" fills {appointment_time} from column Appt Date.',
+    )
+
+    @field_validator("column_map")
+    @classmethod
+    def _pairs(cls, entries: list[str] | None) -> list[str] | None:
+        for entry in entries or []:
+            column, sep, variable = entry.partition("=")
+            if not sep or not column.strip() or not variable.strip():
+                raise PydanticCustomError(
+                    "column_map", "{entry!r} is not Column=variable", {"entry": entry}
+                )
+        return entries
+
+    def columns(self) -> dict[str, str]:
+        """`column_map` as {column: variable}."""
+        pairs = (entry.partition("=") for entry in self.column_map or [])
+        return {column.strip(): variable.strip() for column, _, variable in pairs}
 
     @field_validator("name")
     @classmethod
@@ -100,11 +120,15 @@ class OperatorOptions(BaseModel):
         try:
             return handler(data)
         except ValidationError as error:
+            problems = error.errors(include_url=False)
+            missing = [p for p in problems if p["type"] == "missing"]
             details = [
                 {"field": ".".join(map(str, e["loc"])), "message": e["msg"]}
-                for e in error.errors(include_url=False)
+                for e in (missing or problems)
             ]
             message = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+            if missing:
+                raise DialerError("missing_field", message, details) from None
             raise InvalidOptionError(message, details) from None
 
 

@@ -39,22 +39,26 @@ from models import Campaign, CampaignStatus, EndReason, on_commit, transaction
 
 app = typer.Typer(help="Create, run and report campaigns.", no_args_is_help=True)
 
-FLAGS = {"from_number": "--from"}
+FLAGS = {"from_number": "--from", "column_map": "--map"}
 """The CLI's spelling of a setting, where it is not the field's name in kebab case
 (`max_hold_s` is `--max-hold-s`)."""
 
 
 def setting_options() -> list[inspect.Parameter]:
-    """One typer option per `OperatorOptions` field: its type, default and description."""
+    """One typer option per `OperatorOptions` field: its type, default and description.
+    A required field's option defaults to None, so that its absence is the schema's
+    `missing_field` error, reported like any other."""
     options = []
     for name, field in OperatorOptions.model_fields.items():
         flag = typer.Option(*FLAGS.get(name, "").split(), help=field.description)
+        required = field.is_required()
+        kind: Any = field.annotation
         options.append(
             inspect.Parameter(
                 name,
                 inspect.Parameter.KEYWORD_ONLY,
-                default=inspect.Parameter.empty if field.is_required() else field.default,
-                annotation=Annotated[field.annotation, flag],
+                default=None if required else field.default,
+                annotation=Annotated[kind | None if required else kind, flag],
             )
         )
     return options
@@ -83,7 +87,7 @@ def create(
     """Create a draft campaign from a CSV; print the ingest summary."""
     config = get_settings()
     with errors_reported(), csv.open("rb") as source:
-        options = CampaignOptions(**settings)
+        options = CampaignOptions(**{k: v for k, v in settings.items() if v is not None})
         owner = account_id(account)
         with ingest_progress(csv.stat().st_size, err_console, enabled=not as_json) as advance:
             imported = lifecycle.import_campaign(

@@ -33,7 +33,7 @@ from models import MachineAction
 )
 def test_a_setting_out_of_bounds_is_invalid_option(values: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidOptionError) as caught:
-        CampaignOptions(**{"name": "March", **values})
+        CampaignOptions(**{"name": "March", "message": "Hi.", **values})
     assert caught.value.code == "invalid_option"
     assert caught.value.http_status == 400
     assert caught.value.details
@@ -43,7 +43,7 @@ def test_a_setting_out_of_bounds_is_invalid_option(values: dict[str, Any], field
 
 def test_every_problem_is_a_detail() -> None:
     with pytest.raises(InvalidOptionError) as caught:
-        OperatorOptions(name="", max_concurrency=0, cps=-1)
+        OperatorOptions(name="", message="Hi.", max_concurrency=0, cps=-1)
     assert caught.value.details is not None
     assert {d["field"] for d in caught.value.details} == {"name", "max_concurrency", "cps"}
 
@@ -56,7 +56,9 @@ def test_a_malformed_message_is_invalid_template() -> None:
 
 
 def test_defaults_and_internal_settings() -> None:
-    options = CampaignOptions(name="March", max_hold_s=45, machine_action="leave_message")
+    options = CampaignOptions(
+        name="March", message="Hi.", max_hold_s=45, machine_action="leave_message"
+    )
     assert options.max_hold_s == 45
     assert options.machine_action is MachineAction.LEAVE_MESSAGE
     assert (options.max_concurrency, options.max_attempts, options.cps) == (10, 3, None)
@@ -78,3 +80,21 @@ def test_operator_settings_are_a_subset_of_the_campaigns() -> None:
         "retry_policy",
     }
     assert all(field.description for field in CampaignOptions.model_fields.values())
+
+
+def test_a_campaign_without_a_message_is_missing_field() -> None:
+    with pytest.raises(DialerError) as caught:
+        CampaignOptions(name="March", max_concurrency=0)
+    assert caught.value.code == "missing_field"
+    assert caught.value.details == [{"field": "message", "message": "Field required"}]
+
+
+def test_column_map_entries_are_column_equals_variable() -> None:
+    options = CampaignOptions(
+        name="March", message="Hi.", column_map=[" Appt Date = appointment_time", "Tel=phone"]
+    )
+    assert options.columns() == {"Appt Date": "appointment_time", "Tel": "phone"}
+    with pytest.raises(InvalidOptionError) as caught:
+        CampaignOptions(name="March", message="Hi.", column_map=["Appt Date"])
+    assert caught.value.details is not None
+    assert [d["field"] for d in caught.value.details] == ["column_map"]

@@ -351,6 +351,8 @@ def test_unknown_ids_and_other_accounts_are_not_found(cli: Cli, committed_db: st
         ["numbers", "add", "+15005550006"],
         ["keys", "create", "--name", "ci"],
         ["keys", "list"],
+        ["calls", "list"],
+        ["calls", "place", "--to", "+447386172392", "--message", "Hi"],
     ],
     ids=lambda command: "-".join(command[:2]),
 )
@@ -482,6 +484,52 @@ def test_numbers_add_list_remove(cli: Cli, committed_db: str) -> None:
     )
     assert cli.ok("numbers", "remove", "+15005550006").strip() == "removed"
     assert cli.json("numbers", "list", "--json") == []
+
+
+def test_calls_place_show_list(cli: Cli) -> None:
+    placed = cli.json(
+        "calls",
+        "place",
+        "--to",
+        "+447386172392",
+        "--message",
+        "Hi {name}.",
+        "--var",
+        "name=Ada",
+        "--meta",
+        "order=A-17",
+        "--amd",
+        "detect",
+        "--json",
+    )
+    assert (placed["status"], placed["to"], placed["from"]) == (
+        "queued",
+        "+447386172392",
+        "+15005550006",
+    )
+    assert placed["metadata"] == {"order": "A-17"}
+    shown = cli.json("calls", "show", str(placed["call_id"]), "--json")
+    assert shown["call_id"] == placed["call_id"]
+    listed = cli.json("calls", "list", "--status", "queued", "--json")
+    assert [c["call_id"] for c in listed["calls"]] == [placed["call_id"]]
+    assert listed["next_cursor"] is None
+    cli.fails("calls", "show", str(placed["call_id"]), "--account", "other", code="call_not_found")
+    cli.fails(
+        "calls", "place", "--to", "07386172392", "--message", "Hi", code="invalid_phone_format"
+    )
+    cli.fails("calls", "place", "--to", "+447386172392", code="missing_field")
+
+
+def test_campaign_files_as_people_export_them(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text("Phone,First Name,Appt Date\n+12125550143,Ada,Monday 9:30\n", encoding="utf-8")
+    message = "Hi {first_name}, see you {appointment_time}."
+    base = ["campaigns", "create", "--name", "x", "--csv", str(path)]
+    cli.fails(*base, code="missing_field")
+    refused = cli.fails(*base, "--message", message, code="missing_variable")
+    assert refused.endswith("did you mean Appt Date?")
+    created = cli.json(*base, "--message", message, "--map", "Appt Date=appointment_time", "--json")
+    assert created["accepted"] == 1
 
 
 def test_flower_refuses_to_start_without_a_password(cli: Cli) -> None:

@@ -176,6 +176,30 @@ def test_a_placeholder_without_a_column_is_missing_variable(api: Api) -> None:
     assert api.campaign_count() == 0
 
 
+def test_a_campaign_without_a_message_is_missing_field(api: Api) -> None:
+    files = {"file": ("contacts.csv", SAMPLE.read_bytes(), "text/csv")}
+    response = api.post("/v1/campaigns", data={"name": "No message"}, files=files)
+    assert error_code(response, 400) == "missing_field"
+    assert response.json()["error"]["details"] == [
+        {"field": "message", "message": "Field required"}
+    ]
+    assert api.campaign_count() == 0
+
+
+def test_headers_as_people_export_them_and_column_map(api: Api) -> None:
+    content = b"Phone,First Name,Appt Date\n+12125550143,Ada,Monday 9:30\n"
+    message = "Hi {first_name}, see you {appointment_time}."
+    refused = api.upload(content, message=message)
+    assert error_code(refused, 422) == "missing_variable"
+    assert refused.json()["error"]["message"] == (
+        "{appointment_time} has no column; the file has Phone, First Name, Appt Date; "
+        "did you mean Appt Date?"
+    )
+    created = api.upload(content, message=message, column_map=["Appt Date=appointment_time"])
+    assert created.status_code == 201, created.text
+    assert created.json()["accepted"] == 1
+
+
 # --- campaigns: transitions ----------------------------------------------------------------
 
 
@@ -377,6 +401,7 @@ def test_the_openapi_document_names_every_campaign_body(api: Api) -> None:
         ("get", "/v1/campaigns"): ref + "CampaignOut",
         ("get", "/v1/campaigns/{campaign_id}"): ref + "CampaignOut",
         ("get", "/v1/campaigns/{campaign_id}/report"): ref + "ReportOut",
+        ("get", "/v1/campaigns/{campaign_id}/calls"): ref + "CallPage",
         **{
             ("post", f"/v1/campaigns/{{campaign_id}}/{action}"): ref + "CampaignOut"
             for action in ("start", "pause", "resume", "cancel")
