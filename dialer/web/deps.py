@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -96,3 +96,7 @@ def current_account_id(
 
 
 CurrentAccountId = Annotated[int, Depends(current_account_id)]
+
+
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="An id (a PostgreSQL bigint).")]
+"""A path id: out of a bigint's range it is 400 `invalid_request`, never a query."""

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from campaigns import calls
 from dialer.runtime import Runtime
-from dialer.web.deps import CurrentAccount, CurrentAccountId, RuntimeDep, SessionDep
+from dialer.web.deps import CurrentAccount, CurrentAccountId, RowId, RuntimeDep, SessionDep
 from dialer.web.errors import (
     ANY_OTHER,
     CONFLICT,
@@ -94,7 +94,7 @@ async def place_call(body: CallIn, account_id: CurrentAccountId, rt: RuntimeDep)
     response_model_by_alias=True,
     responses=_NOT_FOUND,
 )
-def get_call(call_id: int, account: CurrentAccount, session: SessionDep) -> CallOut:
+def get_call(call_id: RowId, account: CurrentAccount, session: SessionDep) -> CallOut:
     """One call: status, outcome, attempts, metadata."""
     job = calls.get_call(session, account.id, call_id)
     return CallOut.model_validate(calls.calls_json(session, [job])[0])
@@ -141,7 +141,7 @@ def list_calls(
     tags=["campaigns"],
 )
 def list_campaign_calls(
-    campaign_id: int,
+    campaign_id: RowId,
     account: CurrentAccount,
     session: SessionDep,
     status: StatusFilter = None,

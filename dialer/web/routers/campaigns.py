@@ -17,7 +17,7 @@ from campaigns import lifecycle
 from campaigns.options import CampaignOptions, OperatorOptions
 from campaigns.reports import campaign_report, export_results
 from dialer.errors import NotFoundError
-from dialer.web.deps import CurrentAccount, RuntimeDep, SessionDep
+from dialer.web.deps import CurrentAccount, RowId, RuntimeDep, SessionDep
 from dialer.web.errors import (
     ANY_OTHER,
     CONFLICT,
@@ -71,13 +71,13 @@ def list_campaigns(account: CurrentAccount, session: SessionDep) -> list[Campaig
 
 
 @router.get("/{campaign_id}", response_model=CampaignOut, responses=NOT_FOUND)
-def get_campaign(campaign_id: int, account: CurrentAccount, session: SessionDep) -> CampaignOut:
+def get_campaign(campaign_id: RowId, account: CurrentAccount, session: SessionDep) -> CampaignOut:
     """One campaign, with its ingest summary."""
     return CampaignOut.model_validate(lifecycle.get_campaign(session, account.id, campaign_id))
 
 
 @router.get("/{campaign_id}/report", response_model=ReportOut, responses=NOT_FOUND)
-def report(campaign_id: int, account: CurrentAccount, session: SessionDep) -> ReportOut:
+def report(campaign_id: RowId, account: CurrentAccount, session: SessionDep) -> ReportOut:
     """The campaign's figures: contacts by status and outcome, attempts, talk time."""
     return ReportOut.model_validate(campaign_report(session, account.id, campaign_id).model_dump())
 
@@ -86,7 +86,7 @@ def report(campaign_id: int, account: CurrentAccount, session: SessionDep) -> Re
     "/{campaign_id}/rejected.csv", response_class=FileResponse, responses={**_CSV, **NOT_FOUND}
 )
 def rejected_csv(
-    campaign_id: int, account: CurrentAccount, session: SessionDep, rt: RuntimeDep
+    campaign_id: RowId, account: CurrentAccount, session: SessionDep, rt: RuntimeDep
 ) -> FileResponse:
     """The rows ingest refused (line, reason, the row's fields). 404 `no_rejected_rows`
     when it refused none."""
@@ -103,14 +103,18 @@ def rejected_csv(
     responses={**_CSV, **NOT_FOUND},
 )
 def results_csv(
-    campaign_id: int, account: CurrentAccount, session: SessionDep
+    campaign_id: RowId, account: CurrentAccount, session: SessionDep
 ) -> StreamingResponse:
     """Every contact's result, one row each (values escaped against formula injection)."""
     # Spooled to disk past 1 MB: a million-contact export never sits in memory.
     spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115  # closed by the response
         max_size=1_000_000, mode="w+", newline="", encoding="utf-8"
     )
-    export_results(session, account.id, campaign_id, spool)
+    try:
+        export_results(session, account.id, campaign_id, spool)
+    except BaseException:
+        spool.close()
+        raise
     spool.seek(0)
     return StreamingResponse(
         iter(lambda: spool.read(65536), ""),
@@ -137,26 +141,28 @@ def _transitioned(session: Session, campaign: Campaign) -> CampaignOut:
 
 
 @router.post("/{campaign_id}/start", response_model=CampaignOut, responses=_TRANSITION_ERRORS)
-def start_campaign(campaign_id: int, account: CurrentAccount, session: SessionDep) -> CampaignOut:
+def start_campaign(campaign_id: RowId, account: CurrentAccount, session: SessionDep) -> CampaignOut:
     """draft -> running: the pacer starts dialling it."""
     return _transitioned(session, lifecycle.start(session, account.id, campaign_id))
 
 
 @router.post("/{campaign_id}/pause", response_model=CampaignOut, responses=_TRANSITION_ERRORS)
-def pause_campaign(campaign_id: int, account: CurrentAccount, session: SessionDep) -> CampaignOut:
+def pause_campaign(campaign_id: RowId, account: CurrentAccount, session: SessionDep) -> CampaignOut:
     """running -> paused: no new calls; calls already live finish."""
     return _transitioned(session, lifecycle.pause(session, account.id, campaign_id))
 
 
 @router.post("/{campaign_id}/resume", response_model=CampaignOut, responses=_TRANSITION_ERRORS)
-def resume_campaign(campaign_id: int, account: CurrentAccount, session: SessionDep) -> CampaignOut:
+def resume_campaign(
+    campaign_id: RowId, account: CurrentAccount, session: SessionDep
+) -> CampaignOut:
     """paused -> running (also after the circuit breaker, once its cause is fixed)."""
     return _transitioned(session, lifecycle.resume(session, account.id, campaign_id))
 
 
 @router.post("/{campaign_id}/cancel", response_model=CampaignOut, responses=_TRANSITION_ERRORS)
 def cancel_campaign(
-    campaign_id: int, account: CurrentAccount, session: SessionDep, hang_up: bool = False
+    campaign_id: RowId, account: CurrentAccount, session: SessionDep, hang_up: bool = False
 ) -> CampaignOut:
     """-> canceled: pending contacts are cancelled and dials not yet sent are not made;
     live calls finish and are reported, or are hung up with `?hang_up=true`."""
