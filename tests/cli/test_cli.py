@@ -187,7 +187,9 @@ def test_a_file_level_error_creates_nothing(
     path = tmp_path / "contacts.csv"
     path.write_bytes(content)
 
-    message = cli.fails("campaigns", "create", "--name", "Bad", "--csv", str(path), code=code)
+    message = cli.fails(
+        "campaigns", "create", "--name", "Bad", "--csv", str(path), "--message", MESSAGE, code=code
+    )
 
     assert message
     assert cli.campaigns() == []
@@ -225,6 +227,8 @@ def test_a_setting_out_of_bounds_is_invalid_option(cli: Cli) -> None:
         "Bad",
         "--csv",
         str(SAMPLE_CSV),
+        "--message",
+        MESSAGE,
         "--max-hold-s",
         "0",
         code="invalid_option",
