@@ -3,10 +3,14 @@ GET/POST/DELETE /v1/numbers, revoked keys, and one account never seeing another'
 
 from __future__ import annotations
 
+import httpx
 from sqlalchemy import select
 
 from campaigns.accounts import create_api_key, revoke_api_key
+from dialer.runtime import Runtime
+from dialer.web.app import create_app
 from models import Account, ApiKey, transaction
+from tests.servers import serve_app
 from tests.web.support import OTHER_KEY, SAMPLE, Api, error_code
 
 
@@ -111,3 +115,39 @@ def test_a_revoked_key_is_refused_at_once_and_other_keys_still_work(api: Api) ->
         used = session.get_one(ApiKey, second.id)
         assert used.last_used_at is not None
         assert session.get_one(ApiKey, first.id).revoked_at is not None
+
+
+def test_every_new_route_answers_errors_in_the_one_shape(api: Api) -> None:
+    for response, status, code in [
+        (api.http.get("/v1/calls"), 401, "unauthenticated"),
+        (api.get("/v1/account", key="dk_unknown"), 401, "unknown_api_key"),
+        (api.delete("/v1/account"), 405, "method_not_allowed"),
+        (api.http.put("/v1/calls", headers=api.headers()), 405, "method_not_allowed"),
+        (api.get("/v1/calls/0"), 400, "invalid_request"),
+        (api.get(f"/v1/campaigns/{2**63}"), 400, "invalid_request"),
+        (api.get("/v1/nowhere/at/all"), 404, "not_found"),
+        (
+            api.http.patch(
+                "/v1/account",
+                content=b"{",
+                headers={**api.headers(), "Content-Type": "application/json"},
+            ),
+            422,
+            "invalid_json",
+        ),
+    ]:
+        assert error_code(response, status) == code, response.request.url
+        assert response.headers["content-type"] == "application/json"
+
+
+def test_a_server_failure_is_500_in_the_one_shape_without_a_trace(runtime: Runtime) -> None:
+    app = create_app(runtime)
+
+    def broken() -> None:
+        raise RuntimeError("secret internals: /etc/passwd")
+
+    app.add_api_route("/v1/broken", broken)
+    with serve_app(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+        response = http.get("/v1/broken")
+    assert error_code(response, 500) == "internal_error"
+    assert "Traceback" not in response.text and "secret" not in response.text
