@@ -53,7 +53,8 @@ def test_a_single_call_with_wait_answers_its_final_state(stack: Stack) -> None:
     assert shown["attempts"] == call["attempts"]
     [seen] = [c for c in stack.sim("GET", "/_sim/calls") if c["to"] == TO]
     assert seen["sid"] == attempt["sid"]
-    assert seen["status"] == "completed"  # carried on: the dialer did not hang up
+    assert seen["status"] == "completed"
+    assert stack.sim("GET", "/_sim/stats")["hang_ups"] == 0  # carried on past the machine
     # The retried POST places no second call.
     again = httpx.post(f"{stack.api_url}/v1/calls", json=body, headers=headers, timeout=40)
     assert again.json()["call_id"] == call["call_id"]
