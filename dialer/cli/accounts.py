@@ -88,7 +88,4 @@ def show(name: NameArg, as_json: JsonOpt = False) -> None:
         print_json(shown)
         return
     for key, value in shown.items():
-        if key != "numbers":
-            console.print(f"{key}: {value}", markup=False, highlight=False)
-    for number in shown["numbers"]:  # type: ignore[attr-defined]
-        console.print(f"number: {number['number']} outbound={number['outbound']}", markup=False)
+        console.print(f"{key}: {value}", markup=False, highlight=False)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from sqlalchemy import select
 
 from campaigns.accounts import create_api_key, get_account, list_api_keys, revoke_api_key
 from dialer.cli.common import JsonOpt, console, errors_reported, print_json
@@ -39,7 +40,7 @@ def list_(
     """List keys (never the keys themselves): id, account, name, prefix, dates."""
     with errors_reported(), transaction(get_settings().database_url) as session:
         owner = None if account is None else get_account(session, account).id
-        names = dict(session.query(Account.id, Account.name).all())
+        names = {account.id: account.name for account in session.scalars(select(Account))}
         rows = [
             {
                 "id": key.id,

@@ -15,15 +15,20 @@ import tempfile
 from collections.abc import Callable
 from typing import IO, Any
 
+import psycopg
+import sqlalchemy.exc
+import structlog
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from campaigns import idempotency
 from campaigns.accounts import authenticate
-from dialer.errors import DialerError, UnauthenticatedError
+from dialer.errors import DatabaseUnavailableError, DialerError, UnauthenticatedError
 from dialer.web.errors import error_response
 from models import transaction
+
+log = structlog.get_logger(__name__)
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
@@ -58,6 +63,9 @@ class IdempotencyMiddleware:
             await self._idempotent(scope, receive, send, key, token.strip())
         except DialerError as error:
             await error_response(error)(scope, receive, send)
+        except (sqlalchemy.exc.OperationalError, psycopg.OperationalError):
+            # The claim's own transaction could not reach PostgreSQL: nothing ran.
+            await error_response(DatabaseUnavailableError())(scope, receive, send)
 
     async def _idempotent(
         self, scope: Scope, receive: Receive, send: Send, key: str, token: str
@@ -110,7 +118,11 @@ class IdempotencyMiddleware:
             await run_in_threadpool(_release, url, account_id, key)
             return
         response = idempotency.StoredResponse(status, bytes(body), content_type)
-        await run_in_threadpool(_finish, url, account_id, key, response)
+        try:
+            await run_in_threadpool(_finish, url, account_id, key, response)
+        except (sqlalchemy.exc.OperationalError, psycopg.OperationalError) as error:
+            # The reply is sent; the key stays `running` (409 to retries) until it expires.
+            log.error("idempotency_response_not_kept", key=key, error=str(error))
 
 
 def _account_id(url: str, token: str) -> int:
