@@ -15,13 +15,14 @@ Error mapping (Twilio error dictionary, https://www.twilio.com/docs/api/errors):
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
-from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
@@ -131,6 +132,26 @@ def _map_rest_error(exc: TwilioRestException | TwilioServiceException) -> Provid
     return kind(message=message, code=code, http_status=status, details=details)
 
 
+def _map_page_error(exc: TwilioException) -> ProviderError:
+    """The typed error for a list page the provider refused: the SDK raises the bare
+    `TwilioException("Unable to fetch page", response)` for those, not a
+    `TwilioRestException`; the reply's Twilio error body is mapped as any other."""
+    response = exc.args[1] if len(exc.args) > 1 else None
+    status = getattr(response, "status_code", None)
+    if not isinstance(status, int):
+        return AmbiguousProviderError(message=f"no usable reply from provider: {exc}")
+    try:
+        body = json.loads(str(getattr(response, "text", "")))
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    rest = TwilioRestException(
+        status, uri="", msg=str(body.get("message") or exc.args[0]), code=body.get("code")
+    )
+    return _map_rest_error(rest)
+
+
 def _to_provider_call(instance: Any) -> ProviderCall:
     duration = instance.duration
     return ProviderCall(
@@ -166,6 +187,8 @@ class TwilioProvider:
             return operation(*args, **kwargs)
         except (TwilioRestException, TwilioServiceException) as exc:
             raise _map_rest_error(exc) from exc
+        except TwilioException as exc:
+            raise _map_page_error(exc) from exc
         except requests.RequestException as exc:
             # Timeout, refused or dropped connection: the request may have been carried out.
             raise AmbiguousProviderError(message=f"no reply from provider: {exc}") from exc
