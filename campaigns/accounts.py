@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from dialer.errors import (
@@ -100,7 +100,8 @@ class AccountChange:
 def update_account(
     session: Session, account: Account, change: AccountChange, *, allow_private: bool
 ) -> Account:
-    """Apply `change` to `account` (locked by the caller or not: the last write wins).
+    """Apply `change` to `account` (locked by the caller or not: the last write wins); a
+    new `max_concurrency` is also the cap of the account's standing campaigns.
 
     Raises:
         InvalidOptionError: `invalid_option`, a cap that is not positive (one `details`
@@ -124,6 +125,12 @@ def update_account(
         webhook_url = check_webhook_url(webhook_url, allow_private=allow_private)
     if change.max_concurrency is not None:
         account.max_concurrency = change.max_concurrency
+        # The standing campaigns of single calls are capped only by the account.
+        session.execute(
+            update(Campaign)
+            .where(Campaign.account_id == account.id, Campaign.standing)
+            .values(max_concurrency=change.max_concurrency)
+        )
     if change.cps is not None:
         account.cps = change.cps
     if change.max_calls_per_number_per_day is not None:

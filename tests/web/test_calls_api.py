@@ -70,6 +70,13 @@ def test_a_call_is_queued_and_read_back(api: Api, redis_client: redis.Redis) -> 
     assert again["campaign_id"] == call["campaign_id"]
 
 
+def test_the_standing_campaign_follows_the_accounts_cap(api: Api) -> None:
+    campaign_id = place(api)["campaign_id"]
+    assert api.get(f"/v1/campaigns/{campaign_id}").json()["max_concurrency"] == 10
+    assert api.patch("/v1/account", json={"max_concurrency": 40}).status_code == 200
+    assert api.get(f"/v1/campaigns/{campaign_id}").json()["max_concurrency"] == 40
+
+
 def test_a_call_from_another_number_goes_to_that_numbers_standing_campaign(api: Api) -> None:
     assert api.post("/v1/numbers", json={"number": "+14155550101"}).status_code == 201
     first = place(api)
