@@ -35,7 +35,7 @@ import redis
 from sqlalchemy import create_engine, text
 
 from campaigns import lifecycle
-from campaigns.accounts import get_or_create_account
+from campaigns.accounts import create_account
 from dialer.cli.demo import generated_contacts
 from dialer.cli.devstack import local_stack
 from dialer.pool import Keys
@@ -147,8 +147,12 @@ def run(scenario: Scenario, url: str, run_dir: Path) -> dict[str, Any]:
             timeout=5,
         ).raise_for_status()
         with transaction(url) as session:
-            account = get_or_create_account(
-                session, f"bench-{scenario.name}", max_concurrency=scenario.cap, cps=scenario.cps
+            account = create_account(
+                session,
+                f"bench-{scenario.name}-{time.time_ns()}",
+                max_concurrency=scenario.cap,
+                cps=scenario.cps,
+                simulator=True,
             )
             account_id = account.id
         imported = lifecycle.import_campaign(

@@ -1,21 +1,43 @@
-"""Accounts and caller IDs as the CLI and API find them."""
+"""Accounts, their API keys and their caller IDs, as the CLI and the API manage them.
+
+Only `create_account` makes an account: every other function finds one by name or key and
+raises `account_not_found` otherwise, so a typo never creates an empty account.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
-from dialer.errors import DialerError, UnauthenticatedError
+from dialer.errors import (
+    ConflictError,
+    DialerError,
+    InvalidOptionError,
+    NotFoundError,
+    ProviderFailedError,
+    UnauthenticatedError,
+)
 from dialer.numbers import NumberRejected, normalize
-from models import Account, CallerId
+from dialer.providers.base import ProviderError, TelephonyProvider
+from dialer.webhook_url import check_webhook_url
+from models import Account, ApiKey, CallerId, Campaign, utcnow
 
-DEFAULT_CALLER_ID = "+15005550006"
-"""Twilio's magic test number that is always a valid `From`; the simulator accepts it too."""
+SIMULATOR_CALLER_ID = "+15005550006"
+"""Twilio's magic test number that is always a valid `From` with test credentials; the
+simulator owns it by default. An account created while the provider is the simulator gets
+it as its first caller ID; with real Twilio an account starts with none."""
 DEFAULT_MAX_CONCURRENCY = 10
 DEFAULT_CPS = 1.0
 """Twilio's default outbound calls-per-second limit for an account."""
+KEY_PREFIX = "dk_"
+"""Every API key starts with this, then 43 random URL-safe characters (256 bits)."""
+_SHOWN_PREFIX = 10
+_LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def hash_api_key(api_key: str) -> str:
@@ -23,57 +45,329 @@ def hash_api_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
-def get_or_create_account(
+# ---- accounts ------------------------------------------------------------------------------
+
+
+def get_account(session: Session, name: str, *, lock: bool = False) -> Account:
+    """The account called `name`. Raises `NotFoundError` (`account_not_found`)."""
+    query = select(Account).where(Account.name == name)
+    account = session.scalars(query.with_for_update() if lock else query).one_or_none()
+    if account is None:
+        raise NotFoundError("account_not_found", f"no account {name!r}")
+    return account
+
+
+def create_account(
     session: Session,
     name: str,
     *,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     cps: float = DEFAULT_CPS,
+    simulator: bool,
 ) -> Account:
-    """The account called `name`, created on first use with the given caps and the default
-    caller ID."""
-    account = session.scalars(select(Account).where(Account.name == name)).one_or_none()
-    if account is None:
-        account = Account(name=name, max_concurrency=max_concurrency, cps=cps)
-        session.add(account)
-        session.flush()
-        session.add(CallerId(account_id=account.id, e164=DEFAULT_CALLER_ID))
+    """A new account `name` with the given caps (calls per second for `cps`); with
+    `simulator` (the provider is the carrier simulator) its first caller ID is
+    `SIMULATOR_CALLER_ID`.
+
+    Raises:
+        DialerError: `invalid_account_name` (blank or longer than 100 characters).
+        ConflictError: `account_exists`.
+    """
+    if not name.strip() or len(name) > 100:
+        raise DialerError("invalid_account_name", "an account name is 1-100 characters")
+    if session.scalar(select(exists().where(Account.name == name))):
+        raise ConflictError("account_exists", f"account {name!r} already exists")
+    account = Account(name=name, max_concurrency=max_concurrency, cps=cps)
+    session.add(account)
+    session.flush()
+    if simulator:
+        session.add(CallerId(account_id=account.id, e164=SIMULATOR_CALLER_ID))
         session.flush()
     return account
+
+
+@dataclass(frozen=True)
+class AccountChange:
+    """Settings to change on an account; None leaves one as it is. `webhook_url=""` clears
+    the webhook URL."""
+
+    max_concurrency: int | None = None
+    cps: float | None = None
+    max_calls_per_number_per_day: int | None = None
+    webhook_url: str | None = None
+
+
+def update_account(
+    session: Session, account: Account, change: AccountChange, *, allow_private: bool
+) -> Account:
+    """Apply `change` to `account` (locked by the caller or not: the last write wins); a
+    new `max_concurrency` is also the cap of the account's standing campaigns.
+
+    Raises:
+        InvalidOptionError: `invalid_option`, a cap that is not positive (one `details`
+            entry per field).
+        DialerError: `webhook_url_not_allowed` (see `dialer.webhook_url`).
+    """
+    problems = [
+        {"field": field, "message": "must be greater than 0"}
+        for field, value in (
+            ("max_concurrency", change.max_concurrency),
+            ("cps", change.cps),
+            ("max_calls_per_number_per_day", change.max_calls_per_number_per_day),
+        )
+        if value is not None and not value > 0
+    ]
+    if problems:
+        message = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        raise InvalidOptionError(message, problems)
+    webhook_url = change.webhook_url
+    if webhook_url:
+        webhook_url = check_webhook_url(webhook_url, allow_private=allow_private)
+    if change.max_concurrency is not None:
+        account.max_concurrency = change.max_concurrency
+        # The standing campaigns of single calls are capped only by the account.
+        session.execute(
+            update(Campaign)
+            .where(Campaign.account_id == account.id, Campaign.standing)
+            .values(max_concurrency=change.max_concurrency)
+        )
+    if change.cps is not None:
+        account.cps = change.cps
+    if change.max_calls_per_number_per_day is not None:
+        account.max_calls_per_number_per_day = change.max_calls_per_number_per_day
+    if webhook_url is not None:
+        account.webhook_url = webhook_url or None
+    session.flush()
+    return account
+
+
+def account_json(session: Session, account: Account) -> dict[str, object]:
+    """The account as `accounts show --json` and `GET /v1/account` give it."""
+    return {
+        "name": account.name,
+        "max_concurrency": account.max_concurrency,
+        "cps": account.cps,
+        "max_calls_per_number_per_day": account.max_calls_per_number_per_day,
+        "webhook_url": account.webhook_url,
+        "numbers": [number_json(n) for n in list_numbers(session, account.id)],
+        "created_at": account.created_at,
+    }
+
+
+# ---- API keys ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A new API key: `key` is shown once and never stored."""
+
+    id: int
+    name: str
+    key: str
+
+
+def create_api_key(session: Session, account: Account, name: str) -> IssuedKey:
+    """Issue a new named key for `account`: `dk_` + 43 random URL-safe characters.
+
+    Raises:
+        DialerError: `invalid_key_name` (blank or longer than 100 characters).
+    """
+    if not name.strip() or len(name) > 100:
+        raise DialerError("invalid_key_name", "a key name is 1-100 characters")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(
+        account_id=account.id, name=name, key_hash=hash_api_key(key), prefix=key[:_SHOWN_PREFIX]
+    )
+    session.add(row)
+    session.flush()
+    return IssuedKey(row.id, name, key)
+
+
+def list_api_keys(session: Session, account_id: int | None = None) -> list[ApiKey]:
+    """Keys by id, of one account or of all; revoked ones included."""
+    query = select(ApiKey).order_by(ApiKey.id)
+    if account_id is not None:
+        query = query.where(ApiKey.account_id == account_id)
+    return list(session.scalars(query))
+
+
+def revoke_api_key(session: Session, key_id: int) -> ApiKey:
+    """Revoke key `key_id` at once (again: no change).
+
+    Raises:
+        NotFoundError: `api_key_not_found`.
+    """
+    key = session.get(ApiKey, key_id, with_for_update=True)
+    if key is None:
+        raise NotFoundError("api_key_not_found", f"no API key {key_id}")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+    return key
+
+
+def authenticate(session: Session, api_key: str) -> tuple[Account, ApiKey]:
+    """The account and key row of `api_key`; notes the key's use (to the minute).
+
+    Raises:
+        UnauthenticatedError: `unknown_api_key` (no such key), `revoked_api_key`.
+    """
+    row = session.scalars(
+        select(ApiKey).where(ApiKey.key_hash == hash_api_key(api_key))
+    ).one_or_none()
+    if row is None:
+        raise UnauthenticatedError("unknown_api_key", "no account has this API key")
+    if row.revoked_at is not None:
+        raise UnauthenticatedError("revoked_api_key", f"API key {row.name!r} was revoked")
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at >= _LAST_USED_RESOLUTION:
+        row.last_used_at = now
+    return session.get_one(Account, row.account_id), row
 
 
 def account_by_api_key(session: Session, api_key: str) -> Account:
-    """The account whose API key this is. Raises `UnauthenticatedError` (`unknown_api_key`)."""
-    account = session.scalars(
-        select(Account).where(Account.api_key_hash == hash_api_key(api_key))
-    ).one_or_none()
-    if account is None:
-        raise UnauthenticatedError("unknown_api_key", "no account has this API key")
-    return account
+    """The account whose API key this is. Raises `UnauthenticatedError` as `authenticate`."""
+    return authenticate(session, api_key)[0]
 
 
-def caller_id_for(session: Session, account: Account, e164: str | None) -> CallerId:
-    """The account's caller ID `e164` (added on first use), or its first one when None.
+# ---- caller IDs ----------------------------------------------------------------------------
+
+
+def _e164(number: str) -> str:
+    try:
+        return normalize(number, "US")
+    except NumberRejected as error:
+        raise DialerError(
+            "invalid_phone_format", f"{number!r} is not a phone number in E.164 (+14155550100)"
+        ) from error
+
+
+def list_numbers(session: Session, account_id: int) -> list[CallerId]:
+    """The account's caller IDs in the order they were added."""
+    return list(
+        session.scalars(
+            select(CallerId).where(CallerId.account_id == account_id).order_by(CallerId.id)
+        )
+    )
+
+
+def number_json(number: CallerId) -> dict[str, object]:
+    """A caller ID as the CLI and the API show it."""
+    return {
+        "number": number.e164,
+        "outbound": number.outbound,
+        "max_concurrency": number.max_concurrency,
+        "created_at": number.created_at,
+    }
+
+
+def find_number(session: Session, account_id: int, number: str) -> CallerId:
+    """The account's caller ID `number`.
 
     Raises:
-        DialerError: `invalid_caller_id` when `e164` is not a valid number.
+        DialerError: `invalid_phone_format`.
+        NotFoundError: `number_not_found`.
     """
-    if e164 is None:
-        first = session.scalars(
-            select(CallerId).where(CallerId.account_id == account.id).order_by(CallerId.id)
-        ).first()
-        if first is not None:
-            return first
-        e164 = DEFAULT_CALLER_ID
-    try:
-        number = normalize(e164, "US")
-    except NumberRejected as error:
-        raise DialerError("invalid_caller_id", f"{e164!r} is not a valid caller ID") from error
+    e164 = _e164(number)
     caller_id = session.scalars(
-        select(CallerId).where(CallerId.account_id == account.id, CallerId.e164 == number)
+        select(CallerId).where(CallerId.account_id == account_id, CallerId.e164 == e164)
     ).one_or_none()
     if caller_id is None:
-        caller_id = CallerId(account_id=account.id, e164=number)
+        raise NotFoundError("number_not_found", f"{e164} is not one of the account's numbers")
+    return caller_id
+
+
+def save_number(
+    session: Session,
+    account_id: int,
+    number: str,
+    *,
+    outbound: bool,
+    max_concurrency: int | None,
+    provider: TelephonyProvider,
+) -> tuple[CallerId, bool]:
+    """Add caller ID `number` to the account, or change its settings; returns it and
+    whether it is new. A new number must be one the provider account owns or verified
+    (`TelephonyProvider.owns_caller_id`).
+
+    Raises:
+        DialerError: `invalid_phone_format`, `invalid_option` (`max_concurrency` not
+            positive), `caller_id_not_verified`.
+        ProviderFailedError: `provider_error`, the provider could not be asked.
+    """
+    e164 = _e164(number)
+    if max_concurrency is not None and max_concurrency <= 0:
+        problem = {"field": "max_concurrency", "message": "must be greater than 0"}
+        raise InvalidOptionError("max_concurrency: must be greater than 0", [problem])
+    caller_id = session.scalars(
+        select(CallerId)
+        .where(CallerId.account_id == account_id, CallerId.e164 == e164)
+        .with_for_update()
+    ).one_or_none()
+    created = caller_id is None
+    if caller_id is None:
+        try:
+            verified = provider.owns_caller_id(e164)
+        except ProviderError as error:
+            message = f"could not check {e164} with the provider: {error}"
+            raise ProviderFailedError(message) from error
+        if not verified:
+            raise DialerError(
+                "caller_id_not_verified",
+                f"the provider account neither owns nor verified {e164} "
+                "(IncomingPhoneNumbers, OutgoingCallerIds)",
+            )
+        caller_id = CallerId(account_id=account_id, e164=e164)
         session.add(caller_id)
-        session.flush()
+    caller_id.outbound = outbound
+    caller_id.max_concurrency = max_concurrency
+    session.flush()
+    return caller_id, created
+
+
+def remove_number(session: Session, account_id: int, number: str) -> None:
+    """Remove caller ID `number` from the account.
+
+    Raises:
+        NotFoundError: `number_not_found`.
+        ConflictError: `number_in_use`, a campaign presents it (disable it for outbound
+            calls instead).
+    """
+    caller_id = find_number(session, account_id, number)
+    used = session.scalars(
+        select(Campaign.id).where(Campaign.caller_id_id == caller_id.id).order_by(Campaign.id)
+    ).all()
+    if used:
+        raise ConflictError(
+            "number_in_use",
+            f"{caller_id.e164} is the caller ID of campaigns {list(used)}; "
+            "disable it for outbound calls instead",
+        )
+    session.delete(caller_id)
+    session.flush()
+
+
+def outbound_number(session: Session, account_id: int, number: str | None) -> CallerId:
+    """The caller ID to present: `number` when the account has it enabled for outbound
+    calls, else (None) the account's first outbound number in the order they were added.
+
+    Raises:
+        DialerError: `invalid_phone_format`; `from_number_not_found` (not the account's,
+            or not enabled for outbound); `no_outbound_number` (none given, none enabled).
+    """
+    query = select(CallerId).where(CallerId.account_id == account_id, CallerId.outbound)
+    if number is None:
+        first = session.scalars(query.order_by(CallerId.id).limit(1)).first()
+        if first is None:
+            raise DialerError(
+                "no_outbound_number",
+                "the account has no number enabled for outbound calls (dialer numbers add)",
+            )
+        return first
+    e164 = _e164(number)
+    caller_id = session.scalars(query.where(CallerId.e164 == e164)).one_or_none()
+    if caller_id is None:
+        raise DialerError(
+            "from_number_not_found",
+            f"{e164} is not one of the account's numbers enabled for outbound calls",
+        )
     return caller_id

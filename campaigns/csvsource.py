@@ -26,6 +26,7 @@ class IngestErrorCode(StrEnum):
     NO_PHONE_COLUMN = "no_phone_column"
     TOO_LARGE = "too_large"
     MISSING_VARIABLE = "missing_variable"
+    UNKNOWN_COLUMN = "unknown_column"
 
 
 class IngestError(DialerError):
@@ -271,6 +272,13 @@ _PHONE_NAMES = (
     "e164",
 )
 _NOT_ALNUM = re.compile(r"[\W_]+")
+
+
+def variable_name(header: str) -> str:
+    """The template variable a column fills: its header in lower case, runs of spaces and
+    punctuation as one underscore (`First Name`, `first-name`, `FIRST_NAME` and
+    ` first name ` all fill `{first_name}`)."""
+    return _NOT_ALNUM.sub("_", header.strip().lower()).strip("_")
 
 
 def canonical_name(name: str) -> str:

@@ -17,6 +17,7 @@ nor jobs.
 from __future__ import annotations
 
 import csv
+import difflib
 import struct
 from collections import Counter
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from campaigns.csvsource import (
     canonical_name,
     find_phone_column,
     open_csv,
+    variable_name,
 )
 from dialer.metrics import count_ingest
 from dialer.numbers import NumberRejected, RejectReason, classify
@@ -120,6 +122,46 @@ _CALL_BEFORE_NAMES = frozenset({"callbefore"})
 # ---- rows to call jobs ---------------------------------------------------------------------
 
 
+def _variables(
+    header: list[str], special: set[int], column_map: dict[str, str]
+) -> list[tuple[int, str]]:
+    """(column index, variable name) of every column that fills a variable; the first
+    column wins when two spell one name.
+
+    Raises:
+        IngestError: `unknown_column`, `column_map` names a column the file lacks.
+    """
+    by_spelling = {variable_name(name): i for i, name in reversed(list(enumerate(header)))}
+    mapped: dict[int, str] = {}
+    for column, variable in column_map.items():
+        index = header.index(column) if column in header else by_spelling.get(variable_name(column))
+        if index is None:
+            columns = ", ".join(name for name in header if name)
+            raise IngestError(
+                IngestErrorCode.UNKNOWN_COLUMN,
+                f"column_map names {column!r}; the file has {columns}",
+            )
+        mapped[index] = variable
+    named: dict[str, int] = {}
+    for i, name in enumerate(header):
+        if i in special or not name:
+            continue
+        variable = mapped.get(i) or variable_name(name)
+        if variable:
+            named.setdefault(variable, i)
+    return sorted((i, variable) for variable, i in named.items())
+
+
+def _no_column(variable: str, header: list[str]) -> str:
+    """`{variable} has no column; the file has A, B; did you mean B?` (difflib's nearest
+    header, when one is near)."""
+    columns = [name for name in header if name]
+    spelled = {variable_name(name): name for name in reversed(columns)}
+    near = difflib.get_close_matches(variable, list(spelled), n=1, cutoff=0.5)
+    message = f"{{{variable}}} has no column; the file has {', '.join(columns)}"
+    return message + (f"; did you mean {spelled[near[0]]}?" if near else "")
+
+
 def _parse_call_at(value: str, zone_name: str | None) -> datetime | None:
     """ISO 8601 `value` as an aware time: its own offset, else local time in `zone_name`
     (the first of two repeated hours when clocks go back); None if neither."""
@@ -195,6 +237,7 @@ def ingest_contacts(
     source: BinaryIO,
     *,
     phone_column: str | None = None,
+    column_map: dict[str, str] | None = None,
     required_variables: frozenset[str] = frozenset(),
     rejected_sink: TextIO | None = None,
     max_bytes: int = 512 * 1024 * 1024,
@@ -208,11 +251,13 @@ def ingest_contacts(
     one zone; else every zone `phonenumbers` gives for the number; else the campaign's
     `timezone`; else the row is rejected `unknown_timezone`), optional `call_at` and
     `call_before` (ISO 8601 with offset, or local time in the contact's zone: the
-    `timezone` value, its one derived zone or the campaign's; refused when none is known),
-    and every other named column as a contact variable (values as given). A contact is
+    `timezone` value, its one derived zone or the campaign's; refused when none is known).
+    A contact is
     first due at the next opening of its calling window (`dialer.windows`) at or after
     its `call_at`, the campaign's `start_at` and now; one whose zones never share an open
-    moment is rejected `no_calling_window`.
+    moment is rejected `no_calling_window`. Every other named column is a contact
+    variable, named by `column_map` ({header: variable}, the header exact or as
+    `variable_name` spells it) else by `variable_name` of its header.
     A row whose `required_variables` value is empty is rejected. Rejected rows are written
     to `rejected_sink` (open it with newline="") as CSV: line, reason, the row's fields,
     formula-escaped. `progress(bytes_read)` is called about every MiB.
@@ -233,12 +278,10 @@ def ingest_contacts(
     call_at_index = next((i for i, c in enumerate(canonical) if c in _CALL_AT_NAMES), None)
     before_index = next((i for i, c in enumerate(canonical) if c in _CALL_BEFORE_NAMES), None)
     special.update(i for i in (timezone_index, call_at_index, before_index) if i is not None)
-    variables = [(i, name) for i, name in enumerate(header) if name and i not in special]
+    variables = _variables(header, special, column_map or {})
     missing = sorted(required_variables - {name for _, name in variables})
     if missing:
-        raise IngestError(
-            IngestErrorCode.MISSING_VARIABLE, f"no column for required variables {missing}"
-        )
+        raise IngestError(IngestErrorCode.MISSING_VARIABLE, _no_column(missing[0], header))
     required = [i for i, name in variables if name in required_variables]
 
     summary = IngestSummary(

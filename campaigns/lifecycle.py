@@ -11,7 +11,7 @@ from typing import Any, BinaryIO, TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns.accounts import caller_id_for
+from campaigns.accounts import outbound_number
 from campaigns.ingest import IngestSummary, ingest_contacts
 from campaigns.options import CampaignOptions as CampaignOptions  # re-exported for callers
 from dialer.calls import cancel_pending_jobs
@@ -48,6 +48,7 @@ def create_campaign(
         campaign,
         source,
         phone_column=options.phone_column,
+        column_map=options.columns(),
         required_variables=frozenset(template_placeholders(options.message)),
         rejected_sink=rejected_sink,
         progress=progress,
@@ -60,9 +61,10 @@ def new_campaign(session: Session, account: Account, options: CampaignOptions) -
     """A draft campaign with `options`, flushed (it has an id), with no contacts yet.
 
     Raises:
-        DialerError: `invalid_caller_id`, `from_number` is not a valid number.
+        DialerError: `invalid_phone_format`, `from_number_not_found`, `no_outbound_number`
+            (see `campaigns.accounts.outbound_number`).
     """
-    caller_id = caller_id_for(session, account, options.from_number)
+    caller_id = outbound_number(session, account.id, options.from_number)
     window = options.calling_window()
     campaign = Campaign(
         account_id=account.id,
@@ -188,7 +190,8 @@ def import_campaign(
 
     Raises:
         campaigns.csvsource.IngestError: a file-level problem; nothing is written.
-        DialerError: the caller ID is not a valid number (`invalid_caller_id`).
+        DialerError: `invalid_phone_format`, `from_number_not_found`, `no_outbound_number`
+            (see `campaigns.accounts.outbound_number`).
     """
     folder = data_dir / "rejected"
     folder.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,8 @@ Each field's exposure is the class that declares it:
   matrix. Neither the CLI nor the API offers them.
 
 Building either checks every bound. Raises:
+    DialerError: `missing_field`, a required setting (`name`, `message`) is absent (one
+        `details` entry per field).
     InvalidOptionError: `invalid_option`, a value out of bounds or of the wrong type (one
         `details` entry per field).
     TemplateError: `invalid_template`, a malformed `message`.
@@ -38,14 +40,10 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from dialer.calls import DEFAULT_RETRY_POLICY
-from dialer.errors import InvalidOptionError, InvalidWindowError
+from dialer.errors import DialerError, InvalidOptionError, InvalidWindowError
 from dialer.providers.twiml import template_placeholders
 from dialer.windows import CallingWindow, parse_days, parse_window, zone
 from models import MachineAction
-
-DEFAULT_MESSAGE = (
-    "Hello {first_name}, this is a reminder of your appointment on {appointment_time}."
-)
 
 
 class OperatorOptions(BaseModel):
@@ -56,8 +54,9 @@ class OperatorOptions(BaseModel):
 
     name: str = Field(max_length=200, description="Campaign name.")
     message: str = Field(
-        DEFAULT_MESSAGE,
-        description="Spoken text; {column} placeholders take the contact's CSV values.",
+        description="Spoken text; {name} placeholders take the contact's CSV values (a "
+        "column's header in lower case, spaces and dashes as underscores: `First Name` "
+        "fills {first_name}; see column_map).",
     )
     from_number: str | None = Field(
         None, description="Caller ID, E.164 (default: the account's first caller ID)."
@@ -153,6 +152,28 @@ class OperatorOptions(BaseModel):
             start, end, parse_days(self.days), frozenset(self.holiday), self.skip_public_holidays
         )
 
+    column_map: list[str] | None = Field(
+        None,
+        description='Columns to variables, "Column=variable" each (repeatable): '
+        '"Appt Date=appointment_time" fills {appointment_time} from column Appt Date.',
+    )
+
+    @field_validator("column_map")
+    @classmethod
+    def _pairs(cls, entries: list[str] | None) -> list[str] | None:
+        for entry in entries or []:
+            column, sep, variable = entry.partition("=")
+            if not sep or not column.strip() or not variable.strip():
+                raise PydanticCustomError(
+                    "column_map", "{entry!r} is not Column=variable", {"entry": entry}
+                )
+        return entries
+
+    def columns(self) -> dict[str, str]:
+        """`column_map` as {column: variable}."""
+        pairs = (entry.partition("=") for entry in self.column_map or [])
+        return {column.strip(): variable.strip() for column, _, variable in pairs}
+
     @field_validator("name")
     @classmethod
     def _not_blank(cls, name: str) -> str:
@@ -173,11 +194,15 @@ class OperatorOptions(BaseModel):
         try:
             return handler(data)
         except ValidationError as error:
+            problems = error.errors(include_url=False)
+            missing = [p for p in problems if p["type"] == "missing"]
             details = [
                 {"field": ".".join(map(str, e["loc"])), "message": e["msg"]}
-                for e in error.errors(include_url=False)
+                for e in (missing or problems)
             ]
             message = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+            if missing:
+                raise DialerError("missing_field", message, details) from None
             raise InvalidOptionError(message, details) from None
 
 

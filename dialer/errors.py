@@ -17,14 +17,18 @@ stderr and exits 1. The tree, with each class's HTTP status and codes:
         (dialer.providers.twiml)
   + MalformedCallbackError ............... 400  `malformed_callback`
         (dialer.dispatch.callbacks)
-  + UnauthenticatedError ................. 401  `unauthenticated`, `unknown_api_key`
+  + UnauthenticatedError ................. 401  `unauthenticated`, `unknown_api_key`,
+        `revoked_api_key`
   + ForbiddenError ....................... 403  `invalid_signature`: a forged callback
   + NotFoundError ........................ 404  `campaign_not_found`, `attempt_not_found`, ...
   + ConflictError ........................ 409  `invalid_state`
+  + UnprocessableError ................... 422  `idempotency_key_reused`, `invalid_json`
   + IngestError .......................... 422  a CSV refused as a whole: an `IngestErrorCode`
         (campaigns.csvsource)
   + MissingVariableError ................. 422  `missing_variable`: a contact lacks a value
         (dialer.providers.twiml)
+  + ProviderFailedError .................. 502  `provider_error`: the provider did not answer
+        a question asked on the client's behalf (is this caller ID ours?)
   + DatabaseUnavailableError ............. 503  `database_unavailable`, with `Retry-After`
         (what the web layer answers for the database drivers' connection errors)
 
@@ -96,6 +100,24 @@ class ConflictError(DialerError):
     """The request does not fit the object's current state (e.g. resuming a finished campaign)."""
 
     http_status = 409
+
+
+class ProviderFailedError(DialerError):
+    """The telephony provider failed a request made for the client (not a call: those are
+    the dispatcher's); the same request may be sent again."""
+
+    http_status = 502
+
+    def __init__(self, message: str) -> None:
+        super().__init__("provider_error", message)
+
+
+class UnprocessableError(DialerError):
+    """Well-formed HTTP the server will not act on: a body that is not JSON
+    (`invalid_json`), an `Idempotency-Key` sent again with another request
+    (`idempotency_key_reused`)."""
+
+    http_status = 422
 
 
 class DatabaseUnavailableError(DialerError):

@@ -107,6 +107,8 @@ class MachineAction(StrEnum):
 
     HANG_UP = "hang_up"
     LEAVE_MESSAGE = "leave_message"
+    CONTINUE = "continue"
+    """Record `AnsweredBy` and carry on: the call goes on as if a person answered."""
 
 
 class WebhookStatus(StrEnum):

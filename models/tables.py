@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Text,
@@ -66,8 +67,6 @@ class Account(CreatedAt, Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
-    api_key_hash: Mapped[str | None] = mapped_column(String(128))
-    """SHA-256 hex of the account's API key; the key itself is never stored."""
     max_concurrency: Mapped[int] = mapped_column(Integer, default=10)
     """Most calls live at once across the account (the provider's concurrency pool)."""
     cps: Mapped[float] = mapped_column(default=1.0)
@@ -98,6 +97,9 @@ class CallerId(CreatedAt, Base):
     e164: Mapped[str] = mapped_column(String(16))
     max_concurrency: Mapped[int | None] = mapped_column(Integer)
     """Optional cap on live calls presenting this number (carriers flag busy caller IDs)."""
+    outbound: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
+    """May be presented on outbound calls; the account's first outbound number (by `id`,
+    the order they were added) is the default caller ID."""
 
 
 class Campaign(CreatedAt, Base):
@@ -107,6 +109,13 @@ class Campaign(CreatedAt, Base):
     __table_args__ = (
         CheckConstraint("max_concurrency > 0", name="max_concurrency_positive"),
         CheckConstraint("max_attempts > 0", name="max_attempts_positive"),
+        Index(
+            "uq_campaigns_standing",
+            "account_id",
+            "caller_id_id",
+            unique=True,
+            postgresql_where=text("standing AND status IN ('draft', 'running', 'paused')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -169,6 +178,9 @@ class Campaign(CreatedAt, Base):
     `call_at` written without an offset."""
     end_at: Mapped[datetime | None] = mapped_column()
     """Contacts still pending at this moment end `expired`; the campaign then completes."""
+    standing: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    """The account's standing campaign of single calls (`POST /v1/calls` without a
+    `campaign_id`), one per caller ID: it stays running when it has nothing to dial."""
 
 
 class CallJob(Base):
@@ -176,7 +188,13 @@ class CallJob(Base):
 
     __tablename__ = "call_jobs"
     __table_args__ = (
-        UniqueConstraint("campaign_id", "phone_e164"),
+        Index(
+            "uq_call_jobs_campaign_id_phone_e164",
+            "campaign_id",
+            "phone_e164",
+            unique=True,
+            postgresql_where=text("line_no IS NOT NULL"),
+        ),
         Index(
             "ix_call_jobs_due",
             "account_id",
@@ -196,8 +214,9 @@ class CallJob(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
-    line_no: Mapped[int] = mapped_column(Integer)
-    """Line of the source CSV the contact came from (1 is the header)."""
+    line_no: Mapped[int | None] = mapped_column(Integer)
+    """Line of the source CSV the contact came from (1 is the header); None for a single
+    call (`POST /v1/calls`), which may repeat a number of its campaign."""
     phone_e164: Mapped[str] = mapped_column(String(16))
     variables: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
     metadata_: Mapped[dict[str, str]] = mapped_column(
@@ -229,6 +248,19 @@ class CallJob(Base):
     """The state whose stricter legal hours apply ("FL"), from the number's area code."""
     call_before: Mapped[datetime | None] = mapped_column()
     """Not dialled at or after this moment: the contact then ends `expired`."""
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    """When the contact was created (ingest's COPY leaves it to the default)."""
+    message: Mapped[str | None] = mapped_column(Text)
+    """A single call's own message; None: the campaign's. The settings below are a single
+    call's overrides of its campaign's the same way (`campaigns.calls`): None, the
+    campaign's."""
+    ring_timeout_s: Mapped[int | None] = mapped_column(Integer)
+    time_limit_s: Mapped[int | None] = mapped_column(Integer)
+    max_hold_s: Mapped[int | None] = mapped_column(Integer)
+    machine_detection: Mapped[bool | None] = mapped_column()
+    machine_action: Mapped[MachineAction | None] = mapped_column(
+        _enum(MachineAction, "machine_action")
+    )
 
 
 class CallAttempt(Base):
@@ -286,6 +318,46 @@ class CallAttempt(Base):
     last_sequence: Mapped[int] = mapped_column(Integer, default=-1)
     """Highest provider `SequenceNumber` applied."""
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class ApiKey(CreatedAt, Base):
+    """One of an account's named API keys (`Authorization: Bearer dk_...`); only a hash is
+    kept. A revoked key is refused at once."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    """SHA-256 hex of the key; the key itself is never stored."""
+    prefix: Mapped[str | None] = mapped_column(String(16))
+    """The key's first characters, to tell keys apart in listings; None for a key migrated
+    from before keys had names."""
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    """Last request made with the key (to the minute)."""
+
+
+class IdempotencyKey(Base):
+    """A POST made with an `Idempotency-Key`: claimed before it runs, its response kept for
+    24 hours so a retry gets the same answer without anything being done again."""
+
+    __tablename__ = "idempotency_keys"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    """SHA-256 hex of the method, path, query and body."""
+    status: Mapped[str] = mapped_column(String(16))
+    """`running` while the first request runs, then `done`."""
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    response_type: Mapped[str | None] = mapped_column(String(100))
+    """The first response's `Content-Type`."""
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
 class ProviderEvent(Base):

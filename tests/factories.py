@@ -8,9 +8,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from campaigns.accounts import hash_api_key
 from dialer.pool.leases import lease_seconds
 from dialer.windows import daytime_zone
-from models import Account, AttemptStatus, CallAttempt, CallerId, CallJob, Campaign, utcnow
+from models import Account, ApiKey, AttemptStatus, CallAttempt, CallerId, CallJob, Campaign, utcnow
 
 
 def make_account(session: Session, name: str = "acme", **fields: Any) -> Account:
@@ -18,6 +19,14 @@ def make_account(session: Session, name: str = "acme", **fields: Any) -> Account
     session.add(account)
     session.flush()
     return account
+
+
+def make_api_key(session: Session, account: Account, key: str, name: str = "test") -> ApiKey:
+    """An API key `key` for the account (a fixed one, for tests that name it)."""
+    row = ApiKey(account_id=account.id, name=name, key_hash=hash_api_key(key), prefix=key[:10])
+    session.add(row)
+    session.flush()
+    return row
 
 
 def make_caller_id(session: Session, account: Account, e164: str = "+15005550006") -> CallerId:

@@ -1,11 +1,12 @@
 """The `dialer` command line (typer): one module per command group.
 
-`db` (schema), `campaigns`, `schedules`, `dnc`, `accounts`, `webhooks`, and the
-long-running parts at the top level (`simulator`, `api`, `flower`, `demo`, from
-`dialer.cli.serve`). Every command that touches data acts on the account named by
-`--account` (default `default`, created on first use with the default caps and a simulator
-caller ID). A failing command prints `error: <code>: <message>` on stderr and exits
-non-zero (`dialer.cli.common`).
+`db` (schema), `campaigns`, `calls`, `schedules`, `dnc`, `accounts`, `keys`, `numbers`,
+`webhooks`, and the long-running
+parts at the top level (`simulator`, `api`, `flower`, `demo`, from `dialer.cli.serve`).
+Every command that touches data acts on the account named by `--account` (default
+`default`); only `dialer accounts create` makes an account, any other command given an
+unknown one fails with `account_not_found`. A failing command prints
+`error: <code>: <message>` on stderr and exits non-zero (`dialer.cli.common`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,18 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from dialer.cli import accounts, campaigns, db, dnc, schedules, serve, webhooks
+from dialer.cli import (
+    accounts,
+    calls,
+    campaigns,
+    db,
+    dnc,
+    keys,
+    numbers,
+    schedules,
+    serve,
+    webhooks,
+)
 from dialer.logs import configure_logging
 from dialer.settings import get_settings
 
@@ -26,6 +38,9 @@ app.add_typer(dnc.app, name="dnc")
 app.add_typer(accounts.app, name="accounts")
 app.add_typer(schedules.app, name="schedules")
 app.add_typer(webhooks.app, name="webhooks")
+app.add_typer(keys.app, name="keys")
+app.add_typer(numbers.app, name="numbers")
+app.add_typer(calls.app, name="calls")
 app.add_typer(serve.app)
 
 

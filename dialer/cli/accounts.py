@@ -1,29 +1,96 @@
-"""`dialer accounts`: accounts and their API keys."""
+"""`dialer accounts`: create an account, change its caps and webhook URL, show it."""
 
 from __future__ import annotations
 
-import secrets
 import sys
 from typing import Annotated
 
 import typer
 
-from campaigns.accounts import get_or_create_account, hash_api_key
+from campaigns.accounts import (
+    DEFAULT_CPS,
+    DEFAULT_MAX_CONCURRENCY,
+    AccountChange,
+    account_json,
+    create_account,
+    get_account,
+    update_account,
+)
 from campaigns.webhooks import webhook_secret
-from dialer.cli.common import AccountOpt, JsonOpt, errors_reported, print_json
-from dialer.settings import get_settings
+from dialer.cli.common import JsonOpt, console, errors_reported, print_json
+from dialer.settings import ProviderKind, get_settings
 from models import transaction
 
-app = typer.Typer(help="Accounts and API keys.", no_args_is_help=True)
+app = typer.Typer(help="Accounts: caps and webhook URL.", no_args_is_help=True)
+
+NameArg = Annotated[str, typer.Argument(help="Account name.")]
+ConcurrencyOpt = Annotated[
+    int | None, typer.Option("--max-concurrency", help="Most calls live at once.")
+]
+CpsOpt = Annotated[float | None, typer.Option("--cps", help="Calls per second.")]
 
 
-@app.command("create-key")
-def create_key(account: AccountOpt = "default") -> None:
-    """Issue a new API key for the account (replaces the old one) and print it once."""
-    key = secrets.token_urlsafe(32)
-    with transaction(get_settings().database_url) as session:
-        get_or_create_account(session, account).api_key_hash = hash_api_key(key)
-    sys.stdout.write(key + "\n")
+@app.command("create")
+def create(
+    name: NameArg,
+    max_concurrency: Annotated[
+        int, typer.Option("--max-concurrency", help="Most calls live at once.")
+    ] = DEFAULT_MAX_CONCURRENCY,
+    cps: Annotated[float, typer.Option("--cps", help="Calls per second.")] = DEFAULT_CPS,
+) -> None:
+    """Create an account. With the simulator as provider its first caller ID is Twilio's
+    magic test number +15005550006; with Twilio, add one with `dialer numbers add`."""
+    settings = get_settings()
+    with errors_reported(), transaction(settings.database_url) as session:
+        update_account(
+            session,
+            create_account(session, name, simulator=settings.provider is ProviderKind.SIMULATOR),
+            AccountChange(max_concurrency=max_concurrency, cps=cps),
+            allow_private=settings.webhook_allow_private_networks,
+        )
+    console.print(f"account {name} created")
+
+
+@app.command("set")
+def set_(
+    name: NameArg,
+    max_concurrency: ConcurrencyOpt = None,
+    cps: CpsOpt = None,
+    max_calls_per_number_per_day: Annotated[
+        int | None,
+        typer.Option(
+            "--max-calls-per-number-per-day",
+            help="Most attempts that may ring one number in a day.",
+        ),
+    ] = None,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option("--webhook-url", help='Where call events are posted ("" to stop).'),
+    ] = None,
+) -> None:
+    """Change an account's caps or webhook URL."""
+    settings = get_settings()
+    change = AccountChange(max_concurrency, cps, max_calls_per_number_per_day, webhook_url)
+    with errors_reported(), transaction(settings.database_url) as session:
+        update_account(
+            session,
+            get_account(session, name, lock=True),
+            change,
+            allow_private=settings.webhook_allow_private_networks,
+        )
+    console.print(f"account {name} updated")
+
+
+@app.command("show")
+def show(name: NameArg, as_json: JsonOpt = False) -> None:
+    """Show an account: caps, webhook URL, caller IDs."""
+    with errors_reported(), transaction(get_settings().database_url) as session:
+        shown = account_json(session, get_account(session, name))
+    if as_json:
+        print_json(shown)
+        return
+    for key, value in shown.items():
+        console.print(f"{key}: {value}", markup=False, highlight=False)
 
 
 @app.command("webhook-secret")

@@ -22,7 +22,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns import lifecycle
-from campaigns.accounts import get_or_create_account
 from campaigns.history import campaign_events, event_json
 from campaigns.options import CampaignOptions, OperatorOptions
 from campaigns.preview import campaign_preview
@@ -44,7 +43,7 @@ from models import Campaign, CampaignStatus, EndReason, on_commit, transaction, 
 
 app = typer.Typer(help="Create, run and report campaigns.", no_args_is_help=True)
 
-FLAGS = {"from_number": "--from"}
+FLAGS = {"from_number": "--from", "column_map": "--map"}
 """The CLI's spelling of a setting, where it is not the field's name in kebab case
 (`max_hold_s` is `--max-hold-s`)."""
 
@@ -55,16 +54,20 @@ no UTC offset): the CLI passes them on as text and the schema parses them (ISO 8
 
 
 def setting_options() -> list[inspect.Parameter]:
-    """One typer option per `OperatorOptions` field: its type, default and description."""
+    """One typer option per `OperatorOptions` field: its type, default and description.
+    A required field's option defaults to None, so that its absence is the schema's
+    `missing_field` error, reported like any other."""
     options = []
     for name, field in OperatorOptions.model_fields.items():
         flag = typer.Option(*FLAGS.get(name, "").split(), help=field.description)
+        required = field.is_required()
+        kind: Any = AS_TEXT.get(field.annotation, field.annotation)
         options.append(
             inspect.Parameter(
                 name,
                 inspect.Parameter.KEYWORD_ONLY,
-                default=inspect.Parameter.empty if field.is_required() else field.default,
-                annotation=Annotated[AS_TEXT.get(field.annotation, field.annotation), flag],
+                default=None if required else field.default,
+                annotation=Annotated[kind | None if required else kind, flag],
             )
         )
     return options
@@ -93,7 +96,7 @@ def create(
     """Create a draft campaign from a CSV; print the ingest summary."""
     config = get_settings()
     with errors_reported(), csv.open("rb") as source:
-        options = CampaignOptions(**settings)
+        options = CampaignOptions(**{k: v for k, v in settings.items() if v is not None})
         owner = account_id(account)
         with ingest_progress(csv.stat().st_size, err_console, enabled=not as_json) as advance:
             imported = lifecycle.import_campaign(
@@ -222,12 +225,12 @@ def export(
 @app.command("list")
 def list_(account: AccountOpt = "default", as_json: JsonOpt = False) -> None:
     """List the account's campaigns."""
-    with transaction(get_settings().database_url) as session:
-        owner = get_or_create_account(session, account)
+    with errors_reported(), transaction(get_settings().database_url) as session:
+        owner = account_id(account)
         rows = [
             {"id": c.id, "name": c.name, "status": c.status.value, "created_at": c.created_at}
             for c in session.scalars(
-                select(Campaign).where(Campaign.account_id == owner.id).order_by(Campaign.id)
+                select(Campaign).where(Campaign.account_id == owner).order_by(Campaign.id)
             )
         ]
     if as_json:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-from campaigns.accounts import get_or_create_account
+from campaigns.accounts import get_account
 from dialer.errors import DialerError
 from dialer.settings import get_settings
 from models import transaction
@@ -43,9 +43,10 @@ def errors_reported() -> Iterator[None]:
 
 
 def account_id(name: str) -> int:
-    """The id of account `name`, created on first use."""
+    """The id of account `name`. Raises `NotFoundError` (`account_not_found`): only
+    `dialer accounts create` makes accounts."""
     with transaction(get_settings().database_url) as session:
-        return get_or_create_account(session, name).id
+        return get_account(session, name).id
 
 
 def cli_actor() -> str:

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.live import Live
 
 from campaigns import lifecycle
-from campaigns.accounts import get_or_create_account
+from campaigns.accounts import create_account
 from campaigns.reports import campaign_report
 from dialer.calls import DEFAULT_RETRY_POLICY
 from dialer.cli.common import cli_actor
@@ -149,11 +149,12 @@ def _create(
     options: DemoOptions, database_url: str, data_dir: Path
 ) -> tuple[lifecycle.ImportedCampaign, int]:
     with transaction(database_url) as session:
-        account = get_or_create_account(
+        account = create_account(
             session,
             f"demo-{int(time.time() * 1000)}",
             max_concurrency=options.max_concurrency,
             cps=options.cps,
+            simulator=True,  # the demo's own simulator owns the magic test number
         )
         account_id = account.id
     if options.contacts:

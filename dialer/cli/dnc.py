@@ -38,13 +38,12 @@ def import_(
     as_json: JsonOpt = False,
 ) -> None:
     """Import a CSV of numbers into the do-not-call list."""
-    owner = account_id(account)
     with (
         errors_reported(),
         file.open("rb") as source,
         transaction(get_settings().database_url) as session,
     ):
-        summary = dnc.import_csv(session, owner, source, default_region)
+        summary = dnc.import_csv(session, account_id(account), source, default_region)
     if as_json:
         print_json(summary.to_json())
     else:

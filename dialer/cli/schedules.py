@@ -18,7 +18,7 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from campaigns import schedules
-from campaigns.accounts import get_or_create_account
+from campaigns.accounts import get_account
 from campaigns.history import event_json
 from dialer.cli.campaigns import setting_options
 from dialer.cli.common import (
@@ -99,7 +99,7 @@ def create(
 ) -> None:
     """Create a schedule; print its id and first occurrence."""
     with errors_reported(), transaction(get_settings().database_url) as session:
-        owner = get_or_create_account(session, account)
+        owner = get_account(session, account)
         schedule = schedules.create_schedule(
             session,
             owner,
@@ -121,8 +121,8 @@ def create(
 @app.command("list")
 def list_(account: AccountOpt = "default", as_json: JsonOpt = False) -> None:
     """List the account's schedules."""
-    with transaction(get_settings().database_url) as session:
-        owner = get_or_create_account(session, account)
+    with errors_reported(), transaction(get_settings().database_url) as session:
+        owner = get_account(session, account)
         rows = [schedule_json(s) for s in schedules.list_schedules(session, owner.id)]
     if as_json:
         print_json(rows)

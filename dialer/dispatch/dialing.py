@@ -112,9 +112,13 @@ def gather_url(runtime: Runtime, attempt_id: int) -> str:
 def _call_request(
     runtime: Runtime, attempt: CallAttempt, job: CallJob, campaign: Campaign
 ) -> CallRequest:
-    message = render_message(campaign.message, job.variables)
-    amd = campaign.machine_detection
-    leave_message = amd and campaign.machine_action is MachineAction.LEAVE_MESSAGE
+    # A single call's own settings (`POST /v1/calls`) override its campaign's.
+    message = render_message(
+        campaign.message if job.message is None else job.message, job.variables
+    )
+    amd = campaign.machine_detection if job.machine_detection is None else job.machine_detection
+    action = campaign.machine_action if job.machine_action is None else job.machine_action
+    leave_message = amd and action is MachineAction.LEAVE_MESSAGE
     return CallRequest(
         to=attempt.phone_e164,
         from_=attempt.from_e164,
@@ -123,8 +127,8 @@ def _call_request(
             gather_action_url=gather_url(runtime, attempt.id) if campaign.gather_dtmf else None,
         ),
         status_callback=status_callback_url(runtime, attempt.id),
-        ring_timeout_s=campaign.ring_timeout_s,
-        time_limit_s=campaign.time_limit_s,
+        ring_timeout_s=job.ring_timeout_s or campaign.ring_timeout_s,
+        time_limit_s=job.time_limit_s or campaign.time_limit_s,
         # Waiting for the beep (synchronous AMD) lets the message land on the voicemail.
         machine_detection=("DetectMessageEnd" if leave_message else "Enable") if amd else None,
         async_amd_callback=amd_callback_url(runtime, attempt.id)
@@ -460,7 +464,7 @@ def resolve_late_call(runtime: Runtime, attempt_id: int, call_sid: str) -> LateC
         adopt = job.status is JobStatus.PENDING and not newer
         if adopt:
             revive(attempt, call_sid)
-            lease_s = lease_seconds(campaign)
+            lease_s = lease_seconds(campaign, job)
             attempt.lease_expires_at = utcnow() + timedelta(seconds=lease_s)
             move_job(job, claimed(job))
             scope_keys = release_keys(attempt.account_id, campaign.id, campaign.caller_id_id)

@@ -262,7 +262,7 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
                 continue
             campaign = by_id[job.campaign_id]
             caller_id = caller_ids[campaign.caller_id_id]
-            lease_s = lease_seconds(campaign)
+            lease_s = lease_seconds(campaign, job)
             got = runtime.pool.acquire(
                 str(attempt_id),
                 lease_s,
@@ -301,6 +301,7 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
             observe_due_to_dial(job.next_due_at, campaign.started_at)
             move_job(job, claimed(job))
             out.dials.append(Dial(attempt_id, time.monotonic() + got.delay_s))
+        idle: set[int] = set()
         if (not blocked and not full and out.dials) or len(jobs) < len(claimed_jobs):
             out.wait_s = 0.0  # every claimed contact went out or was moved: more may be due
         elif not claimed_jobs:
@@ -311,8 +312,10 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
                 out.wait_s = min(MAX_SLEEP_S, max(0.0, (nearest - now).total_seconds()))
                 if not any(live for _, live in states.values()):
                     out.idle_until = nearest
-            _complete_finished(campaigns, states)
-        out.work_left = any(c.status is CampaignStatus.RUNNING for c in running)
+            idle = _complete_finished(campaigns, states)
+        out.work_left = any(
+            c.status is CampaignStatus.RUNNING and c.id not in idle for c in running
+        )
     return out
 
 
@@ -407,21 +410,34 @@ def _open_work(
 
 def _complete_finished(
     campaigns: list[Campaign], states: dict[int, tuple[datetime | None, bool]]
-) -> None:
-    """Mark running campaigns with no contact pending or in progress as completed."""
+) -> set[int]:
+    """Mark running campaigns with no contact pending or in progress as completed, except
+    standing campaigns (single calls), which stay running; returns the ids of those idle
+    standing campaigns (no work for the pacer until a call is placed, which kicks it)."""
+    idle: set[int] = set()
     for campaign in campaigns:
         due, live = states.get(campaign.id, (None, False))
-        if due is None and not live:
-            transition(campaign, CampaignAction.COMPLETE, actor=PACER)
-            log.info("campaign_completed", campaign_id=campaign.id)
+        if due is not None or live:
+            continue
+        if campaign.standing:
+            idle.add(campaign.id)
+            continue
+        transition(campaign, CampaignAction.COMPLETE, actor=PACER)
+        log.info("campaign_completed", campaign_id=campaign.id)
+    return idle
 
 
 def accounts_needing_pacer(runtime: Runtime) -> list[int]:
-    """Accounts with a running campaign whose pacer lock is free and which is not idle
-    (`pacer_idle_key`)."""
+    """Accounts with a running campaign (a standing one only with a contact pending) whose
+    pacer lock is free and which is not idle (`pacer_idle_key`)."""
+    pending = exists().where(
+        CallJob.campaign_id == Campaign.id, CallJob.status == JobStatus.PENDING
+    )
     with transaction(runtime.settings.database_url) as session:
         accounts = session.scalars(
-            select(Campaign.account_id).where(Campaign.status == CampaignStatus.RUNNING).distinct()
+            select(Campaign.account_id)
+            .where(Campaign.status == CampaignStatus.RUNNING, ~Campaign.standing | pending)
+            .distinct()
         ).all()
     return [
         a for a in accounts if not runtime.redis.exists(Keys(a).pacer_lock(), pacer_idle_key(a))

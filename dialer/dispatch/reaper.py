@@ -25,7 +25,7 @@ from datetime import timedelta
 from typing import cast
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dialer.dispatch.dialing import (
@@ -44,6 +44,7 @@ from models import (
     LIVE_ATTEMPT_STATUSES,
     AttemptStatus,
     CallAttempt,
+    CallJob,
     Campaign,
     EndReason,
     transaction,
@@ -98,8 +99,9 @@ def _reap_account(runtime: Runtime, account_id: int, report: ReapReport) -> None
     now = utcnow()
     with transaction(runtime.settings.database_url) as session:
         live = session.execute(
-            select(CallAttempt, Campaign.max_hold_s)
+            select(CallAttempt, func.coalesce(CallJob.max_hold_s, Campaign.max_hold_s))
             .join(Campaign, Campaign.id == CallAttempt.campaign_id)
+            .join(CallJob, CallJob.id == CallAttempt.job_id)
             .where(
                 CallAttempt.account_id == account_id,
                 CallAttempt.status.in_(LIVE_ATTEMPT_STATUSES),

@@ -8,6 +8,7 @@ from dialer.pool import Keys, RateLimit, Scope
 from models import (
     Account,
     CallerId,
+    CallJob,
     Campaign,
 )
 
@@ -20,9 +21,12 @@ a create that Celery delivered late may be followed at once by the next, so late
 made up without any one-second window going over the limit."""
 
 
-def lease_seconds(campaign: Campaign) -> float:
-    """Lease length: ring timeout + time limit + margin, in seconds."""
-    return float(campaign.ring_timeout_s + campaign.time_limit_s + LEASE_MARGIN_S)
+def lease_seconds(campaign: Campaign, job: CallJob | None = None) -> float:
+    """Lease length: ring timeout + time limit + margin, in seconds (the contact's own
+    ring timeout and time limit when it has them, else the campaign's)."""
+    ring = (job.ring_timeout_s if job else None) or campaign.ring_timeout_s
+    limit = (job.time_limit_s if job else None) or campaign.time_limit_s
+    return float(ring + limit + LEASE_MARGIN_S)
 
 
 def acquire_scopes(account: Account, campaign: Campaign, caller_id: CallerId) -> list[Scope]:

@@ -120,3 +120,8 @@ class TelephonyProvider(Protocol):
     def hang_up(self, sid: str) -> ProviderCall:
         """End the call: `completed` if answered, `canceled` if still queued or ringing."""
         ...
+
+    def owns_caller_id(self, e164: str) -> bool:
+        """True when the provider account may present `e164` as caller ID: it owns the
+        number (Twilio IncomingPhoneNumbers) or has verified it (OutgoingCallerIds)."""
+        ...

@@ -15,13 +15,14 @@ Error mapping (Twilio error dictionary, https://www.twilio.com/docs/api/errors):
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
-from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
@@ -142,6 +143,26 @@ def _map_rest_error(exc: TwilioRestException | TwilioServiceException) -> Provid
     return kind(message=message, code=code, http_status=status, details=details)
 
 
+def _map_page_error(exc: TwilioException) -> ProviderError:
+    """The typed error for a list page the provider refused: the SDK raises the bare
+    `TwilioException("Unable to fetch page", response)` for those, not a
+    `TwilioRestException`; the reply's Twilio error body is mapped as any other."""
+    response = exc.args[1] if len(exc.args) > 1 else None
+    status = getattr(response, "status_code", None)
+    if not isinstance(status, int):
+        return AmbiguousProviderError(message=f"no usable reply from provider: {exc}")
+    try:
+        body = json.loads(str(getattr(response, "text", "")))
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    rest = TwilioRestException(
+        status, uri="", msg=str(body.get("message") or exc.args[0]), code=body.get("code")
+    )
+    return _map_rest_error(rest)
+
+
 def _to_provider_call(instance: Any) -> ProviderCall:
     duration = instance.duration
     return ProviderCall(
@@ -180,6 +201,9 @@ class TwilioProvider:
         except (TwilioRestException, TwilioServiceException) as exc:
             error = _map_rest_error(exc)
             cause: Exception = exc
+        except TwilioException as exc:
+            error = _map_page_error(exc)
+            cause = exc
         except requests.RequestException as exc:
             # Timeout, refused or dropped connection: the request may have been carried out.
             error = AmbiguousProviderError(message=f"no reply from provider: {exc}")
@@ -268,6 +292,23 @@ class TwilioProvider:
             # Answered between the fetch and the cancel, which Twilio ignores for answered calls.
             return self.hang_up(sid)
         return call
+
+    def owns_caller_id(self, e164: str) -> bool:
+        """True when the account owns `e164` (`GET IncomingPhoneNumbers.json?PhoneNumber=`)
+        or has verified it (`GET OutgoingCallerIds.json?PhoneNumber=`).
+
+        Raises:
+            ProviderError: a subclass per the module's mapping (no answer: ambiguous).
+        """
+        owned = self._call(
+            self._client.incoming_phone_numbers.list, phone_number=e164, limit=1, page_size=1
+        )
+        if any(str(number.phone_number) == e164 for number in owned):
+            return True
+        verified = self._call(
+            self._client.outgoing_caller_ids.list, phone_number=e164, limit=1, page_size=1
+        )
+        return any(str(number.phone_number) == e164 for number in verified)
 
 
 def provider_from_settings(settings: Settings) -> TwilioProvider:

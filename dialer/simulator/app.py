@@ -5,7 +5,10 @@ Twilio's body `{"code", "message", "more_info", "status"}`):
 - `POST /2010-04-01/Accounts/{AccountSid}/Calls.json` create (form-encoded) -> 201 call;
 - `GET  /2010-04-01/Accounts/{AccountSid}/Calls.json` list, Twilio's paging envelope;
 - `GET  /2010-04-01/Accounts/{AccountSid}/Calls/{Sid}.json` fetch;
-- `POST /2010-04-01/Accounts/{AccountSid}/Calls/{Sid}.json` update (`Status` hangs up).
+- `POST /2010-04-01/Accounts/{AccountSid}/Calls/{Sid}.json` update (`Status` hangs up);
+- `GET  /2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers.json` and
+  `.../OutgoingCallerIds.json` list the configured owned and verified numbers
+  (`owned_numbers`, `verified_caller_ids`), filtered by `PhoneNumber`.
 
 Controls (no auth; loopback tool): `GET /_sim/stats`, `POST /_sim/reset`,
 `GET|POST /_sim/config` (JSON partial update, see `SimulatorConfigUpdate`), `GET /_sim/calls`,
@@ -17,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -36,6 +41,7 @@ from dialer.simulator.engine import (
     ListFilter,
     day_range,
     parse_time_bound,
+    rfc2822,
 )
 
 DEFAULT_PAGE_SIZE = 50
@@ -120,6 +126,34 @@ def _page_number(raw: str | None, *, default: int, low: int, high: int) -> int:
         return min(max(int(raw), low), high)
     except ValueError:
         raise ApiError(400, 20001, f"Invalid paging parameter: {raw}") from None
+
+
+def _number_json(account_sid: str, resource: str, e164: str) -> dict[str, Any]:
+    """One owned number or verified caller ID, in the fields Twilio's resource has; the
+    sid is derived from the number so it is stable."""
+    prefix = "PN"
+    sid = prefix + hashlib.sha256(f"{resource}:{e164}".encode()).hexdigest()[:32]
+    uri = f"/{API_VERSION}/Accounts/{account_sid}/{resource}/{sid}.json"
+    created = rfc2822(datetime(2020, 1, 1, tzinfo=UTC))
+    body: dict[str, Any] = {
+        "account_sid": account_sid,
+        "date_created": created,
+        "date_updated": created,
+        "friendly_name": e164,
+        "phone_number": e164,
+        "sid": sid,
+        "uri": uri,
+    }
+    if resource == "IncomingPhoneNumbers":
+        body.update(
+            {
+                "api_version": API_VERSION,
+                "capabilities": {"voice": True, "sms": False, "mms": False, "fax": False},
+                "origin": "twilio",
+                "status": "in-use",
+            }
+        )
+    return body
 
 
 def create_app(config: SimulatorConfig) -> FastAPI:
@@ -207,6 +241,51 @@ def create_app(config: SimulatorConfig) -> FastAPI:
         status = form.get("Status")
         call = engine.update_call(sid, str(status) if status is not None else None)
         return JSONResponse(call.to_json())
+
+    def number_list(request: Request, account_sid: str, resource: str) -> dict[str, Any]:
+        """Twilio's list envelope over the configured numbers (one page, `PageSize` long)."""
+        query = dict(request.query_params)
+        page_size = _page_number(
+            query.get("PageSize"), default=DEFAULT_PAGE_SIZE, low=1, high=MAX_PAGE_SIZE
+        )
+        config = engine.config
+        numbers = (
+            config.owned_numbers
+            if resource == "IncomingPhoneNumbers"
+            else (config.verified_caller_ids)
+        )
+        wanted = query.get("PhoneNumber")
+        matching = [n for n in numbers if wanted is None or n == wanted][:page_size]
+        base = f"/{API_VERSION}/Accounts/{account_sid}/{resource}.json"
+        kept = {"PhoneNumber": wanted} if wanted is not None else {}
+        first_page = f"{base}?{urlencode({**kept, 'PageSize': str(page_size), 'Page': '0'})}"
+        items = [_number_json(account_sid, resource, number) for number in matching]
+        key = (
+            "incoming_phone_numbers"
+            if resource == "IncomingPhoneNumbers"
+            else ("outgoing_caller_ids")
+        )
+        return {
+            key: items,
+            "end": max(len(items) - 1, 0),
+            "first_page_uri": first_page,
+            "next_page_uri": None,
+            "page": 0,
+            "page_size": page_size,
+            "previous_page_uri": None,
+            "start": 0,
+            "uri": f"{base}?{request.url.query}" if request.url.query else base,
+        }
+
+    @app.get(prefix + "/IncomingPhoneNumbers.json")
+    async def incoming_phone_numbers(account_sid: str, request: Request) -> Response:
+        _check_auth(request, engine.config, account_sid)
+        return JSONResponse(number_list(request, account_sid, "IncomingPhoneNumbers"))
+
+    @app.get(prefix + "/OutgoingCallerIds.json")
+    async def outgoing_caller_ids(account_sid: str, request: Request) -> Response:
+        _check_auth(request, engine.config, account_sid)
+        return JSONResponse(number_list(request, account_sid, "OutgoingCallerIds"))
 
     @app.get("/_sim/stats")
     async def stats() -> dict[str, Any]:

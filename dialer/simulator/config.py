@@ -19,6 +19,8 @@ settings default to the same value (`dialer.settings.SIMULATOR_ACCOUNT_SID`); th
 imports nothing of the dialer, so the value is written in both and a test checks they agree."""
 DEFAULT_AUTH_TOKEN = "simulator-auth-token"  # noqa: S105  # public by design
 """The auth token the simulator checks and signs callbacks with by default."""
+MAGIC_TEST_NUMBER = "+15005550006"
+"""Twilio's magic test number, a valid `From` for test credentials; owned by default."""
 
 
 class Fault(StrEnum):
@@ -128,6 +130,10 @@ class SimulatorConfig(BaseModel):
         sign_fragment: sign callbacks over the URL including its `#...` connection-override
             fragment (the URL exactly as given); False signs the URL without it.
         callback_max_connections: size of the callback HTTP connection pool.
+        owned_numbers: E.164 numbers the account owns (`GET IncomingPhoneNumbers.json`);
+            by default Twilio's magic test number +15005550006.
+        verified_caller_ids: E.164 numbers the account verified as caller IDs
+            (`GET OutgoingCallerIds.json`).
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -152,6 +158,8 @@ class SimulatorConfig(BaseModel):
     slow_delay_s: float = Field(default=30.0, ge=0)
     sign_fragment: bool = True
     callback_max_connections: int = Field(default=200, ge=1)
+    owned_numbers: list[str] = Field(default_factory=lambda: [MAGIC_TEST_NUMBER])
+    verified_caller_ids: list[str] = Field(default_factory=list)
 
     @field_validator("faults")
     @classmethod
@@ -200,6 +208,8 @@ class SimulatorConfigUpdate(BaseModel):
     greeting: LogNormal | None = None
     slow_delay_s: float | None = None
     sign_fragment: bool | None = None
+    owned_numbers: list[str] | None = None
+    verified_caller_ids: list[str] | None = None
 
     def apply(self, config: SimulatorConfig) -> SimulatorConfig:
         """A new validated config: `config` with this update applied.

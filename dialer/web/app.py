@@ -15,7 +15,18 @@ from fastapi import FastAPI
 from dialer.runtime import Runtime, get_runtime
 from dialer.web.context import RequestContext
 from dialer.web.errors import install_handlers
-from dialer.web.routers import campaigns, dnc, health, providers, schedules, webhooks
+from dialer.web.idempotency import IdempotencyMiddleware, document_idempotency
+from dialer.web.routers import (
+    account,
+    calls,
+    campaigns,
+    dnc,
+    health,
+    numbers,
+    providers,
+    schedules,
+    webhooks,
+)
 
 
 def create_app(runtime: Runtime | None = None) -> FastAPI:
@@ -35,4 +46,11 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         app.include_router(router)
     app.include_router(schedules.router)
     app.include_router(webhooks.router)
+    for router in (account.router, numbers.router, calls.router):
+        app.include_router(router)
+    runtime_of_app: Runtime = app.state.runtime
+    app.add_middleware(
+        IdempotencyMiddleware, database_url=lambda: runtime_of_app.settings.database_url
+    )
+    document_idempotency(app)
     return app

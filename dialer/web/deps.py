@@ -1,5 +1,6 @@
 """The HTTP handlers' dependencies: this process's runtime, the request's transaction, and
-the account whose API key came with the request.
+the account whose API key came with the request (and the key's name, for the record:
+`CurrentApiKey`, also left on `request.state.api_key_name`).
 
 The transaction and the account are used with `scope="function"`: the transaction commits
 (and runs its `models.on_commit` hooks) before the reply is sent, so a 2xx means the change
@@ -9,21 +10,20 @@ is committed and a failed commit is not answered with 2xx.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from campaigns.accounts import account_by_api_key
+from campaigns.accounts import authenticate
 from dialer.errors import UnauthenticatedError
 from dialer.logs import bind_context
 from dialer.runtime import Runtime
 from models import Account, transaction
 
-_bearer = HTTPBearer(
-    auto_error=False, description="An account's API key (`dialer accounts create-key`)."
-)
+_bearer = HTTPBearer(auto_error=False, description="An account's API key (`dialer keys create`).")
 
 
 def runtime(request: Request) -> Runtime:
@@ -45,18 +45,39 @@ def db_session(rt: RuntimeDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(db_session, scope="function")]
 
 
-def current_account(
+@dataclass(frozen=True)
+class Caller:
+    """Who made the request: the account and the name of the API key it used."""
+
+    account: Account
+    key_name: str
+
+
+def current_caller(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Account:
-    """The account of `Authorization: Bearer <api key>`.
+) -> Caller:
+    """The account and key name of `Authorization: Bearer <api key>`; the key's name is
+    also put on `request.state.api_key_name`.
 
     Raises:
-        UnauthenticatedError: `unauthenticated` (no bearer key), `unknown_api_key`.
+        UnauthenticatedError: `unauthenticated` (no bearer key), `unknown_api_key`,
+            `revoked_api_key`.
     """
     if credentials is None:
         raise UnauthenticatedError("unauthenticated", "send Authorization: Bearer <api key>")
-    return account_by_api_key(session, credentials.credentials)
+    account, key = authenticate(session, credentials.credentials)
+    request.state.api_key_name = key.name
+    return Caller(account, key.name)
+
+
+CurrentApiKey = Annotated[Caller, Depends(current_caller, scope="function")]
+
+
+def current_account(caller: CurrentApiKey) -> Account:
+    """The account of the request's API key (see `current_caller`)."""
+    return caller.account
 
 
 async def bound_account(
@@ -71,9 +92,30 @@ async def bound_account(
 CurrentAccount = Annotated[Account, Depends(bound_account, scope="function")]
 
 
-def current_actor(account: CurrentAccount) -> str:
-    """Who a request acts as in the history (`models.CampaignEvent.actor`): `api:<account>`."""
-    return f"api:{account.name}"
+def current_actor(caller: CurrentApiKey) -> str:
+    """Who a request acts as in the history (`models.CampaignEvent.actor`):
+    `api-key:<key name>`."""
+    return f"api-key:{caller.key_name}"
 
 
 Actor = Annotated[str, Depends(current_actor, scope="function")]
+
+
+def current_account_id(
+    request: Request,
+    rt: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> int:
+    """The account id of the request's API key, checked in a transaction of its own that
+    is committed at once: for a handler that holds the request open (`POST /v1/calls`
+    with `wait`) and must not hold the request's transaction open with it. Raises as
+    `current_caller`."""
+    with transaction(rt.settings.database_url) as session:
+        return current_caller(request, session, credentials).account.id
+
+
+CurrentAccountId = Annotated[int, Depends(current_account_id)]
+
+
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="An id (a PostgreSQL bigint).")]
+"""A path id: out of a bigint's range it is 400 `invalid_request`, never a query."""

@@ -4,6 +4,7 @@
 - a `DialerError`: its own status and code;
 - the database drivers' connection errors (SQLAlchemy's and psycopg's, a pool timeout
   included): 503 `database_unavailable` with `Retry-After`;
+- a body that is not JSON where JSON is expected: 422 `invalid_json`;
 - a request FastAPI could not validate: 400 `invalid_body` (the body) or `invalid_request`
   (path, query, headers), with one `details` entry per field;
 - Starlette's own HTTP errors (unknown route, wrong method): their status, the reason
@@ -25,7 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from dialer.errors import DatabaseUnavailableError, DialerError
+from dialer.errors import DatabaseUnavailableError, DialerError, UnprocessableError
 from dialer.web.schemas import ErrorBody
 
 log = structlog.get_logger(__name__)
@@ -75,6 +76,8 @@ async def _database_unavailable(_: Request, error: Exception) -> JSONResponse:
 
 async def _invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
     problems = error.errors()
+    if any(p.get("type") == "json_invalid" for p in problems):
+        return error_response(UnprocessableError("invalid_json", "the body is not valid JSON"))
     in_body = all(p.get("loc", ("body",))[0] == "body" for p in problems)
     details = [
         {"field": ".".join(map(str, p.get("loc", ()))), "message": str(p.get("msg", "invalid"))}

@@ -7,14 +7,16 @@ fields), the schema the CLI's `campaigns create` is built from too.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from campaigns.calls import Amd, CallStatus
 from campaigns.preview import CampaignPreview
 from campaigns.reports import CampaignReport
-from models import CampaignStatus, WebhookStatus
+from models import AttemptStatus, CampaignStatus, Outcome, WebhookStatus
 
 
 class FieldProblem(BaseModel):
@@ -236,7 +238,7 @@ class ContactsAdded(BaseModel):
 
 
 class EventOut(BaseModel):
-    """One transition: who (`cli:<user>`, `api:<account>`, `scheduler`, `breaker`, `pacer`),
+    """One transition: who (`cli:<user>`, `api-key:<key name>`, `scheduler`, `breaker`, `pacer`),
     when and why."""
 
     model_config = ConfigDict(from_attributes=True)
@@ -250,3 +252,171 @@ class EventOut(BaseModel):
     actor: str
     reason: str | None
     at: datetime
+
+
+# --- the account and its caller IDs --------------------------------------------------------
+
+
+class NumberOut(BaseModel):
+    """One of the account's caller IDs."""
+
+    number: str = Field(description="E.164.")
+    outbound: bool = Field(description="Presented on outbound calls.")
+    max_concurrency: int | None = Field(description="Most live calls presenting it; null: no cap.")
+    created_at: datetime
+
+
+class NumberIn(BaseModel):
+    """A caller ID to add (the provider account must own or have verified it), or the new
+    settings of one the account has."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    number: str = Field(description="E.164 (+14155550100).", max_length=32)
+    outbound: bool = Field(True, description="Present it on outbound calls.")
+    max_concurrency: int | None = Field(
+        None, gt=0, description="Most live calls presenting it; null: no cap."
+    )
+
+
+class AccountOut(BaseModel):
+    """The account of the API key. Rates in calls per second."""
+
+    name: str
+    max_concurrency: int = Field(description="Most calls live at once across the account.")
+    cps: float = Field(description="Calls per second the account may create.")
+    max_calls_per_number_per_day: int = Field(
+        description="Most attempts that may ring one number in a day."
+    )
+    webhook_url: str | None = Field(description="Where call events are posted; null: nowhere.")
+    numbers: list[NumberOut] = Field(description="Caller IDs, in the order they were added.")
+    created_at: datetime
+
+
+class AccountPatch(BaseModel):
+    """Settings to change; a field left out stays as it is (`webhook_url: ""` or null
+    stops the webhooks)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_concurrency: int | None = Field(None, gt=0, le=100_000)
+    cps: float | None = Field(None, gt=0, le=10_000)
+    max_calls_per_number_per_day: int | None = Field(None, gt=0, le=1000)
+    webhook_url: str | None = Field(None, max_length=2048)
+
+
+# --- single calls ---------------------------------------------------------------------------
+
+METADATA_MAX_BYTES = 4096
+
+
+class CallIn(BaseModel):
+    """One call to place now (or at `call_at`). `to_number` and `message` are required
+    (`message` may be left out with a `campaign_id`, whose message is then used); their
+    absence is 400 `missing_field`, checked in the documented order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to_number: str | None = Field(None, max_length=32, description="E.164 (+447386172392).")
+    message: str | None = Field(
+        None, max_length=4000, description="Spoken text; {name} placeholders take `variables`."
+    )
+    variables: dict[str, str] = Field(
+        default_factory=dict, description="Values of the message's placeholders."
+    )
+    from_number: str | None = Field(
+        None,
+        max_length=32,
+        description="Caller ID, one of the account's outbound numbers (default: the "
+        "campaign's, else the account's first).",
+    )
+    amd: Amd | None = Field(
+        None,
+        description="Answering machine detection: off, hangup (on a machine), leave_message "
+        "(after the beep), detect (record answered_by, carry on). Default: the campaign's "
+        "(off for the standing campaign).",
+    )
+    ring_timeout: int | None = Field(None, ge=5, le=600, description="Seconds it may ring.")
+    time_limit: int | None = Field(None, ge=1, le=14400, description="Longest call, seconds.")
+    max_hold_seconds: int | None = Field(
+        None, gt=0, le=14400, description="Hang up a live call after this many seconds."
+    )
+    metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description="Your own strings (at most 4 KB as JSON), echoed on every read.",
+    )
+    webhook_url: str | None = Field(
+        None, max_length=2048, description="Where this call's events go (default: the account's)."
+    )
+    call_at: AwareDatetime | None = Field(
+        None, description="ISO 8601 with offset: not before then (default: now)."
+    )
+    campaign_id: int | None = Field(
+        None,
+        ge=1,
+        le=2**63 - 1,
+        description="Count it in this campaign (default: the standing one).",
+    )
+    wait: float | None = Field(
+        None,
+        ge=0,
+        le=30,
+        description="Hold the reply up to this many seconds until the call is final; the "
+        "reply is then its final state, or its state at the deadline.",
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _small(cls, metadata: dict[str, str]) -> dict[str, str]:
+        if len(json.dumps(metadata).encode()) > METADATA_MAX_BYTES:
+            raise ValueError(f"metadata is larger than {METADATA_MAX_BYTES} bytes as JSON")
+        return metadata
+
+
+class AttemptOut(BaseModel):
+    """One try at the call: at most one provider call. Durations in seconds."""
+
+    attempt_no: int
+    sid: str | None = Field(description="The provider's call sid; null before it exists.")
+    status: AttemptStatus
+    from_: str = Field(alias="from", description="The caller ID presented.")
+    answered_by: str | None = Field(description="AMD: human, machine_start, ..., unknown.")
+    digits: str | None = Field(description="DTMF pressed after the message.")
+    duration: int | None
+    error_code: int | None = Field(description="The provider's error code, when it refused.")
+    error_message: str | None
+    created_at: datetime
+    placed_at: datetime | None
+    answered_at: datetime | None
+    ended_at: datetime | None
+
+
+class CallOut(BaseModel):
+    """A call (a contact of a campaign) and its attempts, oldest first."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    call_id: int
+    campaign_id: int
+    status: CallStatus = Field(
+        description="queued (waiting for its first or next attempt), in_progress, "
+        "completed (final: see outcome), canceled."
+    )
+    outcome: Outcome | None = Field(description="How it ended; set once completed.")
+    to: str
+    from_: str = Field(alias="from", description="The caller ID.")
+    variables: dict[str, str]
+    metadata: dict[str, str]
+    webhook_url: str | None
+    next_attempt_at: datetime | None = Field(description="When it is due, while queued.")
+    created_at: datetime
+    attempts: list[AttemptOut]
+
+
+class CallPage(BaseModel):
+    """A page of calls, newest first."""
+
+    calls: list[CallOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
+    )

@@ -311,7 +311,47 @@ def test_explicit_phone_column(db_session: Session) -> None:
     data = "Home Phone,Cell Phone\n212-555-0143,212-555-0100\n"
     assert run(db_session, data, phone_column="cell phone").accepted == 1
     assert jobs(db_session)[0].phone_e164 == "+12125550100"
-    assert jobs(db_session)[0].variables == {"Home Phone": "212-555-0143"}
+    assert jobs(db_session)[0].variables == {"home_phone": "212-555-0143"}
+
+
+@pytest.mark.parametrize("header", ["First Name", "first-name", "FIRST_NAME", " first name "])
+def test_headers_fill_variables_whatever_their_spelling(db_session: Session, header: str) -> None:
+    data = f"phone,{header}\n212-555-0143,Ada\n"
+    summary = run(db_session, data, required_variables=frozenset({"first_name"}))
+    assert summary.accepted == 1
+    assert jobs(db_session)[0].variables == {"first_name": "Ada"}
+
+
+def test_column_map_names_the_other_columns(db_session: Session) -> None:
+    data = "Phone,First Name,Appt Date\n212-555-0143,Ada,Monday 9:30\n"
+    campaign = make_campaign(db_session, make_account(db_session))
+    summary = run(
+        db_session,
+        data,
+        campaign,
+        column_map={"Appt Date": "appointment_time"},
+        required_variables=frozenset({"first_name", "appointment_time"}),
+    )
+    assert summary.accepted == 1
+    assert jobs(db_session)[0].variables == {
+        "first_name": "Ada",
+        "appointment_time": "Monday 9:30",
+    }
+    with pytest.raises(IngestError) as caught:
+        run(db_session, data, campaign, column_map={"Appointment": "appointment_time"})
+    assert caught.value.code is IngestErrorCode.UNKNOWN_COLUMN
+    assert "Phone, First Name, Appt Date" in caught.value.message
+
+
+def test_a_missing_variable_lists_the_columns_and_the_nearest(db_session: Session) -> None:
+    data = "Phone,First Name,Appt Date\n212-555-0143,Ada,Monday 9:30\n"
+    with pytest.raises(IngestError) as caught:
+        run(db_session, data, required_variables=frozenset({"first_name", "appointment_time"}))
+    assert caught.value.code is IngestErrorCode.MISSING_VARIABLE
+    assert caught.value.message == (
+        "{appointment_time} has no column; the file has Phone, First Name, Appt Date; "
+        "did you mean Appt Date?"
+    )
 
 
 def test_error_mid_stream_leaves_nothing(database_url: str) -> None:

@@ -33,7 +33,7 @@ from models import MachineAction
 )
 def test_a_setting_out_of_bounds_is_invalid_option(values: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidOptionError) as caught:
-        CampaignOptions(**{"name": "March", **values})
+        CampaignOptions(**{"name": "March", "message": "Hi.", **values})
     assert caught.value.code == "invalid_option"
     assert caught.value.http_status == 400
     assert caught.value.details
@@ -43,7 +43,7 @@ def test_a_setting_out_of_bounds_is_invalid_option(values: dict[str, Any], field
 
 def test_every_problem_is_a_detail() -> None:
     with pytest.raises(InvalidOptionError) as caught:
-        OperatorOptions(name="", max_concurrency=0, cps=-1)
+        OperatorOptions(name="", message="Hi.", max_concurrency=0, cps=-1)
     assert caught.value.details is not None
     assert {d["field"] for d in caught.value.details} == {"name", "max_concurrency", "cps"}
 
@@ -56,7 +56,9 @@ def test_a_malformed_message_is_invalid_template() -> None:
 
 
 def test_defaults_and_internal_settings() -> None:
-    options = CampaignOptions(name="March", max_hold_s=45, machine_action="leave_message")
+    options = CampaignOptions(
+        name="March", message="Hi.", max_hold_s=45, machine_action="leave_message"
+    )
     assert options.max_hold_s == 45
     assert options.machine_action is MachineAction.LEAVE_MESSAGE
     assert (options.max_concurrency, options.max_attempts, options.cps) == (10, 3, None)
@@ -97,7 +99,7 @@ def test_operator_settings_are_a_subset_of_the_campaigns() -> None:
 )
 def test_a_bad_window_setting_has_its_own_code(values: dict[str, Any], code: str) -> None:
     with pytest.raises(DialerError) as caught:
-        OperatorOptions(**{"name": "March", **values})
+        OperatorOptions(**{"name": "March", "message": "Hi.", **values})
     assert caught.value.code == code
     assert caught.value.http_status == 400
 
@@ -108,6 +110,7 @@ def test_window_settings() -> None:
 
     options = OperatorOptions(
         name="March",
+        message="Hi.",
         window="10:00-18:30",
         days="mon-fri",
         holiday=["2027-12-24", "2027-12-31"],
@@ -125,5 +128,23 @@ def test_window_settings() -> None:
     assert options.start_at == datetime(2027, 6, 1, 9, tzinfo=ZoneInfo("Europe/London"))
     assert options.start_at.astimezone(UTC).hour == 8
     assert options.end_at == datetime(2027, 6, 2, 17, tzinfo=UTC)
-    default = OperatorOptions(name="March").calling_window()
+    default = OperatorOptions(name="March", message="Hi.").calling_window()
     assert (default.start, default.end, default.days) == (time(9), time(20), frozenset(range(7)))
+
+
+def test_a_campaign_without_a_message_is_missing_field() -> None:
+    with pytest.raises(DialerError) as caught:
+        CampaignOptions(name="March", max_concurrency=0)
+    assert caught.value.code == "missing_field"
+    assert caught.value.details == [{"field": "message", "message": "Field required"}]
+
+
+def test_column_map_entries_are_column_equals_variable() -> None:
+    options = CampaignOptions(
+        name="March", message="Hi.", column_map=[" Appt Date = appointment_time", "Tel=phone"]
+    )
+    assert options.columns() == {"Appt Date": "appointment_time", "Tel": "phone"}
+    with pytest.raises(InvalidOptionError) as caught:
+        CampaignOptions(name="March", message="Hi.", column_map=["Appt Date"])
+    assert caught.value.details is not None
+    assert [d["field"] for d in caught.value.details] == ["column_map"]

@@ -26,14 +26,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from typer.core import TyperGroup
 
-from campaigns.accounts import hash_api_key
+from campaigns.accounts import create_account, hash_api_key
 from campaigns.options import OperatorOptions
 from dialer.cli import app as cli_app
 from dialer.numbers import RejectReason
 from dialer.runtime import Runtime
 from dialer.settings import Settings
 from dialer.web.app import create_app
-from models import Account, Campaign, CampaignStatus, DncEntry, MachineAction, engine_for
+from models import Account, ApiKey, Campaign, CampaignStatus, DncEntry, MachineAction, engine_for
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_CSV = REPO / "campaigns" / "samples" / "appointments.csv"
@@ -131,6 +131,9 @@ def cli(committed_db: str, redis_client: redis.Redis, tmp_path: Path) -> Iterato
     env["COLUMNS"] = "80"
     work = tmp_path / "cwd"  # no stray `.env` is read, nothing is written into the repo
     work.mkdir()
+    with Session(engine_for(committed_db)) as session, session.begin():
+        create_account(session, "default", simulator=True)
+        create_account(session, "other", simulator=True)
     yield Cli(env=env, cwd=work)
 
 
@@ -146,8 +149,6 @@ def test_db_upgrade_migrates(cli: Cli) -> None:
 def test_create_prints_the_ingest_summary_as_one_json_line(
     cli: Cli, committed_db: str, tmp_path: Path
 ) -> None:
-    assert _account(committed_db, "default") is None
-
     created = cli.create()
 
     assert {"campaign_id", "rows", "accepted", "rejected", "rejected_csv"} <= created.keys()
@@ -172,9 +173,6 @@ def test_create_prints_the_ingest_summary_as_one_json_line(
     assert all(row["line"].isdigit() and row["reason"] for row in rows)
     assert sorted(row["reason"] for row in rows) == sorted(created["rejected"])
 
-    account = _account(committed_db, "default")
-    assert account is not None, "the `default` account is created on first use"
-
 
 @pytest.mark.parametrize(
     ("content", "code"),
@@ -189,7 +187,9 @@ def test_a_file_level_error_creates_nothing(
     path = tmp_path / "contacts.csv"
     path.write_bytes(content)
 
-    message = cli.fails("campaigns", "create", "--name", "Bad", "--csv", str(path), code=code)
+    message = cli.fails(
+        "campaigns", "create", "--name", "Bad", "--csv", str(path), "--message", MESSAGE, code=code
+    )
 
     assert message
     assert cli.campaigns() == []
@@ -272,6 +272,8 @@ def test_a_setting_out_of_bounds_is_invalid_option(cli: Cli) -> None:
         "Bad",
         "--csv",
         str(SAMPLE_CSV),
+        "--message",
+        MESSAGE,
         "--max-hold-s",
         "0",
         code="invalid_option",
@@ -385,6 +387,29 @@ def test_unknown_ids_and_other_accounts_are_not_found(cli: Cli, committed_db: st
         assert session.scalars(select(Campaign.status)).one() is CampaignStatus.DRAFT
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["campaigns", "list"],
+        ["campaigns", "report", "1"],
+        ["campaigns", "start", "1"],
+        ["campaigns", "create", "--name", "x", "--csv", str(SAMPLE_CSV), "--message", MESSAGE],
+        ["dnc", "add", "+12125550143"],
+        ["dnc", "import", str(SAMPLE_CSV)],
+        ["numbers", "list"],
+        ["numbers", "add", "+15005550006"],
+        ["keys", "create", "--name", "ci"],
+        ["keys", "list"],
+        ["calls", "list"],
+        ["calls", "place", "--to", "+447386172392", "--message", "Hi"],
+    ],
+    ids=lambda command: "-".join(command[:2]),
+)
+def test_no_command_creates_an_account(cli: Cli, committed_db: str, command: list[str]) -> None:
+    cli.fails(*command, "--account", "typo", code="account_not_found")
+    assert _account(committed_db, "typo") is None
+
+
 def test_dnc_add_and_import(cli: Cli, committed_db: str, tmp_path: Path) -> None:
     assert cli.ok("dnc", "add", "+12125550143").strip() == "1 added"
     path = tmp_path / "dnc.csv"
@@ -406,15 +431,154 @@ def test_dnc_add_refuses_an_invalid_number(cli: Cli, committed_db: str) -> None:
         assert list(session.scalars(select(DncEntry.e164))) == []
 
 
-def test_accounts_create_key(cli: Cli, committed_db: str) -> None:
-    lines = cli.ok("accounts", "create-key").splitlines()
+def test_accounts_create_set_show(cli: Cli, committed_db: str) -> None:
+    assert cli.ok("accounts", "create", "clinic", "--cps", "2").strip() == "account clinic created"
+    cli.fails("accounts", "create", "clinic", code="account_exists")
+    shown = cli.json("accounts", "show", "clinic", "--json")
+    assert shown["name"] == "clinic"
+    assert (shown["max_concurrency"], shown["cps"], shown["max_calls_per_number_per_day"]) == (
+        10,
+        2.0,
+        3,
+    )
+    assert shown["webhook_url"] is None
+    # With the simulator as provider the first caller ID is Twilio's magic test number.
+    assert [n["number"] for n in shown["numbers"]] == ["+15005550006"]
 
-    assert len(lines) == 1
-    [key] = lines
-    assert len(key) >= 32
-    account = _account(committed_db, "default")
-    assert account is not None
-    assert account.api_key_hash == hash_api_key(key)
+    cli.env["WEBHOOK_ALLOW_PRIVATE_NETWORKS"] = "false"
+    cli.fails(
+        "accounts",
+        "set",
+        "clinic",
+        "--webhook-url",
+        "http://127.0.0.1:6379/",
+        code="webhook_url_not_allowed",
+    )
+    cli.fails("accounts", "set", "clinic", "--max-concurrency", "0", code="invalid_option")
+    cli.env["WEBHOOK_ALLOW_PRIVATE_NETWORKS"] = "true"  # no DNS on test machines
+    cli.ok(
+        "accounts",
+        "set",
+        "clinic",
+        "--max-concurrency",
+        "25",
+        "--cps",
+        "5",
+        "--max-calls-per-number-per-day",
+        "2",
+        "--webhook-url",
+        "http://127.0.0.1:9/hooks",
+    )
+    shown = cli.json("accounts", "show", "clinic", "--json")
+    assert (shown["max_concurrency"], shown["cps"], shown["max_calls_per_number_per_day"]) == (
+        25,
+        5.0,
+        2,
+    )
+    assert shown["webhook_url"] == "http://127.0.0.1:9/hooks"
+    cli.fails("accounts", "show", "nobody", code="account_not_found")
+    cli.fails("accounts", "set", "nobody", "--cps", "2", code="account_not_found")
+
+
+def test_keys_create_list_revoke(cli: Cli, committed_db: str) -> None:
+    plain = cli.ok("keys", "create", "--account", "default", "--name", "crm").splitlines()
+    assert len(plain) == 1 and plain[0].startswith("dk_") and len(plain[0]) > 40
+    issued = cli.json("keys", "create", "--account", "other", "--name", "billing", "--json")
+    assert set(issued) == {"id", "name", "key"}
+    assert issued["name"] == "billing" and issued["key"].startswith("dk_")
+    with Session(engine_for(committed_db)) as session:
+        stored = session.scalars(select(ApiKey).order_by(ApiKey.id)).all()
+        assert [k.key_hash for k in stored] == [hash_api_key(plain[0]), hash_api_key(issued["key"])]
+
+    listed = cli.json("keys", "list", "--json")
+    assert [(k["account"], k["name"]) for k in listed] == [("default", "crm"), ("other", "billing")]
+    assert all(plain[0] not in str(k) and issued["key"] not in str(k) for k in listed)
+    assert listed[0]["prefix"] == plain[0][:10]
+    only = cli.json("keys", "list", "--account", "other", "--json")
+    assert [k["id"] for k in only] == [issued["id"]]
+
+    assert cli.ok("keys", "revoke", str(issued["id"])).strip().endswith("revoked")
+    [revoked] = cli.json("keys", "list", "--account", "other", "--json")
+    assert revoked["revoked_at"]
+    cli.fails("keys", "revoke", "999999", code="api_key_not_found")
+
+
+def test_numbers_add_list_remove(cli: Cli, committed_db: str) -> None:
+    # The magic number is the simulator's and the account's already: this only updates it.
+    assert cli.ok("numbers", "add", "+15005550006", "--max-concurrency", "2").split() == [
+        "+15005550006",
+        "updated",
+    ]
+    [number] = cli.json("numbers", "list", "--json")
+    assert (number["number"], number["outbound"], number["max_concurrency"]) == (
+        "+15005550006",
+        True,
+        2,
+    )
+    cli.ok("numbers", "add", "+15005550006", "--no-outbound")
+    assert cli.json("numbers", "list", "--json")[0]["outbound"] is False
+    cli.fails("numbers", "add", "07386172392", code="invalid_phone_format")
+    cli.fails("numbers", "remove", "+14155550100", code="number_not_found")
+    # No outbound number left: a campaign cannot be created.
+    cli.fails(
+        "campaigns",
+        "create",
+        "--name",
+        "x",
+        "--csv",
+        str(SAMPLE_CSV),
+        "--message",
+        MESSAGE,
+        code="no_outbound_number",
+    )
+    assert cli.ok("numbers", "remove", "+15005550006").strip() == "removed"
+    assert cli.json("numbers", "list", "--json") == []
+
+
+def test_calls_place_show_list(cli: Cli) -> None:
+    placed = cli.json(
+        "calls",
+        "place",
+        "--to",
+        "+447386172392",
+        "--message",
+        "Hi {name}.",
+        "--var",
+        "name=Ada",
+        "--meta",
+        "order=A-17",
+        "--amd",
+        "detect",
+        "--json",
+    )
+    assert (placed["status"], placed["to"], placed["from"]) == (
+        "queued",
+        "+447386172392",
+        "+15005550006",
+    )
+    assert placed["metadata"] == {"order": "A-17"}
+    shown = cli.json("calls", "show", str(placed["call_id"]), "--json")
+    assert shown["call_id"] == placed["call_id"]
+    listed = cli.json("calls", "list", "--status", "queued", "--json")
+    assert [c["call_id"] for c in listed["calls"]] == [placed["call_id"]]
+    assert listed["next_cursor"] is None
+    cli.fails("calls", "show", str(placed["call_id"]), "--account", "other", code="call_not_found")
+    cli.fails(
+        "calls", "place", "--to", "07386172392", "--message", "Hi", code="invalid_phone_format"
+    )
+    cli.fails("calls", "place", "--to", "+447386172392", code="missing_field")
+
+
+def test_campaign_files_as_people_export_them(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text("Phone,First Name,Appt Date\n+12125550143,Ada,Monday 9:30\n", encoding="utf-8")
+    message = "Hi {first_name}, see you {appointment_time}."
+    base = ["campaigns", "create", "--name", "x", "--csv", str(path)]
+    cli.fails(*base, code="missing_field")
+    refused = cli.fails(*base, "--message", message, code="missing_variable")
+    assert refused.endswith("did you mean Appt Date?")
+    created = cli.json(*base, "--message", message, "--map", "Appt Date=appointment_time", "--json")
+    assert created["accepted"] == 1
 
 
 def test_flower_refuses_to_start_without_a_password(cli: Cli) -> None:

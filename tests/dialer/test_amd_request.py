@@ -54,14 +54,19 @@ def runtime(committed_db: str, redis_client: redis.Redis, sim_url: str) -> Runti
     )
 
 
-def create_form(runtime: Runtime, **campaign: Any) -> dict[str, list[str]]:
-    """Place one call for a campaign with these settings; the form its create POST carried."""
+def create_form(
+    runtime: Runtime, contact: dict[str, Any] | None = None, **campaign: Any
+) -> dict[str, list[str]]:
+    """Place one call for a campaign with these settings (and a contact with `contact`'s
+    own); the form its create POST carried."""
     with transaction(runtime.settings.database_url) as session:
         account = make_account(session)
         row = make_campaign(
             session, account, status=CampaignStatus.RUNNING, message=MESSAGE, **campaign
         )
-        job = make_job(session, row, "+12125550143", status=JobStatus.IN_PROGRESS)
+        job = make_job(
+            session, row, "+12125550143", status=JobStatus.IN_PROGRESS, **(contact or {})
+        )
         caller_id = session.get_one(CallerId, row.caller_id_id)
         attempt = CallAttempt(
             job_id=job.id,
@@ -123,3 +128,23 @@ def test_no_amd_sends_no_amd_parameters(runtime: Runtime) -> None:
     form = create_form(runtime, machine_detection=False)
     assert not {k for k in form if k.startswith(("MachineDetection", "AsyncAmd"))}
     assert form["StatusCallbackEvent"] == ["initiated", "ringing", "answered", "completed"]
+
+
+def test_a_single_calls_own_settings_override_its_campaigns(runtime: Runtime) -> None:
+    """`POST /v1/calls` keeps a call's message, ring timeout, time limit and AMD on its
+    contact; they win over the campaign's."""
+    own = {
+        "message": "Hi {first_name}, it is me.",
+        "ring_timeout_s": 12,
+        "time_limit_s": 90,
+        "machine_detection": True,
+        "machine_action": MachineAction.CONTINUE,
+    }
+    form = create_form(runtime, own, machine_detection=False, ring_timeout_s=30)
+    assert (form["Timeout"], form["TimeLimit"]) == (["12"], ["90"])
+    # Detect and carry on: asynchronous AMD (the result is recorded), the message at once.
+    assert form["MachineDetection"] == ["Enable"]
+    assert form["AsyncAmd"] == ["true"]
+    [twiml] = form["Twiml"]
+    say = ET.fromstring(twiml)[0]  # noqa: S314  # our own request, not untrusted input
+    assert say.text == "Hi Ada, it is me."

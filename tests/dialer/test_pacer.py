@@ -149,3 +149,32 @@ def test_the_rebuilt_pool_holds_every_live_attempt(
     assert runtime.pool.live(Keys(account_id).account_pool()) == 3
     assert runtime.pool.live(Keys(account_id).campaign_pool(campaign_id)) == 3
     assert dispatch_round(runtime, account_id).dials == []  # still full: the cap holds
+
+
+def test_a_standing_campaign_stays_running_and_idle_when_it_has_nothing_to_dial(
+    committed_db: str, runtime: Runtime
+) -> None:
+    """The standing campaign of single calls is not completed when its contacts are done,
+    and does not keep the pacer (or beat) busy while it has nothing pending; an ordinary
+    campaign with nothing left completes as before."""
+    from dialer.dispatch.pacer import accounts_needing_pacer
+    from models import Campaign
+
+    account_id, (standing, ordinary) = seed(
+        committed_db, [{"standing": True, "jobs": 0}, {"jobs": 0}], {"max_concurrency": 4}
+    )
+    ensure_pool(runtime.pool, runtime.settings.database_url, account_id)
+    out = dispatch_round(runtime, account_id)
+    assert out.dials == []
+    assert out.work_left is False
+    with transaction(committed_db) as session:
+        assert session.get_one(Campaign, standing).status is CampaignStatus.RUNNING
+        assert session.get_one(Campaign, ordinary).status is CampaignStatus.COMPLETED
+    assert accounts_needing_pacer(runtime) == []
+
+    with transaction(committed_db) as session:
+        make_job(session, session.get_one(Campaign, standing), "+12125550143")
+    assert accounts_needing_pacer(runtime) == [account_id]
+    out = dispatch_round(runtime, account_id)
+    assert len(out.dials) == 1
+    assert out.work_left is True

@@ -8,9 +8,10 @@ from typing import Any
 from sqlalchemy import func, select
 
 from campaigns import lifecycle
-from campaigns.accounts import get_or_create_account
+from campaigns.accounts import create_account, get_account
 from campaigns.reports import campaign_report
 from dialer.cli.demo import generated_contacts
+from dialer.errors import NotFoundError
 from dialer.pool import Keys
 from models import LIVE_ATTEMPT_STATUSES, CallAttempt, JobStatus, transaction
 from tests.e2e.conftest import Stack
@@ -35,12 +36,16 @@ def start_campaign(
     first_contact: int = 0,
     **options: Any,
 ) -> tuple[int, int]:
-    """Create an account and a running campaign of `contacts` generated contacts."""
+    """Create the account (unless it exists) and a running campaign of `contacts`
+    generated contacts."""
     url = stack.runtime.settings.database_url
     with transaction(url) as session:
-        account_id = get_or_create_account(
-            session, account, max_concurrency=account_cap, cps=account_cps
-        ).id
+        try:
+            account_id = get_account(session, account).id
+        except NotFoundError:
+            account_id = create_account(
+                session, account, max_concurrency=account_cap, cps=account_cps, simulator=True
+            ).id
     campaign_options = lifecycle.CampaignOptions(
         name="e2e",
         message="Hello {first_name}, see you {appointment_time}.",

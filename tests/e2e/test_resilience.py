@@ -11,7 +11,7 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-from campaigns.accounts import hash_api_key
+from campaigns.accounts import create_api_key
 from models import Account, transaction
 from tests.e2e.conftest import Stack
 from tests.e2e.helpers import assert_clean_end, report, start_campaign, wait_finished
@@ -140,9 +140,8 @@ def test_cancel_with_hang_up_stops_dials_and_ends_live_calls(stack: Stack) -> No
     account_id, campaign_id = start_campaign(
         stack, 40, account_cap=6, max_concurrency=6, max_attempts=1
     )
-    key = "e2e-cancel-key"
     with transaction(stack.runtime.settings.database_url) as session:
-        session.get_one(Account, account_id).api_key_hash = hash_api_key(key)
+        key = create_api_key(session, session.get_one(Account, account_id), "e2e").key
     deadline = time.monotonic() + 30
     while stack.sim("GET", "/_sim/stats")["live"] < 3:
         assert time.monotonic() < deadline

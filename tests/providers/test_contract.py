@@ -68,3 +68,35 @@ def test_adapter_traffic_matches_the_twilio_spec(twilio_openapi: OpenAPI, sim: S
         openapi_request = RequestsOpenAPIRequest(prepared)
         twilio_openapi.validate_request(openapi_request)
         twilio_openapi.validate_response(openapi_request, RequestsOpenAPIResponse(response))
+
+
+def test_caller_id_lookups_match_the_twilio_spec(twilio_openapi: OpenAPI, sim: Sim) -> None:
+    """`owns_caller_id` asks IncomingPhoneNumbers, then OutgoingCallerIds, filtered by
+    PhoneNumber: the simulator's owned and verified numbers, in Twilio's shapes."""
+    assert sim.configure(verified_caller_ids=["+14155550123"]).status_code == 200
+    provider = make_provider(sim.base_url)
+    exchanges: list[requests.Response] = []
+
+    def capture(response: requests.Response, *args: object, **kwargs: object) -> None:
+        exchanges.append(response)
+
+    provider.http_client.request_hooks = {"response": [capture]}
+    assert provider.owns_caller_id("+15005550006")  # owned by default
+    assert provider.owns_caller_id("+14155550123")  # verified
+    assert not provider.owns_caller_id("+14155550199")
+    paths = [r.request.path_url.split("?")[0].rsplit("/", 1)[1] for r in exchanges]
+    assert paths == [
+        "IncomingPhoneNumbers.json",
+        "IncomingPhoneNumbers.json",
+        "OutgoingCallerIds.json",
+        "IncomingPhoneNumbers.json",
+        "OutgoingCallerIds.json",
+    ]
+    assert "PhoneNumber=%2B15005550006" in (exchanges[0].request.url or "")
+    for response in exchanges:
+        prepared = copy.copy(response.request)
+        assert prepared.url is not None
+        prepared.url = prepared.url.replace(sim.base_url, TWILIO)
+        openapi_request = RequestsOpenAPIRequest(prepared)
+        twilio_openapi.validate_request(openapi_request)
+        twilio_openapi.validate_response(openapi_request, RequestsOpenAPIResponse(response))

@@ -103,6 +103,19 @@ def test_bad_token_is_an_account_error(sim: Sim) -> None:
     assert caught.value.message == "Authenticate"
 
 
+def test_a_refused_list_page_is_mapped_like_any_refusal(sim: Sim) -> None:
+    """The SDK raises a bare `TwilioException` for a list page it could not fetch (not a
+    `TwilioRestException`); it is mapped from the reply's Twilio error body all the same."""
+    provider = make_provider(sim.base_url, token="wrong-token")
+    for lookup in (
+        lambda: provider.list_calls("+15551230001", datetime.now(UTC)),
+        lambda: provider.owns_caller_id("+15005550006"),
+    ):
+        with pytest.raises(AccountProviderError) as caught:
+            lookup()
+        assert (caught.value.code, caught.value.http_status) == (20003, 401)
+
+
 def test_unknown_sid_is_not_found(sim: Sim) -> None:
     provider = make_provider(sim.base_url)
     for operation in (provider.fetch_call, provider.hang_up):

@@ -8,8 +8,6 @@ import io
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from datetime import time as time_of_day
 from pathlib import Path
@@ -18,75 +16,15 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from sqlalchemy import event, func, select
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from campaigns.accounts import get_or_create_account, hash_api_key
 from dialer.runtime import Runtime
 from dialer.web.app import create_app
-from models import Campaign, DncEntry, MachineAction, transaction
+from models import Campaign, MachineAction, transaction
 from tests.servers import serve_app
+from tests.web.support import KEY, OTHER_KEY, SAMPLE, Api, error_code
 from workers.app import PACER_QUEUE
-
-SAMPLE = Path(__file__).resolve().parents[2] / "campaigns" / "samples" / "appointments.csv"
-MESSAGE = "Hello {first_name}, your appointment is on {appointment_time}."
-KEY = "test-key-acme-" + "a" * 32
-OTHER_KEY = "test-key-other-" + "b" * 32
-
-
-@dataclass(frozen=True)
-class Api:
-    """A client of the served app, authenticated as the "acme" account."""
-
-    http: httpx.Client
-    runtime: Runtime
-    account_id: int
-    other_account_id: int
-
-    def headers(self, key: str = KEY) -> dict[str, str]:
-        return {"Authorization": f"Bearer {key}"}
-
-    def get(self, path: str, *, key: str = KEY) -> httpx.Response:
-        return self.http.get(path, headers=self.headers(key))
-
-    def post(
-        self, path: str, *, key: str = KEY, headers: dict[str, str] | None = None, **kwargs: Any
-    ) -> httpx.Response:
-        return self.http.post(path, headers={**self.headers(key), **(headers or {})}, **kwargs)
-
-    def delete(self, path: str, *, key: str = KEY) -> httpx.Response:
-        return self.http.delete(path, headers=self.headers(key))
-
-    def upload(
-        self, content: bytes, *, key: str = KEY, filename: str = "contacts.csv", **fields: Any
-    ) -> httpx.Response:
-        data = {"name": "March reminders", "message": MESSAGE, **fields}
-        files = {"file": (filename, content, "text/csv")}
-        return self.post("/v1/campaigns", key=key, data=data, files=files)
-
-    def campaign_count(self) -> int:
-        with transaction(self.runtime.settings.database_url) as session:
-            return session.scalar(select(func.count()).select_from(Campaign)) or 0
-
-    def dnc_numbers(self, account_id: int | None = None) -> set[str]:
-        with transaction(self.runtime.settings.database_url) as session:
-            query = select(DncEntry.e164).where(
-                DncEntry.account_id == (account_id or self.account_id)
-            )
-            return set(session.scalars(query))
-
-
-@pytest.fixture
-def api(runtime: Runtime) -> Iterator[Api]:
-    with transaction(runtime.settings.database_url) as session:
-        acme = get_or_create_account(session, "acme")
-        acme.api_key_hash = hash_api_key(KEY)
-        other = get_or_create_account(session, "other")
-        other.api_key_hash = hash_api_key(OTHER_KEY)
-        session.flush()
-        ids = acme.id, other.id
-    with serve_app(create_app(runtime)) as url, httpx.Client(base_url=url, timeout=30) as http:
-        yield Api(http, runtime, *ids)
 
 
 @pytest.fixture
@@ -94,15 +32,6 @@ def campaign_id(api: Api) -> int:
     response = api.upload(SAMPLE.read_bytes(), filename="appointments.csv")
     assert response.status_code == 201, response.text
     return int(response.json()["campaign_id"])
-
-
-def error_code(response: httpx.Response, status: int) -> str:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}
-    assert {"code", "message"} <= set(body["error"]) <= {"code", "message", "details"}
-    assert body["error"]["message"]
-    return str(body["error"]["code"])
 
 
 # --- authentication ------------------------------------------------------------------------
@@ -312,6 +241,30 @@ def test_a_placeholder_without_a_column_is_missing_variable(api: Api) -> None:
     assert api.campaign_count() == 0
 
 
+def test_a_campaign_without_a_message_is_missing_field(api: Api) -> None:
+    files = {"file": ("contacts.csv", SAMPLE.read_bytes(), "text/csv")}
+    response = api.post("/v1/campaigns", data={"name": "No message"}, files=files)
+    assert error_code(response, 400) == "missing_field"
+    assert response.json()["error"]["details"] == [
+        {"field": "message", "message": "Field required"}
+    ]
+    assert api.campaign_count() == 0
+
+
+def test_headers_as_people_export_them_and_column_map(api: Api) -> None:
+    content = b"Phone,First Name,Appt Date\n+12125550143,Ada,Monday 9:30\n"
+    message = "Hi {first_name}, see you {appointment_time}."
+    refused = api.upload(content, message=message)
+    assert error_code(refused, 422) == "missing_variable"
+    assert refused.json()["error"]["message"] == (
+        "{appointment_time} has no column; the file has Phone, First Name, Appt Date; "
+        "did you mean Appt Date?"
+    )
+    created = api.upload(content, message=message, column_map=["Appt Date=appointment_time"])
+    assert created.status_code == 201, created.text
+    assert created.json()["accepted"] == 1
+
+
 # --- campaigns: transitions ----------------------------------------------------------------
 
 
@@ -515,6 +468,7 @@ def test_the_openapi_document_names_every_campaign_body(api: Api) -> None:
         ("get", "/v1/campaigns/{campaign_id}/report"): ref + "ReportOut",
         ("get", "/v1/campaigns/{campaign_id}/events"): ref + "EventOut",
         ("get", "/v1/campaigns/{campaign_id}/preview"): ref + "PreviewOut",
+        ("get", "/v1/campaigns/{campaign_id}/calls"): ref + "CallPage",
         **{
             ("post", f"/v1/campaigns/{{campaign_id}}/{action}"): ref + "CampaignOut"
             for action in ("start", "pause", "resume", "cancel")
@@ -575,11 +529,11 @@ def test_dnc_add_with_a_malformed_body_is_400_invalid_body(api: Api, body: Any) 
     assert api.dnc_numbers() == set()
 
 
-def test_dnc_add_with_a_body_that_is_not_json_is_400_invalid_body(api: Api) -> None:
+def test_dnc_add_with_a_body_that_is_not_json_is_422_invalid_json(api: Api) -> None:
     response = api.post(
         "/v1/dnc", content=b"numbers=+12125550143", headers={"Content-Type": "application/json"}
     )
-    assert error_code(response, 400) == "invalid_body"
+    assert error_code(response, 422) == "invalid_json"
     assert api.dnc_numbers() == set()
 
 

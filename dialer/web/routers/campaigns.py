@@ -19,7 +19,7 @@ from campaigns.options import CampaignOptions, OperatorOptions
 from campaigns.preview import campaign_preview
 from campaigns.reports import campaign_report, export_results
 from dialer.errors import NotFoundError
-from dialer.web.deps import Actor, CurrentAccount, RuntimeDep, SessionDep
+from dialer.web.deps import Actor, CurrentAccount, RowId, RuntimeDep, SessionDep
 from dialer.web.errors import (
     ANY_OTHER,
     CONFLICT,
@@ -73,19 +73,19 @@ def list_campaigns(account: CurrentAccount, session: SessionDep) -> list[Campaig
 
 
 @router.get("/{campaign_id}", response_model=CampaignOut, responses=NOT_FOUND)
-def get_campaign(campaign_id: int, account: CurrentAccount, session: SessionDep) -> CampaignOut:
+def get_campaign(campaign_id: RowId, account: CurrentAccount, session: SessionDep) -> CampaignOut:
     """One campaign, with its ingest summary."""
     return CampaignOut.model_validate(lifecycle.get_campaign(session, account.id, campaign_id))
 
 
 @router.get("/{campaign_id}/report", response_model=ReportOut, responses=NOT_FOUND)
-def report(campaign_id: int, account: CurrentAccount, session: SessionDep) -> ReportOut:
+def report(campaign_id: RowId, account: CurrentAccount, session: SessionDep) -> ReportOut:
     """The campaign's figures: contacts by status and outcome, attempts, talk time."""
     return ReportOut.model_validate(campaign_report(session, account.id, campaign_id).model_dump())
 
 
 @router.get("/{campaign_id}/events", response_model=list[EventOut], responses=NOT_FOUND)
-def events(campaign_id: int, account: CurrentAccount, session: SessionDep) -> list[EventOut]:
+def events(campaign_id: RowId, account: CurrentAccount, session: SessionDep) -> list[EventOut]:
     """The campaign's history, oldest first: the schedule's firing that created it, if any,
     then each transition with who made it (`cli:<user>`, `api:<account>`, `scheduler`,
     `breaker`, `pacer`), when and why."""
@@ -94,7 +94,7 @@ def events(campaign_id: int, account: CurrentAccount, session: SessionDep) -> li
 
 @router.get("/{campaign_id}/preview", response_model=PreviewOut, responses=NOT_FOUND)
 def preview(
-    campaign_id: int, account: CurrentAccount, session: SessionDep, rt: RuntimeDep
+    campaign_id: RowId, account: CurrentAccount, session: SessionDep, rt: RuntimeDep
 ) -> PreviewOut:
     """Contacts callable now, waiting for their window (by zone) and expired, and the
     estimated finish time at the campaign's caps, CPS and windows."""
@@ -106,7 +106,7 @@ def preview(
     "/{campaign_id}/rejected.csv", response_class=FileResponse, responses={**_CSV, **NOT_FOUND}
 )
 def rejected_csv(
-    campaign_id: int, account: CurrentAccount, session: SessionDep, rt: RuntimeDep
+    campaign_id: RowId, account: CurrentAccount, session: SessionDep, rt: RuntimeDep
 ) -> FileResponse:
     """The rows ingest refused (line, reason, the row's fields). 404 `no_rejected_rows`
     when it refused none."""
@@ -123,14 +123,18 @@ def rejected_csv(
     responses={**_CSV, **NOT_FOUND},
 )
 def results_csv(
-    campaign_id: int, account: CurrentAccount, session: SessionDep
+    campaign_id: RowId, account: CurrentAccount, session: SessionDep
 ) -> StreamingResponse:
     """Every contact's result, one row each (values escaped against formula injection)."""
     # Spooled to disk past 1 MB: a million-contact export never sits in memory.
     spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115  # closed by the response
         max_size=1_000_000, mode="w+", newline="", encoding="utf-8"
     )
-    export_results(session, account.id, campaign_id, spool)
+    try:
+        export_results(session, account.id, campaign_id, spool)
+    except BaseException:
+        spool.close()
+        raise
     spool.seek(0)
     return StreamingResponse(
         iter(lambda: spool.read(65536), ""),
@@ -158,7 +162,7 @@ def _transitioned(session: Session, campaign: Campaign) -> CampaignOut:
 
 @router.post("/{campaign_id}/start", response_model=CampaignOut, responses=_TRANSITION_ERRORS)
 def start_campaign(
-    campaign_id: int, account: CurrentAccount, actor: Actor, session: SessionDep
+    campaign_id: RowId, account: CurrentAccount, actor: Actor, session: SessionDep
 ) -> CampaignOut:
     """draft -> running: the pacer starts dialling it."""
     return _transitioned(session, lifecycle.start(session, account.id, campaign_id, actor=actor))
@@ -166,7 +170,7 @@ def start_campaign(
 
 @router.post("/{campaign_id}/pause", response_model=CampaignOut, responses=_TRANSITION_ERRORS)
 def pause_campaign(
-    campaign_id: int, account: CurrentAccount, actor: Actor, session: SessionDep
+    campaign_id: RowId, account: CurrentAccount, actor: Actor, session: SessionDep
 ) -> CampaignOut:
     """running -> paused: no new calls; calls already live finish."""
     return _transitioned(session, lifecycle.pause(session, account.id, campaign_id, actor=actor))
@@ -174,7 +178,7 @@ def pause_campaign(
 
 @router.post("/{campaign_id}/resume", response_model=CampaignOut, responses=_TRANSITION_ERRORS)
 def resume_campaign(
-    campaign_id: int, account: CurrentAccount, actor: Actor, session: SessionDep
+    campaign_id: RowId, account: CurrentAccount, actor: Actor, session: SessionDep
 ) -> CampaignOut:
     """paused -> running (also after the circuit breaker, once its cause is fixed)."""
     return _transitioned(session, lifecycle.resume(session, account.id, campaign_id, actor=actor))
@@ -182,7 +186,7 @@ def resume_campaign(
 
 @router.post("/{campaign_id}/cancel", response_model=CampaignOut, responses=_TRANSITION_ERRORS)
 def cancel_campaign(
-    campaign_id: int,
+    campaign_id: RowId,
     account: CurrentAccount,
     actor: Actor,
     session: SessionDep,

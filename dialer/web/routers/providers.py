@@ -21,6 +21,7 @@ from dialer.errors import ForbiddenError
 from dialer.logs import bind_context
 from dialer.metrics import CALLBACK_SECONDS, CALLBACKS, observe_callback_lag
 from dialer.runtime import Runtime
+from dialer.web.deps import RowId
 from dialer.web.errors import ANY_OTHER, INVALID, declared
 from models.asyncdb import AsyncPool, async_pool
 from workers.enqueue import hang_up, resolve_late_call
@@ -111,13 +112,13 @@ async def _callback(request: Request, attempt_id: int, kind: CallbackKind) -> Re
 
 
 @router.post("/status/{attempt_id}", status_code=204, response_class=Response)
-async def status_callback(request: Request, attempt_id: int) -> Response:
+async def status_callback(request: Request, attempt_id: RowId) -> Response:
     """A call progress event (`StatusCallback`)."""
     return await _callback(request, attempt_id, CallbackKind.STATUS)
 
 
 @router.post("/amd/{attempt_id}", status_code=204, response_class=Response)
-async def amd_callback(request: Request, attempt_id: int) -> Response:
+async def amd_callback(request: Request, attempt_id: RowId) -> Response:
     """The asynchronous answering machine detection result (`AsyncAmdStatusCallback`)."""
     return await _callback(request, attempt_id, CallbackKind.AMD)
 
@@ -127,6 +128,6 @@ async def amd_callback(request: Request, attempt_id: int) -> Response:
     response_class=Response,
     responses={200: {"content": {"application/xml": {}}, "description": "TwiML: goodbye."}},
 )
-async def gather_callback(request: Request, attempt_id: int) -> Response:
+async def gather_callback(request: Request, attempt_id: RowId) -> Response:
     """The DTMF digits gathered after the message; answers with the TwiML that ends the call."""
     return await _callback(request, attempt_id, CallbackKind.GATHER)

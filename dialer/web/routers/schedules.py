@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from campaigns import schedules
 from dialer.errors import DialerError
-from dialer.web.deps import Actor, CurrentAccount, RuntimeDep, SessionDep
+from dialer.web.deps import Actor, CurrentAccount, RowId, RuntimeDep, SessionDep
 from dialer.web.errors import (
     ANY_OTHER,
     CSV_REFUSED,
@@ -71,7 +71,7 @@ def list_schedules(account: CurrentAccount, session: SessionDep) -> list[Schedul
 
 
 @router.get("/{schedule_id}", response_model=ScheduleOut, responses=_NOT_FOUND)
-def get_schedule(schedule_id: int, account: CurrentAccount, session: SessionDep) -> ScheduleOut:
+def get_schedule(schedule_id: RowId, account: CurrentAccount, session: SessionDep) -> ScheduleOut:
     """One schedule."""
     return ScheduleOut.model_validate(schedules.get_schedule(session, account.id, schedule_id))
 
@@ -82,7 +82,7 @@ def get_schedule(schedule_id: int, account: CurrentAccount, session: SessionDep)
     responses={**INVALID, **_NOT_FOUND, **_CONFLICT},
 )
 def update_schedule(
-    schedule_id: int,
+    schedule_id: RowId,
     body: SchedulePatch,
     account: CurrentAccount,
     actor: Actor,
@@ -97,7 +97,7 @@ def update_schedule(
 
 @router.delete("/{schedule_id}", status_code=204, responses=_NOT_FOUND)
 def delete_schedule(
-    schedule_id: int, account: CurrentAccount, actor: Actor, session: SessionDep
+    schedule_id: RowId, account: CurrentAccount, actor: Actor, session: SessionDep
 ) -> None:
     """It fires no more; its runs, campaigns and history stay."""
     schedules.delete_schedule(session, account.id, schedule_id, actor=actor)
@@ -110,7 +110,7 @@ def delete_schedule(
     responses={**_NOT_FOUND, **_CONFLICT},
 )
 def run_schedule(
-    schedule_id: int, account: CurrentAccount, actor: Actor, rt: RuntimeDep, session: SessionDep
+    schedule_id: RowId, account: CurrentAccount, actor: Actor, rt: RuntimeDep, session: SessionDep
 ) -> ScheduleRunOut:
     """Fire now: a campaign from the pushed contacts, started; the run is the reply (an
     `empty` run when nothing was pushed)."""
@@ -124,7 +124,7 @@ def run_schedule(
 
 @router.get("/{schedule_id}/runs", response_model=list[ScheduleRunOut], responses=_NOT_FOUND)
 def list_runs(
-    schedule_id: int, account: CurrentAccount, session: SessionDep
+    schedule_id: RowId, account: CurrentAccount, session: SessionDep
 ) -> list[ScheduleRunOut]:
     """The schedule's runs, newest occurrence first."""
     return [
@@ -134,7 +134,7 @@ def list_runs(
 
 
 @router.get("/{schedule_id}/events", response_model=list[EventOut], responses=_NOT_FOUND)
-def list_events(schedule_id: int, account: CurrentAccount, session: SessionDep) -> list[EventOut]:
+def list_events(schedule_id: RowId, account: CurrentAccount, session: SessionDep) -> list[EventOut]:
     """The schedule's history: created, fired, skipped, paused, resumed, changed, deleted."""
     return [
         EventOut.model_validate(e)
@@ -161,7 +161,7 @@ _CONTACTS_BODY: dict[str, Any] = {
     openapi_extra=_CONTACTS_BODY,
 )
 async def add_contacts(
-    schedule_id: int, request: Request, account: CurrentAccount, session: SessionDep
+    schedule_id: RowId, request: Request, account: CurrentAccount, session: SessionDep
 ) -> ContactsAdded:
     """Add contacts to the schedule's next batch: JSON `{"contacts": [{column: value}]}`,
     or a CSV body (`Content-Type: text/csv`, any encoding and delimiter ingest reads, at

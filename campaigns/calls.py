@@ -1,0 +1,423 @@
+"""Single calls (`POST /v1/calls`, `dialer calls place`) and reading calls back.
+
+A single call is a contact (`CallJob`) like any other: of the campaign named by
+`campaign_id`, else of the account's *standing* campaign for its caller ID (created, and
+started, on first use; it stays running while it has nothing to dial). So it goes through
+the same pacer, pool, CPS limits, DNC check and retry policy as a campaign's contacts, and
+the caps hold whatever the mix.
+
+A campaign's settings are the defaults of its contacts; a single call may override the
+message, the ring timeout, the time limit, the hold cap and AMD for itself (nullable
+columns of `call_jobs`, read by the dialer as "the contact's, else the campaign's"). The
+caller ID is a campaign's: a call from another number goes to that number's standing
+campaign.
+
+Statuses a client sees (`CallStatus`) are the contact's: `queued` (waiting for its first
+or next attempt), `in_progress` (an attempt is being dialled or is live), `completed`
+(final, with an `outcome`) and `canceled` (its campaign was cancelled first).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from campaigns.accounts import outbound_number
+from campaigns.lifecycle import get_campaign
+from dialer.calls import DEFAULT_RETRY_POLICY
+from dialer.campaign_state import CampaignAction, transition
+from dialer.errors import ConflictError, DialerError, NotFoundError
+from dialer.numbers import NumberRejected, RejectReason, check_policy, classify
+from dialer.providers.twiml import template_placeholders
+from dialer.webhook_url import check_webhook_url
+from dialer.windows import CallingWindow, ContactSchedule, Place, next_opening, subdivision_of
+from models import (
+    Account,
+    CallAttempt,
+    CallerId,
+    CallJob,
+    Campaign,
+    CampaignStatus,
+    DncEntry,
+    JobStatus,
+    MachineAction,
+    Outcome,
+    utcnow,
+)
+
+MAX_LIST_LIMIT = 500
+_E164 = re.compile(r"\+[1-9]\d{1,14}")
+_STANDING_LOCK = 12_001
+"""First key of the advisory lock that serialises creating a caller ID's standing campaign."""
+
+
+class CallStatus(StrEnum):
+    """A call's status as clients see it (the contact's `JobStatus`)."""
+
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    CANCELED = "canceled"
+
+
+_BY_JOB_STATUS = {
+    JobStatus.PENDING: CallStatus.QUEUED,
+    JobStatus.IN_PROGRESS: CallStatus.IN_PROGRESS,
+    JobStatus.DONE: CallStatus.COMPLETED,
+    JobStatus.CANCELED: CallStatus.CANCELED,
+}
+_JOB_STATUS = {status: job for job, status in _BY_JOB_STATUS.items()}
+FINAL_STATUSES = frozenset({CallStatus.COMPLETED, CallStatus.CANCELED})
+
+
+class Amd(StrEnum):
+    """Answering machine detection for one call."""
+
+    OFF = "off"
+    HANGUP = "hangup"
+    """Detect; hang up on a machine (outcome `machine`)."""
+    LEAVE_MESSAGE = "leave_message"
+    """Detect; wait for the beep and leave the message."""
+    DETECT = "detect"
+    """Detect and record `answered_by`; carry on as with a person."""
+
+
+_AMD_SETTINGS: dict[Amd, tuple[bool, MachineAction | None]] = {
+    Amd.OFF: (False, None),
+    Amd.HANGUP: (True, MachineAction.HANG_UP),
+    Amd.LEAVE_MESSAGE: (True, MachineAction.LEAVE_MESSAGE),
+    Amd.DETECT: (True, MachineAction.CONTINUE),
+}
+
+
+@dataclass(frozen=True)
+class SingleCall:
+    """What a client asks for: one call. Durations in seconds; `call_at` aware.
+
+    `to_number` and `message` are optional here only so that their absence is reported as
+    `missing_field` in the validation order (`message` may be left out when `campaign_id`
+    names a campaign, whose message is then used).
+    """
+
+    to_number: str | None
+    message: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+    from_number: str | None = None
+    amd: Amd | None = None
+    ring_timeout: int | None = None
+    time_limit: int | None = None
+    max_hold_seconds: int | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    webhook_url: str | None = None
+    call_at: datetime | None = None
+    campaign_id: int | None = None
+
+
+def _missing(name: str) -> DialerError:
+    return DialerError(
+        "missing_field", f"{name} is required", [{"field": name, "message": "required"}]
+    )
+
+
+def _to_number(raw: str) -> str:
+    """`raw`, which must be E.164 (`+447386172392`; `07386172392` is refused). Emergency
+    numbers and short codes (911, 112, 999, ...) are never E.164 and are refused as what
+    they are.
+
+    Raises:
+        NumberRejected: `emergency_or_short_code`.
+        DialerError: `invalid_phone_format`.
+    """
+    compact = raw.strip()
+    if _E164.fullmatch(compact):
+        return compact
+    try:
+        classify(compact, "US")
+    except NumberRejected as rejected:
+        if rejected.reason is RejectReason.EMERGENCY_OR_SHORT_CODE:
+            raise
+    raise DialerError("invalid_phone_format", f"{raw!r} is not an E.164 number (+447386172392)")
+
+
+def place_call(
+    session: Session, account: Account, call: SingleCall, *, allow_private_webhooks: bool
+) -> CallJob:
+    """Queue one call for the account; the caller commits and then wakes the account's
+    pacer. Due at `call_at`, else now.
+
+    Validation stops at the first failure, in this order (all 400 unless said):
+    `missing_field` (`to_number`; `message` without `campaign_id`; `details` names it),
+    `invalid_phone_format` (not E.164), `campaign_not_found` (404) / `invalid_state` (409,
+    the campaign is completed or cancelled), the number policy (`emergency_or_short_code`,
+    `premium_rate`, `country_not_allowed`, `do_not_call`), `from_number_not_found`,
+    `no_outbound_number`, `from_number_mismatch` (a `from_number` other than the named
+    campaign's caller ID), `invalid_template`, `missing_variable`, `webhook_url_not_allowed`.
+
+    Returns:
+        The new contact (flushed: it has its id).
+    """
+    if call.to_number is None or not call.to_number.strip():
+        raise _missing("to_number")
+    if call.campaign_id is None and (call.message is None or not call.message.strip()):
+        raise _missing("message")
+    e164 = _to_number(call.to_number)
+
+    campaign = None
+    if call.campaign_id is not None:
+        campaign = get_campaign(session, account.id, call.campaign_id)
+        if campaign.status in (CampaignStatus.COMPLETED, CampaignStatus.CANCELED):
+            raise ConflictError(
+                "invalid_state", f"campaign {campaign.id} is {campaign.status.value}"
+            )
+
+    try:
+        info = classify(e164, "US")
+    except NumberRejected as rejected:
+        if rejected.reason is RejectReason.EMERGENCY_OR_SHORT_CODE:
+            raise
+        raise DialerError("invalid_phone_format", f"{e164} is not a valid number") from None
+    check_policy(
+        info,
+        allow_premium=campaign.allow_premium if campaign else False,
+        allowed_countries=campaign.allowed_countries if campaign else None,
+    )
+    if session.scalar(select(DncEntry.listed(account.id, e164))):
+        raise DialerError("do_not_call", f"{e164} is on the account's do-not-call list")
+
+    if campaign is None:
+        caller_id = outbound_number(session, account.id, call.from_number)
+        campaign = standing_campaign(session, account, caller_id)
+    elif call.from_number is not None:
+        caller_id = outbound_number(session, account.id, call.from_number)
+        if caller_id.id != campaign.caller_id_id:
+            raise DialerError(
+                "from_number_mismatch",
+                f"campaign {campaign.id} calls from another number; leave from_number out",
+            )
+
+    message = call.message if call.message is not None and call.message.strip() else None
+    names = template_placeholders(message if message is not None else campaign.message)
+    for name in sorted(names):
+        if not str(call.variables.get(name, "")).strip():
+            given = ", ".join(sorted(call.variables)) or "none"
+            raise DialerError(
+                "missing_variable",
+                f"{{{name}}} has no value in variables (given: {given})",
+                [{"field": f"variables.{name}", "message": "required by the message"}],
+            )
+    webhook_url = call.webhook_url
+    if webhook_url:
+        webhook_url = check_webhook_url(webhook_url, allow_private=allow_private_webhooks)
+
+    detection, action = _AMD_SETTINGS[call.amd] if call.amd is not None else (None, None)
+    zones = info.timezones or ((campaign.timezone,) if campaign.timezone else ())
+    if not zones:
+        raise DialerError(
+            "unknown_timezone",
+            f"{e164} has no known time zone and its campaign sets no timezone",
+        )
+    place = Place(zones, info.region, subdivision_of(e164, info.region))
+    now = utcnow()
+    earliest = max(call.call_at or now, campaign.start_at or now, now)
+    if next_opening(CallingWindow.of(campaign), place, earliest) is None:
+        raise DialerError(
+            "no_calling_window", f"{e164}'s zones never share an open moment of the window"
+        )
+    job = CallJob(
+        campaign_id=campaign.id,
+        account_id=account.id,
+        line_no=None,
+        phone_e164=e164,
+        variables=dict(call.variables),
+        metadata_=dict(call.metadata),
+        webhook_url=webhook_url or None,
+        timezone=zones[0] if len(zones) == 1 else None,
+        zones=list(zones),
+        region=place.country,
+        subdivision=place.subdivision,
+        next_due_at=ContactSchedule(CallingWindow.of(campaign), place).next_due(earliest),
+        message=message,
+        ring_timeout_s=call.ring_timeout,
+        time_limit_s=call.time_limit,
+        max_hold_s=call.max_hold_seconds,
+        machine_detection=detection,
+        machine_action=action,
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def standing_campaign(session: Session, account: Account, caller_id: CallerId) -> Campaign:
+    """The account's standing campaign of single calls from `caller_id`, created and
+    started on first use (named `api (+1...)`; default dialling policy; its cap follows
+    the account's)."""
+    session.execute(select(func.pg_advisory_xact_lock(_STANDING_LOCK, caller_id.id)))
+    campaign = session.scalars(
+        select(Campaign).where(
+            Campaign.account_id == account.id,
+            Campaign.caller_id_id == caller_id.id,
+            Campaign.standing,
+            Campaign.status.in_(
+                [CampaignStatus.DRAFT, CampaignStatus.RUNNING, CampaignStatus.PAUSED]
+            ),
+        )
+    ).one_or_none()
+    if campaign is None:
+        campaign = Campaign(
+            account_id=account.id,
+            caller_id_id=caller_id.id,
+            name=f"api ({caller_id.e164})",
+            message="",
+            standing=True,
+            max_concurrency=account.max_concurrency,
+            retry_policy={k: dict(v) for k, v in DEFAULT_RETRY_POLICY.items()},
+            status=CampaignStatus.DRAFT,
+        )
+        session.add(campaign)
+        session.flush()
+        transition(
+            campaign,
+            CampaignAction.START,
+            actor="api",
+            reason="the account's first single call from this caller ID",
+        )
+    campaign.max_concurrency = account.max_concurrency
+    return campaign
+
+
+# ---- reading --------------------------------------------------------------------------------
+
+
+def get_call(session: Session, account_id: int, call_id: int) -> CallJob:
+    """The account's call `call_id`. Raises `NotFoundError` (`call_not_found`)."""
+    job = session.scalars(
+        select(CallJob).where(CallJob.id == call_id, CallJob.account_id == account_id)
+    ).one_or_none()
+    if job is None:
+        raise NotFoundError("call_not_found", f"no call {call_id}")
+    return job
+
+
+def call_status(job: CallJob) -> CallStatus:
+    """The client's word for the contact's status."""
+    return _BY_JOB_STATUS[job.status]
+
+
+def calls_json(session: Session, jobs: list[CallJob]) -> list[dict[str, Any]]:
+    """Each call with its attempts, as `GET /v1/calls/{id}` shows one."""
+    if not jobs:
+        return []
+    attempts: dict[int, list[CallAttempt]] = {}
+    for attempt in session.scalars(
+        select(CallAttempt)
+        .where(CallAttempt.job_id.in_([job.id for job in jobs]))
+        .order_by(CallAttempt.id)
+    ):
+        attempts.setdefault(attempt.job_id, []).append(attempt)
+    senders: dict[int, str] = {
+        campaign_id: e164
+        for campaign_id, e164 in session.execute(
+            select(Campaign.id, CallerId.e164)
+            .join(CallerId, CallerId.id == Campaign.caller_id_id)
+            .where(Campaign.id.in_({job.campaign_id for job in jobs}))
+        )
+    }
+    return [
+        {
+            "call_id": job.id,
+            "campaign_id": job.campaign_id,
+            "status": call_status(job).value,
+            "outcome": job.outcome.value if job.outcome else None,
+            "to": job.phone_e164,
+            "from": senders[job.campaign_id],
+            "variables": job.variables,
+            "metadata": job.metadata_,
+            "webhook_url": job.webhook_url,
+            "next_attempt_at": job.next_due_at if job.status is JobStatus.PENDING else None,
+            "created_at": job.created_at,
+            "attempts": [_attempt_json(a) for a in attempts.get(job.id, [])],
+        }
+        for job in jobs
+    ]
+
+
+def _attempt_json(attempt: CallAttempt) -> dict[str, Any]:
+    return {
+        "attempt_no": attempt.attempt_no,
+        "sid": attempt.call_sid,
+        "status": attempt.status.value,
+        "from": attempt.from_e164,
+        "answered_by": attempt.answered_by,
+        "digits": attempt.digits,
+        "duration": attempt.duration_s,
+        "error_code": attempt.error_code,
+        "error_message": attempt.error_message,
+        "created_at": attempt.created_at,
+        "placed_at": attempt.placed_at,
+        "answered_at": attempt.answered_at,
+        "ended_at": attempt.ended_at,
+    }
+
+
+def encode_cursor(call_id: int) -> str:
+    """An opaque cursor for the page after call `call_id`."""
+    return base64.urlsafe_b64encode(f"c1:{call_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        version, _, raw = text.partition(":")
+        if version != "c1":
+            raise ValueError(version)
+        return int(raw)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise DialerError("invalid_cursor", "next_cursor is not one this API gave") from None
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    """Which calls to list: all given conditions hold. `to_number` is E.164."""
+
+    campaign_id: int | None = None
+    status: CallStatus | None = None
+    outcome: Outcome | None = None
+    to_number: str | None = None
+
+
+def list_calls(
+    session: Session, account_id: int, where: CallFilter, *, limit: int, cursor: str | None
+) -> tuple[list[CallJob], str | None]:
+    """The account's calls, newest first, `limit` (1-500) at a time, from `cursor` (a
+    `next_cursor` of the previous page; keyset on the call id). Returns the page and the
+    next page's cursor (None on the last page).
+
+    Raises:
+        NotFoundError: `campaign_not_found` (`where.campaign_id` is not the account's).
+        DialerError: `invalid_cursor`.
+    """
+    query = select(CallJob).where(CallJob.account_id == account_id)
+    if where.campaign_id is not None:
+        get_campaign(session, account_id, where.campaign_id)
+        query = query.where(CallJob.campaign_id == where.campaign_id)
+    if where.status is not None:
+        query = query.where(CallJob.status == _JOB_STATUS[where.status])
+    if where.outcome is not None:
+        query = query.where(CallJob.outcome == where.outcome)
+    if where.to_number is not None:
+        query = query.where(CallJob.phone_e164 == where.to_number.strip())
+    if cursor is not None:
+        query = query.where(CallJob.id < _decode_cursor(cursor))
+    limit = max(1, min(limit, MAX_LIST_LIMIT))
+    rows = list(session.scalars(query.order_by(CallJob.id.desc()).limit(limit + 1)))
+    page = rows[:limit]
+    return page, encode_cursor(page[-1].id) if len(rows) > limit else None

@@ -1,0 +1,228 @@
+"""`Idempotency-Key` on every authenticated POST, as ASGI middleware (it must see the
+response to keep it): see `campaigns.idempotency` for the rules.
+
+A POST without the header, or without a bearer key, passes through untouched (the route
+answers 401 for a missing or bad key). With both, the body is spooled (in memory up to
+1 MB, then on disk: a campaign CSV may be large) and hashed, the key is claimed in its own
+transaction, and then either the stored response is sent again (with
+`Idempotent-Replayed: true`), or the request runs and its response is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Callable
+from typing import IO, Any
+
+import psycopg
+import sqlalchemy.exc
+import structlog
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from campaigns import idempotency
+from campaigns.accounts import authenticate
+from dialer.errors import DatabaseUnavailableError, DialerError, UnauthenticatedError
+from dialer.web.errors import error_response
+from models import transaction
+
+log = structlog.get_logger(__name__)
+
+HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+_CHUNK = 65536
+_SPOOL_IN_MEMORY = 1024 * 1024
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class IdempotencyMiddleware:
+    """Answer a retried POST (same account, same `Idempotency-Key`) from its first run."""
+
+    def __init__(self, app: ASGIApp, database_url: Callable[[], str]) -> None:
+        self.app = app
+        self.database_url = database_url
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        key = _header(scope, b"idempotency-key")
+        scheme, _, token = (_header(scope, b"authorization") or "").partition(" ")
+        if key is None or scheme.lower() != "bearer" or not token.strip():
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self._idempotent(scope, receive, send, key, token.strip())
+        except DialerError as error:
+            await error_response(error)(scope, receive, send)
+        except (sqlalchemy.exc.OperationalError, psycopg.OperationalError):
+            # The claim's own transaction could not reach PostgreSQL: nothing ran.
+            await error_response(DatabaseUnavailableError())(scope, receive, send)
+
+    async def _idempotent(
+        self, scope: Scope, receive: Receive, send: Send, key: str, token: str
+    ) -> None:
+        if not 0 < len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+            raise DialerError(
+                "invalid_idempotency_key",
+                f"{HEADER} must be 1-{MAX_KEY_LENGTH} printable characters",
+            )
+        url = self.database_url()
+        try:
+            account_id = await run_in_threadpool(_account_id, url, token)
+        except UnauthenticatedError:
+            await self.app(scope, receive, send)  # the route answers the 401
+            return
+        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
+            digest = await _spool(receive, spool)
+            hashed = idempotency.request_hash(
+                scope["method"], scope["path"], scope["query_string"].decode("latin-1"), digest
+            )
+            stored = await run_in_threadpool(_claim, url, account_id, key, hashed)
+            if stored is not None:
+                await _replay(stored, send)
+                return
+            spool.seek(0)
+            status, body, content_type = 500, bytearray(), None
+
+            async def capture(message: Message) -> None:
+                nonlocal status, content_type
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    content_type = next(
+                        (
+                            v.decode("latin-1")
+                            for k, v in message["headers"]
+                            if k == b"content-type"
+                        ),
+                        None,
+                    )
+                elif message["type"] == "http.response.body":
+                    body.extend(message.get("body", b""))
+                await send(message)
+
+            try:
+                await self.app(scope, _replaying(spool, receive), capture)
+            except BaseException:
+                await run_in_threadpool(_release, url, account_id, key)
+                raise
+        if status >= 500:
+            await run_in_threadpool(_release, url, account_id, key)
+            return
+        response = idempotency.StoredResponse(status, bytes(body), content_type)
+        try:
+            await run_in_threadpool(_finish, url, account_id, key, response)
+        except (sqlalchemy.exc.OperationalError, psycopg.OperationalError) as error:
+            # The reply is sent; the key stays `running` (409 to retries) until it expires.
+            log.error("idempotency_response_not_kept", key=key, error=str(error))
+
+
+def _account_id(url: str, token: str) -> int:
+    with transaction(url) as session:
+        return authenticate(session, token)[0].id
+
+
+def _claim(url: str, account_id: int, key: str, hashed: str) -> idempotency.StoredResponse | None:
+    with transaction(url) as session:
+        return idempotency.claim(session, account_id, key, hashed)
+
+
+def _finish(url: str, account_id: int, key: str, response: idempotency.StoredResponse) -> None:
+    with transaction(url) as session:
+        idempotency.finish(session, account_id, key, response)
+
+
+def _release(url: str, account_id: int, key: str) -> None:
+    with transaction(url) as session:
+        idempotency.release(session, account_id, key)
+
+
+async def _spool(receive: Receive, spool: IO[bytes]) -> str:
+    """Read the whole request body into `spool`; its SHA-256 hex."""
+    digest = hashlib.sha256()
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise DialerError("client_disconnected", "the client went away mid-request")
+        chunk = message.get("body", b"")
+        digest.update(chunk)
+        spool.write(chunk)
+        more = message.get("more_body", False)
+    return digest.hexdigest()
+
+
+def _replaying(spool: IO[bytes], receive: Receive) -> Receive:
+    """A `receive` that gives the spooled body again, then defers to the real one."""
+    done = False
+
+    async def replay() -> Message:
+        nonlocal done
+        if done:
+            return await receive()
+        chunk = spool.read(_CHUNK)
+        more = len(chunk) == _CHUNK
+        done = not more
+        return {"type": "http.request", "body": chunk, "more_body": more}
+
+    return replay
+
+
+async def _replay(stored: idempotency.StoredResponse, send: Send) -> None:
+    headers = [
+        (b"idempotent-replayed", b"true"),
+        (b"content-length", str(len(stored.body)).encode()),
+    ]
+    if stored.content_type:
+        headers.append((b"content-type", stored.content_type.encode("latin-1")))
+    await send({"type": "http.response.start", "status": stored.status, "headers": headers})
+    await send({"type": "http.response.body", "body": stored.body})
+
+
+def document_idempotency(app: FastAPI) -> None:
+    """Describe the optional `Idempotency-Key` header on every POST that takes a bearer
+    key, in the app's OpenAPI document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        for operations in document.get("paths", {}).values():
+            post = operations.get("post")
+            if post is None or not post.get("security"):
+                continue
+            post.setdefault("parameters", []).append(
+                {
+                    "name": HEADER,
+                    "in": "header",
+                    "required": False,
+                    "description": "Retry-safe: the same key and body within 24 h get the "
+                    "first response and do nothing again; another body is 422 "
+                    "`idempotency_key_reused`; while the first runs, 409 `request_in_progress`.",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+                }
+            )
+            post["responses"].setdefault(
+                "409", {"description": "`request_in_progress`", **_error_content()}
+            )
+            post["responses"].setdefault(
+                "422",
+                {"description": "`idempotency_key_reused`, `invalid_json`", **_error_content()},
+            )
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _error_content() -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}

@@ -1,0 +1,39 @@
+"""The API key's account: read it, change its caps and webhook URL."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from campaigns.accounts import AccountChange, account_json, update_account
+from dialer.web.deps import CurrentAccount, RuntimeDep, SessionDep
+from dialer.web.errors import ANY_OTHER, INVALID, UNAUTHENTICATED
+from dialer.web.schemas import AccountOut, AccountPatch
+
+router = APIRouter(
+    prefix="/v1/account", tags=["account"], responses={**UNAUTHENTICATED, **ANY_OTHER}
+)
+
+
+@router.get("", response_model=AccountOut)
+def get_account(account: CurrentAccount, session: SessionDep) -> AccountOut:
+    """The account: caps, webhook URL, caller IDs."""
+    return AccountOut.model_validate(account_json(session, account))
+
+
+@router.patch("", response_model=AccountOut, responses=INVALID)
+def patch_account(
+    body: AccountPatch, account: CurrentAccount, session: SessionDep, rt: RuntimeDep
+) -> AccountOut:
+    """Change the account's caps or webhook URL (400 `webhook_url_not_allowed` for a URL
+    that is not http(s) or points inside a private network)."""
+    given = body.model_fields_set
+    change = AccountChange(
+        max_concurrency=body.max_concurrency,
+        cps=body.cps,
+        max_calls_per_number_per_day=body.max_calls_per_number_per_day,
+        webhook_url=(body.webhook_url or "") if "webhook_url" in given else None,
+    )
+    update_account(
+        session, account, change, allow_private=rt.settings.webhook_allow_private_networks
+    )
+    return AccountOut.model_validate(account_json(session, account))

@@ -1,0 +1,157 @@
+"""Single calls: place one (optionally waiting for its end), read one, list them (also a
+campaign's)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from campaigns import calls
+from dialer.runtime import Runtime
+from dialer.web.deps import CurrentAccount, CurrentAccountId, RowId, RuntimeDep, SessionDep
+from dialer.web.errors import (
+    ANY_OTHER,
+    CONFLICT,
+    INVALID,
+    UNAUTHENTICATED,
+    Responses,
+    declared,
+)
+from dialer.web.schemas import CallIn, CallOut, CallPage
+from models import Account, Outcome, on_commit, transaction
+from workers.enqueue import kick_pacer
+
+router = APIRouter(tags=["calls"], responses={**UNAUTHENTICATED, **ANY_OTHER})
+
+_NOT_FOUND: Responses = {404: declared("No such call (or campaign) in this account.")}
+_POLL_S = (0.1, 0.2, 0.5)
+"""Waits between reads while a `wait` request holds (then every 0.5 s): a call's end is
+seen within half a second, at two reads a second per waiting request."""
+
+
+def _place(rt: Runtime, account_id: int, body: CallIn) -> int:
+    """Queue the call in its own transaction and wake the account's pacer after commit."""
+    call = calls.SingleCall(**body.model_dump(exclude={"wait"}))
+    with transaction(rt.settings.database_url) as session:
+        account = session.get_one(Account, account_id)
+        job = calls.place_call(
+            session,
+            account,
+            call,
+            allow_private_webhooks=rt.settings.webhook_allow_private_networks,
+        )
+        on_commit(session, lambda: kick_pacer(account_id))
+        return job.id
+
+
+def _read(rt: Runtime, account_id: int, call_id: int) -> CallOut:
+    with transaction(rt.settings.database_url) as session:
+        job = calls.get_call(session, account_id, call_id)
+        return CallOut.model_validate(calls.calls_json(session, [job])[0])
+
+
+@router.post(
+    "/v1/calls",
+    status_code=201,
+    response_model=CallOut,
+    response_model_by_alias=True,
+    responses={**INVALID, **_NOT_FOUND, **CONFLICT},
+)
+async def place_call(body: CallIn, account_id: CurrentAccountId, rt: RuntimeDep) -> CallOut:
+    """Queue one call through the account's pool, CPS limits, DNC list and retry policy
+    (201, `status` `queued`). With `wait`, the reply comes once the call is final or after
+    `wait` seconds, whichever is first, with its state then.
+
+    Refusals stop at the first, in this order: `missing_field`, `invalid_phone_format`,
+    `campaign_not_found` (404) / `invalid_state` (409), `emergency_or_short_code`,
+    `premium_rate`, `country_not_allowed`, `do_not_call`, `from_number_not_found`,
+    `no_outbound_number`, `from_number_mismatch`, `invalid_template`, `missing_variable`,
+    `webhook_url_not_allowed` (all 400 unless said); a body that is not JSON is 422
+    `invalid_json`."""
+    call_id = await run_in_threadpool(_place, rt, account_id, body)
+    state = await run_in_threadpool(_read, rt, account_id, call_id)
+    if not body.wait:
+        return state
+    deadline = time.monotonic() + body.wait
+    polls = 0
+    while state.status not in calls.FINAL_STATUSES:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        await asyncio.sleep(min(left, _POLL_S[min(polls, len(_POLL_S) - 1)]))
+        polls += 1
+        state = await run_in_threadpool(_read, rt, account_id, call_id)
+    return state
+
+
+@router.get(
+    "/v1/calls/{call_id}",
+    response_model=CallOut,
+    response_model_by_alias=True,
+    responses=_NOT_FOUND,
+)
+def get_call(call_id: RowId, account: CurrentAccount, session: SessionDep) -> CallOut:
+    """One call: status, outcome, attempts, metadata."""
+    job = calls.get_call(session, account.id, call_id)
+    return CallOut.model_validate(calls.calls_json(session, [job])[0])
+
+
+Limit = Annotated[int, Query(ge=1, le=calls.MAX_LIST_LIMIT, description="Calls per page.")]
+Cursor = Annotated[
+    str | None, Query(max_length=200, description="`next_cursor` of the previous page.")
+]
+StatusFilter = Annotated[calls.CallStatus | None, Query(description="Only calls in this status.")]
+OutcomeFilter = Annotated[Outcome | None, Query(description="Only calls with this outcome.")]
+ToFilter = Annotated[str | None, Query(max_length=32, description="Only calls to this number.")]
+
+
+def _page(
+    session: SessionDep, account_id: int, where: calls.CallFilter, limit: int, cursor: str | None
+) -> CallPage:
+    jobs, next_cursor = calls.list_calls(session, account_id, where, limit=limit, cursor=cursor)
+    return CallPage.model_validate(
+        {"calls": calls.calls_json(session, jobs), "next_cursor": next_cursor}
+    )
+
+
+@router.get("/v1/calls", response_model=CallPage, response_model_by_alias=True, responses=INVALID)
+def list_calls(
+    account: CurrentAccount,
+    session: SessionDep,
+    status: StatusFilter = None,
+    outcome: OutcomeFilter = None,
+    to_number: ToFilter = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> CallPage:
+    """The account's calls (single calls and campaign contacts), newest first."""
+    where = calls.CallFilter(status=status, outcome=outcome, to_number=to_number)
+    return _page(session, account.id, where, limit, cursor)
+
+
+@router.get(
+    "/v1/campaigns/{campaign_id}/calls",
+    response_model=CallPage,
+    response_model_by_alias=True,
+    responses={**INVALID, **_NOT_FOUND},
+    tags=["campaigns"],
+)
+def list_campaign_calls(
+    campaign_id: RowId,
+    account: CurrentAccount,
+    session: SessionDep,
+    status: StatusFilter = None,
+    outcome: OutcomeFilter = None,
+    to_number: ToFilter = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> CallPage:
+    """A campaign's calls, newest first."""
+    where = calls.CallFilter(
+        campaign_id=campaign_id, status=status, outcome=outcome, to_number=to_number
+    )
+    return _page(session, account.id, where, limit, cursor)

@@ -1,0 +1,65 @@
+"""The account's caller IDs: list, add (or change), remove."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from campaigns.accounts import list_numbers, number_json, remove_number, save_number
+from dialer.web.deps import CurrentAccount, RuntimeDep, SessionDep
+from dialer.web.errors import ANY_OTHER, INVALID, UNAUTHENTICATED, declared
+from dialer.web.schemas import NumberIn, NumberOut
+
+router = APIRouter(
+    prefix="/v1/numbers", tags=["numbers"], responses={**UNAUTHENTICATED, **ANY_OTHER}
+)
+
+
+@router.get("", response_model=list[NumberOut])
+def get_numbers(account: CurrentAccount, session: SessionDep) -> list[NumberOut]:
+    """The account's caller IDs in the order they were added: when a call or campaign
+    names none, the first outbound one is presented."""
+    return [NumberOut.model_validate(number_json(n)) for n in list_numbers(session, account.id)]
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=NumberOut,
+    responses={
+        200: {"model": NumberOut, "description": "The number was the account's: updated."},
+        **INVALID,
+        502: declared("The provider could not be asked whether it owns the number."),
+    },
+)
+def add_number(
+    body: NumberIn, account: CurrentAccount, session: SessionDep, rt: RuntimeDep, response: Response
+) -> NumberOut:
+    """Add a caller ID (201) the provider account owns (IncomingPhoneNumbers) or verified
+    (OutgoingCallerIds), else 400 `caller_id_not_verified`; a number the account has
+    already gets the new settings (200)."""
+    caller_id, created = save_number(
+        session,
+        account.id,
+        body.number,
+        outbound=body.outbound,
+        max_concurrency=body.max_concurrency,
+        provider=rt.provider,
+    )
+    if not created:
+        response.status_code = 200
+    return NumberOut.model_validate(number_json(caller_id))
+
+
+@router.delete(
+    "/{number}",
+    status_code=204,
+    responses={
+        404: declared("Not one of the account's numbers."),
+        409: declared("A campaign presents it (`number_in_use`): disable it for outbound."),
+        **INVALID,
+    },
+)
+def delete_number(number: str, account: CurrentAccount, session: SessionDep) -> Response:
+    """Remove a caller ID no campaign uses."""
+    remove_number(session, account.id, number)
+    return Response(status_code=204)

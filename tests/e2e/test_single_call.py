@@ -1,0 +1,61 @@
+"""One call end to end: `POST /v1/calls` with `wait` through the real API, a Celery worker
+and the carrier simulator; the reply is the call's final state, and `GET /v1/calls/{id}`
+shows its attempt as the simulator saw it."""
+
+from __future__ import annotations
+
+import httpx
+
+from campaigns.accounts import create_account, create_api_key
+from models import transaction
+from tests.e2e.conftest import Stack
+
+TO = "+447386172392"
+
+
+def test_a_single_call_with_wait_answers_its_final_state(stack: Stack) -> None:
+    stack.sim(
+        "POST",
+        "/_sim/config",
+        json={"outcomes_by_number": {TO: "machine_end_beep"}, "talk_seconds_by_number": {TO: 5}},
+    )
+    stack.start_worker(concurrency=2)
+    with transaction(stack.runtime.settings.database_url) as session:
+        account = create_account(session, "single", max_concurrency=2, cps=5, simulator=True)
+        key = create_api_key(session, account, "e2e").key
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": "one-call"}
+    body = {
+        "to_number": TO,
+        "message": "Hello {name}, your order {order} is ready.",
+        "variables": {"name": "Ada", "order": "A-17"},
+        "metadata": {"crm_id": "42"},
+        "amd": "detect",
+        "wait": 25,
+    }
+    reply = httpx.post(f"{stack.api_url}/v1/calls", json=body, headers=headers, timeout=40)
+    assert reply.status_code == 201, reply.text
+    call = reply.json()
+    assert call["status"] == "completed", call
+    assert call["outcome"] == "machine"  # detected, recorded, and the message went on
+    assert call["metadata"] == {"crm_id": "42"}
+    [attempt] = call["attempts"]
+    assert attempt["sid"] and attempt["sid"].startswith("CA")
+    assert attempt["status"] == "completed"
+    assert attempt["answered_by"] == "machine_start"  # AMD `Enable` does not wait for the beep
+    assert attempt["from"] == "+15005550006"
+    assert attempt["duration"] is not None and attempt["ended_at"]
+
+    shown = httpx.get(
+        f"{stack.api_url}/v1/calls/{call['call_id']}",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    ).json()
+    assert shown["attempts"] == call["attempts"]
+    [seen] = [c for c in stack.sim("GET", "/_sim/calls") if c["to"] == TO]
+    assert seen["sid"] == attempt["sid"]
+    assert seen["status"] == "completed"
+    assert stack.sim("GET", "/_sim/stats")["hang_ups"] == 0  # carried on past the machine
+    # The retried POST places no second call.
+    again = httpx.post(f"{stack.api_url}/v1/calls", json=body, headers=headers, timeout=40)
+    assert again.json()["call_id"] == call["call_id"]
+    assert len([c for c in stack.sim("GET", "/_sim/calls") if c["to"] == TO]) == 1

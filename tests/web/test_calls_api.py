@@ -1,0 +1,279 @@
+"""Single calls through the HTTP API: POST /v1/calls (its validation order, one test per
+step showing the earlier failure wins), GET /v1/calls/{id}, the lists with filters and
+cursor pagination, `wait`, and another account's calls and campaigns being 404."""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import func, select
+
+from campaigns import lifecycle
+from models import CallJob, Campaign, transaction
+from tests.web.support import OTHER_KEY, SAMPLE, Api, error_code
+from workers.app import PACER_QUEUE
+
+TO = "+447386172392"
+CALL = {"to_number": TO, "message": "Hello {name}.", "variables": {"name": "Ada"}}
+
+
+def call_count(api: Api) -> int:
+    with transaction(api.runtime.settings.database_url) as session:
+        return session.scalar(select(func.count()).select_from(CallJob)) or 0
+
+
+def place(api: Api, key: str | None = None, **fields: Any) -> Any:
+    response = api.post("/v1/calls", json={**CALL, **fields}, **({"key": key} if key else {}))
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_a_call_is_queued_and_read_back(api: Api, redis_client: redis.Redis) -> None:
+    created = place(api, metadata={"order": "A-17"}, amd="detect", ring_timeout=20)
+    assert created["status"] == "queued"
+    assert (created["to"], created["from"]) == (TO, "+15005550006")
+    assert isinstance(created["call_id"], int)
+    assert created["attempts"] == []
+
+    shown = api.get(f"/v1/calls/{created['call_id']}")
+    assert shown.status_code == 200, shown.text
+    call = shown.json()
+    assert call["metadata"] == {"order": "A-17"}
+    assert call["variables"] == {"name": "Ada"}
+    assert call["outcome"] is None
+    assert call["next_attempt_at"]
+    # The standing campaign of the account's caller ID holds it, running.
+    campaign = api.get(f"/v1/campaigns/{call['campaign_id']}").json()
+    assert campaign["status"] == "running"
+    assert campaign["name"] == "api (+15005550006)"
+    with transaction(api.runtime.settings.database_url) as session:
+        job = session.get_one(CallJob, created["call_id"])
+        assert (job.message, job.ring_timeout_s, job.machine_detection) == (
+            "Hello {name}.",
+            20,
+            True,
+        )
+        assert job.machine_action is not None and job.machine_action.value == "continue"
+    # The pacer is woken once the call is committed.
+    deadline = time.monotonic() + 5
+    while redis_client.llen(PACER_QUEUE) < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert redis_client.llen(PACER_QUEUE) == 1
+
+    # The same number again is another call of the same standing campaign.
+    again = place(api)
+    assert again["call_id"] != created["call_id"]
+    assert again["campaign_id"] == call["campaign_id"]
+
+
+def test_the_standing_campaign_follows_the_accounts_cap(api: Api) -> None:
+    campaign_id = place(api)["campaign_id"]
+    assert api.get(f"/v1/campaigns/{campaign_id}").json()["max_concurrency"] == 10
+    assert api.patch("/v1/account", json={"max_concurrency": 40}).status_code == 200
+    assert api.get(f"/v1/campaigns/{campaign_id}").json()["max_concurrency"] == 40
+
+
+def test_a_call_from_another_number_goes_to_that_numbers_standing_campaign(api: Api) -> None:
+    assert api.post("/v1/numbers", json={"number": "+14155550101"}).status_code == 201
+    first = place(api)
+    other = place(api, from_number="+14155550101")
+    assert other["from"] == "+14155550101"
+    assert other["campaign_id"] != first["campaign_id"]
+
+
+def test_a_call_in_a_named_campaign_uses_its_message_and_caller_id(api: Api) -> None:
+    campaign_id = api.upload(SAMPLE.read_bytes()).json()["campaign_id"]
+    created = place(
+        api,
+        campaign_id=campaign_id,
+        message=None,
+        variables={"first_name": "Ada", "appointment_time": "Monday"},
+    )
+    assert created["campaign_id"] == campaign_id
+    assert created["from"] == "+15005550006"
+    listed = api.get(f"/v1/campaigns/{campaign_id}/calls", params={"to_number": TO}).json()
+    assert [c["call_id"] for c in listed["calls"]] == [created["call_id"]]
+    # The campaign's message needs {appointment_time}.
+    refused = api.post(
+        "/v1/calls",
+        json={"to_number": TO, "campaign_id": campaign_id, "variables": {"first_name": "A"}},
+    )
+    assert error_code(refused, 400) == "missing_variable"
+    assert "appointment_time" in refused.json()["error"]["message"]
+    mismatch = api.post(
+        "/v1/calls", json={**CALL, "campaign_id": campaign_id, "from_number": "+14155550101"}
+    )
+    assert error_code(mismatch, 400) == "from_number_not_found"
+    assert api.post("/v1/numbers", json={"number": "+14155550101"}).status_code == 201
+    mismatch = api.post(
+        "/v1/calls", json={**CALL, "campaign_id": campaign_id, "from_number": "+14155550101"}
+    )
+    assert error_code(mismatch, 400) == "from_number_mismatch"
+    assert api.post(f"/v1/campaigns/{campaign_id}/cancel").status_code == 200
+    closed = api.post("/v1/calls", json={**CALL, "campaign_id": campaign_id})
+    assert error_code(closed, 409) == "invalid_state"
+
+
+# --- the validation order: each step wins over every later one ------------------------------
+
+
+def _allowed_countries_campaign(api: Api) -> int:
+    with transaction(api.runtime.settings.database_url) as session:
+        from models import Account
+
+        account = session.get_one(Account, api.account_id)
+        options = lifecycle.CampaignOptions(
+            name="US only", message="Hi {first_name}.", allowed_countries=["US"]
+        )
+        csv = io.BytesIO(b"phone,first_name\n+12125550143,Ada\n")
+        campaign, _ = lifecycle.create_campaign(session, account, options, csv)
+        return campaign.id
+
+
+BAD_LATER = {"from_number": "+14155550199", "message": "Hi {missing}."}
+"""Fields that fail later steps (an unknown caller ID, a placeholder without a value)."""
+US_ONLY = -1
+"""Stands for the id of a campaign that allows US numbers only."""
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"to_number": None, **BAD_LATER}, "missing_field"),
+        ({"to_number": "07386172392", "message": None}, "missing_field"),
+        ({"to_number": "07386172392", **BAD_LATER}, "invalid_phone_format"),
+        ({"to_number": "911", **BAD_LATER}, "emergency_or_short_code"),
+        ({"to_number": "+19005550100", **BAD_LATER}, "premium_rate"),
+        (
+            {"to_number": "+447386172393", "campaign_id": US_ONLY, **BAD_LATER},
+            "country_not_allowed",
+        ),
+        ({"to_number": TO, **BAD_LATER}, "do_not_call"),
+        ({"to_number": "+447386172393", **BAD_LATER}, "from_number_not_found"),
+        ({"to_number": "+447386172393", "message": "Hi {missing}."}, "missing_variable"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else None,
+)
+def test_validation_order(api: Api, fields: dict[str, Any], code: str) -> None:
+    """Each step's failure wins over every later step's (the body fails those too)."""
+    assert api.post("/v1/dnc", json={"numbers": [TO]}).json() == {"added": 1}
+    body = {**CALL, **fields}
+    if body.get("campaign_id") == US_ONLY:
+        body["campaign_id"] = _allowed_countries_campaign(api)
+    body = {key: value for key, value in body.items() if value is not None}
+    response = api.post("/v1/calls", json=body)
+    assert error_code(response, 400) == code, response.text
+    if code == "missing_field":
+        [detail] = response.json()["error"]["details"]
+        assert detail["field"] == ("to_number" if "to_number" not in body else "message")
+    with transaction(api.runtime.settings.database_url) as session:
+        assert (
+            session.scalar(
+                select(func.count()).select_from(CallJob).where(CallJob.line_no.is_(None))
+            )
+            == 0
+        )
+
+
+def test_no_outbound_number_comes_before_missing_variable(api: Api) -> None:
+    disabled = api.post("/v1/numbers", json={"number": "+15005550006", "outbound": False})
+    assert disabled.status_code == 200
+    response = api.post("/v1/calls", json={**CALL, "message": "Hi {missing}."})
+    assert error_code(response, 400) == "no_outbound_number"
+    response = api.post("/v1/calls", json={**CALL, "from_number": "+15005550006"})
+    assert error_code(response, 400) == "from_number_not_found"
+
+
+def test_bodies_refused_before_validation(api: Api) -> None:
+    not_json = api.post(
+        "/v1/calls",
+        content=b"to_number=+447386172392",
+        headers={"Content-Type": "application/json"},
+    )
+    assert error_code(not_json, 422) == "invalid_json"
+    big = {"k": "x" * 5000}
+    assert error_code(api.post("/v1/calls", json={**CALL, "metadata": big}), 400) == "invalid_body"
+    for field, value in [
+        ("amd", "maybe"),
+        ("ring_timeout", 1),
+        ("wait", 31),
+        ("metadata", {"n": 1}),
+        ("call_at", "2026-01-01T09:00:00"),  # no offset
+        ("colour", "red"),
+    ]:
+        response = api.post("/v1/calls", json={**CALL, field: value})
+        assert error_code(response, 400) == "invalid_body", field
+    refused = api.post("/v1/calls", json={**CALL, "webhook_url": "ftp://example.com/"})
+    assert error_code(refused, 400) == "webhook_url_not_allowed"
+    assert call_count(api) == 0
+
+
+def test_call_at_is_the_due_time(api: Api) -> None:
+    created = place(api, call_at="2030-01-02T09:30:00+01:00")
+    shown = api.get(f"/v1/calls/{created['call_id']}").json()
+    assert shown["next_attempt_at"].startswith("2030-01-02T08:30:00")
+
+
+def test_wait_answers_the_state_at_the_deadline(api: Api) -> None:
+    """No worker runs here: the call stays queued, and the reply comes at the deadline."""
+    started = time.monotonic()
+    created = place(api, wait=1.0)
+    assert 1.0 <= time.monotonic() - started < 5
+    assert created["status"] == "queued"
+
+
+# --- listing --------------------------------------------------------------------------------
+
+
+def test_list_filters_and_cursor_pagination(api: Api) -> None:
+    ids = [place(api, to_number=f"+4473861724{i:02d}")["call_id"] for i in range(5)]
+    page = api.get("/v1/calls", params={"limit": 2}).json()
+    assert [c["call_id"] for c in page["calls"]] == ids[::-1][:2]
+    seen = [c["call_id"] for c in page["calls"]]
+    while page["next_cursor"]:
+        page = api.get("/v1/calls", params={"limit": 2, "cursor": page["next_cursor"]}).json()
+        seen += [c["call_id"] for c in page["calls"]]
+    assert seen == ids[::-1]
+    by_number = api.get("/v1/calls", params={"to_number": "+447386172402"}).json()
+    assert [c["call_id"] for c in by_number["calls"]] == [ids[2]]
+    assert by_number["next_cursor"] is None
+    queued = api.get("/v1/calls", params={"status": "queued"}).json()
+    assert len(queued["calls"]) == 5
+    assert api.get("/v1/calls", params={"status": "completed"}).json()["calls"] == []
+    assert api.get("/v1/calls", params={"outcome": "answered"}).json()["calls"] == []
+    assert error_code(api.get("/v1/calls", params={"cursor": "nonsense"}), 400) == (
+        "invalid_cursor"
+    )
+    assert error_code(api.get("/v1/calls", params={"limit": 501}), 400) == "invalid_request"
+    assert error_code(api.get("/v1/calls", params={"status": "ringing"}), 400) == (
+        "invalid_request"
+    )
+
+
+# --- tenant isolation -----------------------------------------------------------------------
+
+
+def test_another_accounts_calls_and_campaigns_are_not_found(api: Api) -> None:
+    created = place(api)
+    mine = api.get(f"/v1/calls/{created['call_id']}")
+    assert mine.status_code == 200
+    assert error_code(api.get(f"/v1/calls/{created['call_id']}", key=OTHER_KEY), 404) == (
+        "call_not_found"
+    )
+    assert api.get("/v1/calls", key=OTHER_KEY).json() == {"calls": [], "next_cursor": None}
+    campaign = created["campaign_id"]
+    listed = api.get(f"/v1/campaigns/{campaign}/calls", key=OTHER_KEY)
+    assert error_code(listed, 404) == "campaign_not_found"
+    into = api.post("/v1/calls", key=OTHER_KEY, json={**CALL, "campaign_id": campaign})
+    assert error_code(into, 404) == "campaign_not_found"
+    assert error_code(api.get("/v1/calls/999999"), 404) == "call_not_found"
+    # The other account's own call goes to its own standing campaign.
+    theirs = place(api, key=OTHER_KEY)
+    assert theirs["campaign_id"] != campaign
+    with transaction(api.runtime.settings.database_url) as session:
+        owners = {c.id: c.account_id for c in session.scalars(select(Campaign))}
+    assert owners[theirs["campaign_id"]] == api.other_account_id

@@ -1,0 +1,96 @@
+"""`Idempotency-Key` on POSTs: a retry gets the first response and does nothing again,
+another body is 422, a request while the first still runs is 409 (also when both arrive
+at once), and keys are per account."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+from sqlalchemy import func, select
+
+from models import CallJob, IdempotencyKey, transaction
+from tests.web.support import OTHER_KEY, Api, error_code
+
+CALL = {"to_number": "+447386172392", "message": "Hello."}
+
+
+def calls(api: Api) -> int:
+    with transaction(api.runtime.settings.database_url) as session:
+        return session.scalar(select(func.count()).select_from(CallJob)) or 0
+
+
+def test_a_retried_post_returns_the_first_response_and_places_no_second_call(api: Api) -> None:
+    key = {"Idempotency-Key": "order-17-reminder"}
+    first = api.post("/v1/calls", json=CALL, headers=key)
+    assert first.status_code == 201, first.text
+    assert "idempotent-replayed" not in first.headers
+    again = api.post("/v1/calls", json=CALL, headers=key)
+    assert again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert calls(api) == 1
+    # Without the header, the same body is another call.
+    assert api.post("/v1/calls", json=CALL).status_code == 201
+    assert calls(api) == 2
+
+
+def test_the_same_key_with_another_body_is_422(api: Api) -> None:
+    key = {"Idempotency-Key": "k-1"}
+    assert api.post("/v1/calls", json=CALL, headers=key).status_code == 201
+    other = api.post("/v1/calls", json={**CALL, "message": "Bye."}, headers=key)
+    assert error_code(other, 422) == "idempotency_key_reused"
+    elsewhere = api.post("/v1/dnc", json={"numbers": ["+12125550143"]}, headers=key)
+    assert error_code(elsewhere, 422) == "idempotency_key_reused"
+    assert calls(api) == 1
+    assert api.dnc_numbers() == set()
+
+
+def test_errors_are_replayed_too_but_server_failures_are_not_kept(api: Api) -> None:
+    key = {"Idempotency-Key": "k-2"}
+    refused = api.post("/v1/calls", json={**CALL, "to_number": "911"}, headers=key)
+    assert error_code(refused, 400) == "emergency_or_short_code"
+    replayed = api.post("/v1/calls", json={**CALL, "to_number": "911"}, headers=key)
+    assert replayed.json() == refused.json()
+    assert replayed.headers["idempotent-replayed"] == "true"
+
+
+def test_keys_are_per_account(api: Api) -> None:
+    key = {"Idempotency-Key": "shared"}
+    assert api.post("/v1/calls", json=CALL, headers=key).status_code == 201
+    theirs = api.post("/v1/calls", json=CALL, headers=key, key=OTHER_KEY)
+    assert theirs.status_code == 201
+    assert "idempotent-replayed" not in theirs.headers
+    assert calls(api) == 2
+
+
+def test_a_bad_key_and_an_unauthenticated_post(api: Api) -> None:
+    too_long = api.post("/v1/calls", json=CALL, headers={"Idempotency-Key": "k" * 256})
+    assert error_code(too_long, 400) == "invalid_idempotency_key"
+    unknown = api.post("/v1/calls", json=CALL, headers={"Idempotency-Key": "k"}, key="dk_nope")
+    assert error_code(unknown, 401) == "unknown_api_key"
+    with transaction(api.runtime.settings.database_url) as session:
+        assert session.scalar(select(func.count()).select_from(IdempotencyKey)) == 0
+
+
+def test_two_concurrent_requests_with_one_key_run_once(api: Api) -> None:
+    """Both requests are sent at the same moment; the one that claims the key holds it for
+    its `wait` (no worker runs, so the call stays queued), so the other finds it running."""
+    body = {**CALL, "wait": 2}
+    barrier = threading.Barrier(2)
+
+    def send(_: int) -> httpx.Response:
+        barrier.wait()
+        return api.post("/v1/calls", json=body, headers={"Idempotency-Key": "at-once"})
+
+    with ThreadPoolExecutor(2) as pool:
+        responses = list(pool.map(send, range(2)))
+    assert sorted(r.status_code for r in responses) == [201, 409]
+    [conflict] = [r for r in responses if r.status_code == 409]
+    assert error_code(conflict, 409) == "request_in_progress"
+    assert calls(api) == 1
+    retry = api.post("/v1/calls", json=body, headers={"Idempotency-Key": "at-once"})
+    assert retry.status_code == 201
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert calls(api) == 1
