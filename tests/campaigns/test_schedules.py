@@ -29,7 +29,7 @@ from models import (
     ScheduleStatus,
     transaction,
 )
-from tests.factories import make_account
+from tests.factories import make_account, make_caller_id
 
 CSV = "phone,first_name\n+12025550101,Ada\n+12025550102,Bob\n+12025550103,Cy\n"
 
@@ -41,7 +41,9 @@ def at(*parts: int) -> datetime:
 def new_schedule(url: str, csv_path: Path | None, now: datetime, **fields: Any) -> int:
     with transaction(url) as session:
         account = session.scalars(select(Account).where(Account.name == "acme")).first()
-        account = account or make_account(session)
+        if account is None:
+            account = make_account(session)
+            make_caller_id(session, account)
         schedule = schedules.create_schedule(
             session,
             account,
@@ -311,8 +313,9 @@ def test_new_schedule_settings_are_checked(committed_db: str) -> None:
         ({"cron": "0 0 30 2 *"}, "invalid_cron"),
         ({"timezone": "Mars/Olympus"}, "invalid_timezone"),
         ({"catch_up_s": 5}, "invalid_option"),
-        ({"options": {"max_concurrency": 0}}, "invalid_option"),
-        ({"options": {"name": "x"}}, "invalid_option"),
+        ({"options": {"message": "Hi.", "max_concurrency": 0}}, "invalid_option"),
+        ({"options": {"max_concurrency": 2}}, "missing_field"),
+        ({"options": {"message": "Hi.", "name": "x"}}, "invalid_option"),
     ):
         with pytest.raises(DialerError) as refused:
             new_schedule(committed_db, None, now, **fields)

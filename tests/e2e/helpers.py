@@ -6,6 +6,7 @@ import io
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from campaigns import lifecycle
 from campaigns.accounts import create_account, get_account
@@ -13,7 +14,7 @@ from campaigns.reports import campaign_report
 from dialer.cli.demo import generated_contacts
 from dialer.errors import NotFoundError
 from dialer.pool import Keys
-from models import LIVE_ATTEMPT_STATUSES, CallAttempt, JobStatus, transaction
+from models import LIVE_ATTEMPT_STATUSES, Account, CallAttempt, JobStatus, transaction
 from tests.e2e.conftest import Stack
 from tests.support import wait_until
 from workers.enqueue import kick_pacer
@@ -24,6 +25,19 @@ FAST_RETRIES = {
     "failed": {"retry": True, "delay_s": 0.2},
     "machine": {"retry": False, "delay_s": 0.2},
 }
+
+
+def account_named(
+    session: Session, name: str, *, max_concurrency: int = 10, cps: float = 1.0
+) -> Account:
+    """The account `name`, created with these caps and the simulator's caller ID if it is
+    not there yet."""
+    try:
+        return get_account(session, name)
+    except NotFoundError:
+        return create_account(
+            session, name, max_concurrency=max_concurrency, cps=cps, simulator=True
+        )
 
 
 def start_campaign(
@@ -40,12 +54,9 @@ def start_campaign(
     generated contacts."""
     url = stack.runtime.settings.database_url
     with transaction(url) as session:
-        try:
-            account_id = get_account(session, account).id
-        except NotFoundError:
-            account_id = create_account(
-                session, account, max_concurrency=account_cap, cps=account_cps, simulator=True
-            ).id
+        account_id = account_named(
+            session, account, max_concurrency=account_cap, cps=account_cps
+        ).id
     campaign_options = lifecycle.CampaignOptions(
         name="e2e",
         message="Hello {first_name}, see you {appointment_time}.",

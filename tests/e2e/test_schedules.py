@@ -9,10 +9,10 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from campaigns import schedules
-from campaigns.accounts import get_or_create_account
 from dialer.windows import daytime_zone
 from models import CallAttempt, Campaign, ScheduleRun, ScheduleRunStatus, transaction, utcnow
 from tests.e2e.conftest import Stack
+from tests.e2e.helpers import account_named
 
 
 def test_two_beats_fire_each_minute_once(stack: Stack, tmp_path: Path) -> None:
@@ -24,7 +24,7 @@ def test_two_beats_fire_each_minute_once(stack: Stack, tmp_path: Path) -> None:
         f"phone,first_name,timezone\n+12025550101,Ada,{zone}\n+12025550102,Bob,{zone}\n"
     )
     with transaction(url) as session:
-        account = get_or_create_account(session, "acme")
+        account = account_named(session, "acme")
         schedule_id = schedules.create_schedule(
             session,
             account,

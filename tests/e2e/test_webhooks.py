@@ -9,11 +9,10 @@ from collections import Counter
 from sqlalchemy import select
 
 from campaigns import lifecycle
-from campaigns.accounts import get_or_create_account
 from dialer.webhooks.signing import HEADER, verify_signature
 from models import Account, WebhookEvent, WebhookStatus, transaction
 from tests.e2e.conftest import Stack
-from tests.e2e.helpers import start_campaign, wait_finished
+from tests.e2e.helpers import account_named, start_campaign, wait_finished
 from tests.receiver import Receiver
 from tests.servers import serve_app
 from tests.support import wait_until
@@ -55,10 +54,8 @@ def test_events_are_delivered_signed_retried_and_dead_lettered(stack: Stack) -> 
         )
         url = stack.runtime.settings.database_url
         with transaction(url) as session:
-            get_or_create_account(session, "e2e", max_concurrency=10, cps=50).webhook_url = (
-                base + "/hook"
-            )
-            get_or_create_account(session, "down").webhook_url = base + "/down"
+            account_named(session, "e2e", max_concurrency=10, cps=50).webhook_url = base + "/hook"
+            account_named(session, "down").webhook_url = base + "/down"
         receiver.answer("/down")
         stack.start_worker(concurrency=4)
         stack.start_beat()

@@ -9,11 +9,10 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from campaigns import lifecycle
-from campaigns.accounts import get_or_create_account
 from dialer.windows import daytime_zone
 from models import CallJob, JobStatus, transaction, utcnow
 from tests.e2e.conftest import Stack
-from tests.e2e.helpers import report
+from tests.e2e.helpers import account_named, report
 from tests.support import wait_until
 from workers.enqueue import kick_pacer
 
@@ -27,7 +26,7 @@ def test_contacts_at_night_wait_for_their_window(stack: Stack) -> None:
     rows += [f"Bob,(201) 555-01{i:02d},{night}" for i in range(4, 8)]
     url = stack.runtime.settings.database_url
     with transaction(url) as session:
-        account_id = get_or_create_account(session, "e2e-windows", max_concurrency=4, cps=20).id
+        account_id = account_named(session, "e2e-windows", max_concurrency=4, cps=20).id
     imported = lifecycle.import_campaign(
         url,
         stack.runtime.settings.data_dir,

@@ -212,10 +212,15 @@ def test_bodies_refused_before_validation(api: Api) -> None:
     assert call_count(api) == 0
 
 
-def test_call_at_is_the_due_time(api: Api) -> None:
-    created = place(api, call_at="2030-01-02T09:30:00+01:00")
+def test_call_at_is_the_due_time_inside_the_window(api: Api) -> None:
+    # A London number, the default window 09:00-20:00: 10:30 London is inside it.
+    created = place(api, call_at="2030-01-02T11:30:00+01:00")
     shown = api.get(f"/v1/calls/{created['call_id']}").json()
-    assert shown["next_attempt_at"].startswith("2030-01-02T08:30:00")
+    assert shown["next_attempt_at"].startswith("2030-01-02T10:30:00")
+    # 08:30 London is before the window opens: due at 09:00.
+    early = place(api, call_at="2030-01-02T09:30:00+01:00")
+    shown = api.get(f"/v1/calls/{early['call_id']}").json()
+    assert shown["next_attempt_at"].startswith("2030-01-02T09:00:00")
 
 
 def test_wait_answers_the_state_at_the_deadline(api: Api) -> None:

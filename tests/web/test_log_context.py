@@ -7,23 +7,22 @@ from __future__ import annotations
 import httpx
 import structlog
 
-from campaigns.accounts import get_or_create_account, hash_api_key
 from dialer.runtime import Runtime
 from dialer.web.app import create_app
 from dialer.web.deps import CurrentAccount
 from models import transaction
+from tests.factories import make_account, make_api_key
 from tests.servers import serve_app
 from tests.support import captured_logs
 
-KEY = "test-key-context-" + "c" * 32
+KEY = "dk_test-key-context-" + "c" * 32
 log = structlog.get_logger(__name__)
 
 
 def test_request_id_and_account_are_on_every_line_of_the_request(runtime: Runtime) -> None:
     with transaction(runtime.settings.database_url) as session:
-        account = get_or_create_account(session, "context")
-        account.api_key_hash = hash_api_key(KEY)
-        session.flush()
+        account = make_account(session, "context")
+        make_api_key(session, account, KEY)
         account_id = account.id
     app = create_app(runtime)
 

@@ -3,9 +3,10 @@ shape, and 404 for another account's schedule."""
 
 from __future__ import annotations
 
-from tests.web.test_api import OTHER_KEY, Api, api, campaign_id, error_code
+from tests.web.support import OTHER_KEY, Api, error_code
+from tests.web.test_api import campaign_id
 
-__all__ = ["api", "campaign_id"]  # fixtures
+__all__ = ["campaign_id"]  # fixtures
 
 BODY = {
     "name": "Clinic",
@@ -56,7 +57,7 @@ def test_bad_settings_are_400(api: Api) -> None:
     for change, code in (
         ({"cron": "every day"}, "invalid_cron"),
         ({"timezone": "Nowhere/Town"}, "invalid_timezone"),
-        ({"options": {"max_attempts": 0}}, "invalid_option"),
+        ({"options": {"message": "Hi.", "max_attempts": 0}}, "invalid_option"),
         ({"catch_up_s": 1}, "invalid_option"),
         ({"surprise": 1}, "invalid_body"),
     ):
@@ -96,9 +97,9 @@ def test_push_contacts_run_now_runs_and_history(api: Api) -> None:
     assert api.post(f"/v1/campaigns/{campaign}/pause").status_code == 200
     events = api.get(f"/v1/campaigns/{campaign}/events").json()
     assert [(e["action"], e["actor"]) for e in events] == [
-        ("fire", "api:acme"),
-        ("start", "api:acme"),
-        ("pause", "api:acme"),
+        ("fire", "api-key:test"),
+        ("start", "api-key:test"),
+        ("pause", "api-key:test"),
     ]
     empty = api.post(f"/v1/schedules/{schedule_id}/run").json()
     assert (empty["status"], empty["campaign_id"]) == ("empty", None)

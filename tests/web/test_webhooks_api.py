@@ -11,17 +11,17 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from campaigns.accounts import get_or_create_account, hash_api_key
 from dialer.runtime import Runtime
 from dialer.web.app import create_app
 from dialer.webhooks.events import EventType, new_event
 from models import WebhookEvent, WebhookStatus, transaction, utcnow
+from tests.factories import make_account, make_api_key
 from tests.servers import serve_app
 from workers.app import WEBHOOKS_QUEUE
 from workers.enqueue import DELIVER_WEBHOOK
 
-KEY = "test-key-acme-" + "a" * 32
-OTHER_KEY = "test-key-other-" + "b" * 32
+KEY = "dk_test-key-acme-" + "a" * 32
+OTHER_KEY = "dk_test-key-other-" + "b" * 32
 HOOK = "https://hooks.example.test/in"
 
 
@@ -46,11 +46,10 @@ def add_event(url: str, account_id: int, status: WebhookStatus) -> str:
 @pytest.fixture
 def accounts(runtime: Runtime) -> tuple[int, int]:
     with transaction(runtime.settings.database_url) as session:
-        acme = get_or_create_account(session, "acme")
-        acme.api_key_hash = hash_api_key(KEY)
-        other = get_or_create_account(session, "other")
-        other.api_key_hash = hash_api_key(OTHER_KEY)
-        session.flush()
+        acme = make_account(session, "acme")
+        make_api_key(session, acme, KEY)
+        other = make_account(session, "other")
+        make_api_key(session, other, OTHER_KEY)
         return acme.id, other.id
 
 
