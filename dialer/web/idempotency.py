@@ -92,8 +92,11 @@ class IdempotencyMiddleware:
                 return
             spool.seek(0)
             status, body, content_type = 500, bytearray(), None
+            held: list[Message] = []
 
             async def capture(message: Message) -> None:
+                # Held until the response is kept: a client that retries the moment it has
+                # the reply must find it stored, not still `running` (409).
                 nonlocal status, content_type
                 if message["type"] == "http.response.start":
                     status = message["status"]
@@ -107,7 +110,7 @@ class IdempotencyMiddleware:
                     )
                 elif message["type"] == "http.response.body":
                     body.extend(message.get("body", b""))
-                await send(message)
+                held.append(message)
 
             try:
                 await self.app(scope, _replaying(spool, receive), capture)
@@ -116,13 +119,15 @@ class IdempotencyMiddleware:
                 raise
         if status >= 500:
             await run_in_threadpool(_release, url, account_id, key)
-            return
-        response = idempotency.StoredResponse(status, bytes(body), content_type)
-        try:
-            await run_in_threadpool(_finish, url, account_id, key, response)
-        except (sqlalchemy.exc.OperationalError, psycopg.OperationalError) as error:
-            # The reply is sent; the key stays `running` (409 to retries) until it expires.
-            log.error("idempotency_response_not_kept", key=key, error=str(error))
+        else:
+            response = idempotency.StoredResponse(status, bytes(body), content_type)
+            try:
+                await run_in_threadpool(_finish, url, account_id, key, response)
+            except (sqlalchemy.exc.OperationalError, psycopg.OperationalError) as error:
+                # The key stays `running` (409 to retries) until it expires.
+                log.error("idempotency_response_not_kept", key=key, error=str(error))
+        for message in held:
+            await send(message)
 
 
 def _account_id(url: str, token: str) -> int:
