@@ -19,7 +19,17 @@ from models.enums import (
     MachineAction,
     Outcome,
 )
-from models.tables import Account, CallAttempt, CallerId, CallJob, Campaign, DncEntry, ProviderEvent
+from models.tables import (
+    Account,
+    CallAttempt,
+    CallerId,
+    CallJob,
+    Campaign,
+    CampaignCounter,
+    CampaignMinute,
+    DncEntry,
+    ProviderEvent,
+)
 
 __all__ = [
     "LIVE_ATTEMPT_STATUSES",
@@ -31,6 +41,8 @@ __all__ = [
     "CallJob",
     "CallerId",
     "Campaign",
+    "CampaignCounter",
+    "CampaignMinute",
     "CampaignStatus",
     "DncEntry",
     "EndReason",

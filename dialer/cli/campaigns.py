@@ -1,5 +1,5 @@
-"""`dialer campaigns`: create from a CSV, start / pause / resume / cancel, report, export,
-list.
+"""`dialer campaigns`: create from a CSV, start / pause / resume / cancel, report, watch,
+export, list.
 
 `create` takes one option per `campaigns.options.OperatorOptions` field, built from the
 schema (name, type, default, description), the same fields the HTTP API takes as form
@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import inspect
 import sys
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.live import Live
 from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,7 +25,7 @@ from sqlalchemy.orm import Session
 from campaigns import lifecycle
 from campaigns.accounts import get_or_create_account
 from campaigns.options import CampaignOptions, OperatorOptions
-from campaigns.reports import campaign_report, export_results
+from campaigns.reports import SERIES_MINUTES, campaign_report, export_attempts, export_results
 from dialer.cli.common import (
     AccountOpt,
     CampaignArg,
@@ -35,6 +37,7 @@ from dialer.cli.common import (
     print_json,
 )
 from dialer.cli.render import ingest_progress, report_table
+from dialer.runtime import get_runtime
 from dialer.settings import get_settings
 from models import Campaign, CampaignStatus, EndReason, on_commit, transaction
 
@@ -164,36 +167,85 @@ def cancel(
 # --- reading -------------------------------------------------------------------------------
 
 
+def _report(campaign_id: int, owner: int, minutes: int = SERIES_MINUTES) -> dict[str, Any]:
+    with transaction(get_settings().database_url) as session:
+        figures = campaign_report(session, get_runtime().pool, owner, campaign_id, minutes=minutes)
+    return figures.model_dump(mode="json")
+
+
+MinutesOpt = Annotated[
+    int, typer.Option("--minutes", min=1, max=1440, help="Minutes in the per-minute series.")
+]
+
+
 @app.command("report")
 def report(
-    campaign_id: CampaignArg, account: AccountOpt = "default", as_json: JsonOpt = False
+    campaign_id: CampaignArg,
+    account: AccountOpt = "default",
+    as_json: JsonOpt = False,
+    minutes: MinutesOpt = SERIES_MINUTES,
 ) -> None:
-    """Print a campaign's figures."""
-    with errors_reported(), transaction(get_settings().database_url) as session:
-        figures = campaign_report(session, account_id(account), campaign_id).model_dump()
+    """Print a campaign's figures (with --json, the report API's object)."""
+    with errors_reported():
+        figures = _report(campaign_id, account_id(account), minutes)
     if as_json:
         print_json(figures)
         return
     console.print(report_table(figures))
 
 
+@app.command("watch")
+def watch(
+    campaign_id: CampaignArg,
+    account: AccountOpt = "default",
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.1, help="Seconds between refreshes.")
+    ] = 1.0,
+    iterations: Annotated[
+        int | None, typer.Option("--iterations", min=1, help="Stop after this many refreshes.")
+    ] = None,
+) -> None:
+    """Show a campaign's figures live until it finishes (or Ctrl-C, or --iterations)."""
+    with errors_reported():
+        owner = account_id(account)
+        figures = _report(campaign_id, owner)
+        shown = 1
+        with Live(report_table(figures), console=console, auto_refresh=False) as live:
+            try:
+                while not figures["finished"] and (iterations is None or shown < iterations):
+                    time.sleep(interval)
+                    figures = _report(campaign_id, owner)
+                    live.update(report_table(figures), refresh=True)
+                    shown += 1
+            except KeyboardInterrupt:
+                pass
+    if figures["finished"]:
+        console.print(f"campaign {campaign_id}: finished ({figures['status']})")
+
+
 @app.command("export")
 def export(
     campaign_id: CampaignArg,
     output: Annotated[
-        Path | None, typer.Option(help="CSV file to write (default: stdout).")
+        Path | None, typer.Option("--out", "--output", help="CSV file to write (default: stdout).")
     ] = None,
+    attempts: Annotated[
+        bool, typer.Option("--attempts", help="One row per attempt instead of per contact.")
+    ] = False,
     account: AccountOpt = "default",
 ) -> None:
-    """Write every contact's result as CSV (values escaped against formula injection)."""
+    """Write every contact's result (or every attempt, with --attempts) as CSV, streamed:
+    values escaped against formula injection, E.164 numbers as they are."""
+    write = export_attempts if attempts else export_results
+    what = "attempts" if attempts else "contacts"
     with errors_reported(), transaction(get_settings().database_url) as session:
         owner = account_id(account)
         if output is None:
-            export_results(session, owner, campaign_id, sys.stdout)
+            write(session, owner, campaign_id, sys.stdout)
             return
         with output.open("w", newline="", encoding="utf-8") as sink:
-            written = export_results(session, owner, campaign_id, sink)
-    console.print(f"{written} contacts written to {output}")
+            written = write(session, owner, campaign_id, sink)
+    console.print(f"{written} {what} written to {output}")
 
 
 @app.command("list")

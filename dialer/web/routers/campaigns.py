@@ -4,10 +4,11 @@ rejected rows and results as CSV files."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from functools import partial
-from typing import Annotated
+from typing import IO, Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,7 +16,7 @@ from starlette.background import BackgroundTask
 
 from campaigns import lifecycle
 from campaigns.options import CampaignOptions, OperatorOptions
-from campaigns.reports import campaign_report, export_results
+from campaigns.reports import SERIES_MINUTES, campaign_report, export_attempts, export_results
 from dialer.errors import NotFoundError
 from dialer.web.deps import CurrentAccount, RuntimeDep, SessionDep
 from dialer.web.errors import (
@@ -77,9 +78,20 @@ def get_campaign(campaign_id: int, account: CurrentAccount, session: SessionDep)
 
 
 @router.get("/{campaign_id}/report", response_model=ReportOut, responses=NOT_FOUND)
-def report(campaign_id: int, account: CurrentAccount, session: SessionDep) -> ReportOut:
-    """The campaign's figures: contacts by status and outcome, attempts, talk time."""
-    return ReportOut.model_validate(campaign_report(session, account.id, campaign_id).model_dump())
+def report(
+    campaign_id: int,
+    account: CurrentAccount,
+    session: SessionDep,
+    rt: RuntimeDep,
+    minutes: Annotated[
+        int, Query(ge=1, le=1440, description="Minutes in the per-minute series.")
+    ] = SERIES_MINUTES,
+) -> ReportOut:
+    """The campaign's figures: contacts by state, outcomes, rates, attempts, talk time, the
+    per-minute series, pacing health, the circuit breaker and the estimated finish. Read
+    from counters the database keeps current: a few rows whatever the campaign's size."""
+    figures = campaign_report(session, rt.pool, account.id, campaign_id, minutes=minutes)
+    return ReportOut.model_validate(figures.model_dump())
 
 
 @router.get(
@@ -97,6 +109,26 @@ def rejected_csv(
     return FileResponse(path, media_type="text/csv", filename=path.name)
 
 
+def _csv_download(name: str, write: Callable[[IO[str]], object]) -> StreamingResponse:
+    # Spooled to disk past 1 MB: a million-contact export never sits in memory, and an
+    # error (an unknown campaign) is raised before the response starts.
+    spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115  # closed by the response
+        max_size=1_000_000, mode="w+", newline="", encoding="utf-8"
+    )
+    try:
+        write(spool)
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return StreamingResponse(
+        iter(lambda: spool.read(65536), ""),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        background=BackgroundTask(spool.close),
+    )
+
+
 @router.get(
     "/{campaign_id}/results.csv",
     response_class=StreamingResponse,
@@ -105,20 +137,27 @@ def rejected_csv(
 def results_csv(
     campaign_id: int, account: CurrentAccount, session: SessionDep
 ) -> StreamingResponse:
-    """Every contact's result, one row each (values escaped against formula injection)."""
-    # Spooled to disk past 1 MB: a million-contact export never sits in memory.
-    spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115  # closed by the response
-        max_size=1_000_000, mode="w+", newline="", encoding="utf-8"
+    """Every contact's result, one row each: its outcome and every attempt's time, status,
+    `AnsweredBy`, duration, error code and digits (values escaped against formula
+    injection, E.164 numbers as they are)."""
+    return _csv_download(
+        f"campaign-{campaign_id}-results.csv",
+        partial(export_results, session, account.id, campaign_id),
     )
-    export_results(session, account.id, campaign_id, spool)
-    spool.seek(0)
-    return StreamingResponse(
-        iter(lambda: spool.read(65536), ""),
-        media_type="text/csv",
-        headers={
-            "Content-Disposition": f'attachment; filename="campaign-{campaign_id}-results.csv"'
-        },
-        background=BackgroundTask(spool.close),
+
+
+@router.get(
+    "/{campaign_id}/attempts.csv",
+    response_class=StreamingResponse,
+    responses={**_CSV, **NOT_FOUND},
+)
+def attempts_csv(
+    campaign_id: int, account: CurrentAccount, session: SessionDep
+) -> StreamingResponse:
+    """Every attempt, one row each, in the order they were made (escaped as results.csv)."""
+    return _csv_download(
+        f"campaign-{campaign_id}-attempts.csv",
+        partial(export_attempts, session, account.id, campaign_id),
     )
 
 
