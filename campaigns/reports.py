@@ -439,7 +439,7 @@ def _text(value: object) -> str:
 def contact_rows(session: Session, account_id: int, campaign_id: int) -> Iterator[list[str]]:
     """The per-contact export as rows of text, header first: `EXPORT_COLUMNS`, then
     `attempt<i>_<field>` for each of `ATTEMPT_FIELDS` and i up to the most attempts any
-    contact had (oldest first), then the contact's own CSV columns. Streams through a
+    contact had (oldest first), then the contact's own CSV columns by name. Streams through a
     server-side cursor (constant memory); values as stored (no escaping).
 
     Raises:
@@ -452,7 +452,7 @@ def contact_rows(session: Session, account_id: int, campaign_id: int) -> Iterato
     variables: list[str] | None = None
     for line, phone, status, outcome, attempt_count, values, tries in rows:
         if variables is None:
-            variables = list(values)
+            variables = sorted(values)
             yield [*EXPORT_COLUMNS, *per_attempt, *variables]
         tries = tries or []
         last = tries[-1] if tries else [None] * len(ATTEMPT_FIELDS)

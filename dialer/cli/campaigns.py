@@ -12,6 +12,7 @@ import inspect
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
@@ -205,17 +206,28 @@ def watch(
         int | None, typer.Option("--iterations", min=1, help="Stop after this many refreshes.")
     ] = None,
 ) -> None:
-    """Show a campaign's figures live until it finishes (or Ctrl-C, or --iterations)."""
+    """Show a campaign's figures live until it finishes (or Ctrl-C, or --iterations).
+    On a terminal the table is redrawn in place (rich Live); otherwise each refresh prints
+    a new table, as a log would."""
     with errors_reported():
         owner = account_id(account)
         figures = _report(campaign_id, owner)
-        shown = 1
-        with Live(report_table(figures), console=console, auto_refresh=False) as live:
+        live = Live(console=console, auto_refresh=False) if console.is_terminal else None
+
+        def show(figures: dict[str, Any]) -> None:
+            if live is None:
+                console.print(report_table(figures))
+            else:
+                live.update(report_table(figures), refresh=True)
+
+        with live or nullcontext():
+            show(figures)
+            shown = 1
             try:
                 while not figures["finished"] and (iterations is None or shown < iterations):
                     time.sleep(interval)
                     figures = _report(campaign_id, owner)
-                    live.update(report_table(figures), refresh=True)
+                    show(figures)
                     shown += 1
             except KeyboardInterrupt:
                 pass
@@ -245,7 +257,7 @@ def export(
             return
         with output.open("w", newline="", encoding="utf-8") as sink:
             written = write(session, owner, campaign_id, sink)
-    console.print(f"{written} {what} written to {output}")
+    console.print(f"{written} {what} written to {output}", soft_wrap=True)
 
 
 @app.command("list")
