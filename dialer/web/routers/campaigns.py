@@ -77,9 +77,7 @@ def get_campaign(campaign_id: int, account: CurrentAccount, session: SessionDep)
     return CampaignOut.model_validate(lifecycle.get_campaign(session, account.id, campaign_id))
 
 
-@router.get(
-    "/{campaign_id}/report", response_model=ReportOut, responses={**NOT_FOUND, **INVALID}
-)
+@router.get("/{campaign_id}/report", response_model=ReportOut, responses={**NOT_FOUND, **INVALID})
 def report(
     campaign_id: int,
     account: CurrentAccount,
