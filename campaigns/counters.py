@@ -20,10 +20,11 @@ webhook's raw-SQL fast path, the ORM, a bulk cancel, a COPY):
 - `campaign_minutes`: per UTC minute, calls placed (`dials`), answered, ended, and
   contacts never attempted that fall due in it (`due`).
 
-Each row's contribution is a pure function of the row (SQL functions `dialer_job_counts`,
-`dialer_attempt_counts`, `dialer_attempt_minutes`, `dialer_job_minutes`), so `recount`
-recomputes every counter from scratch with the same functions: the check that the
-triggers missed nothing, and the backfill of `bench/report.py`.
+Each row's contribution is a pure function of the row (the facts of migration 0009, named
+by the SQL functions `dialer_job_counts` and `dialer_attempt_counts`), so `recount`
+recomputes every counter from scratch with the same SQL (`dialer_recount`,
+`dialer_recount_minutes`): the check that the triggers missed nothing, and the backfill of
+`bench/report.py`.
 """
 
 from __future__ import annotations
@@ -73,69 +74,35 @@ class Minute:
     due: int = 0
 
 
-def totals(session: Session, campaign_id: int) -> dict[str, int]:
-    """Every counter of the campaign (names in the module docstring); absent means 0."""
-    rows = session.execute(
-        text(
-            "SELECT name, sum(value) FROM campaign_counters WHERE campaign_id = :c"
-            " GROUP BY name HAVING sum(value) <> 0"
-        ),
-        {"c": campaign_id},
-    )
-    return {name: int(value) for name, value in rows}
-
-
-def minutes(session: Session, campaign_id: int, since: datetime) -> dict[datetime, Minute]:
-    """The campaign's minutes from `since` (a UTC minute) on, future ones included (a
-    contact due later), each summed over stripes; minutes with nothing are left out."""
-    rows = session.execute(
-        text(
-            "SELECT minute, sum(dials), sum(answers), sum(ends), sum(due)"
-            " FROM campaign_minutes WHERE campaign_id = :c AND minute >= :since"
-            " GROUP BY minute ORDER BY minute"
-        ),
-        {"c": campaign_id, "since": since},
-    )
-    return {
-        minute.astimezone(UTC): Minute(int(dials), int(answers), int(ends), int(due))
-        for minute, dials, answers, ends, due in rows
-        if dials or answers or ends or due
-    }
-
-
-_RECOUNT = """
-SELECT k.name, sum(k.value) FROM call_jobs r
-LEFT JOIN LATERAL (
-    SELECT a.answered_by, a.error_code FROM call_attempts a
-    WHERE a.job_id = r.id AND r.status = 'done' AND r.outcome IN ('machine', 'failed')
-    ORDER BY a.attempt_no DESC, a.id DESC LIMIT 1
-) last ON true
-CROSS JOIN LATERAL dialer_job_counts(
-    r.status::text, r.outcome::text, r.attempt_count, last.answered_by, last.error_code
-) k
-WHERE r.campaign_id = :c GROUP BY k.name
+_READ = text(
+    """
+SELECT name, NULL::timestamptz, sum(value), 0, 0, 0 FROM campaign_counters
+WHERE campaign_id = :c GROUP BY name HAVING sum(value) <> 0
 UNION ALL
-SELECT k.name, sum(k.value) FROM call_attempts r
-CROSS JOIN LATERAL dialer_attempt_counts(
-    r.status::text, r.answered_at, r.duration_s, r.answered_by, r.digits,
-    r.end_reason::text, r.placed_at, r.ended_at, r.due_at
-) k
-WHERE r.campaign_id = :c GROUP BY k.name
+SELECT NULL, minute, sum(dials), sum(answers), sum(ends), sum(due) FROM campaign_minutes
+WHERE campaign_id = :c AND minute >= :since GROUP BY minute
 """
+)
 
-_RECOUNT_MINUTES = """
-SELECT minute, sum(dials), sum(answers), sum(ends), sum(due) FROM (
-    SELECT m.* FROM call_attempts r
-    CROSS JOIN LATERAL dialer_attempt_minutes(
-        r.status::text, r.placed_at, r.answered_at, r.ended_at) m
-    WHERE r.campaign_id = :c
-    UNION ALL
-    SELECT m.* FROM call_jobs r
-    CROSS JOIN LATERAL dialer_job_minutes(
-        r.status::text, r.outcome::text, r.attempt_count, r.next_due_at) m
-    WHERE r.campaign_id = :c
-) d GROUP BY minute
-"""
+
+def read(
+    session: Session, campaign_id: int, since: datetime
+) -> tuple[dict[str, int], dict[datetime, Minute]]:
+    """The campaign's counters (names in the module docstring; absent means 0) and its
+    minutes from `since` (a UTC minute) on, future ones included (a contact due later),
+    each summed over stripes, in one round trip; minutes with nothing are left out."""
+    counts: dict[str, int] = {}
+    by_minute: dict[datetime, Minute] = {}
+    for name, minute, value, answers, ends, due in session.execute(
+        _READ, {"c": campaign_id, "since": since}
+    ):
+        if name is not None:
+            counts[name] = int(value)
+        elif value or answers or ends or due:
+            by_minute[minute.astimezone(UTC)] = Minute(
+                int(value), int(answers), int(ends), int(due)
+            )
+    return counts, by_minute
 
 
 def recount(session: Session, campaign_id: int) -> tuple[dict[str, int], dict[datetime, Minute]]:
@@ -143,13 +110,14 @@ def recount(session: Session, campaign_id: int) -> tuple[dict[str, int], dict[da
     attempts (a full scan: for checks and backfills, never for a report)."""
     counts = {
         name: int(value)
-        for name, value in session.execute(text(_RECOUNT), {"c": campaign_id})
-        if value
+        for name, value in session.execute(
+            text("SELECT * FROM dialer_recount(:c)"), {"c": campaign_id}
+        )
     }
+    rows = session.execute(text("SELECT * FROM dialer_recount_minutes(:c)"), {"c": campaign_id})
     by_minute = {
         minute.astimezone(UTC): Minute(int(d), int(a), int(e), int(due))
-        for minute, d, a, e, due in session.execute(text(_RECOUNT_MINUTES), {"c": campaign_id})
-        if d or a or e or due
+        for minute, d, a, e, due in rows
     }
     return counts, by_minute
 
@@ -163,16 +131,15 @@ def backfill(session: Session, campaign_id: int) -> None:
     session.execute(text("DELETE FROM campaign_minutes WHERE campaign_id = :c"), {"c": campaign_id})
     session.execute(
         text(
-            "INSERT INTO campaign_counters (campaign_id, name, stripe, value)"  # noqa: S608 (constants)
-            f" SELECT :c, name, 0, sum FROM ({_RECOUNT}) d(name, sum) WHERE sum <> 0"
+            "INSERT INTO campaign_counters (campaign_id, name, stripe, value)"
+            " SELECT :c, name, 0, value FROM dialer_recount(:c)"
         ),
         {"c": campaign_id},
     )
     session.execute(
         text(
-            "INSERT INTO campaign_minutes (campaign_id, minute, stripe, dials, answers, ends, due)"  # noqa: S608 (constants)
-            f" SELECT :c, minute, 0, d, a, e, due FROM ({_RECOUNT_MINUTES})"
-            " s(minute, d, a, e, due)"
+            "INSERT INTO campaign_minutes (campaign_id, minute, stripe, dials, answers, ends, due)"
+            " SELECT :c, minute, 0, dials, answers, ends, due FROM dialer_recount_minutes(:c)"
         ),
         {"c": campaign_id},
     )

@@ -211,14 +211,13 @@ def campaign_report(
     campaign: Campaign = get_campaign(session, account_id, campaign_id)
     account = session.get_one(Account, campaign.account_id)
     now = (now or utcnow()).astimezone(UTC)
-    counts = counters.totals(session, campaign_id)
     status = campaign.status
     finished = status in (CampaignStatus.COMPLETED, CampaignStatus.CANCELED)
     finished_at = campaign.finished_at.astimezone(UTC) if campaign.finished_at else None
     end = _minute(finished_at if finished and finished_at else now)
     start = end - timedelta(minutes=max(1, minutes) - 1)
     since = min(start, _minute(now) - timedelta(minutes=1))  # the achieved CPS reads 2 minutes
-    by_minute = counters.minutes(session, campaign_id, since)
+    counts, by_minute = counters.read(session, campaign_id, since)
 
     def c(name: str) -> int:
         return counts.get(name, 0)

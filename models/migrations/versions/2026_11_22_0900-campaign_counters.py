@@ -33,173 +33,224 @@ TALK_BOUNDS = "{0,5,10,15,20,30,45,60,90,120,180,240,300,420,600,900,1200,1800,3
 """Lower bounds (seconds) of the talk-time histogram's buckets: `campaigns.counters`."""
 DELAY_BOUNDS = "{0,0.1,0.25,0.5,1,2,5,10,20,30,60,120,300,600,1800,3600}"
 """Lower bounds (seconds) of the due-to-dial delay histogram's buckets."""
+TALK_ARRAY, DELAY_ARRAY = (
+    b.replace("{", "{{").replace("}", "}}") for b in (TALK_BOUNDS, DELAY_BOUNDS)
+)
+"""The same, as they must appear in a template that is then `str.format`ted."""
 
-FUNCTIONS = f"""
-CREATE FUNCTION dialer_job_counts(
-    status text, outcome text, attempt_count integer, answered_by text, error_code integer
-) RETURNS TABLE (name text, value bigint) LANGUAGE sql IMMUTABLE AS $$
-    SELECT t.name, t.value FROM (VALUES
-        ('contacts.total', 1),
-        ('contacts.' || CASE
-            WHEN status = 'pending' AND attempt_count = 0 AND outcome IS NULL THEN 'fresh'
-            WHEN status = 'pending' THEN 'retry'
-            WHEN status = 'done' AND outcome = 'expired' THEN 'expired'
-            ELSE status END, 1),
-        ('contacts.attempted', CASE WHEN attempt_count > 0 THEN 1 ELSE 0 END),
-        ('contacts.attempt_sum', attempt_count),
-        ('outcome.' || coalesce(outcome, 'none'), CASE WHEN status = 'done' THEN 1 ELSE 0 END),
-        ('outcome.machine.' || coalesce(answered_by, 'unknown'),
-            CASE WHEN status = 'done' AND outcome = 'machine' THEN 1 ELSE 0 END),
-        ('outcome.failed.' || coalesce(error_code::text, 'none'),
-            CASE WHEN status = 'done' AND outcome = 'failed' THEN 1 ELSE 0 END)
-    ) AS t(name, value)
-    WHERE t.value <> 0
-$$;
+MACHINE = "('machine_start', 'machine_end_beep', 'machine_end_silence', 'machine_end_other', 'fax')"
+"""Twilio `AnsweredBy` values meaning no person took the call (`dialer.calls.MACHINE_ANSWERS`)."""
+CALL = (
+    "('queued', 'initiated', 'ringing', 'in-progress',"
+    " 'completed', 'busy', 'no-answer', 'failed', 'canceled')"
+)
+"""Attempt statuses of a provider call."""
+ENDED = "('completed', 'busy', 'no-answer', 'failed', 'canceled')"
+"""Attempt statuses of a call that ended."""
 
-CREATE FUNCTION dialer_attempt_counts(
-    status text, answered_at timestamptz, duration_s integer, answered_by text,
-    digits text, end_reason text, placed_at timestamptz, ended_at timestamptz,
-    due_at timestamptz
-) RETURNS TABLE (name text, value bigint) LANGUAGE sql IMMUTABLE AS $$
-    SELECT t.name, t.value::bigint FROM (
-        SELECT
-            status IN ('dialing', 'placing') AS pre,
-            status IN ('queued', 'initiated', 'ringing', 'in-progress') AS live,
-            status IN ('completed', 'busy', 'no-answer', 'failed', 'canceled') AS ended
-    ) p, LATERAL (SELECT p.live OR p.ended AS call) c,
-    LATERAL (SELECT c.call AND answered_at IS NOT NULL AS answered) a,
-    LATERAL (VALUES
-        ('attempts.total', 1),
-        ('attempts.pre', CASE WHEN p.pre THEN 1 ELSE 0 END),
-        ('attempts.live', CASE WHEN p.live THEN 1 ELSE 0 END),
-        ('attempts.placed', CASE WHEN c.call THEN 1 ELSE 0 END),
-        ('attempts.late', CASE WHEN end_reason = 'late_create' THEN 1 ELSE 0 END),
-        ('attempts.answered', CASE WHEN a.answered THEN 1 ELSE 0 END),
-        ('attempts.human', CASE WHEN a.answered AND coalesce(answered_by, '') NOT IN
-            ('machine_start', 'machine_end_beep', 'machine_end_silence',
-             'machine_end_other', 'fax') THEN 1 ELSE 0 END),
-        ('attempts.digits.' || coalesce(digits, ''),
-            CASE WHEN c.call AND digits IN ('1', '2') THEN 1 ELSE 0 END),
-        ('talk.calls', CASE WHEN p.ended AND duration_s > 0 THEN 1 ELSE 0 END),
-        ('talk.seconds', CASE WHEN p.ended AND duration_s > 0 THEN duration_s ELSE 0 END),
-        ('talk.billable_minutes',
-            CASE WHEN p.ended AND duration_s > 0 THEN (duration_s + 59) / 60 ELSE 0 END),
-        ('talk.b.' || width_bucket(coalesce(duration_s, 0), '{TALK_BOUNDS}'::integer[]),
-            CASE WHEN p.ended AND duration_s > 0 THEN 1 ELSE 0 END),
-        ('hold.calls', CASE WHEN p.ended AND placed_at IS NOT NULL THEN 1 ELSE 0 END),
-        ('hold.seconds', CASE WHEN p.ended AND placed_at IS NOT NULL
-            THEN greatest(0, ceil(extract(epoch FROM ended_at - placed_at)))::bigint
-            ELSE 0 END),
-        ('due.b.' || width_bucket(
-            greatest(0, extract(epoch FROM placed_at - due_at)), '{DELAY_BOUNDS}'::numeric[]),
-            CASE WHEN c.call AND due_at IS NOT NULL AND placed_at IS NOT NULL
-            THEN 1 ELSE 0 END)
-    ) AS t(name, value)
-    WHERE t.value <> 0
-$$;
-
-CREATE FUNCTION dialer_attempt_minutes(
-    status text, placed_at timestamptz, answered_at timestamptz, ended_at timestamptz
-) RETURNS TABLE (minute timestamptz, dials integer, answers integer, ends integer, due integer)
-LANGUAGE sql STABLE AS $$
-    SELECT date_trunc('minute', t.at, 'UTC'), t.dials, t.answers, t.ends, 0 FROM (
-        SELECT status IN ('completed', 'busy', 'no-answer', 'failed', 'canceled') AS ended,
-               status IN ('queued', 'initiated', 'ringing', 'in-progress', 'completed',
-                          'busy', 'no-answer', 'failed', 'canceled') AS call
-    ) p, LATERAL (VALUES
-        (placed_at, 1, 0, 0, p.call),
-        (answered_at, 0, 1, 0, p.call AND answered_at IS NOT NULL),
-        (ended_at, 0, 0, 1, p.ended)
-    ) AS t(at, dials, answers, ends, counts)
-    WHERE t.counts AND t.at IS NOT NULL
-$$;
-
-CREATE FUNCTION dialer_job_minutes(
-    status text, outcome text, attempt_count integer, next_due_at timestamptz
-) RETURNS TABLE (minute timestamptz, dials integer, answers integer, ends integer, due integer)
-LANGUAGE sql STABLE AS $$
-    SELECT date_trunc('minute', next_due_at, 'UTC'), 0, 0, 0, 1
-    WHERE status = 'pending' AND attempt_count = 0 AND outcome IS NULL
-$$;
-"""  # noqa: S608 (DDL built from this module's constants)
-
-# One counting statement per table and operation: `rows` are the transition tables, each
-# with its sign. The upserts are ordered by key, so two of them never wait on each other
-# in opposite orders (each backend has its own stripe anyway).
-_JOB_ROWS = """
-    SELECT r.campaign_id, k.name, k.value * {sign} AS value
-    FROM {table} r
+# The facts each row contributes, grouped before they become counters: a statement that
+# changes a million rows (a COPY at ingest, a bulk cancel) aggregates them into a few
+# groups in one pass, and the counter names are made once per group, not once per row.
+# `{rows}` is a transition table (or the table itself, for the recount), `{sign}` 1 or -1.
+JOB_FACTS = """
+    SELECT r.campaign_id, r.status::text AS status, r.outcome::text AS outcome,
+           r.attempt_count > 0 AS attempted, last.answered_by, last.error_code,
+           {sign} AS n, {sign} * r.attempt_count AS attempt_sum
+    FROM {rows} r
     LEFT JOIN LATERAL (
         SELECT a.answered_by, a.error_code FROM call_attempts a
         WHERE a.job_id = r.id AND r.status = 'done' AND r.outcome IN ('machine', 'failed')
         ORDER BY a.attempt_no DESC, a.id DESC LIMIT 1
     ) last ON true
-    CROSS JOIN LATERAL dialer_job_counts(
-        r.status::text, r.outcome::text, r.attempt_count, last.answered_by, last.error_code
-    ) k
+    {where}
 """
-_JOB_MINUTE_ROWS = """
-    SELECT r.campaign_id, m.minute, m.dials * {sign} AS dials, m.answers * {sign} AS answers,
-           m.ends * {sign} AS ends, m.due * {sign} AS due
-    FROM {table} r
-    CROSS JOIN LATERAL dialer_job_minutes(
-        r.status::text, r.outcome::text, r.attempt_count, r.next_due_at
-    ) m
+JOB_KEYS = "campaign_id, status, outcome, attempted, answered_by, error_code"
+JOB_SUMS = "sum(n)::bigint AS n, sum(attempt_sum)::bigint AS attempt_sum"
+JOB_COUNTS = (
+    "dialer_job_counts(g.status, g.outcome, g.attempted, g.answered_by, g.error_code,"
+    " g.n, g.attempt_sum)"
+)
+
+ATTEMPT_FACTS = f"""
+    SELECT r.campaign_id, r.status::text AS status, r.answered_at IS NOT NULL AS answered,
+           coalesce(r.answered_by, '') IN {MACHINE} AS machine,
+           coalesce(r.digits, '') AS digits,
+           coalesce(r.end_reason::text = 'late_create', false) AS late,
+           CASE WHEN r.duration_s > 0
+                THEN width_bucket(r.duration_s, '{TALK_ARRAY}'::integer[]) END AS talk_bucket,
+           CASE WHEN r.due_at IS NOT NULL AND r.placed_at IS NOT NULL
+                THEN width_bucket(greatest(0, extract(epoch FROM r.placed_at - r.due_at)),
+                                  '{DELAY_ARRAY}'::numeric[]) END AS due_bucket,
+           r.placed_at IS NOT NULL AS has_placed,
+           {{sign}} AS n,
+           {{sign}} * greatest(coalesce(r.duration_s, 0), 0) AS talk_s,
+           {{sign}} * CASE WHEN r.duration_s > 0 THEN (r.duration_s + 59) / 60 ELSE 0 END
+               AS billable,
+           {{sign}} * CASE WHEN r.placed_at IS NOT NULL AND r.ended_at IS NOT NULL
+               THEN greatest(0, ceil(extract(epoch FROM r.ended_at - r.placed_at)))::bigint
+               ELSE 0 END AS hold_s
+    FROM {{rows}} r
+    {{where}}
+"""  # noqa: S608 (DDL built from this module's constants)
+ATTEMPT_KEYS = (
+    "campaign_id, status, answered, machine, digits, late, talk_bucket, due_bucket, has_placed"
+)
+ATTEMPT_SUMS = (
+    "sum(n)::bigint AS n, sum(talk_s)::bigint AS talk_s, sum(billable)::bigint AS billable,"
+    " sum(hold_s)::bigint AS hold_s"
+)
+ATTEMPT_COUNTS = (
+    "dialer_attempt_counts(g.status, g.answered, g.machine, g.digits, g.late, g.talk_bucket,"
+    " g.due_bucket, g.has_placed, g.n, g.talk_s, g.billable, g.hold_s)"
+)
+
+JOB_MINUTE_FACTS = """
+    SELECT r.campaign_id, date_trunc('minute', r.next_due_at, 'UTC') AS minute,
+           0 AS dials, 0 AS answers, 0 AS ends, {sign} AS due
+    FROM {rows} r
+    {where} {and_or_where} r.status = 'pending' AND r.attempt_count = 0 AND r.outcome IS NULL
 """
-_ATTEMPT_ROWS = """
-    SELECT r.campaign_id, k.name, k.value * {sign} AS value
-    FROM {table} r
-    CROSS JOIN LATERAL dialer_attempt_counts(
-        r.status::text, r.answered_at, r.duration_s, r.answered_by, r.digits,
-        r.end_reason::text, r.placed_at, r.ended_at, r.due_at
-    ) k
-"""
-_ATTEMPT_MINUTE_ROWS = """
-    SELECT r.campaign_id, m.minute, m.dials * {sign} AS dials, m.answers * {sign} AS answers,
-           m.ends * {sign} AS ends, m.due * {sign} AS due
-    FROM {table} r
-    CROSS JOIN LATERAL dialer_attempt_minutes(
-        r.status::text, r.placed_at, r.answered_at, r.ended_at
-    ) m
-"""
+ATTEMPT_MINUTE_FACTS = f"""
+    SELECT r.campaign_id, m.minute, m.dials * {{sign}} AS dials, m.answers * {{sign}} AS answers,
+           m.ends * {{sign}} AS ends, 0 AS due
+    FROM {{rows}} r
+    CROSS JOIN LATERAL (VALUES
+        (date_trunc('minute', r.placed_at, 'UTC'), 1, 0, 0, r.status::text IN {CALL}),
+        (date_trunc('minute', r.answered_at, 'UTC'), 0, 1, 0,
+         r.status::text IN {CALL} AND r.answered_at IS NOT NULL),
+        (date_trunc('minute', r.ended_at, 'UTC'), 0, 0, 1, r.status::text IN {ENDED})
+    ) AS m(minute, dials, answers, ends, counts)
+    {{where}} {{and_or_where}} m.counts AND m.minute IS NOT NULL
+"""  # noqa: S608 (DDL built from this module's constants)
+
+FUNCTIONS = f"""
+CREATE FUNCTION dialer_job_counts(
+    status text, outcome text, attempted boolean, answered_by text, error_code integer,
+    n bigint, attempt_sum bigint
+) RETURNS TABLE (name text, value bigint) LANGUAGE sql IMMUTABLE AS $$
+    SELECT t.name, t.value FROM (VALUES
+        ('contacts.total', n),
+        ('contacts.' || CASE
+            WHEN status = 'pending' AND NOT attempted AND outcome IS NULL THEN 'fresh'
+            WHEN status = 'pending' THEN 'retry'
+            WHEN status = 'done' AND outcome = 'expired' THEN 'expired'
+            ELSE status END, n),
+        ('contacts.attempted', CASE WHEN attempted THEN n ELSE 0 END),
+        ('contacts.attempt_sum', attempt_sum),
+        ('outcome.' || coalesce(outcome, 'none'), CASE WHEN status = 'done' THEN n ELSE 0 END),
+        ('outcome.machine.' || coalesce(answered_by, 'unknown'),
+            CASE WHEN status = 'done' AND outcome = 'machine' THEN n ELSE 0 END),
+        ('outcome.failed.' || coalesce(error_code::text, 'none'),
+            CASE WHEN status = 'done' AND outcome = 'failed' THEN n ELSE 0 END)
+    ) AS t(name, value)
+    WHERE t.value <> 0
+$$;
+
+CREATE FUNCTION dialer_attempt_counts(
+    status text, answered boolean, machine boolean, digits text, late boolean,
+    talk_bucket integer, due_bucket integer, has_placed boolean,
+    n bigint, talk_s bigint, billable bigint, hold_s bigint
+) RETURNS TABLE (name text, value bigint) LANGUAGE sql IMMUTABLE AS $$
+    SELECT t.name, t.value FROM (
+        SELECT status IN ('dialing', 'placing') AS pre,
+               status IN ('queued', 'initiated', 'ringing', 'in-progress') AS live,
+               status IN {ENDED} AS ended,
+               status IN {CALL} AS call
+    ) p, LATERAL (VALUES
+        ('attempts.total', n),
+        ('attempts.pre', CASE WHEN p.pre THEN n ELSE 0 END),
+        ('attempts.live', CASE WHEN p.live THEN n ELSE 0 END),
+        ('attempts.placed', CASE WHEN p.call THEN n ELSE 0 END),
+        ('attempts.late', CASE WHEN late THEN n ELSE 0 END),
+        ('attempts.answered', CASE WHEN p.call AND answered THEN n ELSE 0 END),
+        ('attempts.human', CASE WHEN p.call AND answered AND NOT machine THEN n ELSE 0 END),
+        ('attempts.digits.' || digits,
+            CASE WHEN p.call AND digits IN ('1', '2') THEN n ELSE 0 END),
+        ('talk.calls', CASE WHEN p.ended AND talk_bucket IS NOT NULL THEN n ELSE 0 END),
+        ('talk.seconds', CASE WHEN p.ended AND talk_bucket IS NOT NULL THEN talk_s ELSE 0 END),
+        ('talk.billable_minutes',
+            CASE WHEN p.ended AND talk_bucket IS NOT NULL THEN billable ELSE 0 END),
+        ('talk.b.' || coalesce(talk_bucket, 0),
+            CASE WHEN p.ended AND talk_bucket IS NOT NULL THEN n ELSE 0 END),
+        ('hold.calls', CASE WHEN p.ended AND has_placed THEN n ELSE 0 END),
+        ('hold.seconds', CASE WHEN p.ended AND has_placed THEN hold_s ELSE 0 END),
+        ('due.b.' || coalesce(due_bucket, 0),
+            CASE WHEN p.call AND due_bucket IS NOT NULL THEN n ELSE 0 END)
+    ) AS t(name, value)
+    WHERE t.value <> 0
+$$;
+"""  # noqa: S608 (DDL built from this module's constants)
 
 
-def _union(template: str, operation: str) -> str:
-    parts = {
-        "INSERT": [template.format(table="new_rows", sign=1)],
-        "UPDATE": [
-            template.format(table="new_rows", sign=1),
-            template.format(table="old_rows", sign=-1),
-        ],
-        "DELETE": [template.format(table="old_rows", sign=-1)],
+def _facts(template: str, rows: str, sign: int, where: str = "") -> str:
+    return template.format(
+        rows=rows, sign=sign, where=where, and_or_where="AND" if where else "WHERE"
+    )
+
+
+def _counts(facts: list[str], keys: str, sums: str, counts: str) -> str:
+    """(campaign_id, name, value) rows: the facts grouped, then named per group."""
+    return f"""
+    SELECT g.campaign_id, k.name, k.value
+    FROM (SELECT {keys}, {sums} FROM ({" UNION ALL ".join(facts)}) f GROUP BY {keys}) g
+    CROSS JOIN LATERAL {counts} k
+"""  # noqa: S608 (DDL built from this module's constants)
+
+
+def _sources(table: str, operation: str) -> list[tuple[str, int]]:
+    return {
+        "INSERT": [("new_rows", 1)],
+        "UPDATE": [("new_rows", 1), ("old_rows", -1)],
+        "DELETE": [("old_rows", -1)],
     }[operation]
-    return "\nUNION ALL\n".join(parts)
+
+
+def _queries(table: str, sources: list[tuple[str, int]], where: str = "") -> tuple[str, str]:
+    """The counters query and the minutes query over `sources` (rows, sign)."""
+    if table == "call_jobs":
+        counts = _counts(
+            [_facts(JOB_FACTS, rows, sign, where) for rows, sign in sources],
+            JOB_KEYS,
+            JOB_SUMS,
+            JOB_COUNTS,
+        )
+        minutes = [_facts(JOB_MINUTE_FACTS, rows, sign, where) for rows, sign in sources]
+    else:
+        counts = _counts(
+            [_facts(ATTEMPT_FACTS, rows, sign, where) for rows, sign in sources],
+            ATTEMPT_KEYS,
+            ATTEMPT_SUMS,
+            ATTEMPT_COUNTS,
+        )
+        minutes = [_facts(ATTEMPT_MINUTE_FACTS, rows, sign, where) for rows, sign in sources]
+    return counts, " UNION ALL ".join(minutes)
 
 
 def _trigger_function(table: str, operation: str) -> str:
-    counts, minutes = {
-        "call_jobs": (_JOB_ROWS, _JOB_MINUTE_ROWS),
-        "call_attempts": (_ATTEMPT_ROWS, _ATTEMPT_MINUTE_ROWS),
-    }[table]
+    counts, minutes = _queries(table, _sources(table, operation))
+    name = f"dialer_count_{table}_{operation.lower()}"
+    references = {
+        "INSERT": "NEW TABLE AS new_rows",
+        "UPDATE": "NEW TABLE AS new_rows OLD TABLE AS old_rows",
+        "DELETE": "OLD TABLE AS old_rows",
+    }[operation]
     return f"""
-CREATE FUNCTION dialer_count_{table}_{operation.lower()}() RETURNS trigger
-LANGUAGE plpgsql AS $$
+CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO campaign_counters AS c (campaign_id, name, stripe, value)
     SELECT d.campaign_id, d.name, pg_backend_pid(), sum(d.value)
-    FROM ({_union(counts, operation)}) d
+    FROM ({counts}) d
     GROUP BY d.campaign_id, d.name
     HAVING sum(d.value) <> 0
     ORDER BY d.campaign_id, d.name
     ON CONFLICT (campaign_id, name, stripe) DO UPDATE SET value = c.value + EXCLUDED.value;
 
-    INSERT INTO campaign_minutes AS c
-        (campaign_id, minute, stripe, dials, answers, ends, due)
+    INSERT INTO campaign_minutes AS c (campaign_id, minute, stripe, dials, answers, ends, due)
     SELECT d.campaign_id, d.minute, pg_backend_pid(),
            sum(d.dials), sum(d.answers), sum(d.ends), sum(d.due)
-    FROM ({_union(minutes, operation)}) d
+    FROM ({minutes}) d
     GROUP BY d.campaign_id, d.minute
-    HAVING sum(abs(d.dials)) + sum(abs(d.answers)) + sum(abs(d.ends)) + sum(abs(d.due)) > 0
+    HAVING sum(d.dials) <> 0 OR sum(d.answers) <> 0 OR sum(d.ends) <> 0 OR sum(d.due) <> 0
     ORDER BY d.campaign_id, d.minute
     ON CONFLICT (campaign_id, minute, stripe) DO UPDATE SET
         dials = c.dials + EXCLUDED.dials, answers = c.answers + EXCLUDED.answers,
@@ -208,9 +259,32 @@ BEGIN
 END
 $$;
 CREATE TRIGGER count_{operation.lower()} AFTER {operation} ON {table}
-REFERENCING {"NEW TABLE AS new_rows" if operation != "DELETE" else ""}
-    {"OLD TABLE AS old_rows" if operation != "INSERT" else ""}
-FOR EACH STATEMENT EXECUTE FUNCTION dialer_count_{table}_{operation.lower()}();
+REFERENCING {references}
+FOR EACH STATEMENT EXECUTE FUNCTION {name}();
+"""  # noqa: S608 (DDL built from this module's constants)
+
+
+def _recount_functions() -> str:
+    """`dialer_recount(campaign)` and `dialer_recount_minutes(campaign)`: the same facts
+    over every current row of the campaign (`campaigns.counters.recount`)."""
+    where = "WHERE r.campaign_id = $1"
+    job_counts, job_minutes = _queries("call_jobs", [("call_jobs", 1)], where)
+    attempt_counts, attempt_minutes = _queries("call_attempts", [("call_attempts", 1)], where)
+    return f"""
+CREATE FUNCTION dialer_recount(campaign bigint) RETURNS TABLE (name text, value bigint)
+LANGUAGE sql STABLE AS $$
+    SELECT d.name, sum(d.value)::bigint FROM ({job_counts} UNION ALL {attempt_counts}) d
+    GROUP BY d.name HAVING sum(d.value) <> 0
+$$;
+CREATE FUNCTION dialer_recount_minutes(campaign bigint) RETURNS TABLE (
+    minute timestamptz, dials bigint, answers bigint, ends bigint, due bigint
+) LANGUAGE sql STABLE AS $$
+    SELECT d.minute, sum(d.dials)::bigint, sum(d.answers)::bigint, sum(d.ends)::bigint,
+           sum(d.due)::bigint
+    FROM ({job_minutes} UNION ALL {attempt_minutes}) d
+    GROUP BY d.minute
+    HAVING sum(d.dials) <> 0 OR sum(d.answers) <> 0 OR sum(d.ends) <> 0 OR sum(d.due) <> 0
+$$;
 """  # noqa: S608 (DDL built from this module's constants)
 
 
@@ -290,6 +364,7 @@ def upgrade() -> None:
     for table in ("call_jobs", "call_attempts"):
         for operation in ("INSERT", "UPDATE", "DELETE"):
             op.execute(_trigger_function(table, operation))
+    op.execute(_recount_functions())
     op.execute(FOLD)
 
 
@@ -299,13 +374,15 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER count_{operation} ON {table}")
             op.execute(f"DROP FUNCTION dialer_count_{table}_{operation}()")
     op.execute("DROP FUNCTION dialer_fold_counters()")
-    op.execute("DROP FUNCTION dialer_job_minutes(text, text, integer, timestamptz)")
-    op.execute("DROP FUNCTION dialer_attempt_minutes(text, timestamptz, timestamptz, timestamptz)")
+    op.execute("DROP FUNCTION dialer_recount_minutes(bigint)")
+    op.execute("DROP FUNCTION dialer_recount(bigint)")
     op.execute(
-        "DROP FUNCTION dialer_attempt_counts(text, timestamptz, integer, text, text, text,"
-        " timestamptz, timestamptz, timestamptz)"
+        "DROP FUNCTION dialer_attempt_counts(text, boolean, boolean, text, boolean, integer,"
+        " integer, boolean, bigint, bigint, bigint, bigint)"
     )
-    op.execute("DROP FUNCTION dialer_job_counts(text, text, integer, text, integer)")
+    op.execute(
+        "DROP FUNCTION dialer_job_counts(text, text, boolean, text, integer, bigint, bigint)"
+    )
     op.drop_table("campaign_minutes")
     op.drop_table("campaign_counters")
     op.drop_column("call_attempts", "due_at")
