@@ -50,10 +50,12 @@ def create_app() -> Celery:
             "dialer.kick_pacers": {"queue": MAINTENANCE_QUEUE},
             "dialer.reap": {"queue": MAINTENANCE_QUEUE},
             "dialer.resolve_late_call": {"queue": MAINTENANCE_QUEUE},
+            "dialer.fold_counters": {"queue": MAINTENANCE_QUEUE},
         },
         beat_schedule={
             "kick-pacers": {"task": "dialer.kick_pacers", "schedule": 5.0},
             "reap": {"task": "dialer.reap", "schedule": 5.0},
+            "fold-counters": {"task": "dialer.fold_counters", "schedule": 60.0},
         },
         timezone="UTC",
         worker_send_task_events=True,

@@ -16,6 +16,7 @@ PACER = "dialer.pacer"
 KICK_PACERS = "dialer.kick_pacers"
 REAP = "dialer.reap"
 RESOLVE_LATE_CALL = "dialer.resolve_late_call"
+FOLD_COUNTERS = "dialer.fold_counters"
 
 
 def kick_pacer(account_id: int) -> None:

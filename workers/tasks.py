@@ -6,13 +6,15 @@ the base class's (`workers.base.DialerTask`), the same for every task.
 
 from __future__ import annotations
 
+from campaigns import counters
 from dialer.dispatch.dialing import hang_up_call, place_call, resolve_late_call
 from dialer.dispatch.pacer import accounts_needing_pacer, run_pacer
 from dialer.dispatch.reaper import reap
 from dialer.runtime import get_runtime
-from models import EndReason
+from models import EndReason, transaction
 from workers.app import app
 from workers.enqueue import (
+    FOLD_COUNTERS,
     HANG_UP,
     KICK_PACERS,
     PACER,
@@ -74,3 +76,11 @@ def reap_task() -> dict[str, int]:
         "leaked": report.leaked,
         "skipped": int(report.skipped),
     }
+
+
+@app.task(name=FOLD_COUNTERS)
+def fold_counters_task() -> int:
+    """Beat: fold the report counters' stripes of database backends that are gone, so a
+    report sums few rows (`campaigns.counters.fold`)."""
+    with transaction(get_runtime().settings.database_url) as session:
+        return counters.fold(session)
