@@ -22,7 +22,7 @@ the triggers apply), and prints:
   are compared; target: after / before >= 0.90. Without it, the line says how to get it.
 
 Usage: python -m bench.report [--contacts N] [--calls N] [--database NAME] [--redis URL]
-                              [--compare-callbacks BASE] [--rounds N]
+                              [--compare-callbacks BASE] [--rounds N] [--reuse]
 """
 
 from __future__ import annotations
@@ -193,17 +193,25 @@ def seed(url: str, contacts: int, seed: int = 7) -> tuple[int, int, int]:
     return account_id, campaign_id, attempt_id
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident set (`VmHWM`: unlike `ru_maxrss`, not inherited from
+    the parent that forked it), MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _export_child(url: str, account_id: int, campaign_id: int, which: str) -> None:
-    start_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start_rss = _peak_rss_mb()
     write = export_attempts if which == "attempts" else export_results
     started = time.perf_counter()
     with transaction(url) as session, open(os.devnull, "w", newline="") as sink:
         rows = write(session, account_id, campaign_id, sink)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
         f"export {which:<9}{rows:>10} rows {rows / seconds:>10,.0f} rows/s"
-        f"   peak RSS {peak / 1024:.0f} MB ({start_rss / 1024:.0f} MB at its start)",
+        f"   peak RSS {_peak_rss_mb():.0f} MB ({start_rss:.0f} MB at its start)",
         flush=True,
     )
 
@@ -245,20 +253,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--redis", default=f"redis://127.0.0.1:6379/{REDIS_DB}")
     parser.add_argument("--compare-callbacks", type=Path, metavar="BASE")
     parser.add_argument("--rounds", type=int, default=3, help="callbacks runs per side")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the database a previous run seeded"
+    )
     args = parser.parse_args(argv)
 
-    url = create_database(args.server, args.database)
-    started = time.perf_counter()
-    account_id, campaign_id, attempts = seed(url, args.contacts)
-    print(
-        f"seeded {args.contacts:,} contacts and {attempts:,} attempts with COPY"
-        f" in {time.perf_counter() - started:.1f} s",
-        flush=True,
-    )
-    started = time.perf_counter()
-    with transaction(url) as session:
-        counters.backfill(session, campaign_id)
-    print(f"counters backfilled in {time.perf_counter() - started:.1f} s", flush=True)
+    if args.reuse:
+        url, account_id, campaign_id = f"{args.server}/{args.database}", 1, 1
+    else:
+        url = create_database(args.server, args.database)
+        started = time.perf_counter()
+        account_id, campaign_id, attempts = seed(url, args.contacts)
+        print(
+            f"seeded {args.contacts:,} contacts and {attempts:,} attempts with COPY"
+            f" in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
+        started = time.perf_counter()
+        with transaction(url) as session:
+            counters.backfill(session, campaign_id)
+        print(f"counters backfilled in {time.perf_counter() - started:.1f} s", flush=True)
 
     pool = Pool(redis.Redis.from_url(args.redis))
     latencies = []

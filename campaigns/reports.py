@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import csv
+import io
+import itertools
 import re
+import zipfile
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import IO
+from xml.sax.saxutils import escape as xml_escape
 
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -399,18 +403,18 @@ _BATCH = 1000
 
 _CONTACTS = text(
     """
-SELECT j.line_no, j.phone_e164, j.status, j.outcome, j.attempt_count, j.variables, a.tries
+SELECT j.id, j.line_no, j.phone_e164, j.status, j.outcome, j.attempt_count, j.variables,
+       coalesce(a.placed_at, a.created_at), a.status, a.answered_by, a.duration_s,
+       a.error_code, a.digits
 FROM call_jobs j
-LEFT JOIN LATERAL (
-    SELECT jsonb_agg(jsonb_build_array(
-        coalesce(t.placed_at, t.created_at), t.status, t.answered_by, t.duration_s,
-        t.error_code, t.digits) ORDER BY t.id) AS tries
-    FROM call_attempts t WHERE t.job_id = j.id
-) a ON true
+LEFT JOIN call_attempts a ON a.job_id = j.id
 WHERE j.campaign_id = :c
-ORDER BY j.line_no, j.id
+ORDER BY j.id, a.id
 """
 )
+"""A contact per run of rows, its attempts in order: ingest inserts the contacts in the
+CSV's order, so `id` order is line order, and both sides stream from their indexes (no
+sort of the campaign before the first row)."""
 _MOST_ATTEMPTS = text(
     "SELECT coalesce(max(n), 0) FROM"
     " (SELECT count(*) AS n FROM call_attempts WHERE campaign_id = :c GROUP BY job_id) t"
@@ -438,8 +442,9 @@ def _text(value: object) -> str:
 def contact_rows(session: Session, account_id: int, campaign_id: int) -> Iterator[list[str]]:
     """The per-contact export as rows of text, header first: `EXPORT_COLUMNS`, then
     `attempt<i>_<field>` for each of `ATTEMPT_FIELDS` and i up to the most attempts any
-    contact had (oldest first), then the contact's own CSV columns by name. Streams through a
-    server-side cursor (constant memory); values as stored (no escaping).
+    contact had (oldest first), then the contact's own CSV columns by name; contacts in the
+    CSV's order. Streams through a server-side cursor (constant memory); values as stored
+    (no escaping).
 
     Raises:
         NotFoundError: `campaign_not_found` (before the first row).
@@ -449,12 +454,14 @@ def contact_rows(session: Session, account_id: int, campaign_id: int) -> Iterato
     per_attempt = [f"attempt{i}_{f}" for i in range(1, most + 1) for f in ATTEMPT_FIELDS]
     rows = session.execute(_CONTACTS.execution_options(yield_per=_BATCH), {"c": campaign_id})
     variables: list[str] | None = None
-    for line, phone, status, outcome, attempt_count, values, tries in rows:
+    for _, runs in itertools.groupby(rows, key=lambda row: row[0]):
+        contact = list(runs)
+        _, line, phone, status, outcome, attempt_count, values = contact[0][:7]
+        tries = [row[7:] for row in contact if row[8] is not None]
         if variables is None:
             variables = sorted(values)
             yield [*EXPORT_COLUMNS, *per_attempt, *variables]
-        tries = tries or []
-        last = tries[-1] if tries else [None] * len(ATTEMPT_FIELDS)
+        last = tries[-1] if tries else (None,) * len(ATTEMPT_FIELDS)
         flat = [_text(v) for attempt in tries for v in attempt]
         yield [
             str(line),
@@ -493,8 +500,10 @@ def csv_cell(value: str) -> str:
     """A value made safe for a spreadsheet opening the CSV: escaped against formula
     injection (`escape_formula`), except an E.164 number, written as is: `+` and digits
     evaluate to nothing but themselves, and a prefix would corrupt the number for the
-    programs that read CSV. Spreadsheets that must show the `+` read the XLSX export."""
-    return value if _E164.fullmatch(value) else escape_formula(value)
+    programs that read CSV. Spreadsheets that must show the `+` read the XLSX export
+    (`write_xlsx`)."""
+    escaped = escape_formula(value)
+    return value if escaped is value or _E164.fullmatch(value) else escaped
 
 
 def write_csv(rows: Iterable[list[str]], sink: IO[str]) -> int:
@@ -508,6 +517,83 @@ def write_csv(rows: Iterable[list[str]], sink: IO[str]) -> int:
     return max(written, 0)
 
 
+_XLSX_PARTS = {
+    "[Content_Types].xml": (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+        '<Default Extension="rels"'
+        ' ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+        '<Default Extension="xml" ContentType="application/xml"/>'
+        '<Override PartName="/xl/workbook.xml" ContentType="application/'
+        'vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+        '<Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/'
+        'vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+        "</Types>"
+    ),
+    "_rels/.rels": (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+        '<Relationship Id="rId1" Target="xl/workbook.xml" Type="http://schemas.'
+        'openxmlformats.org/officeDocument/2006/relationships/officeDocument"/>'
+        "</Relationships>"
+    ),
+    "xl/workbook.xml": (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+        ' xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
+        '<sheets><sheet name="export" sheetId="1" r:id="rId1"/></sheets></workbook>'
+    ),
+    "xl/_rels/workbook.xml.rels": (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+        '<Relationship Id="rId1" Target="worksheets/sheet1.xml" Type="http://schemas.'
+        'openxmlformats.org/officeDocument/2006/relationships/worksheet"/>'
+        "</Relationships>"
+    ),
+}
+"""The fixed parts of a one-sheet SpreadsheetML workbook (ECMA-376 Part 1)."""
+
+_INTEGER = re.compile(r"-?[0-9]{1,15}")
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+"""Characters XML 1.0 cannot carry."""
+
+
+def _xlsx_cell(value: str) -> str:
+    if _INTEGER.fullmatch(value):
+        return f"<c><v>{value}</v></c>"
+    text_value = xml_escape(_NOT_XML.sub("", value))
+    return f'<c t="inlineStr"><is><t xml:space="preserve">{text_value}</t></is></c>'
+
+
+def write_xlsx(rows: Iterable[list[str]], sink: IO[bytes]) -> int:
+    """Write `rows` (header first) as an XLSX workbook to `sink`, streamed (the sheet is
+    compressed as it is written); returns the rows written after the header.
+
+    Every value that is not a plain integer is an inline string cell: a spreadsheet keeps
+    it as text, so an E.164 number keeps its `+`, and no cell is ever a formula (no
+    escaping needed; values are as stored). Plain integers (attempts, seconds, error codes)
+    are number cells.
+    """
+    written = -1
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as book:
+        for name, part in _XLSX_PARTS.items():
+            book.writestr(name, part)
+        with (
+            book.open("xl/worksheets/sheet1.xml", "w") as raw,
+            io.TextIOWrapper(raw, encoding="utf-8") as sheet,
+        ):
+            sheet.write(
+                '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+                '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+                "<sheetData>"
+            )
+            for row in rows:
+                sheet.write("<row>" + "".join(_xlsx_cell(value) for value in row) + "</row>")
+                written += 1
+            sheet.write("</sheetData></worksheet>")
+    return max(written, 0)
+
+
 def export_results(session: Session, account_id: int, campaign_id: int, sink: IO[str]) -> int:
     """Write the per-contact export (`contact_rows`) as CSV to `sink`; returns the contacts
     written. Raises `NotFoundError` (`campaign_not_found`)."""
@@ -518,3 +604,14 @@ def export_attempts(session: Session, account_id: int, campaign_id: int, sink: I
     """Write the per-attempt export (`attempt_rows`) as CSV to `sink`; returns the attempts
     written. Raises `NotFoundError` (`campaign_not_found`)."""
     return write_csv(attempt_rows(session, account_id, campaign_id), sink)
+
+
+def export_xlsx(
+    session: Session, account_id: int, campaign_id: int, sink: IO[bytes], *, attempts: bool
+) -> int:
+    """Write the per-contact (or, with `attempts`, the per-attempt) export as an XLSX
+    workbook to `sink` (`write_xlsx`); returns the rows written. Raises `NotFoundError`
+    (`campaign_not_found`) before writing anything."""
+    rows = (attempt_rows if attempts else contact_rows)(session, account_id, campaign_id)
+    first = next(rows)  # the header: raises for an unknown campaign before the file starts
+    return write_xlsx(itertools.chain([first], rows), sink)

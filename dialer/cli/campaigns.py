@@ -26,7 +26,13 @@ from sqlalchemy.orm import Session
 from campaigns import lifecycle
 from campaigns.accounts import get_or_create_account
 from campaigns.options import CampaignOptions, OperatorOptions
-from campaigns.reports import SERIES_MINUTES, campaign_report, export_attempts, export_results
+from campaigns.reports import (
+    SERIES_MINUTES,
+    campaign_report,
+    export_attempts,
+    export_results,
+    export_xlsx,
+)
 from dialer.cli.common import (
     AccountOpt,
     CampaignArg,
@@ -239,25 +245,35 @@ def watch(
 def export(
     campaign_id: CampaignArg,
     output: Annotated[
-        Path | None, typer.Option("--out", "--output", help="CSV file to write (default: stdout).")
+        Path | None, typer.Option("--out", "--output", help="File to write (default: stdout).")
     ] = None,
     attempts: Annotated[
         bool, typer.Option("--attempts", help="One row per attempt instead of per contact.")
     ] = False,
+    xlsx: Annotated[
+        bool,
+        typer.Option("--xlsx", help="An XLSX workbook (text cells: spreadsheets keep the +)."),
+    ] = False,
     account: AccountOpt = "default",
 ) -> None:
-    """Write every contact's result (or every attempt, with --attempts) as CSV, streamed:
-    values escaped against formula injection, E.164 numbers as they are."""
-    write = export_attempts if attempts else export_results
+    """Write every contact's result (or every attempt, with --attempts), streamed: CSV with
+    values escaped against formula injection and E.164 numbers as they are, or XLSX."""
     what = "attempts" if attempts else "contacts"
     with errors_reported(), transaction(get_settings().database_url) as session:
         owner = account_id(account)
-        if output is None:
-            write(session, owner, campaign_id, sys.stdout)
-            return
-        with output.open("w", newline="", encoding="utf-8") as sink:
-            written = write(session, owner, campaign_id, sink)
-    console.print(f"{written} {what} written to {output}", soft_wrap=True)
+        if xlsx:
+            with output.open("wb") if output else nullcontext(sys.stdout.buffer) as binary:
+                written = export_xlsx(session, owner, campaign_id, binary, attempts=attempts)
+        else:
+            write = export_attempts if attempts else export_results
+            with (
+                output.open("w", newline="", encoding="utf-8")
+                if output
+                else nullcontext(sys.stdout)
+            ) as sink:
+                written = write(session, owner, campaign_id, sink)
+    if output is not None:
+        console.print(f"{written} {what} written to {output}", soft_wrap=True)
 
 
 @app.command("list")

@@ -7,6 +7,7 @@ import csv
 import io
 from datetime import UTC, datetime, timedelta
 
+import openpyxl
 import pytest
 from sqlalchemy.orm import Session
 
@@ -17,6 +18,7 @@ from campaigns.reports import (
     csv_cell,
     export_attempts,
     export_results,
+    export_xlsx,
 )
 from dialer.errors import NotFoundError
 from models import AttemptStatus, JobStatus, Outcome
@@ -122,3 +124,36 @@ def test_export_of_an_unknown_campaign_is_not_found(db_session: Session) -> None
     with pytest.raises(NotFoundError) as raised:
         export_results(db_session, account.id, 999_999, io.StringIO())
     assert raised.value.code == "campaign_not_found"
+
+
+def test_xlsx_keeps_e164_as_text_and_never_a_formula(db_session: Session) -> None:
+    account = make_account(db_session)
+    campaign = make_campaign(db_session, account)
+    job = make_job(
+        db_session,
+        campaign,
+        "+442079460000",
+        variables={"first_name": '=HYPERLINK("http://x")', "note": "a\x01b <&>"},
+        status=JobStatus.DONE,
+        outcome=Outcome.BUSY,
+        attempt_count=1,
+    )
+    make_attempt(db_session, job, status=AttemptStatus.BUSY, duration_s=0)
+    book = io.BytesIO()
+    assert export_xlsx(db_session, account.id, campaign.id, book, attempts=False) == 1
+    sheet = openpyxl.load_workbook(book).active
+    header, row = ([cell for cell in r] for r in sheet.iter_rows(max_row=2))
+    cells = {h.value: c for h, c in zip(header, row, strict=True)}
+    assert (cells["phone"].value, cells["phone"].data_type) == ("+442079460000", "s")
+    assert (cells["first_name"].value, cells["first_name"].data_type) == (
+        '=HYPERLINK("http://x")',
+        "s",  # a string, not a formula ("f")
+    )
+    assert cells["note"].value == "ab <&>"  # a character XML cannot carry is dropped
+    assert (cells["attempts"].value, cells["attempts"].data_type) == (1, "n")
+    book = io.BytesIO()
+    assert export_xlsx(db_session, account.id, campaign.id, book, attempts=True) == 1
+    [_, attempt] = openpyxl.load_workbook(book).active.iter_rows(values_only=True)
+    assert attempt[1] == "+442079460000"
+    with pytest.raises(NotFoundError):
+        export_xlsx(db_session, account.id, 999_999, io.BytesIO(), attempts=False)

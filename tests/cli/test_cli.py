@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import pytest
 import redis
 import typer
@@ -357,6 +358,11 @@ def test_exports_per_contact_and_per_attempt(cli: Cli, tmp_path: Path) -> None:
     said = cli.ok("campaigns", "export", campaign, "--attempts", "--out", str(out))
     assert said.strip() == f"0 attempts written to {out}"
     assert out.read_text().splitlines() == [",".join(ATTEMPT_COLUMNS)]
+    book = tmp_path / "results.xlsx"
+    said = cli.ok("campaigns", "export", campaign, "--xlsx", "--out", str(book))
+    assert said.strip() == f"{created['accepted']} contacts written to {book}"
+    sheet = openpyxl.load_workbook(book).active
+    assert [row[1] for row in sheet.iter_rows(values_only=True)] == [row[1] for row in rows]
     cli.fails("campaigns", "export", campaign, "--account", "other", code="campaign_not_found")
 
 

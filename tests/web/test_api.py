@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openpyxl
 import pytest
 import redis
 from sqlalchemy import event, func, select
@@ -328,6 +329,8 @@ def test_another_accounts_campaign_is_404(api: Api, campaign_id: int) -> None:
     assert api.get(path).json()["status"] == "draft"
 
 
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
 CONTRACT_KEYS = {
     "campaign_id": None,
     "name": None,
@@ -423,7 +426,14 @@ def test_exports_stream_as_csv(api: Api, campaign_id: int) -> None:
     attempts = api.get(f"/v1/campaigns/{campaign_id}/attempts.csv")
     assert attempts.status_code == 200, attempts.text
     assert list(csv.reader(io.StringIO(attempts.text))) == [list(ATTEMPT_COLUMNS)]
-    for name in ("results.csv", "attempts.csv"):
+    book = api.get(f"/v1/campaigns/{campaign_id}/results.xlsx")
+    assert book.status_code == 200, book.text
+    assert book.headers["content-type"] == XLSX_TYPE
+    sheet = openpyxl.load_workbook(io.BytesIO(book.content), read_only=True).active
+    values = [[cell.value for cell in row] for row in sheet.iter_rows()]
+    assert values[0][:2] == ["line", "phone"] and len(values) == 1 + accepted
+    assert [row[1] for row in values[1:]] == [row[1] for row in rows[1:]]  # the + kept
+    for name in ("results.csv", "attempts.csv", "results.xlsx", "attempts.xlsx"):
         other = api.get(f"/v1/campaigns/{campaign_id}/{name}", key=OTHER_KEY)
         assert error_code(other, 404) == "campaign_not_found"
 
@@ -493,6 +503,8 @@ def test_the_openapi_document_names_every_campaign_body(api: Api) -> None:
             content = responses[ok]["content"]
             if path.endswith(".csv"):
                 assert list(content) == ["text/csv"], path
+            elif path.endswith(".xlsx"):
+                assert list(content) == [XLSX_TYPE], path
             else:
                 schema = content["application/json"]["schema"]
                 replies[method, path] = schema.get("$ref") or schema["items"]["$ref"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from functools import partial
-from typing import IO, Annotated
+from typing import IO, Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
@@ -16,7 +16,13 @@ from starlette.background import BackgroundTask
 
 from campaigns import lifecycle
 from campaigns.options import CampaignOptions, OperatorOptions
-from campaigns.reports import SERIES_MINUTES, campaign_report, export_attempts, export_results
+from campaigns.reports import (
+    SERIES_MINUTES,
+    campaign_report,
+    export_attempts,
+    export_results,
+    export_xlsx,
+)
 from dialer.errors import NotFoundError
 from dialer.web.deps import CurrentAccount, RuntimeDep, SessionDep
 from dialer.web.errors import (
@@ -109,11 +115,21 @@ def rejected_csv(
     return FileResponse(path, media_type="text/csv", filename=path.name)
 
 
-def _csv_download(name: str, write: Callable[[IO[str]], object]) -> StreamingResponse:
+_XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+_XLSX: Responses = {200: {"content": {_XLSX_TYPE: {}}, "description": "An XLSX workbook."}}
+
+
+def _download(
+    name: str, media_type: str, write: Callable[[IO[Any]], object], *, binary: bool = False
+) -> StreamingResponse:
     # Spooled to disk past 1 MB: a million-contact export never sits in memory, and an
     # error (an unknown campaign) is raised before the response starts.
-    spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115  # closed by the response
-        max_size=1_000_000, mode="w+", newline="", encoding="utf-8"
+    spool: IO[Any] = (
+        tempfile.SpooledTemporaryFile(max_size=1_000_000, mode="w+b")  # noqa: SIM115  # closed by the response
+        if binary
+        else tempfile.SpooledTemporaryFile(  # noqa: SIM115  # closed by the response
+            max_size=1_000_000, mode="w+", newline="", encoding="utf-8"
+        )
     )
     try:
         write(spool)
@@ -122,8 +138,8 @@ def _csv_download(name: str, write: Callable[[IO[str]], object]) -> StreamingRes
         raise
     spool.seek(0)
     return StreamingResponse(
-        iter(lambda: spool.read(65536), ""),
-        media_type="text/csv",
+        iter(lambda: spool.read(65536), b"" if binary else ""),
+        media_type=media_type,
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
         background=BackgroundTask(spool.close),
     )
@@ -140,8 +156,9 @@ def results_csv(
     """Every contact's result, one row each: its outcome and every attempt's time, status,
     `AnsweredBy`, duration, error code and digits (values escaped against formula
     injection, E.164 numbers as they are)."""
-    return _csv_download(
+    return _download(
         f"campaign-{campaign_id}-results.csv",
+        "text/csv",
         partial(export_results, session, account.id, campaign_id),
     )
 
@@ -155,9 +172,45 @@ def attempts_csv(
     campaign_id: int, account: CurrentAccount, session: SessionDep
 ) -> StreamingResponse:
     """Every attempt, one row each, in the order they were made (escaped as results.csv)."""
-    return _csv_download(
+    return _download(
         f"campaign-{campaign_id}-attempts.csv",
+        "text/csv",
         partial(export_attempts, session, account.id, campaign_id),
+    )
+
+
+@router.get(
+    "/{campaign_id}/results.xlsx",
+    response_class=StreamingResponse,
+    responses={**_XLSX, **NOT_FOUND},
+)
+def results_xlsx(
+    campaign_id: int, account: CurrentAccount, session: SessionDep
+) -> StreamingResponse:
+    """results.csv as an XLSX workbook: text cells (a spreadsheet keeps an E.164 number's
+    `+`, and no cell is a formula), integers as numbers."""
+    return _download(
+        f"campaign-{campaign_id}-results.xlsx",
+        _XLSX_TYPE,
+        partial(export_xlsx, session, account.id, campaign_id, attempts=False),
+        binary=True,
+    )
+
+
+@router.get(
+    "/{campaign_id}/attempts.xlsx",
+    response_class=StreamingResponse,
+    responses={**_XLSX, **NOT_FOUND},
+)
+def attempts_xlsx(
+    campaign_id: int, account: CurrentAccount, session: SessionDep
+) -> StreamingResponse:
+    """attempts.csv as an XLSX workbook (cells as results.xlsx)."""
+    return _download(
+        f"campaign-{campaign_id}-attempts.xlsx",
+        _XLSX_TYPE,
+        partial(export_xlsx, session, account.id, campaign_id, attempts=True),
+        binary=True,
     )
 
 
