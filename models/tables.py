@@ -279,9 +279,9 @@ class CampaignCounter(Base):
 
     __tablename__ = "campaign_counters"
 
-    campaign_id: Mapped[int] = mapped_column(
-        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
-    )
+    campaign_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    """No foreign key: its check would share-lock the campaign row from the dialling
+    transactions that add a counter row (migration 0009)."""
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     stripe: Mapped[int] = mapped_column(Integer, primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
@@ -294,9 +294,8 @@ class CampaignMinute(Base):
 
     __tablename__ = "campaign_minutes"
 
-    campaign_id: Mapped[int] = mapped_column(
-        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
-    )
+    campaign_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    """No foreign key, as `CampaignCounter`."""
     minute: Mapped[datetime] = mapped_column(primary_key=True)
     stripe: Mapped[int] = mapped_column(Integer, primary_key=True)
     dials: Mapped[int] = mapped_column(Integer)
