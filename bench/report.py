@@ -15,6 +15,9 @@ the triggers apply), and prints:
 - export throughput (rows/s) and peak RSS of the per-contact and the per-attempt exports,
   each run in a fresh child process writing to /dev/null (the peak includes imports; the
   RSS at the start of the export is printed beside it);
+- the webhook's fast path (`record_callback`, in this process, no HTTP) with the counting
+  triggers on and off in alternate blocks on one scratch database: callbacks/s each way and
+  their ratio, the machine's drift cancelled by the interleaving; target >= 0.90;
 - the callbacks bench's ratio with and without the counting triggers, when given
   `--compare-callbacks BASE`: `BASE` is a checkout of the code before them (e.g.
   `git archive <commit> | tar -x -C BASE`); `bench/callbacks.py` is run alternately from
@@ -28,6 +31,7 @@ Usage: python -m bench.report [--contacts N] [--calls N] [--database NAME] [--re
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import multiprocessing
 import os
@@ -41,6 +45,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import redis
 from sqlalchemy import create_engine, text
@@ -244,6 +249,82 @@ def _webhook_rate(base: Path, database: str, redis_url: str) -> float:
     return float(match.group(1))
 
 
+_TRIGGERS = ("count_insert", "count_update", "count_delete")
+
+
+def _set_counting(url: str, enabled: bool) -> None:
+    """Turn the counting triggers of both tables on or off (a scratch database only)."""
+    action = "ENABLE" if enabled else "DISABLE"
+    with engine_for(url).begin() as conn:
+        for table in ("call_jobs", "call_attempts"):
+            for trigger in _TRIGGERS:
+                conn.execute(text(f"ALTER TABLE {table} {action} TRIGGER {trigger}"))
+
+
+async def _drive(
+    url: str, runtime: Any, attempts: list[tuple[int, str]], concurrency: int
+) -> float:
+    """Apply each attempt's four status callbacks through the webhook's fast path
+    (`record_callback`), `concurrency` calls at a time; returns callbacks per second."""
+    from bench.callbacks import EVENTS
+    from dialer.dispatch.callbacks import CallbackKind, record_callback
+    from models.asyncdb import async_pool
+
+    pool = async_pool(url, concurrency)
+    await pool.open(wait=True)
+    queue = list(reversed(attempts))
+
+    async def one_call() -> None:
+        while queue:
+            attempt_id, sid = queue.pop()
+            for call_status, sequence in EVENTS:
+                params = {
+                    "CallSid": sid,
+                    "CallStatus": call_status,
+                    "SequenceNumber": str(sequence),
+                    "Timestamp": f"Sat, 21 Nov 2026 12:00:{10 * sequence:02d} +0000",
+                }
+                if call_status == "completed":
+                    params["CallDuration"] = "30"
+                await record_callback(pool, runtime, attempt_id, CallbackKind.STATUS, params)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one_call() for _ in range(concurrency)))
+    seconds = time.perf_counter() - started
+    await pool.close()
+    return 4 * len(attempts) / seconds
+
+
+def fast_path_ratio(server: str, database: str, redis_url: str, rounds: int, calls: int) -> None:
+    """The webhook's fast path in this process (no HTTP), with the counting triggers on and
+    off in alternate blocks of `calls` calls on one database: the cost of keeping the
+    counters current, with the machine's drift cancelled by the interleaving."""
+    from bench.callbacks import seed as seed_calls
+    from dialer.runtime import Runtime
+    from dialer.settings import Settings
+
+    url = create_database(server, database)
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    attempts = seed_calls(url, Pool(client), calls * (2 * rounds + 1))
+    runtime = Runtime(Settings(database_url=url, redis_url=redis_url))
+    blocks = [attempts[i : i + calls] for i in range(0, len(attempts), calls)]
+    asyncio.run(_drive(url, runtime, blocks.pop(0), 8))  # warm-up
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(rounds):
+        for enabled in (False, True):
+            _set_counting(url, enabled)
+            rates[enabled].append(asyncio.run(_drive(url, runtime, blocks.pop(0), 8)))
+    _set_counting(url, True)
+    on, off = statistics.median(rates[True]), statistics.median(rates[False])
+    print(
+        f"fast path in process, {rounds} x {calls} calls each way: callbacks/s with the"
+        f" counting triggers {on:,.0f}, without {off:,.0f}; ratio {on / off:.2f}"
+        " (target >= 0.90)",
+        flush=True,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=1_000_000)
@@ -256,6 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--reuse", action="store_true", help="keep the database a previous run seeded"
     )
+    parser.add_argument("--fast-rounds", type=int, default=5, help="fast-path blocks each way")
+    parser.add_argument("--fast-calls", type=int, default=300, help="calls per fast-path block")
     args = parser.parse_args(argv)
 
     if args.reuse:
@@ -304,6 +387,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         child.start()
         child.join()
 
+    fast_path_ratio(
+        args.server, f"{args.database}_fastpath", args.redis, args.fast_rounds, args.fast_calls
+    )
     if args.compare_callbacks is None:
         print(
             "callbacks ratio: run with --compare-callbacks BASE, BASE a checkout of the code"
