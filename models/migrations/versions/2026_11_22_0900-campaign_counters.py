@@ -49,6 +49,20 @@ CALL = (
 """Attempt statuses of a provider call."""
 ENDED = "('completed', 'busy', 'no-answer', 'failed', 'canceled')"
 """Attempt statuses of a call that ended."""
+PHASE = (
+    "CASE WHEN {r}.status::text IN ('dialing', 'placing') THEN 'pre'"
+    " WHEN {r}.status::text IN ('queued', 'initiated', 'ringing', 'in-progress') THEN 'live'"
+    f" WHEN {{r}}.status::text IN {ENDED} THEN 'ended' ELSE 'unplaced' END"
+)
+"""An attempt's phase, all the counters read of its status: `pre` (no call yet), `live`,
+`ended`, `unplaced` (`not-placed`: no call was made)."""
+ATTEMPT_COLUMNS = (
+    "campaign_id, answered_at, answered_by, digits, duration_s, end_reason, placed_at,"
+    " ended_at, due_at"
+)
+"""The attempt columns the counters read besides its phase."""
+JOB_COLUMNS = "campaign_id, status, outcome, attempt_count, next_due_at"
+"""The contact columns the counters read."""
 
 # The facts each row contributes, grouped before they become counters: a statement that
 # changes a million rows (a COPY at ingest, a bulk cancel) aggregates them into a few
@@ -74,7 +88,7 @@ JOB_COUNTS = (
 )
 
 ATTEMPT_FACTS = f"""
-    SELECT r.campaign_id, r.status::text AS status, r.answered_at IS NOT NULL AS answered,
+    SELECT r.campaign_id, {PHASE.format(r="r")} AS phase, r.answered_at IS NOT NULL AS answered,
            coalesce(r.answered_by, '') IN {MACHINE} AS machine,
            coalesce(r.digits, '') AS digits,
            coalesce(r.end_reason::text = 'late_create', false) AS late,
@@ -95,14 +109,14 @@ ATTEMPT_FACTS = f"""
     {{where}}
 """  # noqa: S608 (DDL built from this module's constants)
 ATTEMPT_KEYS = (
-    "campaign_id, status, answered, machine, digits, late, talk_bucket, due_bucket, has_placed"
+    "campaign_id, phase, answered, machine, digits, late, talk_bucket, due_bucket, has_placed"
 )
 ATTEMPT_SUMS = (
     "sum(n)::bigint AS n, sum(talk_s)::bigint AS talk_s, sum(billable)::bigint AS billable,"
     " sum(hold_s)::bigint AS hold_s"
 )
 ATTEMPT_COUNTS = (
-    "dialer_attempt_counts(g.status, g.answered, g.machine, g.digits, g.late, g.talk_bucket,"
+    "dialer_attempt_counts(g.phase, g.answered, g.machine, g.digits, g.late, g.talk_bucket,"
     " g.due_bucket, g.has_placed, g.n, g.talk_s, g.billable, g.hold_s)"
 )
 
@@ -125,7 +139,7 @@ ATTEMPT_MINUTE_FACTS = f"""
     {{where}} {{and_or_where}} m.counts AND m.minute IS NOT NULL
 """  # noqa: S608 (DDL built from this module's constants)
 
-FUNCTIONS = f"""
+FUNCTIONS = """
 CREATE FUNCTION dialer_job_counts(
     status text, outcome text, attempted boolean, answered_by text, error_code integer,
     n bigint, attempt_sum bigint
@@ -149,15 +163,13 @@ CREATE FUNCTION dialer_job_counts(
 $$;
 
 CREATE FUNCTION dialer_attempt_counts(
-    status text, answered boolean, machine boolean, digits text, late boolean,
+    phase text, answered boolean, machine boolean, digits text, late boolean,
     talk_bucket integer, due_bucket integer, has_placed boolean,
     n bigint, talk_s bigint, billable bigint, hold_s bigint
 ) RETURNS TABLE (name text, value bigint) LANGUAGE sql IMMUTABLE AS $$
     SELECT t.name, t.value FROM (
-        SELECT status IN ('dialing', 'placing') AS pre,
-               status IN ('queued', 'initiated', 'ringing', 'in-progress') AS live,
-               status IN {ENDED} AS ended,
-               status IN {CALL} AS call
+        SELECT phase = 'pre' AS pre, phase = 'live' AS live, phase = 'ended' AS ended,
+               phase IN ('live', 'ended') AS call
     ) p, LATERAL (VALUES
         ('attempts.total', n),
         ('attempts.pre', CASE WHEN p.pre THEN n ELSE 0 END),
@@ -181,7 +193,7 @@ CREATE FUNCTION dialer_attempt_counts(
     ) AS t(name, value)
     WHERE t.value <> 0
 $$;
-"""  # noqa: S608 (DDL built from this module's constants)
+"""
 
 
 def _facts(template: str, rows: str, sign: int, where: str = "") -> str:
@@ -236,17 +248,36 @@ def _trigger_function(table: str, operation: str) -> str:
         "UPDATE": "NEW TABLE AS new_rows OLD TABLE AS old_rows",
         "DELETE": "OLD TABLE AS old_rows",
     }[operation]
+    unchanged = ""
+    if operation == "UPDATE":
+        # Most updates change nothing the counters read (a lease, a send deadline, a
+        # provider status within one phase): answered by one join of the two transition
+        # tables, before any counting.
+        read = (
+            f"{PHASE.format(r='{r}')}, "
+            + ", ".join(f"{{r}}.{c}" for c in ATTEMPT_COLUMNS.split(", "))
+            if table == "call_attempts"
+            else ", ".join(f"{{r}}.{c}" for c in JOB_COLUMNS.split(", "))
+        )
+        unchanged = f"""
+    IF NOT EXISTS (
+        SELECT FROM new_rows n JOIN old_rows o USING (id)
+        WHERE ({read.format(r="n")}) IS DISTINCT FROM ({read.format(r="o")})
+    ) THEN
+        RETURN NULL;
+    END IF;"""  # noqa: S608 (DDL built from this module's constants)
     return f"""
 CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO campaign_counters AS c (campaign_id, name, stripe, value)
-    SELECT d.campaign_id, d.name, pg_backend_pid(), sum(d.value)
-    FROM ({counts}) d
-    GROUP BY d.campaign_id, d.name
-    HAVING sum(d.value) <> 0
-    ORDER BY d.campaign_id, d.name
-    ON CONFLICT (campaign_id, name, stripe) DO UPDATE SET value = c.value + EXCLUDED.value;
-
+BEGIN{unchanged}
+    WITH counted AS (
+        INSERT INTO campaign_counters AS c (campaign_id, name, stripe, value)
+        SELECT d.campaign_id, d.name, pg_backend_pid(), sum(d.value)
+        FROM ({counts}) d
+        GROUP BY d.campaign_id, d.name
+        HAVING sum(d.value) <> 0
+        ORDER BY d.campaign_id, d.name
+        ON CONFLICT (campaign_id, name, stripe) DO UPDATE SET value = c.value + EXCLUDED.value
+    )
     INSERT INTO campaign_minutes AS c (campaign_id, minute, stripe, dials, answers, ends, due)
     SELECT d.campaign_id, d.minute, pg_backend_pid(),
            sum(d.dials), sum(d.answers), sum(d.ends), sum(d.due)
