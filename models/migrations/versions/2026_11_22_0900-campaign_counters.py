@@ -275,7 +275,6 @@ BEGIN{unchanged}
         FROM ({counts}) d
         GROUP BY d.campaign_id, d.name
         HAVING sum(d.value) <> 0
-        ORDER BY d.campaign_id, d.name
         ON CONFLICT (campaign_id, name, stripe) DO UPDATE SET value = c.value + EXCLUDED.value
     )
     INSERT INTO campaign_minutes AS c (campaign_id, minute, stripe, dials, answers, ends, due)
@@ -284,7 +283,6 @@ BEGIN{unchanged}
     FROM ({minutes}) d
     GROUP BY d.campaign_id, d.minute
     HAVING sum(d.dials) <> 0 OR sum(d.answers) <> 0 OR sum(d.ends) <> 0 OR sum(d.due) <> 0
-    ORDER BY d.campaign_id, d.minute
     ON CONFLICT (campaign_id, minute, stripe) DO UPDATE SET
         dials = c.dials + EXCLUDED.dials, answers = c.answers + EXCLUDED.answers,
         ends = c.ends + EXCLUDED.ends, due = c.due + EXCLUDED.due;
