@@ -68,18 +68,25 @@ JOB_COLUMNS = "campaign_id, status, outcome, attempt_count, next_due_at"
 # changes a million rows (a COPY at ingest, a bulk cancel) aggregates them into a few
 # groups in one pass, and the counter names are made once per group, not once per row.
 # `{rows}` is a transition table (or the table itself, for the recount), `{sign}` 1 or -1.
-JOB_FACTS = """
+DETAILED = "(r.status = 'done' AND coalesce(r.outcome::text IN ('machine', 'failed'), false))"
+"""A done contact whose outcome the report details by its last attempt (`AnsweredBy`, the
+provider's error code): only these look their last attempt up."""
+JOB_FACTS = f"""
     SELECT r.campaign_id, r.status::text AS status, r.outcome::text AS outcome,
-           r.attempt_count > 0 AS attempted, last.answered_by, last.error_code,
-           {sign} AS n, {sign} * r.attempt_count AS attempt_sum
-    FROM {rows} r
+           r.attempt_count > 0 AS attempted, NULL::text AS answered_by,
+           NULL::integer AS error_code, {{sign}} AS n, {{sign}} * r.attempt_count AS attempt_sum
+    FROM {{rows}} r
+    {{where}} {{and_or_where}} NOT {DETAILED}
+    UNION ALL
+    SELECT r.campaign_id, r.status::text, r.outcome::text, r.attempt_count > 0,
+           last.answered_by, last.error_code, {{sign}}, {{sign}} * r.attempt_count
+    FROM {{rows}} r
     LEFT JOIN LATERAL (
         SELECT a.answered_by, a.error_code FROM call_attempts a
-        WHERE a.job_id = r.id AND r.status = 'done' AND r.outcome IN ('machine', 'failed')
-        ORDER BY a.attempt_no DESC, a.id DESC LIMIT 1
+        WHERE a.job_id = r.id ORDER BY a.attempt_no DESC, a.id DESC LIMIT 1
     ) last ON true
-    {where}
-"""
+    {{where}} {{and_or_where}} {DETAILED}
+"""  # noqa: S608 (DDL built from this module's constants)
 JOB_KEYS = "campaign_id, status, outcome, attempted, answered_by, error_code"
 JOB_SUMS = "sum(n)::bigint AS n, sum(attempt_sum)::bigint AS attempt_sum"
 JOB_COUNTS = (
