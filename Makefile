@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: install services demo test lint bench-dispatch bench-pool bench-ingest bench-callbacks compose-check clean
+.PHONY: install services demo test lint bench-dispatch bench-pool bench-ingest bench-callbacks bench-report compose-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ bench-ingest: install services
 
 bench-callbacks: install services
 	$(BIN)/python -m bench.callbacks
+
+bench-report: install services
+	$(BIN)/python -m bench.report
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

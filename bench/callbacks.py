@@ -25,7 +25,7 @@ most: each in-flight slot takes the next attempt and sends its four callbacks on
 another, as a carrier does for one call. The run stops after every attempt or after
 `--duration` seconds, whichever comes first. Loopback only.
 
-Usage: python -m bench.callbacks [--attempts N] [--concurrency C] [--workers W]
+Usage: python -m bench.callbacks [--attempts N] [--concurrency C] [--workers W] [--database NAME]
                                  [--http auto|h11|httptools] [--loop auto|asyncio|uvloop]
 """
 
@@ -99,15 +99,15 @@ async def _bare_health() -> dict[str, str]:
 # --- setup -------------------------------------------------------------------------------
 
 
-def create_database(server: str) -> str:
-    """Drop and create the scratch database, migrate it; returns its URL."""
+def create_database(server: str, database: str = DATABASE) -> str:
+    """Drop and create the scratch database `database`, migrate it; returns its URL."""
     from models.migrate import upgrade
 
     admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
     admin.dispose()
-    url = f"{server}/{DATABASE}"
+    url = f"{server}/{database}"
     upgrade(url)
     return url
 
@@ -417,10 +417,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--loop", default="auto", choices=("auto", "asyncio", "uvloop"))
     parser.add_argument("--server", default="postgresql+psycopg://root@127.0.0.1:5432")
     parser.add_argument("--redis", default=f"redis://127.0.0.1:6379/{REDIS_DB}")
+    parser.add_argument("--database", default=DATABASE, help="scratch database (dropped first)")
     args = parser.parse_args(argv)
 
     config = ServerConfig(args.workers, args.http, args.loop)
-    database_url = create_database(args.server)
+    database_url = create_database(args.server, args.database)
     client = redis.Redis.from_url(args.redis)
     client.flushdb()
     seeded = seed(database_url, Pool(client), WARMUP_ATTEMPTS + args.attempts)

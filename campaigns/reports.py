@@ -1,117 +1,366 @@
-"""Per-campaign reporting, computed from the call jobs and attempts (the record)."""
+"""Per-campaign reporting: the report, read from the counters the database keeps current
+(`campaigns.counters`), and the exports, streamed from the record (contacts, attempts)."""
 
 from __future__ import annotations
 
 import csv
-from typing import IO, Any
+import io
+import itertools
+import re
+import zipfile
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import IO
+from xml.sax.saxutils import escape as xml_escape
 
 from pydantic import BaseModel
-from sqlalchemy import func, select, true
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from campaigns import counters
 from campaigns.ingest import escape_formula
 from campaigns.lifecycle import get_campaign
-from models import AttemptStatus, CallAttempt, CallJob, Campaign, EndReason, JobStatus
+from dialer.pool import Keys, Pool
+from models import Account, Campaign, CampaignStatus, utcnow
+
+
+class Contacts(BaseModel):
+    """Contacts by state; the states are disjoint and add up to `total`."""
+
+    total: int
+    pending: int
+    """Never attempted and due (or due within the current minute)."""
+    waiting_for_window: int
+    """Never attempted and not yet due: the campaign's `start_at`, a frequency cap, a
+    calling window (counted by the UTC minute they fall due in)."""
+    scheduled_retry: int
+    """Pending again after an attempt, until its retry delay passes."""
+    dialing: int
+    """A lease is taken and the attempt has no provider call yet (`dialing`, `placing`)."""
+    live: int
+    """A provider call exists and has not ended (queued, ringing, in progress)."""
+    done: int
+    """Final with any outcome but `expired`."""
+    expired: int
+    cancelled: int
+    rejected: dict[str, int]
+    """CSV rows refused at ingest, by reason code (not among `total`)."""
+
+
+class Outcomes(BaseModel):
+    """Contacts done, by final outcome (`models.Outcome`)."""
+
+    human: int
+    """Answered, not by a machine (AMD `AnsweredBy` human or unknown, or AMD off)."""
+    machine: dict[str, int]
+    """By Twilio `AnsweredBy` (machine_start, machine_end_beep, ..., fax)."""
+    busy: int
+    no_answer: int
+    failed: dict[str, int]
+    """By the provider's error code, `none` when it gave none."""
+    hold_cap: int
+    do_not_call: int
+    expired: int
+    error: int
+    dial_error: int
+    rejected: int
+    canceled: int
+
+
+class Rates(BaseModel):
+    """Shares (0..1) over calls, None when the denominator is 0."""
+
+    answer_rate: float | None
+    """Calls answered / calls placed."""
+    human_rate: float | None
+    """Calls answered by a person / calls placed."""
+    confirmation_rate: float | None
+    """DTMF 1 replies / calls answered by a person."""
+    cancellation_rate: float | None
+    """DTMF 2 replies / calls answered by a person."""
+
+
+class Attempts(BaseModel):
+    total: int
+    """Attempts made, `not-placed` ones (no call) included."""
+    per_contact: float
+    """Calls per contact called at least once (0.0 before any)."""
+    calls_placed: int
+    """Attempts that became a provider call."""
+    late_calls_hung_up: int
+    """Calls made after their attempt had been given up, for a contact already dialled
+    again, and hung up at once (end reason `late_create`): not in `calls_placed`."""
+
+
+class TalkTime(BaseModel):
+    """Seconds talked on answered calls (Twilio `CallDuration` > 0)."""
+
+    total_s: int
+    mean_s: float
+    p90_s: float
+    """From a histogram (`campaigns.counters.TALK_BOUNDS`), interpolated in its bucket."""
+    billable_minutes: int
+    """Each call rounded up to the whole minute, as Twilio bills voice calls."""
+
+
+class MinutePoint(BaseModel):
+    minute: datetime
+    """The UTC minute's start."""
+    dials: int
+    """Calls placed in the minute."""
+    answers: int
+    live: int
+    """Calls live (placed, not ended) at the minute's end."""
+
+
+class Lease(BaseModel):
+    in_use: int
+    cap: int
+
+
+class Cps(BaseModel):
+    achieved: float
+    """Calls placed per second over the last 60 s (sliding-window estimate from this
+    minute's and the previous minute's counts)."""
+    limit: float
+    """The lower of the account's and the campaign's CPS."""
+
+
+class Percentiles(BaseModel):
+    p50: float | None
+    p95: float | None
+
+
+class Pacing(BaseModel):
+    leases: dict[str, Lease]
+    """`account` and `campaign`: leases held in the Redis pool against each cap."""
+    cps: Cps
+    due_to_dial_s: Percentiles
+    """Seconds from a contact falling due to its call being placed (histogram,
+    `campaigns.counters.DELAY_BOUNDS`)."""
+
+
+class Breaker(BaseModel):
+    state: str
+    """`open`: the account's circuit breaker paused the campaign; `closed` otherwise."""
+    reason: str | None
+    trips: int
+
+
+class Eta(BaseModel):
+    remaining: int
+    """Contacts not final yet."""
+    finish_at: datetime | None
+    """Estimated finish (None while not running); the campaign's finish once finished."""
 
 
 class CampaignReport(BaseModel):
-    """A campaign's figures. Durations in seconds."""
+    """A campaign's figures (the JSON of `GET /v1/campaigns/{id}/report`, fixed by
+    `notes/report-contract.md`). Counts are integers, durations seconds, times UTC."""
 
     campaign_id: int
     name: str
     status: str
     status_reason: str | None
-    contacts: int
-    ingest: dict[str, Any]
-    jobs: dict[str, int]
-    """Contacts by status: pending, in_progress, done, canceled."""
-    outcomes: dict[str, int]
-    """Finished contacts by outcome (answered, machine, busy, ...)."""
-    attempts: dict[str, int]
-    """Attempts by provider status, `not-placed` included."""
-    calls_placed: int
-    """Attempts that reached the provider as a call."""
-    late_calls_hung_up: int
-    """Calls made after their attempt had been given up, for a contact already dialled
-    again, and hung up at once (end reason `late_create`): not in `calls_placed`."""
-    breaker_trips: int
-    """Times the account's circuit breaker paused this campaign."""
-    answered_by: dict[str, int]
-    digits: dict[str, int]
-    """DTMF replies: "1" confirmed, "2" cancelled."""
-    talk_seconds: int
+    generated_at: datetime
     finished: bool
+    contacts: Contacts
+    outcomes: Outcomes
+    rates: Rates
+    attempts: Attempts
+    talk_time: TalkTime
+    series: list[MinutePoint]
+    """The last `minutes` minutes up to now (or up to the finish), oldest first."""
+    pacing: Pacing
+    breaker: Breaker
+    eta: Eta
 
 
-def campaign_report(session: Session, account_id: int, campaign_id: int) -> CampaignReport:
-    """The report of one campaign. Raises `NotFoundError` (`campaign_not_found`)."""
+SERIES_MINUTES = 60
+"""Minutes in a report's series by default."""
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _minute(at: datetime) -> datetime:
+    return at.replace(second=0, microsecond=0)
+
+
+def _by_prefix(counts: dict[str, int], prefix: str) -> dict[str, int]:
+    return {k.removeprefix(prefix): v for k, v in sorted(counts.items()) if k.startswith(prefix)}
+
+
+def campaign_report(
+    session: Session,
+    pool: Pool,
+    account_id: int,
+    campaign_id: int,
+    *,
+    now: datetime | None = None,
+    minutes: int = SERIES_MINUTES,
+) -> CampaignReport:
+    """The report of one campaign, read from its counters (`campaigns.counters`), a few
+    rows whatever the campaign's size, and the Redis pool's leases.
+
+    Estimates: `eta.finish_at` assumes the remaining contacts need as many calls each as
+    those called so far, placed at the lower of the CPS limit and the concurrency cap over
+    the mean time a call holds its lease; it does not yet skip the hours outside calling
+    windows (issue 11). `waiting_for_window` is exact to the minute.
+
+    Raises:
+        NotFoundError: `campaign_not_found`.
+    """
     campaign: Campaign = get_campaign(session, account_id, campaign_id)
-    jobs: dict[JobStatus, int] = dict(
-        session.execute(
-            select(CallJob.status, func.count())
-            .where(CallJob.campaign_id == campaign_id)
-            .group_by(CallJob.status)
-        ).all()
+    account = session.get_one(Account, campaign.account_id)
+    now = (now or utcnow()).astimezone(UTC)
+    status = campaign.status
+    finished = status in (CampaignStatus.COMPLETED, CampaignStatus.CANCELED)
+    finished_at = campaign.finished_at.astimezone(UTC) if campaign.finished_at else None
+    end = _minute(finished_at if finished and finished_at else now)
+    start = end - timedelta(minutes=max(1, minutes) - 1)
+    since = min(start, _minute(now) - timedelta(minutes=1))  # the achieved CPS reads 2 minutes
+    counts, by_minute = counters.read(session, campaign_id, since)
+
+    def c(name: str) -> int:
+        return counts.get(name, 0)
+
+    in_progress = c("contacts.in_progress")
+    live = min(c("attempts.live"), in_progress)
+    fresh = c("contacts.fresh")
+    if campaign.start_at is not None and campaign.start_at > now:
+        waiting = fresh
+    else:
+        waiting = min(fresh, sum(m.due for at, m in by_minute.items() if at > _minute(now)))
+    open_contacts = fresh + c("contacts.retry") + in_progress
+    contacts = Contacts(
+        total=c("contacts.total"),
+        pending=fresh - waiting,
+        waiting_for_window=waiting,
+        scheduled_retry=c("contacts.retry"),
+        dialing=in_progress - live,
+        live=live,
+        done=c("contacts.done"),
+        expired=c("contacts.expired"),
+        cancelled=c("contacts.canceled"),
+        rejected=dict((campaign.ingest_summary or {}).get("rejected", {})),
     )
-    outcomes = dict(
-        session.execute(
-            select(CallJob.outcome, func.count())
-            .where(CallJob.campaign_id == campaign_id, CallJob.status == JobStatus.DONE)
-            .group_by(CallJob.outcome)
-        ).all()
+    outcomes = Outcomes(
+        human=c("outcome.answered"),
+        machine=_by_prefix(counts, "outcome.machine."),
+        busy=c("outcome.busy"),
+        no_answer=c("outcome.no-answer"),
+        failed=_by_prefix(counts, "outcome.failed."),
+        hold_cap=c("outcome.hold_cap"),
+        do_not_call=c("outcome.do_not_call"),
+        expired=c("outcome.expired"),
+        error=c("outcome.error"),
+        dial_error=c("outcome.dial_error"),
+        rejected=c("outcome.rejected"),
+        canceled=c("outcome.canceled"),
     )
-    attempts = dict(
-        session.execute(
-            select(CallAttempt.status, func.count())
-            .where(CallAttempt.campaign_id == campaign_id)
-            .group_by(CallAttempt.status)
-        ).all()
+    placed, human = c("attempts.placed"), c("attempts.human")
+    rates = Rates(
+        answer_rate=_ratio(c("attempts.answered"), placed),
+        human_rate=_ratio(human, placed),
+        confirmation_rate=_ratio(c("attempts.digits.1"), human),
+        cancellation_rate=_ratio(c("attempts.digits.2"), human),
     )
-    answered_by = dict(
-        session.execute(
-            select(CallAttempt.answered_by, func.count())
-            .where(CallAttempt.campaign_id == campaign_id, CallAttempt.answered_by.is_not(None))
-            .group_by(CallAttempt.answered_by)
-        ).all()
+    attempted = c("contacts.attempted")
+    per_contact = c("contacts.attempt_sum") / attempted if attempted else 0.0
+    attempts = Attempts(
+        total=c("attempts.total"),
+        per_contact=per_contact,
+        calls_placed=placed,
+        late_calls_hung_up=c("attempts.late"),
     )
-    digits = dict(
-        session.execute(
-            select(CallAttempt.digits, func.count())
-            .where(CallAttempt.campaign_id == campaign_id, CallAttempt.digits.is_not(None))
-            .group_by(CallAttempt.digits)
-        ).all()
+    talked = c("talk.calls")
+    talk = TalkTime(
+        total_s=c("talk.seconds"),
+        mean_s=c("talk.seconds") / talked if talked else 0.0,
+        p90_s=counters.percentile(counts, "talk.b.", counters.TALK_BOUNDS, 0.9) or 0.0,
+        billable_minutes=c("talk.billable_minutes"),
     )
-    talk = session.scalar(
-        select(func.coalesce(func.sum(CallAttempt.duration_s), 0)).where(
-            CallAttempt.campaign_id == campaign_id
-        )
+    series = _series(by_minute, start, end, c("attempts.live"))
+    cps_limit = min(account.cps, campaign.cps) if campaign.cps else account.cps
+    keys = Keys(account.id)
+    pacing = Pacing(
+        leases={
+            "account": Lease(in_use=pool.live(keys.account_pool()), cap=account.max_concurrency),
+            "campaign": Lease(
+                in_use=pool.live(keys.campaign_pool(campaign.id)), cap=campaign.max_concurrency
+            ),
+        },
+        cps=Cps(achieved=_achieved_cps(by_minute, now), limit=cps_limit),
+        due_to_dial_s=Percentiles(
+            p50=counters.percentile(counts, "due.b.", counters.DELAY_BOUNDS, 0.5),
+            p95=counters.percentile(counts, "due.b.", counters.DELAY_BOUNDS, 0.95),
+        ),
     )
-    placed = sum(n for s, n in attempts.items() if s is not AttemptStatus.NOT_PLACED)
-    late = session.scalar(
-        select(func.count()).where(
-            CallAttempt.campaign_id == campaign_id,
-            CallAttempt.end_reason == EndReason.LATE_CREATE,
-        )
+    tripped = status is CampaignStatus.PAUSED and campaign.status_reason is not None
+    breaker = Breaker(
+        state="open" if tripped else "closed",
+        reason=campaign.status_reason if tripped else None,
+        trips=campaign.breaker_trips,
     )
-    open_jobs = jobs.get(JobStatus.PENDING, 0) + jobs.get(JobStatus.IN_PROGRESS, 0)
+    if finished:
+        finish_at = finished_at
+    elif status is CampaignStatus.RUNNING:
+        hold_calls = c("hold.calls")
+        hold_s = c("hold.seconds") / hold_calls if hold_calls else float(campaign.ring_timeout_s)
+        slots = min(campaign.max_concurrency, account.max_concurrency)
+        calls_per_s = min(cps_limit, slots / max(hold_s, 1.0))
+        calls_left = open_contacts * max(per_contact, 1.0)
+        begin = max(now, campaign.start_at) if campaign.start_at else now
+        finish_at = begin + timedelta(seconds=calls_left / calls_per_s)
+    else:
+        finish_at = None
     return CampaignReport(
         campaign_id=campaign.id,
         name=campaign.name,
-        status=campaign.status.value,
+        status=status.value,
         status_reason=campaign.status_reason,
-        contacts=sum(jobs.values()),
-        ingest=campaign.ingest_summary,
-        jobs={s.value: jobs.get(s, 0) for s in JobStatus},
-        outcomes={o.value: n for o, n in outcomes.items() if o is not None},
-        attempts={s.value: n for s, n in attempts.items()},
-        calls_placed=placed,
-        late_calls_hung_up=late or 0,
-        breaker_trips=campaign.breaker_trips,
-        answered_by={str(k): n for k, n in answered_by.items()},
-        digits={str(k): n for k, n in digits.items()},
-        talk_seconds=int(talk or 0),
-        finished=open_jobs == 0 and campaign.status.value in ("completed", "canceled"),
+        generated_at=now,
+        finished=finished and open_contacts == 0,
+        contacts=contacts,
+        outcomes=outcomes,
+        rates=rates,
+        attempts=attempts,
+        talk_time=talk,
+        series=series,
+        pacing=pacing,
+        breaker=breaker,
+        eta=Eta(remaining=open_contacts, finish_at=finish_at),
     )
+
+
+def _series(
+    by_minute: dict[datetime, counters.Minute], start: datetime, end: datetime, live_now: int
+) -> list[MinutePoint]:
+    """Every minute from `start` to `end`; live calls at each minute's end, worked back
+    from the calls live now (a minute's dials add to it, its ends take away)."""
+    live = live_now - sum(m.dials - m.ends for at, m in by_minute.items() if at > end)
+    points: list[MinutePoint] = []
+    at = end
+    while at >= start:
+        m = by_minute.get(at, counters.Minute())
+        points.append(MinutePoint(minute=at, dials=m.dials, answers=m.answers, live=live))
+        live -= m.dials - m.ends
+        at -= timedelta(minutes=1)
+    points.reverse()
+    return points
+
+
+def _achieved_cps(by_minute: dict[datetime, counters.Minute], now: datetime) -> float:
+    """Calls placed per second over the 60 s before `now`: this minute's dials plus the
+    previous minute's in proportion to the part of it still inside the window (the
+    sliding-window counter estimate)."""
+    this = _minute(now)
+    into = (now - this).total_seconds() / 60
+    previous = by_minute.get(this - timedelta(minutes=1), counters.Minute()).dials
+    current = by_minute.get(this, counters.Minute()).dials
+    return (previous * (1 - into) + current) / 60
 
 
 EXPORT_COLUMNS = (
@@ -124,52 +373,245 @@ EXPORT_COLUMNS = (
     "digits",
     "talk_seconds",
 )
+"""The per-contact export's first columns: the contact, then its last attempt's facts."""
+
+ATTEMPT_FIELDS = ("at", "status", "answered_by", "duration_s", "error_code", "digits")
+"""Per attempt of the per-contact export, columns `attempt<i>_<field>`: when it was placed
+(or created, if it never was), its status, `AnsweredBy`, duration (s), error code, digits."""
+
+ATTEMPT_COLUMNS = (
+    "line",
+    "phone",
+    "attempt_id",
+    "attempt_no",
+    "created_at",
+    "placed_at",
+    "answered_at",
+    "ended_at",
+    "status",
+    "answered_by",
+    "duration_s",
+    "error_code",
+    "digits",
+    "end_reason",
+    "call_sid",
+)
+"""The per-attempt export's columns, one row per attempt."""
+
+_BATCH = 1000
+"""Rows fetched per round trip from the server-side cursor of an export."""
+
+_CONTACTS = text(
+    """
+SELECT j.id, j.line_no, j.phone_e164, j.status, j.outcome, j.attempt_count, j.variables,
+       coalesce(a.placed_at, a.created_at), a.status, a.answered_by, a.duration_s,
+       a.error_code, a.digits
+FROM call_jobs j
+LEFT JOIN call_attempts a ON a.job_id = j.id
+WHERE j.campaign_id = :c
+ORDER BY j.id, a.id
+"""
+)
+"""A contact per run of rows, its attempts in order: ingest inserts the contacts in the
+CSV's order, so `id` order is line order, and both sides stream from their indexes (no
+sort of the campaign before the first row)."""
+_MOST_ATTEMPTS = text(
+    "SELECT coalesce(max(n), 0) FROM"
+    " (SELECT count(*) AS n FROM call_attempts WHERE campaign_id = :c GROUP BY job_id) t"
+)
+_ATTEMPTS = text(
+    """
+SELECT j.line_no, a.phone_e164, a.id, a.attempt_no, a.created_at, a.placed_at,
+       a.answered_at, a.ended_at, a.status, a.answered_by, a.duration_s, a.error_code,
+       a.digits, a.end_reason, a.call_sid
+FROM call_attempts a JOIN call_jobs j ON j.id = a.job_id
+WHERE a.campaign_id = :c
+ORDER BY a.id
+"""
+)
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def contact_rows(session: Session, account_id: int, campaign_id: int) -> Iterator[list[str]]:
+    """The per-contact export as rows of text, header first: `EXPORT_COLUMNS`, then
+    `attempt<i>_<field>` for each of `ATTEMPT_FIELDS` and i up to the most attempts any
+    contact had (oldest first), then the contact's own CSV columns by name; contacts in the
+    CSV's order. Streams through a server-side cursor (constant memory); values as stored
+    (no escaping).
+
+    Raises:
+        NotFoundError: `campaign_not_found` (before the first row).
+    """
+    get_campaign(session, account_id, campaign_id)
+    most = int(session.execute(_MOST_ATTEMPTS, {"c": campaign_id}).scalar_one())
+    per_attempt = [f"attempt{i}_{f}" for i in range(1, most + 1) for f in ATTEMPT_FIELDS]
+    rows = session.execute(_CONTACTS.execution_options(yield_per=_BATCH), {"c": campaign_id})
+    variables: list[str] | None = None
+    for _, runs in itertools.groupby(rows, key=lambda row: row[0]):
+        contact = list(runs)
+        _, line, phone, status, outcome, attempt_count, values = contact[0][:7]
+        tries = [row[7:] for row in contact if row[8] is not None]
+        if variables is None:
+            variables = sorted(values)
+            yield [*EXPORT_COLUMNS, *per_attempt, *variables]
+        last = tries[-1] if tries else (None,) * len(ATTEMPT_FIELDS)
+        flat = [_text(v) for attempt in tries for v in attempt]
+        yield [
+            str(line),
+            phone,
+            status,
+            outcome or "",
+            str(attempt_count),
+            _text(last[2]),
+            _text(last[5]),
+            _text(last[3]),
+            *flat,
+            *[""] * (len(per_attempt) - len(flat)),
+            *(_text(values.get(name)) for name in variables),
+        ]
+    if variables is None:
+        yield [*EXPORT_COLUMNS, *per_attempt]
+
+
+def attempt_rows(session: Session, account_id: int, campaign_id: int) -> Iterator[list[str]]:
+    """The per-attempt export as rows of text, header (`ATTEMPT_COLUMNS`) first, one row
+    per attempt in the order they were made; streamed like `contact_rows`.
+
+    Raises:
+        NotFoundError: `campaign_not_found` (before the first row).
+    """
+    get_campaign(session, account_id, campaign_id)
+    yield list(ATTEMPT_COLUMNS)
+    for row in session.execute(_ATTEMPTS.execution_options(yield_per=_BATCH), {"c": campaign_id}):
+        yield [_text(value) for value in row]
+
+
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+
+
+def csv_cell(value: str) -> str:
+    """A value made safe for a spreadsheet opening the CSV: escaped against formula
+    injection (`escape_formula`), except an E.164 number, written as is: `+` and digits
+    evaluate to nothing but themselves, and a prefix would corrupt the number for the
+    programs that read CSV. Spreadsheets that must show the `+` read the XLSX export
+    (`write_xlsx`)."""
+    escaped = escape_formula(value)
+    return value if escaped is value or _E164.fullmatch(value) else escaped
+
+
+def write_csv(rows: Iterable[list[str]], sink: IO[str]) -> int:
+    """Write `rows` (header first) as CSV to `sink` (opened with newline=""), every value
+    through `csv_cell`; returns the rows written after the header."""
+    writer = csv.writer(sink)
+    written = -1
+    for row in rows:
+        writer.writerow([csv_cell(value) for value in row])
+        written += 1
+    return max(written, 0)
+
+
+_XLSX_PARTS = {
+    "[Content_Types].xml": (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+        '<Default Extension="rels"'
+        ' ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+        '<Default Extension="xml" ContentType="application/xml"/>'
+        '<Override PartName="/xl/workbook.xml" ContentType="application/'
+        'vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+        '<Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/'
+        'vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+        "</Types>"
+    ),
+    "_rels/.rels": (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+        '<Relationship Id="rId1" Target="xl/workbook.xml" Type="http://schemas.'
+        'openxmlformats.org/officeDocument/2006/relationships/officeDocument"/>'
+        "</Relationships>"
+    ),
+    "xl/workbook.xml": (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+        ' xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
+        '<sheets><sheet name="export" sheetId="1" r:id="rId1"/></sheets></workbook>'
+    ),
+    "xl/_rels/workbook.xml.rels": (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+        '<Relationship Id="rId1" Target="worksheets/sheet1.xml" Type="http://schemas.'
+        'openxmlformats.org/officeDocument/2006/relationships/worksheet"/>'
+        "</Relationships>"
+    ),
+}
+"""The fixed parts of a one-sheet SpreadsheetML workbook (ECMA-376 Part 1)."""
+
+_INTEGER = re.compile(r"-?[0-9]{1,15}")
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+"""Characters XML 1.0 cannot carry."""
+
+
+def _xlsx_cell(value: str) -> str:
+    if _INTEGER.fullmatch(value):
+        return f"<c><v>{value}</v></c>"
+    text_value = xml_escape(_NOT_XML.sub("", value))
+    return f'<c t="inlineStr"><is><t xml:space="preserve">{text_value}</t></is></c>'
+
+
+def write_xlsx(rows: Iterable[list[str]], sink: IO[bytes]) -> int:
+    """Write `rows` (header first) as an XLSX workbook to `sink`, streamed (the sheet is
+    compressed as it is written); returns the rows written after the header.
+
+    Every value that is not a plain integer is an inline string cell: a spreadsheet keeps
+    it as text, so an E.164 number keeps its `+`, and no cell is ever a formula (no
+    escaping needed; values are as stored). Plain integers (attempts, seconds, error codes)
+    are number cells.
+    """
+    written = -1
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as book:
+        for name, part in _XLSX_PARTS.items():
+            book.writestr(name, part)
+        with (
+            book.open("xl/worksheets/sheet1.xml", "w") as raw,
+            io.TextIOWrapper(raw, encoding="utf-8") as sheet,
+        ):
+            sheet.write(
+                '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+                '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+                "<sheetData>"
+            )
+            for row in rows:
+                sheet.write("<row>" + "".join(_xlsx_cell(value) for value in row) + "</row>")
+                written += 1
+            sheet.write("</sheetData></worksheet>")
+    return max(written, 0)
 
 
 def export_results(session: Session, account_id: int, campaign_id: int, sink: IO[str]) -> int:
-    """Write one CSV row per contact to `sink` (opened with newline=""): the columns of
-    `EXPORT_COLUMNS` from the contact's last attempt, then the contact's own CSV columns.
-    Every value is escaped against formula injection (`escape_formula`; the database keeps
-    them as given). Streams in batches; returns the rows written.
+    """Write the per-contact export (`contact_rows`) as CSV to `sink`; returns the contacts
+    written. Raises `NotFoundError` (`campaign_not_found`)."""
+    return write_csv(contact_rows(session, account_id, campaign_id), sink)
 
-    Raises:
-        NotFoundError: `campaign_not_found`.
-    """
-    get_campaign(session, account_id, campaign_id)
-    last = (
-        select(CallAttempt)
-        .where(CallAttempt.job_id == CallJob.id)
-        .order_by(CallAttempt.attempt_no.desc(), CallAttempt.id.desc())
-        .limit(1)
-        .lateral()
-    )
-    rows = session.execute(
-        select(CallJob, last.c.answered_by, last.c.digits, last.c.duration_s)
-        .outerjoin(last, true())
-        .where(CallJob.campaign_id == campaign_id)
-        .order_by(CallJob.line_no)
-        .execution_options(yield_per=1000)
-    )
-    writer = csv.writer(sink)
-    variables: list[str] | None = None
-    written = 0
-    for job, answered_by, digits, duration_s in rows:
-        if variables is None:
-            variables = list(job.variables)
-            writer.writerow([escape_formula(c) for c in (*EXPORT_COLUMNS, *variables)])
-        values = [
-            job.line_no,
-            job.phone_e164,
-            job.status.value,
-            job.outcome.value if job.outcome else "",
-            job.attempt_count,
-            answered_by or "",
-            digits or "",
-            duration_s if duration_s is not None else "",
-            *(job.variables.get(name, "") for name in variables),
-        ]
-        writer.writerow([escape_formula(str(value)) for value in values])
-        written += 1
-    if variables is None:
-        writer.writerow(EXPORT_COLUMNS)
-    return written
+
+def export_attempts(session: Session, account_id: int, campaign_id: int, sink: IO[str]) -> int:
+    """Write the per-attempt export (`attempt_rows`) as CSV to `sink`; returns the attempts
+    written. Raises `NotFoundError` (`campaign_not_found`)."""
+    return write_csv(attempt_rows(session, account_id, campaign_id), sink)
+
+
+def export_xlsx(
+    session: Session, account_id: int, campaign_id: int, sink: IO[bytes], *, attempts: bool
+) -> int:
+    """Write the per-contact (or, with `attempts`, the per-attempt) export as an XLSX
+    workbook to `sink` (`write_xlsx`); returns the rows written. Raises `NotFoundError`
+    (`campaign_not_found`) before writing anything."""
+    rows = (attempt_rows if attempts else contact_rows)(session, account_id, campaign_id)
+    first = next(rows)  # the header: raises for an unknown campaign before the file starts
+    return write_xlsx(itertools.chain([first], rows), sink)

@@ -318,6 +318,9 @@ class CallAttempt(Base):
     last_sequence: Mapped[int] = mapped_column(Integer, default=-1)
     """Highest provider `SequenceNumber` applied."""
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+    due_at: Mapped[datetime | None] = mapped_column()
+    """When its contact was due as the pacer claimed it (`placed_at - due_at` is the
+    due-to-dial delay of the report)."""
 
 
 class ApiKey(CreatedAt, Base):
@@ -539,3 +542,37 @@ class CampaignEvent(Base):
     """Who: `cli:<os user>`, `api:<account>`, `scheduler`, `breaker`, `pacer`."""
     reason: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class CampaignCounter(Base):
+    """One counter of a campaign's report, kept current by triggers on `call_jobs` and
+    `call_attempts` (migration 0009; names and meaning in `campaigns.counters`). The
+    campaign's value is the sum over stripes: each database backend adds to its own stripe
+    (its pid), so concurrent transactions never wait on one counter row; stripes of
+    backends that are gone are folded into stripe 0."""
+
+    __tablename__ = "campaign_counters"
+
+    campaign_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    """No foreign key: its check would share-lock the campaign row from the dialling
+    transactions that add a counter row (migration 0009)."""
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stripe: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+class CampaignMinute(Base):
+    """A campaign's activity in one UTC minute, kept current like `CampaignCounter`:
+    calls placed (`dials`), answered and ended in that minute, and contacts never dialled
+    that fall due in it (`due`). Summed over stripes."""
+
+    __tablename__ = "campaign_minutes"
+
+    campaign_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    """No foreign key, as `CampaignCounter`."""
+    minute: Mapped[datetime] = mapped_column(primary_key=True)
+    stripe: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dials: Mapped[int] = mapped_column(Integer)
+    answers: Mapped[int] = mapped_column(Integer)
+    ends: Mapped[int] = mapped_column(Integer)
+    due: Mapped[int] = mapped_column(Integer)

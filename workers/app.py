@@ -63,6 +63,7 @@ def create_app() -> Celery:
             "dialer.deliver_webhook": {"queue": WEBHOOKS_QUEUE},
             "dialer.sweep_webhooks": {"queue": WEBHOOKS_QUEUE},
             "dialer.fire_schedules": {"queue": MAINTENANCE_QUEUE},
+            "dialer.fold_counters": {"queue": MAINTENANCE_QUEUE},
         },
         beat_schedule={
             "kick-pacers": {"task": "dialer.kick_pacers", "schedule": 5.0},
@@ -72,6 +73,7 @@ def create_app() -> Celery:
                 "task": "dialer.fire_schedules",
                 "schedule": settings.schedule_tick_s,
             },
+            "fold-counters": {"task": "dialer.fold_counters", "schedule": 60.0},
         },
         timezone="UTC",
         worker_send_task_events=True,

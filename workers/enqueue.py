@@ -30,6 +30,7 @@ RESOLVE_LATE_CALL = "dialer.resolve_late_call"
 DELIVER_WEBHOOK = "dialer.deliver_webhook"
 SWEEP_WEBHOOKS = "dialer.sweep_webhooks"
 FIRE_SCHEDULES = "dialer.fire_schedules"
+FOLD_COUNTERS = "dialer.fold_counters"
 
 
 def kick_pacer(account_id: int) -> None:

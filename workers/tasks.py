@@ -6,6 +6,7 @@ the base class's (`workers.base.DialerTask`), the same for every task.
 
 from __future__ import annotations
 
+from campaigns import counters
 from campaigns.schedules import fire_due
 from dialer.dispatch.dialing import hang_up_call, place_call, resolve_late_call
 from dialer.dispatch.pacer import accounts_needing_pacer, run_pacer
@@ -13,11 +14,12 @@ from dialer.dispatch.reaper import reap
 from dialer.metrics import DIALS
 from dialer.runtime import get_runtime
 from dialer.webhooks.delivery import deliver, sweep
-from models import EndReason
+from models import EndReason, transaction
 from workers.app import app
 from workers.enqueue import (
     DELIVER_WEBHOOK,
     FIRE_SCHEDULES,
+    FOLD_COUNTERS,
     HANG_UP,
     KICK_PACERS,
     PACER,
@@ -110,3 +112,11 @@ def fire_schedules_task() -> int:
     for account_id in {f.account_id for f in fired if f.campaign_id is not None}:
         kick_pacer(account_id)
     return len(fired)
+
+
+@app.task(name=FOLD_COUNTERS)
+def fold_counters_task() -> int:
+    """Beat: fold the report counters' stripes of database backends that are gone, so a
+    report sums few rows (`campaigns.counters.fold`)."""
+    with transaction(get_runtime().settings.database_url) as session:
+        return counters.fold(session)

@@ -1,5 +1,5 @@
-"""`dialer campaigns`: create from a CSV, start / pause / resume / cancel, report, export,
-list.
+"""`dialer campaigns`: create from a CSV, start / pause / resume / cancel, report, watch,
+export, list.
 
 `create` takes one option per `campaigns.options.OperatorOptions` field, built from the
 schema (name, type, default, description), the same fields the HTTP API takes as form
@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import inspect
 import sys
+import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import date, datetime
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.live import Live
 from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,7 +28,13 @@ from campaigns import lifecycle
 from campaigns.history import campaign_events, event_json
 from campaigns.options import CampaignOptions, OperatorOptions
 from campaigns.preview import campaign_preview
-from campaigns.reports import campaign_report, export_results
+from campaigns.reports import (
+    SERIES_MINUTES,
+    campaign_report,
+    export_attempts,
+    export_results,
+    export_xlsx,
+)
 from dialer.cli.common import (
     AccountOpt,
     CampaignArg,
@@ -38,6 +47,7 @@ from dialer.cli.common import (
     print_json,
 )
 from dialer.cli.render import events_table, ingest_progress, preview_table, report_table
+from dialer.runtime import get_runtime
 from dialer.settings import get_settings
 from models import Campaign, CampaignStatus, EndReason, on_commit, transaction, utcnow
 
@@ -176,13 +186,27 @@ def cancel(
 # --- reading -------------------------------------------------------------------------------
 
 
+def _report(campaign_id: int, owner: int, minutes: int = SERIES_MINUTES) -> dict[str, Any]:
+    with transaction(get_settings().database_url) as session:
+        figures = campaign_report(session, get_runtime().pool, owner, campaign_id, minutes=minutes)
+    return figures.model_dump(mode="json")
+
+
+MinutesOpt = Annotated[
+    int, typer.Option("--minutes", min=1, max=1440, help="Minutes in the per-minute series.")
+]
+
+
 @app.command("report")
 def report(
-    campaign_id: CampaignArg, account: AccountOpt = "default", as_json: JsonOpt = False
+    campaign_id: CampaignArg,
+    account: AccountOpt = "default",
+    as_json: JsonOpt = False,
+    minutes: MinutesOpt = SERIES_MINUTES,
 ) -> None:
-    """Print a campaign's figures."""
-    with errors_reported(), transaction(get_settings().database_url) as session:
-        figures = campaign_report(session, account_id(account), campaign_id).model_dump()
+    """Print a campaign's figures (with --json, the report API's object)."""
+    with errors_reported():
+        figures = _report(campaign_id, account_id(account), minutes)
     if as_json:
         print_json(figures)
         return
@@ -203,23 +227,79 @@ def preview(
     console.print(preview_table(figures.model_dump()))
 
 
+@app.command("watch")
+def watch(
+    campaign_id: CampaignArg,
+    account: AccountOpt = "default",
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.1, help="Seconds between refreshes.")
+    ] = 1.0,
+    iterations: Annotated[
+        int | None, typer.Option("--iterations", min=1, help="Stop after this many refreshes.")
+    ] = None,
+) -> None:
+    """Show a campaign's figures live until it finishes (or Ctrl-C, or --iterations).
+    On a terminal the table is redrawn in place (rich Live); otherwise each refresh prints
+    a new table, as a log would."""
+    with errors_reported():
+        owner = account_id(account)
+        figures = _report(campaign_id, owner)
+        live = Live(console=console, auto_refresh=False) if console.is_terminal else None
+
+        def show(figures: dict[str, Any]) -> None:
+            if live is None:
+                console.print(report_table(figures))
+            else:
+                live.update(report_table(figures), refresh=True)
+
+        with live or nullcontext():
+            show(figures)
+            shown = 1
+            try:
+                while not figures["finished"] and (iterations is None or shown < iterations):
+                    time.sleep(interval)
+                    figures = _report(campaign_id, owner)
+                    show(figures)
+                    shown += 1
+            except KeyboardInterrupt:
+                pass
+    if figures["finished"]:
+        console.print(f"campaign {campaign_id}: finished ({figures['status']})")
+
+
 @app.command("export")
 def export(
     campaign_id: CampaignArg,
     output: Annotated[
-        Path | None, typer.Option(help="CSV file to write (default: stdout).")
+        Path | None, typer.Option("--out", "--output", help="File to write (default: stdout).")
     ] = None,
+    attempts: Annotated[
+        bool, typer.Option("--attempts", help="One row per attempt instead of per contact.")
+    ] = False,
+    xlsx: Annotated[
+        bool,
+        typer.Option("--xlsx", help="An XLSX workbook (text cells: spreadsheets keep the +)."),
+    ] = False,
     account: AccountOpt = "default",
 ) -> None:
-    """Write every contact's result as CSV (values escaped against formula injection)."""
+    """Write every contact's result (or every attempt, with --attempts), streamed: CSV with
+    values escaped against formula injection and E.164 numbers as they are, or XLSX."""
+    what = "attempts" if attempts else "contacts"
     with errors_reported(), transaction(get_settings().database_url) as session:
         owner = account_id(account)
-        if output is None:
-            export_results(session, owner, campaign_id, sys.stdout)
-            return
-        with output.open("w", newline="", encoding="utf-8") as sink:
-            written = export_results(session, owner, campaign_id, sink)
-    console.print(f"{written} contacts written to {output}")
+        if xlsx:
+            with output.open("wb") if output else nullcontext(sys.stdout.buffer) as binary:
+                written = export_xlsx(session, owner, campaign_id, binary, attempts=attempts)
+        else:
+            write = export_attempts if attempts else export_results
+            with (
+                output.open("w", newline="", encoding="utf-8")
+                if output
+                else nullcontext(sys.stdout)
+            ) as sink:
+                written = write(session, owner, campaign_id, sink)
+    if output is not None:
+        console.print(f"{written} {what} written to {output}", soft_wrap=True)
 
 
 @app.command("list")

@@ -33,6 +33,7 @@ from dialer.cli.common import cli_actor
 from dialer.cli.devstack import local_stack
 from dialer.cli.render import report_table
 from dialer.errors import DialerError
+from dialer.runtime import get_runtime
 from dialer.settings import get_settings
 from dialer.windows import daytime_zone
 from models import transaction, utcnow
@@ -133,7 +134,7 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
         "accepted": summary["accepted"],
         "rejected": summary["rejected"],
         "outcomes": report["outcomes"],
-        "calls_placed": report["calls_placed"],
+        "calls_placed": report["attempts"]["calls_placed"],
         "pool_cap": options.max_concurrency,
         "max_concurrent_observed": stats["max_concurrent"],
         "max_dials_per_number": stats["max_dials_per_number"],
@@ -187,7 +188,9 @@ def _watch(
     with Live(console=console, refresh_per_second=4, transient=options.as_json) as live:
         while True:
             with transaction(database_url) as session:
-                report = campaign_report(session, account_id, campaign_id).model_dump()
+                report = campaign_report(
+                    session, get_runtime().pool, account_id, campaign_id
+                ).model_dump(mode="json")
             if not options.as_json:
                 live.update(report_table(report))
             if report["finished"]:

@@ -11,23 +11,77 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from rich.table import Table
 
 
+def _rate(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} s"
+
+
 def report_table(report: dict[str, Any]) -> Table:
-    """A rich table of a campaign report."""
+    """A rich table of a campaign report (`campaigns.reports.CampaignReport`, as JSON)."""
     table = Table(title=f"campaign {report['campaign_id']} — {report['name']} ({report['status']})")
     table.add_column("figure")
     table.add_column("value", justify="right")
-    table.add_row("contacts", str(report["contacts"]))
-    for group in ("jobs", "outcomes", "attempts", "answered_by", "digits"):
-        for key, value in report[group].items():
-            table.add_row(f"{group}: {key}", str(value))
-    table.add_row("calls placed", str(report["calls_placed"]))
-    if report["late_calls_hung_up"]:
-        table.add_row("late calls hung up", str(report["late_calls_hung_up"]))
-    if report["breaker_trips"]:
-        table.add_row("circuit breaker trips", str(report["breaker_trips"]))
-    table.add_row("talk seconds", str(report["talk_seconds"]))
-    if report["status_reason"]:
+    contacts = report["contacts"]
+    table.add_row("contacts", str(contacts["total"]), end_section=False)
+    for state in (
+        "pending",
+        "waiting_for_window",
+        "scheduled_retry",
+        "dialing",
+        "live",
+        "done",
+        "expired",
+        "cancelled",
+    ):
+        table.add_row(f"  {state.replace('_', ' ')}", str(contacts[state]))
+    for reason, count in contacts["rejected"].items():
+        table.add_row(f"  rejected at ingest: {reason}", str(count))
+    table.add_section()
+    for outcome, value in report["outcomes"].items():
+        if isinstance(value, dict):
+            for key, count in value.items():
+                table.add_row(f"outcome: {outcome} ({key})", str(count))
+        elif value:
+            table.add_row(f"outcome: {outcome.replace('_', ' ')}", str(value))
+    table.add_section()
+    for name, value in report["rates"].items():
+        table.add_row(name.replace("_", " "), _rate(value))
+    attempts = report["attempts"]
+    table.add_row("attempts", str(attempts["total"]))
+    table.add_row("calls placed", str(attempts["calls_placed"]))
+    table.add_row("calls per contact", f"{attempts['per_contact']:.2f}")
+    if attempts["late_calls_hung_up"]:
+        table.add_row("late calls hung up", str(attempts["late_calls_hung_up"]))
+    talk = report["talk_time"]
+    table.add_row("talk time", f"{talk['total_s']} s")
+    table.add_row("talk time mean / p90", f"{talk['mean_s']:.1f} s / {talk['p90_s']:.1f} s")
+    table.add_row("billable minutes", str(talk["billable_minutes"]))
+    table.add_section()
+    pacing = report["pacing"]
+    for scope, lease in pacing["leases"].items():
+        table.add_row(f"leases ({scope})", f"{lease['in_use']} / {lease['cap']}")
+    cps = pacing["cps"]
+    table.add_row("calls per second", f"{cps['achieved']:.2f} / {cps['limit']:g}")
+    delay = pacing["due_to_dial_s"]
+    table.add_row("due to dial p50 / p95", f"{_seconds(delay['p50'])} / {_seconds(delay['p95'])}")
+    if report["series"]:
+        last = report["series"][-1]
+        table.add_row(
+            "this minute: dials / answers / live",
+            f"{last['dials']} / {last['answers']} / {last['live']}",
+        )
+    breaker = report["breaker"]
+    table.add_row("circuit breaker", f"{breaker['state']} ({breaker['trips']} trips)")
+    if breaker["reason"]:
+        table.add_row("breaker reason", breaker["reason"])
+    elif report["status_reason"]:
         table.add_row("reason", report["status_reason"])
+    eta = report["eta"]
+    table.add_row("remaining contacts", str(eta["remaining"]))
+    table.add_row("estimated finish", str(eta["finish_at"] or "—"))
     return table
 
 

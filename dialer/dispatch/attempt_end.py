@@ -172,6 +172,9 @@ def _ended(attempt: CallAttempt, job: CallJob, campaign: Campaign, **unplaced: A
 
 
 def _persist(session: Session, runtime: Runtime, job: CallJob, decision: EndDecision) -> None:
+    # The attempt's final state reaches the database before its contact's: the counters
+    # (migration 0009) read a done contact's `AnsweredBy` and error code from it.
+    session.flush()
     move_job(job, decision.step)
     release = decision.release
     on_commit(

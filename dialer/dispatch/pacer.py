@@ -296,6 +296,7 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
                     from_e164=caller_id.e164,
                     status=AttemptStatus.DIALING,
                     lease_expires_at=utcnow() + timedelta(seconds=lease_s),
+                    due_at=job.next_due_at,
                 )
             )
             observe_due_to_dial(job.next_due_at, campaign.started_at)

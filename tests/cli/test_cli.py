@@ -9,6 +9,7 @@ on stderr (README, "CLI"); these tests hold every command to that contract.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import pytest
 import redis
 import typer
@@ -28,6 +30,7 @@ from typer.core import TyperGroup
 
 from campaigns.accounts import create_account, hash_api_key
 from campaigns.options import OperatorOptions
+from campaigns.reports import ATTEMPT_COLUMNS
 from dialer.cli import app as cli_app
 from dialer.numbers import RejectReason
 from dialer.runtime import Runtime
@@ -335,26 +338,37 @@ def test_lifecycle_report_and_list(cli: Cli) -> None:
     created = cli.create(name="Clinic reminders")
     campaign = str(created["campaign_id"])
 
-    draft = cli.json("campaigns", "report", campaign, "--json")
+    draft = cli.json("campaigns", "report", campaign, "--json", "--minutes", "3")
     assert {
         "campaign_id",
         "status",
         "contacts",
-        "jobs",
         "outcomes",
+        "rates",
         "attempts",
-        "calls_placed",
+        "talk_time",
+        "series",
+        "pacing",
+        "breaker",
+        "eta",
         "finished",
     } <= draft.keys()
     assert draft["campaign_id"] == created["campaign_id"]
     assert draft["status"] == "draft"
-    assert draft["contacts"] == created["accepted"]
-    assert draft["jobs"]["pending"] == created["accepted"]
-    assert sum(draft["jobs"].values()) == draft["contacts"]
-    assert draft["outcomes"] == {}
-    assert draft["attempts"] == {}
-    assert draft["calls_placed"] == 0
+    assert draft["contacts"]["total"] == created["accepted"]
+    assert draft["contacts"]["pending"] == created["accepted"]
+    assert draft["outcomes"]["human"] == 0
+    assert draft["attempts"]["calls_placed"] == 0
+    assert len(draft["series"]) == 3
     assert draft["finished"] is False
+    table = cli.ok("campaigns", "report", campaign)
+    assert "Clinic reminders" in table
+    [contacts] = [line for line in table.splitlines() if "│ contacts " in line]
+    assert contacts.split("│")[2].strip() == str(created["accepted"])
+    # Watching a campaign that does not finish: one refresh per interval, then it stops.
+    watched = cli.ok("campaigns", "watch", campaign, "--iterations", "2", "--interval", "0.1")
+    assert "Clinic reminders" in watched and "estimated finish" in watched
+    assert "finished" not in watched.splitlines()[-1]
 
     assert "draft" in cli.fails("campaigns", "resume", campaign, code="invalid_state")
     assert cli.ok("campaigns", "start", campaign).strip() == f"campaign {campaign}: running"
@@ -366,14 +380,37 @@ def test_lifecycle_report_and_list(cli: Cli) -> None:
     canceled = cli.json("campaigns", "report", campaign, "--json")
     assert canceled["status"] == "canceled"
     assert canceled["finished"] is True
-    assert canceled["jobs"]["pending"] == 0
-    assert canceled["jobs"]["canceled"] == canceled["contacts"] == created["accepted"]
+    assert canceled["contacts"]["pending"] == 0
+    assert canceled["contacts"]["cancelled"] == canceled["contacts"]["total"]
+    assert canceled["contacts"]["total"] == created["accepted"]
+    # A finished campaign: watch shows it once and says so.
+    watched = cli.ok("campaigns", "watch", campaign, "--interval", "0.1")
+    assert watched.splitlines()[-1] == f"campaign {campaign}: finished (canceled)"
 
     [listed] = cli.campaigns()
     assert listed["id"] == created["campaign_id"]
     assert listed["name"] == "Clinic reminders"
     assert listed["status"] == "canceled"
     assert listed["created_at"]
+
+
+def test_exports_per_contact_and_per_attempt(cli: Cli, tmp_path: Path) -> None:
+    created = cli.create()
+    campaign = str(created["campaign_id"])
+    rows = list(csv.reader(io.StringIO(cli.ok("campaigns", "export", campaign))))
+    assert rows[0][:2] == ["line", "phone"]
+    assert len(rows) == 1 + created["accepted"]
+    assert all(re.fullmatch(r"\+[1-9][0-9]+", row[1]) for row in rows[1:])  # E.164 as is
+    out = tmp_path / "attempts.csv"
+    said = cli.ok("campaigns", "export", campaign, "--attempts", "--out", str(out))
+    assert said.strip() == f"0 attempts written to {out}"
+    assert out.read_text().splitlines() == [",".join(ATTEMPT_COLUMNS)]
+    book = tmp_path / "results.xlsx"
+    said = cli.ok("campaigns", "export", campaign, "--xlsx", "--out", str(book))
+    assert said.strip() == f"{created['accepted']} contacts written to {book}"
+    sheet = openpyxl.load_workbook(book).active
+    assert [row[1] for row in sheet.iter_rows(values_only=True)] == [row[1] for row in rows]
+    cli.fails("campaigns", "export", campaign, "--account", "other", code="campaign_not_found")
 
 
 def test_unknown_ids_and_other_accounts_are_not_found(cli: Cli, committed_db: str) -> None:

@@ -14,7 +14,7 @@ from campaigns.reports import campaign_report
 from dialer.cli.demo import generated_contacts
 from dialer.errors import NotFoundError
 from dialer.pool import Keys
-from models import LIVE_ATTEMPT_STATUSES, Account, CallAttempt, JobStatus, transaction
+from models import LIVE_ATTEMPT_STATUSES, Account, CallAttempt, transaction
 from tests.e2e.conftest import Stack
 from tests.support import wait_until
 from workers.enqueue import kick_pacer
@@ -78,7 +78,20 @@ def start_campaign(
 
 def report(stack: Stack, account_id: int, campaign_id: int) -> dict[str, Any]:
     with transaction(stack.runtime.settings.database_url) as session:
-        return campaign_report(session, account_id, campaign_id).model_dump()
+        figures = campaign_report(session, stack.runtime.pool, account_id, campaign_id)
+        return figures.model_dump(mode="json")
+
+
+def outcomes(final: dict[str, Any]) -> dict[str, int]:
+    """The report's final outcomes flattened, the nonzero ones: `human`, `busy`, ...,
+    `machine.<AnsweredBy>`, `failed.<error code>`."""
+    flat: dict[str, int] = {}
+    for name, value in final["outcomes"].items():
+        if isinstance(value, dict):
+            flat.update({f"{name}.{key}": n for key, n in value.items() if n})
+        elif value:
+            flat[name] = value
+    return flat
 
 
 def wait_finished(
@@ -96,8 +109,9 @@ def assert_clean_end(
     """Every contact final, no live attempt, no lease left, and the simulator (the
     independent witness) saw no number dialled more than the policy allows."""
     final = report(stack, account_id, campaign_id)
-    assert final["jobs"][JobStatus.PENDING] == 0
-    assert final["jobs"][JobStatus.IN_PROGRESS] == 0
+    contacts = final["contacts"]
+    assert contacts["pending"] == contacts["waiting_for_window"] == 0
+    assert contacts["scheduled_retry"] == contacts["dialing"] == contacts["live"] == 0
     with transaction(stack.runtime.settings.database_url) as session:
         live = session.scalar(
             select(func.count()).where(

@@ -14,7 +14,13 @@ import httpx
 from campaigns.accounts import create_api_key
 from models import Account, transaction
 from tests.e2e.conftest import Stack
-from tests.e2e.helpers import assert_clean_end, report, start_campaign, wait_finished
+from tests.e2e.helpers import (
+    assert_clean_end,
+    outcomes,
+    report,
+    start_campaign,
+    wait_finished,
+)
 from tests.e2e.test_faults import FAULTS
 from tests.support import wait_until
 
@@ -53,9 +59,9 @@ def test_sigkill_of_workers_mid_campaign_loses_nothing_and_dials_nobody_twice(st
         stack.start_worker(concurrency=4)
     final = wait_finished(stack, account_id, campaign_id, timeout_s=180)
     stats = assert_clean_end(stack, account_id, campaign_id, max_attempts=2)
-    assert sum(final["outcomes"].values()) == 80
+    assert sum(outcomes(final).values()) == 80
     assert stats["max_concurrent"] <= 8
-    assert stats["calls_created"] == final["calls_placed"]
+    assert stats["calls_created"] == final["attempts"]["calls_placed"]
 
 
 def test_redis_flush_mid_campaign_rebuilds_the_pool(stack: Stack) -> None:
@@ -65,7 +71,7 @@ def test_redis_flush_mid_campaign_rebuilds_the_pool(stack: Stack) -> None:
         stack, 80, account_cap=5, max_concurrency=5, max_attempts=1
     )
     deadline = time.monotonic() + 30
-    while report(stack, account_id, campaign_id)["calls_placed"] < 15:
+    while report(stack, account_id, campaign_id)["attempts"]["calls_placed"] < 15:
         assert time.monotonic() < deadline
         time.sleep(0.1)
     stack.runtime.redis.flushdb()  # as a Redis restart without persistence would
@@ -93,7 +99,7 @@ def test_frozen_workers_thawed_late_dial_nobody_twice(stack: Stack) -> None:
         stack, 60, account_cap=8, max_concurrency=8, max_attempts=1, dial_retries=6
     )
     deadline = time.monotonic() + 30
-    while report(stack, account_id, campaign_id)["calls_placed"] < 10:
+    while report(stack, account_id, campaign_id)["attempts"]["calls_placed"] < 10:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     frozen = _pool_processes(stack.workers[0].pid)
@@ -107,8 +113,9 @@ def test_frozen_workers_thawed_late_dial_nobody_twice(stack: Stack) -> None:
     stats = assert_clean_end(stack, account_id, campaign_id, max_attempts=1)
     assert stats["max_dials_per_number"] == 1
     assert stats["max_concurrent"] <= 8
-    assert sum(final["outcomes"].values()) == 60
-    assert stats["calls_created"] == final["calls_placed"] + final["late_calls_hung_up"]
+    assert sum(outcomes(final).values()) == 60
+    attempts = final["attempts"]
+    assert stats["calls_created"] == attempts["calls_placed"] + attempts["late_calls_hung_up"]
 
 
 def test_creates_processed_after_the_client_gave_up_ring_nobody_twice(stack: Stack) -> None:
@@ -125,8 +132,9 @@ def test_creates_processed_after_the_client_gave_up_ring_nobody_twice(stack: Sta
     assert stats["faults_injected"].get("slow-before", 0) > 0
     assert stats["max_dials_per_number"] == 1
     assert stats["max_concurrent"] <= 8
-    assert sum(final["outcomes"].values()) == 40
-    assert stats["calls_created"] == final["calls_placed"] + final["late_calls_hung_up"]
+    assert sum(outcomes(final).values()) == 40
+    attempts = final["attempts"]
+    assert stats["calls_created"] == attempts["calls_placed"] + attempts["late_calls_hung_up"]
 
 
 def test_cancel_with_hang_up_stops_dials_and_ends_live_calls(stack: Stack) -> None:
@@ -156,7 +164,7 @@ def test_cancel_with_hang_up_stops_dials_and_ends_live_calls(stack: Stack) -> No
     assert reply.json()["status"] == "canceled"
     wait_until(lambda: stack.sim("GET", "/_sim/stats")["live"] == 0, 20, "calls to be hung up")
     final = wait_finished(stack, account_id, campaign_id, timeout_s=60)
-    assert final["jobs"]["canceled"] > 0
+    assert final["contacts"]["cancelled"] > 0
     stats = assert_clean_end(stack, account_id, campaign_id, max_attempts=1)
     assert stats["hang_ups"] >= 3
     created = [

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openpyxl
 import pytest
 import redis
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from campaigns.reports import ATTEMPT_COLUMNS
 from dialer.runtime import Runtime
 from dialer.web.app import create_app
 from models import Campaign, MachineAction, transaction
@@ -345,47 +347,113 @@ def test_another_accounts_campaign_is_404(api: Api, campaign_id: int) -> None:
     assert api.get(path).json()["status"] == "draft"
 
 
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+CONTRACT_KEYS = {
+    "campaign_id": None,
+    "name": None,
+    "status": None,
+    "status_reason": None,
+    "generated_at": None,
+    "finished": None,
+    "contacts": {
+        "total",
+        "pending",
+        "waiting_for_window",
+        "scheduled_retry",
+        "dialing",
+        "live",
+        "done",
+        "expired",
+        "cancelled",
+        "rejected",
+    },
+    "outcomes": {
+        "human",
+        "machine",
+        "busy",
+        "no_answer",
+        "failed",
+        "hold_cap",
+        "do_not_call",
+        "expired",
+        "error",
+        "dial_error",
+        "rejected",
+        "canceled",
+    },
+    "rates": {"answer_rate", "human_rate", "confirmation_rate", "cancellation_rate"},
+    "attempts": {"total", "per_contact", "calls_placed", "late_calls_hung_up"},
+    "talk_time": {"total_s", "mean_s", "p90_s", "billable_minutes"},
+    "series": None,
+    "pacing": {"leases", "cps", "due_to_dial_s"},
+    "breaker": {"state", "reason", "trips"},
+    "eta": {"remaining", "finish_at"},
+}
+"""The report's keys, as `notes/report-contract.md` fixes them for the page."""
+
+
 def test_report_shape(api: Api, campaign_id: int) -> None:
-    response = api.get(f"/v1/campaigns/{campaign_id}/report")
+    response = api.get(f"/v1/campaigns/{campaign_id}/report?minutes=5")
     assert response.status_code == 200, response.text
     report = response.json()
-    assert set(report) == {
-        "campaign_id",
-        "name",
-        "status",
-        "status_reason",
-        "contacts",
-        "ingest",
-        "jobs",
-        "outcomes",
-        "attempts",
-        "calls_placed",
-        "late_calls_hung_up",
-        "breaker_trips",
-        "answered_by",
-        "digits",
-        "talk_seconds",
-        "finished",
-    }
-    assert (report["late_calls_hung_up"], report["breaker_trips"]) == (0, 0)
-    accepted = report["ingest"]["accepted"]
-    assert report["campaign_id"] == campaign_id
-    assert report["name"] == "March reminders"
-    assert report["status"] == "draft"
-    assert report["contacts"] == accepted
-    assert set(report["jobs"]) == {"pending", "in_progress", "done", "canceled"}
-    assert report["jobs"]["pending"] == accepted
-    assert report["outcomes"] == report["attempts"] == {}
-    assert report["answered_by"] == report["digits"] == {}
-    assert report["calls_placed"] == report["talk_seconds"] == 0
-    assert report["finished"] is False
+    assert set(report) == set(CONTRACT_KEYS)
+    for key, keys in CONTRACT_KEYS.items():
+        if keys is not None:
+            assert set(report[key]) == keys, key
+    accepted = api.get(f"/v1/campaigns/{campaign_id}").json()["ingest"]["accepted"]
+    assert (report["campaign_id"], report["name"]) == (campaign_id, "March reminders")
+    assert (report["status"], report["status_reason"], report["finished"]) == (
+        "draft",
+        None,
+        False,
+    )
+    assert report["generated_at"].endswith("Z")
+    assert report["contacts"]["total"] == report["contacts"]["pending"] == accepted
+    assert report["rates"] == dict.fromkeys(CONTRACT_KEYS["rates"] or ())
+    assert report["outcomes"]["machine"] == report["outcomes"]["failed"] == {}
+    assert [set(point) for point in report["series"]] == [
+        {"minute", "dials", "answers", "live"}
+    ] * 5
+    assert report["pacing"]["leases"]["account"] == {"in_use": 0, "cap": 10}
+    assert set(report["pacing"]["cps"]) == {"achieved", "limit"}
+    assert report["pacing"]["due_to_dial_s"] == {"p50": None, "p95": None}
+    assert report["breaker"] == {"state": "closed", "reason": None, "trips": 0}
+    assert report["eta"] == {"remaining": accepted, "finish_at": None}  # a draft
+    assert api.get(f"/v1/campaigns/{campaign_id}/report?minutes=0").status_code == 400
 
     assert api.post(f"/v1/campaigns/{campaign_id}/cancel").status_code == 200
     canceled = api.get(f"/v1/campaigns/{campaign_id}/report").json()
     assert canceled["status"] == "canceled"
-    assert canceled["jobs"]["canceled"] == accepted
-    assert canceled["jobs"]["pending"] == 0
+    assert canceled["contacts"]["cancelled"] == accepted
+    assert canceled["contacts"]["pending"] == 0
     assert canceled["finished"] is True
+    assert canceled["eta"]["remaining"] == 0
+
+
+def test_exports_stream_as_csv(api: Api, campaign_id: int) -> None:
+    accepted = api.get(f"/v1/campaigns/{campaign_id}").json()["ingest"]["accepted"]
+    results = api.get(f"/v1/campaigns/{campaign_id}/results.csv")
+    assert results.status_code == 200, results.text
+    assert results.headers["content-type"].startswith("text/csv")
+    assert "campaign-" in results.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(results.text)))
+    assert rows[0][:3] == ["line", "phone", "status"]
+    assert len(rows) == 1 + accepted
+    assert all(row[1].startswith("+") for row in rows[1:])  # E.164 as it is, no prefix
+    attempts = api.get(f"/v1/campaigns/{campaign_id}/attempts.csv")
+    assert attempts.status_code == 200, attempts.text
+    assert list(csv.reader(io.StringIO(attempts.text))) == [list(ATTEMPT_COLUMNS)]
+    book = api.get(f"/v1/campaigns/{campaign_id}/results.xlsx")
+    assert book.status_code == 200, book.text
+    assert book.headers["content-type"] == XLSX_TYPE
+    sheet = openpyxl.load_workbook(io.BytesIO(book.content), read_only=True).active
+    values = [[cell.value for cell in row] for row in sheet.iter_rows()]
+    assert values[0][:2] == ["line", "phone"] and len(values) == 1 + accepted
+    assert [row[1] for row in values[1:]] == [row[1] for row in rows[1:]]  # the + kept
+    for name in ("results.csv", "attempts.csv", "results.xlsx", "attempts.xlsx"):
+        other = api.get(f"/v1/campaigns/{campaign_id}/{name}", key=OTHER_KEY)
+        assert error_code(other, 404) == "campaign_not_found"
 
 
 # --- one error shape ----------------------------------------------------------------------
@@ -453,6 +521,8 @@ def test_the_openapi_document_names_every_campaign_body(api: Api) -> None:
             content = responses[ok]["content"]
             if path.endswith(".csv"):
                 assert list(content) == ["text/csv"], path
+            elif path.endswith(".xlsx"):
+                assert list(content) == [XLSX_TYPE], path
             else:
                 schema = content["application/json"]["schema"]
                 replies[method, path] = schema.get("$ref") or schema["items"]["$ref"]

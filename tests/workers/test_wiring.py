@@ -31,6 +31,7 @@ TASK_NAMES = (
     enqueue.PACER,
     enqueue.KICK_PACERS,
     enqueue.REAP,
+    enqueue.FOLD_COUNTERS,
 )
 
 

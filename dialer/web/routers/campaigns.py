@@ -4,10 +4,11 @@ rejected rows and results as CSV files."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from functools import partial
-from typing import Annotated
+from typing import IO, Annotated, Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,7 +18,13 @@ from campaigns import lifecycle
 from campaigns.history import campaign_events
 from campaigns.options import CampaignOptions, OperatorOptions
 from campaigns.preview import campaign_preview
-from campaigns.reports import campaign_report, export_results
+from campaigns.reports import (
+    SERIES_MINUTES,
+    campaign_report,
+    export_attempts,
+    export_results,
+    export_xlsx,
+)
 from dialer.errors import NotFoundError
 from dialer.web.deps import Actor, CurrentAccount, RowId, RuntimeDep, SessionDep
 from dialer.web.errors import (
@@ -78,10 +85,21 @@ def get_campaign(campaign_id: RowId, account: CurrentAccount, session: SessionDe
     return CampaignOut.model_validate(lifecycle.get_campaign(session, account.id, campaign_id))
 
 
-@router.get("/{campaign_id}/report", response_model=ReportOut, responses=NOT_FOUND)
-def report(campaign_id: RowId, account: CurrentAccount, session: SessionDep) -> ReportOut:
-    """The campaign's figures: contacts by status and outcome, attempts, talk time."""
-    return ReportOut.model_validate(campaign_report(session, account.id, campaign_id).model_dump())
+@router.get("/{campaign_id}/report", response_model=ReportOut, responses={**NOT_FOUND, **INVALID})
+def report(
+    campaign_id: RowId,
+    account: CurrentAccount,
+    session: SessionDep,
+    rt: RuntimeDep,
+    minutes: Annotated[
+        int, Query(ge=1, le=1440, description="Minutes in the per-minute series.")
+    ] = SERIES_MINUTES,
+) -> ReportOut:
+    """The campaign's figures: contacts by state, outcomes, rates, attempts, talk time, the
+    per-minute series, pacing health, the circuit breaker and the estimated finish. Read
+    from counters the database keeps current: a few rows whatever the campaign's size."""
+    figures = campaign_report(session, rt.pool, account.id, campaign_id, minutes=minutes)
+    return ReportOut.model_validate(figures.model_dump())
 
 
 @router.get("/{campaign_id}/events", response_model=list[EventOut], responses=NOT_FOUND)
@@ -117,6 +135,36 @@ def rejected_csv(
     return FileResponse(path, media_type="text/csv", filename=path.name)
 
 
+_XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+_XLSX: Responses = {200: {"content": {_XLSX_TYPE: {}}, "description": "An XLSX workbook."}}
+
+
+def _download(
+    name: str, media_type: str, write: Callable[[IO[Any]], object], *, binary: bool = False
+) -> StreamingResponse:
+    # Spooled to disk past 1 MB: a million-contact export never sits in memory, and an
+    # error (an unknown campaign) is raised before the response starts.
+    spool: IO[Any] = (
+        tempfile.SpooledTemporaryFile(max_size=1_000_000, mode="w+b")  # noqa: SIM115  # closed by the response
+        if binary
+        else tempfile.SpooledTemporaryFile(  # noqa: SIM115  # closed by the response
+            max_size=1_000_000, mode="w+", newline="", encoding="utf-8"
+        )
+    )
+    try:
+        write(spool)
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return StreamingResponse(
+        iter(lambda: spool.read(65536), b"" if binary else ""),
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        background=BackgroundTask(spool.close),
+    )
+
+
 @router.get(
     "/{campaign_id}/results.csv",
     response_class=StreamingResponse,
@@ -125,24 +173,64 @@ def rejected_csv(
 def results_csv(
     campaign_id: RowId, account: CurrentAccount, session: SessionDep
 ) -> StreamingResponse:
-    """Every contact's result, one row each (values escaped against formula injection)."""
-    # Spooled to disk past 1 MB: a million-contact export never sits in memory.
-    spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115  # closed by the response
-        max_size=1_000_000, mode="w+", newline="", encoding="utf-8"
+    """Every contact's result, one row each: its outcome and every attempt's time, status,
+    `AnsweredBy`, duration, error code and digits (values escaped against formula
+    injection, E.164 numbers as they are)."""
+    return _download(
+        f"campaign-{campaign_id}-results.csv",
+        "text/csv",
+        partial(export_results, session, account.id, campaign_id),
     )
-    try:
-        export_results(session, account.id, campaign_id, spool)
-    except BaseException:
-        spool.close()
-        raise
-    spool.seek(0)
-    return StreamingResponse(
-        iter(lambda: spool.read(65536), ""),
-        media_type="text/csv",
-        headers={
-            "Content-Disposition": f'attachment; filename="campaign-{campaign_id}-results.csv"'
-        },
-        background=BackgroundTask(spool.close),
+
+
+@router.get(
+    "/{campaign_id}/attempts.csv",
+    response_class=StreamingResponse,
+    responses={**_CSV, **NOT_FOUND},
+)
+def attempts_csv(
+    campaign_id: RowId, account: CurrentAccount, session: SessionDep
+) -> StreamingResponse:
+    """Every attempt, one row each, in the order they were made (escaped as results.csv)."""
+    return _download(
+        f"campaign-{campaign_id}-attempts.csv",
+        "text/csv",
+        partial(export_attempts, session, account.id, campaign_id),
+    )
+
+
+@router.get(
+    "/{campaign_id}/results.xlsx",
+    response_class=StreamingResponse,
+    responses={**_XLSX, **NOT_FOUND},
+)
+def results_xlsx(
+    campaign_id: RowId, account: CurrentAccount, session: SessionDep
+) -> StreamingResponse:
+    """results.csv as an XLSX workbook: text cells (a spreadsheet keeps an E.164 number's
+    `+`, and no cell is a formula), integers as numbers."""
+    return _download(
+        f"campaign-{campaign_id}-results.xlsx",
+        _XLSX_TYPE,
+        partial(export_xlsx, session, account.id, campaign_id, attempts=False),
+        binary=True,
+    )
+
+
+@router.get(
+    "/{campaign_id}/attempts.xlsx",
+    response_class=StreamingResponse,
+    responses={**_XLSX, **NOT_FOUND},
+)
+def attempts_xlsx(
+    campaign_id: RowId, account: CurrentAccount, session: SessionDep
+) -> StreamingResponse:
+    """attempts.csv as an XLSX workbook (cells as results.xlsx)."""
+    return _download(
+        f"campaign-{campaign_id}-attempts.xlsx",
+        _XLSX_TYPE,
+        partial(export_xlsx, session, account.id, campaign_id, attempts=True),
+        binary=True,
     )
 
 
