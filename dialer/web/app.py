@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from dialer.runtime import Runtime, get_runtime
 from dialer.web.errors import install_handlers
-from dialer.web.routers import campaigns, dnc, health, providers
+from dialer.web.routers import campaigns, dnc, health, pages, providers
 
 
 def create_app(runtime: Runtime | None = None) -> FastAPI:
@@ -31,4 +31,5 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     install_handlers(app)
     for router in (campaigns.router, dnc.router, providers.router, health.router):
         app.include_router(router)
+    pages.install(app)
     return app
