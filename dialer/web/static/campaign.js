@@ -1,7 +1,7 @@
 // The campaign page: polls the campaign's report (GET /campaigns/{id}/data, the same JSON as
 // GET /v1/campaigns/{id}/report) every 2 s until the campaign is finished, and shows it.
 // Every element with data-field="a.b.c" shows that path of the report, formatted by its
-// data-format (int, float2, pct, seconds, text); a figure the report lacks shows "—".
+// data-format (int, float2, pct, seconds, duration, text); a figure the report lacks shows "—".
 "use strict";
 
 (function () {
@@ -26,8 +26,17 @@
       case "float2": return Number(value).toFixed(2);
       case "pct": return (Number(value) * 100).toFixed(1) + " %";
       case "seconds": return Number(value).toFixed(1) + " s";
+      case "duration": return duration(Math.round(Number(value)));
       default: return String(value);
     }
+  }
+
+  function duration(s) {
+    // 59 -> "59 s", 754 -> "12 min 34 s", 5400 -> "1 h 30 min"
+    const two = (n) => String(n).padStart(2, "0");
+    if (s < 60) return s + " s";
+    if (s < 3600) return Math.floor(s / 60) + " min " + two(s % 60) + " s";
+    return Math.floor(s / 3600) + " h " + two(Math.floor((s % 3600) / 60)) + " min";
   }
 
   // The report before issue 13's figures landed (`contacts` a count, contacts by status in
@@ -181,6 +190,7 @@
       (report.finished ? "Final figures, " : "Live, refreshed every 2 s; ") +
       "updated " + when.toLocaleTimeString();
     root.dataset.finished = String(Boolean(report.finished));
+    root.dataset.refreshes = String(Number(root.dataset.refreshes || 0) + 1);
   }
 
   async function poll() {
