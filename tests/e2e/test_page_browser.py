@@ -73,7 +73,7 @@ def browser() -> Iterator[WebDriver]:
 def as_page_shows(value: Any, kind: str) -> str:
     """`value` formatted as `campaign.js` formats it (`toFixed` rounds half away from zero)."""
     if value is None:
-        return "—"
+        return "" if kind == "optional" else "—"
 
     def fixed(number: float, places: str) -> str:
         return str(Decimal(number).quantize(Decimal(places), rounding=ROUND_HALF_UP))

@@ -1,7 +1,7 @@
 // The campaign page: polls the campaign's report (GET /campaigns/{id}/data, the same JSON as
 // GET /v1/campaigns/{id}/report) every 2 s until the campaign is finished, and shows it.
 // Every element with data-field="a.b.c" shows that path of the report, formatted by its
-// data-format (int, float2, pct, seconds, duration, text); a figure the report lacks shows "—".
+// data-format (int, float2, pct, seconds, duration, text; optional: text, blank when null); a figure the report lacks shows "—".
 "use strict";
 
 (function () {
@@ -20,13 +20,14 @@
   }
 
   function format(value, kind) {
-    if (value === undefined || value === null) return "—";
+    if (value === undefined || value === null) return kind === "optional" ? "" : "—";
     switch (kind) {
       case "int": return String(value);
       case "float2": return Number(value).toFixed(2);
       case "pct": return (Number(value) * 100).toFixed(1) + " %";
       case "seconds": return Number(value).toFixed(1) + " s";
       case "duration": return duration(Math.round(Number(value)));
+      case "optional": return String(value);
       default: return String(value);
     }
   }
@@ -82,7 +83,7 @@
   }
 
   function clock(iso) {
-    return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false });
   }
 
   function showProgress(report) {
@@ -119,8 +120,11 @@
   function chartOptions(extra) {
     return Object.assign({
       animation: false, responsive: true, maintainAspectRatio: false,
-      plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } },
-      scales: { y: { beginAtZero: true, ticks: { precision: 0 } } },
+      plugins: { legend: { position: "bottom", labels: { usePointStyle: true, boxHeight: 8 } } },
+      scales: {
+        x: { ticks: { maxRotation: 0, autoSkip: true, maxTicksLimit: 10 } },
+        y: { beginAtZero: true, ticks: { precision: 0 } },
+      },
     }, extra);
   }
 
@@ -132,6 +136,7 @@
     const line = (label, color, values, dashed) => ({
       label, data: values, borderColor: color, backgroundColor: color, tension: 0.2,
       pointRadius: dashed ? 0 : 2, borderWidth: 2, borderDash: dashed ? [6, 4] : [],
+      pointStyle: dashed ? "line" : "circle",
     });
     const datasets = [
       line("Dials", colors.dials, series.map((p) => p.dials)),
@@ -188,7 +193,7 @@
     const when = report.generated_at ? new Date(report.generated_at) : new Date();
     document.getElementById("updated").textContent =
       (report.finished ? "Final figures, " : "Live, refreshed every 2 s; ") +
-      "updated " + when.toLocaleTimeString();
+      "updated " + when.toLocaleTimeString([], { hour12: false });
     root.dataset.finished = String(Boolean(report.finished));
     root.dataset.refreshes = String(Number(root.dataset.refreshes || 0) + 1);
   }
