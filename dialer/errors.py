@@ -15,7 +15,10 @@ stderr and exits 1. The tree, with each class's HTTP status and codes:
   + MalformedCallbackError ............... 400  `malformed_callback`
         (dialer.dispatch.callbacks)
   + UnauthenticatedError ................. 401  `unauthenticated`, `unknown_api_key`
+    + SignInRequiredError ................ 401  `sign_in_required`: the page, signed out
+        (dialer.web.routers.pages)
   + ForbiddenError ....................... 403  `invalid_signature`: a forged callback
+        `invalid_csrf_token`: a page POST without its session's token
   + NotFoundError ........................ 404  `campaign_not_found`, `attempt_not_found`, ...
   + ConflictError ........................ 409  `invalid_state`
   + IngestError .......................... 422  a CSV refused as a whole: an `IngestErrorCode`
@@ -24,6 +27,8 @@ stderr and exits 1. The tree, with each class's HTTP status and codes:
         (dialer.providers.twiml)
   + DatabaseUnavailableError ............. 503  `database_unavailable`, with `Retry-After`
         (what the web layer answers for the database drivers' connection errors)
+  + SessionSecretMissingError ............ 503  `session_secret_missing`: page sign-in is off
+        (dialer.web.sessions)
 
 Outside the tree, on purpose:
 
