@@ -128,14 +128,22 @@
     }, extra);
   }
 
+  function recent(series) {
+    // From the first minute with a call (and at least the last 10 minutes): a campaign that
+    // began 5 minutes ago is not drawn as an hour of zeros.
+    const first = series.findIndex((p) => p.dials || p.answers || p.live);
+    if (first < 0) return [];
+    return series.slice(Math.min(first, Math.max(0, series.length - 10)));
+  }
+
   function showSeries(report) {
-    const series = report.series || [];
+    const series = recent(report.series || []);
     document.getElementById("series-empty").hidden = series.length > 0;
     if (typeof Chart === "undefined") return;
     const labels = series.map((point) => clock(point.minute));
     const line = (label, color, values, dashed) => ({
-      label, data: values, borderColor: color, backgroundColor: color, tension: 0.2,
-      pointRadius: dashed ? 0 : 2, borderWidth: 2, borderDash: dashed ? [6, 4] : [],
+      label, data: values, borderColor: color, backgroundColor: color, tension: 0,
+      pointRadius: dashed || series.length > 30 ? 0 : 2, borderWidth: 2, borderDash: dashed ? [6, 4] : [],
       pointStyle: dashed ? "line" : "circle",
     });
     const datasets = [
