@@ -25,7 +25,16 @@ demo: install services
 	$(BIN)/dialer db upgrade
 	$(BIN)/dialer demo
 
-test: install services
+# The browser test drives Debian's Chromium headless through selenium and chromedriver.
+BROWSER_PACKAGES := chromium chromium-driver fonts-liberation
+.PHONY: browser
+browser:
+	test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y --no-install-recommends $(BROWSER_PACKAGES) || \
+	  { apt-get update && apt-get install -y --no-install-recommends $(BROWSER_PACKAGES); }; }
+
+test: install services browser
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider
 
 lint: install

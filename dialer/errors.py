@@ -19,7 +19,10 @@ stderr and exits 1. The tree, with each class's HTTP status and codes:
         (dialer.dispatch.callbacks)
   + UnauthenticatedError ................. 401  `unauthenticated`, `unknown_api_key`,
         `revoked_api_key`
+    + SignInRequiredError ................ 401  `sign_in_required`: the page, signed out
+        (dialer.web.routers.pages)
   + ForbiddenError ....................... 403  `invalid_signature`: a forged callback
+        `invalid_csrf_token`: a page POST without its session's token
   + NotFoundError ........................ 404  `campaign_not_found`, `attempt_not_found`, ...
   + ConflictError ........................ 409  `invalid_state`
   + UnprocessableError ................... 422  `idempotency_key_reused`, `invalid_json`
@@ -31,6 +34,8 @@ stderr and exits 1. The tree, with each class's HTTP status and codes:
         a question asked on the client's behalf (is this caller ID ours?)
   + DatabaseUnavailableError ............. 503  `database_unavailable`, with `Retry-After`
         (what the web layer answers for the database drivers' connection errors)
+  + SessionSecretMissingError ............ 503  `session_secret_missing`: page sign-in is off
+        (dialer.web.sessions)
 
 Outside the tree, on purpose:
 

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     simulator_host: str = "127.0.0.1"
     simulator_port: int = 8765
 
+    session_secret: SecretStr | None = None
+    """Signs the campaign page's session cookies (`/login`): 32 or more random characters
+    (`python -c 'import secrets; print(secrets.token_urlsafe(32))'`), the same in every API
+    process. Unset: the page's sign-in answers 503 `session_secret_missing`; the /v1 API
+    does not use it."""
+
     flower_user: str = "admin"
     flower_password: SecretStr | None = None
     """Required by `dialer flower`: the dashboard shows every task's arguments. It reaches
@@ -133,6 +139,15 @@ class Settings(BaseSettings):
     def _real_flower_password(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and value.get_secret_value().lower() in _PLACEHOLDERS:
             raise ValueError("FLOWER_PASSWORD is a placeholder; set a real password")
+        return value
+
+    @field_validator("session_secret")
+    @classmethod
+    def _real_session_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            secret = value.get_secret_value()
+            if secret.lower() in _PLACEHOLDERS or len(secret) < 32:
+                raise ValueError("SESSION_SECRET is a placeholder or shorter than 32 characters")
         return value
 
     @model_validator(mode="after")

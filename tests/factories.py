@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns.accounts import hash_api_key
+from campaigns.accounts import create_account, get_account, hash_api_key
+from dialer.errors import NotFoundError
 from dialer.pool.leases import lease_seconds
 from dialer.windows import daytime_zone
 from models import Account, ApiKey, AttemptStatus, CallAttempt, CallerId, CallJob, Campaign, utcnow
@@ -88,3 +89,16 @@ def make_attempt(session: Session, job: CallJob, **fields: Any) -> CallAttempt:
     session.add(attempt)
     session.flush()
     return attempt
+
+
+def account_named(
+    session: Session, name: str, *, max_concurrency: int = 10, cps: float = 1.0
+) -> Account:
+    """The account `name`, created with these caps and the simulator's caller ID if it is
+    not there yet."""
+    try:
+        return get_account(session, name)
+    except NotFoundError:
+        return create_account(
+            session, name, max_concurrency=max_concurrency, cps=cps, simulator=True
+        )

@@ -23,6 +23,7 @@ from dialer.web.routers import (
     dnc,
     health,
     numbers,
+    pages,
     providers,
     schedules,
     webhooks,
@@ -53,4 +54,5 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         IdempotencyMiddleware, database_url=lambda: runtime_of_app.settings.database_url
     )
     document_idempotency(app)
+    pages.install(app)
     return app

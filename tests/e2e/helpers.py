@@ -6,16 +6,14 @@ import io
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from campaigns import lifecycle
-from campaigns.accounts import create_account, get_account
 from campaigns.reports import campaign_report
 from dialer.cli.demo import generated_contacts
-from dialer.errors import NotFoundError
 from dialer.pool import Keys
-from models import LIVE_ATTEMPT_STATUSES, Account, CallAttempt, transaction
+from models import LIVE_ATTEMPT_STATUSES, CallAttempt, transaction
 from tests.e2e.conftest import Stack
+from tests.factories import account_named
 from tests.support import wait_until
 from workers.enqueue import kick_pacer
 
@@ -25,19 +23,6 @@ FAST_RETRIES = {
     "failed": {"retry": True, "delay_s": 0.2},
     "machine": {"retry": False, "delay_s": 0.2},
 }
-
-
-def account_named(
-    session: Session, name: str, *, max_concurrency: int = 10, cps: float = 1.0
-) -> Account:
-    """The account `name`, created with these caps and the simulator's caller ID if it is
-    not there yet."""
-    try:
-        return get_account(session, name)
-    except NotFoundError:
-        return create_account(
-            session, name, max_concurrency=max_concurrency, cps=cps, simulator=True
-        )
 
 
 def start_campaign(

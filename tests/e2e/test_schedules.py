@@ -12,7 +12,7 @@ from campaigns import schedules
 from dialer.windows import daytime_zone
 from models import CallAttempt, Campaign, ScheduleRun, ScheduleRunStatus, transaction, utcnow
 from tests.e2e.conftest import Stack
-from tests.e2e.helpers import account_named
+from tests.factories import account_named
 
 
 def test_two_beats_fire_each_minute_once(stack: Stack, tmp_path: Path) -> None:

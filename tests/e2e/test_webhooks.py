@@ -12,7 +12,8 @@ from campaigns import lifecycle
 from dialer.webhooks.signing import HEADER, verify_signature
 from models import Account, WebhookEvent, WebhookStatus, transaction
 from tests.e2e.conftest import Stack
-from tests.e2e.helpers import account_named, start_campaign, wait_finished
+from tests.e2e.helpers import start_campaign, wait_finished
+from tests.factories import account_named
 from tests.receiver import Receiver
 from tests.servers import serve_app
 from tests.support import wait_until

@@ -12,7 +12,8 @@ from campaigns import lifecycle
 from dialer.windows import daytime_zone
 from models import CallJob, JobStatus, transaction, utcnow
 from tests.e2e.conftest import Stack
-from tests.e2e.helpers import account_named, report
+from tests.e2e.helpers import report
+from tests.factories import account_named
 from tests.support import wait_until
 from workers.enqueue import kick_pacer
 
