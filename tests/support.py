@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import structlog
 from structlog.contextvars import merge_contextvars
 from structlog.testing import LogCapture
 from structlog.typing import EventDict
 
+from dialer import numbers
 from dialer.pool.leases import acquire_scopes, lease_seconds, rate_limits
 from dialer.runtime import Runtime
 from models import Account, CallAttempt, CallerId, Campaign, transaction
@@ -64,3 +67,27 @@ def captured_logs() -> Iterator[list[EventDict]]:
     finally:
         processors[:] = saved
         structlog.configure(processors=processors)
+
+
+DAYTIME_CANDIDATES = (
+    "+447386172392",  # London
+    "+12125550143",  # New York
+    "+13105550143",  # Los Angeles
+    "+18085550143",  # Honolulu
+    "+919876543210",  # India
+    "+81312345678",  # Tokyo
+    "+61291234567",  # Sydney
+)
+"""Valid numbers whose zones are spread round the clock: at any moment one of them is in
+the middle of the default calling window (no two neighbours more than 5.5 h apart)."""
+
+
+def daytime_number(now: datetime | None = None) -> str:
+    """A number whose every zone reads between 10:00 and 17:00 at `now` (default: now), so
+    a single call to it is inside the default window (09:00-20:00) for the next 3 hours."""
+    moment = now or datetime.now(UTC)
+    for number in DAYTIME_CANDIDATES:
+        hours = {moment.astimezone(ZoneInfo(z)).hour for z in numbers.timezones_for(number)}
+        if all(10 <= hour < 17 for hour in hours):
+            return number
+    raise AssertionError(f"no candidate number is in its daytime at {moment}")

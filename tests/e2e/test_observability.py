@@ -69,7 +69,7 @@ def test_worker_and_api_metrics_and_json_logs_after_a_small_campaign(stack: Stac
     final = wait_finished(stack, account_id, campaign_id)
     stats = assert_clean_end(stack, account_id, campaign_id, max_attempts=1)
     created = stats["calls_created"]
-    assert created == final["calls_placed"] == 8
+    assert created == final["attempts"]["calls_placed"] == 8
 
     # The worker's metrics: its pool children's counts, added up by its main process.
     worker = scrape(f"http://127.0.0.1:{port}/metrics")

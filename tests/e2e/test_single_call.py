@@ -9,8 +9,9 @@ import httpx
 from campaigns.accounts import create_account, create_api_key
 from models import transaction
 from tests.e2e.conftest import Stack
+from tests.support import daytime_number
 
-TO = "+447386172392"
+TO = daytime_number()
 
 
 def test_a_single_call_with_wait_answers_its_final_state(stack: Stack) -> None:

@@ -41,7 +41,7 @@ def test_contacts_at_night_wait_for_their_window(stack: Stack) -> None:
     kick_pacer(account_id)
 
     wait_until(
-        lambda: report(stack, account_id, campaign_id)["jobs"].get(JobStatus.DONE, 0) == 4,
+        lambda: report(stack, account_id, campaign_id)["contacts"]["done"] == 4,
         60,
         "the daytime contacts to be called",
     )
