@@ -187,6 +187,15 @@ class OperatorOptions(BaseModel):
         template_placeholders(message)  # raises TemplateError (invalid_template)
         return message
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # PostgreSQL text cannot hold NUL (U+0000): refused here, not at the INSERT.
+        items = value if isinstance(value, list) else [value]
+        if any(isinstance(item, str) and "\x00" in item for item in items):
+            raise PydanticCustomError("nul_character", "NUL characters are not allowed")
+        return value
+
     @model_validator(mode="wrap")
     @classmethod
     def _coded(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:

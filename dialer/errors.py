@@ -6,7 +6,8 @@ field. The HTTP API answers one with its class's `http_status` and the body
 `{"error": {"code", "message"[, "details"]}}`; the CLI prints `error: <code>: <message>` on
 stderr and exits 1. The tree, with each class's HTTP status and codes:
 
-* DialerError ............................ 400  a refused request (`invalid_caller_id`, ...)
+* DialerError ............................ 400  a refused request (`invalid_caller_id`, ...;
+        `invalid_value`: a value the database cannot store, e.g. a NUL character)
   + InvalidOptionError ................... 400  `invalid_option`: a campaign setting
   + InvalidWindowError ................... 400  `invalid_window`, `invalid_days`,
         `invalid_timezone`, `invalid_holiday`, `invalid_schedule`,

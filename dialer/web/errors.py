@@ -74,6 +74,16 @@ async def _database_unavailable(_: Request, error: Exception) -> JSONResponse:
     return error_response(DatabaseUnavailableError())
 
 
+async def _unstorable_value(_: Request, error: Exception) -> JSONResponse:
+    # A value the database refuses (a NUL character in text or JSON, a number out of a
+    # column's range) that no schema caught: the request's fault, and nothing was written
+    # (the request's transaction rolls back).
+    log.warning("unstorable_value", error=str(error).splitlines()[0])
+    return error_response(
+        DialerError("invalid_value", "a value cannot be stored (e.g. a NUL character)")
+    )
+
+
 async def _invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
     problems = error.errors()
     if any(p.get("type") == "json_invalid" for p in problems):
@@ -107,6 +117,8 @@ def install_handlers(app: FastAPI) -> None:
     # handlers) or psycopg on the webhooks' asyncio pool (`PoolTimeout` is a subclass).
     app.exception_handler(sqlalchemy.exc.OperationalError)(_database_unavailable)
     app.exception_handler(psycopg.OperationalError)(_database_unavailable)
+    app.exception_handler(sqlalchemy.exc.DataError)(_unstorable_value)
+    app.exception_handler(psycopg.DataError)(_unstorable_value)
     app.exception_handler(RequestValidationError)(_invalid_request)
     app.exception_handler(HTTPException)(_http_error)
     app.exception_handler(Exception)(_internal_error)

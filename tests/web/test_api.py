@@ -659,3 +659,12 @@ def test_healthz_and_metrics(api: Api) -> None:
     # Labelled families appear once counted (multiprocess mode); these are always there.
     assert "dialer_provider_callback_seconds" in metrics.text
     assert "# TYPE dialer_pool_leases gauge" in metrics.text
+
+
+def test_a_nul_character_is_a_400_not_a_500(api: Api) -> None:
+    # PostgreSQL text cannot hold U+0000: found by the schemathesis run as a 500.
+    refused = api.upload(SAMPLE.read_bytes(), name="March\x00")
+    assert error_code(refused, 400) == "invalid_option"
+    call = {"to_number": "+12125550143", "message": "Hi.", "metadata": {"k": "a\x00b"}}
+    assert error_code(api.post("/v1/calls", json=call), 400) == "invalid_value"
+    assert api.campaign_count() == 0
