@@ -18,6 +18,7 @@ from dialer.calls import cancel_pending_jobs
 from dialer.campaign_state import CampaignAction, transition
 from dialer.errors import NotFoundError
 from dialer.providers.twiml import template_placeholders
+from dialer.webhooks.outbox import record_contacts_ended
 from models import (
     LIVE_ATTEMPT_STATUSES,
     Account,
@@ -25,6 +26,7 @@ from models import (
     Campaign,
     CampaignStatus,
     transaction,
+    utcnow,
 )
 
 
@@ -155,7 +157,8 @@ def cancel(session: Session, account_id: int, campaign_id: int, *, actor: str) -
     Raises as `start`."""
     campaign = get_campaign(session, account_id, campaign_id, lock=True)
     transition(campaign, CampaignAction.CANCEL, actor=actor)
-    cancel_pending_jobs(session, campaign.id)
+    canceled = cancel_pending_jobs(session, campaign.id)
+    record_contacts_ended(session, account_id, canceled, utcnow())
     return campaign
 
 

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from sqlalchemy import CursorResult, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from dialer.errors import ConflictError
@@ -282,22 +282,26 @@ def reschedule(job: CallJob, due: datetime) -> None:
     job.next_due_at = due
 
 
-def expire_pending_jobs(session: Session, campaign_id: int) -> int:
+def expire_pending_jobs(session: Session, campaign_id: int) -> list[int]:
     """pending -> done, outcome `expired`, for every pending contact of a campaign past its
-    `end_at`, in one statement (the bulk form of `move_job`). Returns how many."""
+    `end_at`, in one statement (the bulk form of `move_job`). Returns their ids."""
     result = session.execute(
         update(CallJob)
         .where(CallJob.campaign_id == campaign_id, CallJob.status == JobStatus.PENDING)
         .values(status=JobStatus.DONE, outcome=Outcome.EXPIRED)
+        .returning(CallJob.id)
     )
-    return cast(CursorResult[Any], result).rowcount
+    return list(result.scalars())
 
 
-def cancel_pending_jobs(session: Session, campaign_id: int) -> None:
+def cancel_pending_jobs(session: Session, campaign_id: int) -> list[int]:
     """pending -> canceled for every contact of a cancelled campaign, in one statement
-    (the bulk form of `move_job`; contacts in progress end with their attempt)."""
-    session.execute(
+    (the bulk form of `move_job`; contacts in progress end with their attempt). Returns
+    their ids."""
+    result = session.execute(
         update(CallJob)
         .where(CallJob.campaign_id == campaign_id, CallJob.status == JobStatus.PENDING)
         .values(status=JobStatus.CANCELED)
+        .returning(CallJob.id)
     )
+    return list(result.scalars())

@@ -36,6 +36,7 @@ from dialer.pool import AcquireResult, Keys
 from dialer.pool.leases import acquire_scopes, lease_seconds, rate_limits
 from dialer.pool.reconcile import ensure_pool, lock_account_pool
 from dialer.runtime import Runtime
+from dialer.webhooks.outbox import record_contacts_ended
 from models import (
     Account,
     AttemptStatus,
@@ -222,7 +223,8 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
         for campaign in campaigns:
             if campaign.end_at is not None and campaign.end_at <= now:
                 expired = expire_pending_jobs(session, campaign.id)
-                log.info("campaign_ended", campaign_id=campaign.id, expired=expired)
+                record_contacts_ended(session, account_id, expired, now)
+                log.info("campaign_ended", campaign_id=campaign.id, expired=len(expired))
         if not campaigns:
             out.work_left = bool(running)
             out.idle_until = min(upcoming, default=None)
@@ -241,6 +243,7 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
             now,
         )
         jobs = admission.dial
+        record_contacts_ended(session, account_id, admission.expired, now)
         if admission.rescheduled or admission.expired:
             log.debug(
                 "contacts_not_callable",

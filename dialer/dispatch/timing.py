@@ -12,7 +12,7 @@ counted call leaves the last 24 hours (at the opening after that). `place_call` 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -63,7 +63,8 @@ class Admission:
 
     dial: list[CallJob]
     rescheduled: int = 0
-    expired: int = 0
+    expired: list[int] = field(default_factory=list)
+    """Ids of the contacts ended `expired` (past their `call_before`)."""
 
 
 def calls_today(
@@ -104,7 +105,7 @@ def admit(
         schedule = schedule_of(campaigns[job.campaign_id], job)
         if schedule.call_before is not None and now >= schedule.call_before:
             move_job(job, expired(job))
-            out.expired += 1
+            out.expired.append(job.id)
             continue
         if not schedule.callable_at(now):
             reschedule(job, schedule.next_due(now))

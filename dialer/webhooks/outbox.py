@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, object_session
 
 from dialer.calls import JobStep
@@ -144,6 +144,61 @@ def record_campaign_event(campaign: Campaign, *, breaker: bool, now: datetime) -
         "breaker": breaker,
     }
     add_events(session, campaign.account_id, url, [new_event(type_, data, now)])
+
+
+_CONTACTS_ENDED = """
+WITH ended AS (
+    SELECT j.id, j.account_id, j.campaign_id, j.phone_e164, j.status, j.outcome,
+           j.attempt_count, j.metadata, coalesce(j.webhook_url, a.webhook_url) AS url,
+           'evt_' || replace(gen_random_uuid()::text, '-', '') AS event_id
+    FROM call_jobs j JOIN accounts a ON a.id = j.account_id
+    WHERE j.id = ANY(CAST(:ids AS bigint[])) AND coalesce(j.webhook_url, a.webhook_url) IS NOT NULL
+)
+INSERT INTO webhook_events (event_id, account_id, type, url, body, status, attempts)
+SELECT event_id, account_id, 'contact.completed', url,
+       json_build_object(
+           'id', event_id, 'type', 'contact.completed', 'created', CAST(:created AS text),
+           'data', json_build_object(
+               'call_id', id, 'contact_id', id, 'campaign_id', campaign_id,
+               'to', phone_e164, 'status', status, 'outcome', outcome,
+               'attempts', attempt_count, 'last_attempt_id', NULL, 'metadata', metadata
+           )
+       )::text,
+       'pending', 0
+FROM ended
+RETURNING event_id
+"""
+
+_ANY_CONTACT_URL = (
+    "SELECT EXISTS (SELECT FROM call_jobs WHERE id = ANY(CAST(:ids AS bigint[]))"
+    " AND webhook_url IS NOT NULL)"
+)
+
+_DISPATCH_AT_ONCE = 1000
+"""Up to this many events of one bulk end are sent to delivery after the commit; more are
+left to the delivery sweep, so a cancelled million-contact campaign does not flood the
+broker."""
+
+
+def record_contacts_ended(
+    session: Session, account_id: int, job_ids: Sequence[int], now: datetime
+) -> None:
+    """`contact.completed` for the account's contacts `job_ids`, ended without an attempt
+    ending (expired at their campaign's `end_at` or their `call_before`, cancelled with
+    their campaign), in `session`'s transaction, for those whose contact or account has a
+    webhook URL: one statement, none when no URL applies."""
+    if not job_ids:
+        return
+    ids = list(job_ids)
+    account_url = session.scalar(select(Account.webhook_url).where(Account.id == account_id))
+    if not account_url and not session.scalar(text(_ANY_CONTACT_URL), {"ids": ids}):
+        return
+    created = now.isoformat().replace("+00:00", "Z")
+    event_ids = list(
+        session.execute(text(_CONTACTS_ENDED), {"ids": ids, "created": created}).scalars()
+    )
+    if 0 < len(event_ids) <= _DISPATCH_AT_ONCE:
+        dispatch_after_commit(session, event_ids)
 
 
 _INSERT = """

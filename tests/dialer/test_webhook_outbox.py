@@ -15,10 +15,12 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from campaigns import lifecycle
+from dialer.calls import expire_pending_jobs
 from dialer.campaign_state import BREAKER, PACER, CampaignAction, transition
 from dialer.dispatch.attempt_end import end_unplaced, finish_call
 from dialer.runtime import Runtime
 from dialer.web.app import create_app
+from dialer.webhooks.outbox import record_contacts_ended
 from models import (
     AttemptStatus,
     CallAttempt,
@@ -30,6 +32,7 @@ from models import (
     WebhookStatus,
     engine_for,
     transaction,
+    utcnow,
 )
 from tests.dialer.test_callbacks import BASE, SID, post, status
 from tests.factories import make_account, make_attempt, make_campaign, make_job
@@ -321,3 +324,51 @@ def test_a_campaign_of_an_account_without_url_writes_nothing(db_session: Session
     transition(campaign, CampaignAction.COMPLETE, actor=PACER)
     db_session.flush()
     assert campaign_events(db_session) == []
+
+
+def contact_events(session: Session) -> list[dict[str, Any]]:
+    bodies = session.scalars(
+        select(WebhookEvent.body)
+        .where(WebhookEvent.type == "contact.completed")
+        .order_by(WebhookEvent.id)
+    )
+    return [json.loads(body) for body in bodies]
+
+
+def test_contacts_ended_in_bulk_get_contact_completed(db_session: Session) -> None:
+    # Cancelled with their campaign, or expired at its end_at: no attempt ends for them,
+    # so the bulk end writes their events.
+    account = make_account(db_session, webhook_url=HOOK)
+    campaign = make_campaign(db_session, account, status=CampaignStatus.RUNNING)
+    kept = make_job(db_session, campaign, "+12125550143", metadata_=METADATA)
+    plain = make_job(db_session, campaign, "+12125550144")
+    lifecycle.cancel(db_session, account.id, campaign.id, actor="cli:test")
+    db_session.flush()
+    written = {e["data"]["contact_id"]: e for e in contact_events(db_session)}
+    assert set(written) == {kept.id, plain.id}
+    assert len({e["id"] for e in written.values()}) == 2
+    event = written[kept.id]
+    assert (event["data"]["status"], event["data"]["outcome"]) == ("canceled", None)
+    assert event["data"]["metadata"] == METADATA
+    assert event["created"].endswith("Z")
+
+    other = make_campaign(db_session, account, status=CampaignStatus.RUNNING)
+    expired_job = make_job(db_session, other, "+12125550145")
+    ended = expire_pending_jobs(db_session, other.id)
+    record_contacts_ended(db_session, account.id, ended, utcnow())
+    db_session.flush()
+    last = contact_events(db_session)[-1]["data"]
+    assert (last["contact_id"], last["status"], last["outcome"]) == (
+        expired_job.id,
+        "done",
+        "expired",
+    )
+
+
+def test_contacts_ended_in_bulk_without_url_write_nothing(db_session: Session) -> None:
+    account = make_account(db_session)
+    campaign = make_campaign(db_session, account, status=CampaignStatus.RUNNING)
+    make_job(db_session, campaign, "+12125550143")
+    lifecycle.cancel(db_session, account.id, campaign.id, actor="cli:test")
+    db_session.flush()
+    assert contact_events(db_session) == []
