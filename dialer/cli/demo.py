@@ -104,6 +104,20 @@ def sample_csv() -> bytes:
     return files("campaigns").joinpath("samples/appointments.csv").read_bytes()
 
 
+def in_daytime(source: bytes) -> bytes:
+    """`source` (a CSV without a `timezone` column) with one naming a zone where it is now
+    early afternoon (`dialer.windows.daytime_zone`): the demo's fictional contacts are
+    inside their calling window whenever it runs, as `generated_contacts` are. A file given
+    with `--csv` keeps its contacts' own zones."""
+    rows = list(csv.reader(io.StringIO(source.decode("utf-8-sig"))))
+    zone = daytime_zone(utcnow())
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([*rows[0], "timezone"])
+    writer.writerows([*row, zone] for row in rows[1:] if row)
+    return out.getvalue().encode()
+
+
 def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
     """Run the demo; returns the summary printed as the JSON line with `--json`."""
     settings = get_settings()
@@ -163,7 +177,7 @@ def _create(
     elif options.csv:
         source = options.csv.read_bytes()
     else:
-        source = sample_csv()
+        source = in_daytime(sample_csv())
     retry_policy = {
         outcome: {**rule, "delay_s": rule["delay_s"] * options.time_scale}
         for outcome, rule in DEFAULT_RETRY_POLICY.items()

@@ -9,6 +9,8 @@ longer names the same process (identified by its start time) or it is a zombie.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import signal
 import subprocess
@@ -187,3 +189,17 @@ def test_children_die_with_a_killed_demo(demo: Demo) -> None:
     demo.proc.send_signal(signal.SIGKILL)
     assert demo.proc.wait(STOP_S) == -signal.SIGKILL
     wait_for(lambda: not any(alive(p) for p in tree), STOP_S, still_alive(tree))
+
+
+def test_the_demo_sample_lives_where_it_is_daytime() -> None:
+    # `make demo` must finish at any hour: the sample's US contacts would otherwise wait
+    # for 09:00 in New York.
+    from dialer.cli.demo import in_daytime, sample_csv
+    from dialer.windows import daytime_zone
+    from models import utcnow
+
+    original = list(csv.reader(io.StringIO(sample_csv().decode("utf-8-sig"))))
+    moved = list(csv.reader(io.StringIO(in_daytime(sample_csv()).decode())))
+    assert moved[0] == [*original[0], "timezone"]
+    assert [row[:-1] for row in moved[1:]] == [row for row in original[1:] if row]
+    assert {row[-1] for row in moved[1:]} == {daytime_zone(utcnow())}
