@@ -51,9 +51,10 @@ import httpx
 import redis
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy import func, insert, select
 from twilio.request_validator import RequestValidator
 
+from bench import scratch_database
 from dialer.dispatch.dialing import CONNECTION_OVERRIDES
 from dialer.pool import Keys, Pool, Scope
 from dialer.settings import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN
@@ -97,19 +98,6 @@ async def _bare_health() -> dict[str, str]:
 
 
 # --- setup -------------------------------------------------------------------------------
-
-
-def create_database(server: str, database: str = DATABASE) -> str:
-    """Drop and create the scratch database `database`, migrate it; returns its URL."""
-    from models.migrate import upgrade
-
-    admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-    admin.dispose()
-    url = f"{server}/{database}"
-    upgrade(url)
-    return url
 
 
 def seed(database_url: str, pool: Pool, attempts: int) -> list[tuple[int, str]]:
@@ -421,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     config = ServerConfig(args.workers, args.http, args.loop)
-    database_url = create_database(args.server, args.database)
+    database_url = scratch_database(args.server, args.database)
     client = redis.Redis.from_url(args.redis)
     client.flushdb()
     seeded = seed(database_url, Pool(client), WARMUP_ATTEMPTS + args.attempts)

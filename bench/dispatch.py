@@ -32,8 +32,9 @@ from typing import Any
 
 import httpx
 import redis
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
+from bench import scratch_database
 from campaigns import lifecycle
 from campaigns.accounts import create_account
 from dialer.cli.demo import generated_contacts
@@ -41,7 +42,6 @@ from dialer.cli.devstack import local_stack
 from dialer.pool import Keys
 from dialer.settings import Settings
 from models import transaction
-from models.migrate import upgrade
 
 SERVER = "postgresql+psycopg://root@127.0.0.1:5432"
 DATABASE = "dialer_bench_dispatch"
@@ -62,16 +62,6 @@ SCENARIOS = [
     Scenario("as-asked", cap=200, cps=100.0, talk_s=0.4, contacts=3000),
     Scenario("cps-bound", cap=1000, cps=50.0, talk_s=0.4, contacts=2000),
 ]
-
-
-def fresh_database() -> str:
-    admin = create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
-    admin.dispose()
-    url = f"{SERVER}/{DATABASE}"
-    upgrade(url)
-    return url
 
 
 class Sampler(threading.Thread):
@@ -231,7 +221,7 @@ def main() -> None:
 
         dispatch_windows.run([int(size) for size in args.sizes.split(",")])
         return
-    url = fresh_database()
+    url = scratch_database(SERVER, DATABASE)
     run_dir = Path("var/bench-dispatch")
     results = []
     for scenario in SCENARIOS:

@@ -30,8 +30,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
-from sqlalchemy import create_engine, event, select, text
+from sqlalchemy import event, select, text
 
+from bench import scratch_database
 from dialer.dispatch.pacer import dispatch_round
 from dialer.pool import Keys
 from dialer.pool.leases import release_keys
@@ -40,7 +41,6 @@ from dialer.runtime import Runtime
 from dialer.settings import Settings
 from dialer.windows import CallingWindow, Place, next_opening
 from models import Account, CallerId, Campaign, CampaignStatus, engine_for, transaction
-from models.migrate import upgrade
 
 SERVER = "postgresql+psycopg://root@127.0.0.1:5432"
 DATABASE = "dialer_bench_2"
@@ -82,16 +82,6 @@ SELECT * FROM call_jobs
 WHERE campaign_id = :c AND status = 'pending' AND next_due_at <= :now
 ORDER BY next_due_at, id LIMIT 101 FOR UPDATE SKIP LOCKED
 """
-
-
-def fresh_database() -> str:
-    admin = create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
-    admin.dispose()
-    url = f"{SERVER}/{DATABASE}"
-    upgrade(url)
-    return url
 
 
 def _rows(campaign_id: int, account_id: int, size: int) -> Iterator[tuple[Any, ...]]:
@@ -226,7 +216,7 @@ def round_trip_ms(url: str) -> float:
 
 
 def run(sizes: list[int]) -> None:
-    url = fresh_database()
+    url = scratch_database(SERVER, DATABASE)
     client = redis.Redis.from_url(REDIS_URL)
     print(
         f"{'contacts':>9} {'round':>6} {'p50 ms':>7} {'p95 ms':>7} {'cpu p50':>7} "

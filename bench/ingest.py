@@ -31,9 +31,9 @@ import time
 from pathlib import Path
 
 import phonenumbers
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench import scratch_database
 from dialer import numbers
 
 DATABASE = "dialer_bench"
@@ -104,17 +104,6 @@ def generate(path: Path, rows: int, seed: int = 7, invalid: str = "mixed") -> li
                 ]
             )
     return ["+1" + nsn for nsn in rng.sample(issued, min(DNC_SIZE, len(issued)))]
-
-
-def _recreate_database(url: str) -> None:
-    from models.migrate import upgrade
-
-    target = make_url(url)
-    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
-    admin.dispose()
-    upgrade(url)
 
 
 def child(url: str, csv_path: str, dnc_path: str) -> None:
@@ -197,7 +186,7 @@ def main() -> None:
         size_mb = csv_path.stat().st_size / 1e6
         generated_s = time.perf_counter() - started
         print(f"generated {args.rows:,} rows ({size_mb:.0f} MB) in {generated_s:.1f} s")
-        _recreate_database(url)
+        scratch_database(args.server, DATABASE)
 
         result = subprocess.run(
             [sys.executable, "-m", "bench.ingest", "--child", url, str(csv_path), str(dnc_path)],

@@ -48,8 +48,9 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
+from bench import scratch_database
 from campaigns import counters
 from campaigns.reports import campaign_report, export_attempts, export_results
 from dialer.pool import Pool
@@ -75,19 +76,6 @@ OUTCOMES = (
 """The campaign's contacts by share; the last few contacts are left in progress."""
 LIVE = 50
 """Contacts with a call live (in progress) at the end."""
-
-
-def create_database(server: str, database: str) -> str:
-    """Drop and create the scratch database, migrate it; returns its URL."""
-    from models.migrate import upgrade
-
-    admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-    admin.dispose()
-    url = f"{server}/{database}"
-    upgrade(url)
-    return url
 
 
 def _ts(at: datetime) -> str:
@@ -303,7 +291,7 @@ def fast_path_ratio(server: str, database: str, redis_url: str, rounds: int, cal
     from dialer.runtime import Runtime
     from dialer.settings import Settings
 
-    url = create_database(server, database)
+    url = scratch_database(server, database)
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     attempts = seed_calls(url, Pool(client), calls * (2 * rounds + 1))
@@ -344,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.reuse:
         url, account_id, campaign_id = f"{args.server}/{args.database}", 1, 1
     else:
-        url = create_database(args.server, args.database)
+        url = scratch_database(args.server, args.database)
         started = time.perf_counter()
         account_id, campaign_id, attempts = seed(url, args.contacts)
         print(
