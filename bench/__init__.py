@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
 from sqlalchemy import create_engine, text
 
 
@@ -17,3 +21,68 @@ def scratch_database(server: str, database: str) -> str:
     url = f"{server}/{database}"
     upgrade(url)
     return url
+
+
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User plus system CPU seconds the processes `pids` have used so far (Linux
+    `/proc/<pid>/stat`, fields 14 and 15); a process that is gone counts 0."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / _TICKS_PER_S
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every process descended from it now (Linux `/proc`)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, ()))
+    return tree
+
+
+def backends(url: str) -> list[int]:
+    """The PostgreSQL backend processes connected now to `url`'s database (the server runs
+    on this machine)."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        pids = conn.execute(
+            text(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalars()
+        result = list(pids)
+    engine.dispose()
+    return result
+
+
+COUNTING_TRIGGERS = ("count_insert", "count_update", "count_delete")
+"""The triggers of `call_jobs` and `call_attempts` that keep the campaign counters current
+(migration 0009, `campaigns.counters`)."""
+
+
+def set_counting(url: str, enabled: bool) -> None:
+    """Turn the counting triggers of both tables on or off (a scratch database only)."""
+    action = "ENABLE" if enabled else "DISABLE"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for table in ("call_jobs", "call_attempts"):
+            for trigger in COUNTING_TRIGGERS:
+                conn.execute(text(f"ALTER TABLE {table} {action} TRIGGER {trigger}"))
+    engine.dispose()

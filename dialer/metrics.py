@@ -150,6 +150,11 @@ CALLBACKS = Counter(
     ["kind", "result"],
 )
 CALLBACK_SECONDS = Histogram("dialer_provider_callback_seconds", "Callback handling time")
+CALLBACK_BATCH_SIZE = Histogram(
+    "dialer_provider_callback_batch_size",
+    "Callbacks applied per transaction by an API process's callback batcher (group commit)",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 CALLBACK_LAG_SECONDS = Histogram(
     "dialer_callback_lag_seconds",
     "From the provider's event `Timestamp` (one-second precision) to the event stored and "

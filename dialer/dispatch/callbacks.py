@@ -8,12 +8,14 @@ nothing, and `dialer.calls.apply_event` ignores stale events.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -22,8 +24,9 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
 from dialer.calls import MACHINE_ANSWERS, CallEvent, apply_event, is_terminal
-from dialer.dispatch.attempt_end import EndedAttempt, decide
+from dialer.dispatch.attempt_end import EndDecision, EndedAttempt, decide
 from dialer.errors import DialerError, NotFoundError
+from dialer.metrics import CALLBACK_BATCH_SIZE
 from dialer.runtime import Runtime
 from dialer.webhooks.outbox import record_attempt_end_async
 from dialer.windows import ContactSchedule
@@ -33,6 +36,10 @@ from models.asyncdb import AsyncPool, transaction
 log = structlog.get_logger(__name__)
 
 _CALL_SID = re.compile(r"^CA[0-9a-f]{32}$")
+_INT4_MAX = 2**31 - 1
+"""The largest `SequenceNumber` and `CallDuration` the columns hold (PostgreSQL integer)."""
+_ANSWERED_BY_MAX = 32
+"""`AnsweredBy`'s column width; Twilio's longest value, `machine_end_silence`, has 19."""
 _PROVIDER_STATUSES = {
     s.value: s
     for s in AttemptStatus
@@ -75,10 +82,14 @@ def parse_event(kind: CallbackKind, params: Mapping[str, str]) -> CallEvent:
     """Parse a Twilio callback body (form fields) into a `CallEvent`.
 
     Raises:
-        MalformedCallbackError: `CallSid` missing or not a call sid; for status callbacks,
-            an unknown `CallStatus`; a non-integer `SequenceNumber` or `CallDuration`; an
-            unparseable `Timestamp` (RFC 2822).
+        MalformedCallbackError: a field with a NUL character; `CallSid` missing or not a
+            call sid; for status callbacks, an unknown `CallStatus`; a `SequenceNumber` or
+            `CallDuration` that is not an integer or is out of range (a negative duration,
+            anything past 2**31 - 1); an `AnsweredBy` over 32 characters; an unparseable
+            `Timestamp` (RFC 2822).
     """
+    if any("\x00" in value for value in params.values()):
+        raise MalformedCallbackError("a field holds a NUL character")
     sid = params.get("CallSid", "")
     if not _CALL_SID.match(sid):
         raise MalformedCallbackError("CallSid is missing or is not a call sid")
@@ -93,12 +104,17 @@ def parse_event(kind: CallbackKind, params: Mapping[str, str]) -> CallEvent:
         duration = int(params["CallDuration"]) if params.get("CallDuration") else None
     except ValueError as error:
         raise MalformedCallbackError("SequenceNumber and CallDuration must be integers") from error
+    if not -1 <= sequence <= _INT4_MAX or not 0 <= (duration or 0) <= _INT4_MAX:
+        raise MalformedCallbackError("SequenceNumber or CallDuration is out of range")
+    answered_by = params.get("AnsweredBy") or None
+    if answered_by is not None and len(answered_by) > _ANSWERED_BY_MAX:
+        raise MalformedCallbackError("AnsweredBy is longer than any Twilio value")
     return CallEvent(
         status=status,
         sequence=sequence,
         timestamp=_timestamp(params.get("Timestamp")),
         call_sid=sid,
-        answered_by=params.get("AnsweredBy") or None,
+        answered_by=answered_by,
         duration_s=duration,
     )
 
@@ -113,7 +129,13 @@ def _timestamp(raw: str | None) -> datetime:
 
 
 _LOCK_AND_STORE = """
-WITH attempt AS (
+WITH incoming AS (
+    SELECT * FROM unnest(
+        %(attempt_ids)s::bigint[], %(call_sids)s::text[], %(kinds)s::text[],
+        %(call_statuses)s::text[], %(sequences)s::integer[], %(payloads)s::jsonb[],
+        %(ordinals)s::integer[]
+    ) AS i(attempt_id, call_sid, kind, call_status, sequence_number, payload, ordinal)
+), attempt AS (
     SELECT a.id, a.job_id, a.campaign_id, a.account_id, a.status, a.call_sid, a.answered_by,
            a.digits, a.last_sequence, a.placed_at, a.answered_at, a.ended_at, a.duration_s,
            a.error_code, a.error_message, a.end_reason, j.attempt_count, j.dial_error_count,
@@ -129,43 +151,70 @@ WITH attempt AS (
     FROM call_attempts a
     JOIN call_jobs j ON j.id = a.job_id
     JOIN campaigns c ON c.id = a.campaign_id
-    WHERE a.id = %(attempt_id)s
+    WHERE a.id = ANY(%(attempt_ids)s::bigint[])
+    ORDER BY a.id
     FOR UPDATE OF a, j
 ), stored AS (
     INSERT INTO provider_events (attempt_id, call_sid, kind, call_status, sequence_number, payload)
-    SELECT id, %(call_sid)s, %(kind)s, %(call_status)s, %(sequence)s, %(payload)s FROM attempt
+    SELECT i.attempt_id, i.call_sid, i.kind, i.call_status, i.sequence_number, i.payload
+    FROM incoming i JOIN attempt ON attempt.id = i.attempt_id
+    ORDER BY i.ordinal
     ON CONFLICT DO NOTHING
-    RETURNING id
+    RETURNING attempt_id, call_sid, kind, call_status, sequence_number
 )
-SELECT attempt.*, EXISTS (SELECT FROM stored) AS stored FROM attempt
+SELECT attempt.*, ARRAY(
+    SELECT min(i.ordinal) FROM stored s
+    JOIN incoming i USING (attempt_id, call_sid, kind, call_status, sequence_number)
+    WHERE s.attempt_id = attempt.id
+    GROUP BY s.call_sid, s.kind, s.call_status, s.sequence_number
+) AS stored, ARRAY(
+    SELECT i.ordinal FROM incoming i
+    WHERE i.attempt_id = attempt.id AND EXISTS (
+        SELECT FROM call_attempts o WHERE o.call_sid = i.call_sid AND o.id <> attempt.id
+    )
+) AS foreign_sids
+FROM attempt
 """
-"""One round trip: lock the attempt and its job (in that order, as `finish_call` does),
-then store the raw event once. The attempt is locked before the event row's foreign key
-takes its share lock, so two events of one call serialise instead of deadlocking. The
-select's last three lines are what the webhook events report (`dialer.webhooks.outbox`)."""
+"""One round trip for a batch of callbacks: lock their attempts and jobs (in attempt id
+order, each attempt before its job, as `finish_call` does, so two batches and the ORM path
+never wait on each other in a cycle), then store each raw event once. The attempts are
+locked before the events' foreign key takes its share lock, so two events of one call
+serialise instead of deadlocking. Each attempt row carries `stored`: the ordinals (the
+callback's index in the batch) of its events that were new; an event that was already
+stored, or repeated within the batch, is stored once, by its first ordinal;
+`foreign_sids`: the ordinals of its events whose call sid is another attempt's. The select's
+last lines (`attempt_no` on) are what the webhook events report
+(`dialer.webhooks.outbox`)."""
 
-_UPDATE_ATTEMPT = """
-UPDATE call_attempts
-SET status = %(status)s, call_sid = %(call_sid)s, answered_by = %(answered_by)s,
-    digits = %(digits)s, last_sequence = %(last_sequence)s, answered_at = %(answered_at)s,
-    ended_at = %(ended_at)s, duration_s = %(duration_s)s, updated_at = now()
-WHERE id = %(id)s
+_UPDATE_ATTEMPTS = """
+UPDATE call_attempts a
+SET status = v.status::attempt_status, call_sid = v.call_sid, answered_by = v.answered_by,
+    digits = v.digits, last_sequence = v.last_sequence, answered_at = v.answered_at,
+    ended_at = v.ended_at, duration_s = v.duration_s, updated_at = now()
+FROM unnest(
+    %(id)s::bigint[], %(status)s::text[], %(call_sid)s::text[], %(answered_by)s::text[],
+    %(digits)s::text[], %(last_sequence)s::integer[], %(answered_at)s::timestamptz[],
+    %(ended_at)s::timestamptz[], %(duration_s)s::integer[]
+) AS v(id, status, call_sid, answered_by, digits, last_sequence, answered_at, ended_at,
+       duration_s)
+WHERE a.id = v.id
 """
+"""The attempts' new states, one statement for the batch (so the counting triggers of
+migration 0009 run once per batch, not once per callback)."""
 
-_FINISH = """
-WITH attempt AS (
-    UPDATE call_attempts
-    SET status = %(status)s, call_sid = %(call_sid)s, answered_by = %(answered_by)s,
-        digits = %(digits)s, last_sequence = %(last_sequence)s, answered_at = %(answered_at)s,
-        ended_at = %(ended_at)s, duration_s = %(duration_s)s, updated_at = now()
-    WHERE id = %(id)s
-)
-UPDATE call_jobs
-SET outcome = %(outcome)s, status = %(job_status)s,
-    next_due_at = coalesce(%(next_due_at)s, next_due_at), updated_at = now()
-WHERE id = %(job_id)s
-"""
-"""The attempt's new state and the contact's next step, as `attempt_end.decide` gives it."""
+_FINISH = f"""
+WITH attempts AS ({_UPDATE_ATTEMPTS})
+UPDATE call_jobs j
+SET outcome = v.outcome::outcome, status = v.status::job_status,
+    next_due_at = coalesce(v.next_due_at, j.next_due_at), updated_at = now()
+FROM unnest(
+    %(job_id)s::bigint[], %(outcome)s::text[], %(job_status)s::text[],
+    %(next_due_at)s::timestamptz[]
+) AS v(id, outcome, status, next_due_at)
+WHERE j.id = v.id
+"""  # noqa: S608 (built from this module's constants)
+"""The attempts' new states and, for those that ended, their contacts' next steps as
+`attempt_end.decide` gives them: one statement."""
 
 _APPLIED = (
     "status",
@@ -232,6 +281,68 @@ class AttemptRow:
         return {column: getattr(self, column) for column in _APPLIED}
 
 
+@dataclass(frozen=True, slots=True)
+class Callback:
+    """One verified callback to apply: the attempt it is for (the id in its URL), its kind,
+    its form fields as Twilio posted them, and the event parsed from them."""
+
+    attempt_id: int
+    kind: CallbackKind
+    params: Mapping[str, str]
+    event: CallEvent
+
+    @classmethod
+    def parse(cls, attempt_id: int, kind: CallbackKind, params: Mapping[str, str]) -> Callback:
+        """Raises `MalformedCallbackError`: see `parse_event`."""
+        return cls(attempt_id, kind, params, parse_event(kind, params))
+
+
+async def record_callbacks(
+    pool: AsyncPool, runtime: Runtime, callbacks: Sequence[Callback]
+) -> list[CallbackResult | Exception]:
+    """Store and apply callbacks (in their order) in one transaction; one result per
+    callback, in the same order: what it did, or the error that is its answer alone
+    (`NotFoundError` for an attempt id that does not exist; a database error that only it
+    met), the others applied all the same.
+
+    Each stored event goes through the state machine (`dialer.calls.apply_event`) on its
+    attempt's current state, the events of one attempt in order; on a terminal event the
+    contact's next step is decided as `dialer.dispatch.attempt_end.decide` decides it and,
+    after commit, the lease is released and the pacer woken. Three round trips whatever the
+    batch's size: lock and store, write, commit (two for duplicates only). One commit, one
+    WAL flush, and one run of the counting triggers for the whole batch is what makes a
+    busy webhook fast (`CallbackBatcher`).
+
+    A connection that broke, or a deadlock, is retried once on a new transaction: nothing
+    was committed, or, if the commit itself was lost in flight, the retry finds the events
+    stored and changes nothing. Any other database error is retried one callback per
+    transaction, so a bad event fails only its own request.
+
+    Raises:
+        psycopg.OperationalError: the database is unreachable (answer 503: Twilio retries,
+            and nothing was written).
+    """
+    for retry in (True, False):
+        try:
+            return await _record(pool, runtime, callbacks)
+        except PoolTimeout:
+            raise  # PostgreSQL is unreachable: answer now, Twilio retries the delivery
+        except psycopg.OperationalError:
+            if not retry:
+                raise
+            log.warning("callback_db_retry", attempts=[c.attempt_id for c in callbacks])
+        except psycopg.Error as error:
+            if len(callbacks) == 1:
+                log.error("callback_refused", attempt_id=callbacks[0].attempt_id, exc_info=True)
+                return [error]
+            log.warning("callback_batch_split", size=len(callbacks), error=str(error))
+            results: list[CallbackResult | Exception] = []
+            for callback in callbacks:
+                results.extend(await record_callbacks(pool, runtime, [callback]))
+            return results
+    raise AssertionError("unreachable")
+
+
 async def record_callback(
     pool: AsyncPool,
     runtime: Runtime,
@@ -239,118 +350,225 @@ async def record_callback(
     kind: CallbackKind,
     params: Mapping[str, str],
 ) -> CallbackResult:
-    """Store and apply one verified callback for attempt `attempt_id`.
-
-    The stored event goes through the state machine (`dialer.calls.apply_event`) on the
-    attempt's current row; on a terminal event the contact's next step is decided as
-    `dialer.dispatch.attempt_end.decide` decides it and, after commit,
-    the lease is released and the pacer woken. Two round trips and a commit; one round trip
-    and a commit for a duplicate.
-
-    A connection that broke is retried once on a new one: nothing was committed, or, if
-    the commit itself was lost in flight, the retry finds the event stored and changes
-    nothing.
+    """Store and apply one verified callback for attempt `attempt_id` in a transaction of
+    its own (`record_callbacks` of one; the webhook groups them with `CallbackBatcher`).
 
     Raises:
         MalformedCallbackError: see `parse_event`.
         NotFoundError: no attempt has that id.
-        psycopg.OperationalError: the database is unreachable (answer 503: Twilio retries,
-            and nothing was written).
+        psycopg.Error: the database is unreachable (`psycopg.OperationalError`) or refused
+            the event.
     """
-    event = parse_event(kind, params)
-    values = {
-        "attempt_id": attempt_id,
-        "call_sid": event.call_sid,
-        "kind": kind.value,
-        "call_status": params.get("CallStatus", "") if kind is CallbackKind.STATUS else kind.value,
-        "sequence": event.sequence,
-        "payload": Jsonb(dict(params)),
-    }
-    for retry in (True, False):
-        try:
-            return await _record(pool, runtime, attempt_id, kind, params, event, values)
-        except PoolTimeout:
-            raise  # PostgreSQL is unreachable: answer now, Twilio retries the delivery
-        except psycopg.OperationalError:
-            if not retry:
-                raise
-            log.warning("callback_db_retry", attempt_id=attempt_id)
-    raise AssertionError("unreachable")
+    (result,) = await record_callbacks(pool, runtime, [Callback.parse(attempt_id, kind, params)])
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+@dataclass(slots=True)
+class _Applied:
+    """One attempt of a batch: its locked row, its state as the batch's events leave it,
+    and what ending it decided."""
+
+    row: Mapping[str, Any]
+    attempt: AttemptRow
+    before: dict[str, object]
+    decision: EndDecision | None = None
 
 
 async def _record(
-    pool: AsyncPool,
-    runtime: Runtime,
-    attempt_id: int,
-    kind: CallbackKind,
-    params: Mapping[str, str],
-    event: CallEvent,
-    values: dict[str, object],
-) -> CallbackResult:
+    pool: AsyncPool, runtime: Runtime, callbacks: Sequence[Callback]
+) -> list[CallbackResult | Exception]:
     hooks: list[Callable[[], object]] = []
+    results: list[CallbackResult | Exception] = []
     async with transaction(pool, hooks) as conn:
-        cursor = await conn.execute(_LOCK_AND_STORE, values)
-        row = await cursor.fetchone()
-        if row is None:
-            raise NotFoundError("attempt_not_found", f"no call attempt {attempt_id}")
-        if not row["stored"]:
-            return CallbackResult(stored=False)
-        if row["call_sid"] not in (None, event.call_sid):
-            log.warning("callback_sid_mismatch", attempt_id=attempt_id, call_sid=event.call_sid)
-            return CallbackResult(stored=True)
-        if row["status"] == AttemptStatus.NOT_PLACED and row["call_sid"] is None:
-            log.warning("late_call_seen", attempt_id=attempt_id, call_sid=event.call_sid)
-            return CallbackResult(stored=True, late_call=event.call_sid)
-        attempt = AttemptRow.read(row)
-        before = attempt.applied()
-        if kind is CallbackKind.GATHER:
-            attempt.digits = (params.get("Digits") or "")[:8] or None
-        ended = apply_event(attempt, event)
-        after = attempt.applied()
+        cursor = await conn.execute(_LOCK_AND_STORE, _incoming(callbacks))
+        rows = {row["id"]: row for row in await cursor.fetchall()}
+        stored = {ordinal for row in rows.values() for ordinal in row["stored"]}
+        foreign = {ordinal for row in rows.values() for ordinal in row["foreign_sids"]}
+        applied: dict[int, _Applied] = {}
+        sids: dict[str, int] = {}  # call sid -> the attempt it belongs to in this batch
+        for ordinal, callback in enumerate(callbacks):
+            row = rows.get(callback.attempt_id)
+            if row is None:
+                results.append(
+                    NotFoundError("attempt_not_found", f"no call attempt {callback.attempt_id}")
+                )
+                continue
+            if ordinal not in stored:
+                results.append(CallbackResult(stored=False))
+                continue
+            if callback.attempt_id not in applied:
+                attempt = AttemptRow.read(row)
+                applied[callback.attempt_id] = _Applied(row, attempt, attempt.applied())
+            sid, state = callback.event.call_sid, applied[callback.attempt_id]
+            if ordinal in foreign or sids.get(sid, callback.attempt_id) != callback.attempt_id:
+                # Another attempt's call: applying it would break the call sid's uniqueness.
+                log.warning("callback_sid_taken", attempt_id=callback.attempt_id, call_sid=sid)
+                results.append(CallbackResult(stored=True))
+                continue
+            results.append(_apply(state, callback, runtime))
+            if state.attempt.call_sid == sid:
+                sids[sid] = callback.attempt_id
+        ended = [a for a in applied.values() if a.decision is not None]
+        changed = [a for a in applied.values() if a.attempt.applied() != a.before]
         if ended:
-            decision = decide(
-                EndedAttempt(
-                    attempt_id=attempt_id,
-                    account_id=row["account_id"],
-                    campaign_id=row["campaign_id"],
-                    caller_id_id=row["caller_id_id"],
-                    status=attempt.status,
-                    answered_by=attempt.answered_by,
-                    end_reason=attempt.end_reason,
-                    attempt_count=row["attempt_count"],
-                    dial_error_count=row["dial_error_count"],
-                    campaign_status=CampaignStatus(row["campaign_status"]),
-                    max_attempts=row["max_attempts"],
-                    dial_retries=row["dial_retries"],
-                    retry_policy=row["retry_policy"],
-                    schedule=ContactSchedule.from_row(row),
-                ),
-                runtime.clock(),
-            )
-            step = decision.step
-            await conn.execute(
-                _FINISH,
-                {
-                    **after,
-                    "id": attempt_id,
-                    "job_id": row["job_id"],
-                    "outcome": step.outcome.value if step.outcome else None,
-                    "job_status": step.status.value,
-                    "next_due_at": step.next_due_at,
-                },
-            )
-            release = decision.release
+            await conn.execute(_FINISH, {**_columns(changed), **_steps(ended)})
+        elif changed:
+            await conn.execute(_UPDATE_ATTEMPTS, _columns(changed))
+        for a in ended:
+            assert a.decision is not None
+            step, release = a.decision.step, a.decision.release
             hooks.append(
-                lambda: runtime.pool.release(release.member, release.scope_keys, release.wake_key)
+                partial(runtime.pool.release, release.member, release.scope_keys, release.wake_key)
             )
-            await record_attempt_end_async(conn, row, attempt, step, hooks, utcnow())
-        elif after != before:
-            await conn.execute(_UPDATE_ATTEMPT, {**after, "id": attempt_id})
-    machine_found = before["answered_by"] is None and attempt.answered_by in MACHINE_ANSWERS
+            await record_attempt_end_async(conn, a.row, a.attempt, step, hooks, utcnow())
+    return results
+
+
+def _apply(applied: _Applied, callback: Callback, runtime: Runtime) -> CallbackResult:
+    """One stored callback through the state machine, on its attempt's state in the batch."""
+    attempt, row, event = applied.attempt, applied.row, callback.event
+    if attempt.call_sid not in (None, event.call_sid):
+        log.warning(
+            "callback_sid_mismatch", attempt_id=callback.attempt_id, call_sid=event.call_sid
+        )
+        return CallbackResult(stored=True)
+    if attempt.status == AttemptStatus.NOT_PLACED and attempt.call_sid is None:
+        log.warning("late_call_seen", attempt_id=callback.attempt_id, call_sid=event.call_sid)
+        return CallbackResult(stored=True, late_call=event.call_sid)
+    answered_by = attempt.answered_by
+    if callback.kind is CallbackKind.GATHER:
+        attempt.digits = (callback.params.get("Digits") or "")[:8] or None
+    ended = apply_event(attempt, event)
+    if ended:
+        applied.decision = decide(
+            EndedAttempt(
+                attempt_id=callback.attempt_id,
+                account_id=row["account_id"],
+                campaign_id=row["campaign_id"],
+                caller_id_id=row["caller_id_id"],
+                status=attempt.status,
+                answered_by=attempt.answered_by,
+                end_reason=attempt.end_reason,
+                attempt_count=row["attempt_count"],
+                dial_error_count=row["dial_error_count"],
+                campaign_status=CampaignStatus(row["campaign_status"]),
+                max_attempts=row["max_attempts"],
+                dial_retries=row["dial_retries"],
+                retry_policy=row["retry_policy"],
+                schedule=ContactSchedule.from_row(row),
+            ),
+            runtime.clock(),
+        )
     hang_up = (
-        machine_found
+        answered_by is None
+        and attempt.answered_by in MACHINE_ANSWERS
         and not is_terminal(attempt.status)
-        and row["machine_detection"]
+        and bool(row["machine_detection"])
         and row["machine_action"] == MachineAction.HANG_UP
     )
     return CallbackResult(stored=True, ended=ended, hang_up_machine=hang_up)
+
+
+def _incoming(callbacks: Sequence[Callback]) -> dict[str, list[Any]]:
+    """`_LOCK_AND_STORE`'s arrays: one element per callback, its ordinal its index."""
+    return {
+        "attempt_ids": [c.attempt_id for c in callbacks],
+        "call_sids": [c.event.call_sid for c in callbacks],
+        "kinds": [c.kind.value for c in callbacks],
+        "call_statuses": [
+            c.params.get("CallStatus", "") if c.kind is CallbackKind.STATUS else c.kind.value
+            for c in callbacks
+        ],
+        "sequences": [c.event.sequence for c in callbacks],
+        "payloads": [Jsonb(dict(c.params)) for c in callbacks],
+        "ordinals": list(range(len(callbacks))),
+    }
+
+
+def _columns(changed: list[_Applied]) -> dict[str, list[Any]]:
+    """`_UPDATE_ATTEMPTS`' arrays: each changed attempt's id and `_APPLIED` columns."""
+    values = [a.attempt.applied() for a in changed]
+    columns: dict[str, list[Any]] = {"id": [a.row["id"] for a in changed]}
+    for column in _APPLIED:
+        columns[column] = [v[column] for v in values]
+    return columns
+
+
+def _steps(ended: list[_Applied]) -> dict[str, list[Any]]:
+    """`_FINISH`'s contact arrays: each ended attempt's contact and its next step."""
+    steps = {a.row["job_id"]: a.decision.step for a in ended if a.decision is not None}
+    return {
+        "job_id": list(steps),
+        "outcome": [s.outcome.value if s.outcome else None for s in steps.values()],
+        "job_status": [s.status.value for s in steps.values()],
+        "next_due_at": [s.next_due_at for s in steps.values()],
+    }
+
+
+MAX_BATCH = 64
+"""Callbacks applied in one transaction at most (`CallbackBatcher`)."""
+
+
+@dataclass(slots=True)
+class _Waiting:
+    callback: Callback
+    future: asyncio.Future[CallbackResult]
+
+
+class CallbackBatcher:
+    """Group commit for the webhook: the callbacks one process receives while a batch is
+    being applied wait for the next batch, and each request is answered once its batch
+    has committed (`record_callbacks`). An idle process applies a lone callback at once;
+    under load a batch holds what arrived during the previous one (up to `MAX_BATCH`), so
+    the commits per second stay about constant while the callbacks per commit grow, the
+    group commit of a database's own log writer. One batch is in flight per process at a
+    time. Two events of one call in one batch are applied in the order they arrived.
+    """
+
+    def __init__(self, pool: AsyncPool, runtime: Runtime) -> None:
+        self.pool = pool
+        self.runtime = runtime
+        self._waiting: list[_Waiting] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def record(
+        self, attempt_id: int, kind: CallbackKind, params: Mapping[str, str]
+    ) -> CallbackResult:
+        """Store and apply one verified callback with whatever else is waiting.
+
+        Raises:
+            MalformedCallbackError: see `parse_event` (before anything is queued).
+            NotFoundError: no attempt has that id.
+            psycopg.Error: the database is unreachable (`psycopg.OperationalError`) or
+                refused the event.
+        """
+        callback = Callback.parse(attempt_id, kind, params)
+        future: asyncio.Future[CallbackResult] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Waiting(callback, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch = self._waiting[:MAX_BATCH]
+            del self._waiting[:MAX_BATCH]
+            CALLBACK_BATCH_SIZE.observe(len(batch))
+            try:
+                results = await record_callbacks(
+                    self.pool, self.runtime, [w.callback for w in batch]
+                )
+            except Exception as error:  # every request of the batch answers with it
+                for waiting in batch:
+                    if not waiting.future.done():
+                        waiting.future.set_exception(error)
+                continue
+            for waiting, result in zip(batch, results, strict=True):
+                if waiting.future.done():  # the request went away (client disconnected)
+                    continue
+                if isinstance(result, Exception):
+                    waiting.future.set_exception(result)
+                else:
+                    waiting.future.set_result(result)

@@ -1,9 +1,10 @@
 """The provider webhooks: Twilio's status, AMD and gather callbacks for one attempt.
 
 The fast path of the API: no ORM session and no dependency, only the signature check on the
-form body and one asyncio round trip set (`dialer.dispatch.callbacks.record_callback` over
-`models.asyncdb`). Twilio retries a delivery that got a 5xx, so a database outage loses
-nothing (503, see `dialer.web.errors`).
+form body, then the callback joins the process's next batch
+(`dialer.dispatch.callbacks.CallbackBatcher` over `models.asyncdb`: one transaction for
+the callbacks that arrive together). Twilio retries a delivery that got a 5xx, so a
+database outage loses nothing (503, see `dialer.web.errors`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from twilio.request_validator import RequestValidator
 
-from dialer.dispatch.callbacks import CallbackKind, record_callback
+from dialer.dispatch.callbacks import CallbackBatcher, CallbackKind
 from dialer.dispatch.dialing import CONNECTION_OVERRIDES
 from dialer.errors import ForbiddenError
 from dialer.logs import bind_context
@@ -29,22 +30,22 @@ from workers.enqueue import hang_up, resolve_late_call
 GATHER_REPLY = (
     '<?xml version="1.0" encoding="UTF-8"?><Response><Say>Thank you. Goodbye.</Say></Response>'
 )
-WEBHOOK_POOL_SIZE = 10
-"""PostgreSQL connections per API process for the provider webhooks: at least the callbacks
-one process has in flight at once (16 in flight over 2 workers in `bench/callbacks.py`),
-so none waits for a connection; 2 workers x 10 stays well under `max_connections` (100)."""
+WEBHOOK_POOL_SIZE = 2
+"""PostgreSQL connections per API process for the provider webhooks: the callback batcher
+keeps one batch in flight, and a retry after a broken connection takes a second."""
 
 _FORM = "application/x-www-form-urlencoded"
 
 
 class Webhooks:
-    """What the provider webhooks reuse across requests: the signature validator and the
-    asyncio connection pool, built on first use (the pool in the serving event loop).
-    `create_app` puts one on `app.state.webhooks`."""
+    """What the provider webhooks reuse across requests: the signature validator, the
+    asyncio connection pool and the callback batcher, built on first use (in the serving
+    event loop). `create_app` puts one on `app.state.webhooks`."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._pool: AsyncPool | None = None
+        self._batcher: CallbackBatcher | None = None
 
     @cached_property
     def public_base_url(self) -> str:
@@ -58,6 +59,11 @@ class Webhooks:
         if self._pool is None:
             self._pool = async_pool(self.runtime.settings.database_url, WEBHOOK_POOL_SIZE)
         return self._pool
+
+    def batcher(self) -> CallbackBatcher:
+        if self._batcher is None:
+            self._batcher = CallbackBatcher(self.pool(), self.runtime)
+        return self._batcher
 
 
 router = APIRouter(
@@ -98,7 +104,7 @@ async def _callback(request: Request, attempt_id: int, kind: CallbackKind) -> Re
         ):
             CALLBACKS.labels(kind.value, "forged").inc()
             raise ForbiddenError("invalid_signature", "X-Twilio-Signature does not match")
-        result = await record_callback(webhooks.pool(), webhooks.runtime, attempt_id, kind, params)
+        result = await webhooks.batcher().record(attempt_id, kind, params)
         CALLBACKS.labels(kind.value, "stored" if result.stored else "duplicate").inc()
         if result.stored:
             observe_callback_lag(kind.value, params.get("Timestamp"))
