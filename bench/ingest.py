@@ -9,7 +9,9 @@ scratch database (`dialer_bench`, dropped first), then prints:
 - ingest rows per second, end to end (open, parse, normalise, COPY, commit), run in a
   child process; target >= 50,000 rows/s;
 - the ingest's CPU seconds per 100,000 rows (user + system time of the child process over
-  the same span; unlike rows/s, it does not depend on what else the machine runs);
+  the same span; unlike rows/s, it does not depend on what else the machine runs), and
+  those of the PostgreSQL backend serving it (its COPY, index and foreign-key work) when
+  the server runs on this machine (read from /proc, Linux);
 - the child's peak RSS (the ingest's high-water mark, imports included); target <= 300 MB;
 - the ratio of the ingest's time to, in the same run, a bare `psql \\copy` of the same file
   into an unconstrained table, and to a bare `phonenumbers` parse-validate-format loop over
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import random
 import resource
 import subprocess
@@ -33,6 +36,7 @@ import time
 from pathlib import Path
 
 import phonenumbers
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bench import scratch_database
@@ -113,6 +117,20 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _backend_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of PostgreSQL backend `pid` (proc(5): utime and stime are
+    the 14th and 15th fields of /proc/<pid>/stat, in clock ticks); None when this machine
+    has no such postgres process (a remote or containerised server)."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        if not proc.joinpath("comm").read_text().startswith("postgres"):
+            return None
+        fields = proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def child(url: str, csv_path: str, dnc_path: str) -> None:
     """Run one ingest (in its own process, for a clean RSS high-water mark); print JSON."""
     from campaigns import dnc
@@ -127,6 +145,8 @@ def child(url: str, csv_path: str, dnc_path: str) -> None:
     started = time.perf_counter()
     cpu_started = _cpu_seconds()
     with transaction(url) as session, open(csv_path, "rb") as source:
+        backend = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        server_started = _backend_cpu_seconds(backend)
         caller_id = CallerId(account_id=account.id, e164="+15005550006")
         session.add(caller_id)
         session.flush()
@@ -138,8 +158,17 @@ def child(url: str, csv_path: str, dnc_path: str) -> None:
         summary = ingest_contacts(session, campaign, source)
     elapsed = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_started
+    server_ended = _backend_cpu_seconds(backend)
+    server = None
+    if server_started is not None and server_ended is not None:
+        server = server_ended - server_started
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    figures = {"seconds": elapsed, "cpu_seconds": cpu, "peak_mb": peak_kib / 1024}
+    figures = {
+        "seconds": elapsed,
+        "cpu_seconds": cpu,
+        "server_cpu_seconds": server,
+        "peak_mb": peak_kib / 1024,
+    }
     print(json.dumps(figures | summary.to_json()))
 
 
@@ -212,7 +241,11 @@ def main() -> None:
     rate = report["rows"] / seconds
     print(f"ingest: {report['rows']:,} rows in {seconds:.2f} s = {rate:,.0f} rows/s (>= 50,000)")
     print(f"  accepted {report['accepted']:,}, rejected {report['rejected']}")
-    print(f"  CPU {report['cpu_seconds'] / report['rows'] * 100_000:.2f} s per 100,000 rows")
+    per_100k = 100_000 / report["rows"]
+    print(f"  CPU {report['cpu_seconds'] * per_100k:.2f} s per 100,000 rows", end="")
+    if report["server_cpu_seconds"] is not None:
+        print(f"; PostgreSQL backend {report['server_cpu_seconds'] * per_100k:.2f} s", end="")
+    print()
     print(f"  peak RSS {report['peak_mb']:.0f} MB (target <= 300)")
     print(f"bare psql \\copy: {psql_s:.2f} s; ingest / psql = {seconds / psql_s:.1f}x")
     print(f"bare phonenumbers loop: {phonenumbers_s:.2f} s; ingest / phonenumbers = "
