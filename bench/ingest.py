@@ -8,6 +8,10 @@ scratch database (`dialer_bench`, dropped first), then prints:
 
 - ingest rows per second, end to end (open, parse, normalise, COPY, commit), run in a
   child process; target >= 50,000 rows/s;
+- the ingest's CPU seconds per 100,000 rows (user + system time of the child process over
+  the same span; unlike rows/s, it does not depend on what else the machine runs), and
+  those of the PostgreSQL backend serving it (its COPY, index and foreign-key work) when
+  the server runs on this machine (read from /proc, Linux);
 - the child's peak RSS (the ingest's high-water mark, imports included); target <= 300 MB;
 - the ratio of the ingest's time to, in the same run, a bare `psql \\copy` of the same file
   into an unconstrained table, and to a bare `phonenumbers` parse-validate-format loop over
@@ -31,9 +35,10 @@ import time
 from pathlib import Path
 
 import phonenumbers
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from bench import scratch_database
+from bench import cpu_seconds, scratch_database
 from dialer import numbers
 
 DATABASE = "dialer_bench"
@@ -106,6 +111,11 @@ def generate(path: Path, rows: int, seed: int = 7, invalid: str = "mixed") -> li
     return ["+1" + nsn for nsn in rng.sample(issued, min(DNC_SIZE, len(issued)))]
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def child(url: str, csv_path: str, dnc_path: str) -> None:
     """Run one ingest (in its own process, for a clean RSS high-water mark); print JSON."""
     from campaigns import dnc
@@ -118,7 +128,10 @@ def child(url: str, csv_path: str, dnc_path: str) -> None:
         session.flush()
         dnc.add(session, account.id, json.loads(Path(dnc_path).read_text()), "US")
     started = time.perf_counter()
+    cpu_started = _cpu_seconds()
     with transaction(url) as session, open(csv_path, "rb") as source:
+        backend = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        server_started = cpu_seconds([backend])
         caller_id = CallerId(account_id=account.id, e164="+15005550006")
         session.add(caller_id)
         session.flush()
@@ -129,8 +142,16 @@ def child(url: str, csv_path: str, dnc_path: str) -> None:
         session.flush()
         summary = ingest_contacts(session, campaign, source)
     elapsed = time.perf_counter() - started
+    cpu = _cpu_seconds() - cpu_started
+    server = cpu_seconds([backend]) - server_started  # 0 when the server is not on this machine
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": elapsed, "peak_mb": peak_kib / 1024, **summary.to_json()}))
+    figures = {
+        "seconds": elapsed,
+        "cpu_seconds": cpu,
+        "server_cpu_seconds": server,
+        "peak_mb": peak_kib / 1024,
+    }
+    print(json.dumps(figures | summary.to_json()))
 
 
 def bare_psql_copy(url: str, csv_path: Path) -> float:
@@ -202,6 +223,11 @@ def main() -> None:
     rate = report["rows"] / seconds
     print(f"ingest: {report['rows']:,} rows in {seconds:.2f} s = {rate:,.0f} rows/s (>= 50,000)")
     print(f"  accepted {report['accepted']:,}, rejected {report['rejected']}")
+    per_100k = 100_000 / report["rows"]
+    print(f"  CPU {report['cpu_seconds'] * per_100k:.2f} s per 100,000 rows", end="")
+    if report["server_cpu_seconds"]:
+        print(f"; PostgreSQL backend {report['server_cpu_seconds'] * per_100k:.2f} s", end="")
+    print()
     print(f"  peak RSS {report['peak_mb']:.0f} MB (target <= 300)")
     print(f"bare psql \\copy: {psql_s:.2f} s; ingest / psql = {seconds / psql_s:.1f}x")
     print(f"bare phonenumbers loop: {phonenumbers_s:.2f} s; ingest / phonenumbers = "

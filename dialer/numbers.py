@@ -6,11 +6,17 @@ validating with it costs 20-40 µs a number, too slow for million-row campaign C
 (`+1 212 555 0143`, `(212) 555-0143`, `212.555.0143`, `1-212-555-0143`): it validates the
 national number against the same metadata patterns, precompiled once into one regular
 expression per NANP region and evaluated in the order libphonenumber uses (see
-`_NanpRegion`). A second fast path rejects, in a NANP region, a run of seven or more
-digits that is not of that shape (`1234567`, a truncated or padded export), which
+`_NanpRegion`). A second fast path rejects, in a NANP region, a run of digits that no
+NANP region's metadata allows (`12345`, `1234567`, a truncated or padded export), which
 otherwise costs the most of all: a full parse and a region search that a cache cannot help
 with, each such number being different. Every other input takes the `phonenumbers` path
-behind an LRU cache. The equivalence of the paths is checked by
+behind an LRU cache. On every path, a `phonenumbers` check is skipped when a test it makes
+itself (a length and a pattern from the same metadata) certainly fails: a national number
+that no region of its country code allows skips `is_valid_number`'s region search, one
+that is not of the default region's short-code lengths and pattern skips the short-code
+check, a digit run that no emergency number of the default region begins skips the
+emergency check. The equivalence with plain `phonenumbers` (the rules below applied with
+its functions alone, on a large generated set of tricky inputs) is checked by
 `tests/dialer/test_numbers.py`.
 
 Rules of this module (one place, so ingest, DNC and the pacer agree):
@@ -138,12 +144,15 @@ _TYPE_ORDER = (
     ("mobile", PhoneNumberType.MOBILE),
 )
 _NANP_LENGTH = 10
-# A run of ASCII digits starting with 2-9: neither an international prefix (`00`, `011`)
-# nor the country code or national prefix 1 (`11 928 510 6903` is valid: both are
-# stripped), so in a NANP region it is read whole as a national number. When its length is
-# none of the national lengths any NANP region allows (`_NANP_LENGTHS`: 10, and 7 for
-# Canada's `310-xxxx`) it is certainly invalid, and too long for a short code.
-_LONG_DIGITS = re.compile(r"[ \t]*([2-9][0-9]{6,})[ \t]*")
+# A run of ASCII digits starting with 2-9: neither the international prefix `011` nor the
+# country code or national prefix 1 (`11 928 510 6903` is valid: both are stripped), so in
+# a NANP region that reads national numbers as given (`_DIGIT_RUN_REGIONS`)
+# `phonenumbers.parse` returns country code 1 with the run as national number, or raises
+# when the run is longer than `_MAX_NSN`.
+_DIGIT_RUN = re.compile(r"[ \t]*([2-9][0-9]+)[ \t]*")
+_MAX_NSN = 17
+"""libphonenumber's longest national number (`_MAX_LENGTH_FOR_NSN`); `parse` raises TOO_LONG
+beyond it."""
 
 
 def _desc_pattern(desc: phonenumbers.PhoneNumberDesc | None) -> str | None:
@@ -171,10 +180,10 @@ class _NanpRegion:
     types: re.Pattern[str] | None
     mobile: re.Pattern[str] | None
     same_mobile_and_fixed_line: bool
-    completes_local_numbers: bool
-    """The region prefixes its area code to a 7-digit local number when parsing."""
-    possible_lengths: tuple[int, ...]
-    """National number lengths of the region's numbers (libphonenumber's general desc)."""
+    reads_digits_as_given: bool
+    """A digit run starting with 2-9 is the national number as it stands: the international
+    prefix is `011`, the national prefix for parsing is `1`, and no transform rule prefixes
+    an area code to a 7-digit local number (VG's `3000000` is +1 284 300 0000)."""
 
     @classmethod
     def from_metadata(cls, region: str) -> _NanpRegion:
@@ -195,10 +204,9 @@ class _NanpRegion:
             types=re.compile("|".join(branches)) if branches else None,
             mobile=re.compile(mobile) if mobile else None,
             same_mobile_and_fixed_line=bool(meta.same_mobile_and_fixed_line_pattern),
-            completes_local_numbers=bool(meta.national_prefix_transform_rule),
-            possible_lengths=tuple(
-                meta.general_desc.possible_length or () if meta.general_desc else ()
-            ),
+            reads_digits_as_given=meta.international_prefix == "011"
+            and meta.national_prefix_for_parsing == "1"
+            and not meta.national_prefix_transform_rule,
         )
 
     def number_type(self, nsn: str) -> int:
@@ -223,13 +231,9 @@ _NANP_REGIONS = tuple(
 )
 _NANP_REGION_CODES = frozenset(region.region for region in _NANP_REGIONS)
 _DIGIT_RUN_REGIONS = frozenset(
-    region.region for region in _NANP_REGIONS if not region.completes_local_numbers
+    region.region for region in _NANP_REGIONS if region.reads_digits_as_given
 )
-"""NANP regions where the long-digit-run fast path applies (see `_LONG_DIGITS`); not those
-that complete a 7-digit local number with their area code (a
-`national_prefix_transform_rule`: VG's `3000000` is +1 284 300 0000)."""
-_NANP_LENGTHS = frozenset(length for region in _NANP_REGIONS for length in region.possible_lengths)
-"""Every national number length a NANP region allows."""
+"""NANP regions where the digit-run fast path applies (see `_DIGIT_RUN`)."""
 
 
 def _classify_nanp(nsn: str) -> NumberInfo | None:
@@ -249,6 +253,90 @@ def _classify_nanp(nsn: str) -> NumberInfo | None:
     if number_type == PhoneNumberType.UNKNOWN:
         return None
     return NumberInfo("+1" + nsn, rules.region, number_type, 1)
+
+
+# ---- necessary conditions of phonenumbers' checks -------------------------------------------
+# Each is the first test the `phonenumbers` function makes, on the same metadata, so when it
+# fails the function's answer is certainly False and the call (with its region search, its
+# per-call pattern lookups) is skipped; when it holds, the function itself still decides.
+
+
+@lru_cache(maxsize=512)
+def _general_patterns(country_code: int) -> dict[int | None, re.Pattern[str]]:
+    """The general-desc patterns of every region of `country_code` (the non-geographic
+    entity's for a non-geographic code), one alternation per possible national number
+    length; key None for descs that list no lengths (any length)."""
+    by_length: dict[int | None, list[str]] = {}
+    for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country_code, ()):
+        meta = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
+        desc = None if meta is None else meta.general_desc
+        if desc is None or not desc.national_number_pattern:
+            continue
+        for length in desc.possible_length or (None,):
+            by_length.setdefault(length, []).append(f"(?:{desc.national_number_pattern})")
+    return {length: re.compile("|".join(branches)) for length, branches in by_length.items()}
+
+
+def _may_be_valid(country_code: int, nsn: str) -> bool:
+    """False only when `phonenumbers.is_valid_number` is certainly False for a number with
+    this country code and national significant number (digits, leading zeros included):
+    validity needs the general desc of one of the code's regions to allow the length and
+    match the pattern (`_number_type_helper`'s first test)."""
+    patterns = _general_patterns(country_code)
+    for length in (len(nsn), None):
+        pattern = patterns.get(length)
+        if pattern is not None and pattern.fullmatch(nsn):
+            return True
+    return False
+
+
+def _is_valid(parsed: phonenumbers.PhoneNumber) -> bool:
+    """`phonenumbers.is_valid_number`, without its region search when `_may_be_valid` says no."""
+    nsn = phonenumbers.national_significant_number(parsed)
+    return _may_be_valid(parsed.country_code or 0, nsn) and phonenumbers.is_valid_number(parsed)
+
+
+def _desc_test(
+    desc: phonenumbers.PhoneNumberDesc | None,
+) -> tuple[frozenset[int], re.Pattern[str]] | None:
+    """A short-number desc's possible lengths (empty: any) and pattern; None when it has none."""
+    if desc is None or not desc.national_number_pattern:
+        return None
+    return frozenset(desc.possible_length or ()), re.compile(desc.national_number_pattern)
+
+
+@dataclass(frozen=True, slots=True)
+class _ShortRules:
+    """A region's short-number metadata, for necessary conditions of `shortnumberinfo`."""
+
+    emergency: re.Pattern[str] | None
+    """The emergency pattern; None when `connects_to_emergency_number` is False for any input
+    (no short metadata, no emergency desc or an empty pattern)."""
+    short_code: tuple[frozenset[int], re.Pattern[str]] | None
+    """The short-code desc's lengths and pattern; None when unknown (then no shortcut)."""
+
+    def may_connect(self, digits: str) -> bool:
+        """False only when `connects_to_emergency_number(digits, region)` is certainly False
+        for a run of ASCII digits: it tests the emergency pattern at the start of the digits."""
+        return self.emergency is not None and self.emergency.match(digits) is not None
+
+    def may_be_short_code(self, nsn: str) -> bool:
+        """False only when `is_valid_short_number_for_region` is certainly False for a
+        number with national significant number `nsn`: its last test is the short-code
+        desc's length and full pattern."""
+        if self.short_code is None:
+            return True
+        lengths, pattern = self.short_code
+        return (not lengths or len(nsn) in lengths) and pattern.fullmatch(nsn) is not None
+
+
+@lru_cache(maxsize=512)
+def _short_rules(region: str) -> _ShortRules:
+    meta = phonenumbers.PhoneMetadata.short_metadata_for_region(region.upper(), None)
+    if meta is None:
+        return _ShortRules(None, None)
+    emergency = _desc_test(meta.emergency)
+    return _ShortRules(None if emergency is None else emergency[1], _desc_test(meta.short_code))
 
 
 # ---- the phonenumbers path -----------------------------------------------------------------
@@ -283,13 +371,20 @@ def _invalid_reason(
     in `default_region`, if any (see the module rules)."""
     if "+" in text:
         return RejectReason.INVALID_NUMBER
-    digits = phonenumbers.normalize_digits_only(text)
-    if (digits and _EMERGENCY_ANY_REGION.fullmatch(digits)) or (
-        shortnumberinfo.connects_to_emergency_number(text, default_region)
+    # An ASCII digit run is its own possible number and digits for `shortnumberinfo`.
+    plain = text.isascii() and text.isdigit()
+    digits = text if plain else phonenumbers.normalize_digits_only(text)
+    if digits and _EMERGENCY_ANY_REGION.fullmatch(digits):
+        return RejectReason.EMERGENCY_OR_SHORT_CODE
+    rules = _short_rules(default_region)
+    if (not plain or rules.may_connect(text)) and shortnumberinfo.connects_to_emergency_number(
+        text, default_region
     ):
         return RejectReason.EMERGENCY_OR_SHORT_CODE
-    if parsed is not None and shortnumberinfo.is_valid_short_number_for_region(
-        parsed, default_region
+    if (
+        parsed is not None
+        and rules.may_be_short_code(phonenumbers.national_significant_number(parsed))
+        and shortnumberinfo.is_valid_short_number_for_region(parsed, default_region)
     ):
         return RejectReason.EMERGENCY_OR_SHORT_CODE
     return RejectReason.INVALID_NUMBER
@@ -301,10 +396,10 @@ def _classify_slow(raw: str, default_region: str) -> NumberInfo | RejectReason:
     if not text:
         return RejectReason.MISSING_NUMBER
     parsed = _parse(text, default_region)
-    valid = parsed if parsed is not None and phonenumbers.is_valid_number(parsed) else None
+    valid = parsed if parsed is not None and _is_valid(parsed) else None
     if valid is None and text.startswith("00"):
         valid = _parse("+" + text[2:], default_region)
-        if valid is not None and not phonenumbers.is_valid_number(valid):
+        if valid is not None and not _is_valid(valid):
             valid = None
     if valid is None:
         return _invalid_reason(text, default_region, parsed)
@@ -335,10 +430,13 @@ def classify(raw: str, default_region: str) -> NumberInfo:
     else:
         nsn = None
     if nsn is None and default_region in _DIGIT_RUN_REGIONS:
-        digits = _LONG_DIGITS.fullmatch(raw)
-        if digits is not None and len(digits[1]) not in _NANP_LENGTHS:
-            # No parse needed: too long to be a short code, so only the emergency test applies.
-            raise NumberRejected(_invalid_reason(digits[1], default_region, None), raw)
+        run = _DIGIT_RUN.fullmatch(raw)
+        if run is not None and not _may_be_valid(1, digits := run[1]):
+            # No parse needed: it is known (see `_DIGIT_RUN`), and the number is invalid.
+            parsed = None
+            if len(digits) <= _MAX_NSN:
+                parsed = phonenumbers.PhoneNumber(country_code=1, national_number=int(digits))
+            raise NumberRejected(_invalid_reason(digits, default_region, parsed), raw)
     if nsn is not None:
         info = _classify_nanp(nsn)
         if info is not None:
