@@ -416,13 +416,13 @@ async def _record(
             await conn.execute(_FINISH, {**_columns(changed), **_steps(ended)})
         elif changed:
             await conn.execute(_UPDATE_ATTEMPTS, _columns(changed))
+        releases = []
         for a in ended:
             assert a.decision is not None
-            step, release = a.decision.step, a.decision.release
-            hooks.append(
-                partial(runtime.pool.release, release.member, release.scope_keys, release.wake_key)
-            )
-            await record_attempt_end_async(conn, a.row, a.attempt, step, hooks, utcnow())
+            release = a.decision.release
+            releases.append((release.member, release.scope_keys, release.wake_key))
+            await record_attempt_end_async(conn, a.row, a.attempt, a.decision.step, hooks, utcnow())
+        hooks.insert(0, partial(runtime.pool.release_many, releases))
     return results
 
 

@@ -15,6 +15,7 @@ from enum import StrEnum
 from importlib.resources import files
 
 import redis
+from redis.exceptions import NoScriptError
 
 _ACQUIRE = files("dialer.pool").joinpath("lua/acquire.lua").read_text()
 _RELEASE = files("dialer.pool").joinpath("lua/release.lua").read_text()
@@ -185,6 +186,21 @@ class Pool:
     def release(self, member: str, scope_keys: list[str], wake_key: str) -> int:
         """Drop `member`'s lease from every scope; idempotent. Returns scopes that held it."""
         return int(self._release(keys=[*scope_keys, wake_key], args=[member]))
+
+    def release_many(self, leases: list[tuple[str, list[str], str]]) -> None:
+        """`release` for each (member, scope keys, wake key), in one round trip: a pipeline
+        of the same script by its SHA (each release stays atomic on its own); when Redis
+        has lost the script (a restart), one `release` at a time, which loads it again."""
+        if not leases:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for member, scope_keys, wake_key in leases:
+            pipe.evalsha(self._release.sha, len(scope_keys) + 1, *scope_keys, wake_key, member)
+        try:
+            pipe.execute()
+        except NoScriptError:
+            for member, scope_keys, wake_key in leases:
+                self.release(member, scope_keys, wake_key)
 
     def live(self, scope_key: str) -> int:
         """Leases currently held in a scope (expired ones included until the next purge)."""

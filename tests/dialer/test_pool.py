@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 
 import redis
 
-from dialer.pool import AcquireResult, Keys, Pool, RateLimit, Scope
+from dialer.pool import _RELEASE, AcquireResult, Keys, Pool, RateLimit, Scope
 
 
 def scopes(account_cap: int = 3, campaign_cap: int = 2) -> list[Scope]:
@@ -43,6 +44,32 @@ def test_release_is_idempotent_and_wakes(redis_client: redis.Redis) -> None:
     assert pool.release("1", scope_keys, keys.wake()) == 2
     assert pool.release("1", scope_keys, keys.wake()) == 0
     assert redis_client.llen(keys.wake()) == 1
+
+
+def test_release_many_frees_every_lease_in_one_round_trip(redis_client: redis.Redis) -> None:
+    pool = Pool(redis_client)
+    keys = Keys(1)
+    scope_keys = [s.key for s in scopes(account_cap=10, campaign_cap=10)]
+    for member in ("1", "2", "3"):
+        pool.acquire(member, 60, scopes(account_cap=10, campaign_cap=10), [])
+    pool.release_many([(m, scope_keys, keys.wake()) for m in ("1", "2")])
+    assert redis_client.zrange(keys.account_pool(), 0, -1) == [b"3"]
+    assert redis_client.zrange(keys.campaign_pool(7), 0, -1) == [b"3"]
+    assert redis_client.llen(keys.wake()) == 2
+
+
+def test_release_many_loads_a_script_redis_lost(redis_client: redis.Redis) -> None:
+    """A Redis that restarted has no scripts: the pipeline's EVALSHA fails, and each lease is
+    released one by one, which loads the script again."""
+    pool = Pool(redis_client)
+    keys = Keys(1)
+    scope_keys = [s.key for s in scopes()]
+    pool.acquire("1", 60, scopes(), [])
+    # A script body this server has never seen stands for one it has lost.
+    pool._release = redis_client.register_script(f"{_RELEASE}\n-- {uuid.uuid4()}")
+    pool.release_many([("1", scope_keys, keys.wake())])
+    assert redis_client.zcard(keys.account_pool()) == 0
+    assert redis_client.script_exists(pool._release.sha) == [True]
 
 
 def test_expired_leases_are_purged(redis_client: redis.Redis) -> None:
