@@ -20,7 +20,9 @@ the triggers apply), and prints:
   their ratio, the machine's drift cancelled by the interleaving; target >= 0.90;
 - the same through HTTP: `bench/callbacks.py` run alternately with and without the
   counting triggers (`--without-counting`; `--rounds` times each way, short runs), and
-  the median webhook rates compared; target: with / without >= 0.90.
+  the median webhook rates compared; target: with / without >= 0.90. The median CPU per
+  callback (API and PostgreSQL) each way is printed too: the same cost as a ratio that a
+  busy machine distorts less than it does the rates.
 
 Usage: python -m bench.report [--contacts N] [--calls N] [--database NAME] [--redis URL]
                               [--rounds N] [--reuse]
@@ -206,9 +208,9 @@ def _export_child(url: str, account_id: int, campaign_id: int, which: str) -> No
     )
 
 
-def _webhook_rate(database: str, redis_url: str, counting: bool) -> float:
-    """One short `bench/callbacks.py` run, with or without the counting triggers; its
-    webhook rate/s."""
+def _webhook_run(database: str, redis_url: str, counting: bool) -> tuple[float, float]:
+    """One short `bench/callbacks.py` run, with or without the counting triggers: its
+    webhook rate (callbacks/s) and CPU milliseconds per callback (API and PostgreSQL)."""
     command = [sys.executable, "-m", "bench.callbacks", "--attempts", "3000"]
     command += ["--duration", "20", "--database", database, "--redis", redis_url]
     output = subprocess.run(
@@ -218,10 +220,10 @@ def _webhook_rate(database: str, redis_url: str, counting: bool) -> float:
         text=True,
         check=False,  # it exits 1 when not every call was driven in time: the rate stands
     ).stdout
-    match = re.search(r"^webhook\s+\d+\s+(\d+)", output, re.MULTILINE)
+    match = re.search(r"^webhook\s+\d+\s+(\d+)\s+\S+\s+\S+\s+(\S+)\s+(\S+)", output, re.MULTILINE)
     if match is None:
-        raise RuntimeError(f"no webhook rate in:\n{output}")
-    return float(match.group(1))
+        raise RuntimeError(f"no webhook figures in:\n{output}")
+    return float(match[1]), float(match[2]) + float(match[3])
 
 
 async def _drive(
@@ -355,14 +357,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.server, f"{args.database}_fastpath", args.redis, args.fast_rounds, args.fast_calls
     )
     database = f"{args.database}_callbacks"
-    rates: dict[bool, list[float]] = {True: [], False: []}
+    runs: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
     for _ in range(args.rounds):
         for counting in (False, True):
-            rates[counting].append(_webhook_rate(database, args.redis, counting))
-    on, off = (statistics.median(rates[counting]) for counting in (True, False))
+            runs[counting].append(_webhook_run(database, args.redis, counting))
+    rate = {k: statistics.median(r for r, _ in v) for k, v in runs.items()}
+    cpu = {k: statistics.median(c for _, c in v) for k, v in runs.items()}
     print(
-        f"callbacks bench (HTTP), webhook rate/s with the counting triggers {rates[True]},"
-        f" without {rates[False]}; median with / without = {on / off:.2f} (target >= 0.90)"
+        f"callbacks bench (HTTP), webhook rate/s with the counting triggers"
+        f" {[r for r, _ in runs[True]]}, without {[r for r, _ in runs[False]]}; median with /"
+        f" without = {rate[True] / rate[False]:.2f} (target >= 0.90); CPU ms per callback (API"
+        f" + PostgreSQL) with {cpu[True]:.3f}, without {cpu[False]:.3f}: without / with ="
+        f" {cpu[False] / cpu[True]:.2f} (the same ratio, as the machine's load leaves it)"
     )
     return 0
 
