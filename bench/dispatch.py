@@ -10,9 +10,22 @@ Printed per scenario: time-weighted utilisation while work remains (live calls a
 carrier / the binding limit's concurrency, and leases / cap), the simulator's
 `max_concurrent` against the cap and `max_cps` against the limit, achieved CPS,
 slot refill latency (terminal callback dispatched -> next create, while the pool was full)
-p50 / p99, and the Redis commands and Celery tasks per call.
+p50 / p99, the Redis commands and Celery tasks per call, and the dialer's CPU per call.
 
-Usage: python -m bench.dispatch [--scale F] [--only NAME]   (F multiplies contact counts)
+Redis commands are counted twice: server-wide (`INFO stats` total_commands_processed, which
+includes the commands Lua scripts run, as every other process on the server does), and for
+the benchmark's database alone by `MONITOR` (lines tagged with db 12; a script's own commands
+carry its db too), with the top commands per call. Both leave out the benchmark's own
+sampling (one `ZCARD` per sample).
+
+Dialer CPU: utime + stime from `/proc` of the Celery worker and beat and the API (each
+process tree: live processes plus their reaped children), and of the PostgreSQL backends
+connected to the benchmark's database (those alive at the end; a backend that exits mid-run
+is missed), from the campaign's start to its last contact done. The simulator and this
+process are left out.
+
+Usage: python -m bench.dispatch [--scale F[,F...]] [--only NAME]
+           (F multiplies contact counts; several run each scenario at each, e.g. 1,2,4)
        python -m bench.dispatch --scenario windows [--sizes 100000,1000000]
            (pacer rounds over a million contacts in 20 zones: see bench/dispatch_windows.py)
 """
@@ -23,16 +36,18 @@ import argparse
 import bisect
 import io
 import itertools
+import os
 import statistics
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import redis
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from bench import scratch_database
 from campaigns import lifecycle
@@ -45,7 +60,9 @@ from models import transaction
 
 SERVER = "postgresql+psycopg://root@127.0.0.1:5432"
 DATABASE = "dialer_bench_dispatch"
-REDIS_URL = "redis://127.0.0.1:6379/12"
+REDIS_DB = 12
+REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -81,6 +98,71 @@ class Sampler(threading.Thread):
             leases = int(self.redis.zcard(self.pool_key))
             self.samples.append((time.monotonic(), live, leases))
             time.sleep(0.02)
+
+
+class Monitor(threading.Thread):
+    """Counts the commands Redis runs in the benchmark's database, by name (`MONITOR`)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.client = redis.Redis.from_url(url)
+        self.counts: Counter[str] = Counter()
+        self.counting = False
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with self.client.monitor() as monitor:
+            for command in monitor.listen():
+                if self.stop.is_set():
+                    return
+                if self.counting and command["db"] == REDIS_DB:
+                    self.counts[command["command"].split(" ", 1)[0].strip('"').upper()] += 1
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) of a process and every descendant alive, plus the
+    children they have reaped."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += _own_ticks(pid, reaped=True)
+        todo.extend(parents.get(pid, []))
+    return total / CLOCK_TICKS
+
+
+def _own_ticks(pid: int, *, reaped: bool) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    # After the command: state(0) ... utime(11) stime(12) cutime(13) cstime(14)
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks + (int(fields[13]) + int(fields[14]) if reaped else 0)
+
+
+def dialer_cpu_s(roots: dict[str, int], database_url: str) -> dict[str, float]:
+    """CPU seconds so far per part: the process trees in `roots` and `postgres` (the
+    backends connected to the database of `database_url`, this connection's excepted)."""
+    out = {name: tree_cpu_s(pid) for name, pid in roots.items()}
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        backends = conn.execute(
+            text(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalars()
+        out["postgres"] = sum(_own_ticks(pid, reaped=False) for pid in backends) / CLOCK_TICKS
+    engine.dispose()
+    return out
 
 
 def time_weighted(samples: list[tuple[float, int, int]], start: float, end: float, i: int) -> float:
@@ -157,7 +239,14 @@ def run(scenario: Scenario, url: str, run_dir: Path) -> dict[str, Any]:
             ),
             io.BytesIO(generated_contacts(scenario.contacts)),
         )
+        roots = {name: stack.processes[name].pid for name in ("worker", "beat", "api")}
+        monitor = Monitor(REDIS_URL)
+        monitor.start()
+        time.sleep(0.2)  # MONITOR is on before counting starts
         commands_before = client.info("stats")["total_commands_processed"]
+        stats_before = client.info("commandstats")
+        cpu_before = dialer_cpu_s(roots, url)
+        monitor.counting = True
         sampler = Sampler(stack.sim_url, client, Keys(account_id).account_pool())
         sampler.start()
         with transaction(url) as session:
@@ -174,9 +263,13 @@ def run(scenario: Scenario, url: str, run_dir: Path) -> dict[str, Any]:
             if left == 0:
                 break
             time.sleep(0.25)
+        monitor.counting = False
+        cpu_after = dialer_cpu_s(roots, url)
         sampler.stop.set()
         sampler.join()
+        monitor.stop.set()
         commands = client.info("stats")["total_commands_processed"] - commands_before
+        stats_after = client.info("commandstats")
         stats = httpx.get(f"{stack.sim_url}/_sim/stats", timeout=5).json()
         timeline = httpx.get(f"{stack.sim_url}/_sim/timeline", timeout=30).json()
         tasks = stack.celery.control.inspect(timeout=2).stats() or {}
@@ -191,6 +284,31 @@ def run(scenario: Scenario, url: str, run_dir: Path) -> dict[str, Any]:
     refill = sorted(refill_latencies(timeline, sampler.samples, scenario.cap))
     task_count = sum(sum(worker.get("total", {}).values()) for worker in tasks.values())
     calls = stats["calls_created"]
+    own = len(sampler.samples)  # the sampler's ZCARDs
+    commands -= own
+    monitor.counts["ZCARD"] -= own
+    server_wide = Counter(
+        {
+            name.removeprefix("cmdstat_").upper(): value["calls"]
+            - stats_before.get(name, {}).get("calls", 0)
+            for name, value in stats_after.items()
+        }
+    )
+    server_wide["ZCARD"] -= own
+    cpu = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}
+    print(f"{scenario.name} ({calls} calls): Redis commands per call, top")
+    db_total = sum(monitor.counts.values())
+    for name, count in monitor.counts.most_common(16):
+        print(
+            f"  {name:<18} db{REDIS_DB} {count / calls:6.2f}  "
+            f"server {server_wide[name] / calls:6.2f}"
+        )
+    print(f"  {'total':<18} db{REDIS_DB} {db_total / calls:6.2f}  server {commands / calls:6.2f}")
+    print(
+        f"{scenario.name}: dialer CPU ms per call "
+        + " ".join(f"{name}={seconds * 1000 / calls:.2f}" for name, seconds in cpu.items())
+        + f" total={sum(cpu.values()) * 1000 / calls:.2f}"
+    )
     return {
         "scenario": scenario.name,
         "cap": scenario.cap,
@@ -205,13 +323,17 @@ def run(scenario: Scenario, url: str, run_dir: Path) -> dict[str, Any]:
         "refill_p99_ms": refill[int(len(refill) * 0.99) - 1] * 1000 if len(refill) > 1 else None,
         "refills": len(refill),
         "redis_cmds_per_call": commands / calls if calls else None,
+        "redis_db_cmds_per_call": db_total / calls if calls else None,
+        "cpu_ms_per_call": sum(cpu.values()) * 1000 / calls if calls else None,
         "celery_tasks_per_call": task_count / calls if calls else None,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplies contact counts")
+    parser.add_argument(
+        "--scale", default="1", help="multiplies contact counts; a comma list runs each"
+    )
     parser.add_argument("--only", help="run one scenario by name")
     parser.add_argument("--scenario", choices=["stack", "windows"], default="stack")
     parser.add_argument("--sizes", default="100000,1000000", help="windows: contact counts")
@@ -224,11 +346,12 @@ def main() -> None:
     url = scratch_database(SERVER, DATABASE)
     run_dir = Path("var/bench-dispatch")
     results = []
-    for scenario in SCENARIOS:
+    scales = [float(scale) for scale in args.scale.split(",")]
+    for scenario, scale in itertools.product(SCENARIOS, scales):
         if args.only and scenario.name != args.only:
             continue
-        scaled = Scenario(**{**scenario.__dict__, "contacts": int(scenario.contacts * args.scale)})
-        result = run(scaled, url, run_dir)
+        scaled = Scenario(**{**scenario.__dict__, "contacts": int(scenario.contacts * scale)})
+        result = {"scale": scale, **run(scaled, url, run_dir)}
         results.append(result)
         print(
             " ".join(
@@ -237,17 +360,19 @@ def main() -> None:
         )
     print()
     print(
-        f"{'scenario':<11} {'util':>6} {'lease':>6} {'maxconc':>8}/{'cap':<5} "
+        f"{'scenario':<11} {'scale':>5} {'util':>6} {'lease':>6} {'maxconc':>8}/{'cap':<5} "
         f"{'maxcps':>6}/{'lim':<5} {'cps':>6} {'p50ms':>6} {'p99ms':>6} "
-        f"{'redis/call':>10} {'tasks/call':>10}"
+        f"{'redis/call':>10} {'db/call':>8} {'tasks/call':>10} {'cpu ms/call':>11}"
     )
     for r in results:
         print(
-            f"{r['scenario']:<11} {r['live/binding']:>6.1%} {r['leases/cap']:>6.1%} "
+            f"{r['scenario']:<11} {r['scale']:>5g} "
+            f"{r['live/binding']:>6.1%} {r['leases/cap']:>6.1%} "
             f"{r['max_concurrent']:>8}/{r['cap']:<5} {r['max_cps']:>6}/{r['cps_limit']:<5g} "
             f"{r['achieved_cps']:>6.1f} {r['refill_p50_ms'] or float('nan'):>6.1f} "
             f"{r['refill_p99_ms'] or float('nan'):>6.1f} {r['redis_cmds_per_call']:>10.1f} "
-            f"{r['celery_tasks_per_call']:>10.2f}"
+            f"{r['redis_db_cmds_per_call']:>8.1f} {r['celery_tasks_per_call']:>10.2f} "
+            f"{r['cpu_ms_per_call']:>11.2f}"
         )
 
 
