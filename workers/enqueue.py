@@ -14,11 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
-
-from dialer.settings import get_settings
+from dialer.dispatch.dialing import DialOrder
 from dialer.webhooks import outbox
-from models import CallAttempt, transaction
 from workers.app import app
 
 PLACE_CALL = "dialer.place_call"
@@ -43,21 +40,15 @@ def hang_up(attempt_id: int, reason: str) -> None:
     app.send_task(HANG_UP, kwargs={"attempt_id": attempt_id, "reason": reason})
 
 
-def place_calls(attempt_ids: list[int]) -> None:
-    """Send one `place_call` per committed `dialing` attempt, with its campaign and account
-    ids (one primary-key query for the batch; an id with no attempt goes alone, and the
-    task reports it not found)."""
-    with transaction(get_settings().database_url) as session:
-        owners = {
-            attempt_id: {"campaign_id": campaign_id, "account_id": account_id}
-            for attempt_id, campaign_id, account_id in session.execute(
-                select(CallAttempt.id, CallAttempt.campaign_id, CallAttempt.account_id).where(
-                    CallAttempt.id.in_(attempt_ids)
-                )
-            )
+def place_calls(orders: Sequence[DialOrder]) -> None:
+    """Send one `place_call` per committed `dialing` attempt, with the campaign and account
+    ids its sender (the pacer, the reaper) already knows."""
+    for order in orders:
+        kwargs = {
+            "attempt_id": order.attempt_id,
+            "campaign_id": order.campaign_id,
+            "account_id": order.account_id,
         }
-    for attempt_id in attempt_ids:
-        kwargs = {"attempt_id": attempt_id, **owners.get(attempt_id, {})}
         app.send_task(PLACE_CALL, kwargs=kwargs)
 
 

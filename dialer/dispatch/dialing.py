@@ -64,6 +64,16 @@ from models import (
 log = structlog.get_logger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class DialOrder:
+    """A committed `dialing` attempt to hand to `place_call`, with the ids that name its
+    call (campaign and account: log context, Flower), known to whoever committed it."""
+
+    attempt_id: int
+    campaign_id: int
+    account_id: int
+
+
 class PlaceResult(StrEnum):
     """What one run of `place_call` did."""
 

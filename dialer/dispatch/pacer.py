@@ -3,10 +3,11 @@
 One pacer per account runs at a time, under a Redis lock whose value is a fencing token
 (a counter bumped on every acquisition); each round checks the token still holds before it
 dispatches. A round claims due contacts with `FOR UPDATE SKIP LOCKED`, takes a lease for
-each in the pool, creates the attempt in `dialing` and, after the commit, hands the attempt
-ids to `enqueue` (the Celery `place_call` task). Between rounds it sleeps on the account's
-wake list (`BLPOP`) for the smallest of: the CPS limiter's wait, the next due contact, and
-`MAX_SLEEP_S`. Nothing waits in the broker: the broker only holds dials that can happen now.
+each in the pool, creates the attempt in `dialing` and, after the commit, hands the attempts
+(`DialOrder`: its id, campaign and account) to `enqueue` (the Celery `place_call` task).
+Between rounds it sleeps on the account's wake list (`BLPOP`) for the smallest of: the CPS
+limiter's wait, the next due contact, and `MAX_SLEEP_S`. Nothing waits in the broker: the
+broker only holds dials that can happen now.
 
 Calling windows (`dialer.windows`): a contact's due time is its next opening, so the claim
 stays one range scan of `ix_call_jobs_campaign_due` per campaign however many contacts
@@ -30,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from dialer.calls import claimed, expire_pending_jobs, move_job
 from dialer.campaign_state import PACER, CampaignAction, transition
+from dialer.dispatch.dialing import DialOrder
 from dialer.dispatch.timing import admit
 from dialer.metrics import DIALS_DISPATCHED, PACER_ROUNDS, observe_due_to_dial
 from dialer.pool import AcquireResult, Keys
@@ -81,7 +83,7 @@ return 0
 class Dial:
     """A committed attempt and the moment (`time.monotonic()`) its CPS slot opens."""
 
-    attempt_id: int
+    order: DialOrder
     send_at: float
 
 
@@ -138,7 +140,7 @@ class PacerLock:
 def run_pacer(
     runtime: Runtime,
     account_id: int,
-    enqueue: Callable[[list[int]], None],
+    enqueue: Callable[[list[DialOrder]], None],
     budget_s: float = 30.0,
 ) -> PacerRun:
     """Dispatch the account's due contacts for up to `budget_s` seconds.
@@ -186,13 +188,13 @@ def run_pacer(
     return run
 
 
-def _send_on_time(dials: list[Dial], enqueue: Callable[[list[int]], None]) -> None:
+def _send_on_time(dials: list[Dial], enqueue: Callable[[list[DialOrder]], None]) -> None:
     """Enqueue each dial when its CPS slot opens (at most `BOOKING_HORIZON_S` ahead)."""
     for dial in sorted(dials, key=lambda d: d.send_at):
         delay = dial.send_at - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        enqueue([dial.attempt_id])
+        enqueue([dial.order])
 
 
 def pacer_idle_key(account_id: int) -> str:
@@ -304,7 +306,8 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
             )
             observe_due_to_dial(job.next_due_at, campaign.started_at)
             move_job(job, claimed(job))
-            out.dials.append(Dial(attempt_id, time.monotonic() + got.delay_s))
+            order = DialOrder(attempt_id, campaign.id, account_id)
+            out.dials.append(Dial(order, time.monotonic() + got.delay_s))
         idle: set[int] = set()
         if (not blocked and not full and out.dials) or len(jobs) < len(claimed_jobs):
             out.wait_s = 0.0  # every claimed contact went out or was moved: more may be due

@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dialer.dispatch.dialing import (
+    DialOrder,
     apply_provider_view,
     hand_back_lost,
     hang_up_call,
@@ -64,17 +65,18 @@ LOCK_KEY = "dialer:reaper:lock"
 
 @dataclass
 class ReapReport:
-    """What one reaper pass did (attempt ids); `skipped` when another pass held the lock."""
+    """What one reaper pass did (attempt ids; the attempts handed back to `place_call` as
+    `DialOrder`s); `skipped` when another pass held the lock."""
 
     resolved: list[int] = field(default_factory=list)
     polled: list[int] = field(default_factory=list)
     hung_up: list[int] = field(default_factory=list)
-    redispatched: list[int] = field(default_factory=list)
+    redispatched: list[DialOrder] = field(default_factory=list)
     leaked: int = 0
     skipped: bool = False
 
 
-def reap(runtime: Runtime, redispatch: Callable[[list[int]], None]) -> ReapReport:
+def reap(runtime: Runtime, redispatch: Callable[[list[DialOrder]], None]) -> ReapReport:
     """One pass over every account's live attempts and leases, unless another pass runs."""
     report = ReapReport()
     token = str(utcnow().timestamp())
@@ -116,7 +118,8 @@ def _reap_account(runtime: Runtime, account_id: int, report: ReapReport) -> None
         if attempt.call_sid is None:
             if attempt.status is AttemptStatus.DIALING:
                 if attempt.updated_at < stuck_before and hand_back_lost(runtime, attempt.id):
-                    report.redispatched.append(attempt.id)
+                    order = DialOrder(attempt.id, attempt.campaign_id, attempt.account_id)
+                    report.redispatched.append(order)
             elif now >= recoverable_at(settings, attempt):
                 recover_placing(runtime, attempt.id)
                 report.resolved.append(attempt.id)

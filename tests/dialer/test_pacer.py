@@ -8,6 +8,7 @@ from typing import Any
 import redis
 from sqlalchemy import select
 
+from dialer.dispatch.dialing import DialOrder
 from dialer.dispatch.pacer import PacerLock, dispatch_round, run_pacer
 from dialer.pool import Keys
 from dialer.pool.reconcile import ensure_pool
@@ -114,12 +115,13 @@ def test_only_one_pacer_per_account(
 
 
 def test_run_pacer_dispatches_and_enqueues(committed_db: str, runtime: Runtime) -> None:
-    account_id, _ = seed(
+    account_id, campaign_ids = seed(
         committed_db, [{"max_concurrency": 3, "jobs": 3}], {"max_concurrency": 3, "cps": 1e6}
     )
-    sent: list[int] = []
+    sent: list[DialOrder] = []
     run = run_pacer(runtime, account_id, sent.extend, budget_s=0.5)
     assert run.locked and run.dispatched == 3 == len(sent)
+    assert {(o.campaign_id, o.account_id) for o in sent} == {(campaign_ids[0], account_id)}
     with transaction(committed_db) as session:
         from models import CallJob
 

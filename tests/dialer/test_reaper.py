@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from dialer.dispatch.dialing import DialOrder
 from dialer.dispatch.reaper import reap
 from dialer.pool import Keys
 from dialer.runtime import Runtime
@@ -112,9 +113,12 @@ def test_a_dialing_attempt_past_the_deadline_is_handed_back_to_place_call(
 ) -> None:
     stuck = attempt_of(runtime, created_at=utcnow() - LONG_AGO, updated_at=utcnow() - LONG_AGO)
     fresh = attempt_of(runtime)
-    sent: list[int] = []
+    sent: list[DialOrder] = []
     report = reap(runtime, sent.extend)
-    assert sent == report.redispatched == [stuck]
+    attempt = load(runtime, stuck)[0]
+    assert (
+        sent == report.redispatched == [DialOrder(stuck, attempt.campaign_id, attempt.account_id)]
+    )
     assert fresh not in report.resolved
     assert load(runtime, stuck)[0].status is AttemptStatus.DIALING  # place_call decides
     # Handed back once per `stuck_dialing_after_s`, not on every pass.

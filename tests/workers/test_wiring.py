@@ -16,6 +16,7 @@ import redis
 from celery.contrib.testing.worker import start_worker
 from prometheus_client import REGISTRY
 
+from dialer.dispatch.dialing import DialOrder
 from dialer.logs import configure_logging
 from models import AttemptStatus, CampaignStatus, JobStatus, transaction
 from tests.factories import make_account, make_attempt, make_campaign, make_job
@@ -95,7 +96,7 @@ def test_tasks_go_to_their_queues_and_a_worker_runs_them(
     before = {(name, s): count(name, s) for name in TASK_NAMES for s in states}
 
     # No worker yet: each message waits in its queue's Redis list.
-    enqueue.place_calls([unknown, unknown + 1])
+    enqueue.place_calls([DialOrder(unknown, 1, account_id), DialOrder(unknown + 1, 1, account_id)])
     enqueue.hang_up(attempt_id, "machine")
     enqueue.kick_pacer(account_id)
     app.send_task(enqueue.KICK_PACERS)  # beat sends these two by name
