@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+import redis
 import structlog
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
@@ -27,8 +28,8 @@ from dialer.dispatch.attempt_end import end_unplaced, finish_call
 from dialer.dispatch.timing import callable_until, dial_refusal
 from dialer.errors import NotFoundError
 from dialer.metrics import BREAKER_TRIPS
-from dialer.pool import RateLimit
-from dialer.pool.leases import lease_seconds, release_keys, send_limits
+from dialer.pool import SendSlot, SendWindow
+from dialer.pool.leases import lease_seconds, release_keys, send_windows
 from dialer.providers.base import (
     AccountProviderError,
     AmbiguousProviderError,
@@ -197,25 +198,51 @@ def place_call(runtime: Runtime, attempt_id: int) -> PlaceResult:
         return record_task_failure(runtime, attempt_id, error)
     if isinstance(prepared, PlaceResult):
         return prepared
-    request, limits, deadline = prepared
-    sent = runtime.pool.wait_for_send_slot(limits, deadline.monotonic)
+    request, windows, deadline = prepared
+    # Until its request is answered, the slot counts for as long as the request may still
+    # leave and be answered (`recoverable_at`), plus the window.
+    hold_s = (
+        deadline.monotonic
+        - time.monotonic()
+        + runtime.settings.twilio_timeout_s
+        + RECOVERY_MARGIN_S
+        + max(w.seconds for w in windows)
+    )
+    slot = runtime.pool.wait_for_send_slot(
+        str(attempt_id), windows, deadline.monotonic, hold_s=hold_s
+    )
     # The last check before the request leaves: a worker paused past its deadline (GC, a
     # VM pause, SIGSTOP) gives the attempt back instead of sending late.
-    if not sent or deadline.passed():
+    if slot is None or deadline.passed():
         return _give_back(runtime, attempt_id, "send deadline (or window close) passed")
     try:
         call = runtime.provider.create_call(request)
     except AmbiguousProviderError as error:
+        # No answer: the provider may process the request late, so its slot keeps counting.
         return _recover(runtime, attempt_id, error=error)
     except ThrottledProviderError as error:
+        _answered(runtime, slot)
         return _not_placed(runtime, attempt_id, error, outcome=None)
     except ContactProviderError as error:
+        _answered(runtime, slot)
         return _not_placed(runtime, attempt_id, error, outcome=Outcome.REJECTED)
     except AccountProviderError as error:
+        _answered(runtime, slot)
         return _trip_breaker(runtime, attempt_id, error)
     except ProviderError as error:
         return _recover(runtime, attempt_id, error=error)
+    _answered(runtime, slot)
     return _adopt(runtime, attempt_id, call.sid)
+
+
+def _answered(runtime: Runtime, slot: SendSlot) -> None:
+    """The provider answered the request: its send slot counts one window more, not the
+    whole hold. If Redis cannot be told, the slot keeps its hold (only slower, never
+    over the limit)."""
+    try:
+        runtime.pool.sent(slot)
+    except redis.RedisError as error:
+        log.warning("send_slot_not_shortened", member=slot.member, error=str(error))
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,9 +260,9 @@ class SendDeadline:
 
 def _prepare(
     runtime: Runtime, attempt_id: int
-) -> PlaceResult | tuple[CallRequest, list[RateLimit], SendDeadline]:
+) -> PlaceResult | tuple[CallRequest, list[SendWindow], SendDeadline]:
     """Lock the attempt and decide: nothing to do, a refusal, recovery, or a request to
-    send (committed `placing` with its send deadline) with its limits and monotonic
+    send (committed `placing` with its send deadline) with its send windows and
     deadline."""
     settings = runtime.settings
     with transaction(settings.database_url) as session:
@@ -286,7 +313,7 @@ def _prepare(
             open_s = (callable_until(campaign, job, clock_now) - clock_now).total_seconds()
             send_s = min(settings.send_wait_s, open_s)
             request = _call_request(runtime, attempt, job, campaign)
-            limits = send_limits(account, campaign)
+            windows = send_windows(account, campaign)
             mark_placing(attempt, now)
             deadline = SendDeadline(
                 time.monotonic() + send_s,
@@ -295,7 +322,7 @@ def _prepare(
             attempt.send_deadline = deadline.wall
     if recovering:
         return _recover(runtime, attempt_id, error=None)
-    return request, limits, deadline
+    return request, windows, deadline
 
 
 def stop_dial(session: Session, runtime: Runtime, attempt: CallAttempt) -> PlaceResult:

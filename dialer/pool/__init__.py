@@ -5,6 +5,10 @@ expiry in milliseconds of Redis `TIME`. `acquire.lua` purges expired leases, che
 scope's cap and every GCRA limiter, and adds the lease to all scopes atomically; release is
 idempotent and pushes to the account's wake list, on which the pacer sleeps. All keys of an
 account share the hash tag `{a<account id>}`, so the scripts run on Redis Cluster.
+
+The GCRA limiters pace the pacer's bookings; the CPS limit as the provider counts it is kept
+at the moment each create request leaves, by send windows (`send_slot.lua`): a sliding
+window whose slots count until the provider has answered, plus the window's length.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from redis.exceptions import NoScriptError
 
 _ACQUIRE = files("dialer.pool").joinpath("lua/acquire.lua").read_text()
 _RELEASE = files("dialer.pool").joinpath("lua/release.lua").read_text()
+_SEND_SLOT = files("dialer.pool").joinpath("lua/send_slot.lua").read_text()
 
 
 class AcquireResult(StrEnum):
@@ -39,13 +44,38 @@ class Scope:
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
-    """One calls-per-second limit (GCRA): its Redis key, rate (calls/s) and burst (calls
-    that may go early to make up for late ones; no one-second window holds more than
-    ceil(cps) + burst calls)."""
+    """One calls-per-second pace (GCRA): its Redis key and rate (calls/s); calls are booked
+    exactly one interval apart."""
 
     key: str
     cps: float
-    burst: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SendWindow:
+    """A CPS limit as the provider counts it: at most `calls` create requests in any sliding
+    window of `seconds`; its Redis key (a sorted set of send slots)."""
+
+    key: str
+    calls: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class SendSlot:
+    """A send slot granted in every window of `windows` (`Pool.wait_for_send_slot`).
+
+    Attributes:
+        member: the slot's member in each window (the attempt id).
+        windows: the windows it counts in.
+        granted_us: Redis `TIME` at the grant, µs.
+        asked_at: `time.monotonic()` just before the grant was asked for.
+    """
+
+    member: str
+    windows: tuple[SendWindow, ...]
+    granted_us: int
+    asked_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +121,11 @@ class Keys:
     def campaign_rate(self, campaign_id: int) -> str:
         return f"{self.tag}:gcra:campaign:{campaign_id}"
 
-    def account_send_rate(self) -> str:
-        return f"{self.tag}:gcra:send:account"
+    def account_sends(self) -> str:
+        return f"{self.tag}:sends:account"
 
-    def campaign_send_rate(self, campaign_id: int) -> str:
-        return f"{self.tag}:gcra:send:campaign:{campaign_id}"
+    def campaign_sends(self, campaign_id: int) -> str:
+        return f"{self.tag}:sends:campaign:{campaign_id}"
 
     def wake(self) -> str:
         return f"{self.tag}:wake"
@@ -117,6 +147,7 @@ class Pool:
         self.redis = client
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
+        self._send_slot = client.register_script(_SEND_SLOT)
 
     def acquire(
         self,
@@ -145,8 +176,7 @@ class Pool:
         ]
         args += [s.cap for s in scopes]
         for limit in limits:
-            interval_us = 1_000_000.0 / limit.cps
-            args += [interval_us, interval_us * limit.burst]
+            args.append(1_000_000.0 / limit.cps)
         code, detail = self._acquire(keys=keys, args=args)
         if code == 1:
             return Acquisition(AcquireResult.ACQUIRED, delay_s=int(detail) / 1_000_000.0)
@@ -156,22 +186,45 @@ class Pool:
             return Acquisition(AcquireResult.POOL_LOST)
         return Acquisition(AcquireResult.RATE_LIMITED, wait_s=int(detail) / 1_000_000.0)
 
-    def wait_for_send_slot(self, limits: list[RateLimit], deadline: float) -> bool:
-        """Block until the CPS limiters let one create request leave now, or until
-        `deadline` (a `time.monotonic()` value). Returns True with a send slot taken,
-        False when the deadline came first: the request must then not be sent.
+    def wait_for_send_slot(
+        self, member: str, windows: list[SendWindow], deadline: float, hold_s: float
+    ) -> SendSlot | None:
+        """Block until every send window has room for one more create request, or until
+        `deadline` (a `time.monotonic()` value). Returns the slot taken, or None when the
+        deadline came first: the request must then not be sent.
 
-        The pacer books slots when it takes leases, but Celery delivers dials with jitter
-        (a busy worker pool releases a backlog at once); this last check, at the moment of
-        sending, is what keeps every one-second window at the provider within the limit.
+        The slot counts for `hold_s` seconds, which must outlast the request's answer by
+        the window's length (the send deadline, the provider timeout and the window);
+        `sent` shortens it once the answer is in. The pacer books CPS slots when it takes
+        leases, but Celery delivers dials with jitter and a request can take a while to
+        reach the provider; this check, at the moment of sending, is what keeps every
+        window at the provider within the limit. A full window's wait is computed from
+        its slots, and slept (one Redis round trip per try, no polling).
         """
+        keys = [w.key for w in windows]
+        args: list[str | int] = [member, int(hold_s * 1_000_000)]
+        args += [w.calls for w in windows]
         while True:
-            got = self.acquire("send", 0, [], limits)
-            if got.result is AcquireResult.ACQUIRED:
-                return True
-            if time.monotonic() + got.wait_s > deadline:
-                return False
-            time.sleep(got.wait_s)
+            asked_at = time.monotonic()
+            code, detail = self._send_slot(keys=keys, args=args)
+            if code == 1:
+                return SendSlot(member, tuple(windows), int(detail), asked_at)
+            wait_s = int(detail) / 1_000_000.0
+            if time.monotonic() + wait_s > deadline:
+                return None
+            time.sleep(wait_s)
+
+    def sent(self, slot: SendSlot) -> None:
+        """The provider answered the slot's request: from now on the slot counts only for
+        its window's length. (Its end is measured from the grant's Redis `TIME` plus the
+        monotonic time since the grant was asked for, which overstates it a little, never
+        understates it.) An ambiguous outcome (no answer) keeps the full hold."""
+        elapsed_us = (time.monotonic() - slot.asked_at) * 1_000_000
+        pipe = self.redis.pipeline(transaction=False)
+        for window in slot.windows:
+            until = slot.granted_us + elapsed_us + window.seconds * 1_000_000
+            pipe.zadd(window.key, {slot.member: int(until)}, xx=True)
+        pipe.execute()
 
     def hold(self, member: str, lease_s: float, scope_keys: list[str]) -> None:
         """Put `member`'s lease in every scope whatever their caps (a call that exists is

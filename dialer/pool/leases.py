@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from dialer.pool import Keys, RateLimit, Scope
+from dialer.pool import Keys, RateLimit, Scope, SendWindow
 from models import (
     Account,
     CallerId,
@@ -16,9 +16,9 @@ LEASE_MARGIN_S = 30
 """Seconds a lease outlives the longest possible call, for callbacks still in flight."""
 
 CPS_HEADROOM = 0.96
-"""Fraction of a CPS limit the limiters pace at. The rest is burst allowance at send time:
-a create that Celery delivered late may be followed at once by the next, so late calls are
-made up without any one-second window going over the limit."""
+"""Fraction of a CPS limit the pacer books calls at. The limit itself is held at send time,
+as the provider counts it (`send_windows`); booking a little under it leaves room in the
+window for requests that reach the provider late, so the next ones rarely wait."""
 
 
 def lease_seconds(campaign: Campaign, job: CallJob | None = None) -> float:
@@ -41,33 +41,31 @@ def acquire_scopes(account: Account, campaign: Campaign, caller_id: CallerId) ->
     return scopes
 
 
-def paced(key: str, cps: float, *, burst: bool) -> RateLimit:
-    """A limiter for a CPS limit of `cps` calls/s: paced at `CPS_HEADROOM` of it, with (when
-    `burst`) the burst that keeps every one-second window below `cps` calls by one
-    (ceil(rate) + burst <= floor(cps) - 1)."""
-    rate = cps * CPS_HEADROOM
-    # One call of the window is kept back for the jitter between the send-time check and
-    # the provider receiving the request.
-    allowance = max(0, math.floor(cps) - math.ceil(rate) - 1) if burst else 0
-    return RateLimit(key, rate, allowance)
-
-
 def rate_limits(account: Account, campaign: Campaign) -> list[RateLimit]:
-    """The CPS limits the pacer books slots against (account, and campaign when set)."""
+    """The paces the pacer books slots against (account, and campaign when set), at
+    `CPS_HEADROOM` of their CPS limits."""
     keys = Keys(account.id)
-    limits = [paced(keys.account_rate(), account.cps, burst=False)]
+    limits = [RateLimit(keys.account_rate(), account.cps * CPS_HEADROOM)]
     if campaign.cps is not None:
-        limits.append(paced(keys.campaign_rate(campaign.id), campaign.cps, burst=False))
+        limits.append(RateLimit(keys.campaign_rate(campaign.id), campaign.cps * CPS_HEADROOM))
     return limits
 
 
-def send_limits(account: Account, campaign: Campaign) -> list[RateLimit]:
-    """The CPS limits checked again at the moment a create request leaves (`place_call`)."""
+def send_window(key: str, cps: float) -> SendWindow:
+    """The window that holds a CPS limit of `cps` calls/s: `floor(cps)` requests in any
+    second, or under one call a second, one request in any `1 / cps` seconds."""
+    calls = max(1, math.floor(cps))
+    return SendWindow(key, calls, max(1.0, calls / cps))
+
+
+def send_windows(account: Account, campaign: Campaign) -> list[SendWindow]:
+    """The CPS limits held at the moment a create request leaves (`place_call`): the
+    account's, and the campaign's when set."""
     keys = Keys(account.id)
-    limits = [paced(keys.account_send_rate(), account.cps, burst=True)]
+    windows = [send_window(keys.account_sends(), account.cps)]
     if campaign.cps is not None:
-        limits.append(paced(keys.campaign_send_rate(campaign.id), campaign.cps, burst=True))
-    return limits
+        windows.append(send_window(keys.campaign_sends(campaign.id), campaign.cps))
+    return windows
 
 
 def release_keys(account_id: int, campaign_id: int, caller_id_id: int) -> list[str]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 
 import redis
 
-from dialer.pool import _RELEASE, AcquireResult, Keys, Pool, RateLimit, Scope
+from dialer.pool import _RELEASE, AcquireResult, Keys, Pool, RateLimit, Scope, SendWindow
+from dialer.pool.leases import send_window
 
 
 def scopes(account_cap: int = 3, campaign_cap: int = 2) -> list[Scope]:
@@ -112,20 +112,39 @@ def test_rate_over_one_second_never_exceeds_limit(redis_client: redis.Redis) -> 
     assert 30 <= len(granted) <= 51
 
 
-def test_burst_makes_up_for_late_calls_within_the_window(redis_client: redis.Redis) -> None:
+def test_a_send_window_holds_a_slot_until_one_window_after_the_answer(
+    redis_client: redis.Redis,
+) -> None:
     pool = Pool(redis_client)
-    limit = [RateLimit(Keys(1).account_send_rate(), 10.0, burst=2)]
-    # Idle for a while: the first call goes, then `burst` more at once, then pacing resumes.
-    results = [pool.acquire(str(i), 0, [], limit).result for i in range(4)]
-    assert results == [AcquireResult.ACQUIRED] * 3 + [AcquireResult.RATE_LIMITED]
+    window = [SendWindow(Keys(1).account_sends(), 2, 0.3)]
+    deadline = time.monotonic() + 5
+    first = pool.wait_for_send_slot("1", window, deadline, hold_s=60)
+    second = pool.wait_for_send_slot("2", window, deadline, hold_s=60)
+    assert first is not None and second is not None
+    # Full, and neither request answered: the third would wait for their whole hold.
+    assert pool.wait_for_send_slot("3", window, time.monotonic() + 0.5, hold_s=60) is None
+    pool.sent(first)
+    started = time.monotonic()
+    third = pool.wait_for_send_slot("3", window, deadline, hold_s=60)
+    # The first slot lapsed one window (0.3 s) after its answer, computed, not polled.
+    assert third is not None
+    assert 0.2 < time.monotonic() - started < 0.45
+    assert redis_client.zcard(Keys(1).account_sends()) == 2
 
 
-def test_paced_limits_never_allow_more_than_the_limit_in_a_second() -> None:
-    from dialer.pool.leases import paced
+def test_a_full_window_in_any_scope_refuses_in_every_scope(redis_client: redis.Redis) -> None:
+    pool = Pool(redis_client)
+    keys = Keys(1)
+    wide = SendWindow(keys.account_sends(), 10, 1.0)
+    narrow = SendWindow(keys.campaign_sends(7), 1, 1.0)
+    assert pool.wait_for_send_slot("1", [wide, narrow], time.monotonic() + 1, 60) is not None
+    assert pool.wait_for_send_slot("2", [wide, narrow], time.monotonic() + 0.2, 60) is None
+    assert redis_client.zcard(keys.account_sends()) == 1  # the refused one took nothing
 
-    for cps in (1.0, 2.0, 10.0, 20.0, 49.0, 50.0, 100.0, 250.0):
-        limit = paced("k", cps, burst=True)
-        assert math.ceil(limit.cps) + limit.burst <= cps, cps
-        if limit.burst:  # a burst always leaves one call of margin for network jitter
-            assert math.ceil(limit.cps) + limit.burst <= cps - 1, cps
-        assert limit.cps >= 0.95 * cps
+
+def test_send_windows_never_allow_more_than_the_limit_in_a_second() -> None:
+    for cps in (1.0, 2.0, 10.0, 50.0, 100.0, 250.0):  # Twilio's limits: whole calls/s
+        assert send_window("k", cps) == SendWindow("k", int(cps), 1.0)
+    for cps in (0.5, 1.5, 49.5):
+        window = send_window("k", cps)
+        assert window.seconds >= 1.0 and window.calls <= cps * window.seconds, cps

@@ -10,18 +10,17 @@
 -- ARGV[4]         lease length, ms
 -- ARGV[5]         booking horizon, µs: a call may be booked this far ahead of now
 -- ARGV[6..5+n]    each scope's cap
--- ARGV[6+n..]     per limit: its emission interval, µs (1e6 / calls per second), then
---                 its burst tolerance, µs (0: calls exactly one interval apart)
+-- ARGV[6+n..]     per limit: its emission interval, µs (1e6 / calls per second)
 --
 -- Returns {-2, 0} when the generation key is missing; {1, delay_us} when acquired: the call's slot is delay_us from now (0: at once);
 -- {0, i} when scope i is full; {-1, wait_us} when the CPS limits have no slot within the
 -- horizon for wait_us more.
 --
 -- GCRA (Brandur Leach, "Rate limiting, cells, and GCRA", 2015, after the ATM Forum's
--- Generic Cell Rate Algorithm): a call conforms when its limit's theoretical arrival time
--- is at most the tolerance ahead of it; with tolerance b intervals, no one-second window
--- holds more than ceil(rate) + b calls. Booking a little ahead lets one pacer round
--- schedule several calls instead of one.
+-- Generic Cell Rate Algorithm) without burst tolerance: a call's slot is its limit's
+-- theoretical arrival time, or now if that has passed, so booked calls are at least one
+-- interval apart. Booking a little ahead lets one pacer round schedule several calls
+-- instead of one.
 local n = tonumber(ARGV[1])
 local m = tonumber(ARGV[2])
 local member = ARGV[3]
@@ -51,15 +50,14 @@ local tats = {}
 for j = 1, m do
   local tat = tonumber(redis.call('GET', KEYS[n + j]) or now_us)
   tats[j] = tat
-  local earliest = tat - tonumber(ARGV[5 + n + 2 * j])
-  if earliest > slot then slot = earliest end
+  if tat > slot then slot = tat end
 end
 if slot - now_us > horizon then
   return {-1, slot - now_us - horizon}
 end
 
 for j = 1, m do
-  local interval = tonumber(ARGV[4 + n + 2 * j])
+  local interval = tonumber(ARGV[5 + n + j])
   local tat = math.max(tats[j], slot) + interval
   redis.call('SET', KEYS[n + j], string.format('%d', tat),
     'PX', math.ceil((tat - now_us) / 1000) + 1000)
