@@ -1,16 +1,23 @@
 """The Celery app: `celery -A workers worker|beat|flower`.
 
 Settings for short, idempotent tasks that must survive a worker dying mid-task: acks after
-the task ends (`task_acks_late`), a message whose worker was killed goes back to the queue
-(`task_reject_on_worker_lost`), one message prefetched per process, JSON only. No task here
-uses a countdown or ETA, so the Redis broker's `visibility_timeout` only bounds how long a
-message held by a vanished worker waits before redelivery; the reaper covers that wait for
-dials.
+the task ends (`task_acks_late`), a message whose pool process was killed goes back to the
+queue (`task_reject_on_worker_lost`), one message prefetched per process, JSON only.
+
+The Redis transport keeps the messages a worker holds in that worker's memory, not in Redis
+(`ack_emulation` off): a pool process that dies puts its message back on the queue, and so
+does a warm shutdown with the messages not yet started; a worker killed outright (SIGKILL,
+a lost machine) loses them. Kept in Redis they came back only after the broker's
+visibility timeout (an hour), long after what covers every task anyway: the reaper hands
+lost dials back to `place_call` after `stuck_dialing_after_s`, the beat kicks pacers and
+runs the maintenance tasks again, the webhook sweep retries lost deliveries. Tracking them
+in Redis cost eight commands per task (two MULTI/EXEC transactions).
 
 Every task's class is `workers.base.DialerTask` (log context, counters, not-found mapping).
 Logging goes through `dialer.logs` (Celery's `setup_logging` signal) and each worker serves
 its metrics on `WORKER_METRICS_PORT` (`workers.observability`). Workers send task events
-(`worker_send_task_events`, `task_send_sent_event`), which Flower needs.
+(`worker_send_task_events`), which Flower needs; senders do not send `task-sent` (one more
+PUBLISH per task: Flower learns each task's name and arguments from `task-received`).
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ def create_app() -> Celery:
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 3600},
+        broker_transport_options={"ack_emulation": False},
         task_queues=[
             Queue(name, Exchange(name, type="direct"), routing_key=name)
             for name in (DIALS_QUEUE, PACER_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE)
@@ -77,7 +84,6 @@ def create_app() -> Celery:
         },
         timezone="UTC",
         worker_send_task_events=True,
-        task_send_sent_event=True,
     )
     return app
 

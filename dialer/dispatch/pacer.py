@@ -1,9 +1,10 @@
 """The pacer: keeps an account's pool full without ever exceeding it.
 
 One pacer per account runs at a time, under a Redis lock whose value is a fencing token
-(a counter bumped on every acquisition); each round checks the token still holds before it
-dispatches. A round claims due contacts with `FOR UPDATE SKIP LOCKED`, takes a lease for
-each in the pool, creates the attempt in `dialing` and, after the commit, hands the attempts
+(a counter bumped on every acquisition); a round checks the token still holds before it
+dispatches, unless it was renewed less than `RENEW_EVERY_S` ago (well within its TTL). A
+round claims due contacts with `FOR UPDATE SKIP LOCKED`, takes a lease for each in the
+pool, creates the attempt in `dialing` and, after the commit, hands the attempts
 (`DialOrder`: its id, campaign and account) to `enqueue` (the Celery `place_call` task).
 Between rounds it sleeps on the account's wake list (`BLPOP`) for the smallest of: the CPS
 limiter's wait, the next due contact, and `MAX_SLEEP_S`. Nothing waits in the broker: the
@@ -64,6 +65,9 @@ MAX_SLEEP_S = 2.0
 """Longest sleep between rounds: bounds how late a newly started campaign is noticed."""
 LOCK_TTL_S = 10.0
 """The pacer lock lapses this long after its holder stops renewing it (a killed worker)."""
+RENEW_EVERY_S = 1.0
+"""A round renews the lock (and checks its fence) when the last renewal is this old: until
+the lock's TTL has passed since, no other pacer can have taken it."""
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -98,6 +102,8 @@ class Round:
     idle_until: datetime | None = None
     """Nothing was due and no call is in progress: nothing can happen before this moment
     (the next due contact, `start_at` or `end_at`) unless a campaign starts or resumes."""
+    pool_lost: bool = False
+    """Redis lost the pool: the next round rebuilds it (`ensure_pool`) first."""
 
 
 @dataclass
@@ -145,7 +151,9 @@ def run_pacer(
 ) -> PacerRun:
     """Dispatch the account's due contacts for up to `budget_s` seconds.
 
-    Returns without doing anything (`locked=False`) if another pacer holds the lock.
+    Returns without doing anything (`locked=False`) if another pacer holds the lock. The
+    pool is rebuilt if Redis lost it (`ensure_pool`) when the run starts and after a round
+    found it lost.
     Stops early, leaving `work_left` False, when the round finds nothing to do before a
     moment past this run's budget (`Round.idle_until`): until then the beat's kick leaves
     the account alone (`accounts_needing_pacer`). A pacer that finds the lock taken wakes
@@ -154,16 +162,25 @@ def run_pacer(
     keys = Keys(account_id)
     wake = keys.wake()
     lock = PacerLock(runtime, account_id)
+    renewed_at = time.monotonic()
     if not lock.acquire():
         runtime.redis.lpush(wake, "kick")
         return PacerRun(locked=False)
     run = PacerRun(locked=True)
     deadline = time.monotonic() + budget_s
     runtime.redis.delete(pacer_idle_key(account_id))
+    rebuild = True
     try:
-        while time.monotonic() < deadline and lock.still_held():
-            ensure_pool(runtime.pool, runtime.settings.database_url, account_id)
+        while time.monotonic() < deadline:
+            if time.monotonic() - renewed_at >= RENEW_EVERY_S:
+                checked_at = time.monotonic()
+                if not lock.still_held():
+                    break
+                renewed_at = checked_at
+            if rebuild:
+                ensure_pool(runtime.pool, runtime.settings.database_url, account_id)
             result = dispatch_round(runtime, account_id)
+            rebuild = result.pool_lost
             _send_on_time(result.dials, enqueue)
             run.rounds += 1
             PACER_ROUNDS.labels("dialled" if result.dials else "idle").inc()
@@ -278,7 +295,7 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
             )
             if got.result is AcquireResult.POOL_LOST:
                 out.wait_s = 0.0  # the next round rebuilds the pool, after this one commits
-                blocked = True
+                out.pool_lost = blocked = True
                 break
             if got.result is AcquireResult.RATE_LIMITED:
                 out.wait_s = got.wait_s

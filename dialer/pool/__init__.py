@@ -158,8 +158,8 @@ class Pool:
         horizon_s: float = 0.0,
         generation_key: str | None = None,
     ) -> Acquisition:
-        """Take a lease of `lease_s` seconds for `member` in every scope, or in none, and
-        book its CPS slot at most `horizon_s` seconds ahead.
+        """Take a lease of `lease_s` seconds for `member` in every scope (at least one), or
+        in none, and book its CPS slot at most `horizon_s` seconds ahead.
 
         Re-acquiring a member that already holds a lease succeeds without a second slot.
         With `generation_key`, nothing is taken while that key is missing (`POOL_LOST`).
@@ -256,5 +256,6 @@ class Pool:
                 self.release(member, scope_keys, wake_key)
 
     def live(self, scope_key: str) -> int:
-        """Leases currently held in a scope (expired ones included until the next purge)."""
+        """Leases currently held in a scope (lapsed ones included until the scope next
+        looks full to `acquire`, which purges them)."""
         return int(self.redis.zcard(scope_key))

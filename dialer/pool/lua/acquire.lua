@@ -12,9 +12,13 @@
 -- ARGV[6..5+n]    each scope's cap
 -- ARGV[6+n..]     per limit: its emission interval, µs (1e6 / calls per second)
 --
--- Returns {-2, 0} when the generation key is missing; {1, delay_us} when acquired: the call's slot is delay_us from now (0: at once);
--- {0, i} when scope i is full; {-1, wait_us} when the CPS limits have no slot within the
--- horizon for wait_us more.
+-- Returns {-2, 0} when the generation key is missing; {1, delay_us} when acquired: the
+-- call's slot is delay_us from now (0: at once); {0, i} when scope i is full; {-1, wait_us}
+-- when the CPS limits have no slot within the horizon for wait_us more.
+--
+-- Leases are taken in every scope at once and normally released from every scope, so the
+-- first scope tells whether the member holds one; lapsed leases (a crash) are purged from a
+-- scope only when they would make it look full.
 --
 -- GCRA (Brandur Leach, "Rate limiting, cells, and GCRA", 2015, after the ATM Forum's
 -- Generic Cell Rate Algorithm) without burst tolerance: a call's slot is its limit's
@@ -34,13 +38,17 @@ if #KEYS > n + m and redis.call('EXISTS', KEYS[n + m + 1]) == 0 then
   return {-2, 0}
 end
 
+local held = redis.call('ZSCORE', KEYS[1], member)
+if held and tonumber(held) > now then
+  return {1, 0}
+end
 for i = 1, n do
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-  if redis.call('ZSCORE', KEYS[i], member) then
-    return {1, 0}
-  end
-  if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[5 + i]) then
-    return {0, i}
+  local cap = tonumber(ARGV[5 + i])
+  if redis.call('ZCARD', KEYS[i]) >= cap then
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+    if redis.call('ZCARD', KEYS[i]) >= cap then
+      return {0, i}
+    end
   end
 end
 

@@ -8,8 +8,8 @@ local removed = 0
 for i = 1, #KEYS - 1 do
   removed = removed + redis.call('ZREM', KEYS[i], ARGV[1])
 end
-if removed > 0 then
-  redis.call('LPUSH', KEYS[#KEYS], ARGV[1])
+-- The wake list is kept short (a pacer empties it when it wakes; none may run for a while).
+if removed > 0 and redis.call('LPUSH', KEYS[#KEYS], ARGV[1]) > 1000 then
   redis.call('LTRIM', KEYS[#KEYS], 0, 999)
 end
 return removed
