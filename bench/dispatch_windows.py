@@ -12,7 +12,7 @@ at two moments of a controllable clock:
           pool (cap 100) is full and 5 calls end before each round (their leases are
           released untimed, as callbacks would): the round claims, admits and dials 5
   burst   the same moment with the caps out of the way: each round claims, admits and
-          dials 101 (the most a round takes), 101 Redis lease scripts included
+          dials 101 (the most a round takes), their leases taken in one Redis script run
 
 and prints the round's median and 95th percentile in ms, the SQL statements per round,
 and, from `EXPLAIN (ANALYZE, BUFFERS)` of the claim query, the rows it read, the buffers it

@@ -35,7 +35,7 @@ from dialer.campaign_state import PACER, CampaignAction, transition
 from dialer.dispatch.dialing import DialOrder
 from dialer.dispatch.timing import admit
 from dialer.metrics import DIALS_DISPATCHED, PACER_ROUNDS, observe_due_to_dial
-from dialer.pool import AcquireResult, Keys
+from dialer.pool import AcquireResult, Keys, LeaseRequest
 from dialer.pool.leases import acquire_scopes, lease_seconds, rate_limits
 from dialer.pool.reconcile import ensure_pool, lock_account_pool
 from dialer.runtime import Runtime
@@ -277,22 +277,31 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
                 select(CallerId).where(CallerId.id.in_({c.caller_id_id for c in campaigns}))
             )
         }
+        requests = []
+        for job, attempt_id in zip(jobs, ids, strict=True):
+            campaign = by_id[job.campaign_id]
+            requests.append(
+                LeaseRequest(
+                    str(attempt_id),
+                    lease_seconds(campaign, job),
+                    acquire_scopes(account, campaign, caller_ids[campaign.caller_id_id]),
+                    rate_limits(account, campaign),
+                    own_scope=keys.campaign_pool(campaign.id),
+                )
+            )
+        results = (
+            runtime.pool.acquire_many(
+                requests, horizon_s=BOOKING_HORIZON_S, generation_key=keys.generation()
+            )
+            if requests
+            else []
+        )
         full: set[int] = set()
         blocked = False
-        for job, attempt_id in zip(jobs, ids, strict=True):
-            if job.campaign_id in full:
-                continue
+        for job, attempt_id, request, got in zip(jobs, ids, requests, results, strict=False):
             campaign = by_id[job.campaign_id]
             caller_id = caller_ids[campaign.caller_id_id]
-            lease_s = lease_seconds(campaign, job)
-            got = runtime.pool.acquire(
-                str(attempt_id),
-                lease_s,
-                acquire_scopes(account, campaign, caller_id),
-                rate_limits(account, campaign),
-                horizon_s=BOOKING_HORIZON_S,
-                generation_key=keys.generation(),
-            )
+            lease_s = request.lease_s
             if got.result is AcquireResult.POOL_LOST:
                 out.wait_s = 0.0  # the next round rebuilds the pool, after this one commits
                 out.pool_lost = blocked = True
@@ -302,7 +311,7 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
                 blocked = True
                 break
             if got.result is AcquireResult.FULL:
-                if got.full_scope != keys.campaign_pool(campaign.id):
+                if got.full_scope != request.own_scope:
                     blocked = True  # the account (or caller ID) is full: wait for a release
                     break
                 full.add(campaign.id)

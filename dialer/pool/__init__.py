@@ -79,6 +79,20 @@ class SendSlot:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseRequest:
+    """One lease to take (`Pool.acquire_many`): its member (the attempt id), length in
+    seconds, the scopes it counts in (the account's first) and the CPS limits it is booked
+    against. `own_scope`: the key of the one scope (its campaign's) whose being full refuses
+    only the requests in it, not the rest of the batch."""
+
+    member: str
+    lease_s: float
+    scopes: list[Scope]
+    limits: list[RateLimit]
+    own_scope: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Acquisition:
     """What `Pool.acquire` decided.
 
@@ -159,32 +173,74 @@ class Pool:
         generation_key: str | None = None,
     ) -> Acquisition:
         """Take a lease of `lease_s` seconds for `member` in every scope (at least one), or
-        in none, and book its CPS slot at most `horizon_s` seconds ahead.
+        in none, and book its CPS slot at most `horizon_s` seconds ahead (`acquire_many`
+        with one request)."""
+        request = LeaseRequest(member, lease_s, scopes, limits)
+        return self.acquire_many([request], horizon_s, generation_key)[0]
 
-        Re-acquiring a member that already holds a lease succeeds without a second slot.
-        With `generation_key`, nothing is taken while that key is missing (`POOL_LOST`).
+    def acquire_many(
+        self,
+        requests: list[LeaseRequest],
+        horizon_s: float = 0.0,
+        generation_key: str | None = None,
+    ) -> list[Acquisition]:
+        """Take a lease for each request in order, as `acquire` would one after the other,
+        in one script run (one Redis round trip, each scope counted and each CPS limit read
+        and written once).
+
+        Returns one result per request handled, in order. The batch stops after a
+        `RATE_LIMITED` result, and after a `FULL` one whose full scope is not the request's
+        `own_scope` (no later request could be taken either); requests after the stop have
+        no result. Re-acquiring a member that already holds a lease succeeds without a
+        second slot. With `generation_key`, nothing is taken while that key is missing: the
+        only result is `POOL_LOST`.
+
+        Raises:
+            ValueError: a request with no scope.
         """
-        keys = [s.key for s in scopes] + [r.key for r in limits]
+        scope_index: dict[str, int] = {}
+        limit_index: dict[str, int] = {}
+        caps: list[int] = []
+        intervals: list[float] = []
+        encoded: list[str | int | float] = [len(requests)]
+        for request in requests:
+            if not request.scopes:
+                raise ValueError(f"lease request {request.member} has no scope")
+            for scope in request.scopes:
+                if scope.key not in scope_index:
+                    scope_index[scope.key] = len(caps) + 1
+                    caps.append(scope.cap)
+            for limit in request.limits:
+                if limit.key not in limit_index:
+                    limit_index[limit.key] = len(intervals) + 1
+                    intervals.append(1_000_000.0 / limit.cps)
+            own = scope_index.get(request.own_scope, 0) if request.own_scope else 0
+            encoded += [request.member, int(request.lease_s * 1000), own, len(request.scopes)]
+            encoded += [scope_index[s.key] for s in request.scopes]
+            encoded.append(len(request.limits))
+            encoded += [limit_index[r.key] for r in request.limits]
+        keys = [*scope_index, *limit_index]
         if generation_key is not None:
             keys.append(generation_key)
-        args: list[str | int | float] = [
-            len(scopes),
-            len(limits),
-            member,
-            int(lease_s * 1000),
-            int(horizon_s * 1_000_000),
-        ]
-        args += [s.cap for s in scopes]
-        for limit in limits:
-            args.append(1_000_000.0 / limit.cps)
-        code, detail = self._acquire(keys=keys, args=args)
-        if code == 1:
-            return Acquisition(AcquireResult.ACQUIRED, delay_s=int(detail) / 1_000_000.0)
-        if code == 0:
-            return Acquisition(AcquireResult.FULL, full_scope=scopes[int(detail) - 1].key)
-        if code == -2:
-            return Acquisition(AcquireResult.POOL_LOST)
-        return Acquisition(AcquireResult.RATE_LIMITED, wait_s=int(detail) / 1_000_000.0)
+        args: list[str | int | float] = [len(caps), len(intervals), int(horizon_s * 1_000_000)]
+        args += caps
+        args += intervals
+        args += encoded
+        results = []
+        for code, detail in self._acquire(keys=keys, args=args):
+            if code == 1:
+                results.append(
+                    Acquisition(AcquireResult.ACQUIRED, delay_s=int(detail) / 1_000_000.0)
+                )
+            elif code == 0:
+                results.append(Acquisition(AcquireResult.FULL, full_scope=keys[int(detail) - 1]))
+            elif code == -2:
+                results.append(Acquisition(AcquireResult.POOL_LOST))
+            else:
+                results.append(
+                    Acquisition(AcquireResult.RATE_LIMITED, wait_s=int(detail) / 1_000_000.0)
+                )
+        return results
 
     def wait_for_send_slot(
         self, member: str, windows: list[SendWindow], deadline: float, hold_s: float

@@ -232,9 +232,9 @@ def test_place_call_checks_the_window_again(runtime: Runtime) -> None:
     (dial,) = dispatch_round(runtime, account_id).dials
     assert runtime.pool.live(Keys(account_id).account_pool()) == 1
     clock.now = utc(2027, 1, 16, 1, 0, 1)  # 20:00:01: place_call runs late
-    assert place_call(runtime, dial.attempt_id) is PlaceResult.NOT_CALLABLE
+    assert place_call(runtime, dial.order.attempt_id) is PlaceResult.NOT_CALLABLE
     with transaction(runtime.settings.database_url) as session:
-        attempt = session.get_one(CallAttempt, dial.attempt_id)
+        attempt = session.get_one(CallAttempt, dial.order.attempt_id)
         assert attempt.status is AttemptStatus.NOT_PLACED and attempt.call_sid is None
     contact = job(runtime, "+12125550143")
     assert contact.status is JobStatus.PENDING

@@ -7,7 +7,16 @@ import uuid
 
 import redis
 
-from dialer.pool import _RELEASE, AcquireResult, Keys, Pool, RateLimit, Scope, SendWindow
+from dialer.pool import (
+    _RELEASE,
+    AcquireResult,
+    Keys,
+    LeaseRequest,
+    Pool,
+    RateLimit,
+    Scope,
+    SendWindow,
+)
 from dialer.pool.leases import send_window
 
 
@@ -148,3 +157,47 @@ def test_send_windows_never_allow_more_than_the_limit_in_a_second() -> None:
     for cps in (0.5, 1.5, 49.5):
         window = send_window("k", cps)
         assert window.seconds >= 1.0 and window.calls <= cps * window.seconds, cps
+
+
+def test_a_batch_takes_leases_in_order_as_single_acquisitions_would(
+    redis_client: redis.Redis,
+) -> None:
+    pool = Pool(redis_client)
+    keys = Keys(1)
+    account = Scope(keys.account_pool(), 4)
+    small, large = Scope(keys.campaign_pool(7), 1), Scope(keys.campaign_pool(8), 10)
+    limit = [RateLimit(keys.account_rate(), 10.0)]  # one call every 100 ms
+
+    def request(member: str, campaign: Scope) -> LeaseRequest:
+        return LeaseRequest(member, 60, [account, campaign], limit, own_scope=campaign.key)
+
+    batch = [request("1", small), request("2", small), request("3", large)]
+    batch += [request("4", large), request("5", large), request("6", large)]
+    got = pool.acquire_many(batch, horizon_s=0.25)
+    # Campaign 7 is full after one: its second is refused and the batch goes on; the
+    # account's CPS slots run out past the horizon (0, 100, 200 ms booked): the batch stops.
+    assert [g.result for g in got] == [
+        AcquireResult.ACQUIRED,
+        AcquireResult.FULL,
+        AcquireResult.ACQUIRED,
+        AcquireResult.ACQUIRED,
+        AcquireResult.RATE_LIMITED,
+    ]
+    assert got[1].full_scope == small.key
+    assert [round(g.delay_s, 1) for g in got if g.result is AcquireResult.ACQUIRED] == [
+        0.0,
+        0.1,
+        0.2,
+    ]
+    assert 0 < got[4].wait_s <= 0.1
+    assert set(redis_client.zrange(keys.account_pool(), 0, -1)) == {b"1", b"3", b"4"}
+    # The account is full after one more: the batch stops at its first refusal there.
+    time.sleep(0.35)
+    got = pool.acquire_many([request("4", large), request("7", large), request("8", large)])
+    assert [g.result for g in got] == [
+        AcquireResult.ACQUIRED,  # already held: no second lease, no CPS slot
+        AcquireResult.ACQUIRED,
+        AcquireResult.FULL,
+    ]
+    assert got[2].full_scope == account.key
+    assert redis_client.zcard(keys.account_pool()) == 4
