@@ -18,9 +18,12 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 for j = 1, #KEYS do
-  redis.call('ZREMRANGEBYSCORE', KEYS[j], '-inf', now)
+  -- Lapsed slots are purged only when they would make the window look full.
   local held = redis.call('ZCARD', KEYS[j])
   local calls = tonumber(ARGV[2 + j])
+  if held >= calls then
+    held = held - redis.call('ZREMRANGEBYSCORE', KEYS[j], '-inf', now)
+  end
   if held >= calls then
     local lapse = redis.call('ZRANGE', KEYS[j], held - calls, held - calls, 'WITHSCORES')
     return {-1, tonumber(lapse[2]) - now}
