@@ -1,8 +1,9 @@
 """The shared concurrency pool and calls-per-second limiter, in Redis.
 
 One sorted set per scope (account, campaign, caller ID): member = attempt id, score = lease
-expiry in milliseconds of Redis `TIME`. `acquire.lua` purges expired leases, checks every
-scope's cap and every GCRA limiter, and adds the lease to all scopes atomically; release is
+expiry in milliseconds of Redis `TIME`. `acquire.lua` takes a batch of leases in order
+(one pacer round): it checks every scope's cap (purging lapsed leases from a scope that
+looks full) and every GCRA limiter, and adds each lease to all its scopes atomically; release is
 idempotent and pushes to the account's wake list, on which the pacer sleeps. All keys of an
 account share the hash tag `{a<account id>}`, so the scripts run on Redis Cluster.
 
