@@ -19,9 +19,9 @@ carry its db too), with the top commands per call. Both leave out the benchmark'
 sampling (one `ZCARD` per sample).
 
 Dialer CPU: utime + stime from `/proc` of the Celery worker and beat and the API (each
-process tree: live processes plus their reaped children), and of the PostgreSQL backends
-connected to the benchmark's database (those alive at the end; a backend that exits mid-run
-is missed), from the campaign's start to its last contact done. The simulator and this
+process tree, as alive at each reading), and of the PostgreSQL backends connected to the
+benchmark's database (those alive at each reading; a backend that exits mid-run is
+missed), from the campaign's start to its last contact done. The simulator and this
 process are left out.
 
 Usage: python -m bench.dispatch [--scale F[,F...]] [--only NAME]
@@ -36,7 +36,6 @@ import argparse
 import bisect
 import io
 import itertools
-import os
 import statistics
 import threading
 import time
@@ -47,9 +46,9 @@ from typing import Any
 
 import httpx
 import redis
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
-from bench import scratch_database
+from bench import backends, cpu_seconds, process_tree, scratch_database
 from campaigns import lifecycle
 from campaigns.accounts import create_account
 from dialer.cli.demo import generated_contacts
@@ -62,7 +61,6 @@ SERVER = "postgresql+psycopg://root@127.0.0.1:5432"
 DATABASE = "dialer_bench_dispatch"
 REDIS_DB = 12
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -119,49 +117,11 @@ class Monitor(threading.Thread):
                     self.counts[command["command"].split(" ", 1)[0].strip('"').upper()] += 1
 
 
-def tree_cpu_s(root: int) -> float:
-    """CPU seconds (user + system) of a process and every descendant alive, plus the
-    children they have reaped."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            parents.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += _own_ticks(pid, reaped=True)
-        todo.extend(parents.get(pid, []))
-    return total / CLOCK_TICKS
-
-
-def _own_ticks(pid: int, *, reaped: bool) -> int:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    # After the command: state(0) ... utime(11) stime(12) cutime(13) cstime(14)
-    ticks = int(fields[11]) + int(fields[12])
-    return ticks + (int(fields[13]) + int(fields[14]) if reaped else 0)
-
-
 def dialer_cpu_s(roots: dict[str, int], database_url: str) -> dict[str, float]:
-    """CPU seconds so far per part: the process trees in `roots` and `postgres` (the
-    backends connected to the database of `database_url`, this connection's excepted)."""
-    out = {name: tree_cpu_s(pid) for name, pid in roots.items()}
-    engine = create_engine(database_url)
-    with engine.connect() as conn:
-        backends = conn.execute(
-            text(
-                "SELECT pid FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        ).scalars()
-        out["postgres"] = sum(_own_ticks(pid, reaped=False) for pid in backends) / CLOCK_TICKS
-    engine.dispose()
+    """CPU seconds so far per part: each process tree in `roots` (the processes alive now)
+    and `postgres` (the backends connected to the database of `database_url`)."""
+    out = {name: cpu_seconds(process_tree(pid)) for name, pid in roots.items()}
+    out["postgres"] = cpu_seconds(backends(database_url))
     return out
 
 
