@@ -234,9 +234,10 @@ async def _drive(
     callbacks per second."""
     from bench.callbacks import EVENTS
     from dialer.dispatch.callbacks import CallbackBatcher, CallbackKind
+    from dialer.web.routers.providers import WEBHOOK_POOL_SIZE
     from models.asyncdb import async_pool
 
-    pool = async_pool(url, 2)
+    pool = async_pool(url, WEBHOOK_POOL_SIZE)
     await pool.open(wait=True)
     batcher = CallbackBatcher(pool, runtime)
     queue = list(reversed(attempts))

@@ -509,6 +509,9 @@ def _steps(ended: list[_Applied]) -> dict[str, list[Any]]:
 
 MAX_BATCH = 64
 """Callbacks applied in one transaction at most (`CallbackBatcher`)."""
+BATCHES_IN_FLIGHT = 2
+"""Batches one process applies at once (`CallbackBatcher`): while one waits for PostgreSQL
+the next is already on its way, so a batch's round trips and commit do not bound the rate."""
 
 
 @dataclass(slots=True)
@@ -518,20 +521,22 @@ class _Waiting:
 
 
 class CallbackBatcher:
-    """Group commit for the webhook: the callbacks one process receives while a batch is
-    being applied wait for the next batch, and each request is answered once its batch
+    """Group commit for the webhook: the callbacks one process receives while its batches
+    are being applied wait for the next batch, and each request is answered once its batch
     has committed (`record_callbacks`). An idle process applies a lone callback at once;
-    under load a batch holds what arrived during the previous one (up to `MAX_BATCH`), so
-    the commits per second stay about constant while the callbacks per commit grow, the
-    group commit of a database's own log writer. One batch is in flight per process at a
-    time. Two events of one call in one batch are applied in the order they arrived.
+    under load a batch holds what arrived while the others were applied (up to
+    `MAX_BATCH`), so the commits per second stay about constant while the callbacks per
+    commit grow, the group commit of a database's own log writer. At most
+    `BATCHES_IN_FLIGHT` batches are applied at once, each on its own connection. Two events
+    of one call in one batch are applied in the order they arrived; in two batches, the
+    later one waits for the earlier one's row lock.
     """
 
     def __init__(self, pool: AsyncPool, runtime: Runtime) -> None:
         self.pool = pool
         self.runtime = runtime
         self._waiting: list[_Waiting] = []
-        self._drainer: asyncio.Task[None] | None = None
+        self._drainers: set[asyncio.Task[None]] = set()
 
     async def record(
         self, attempt_id: int, kind: CallbackKind, params: Mapping[str, str]
@@ -547,8 +552,12 @@ class CallbackBatcher:
         callback = Callback.parse(attempt_id, kind, params)
         future: asyncio.Future[CallbackResult] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(callback, future))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.create_task(self._drain())
+        # A drainer whose loop found nothing left is done at once, though the callback that
+        # forgets it runs later: only the ones not done are still draining.
+        if sum(not drainer.done() for drainer in self._drainers) < BATCHES_IN_FLIGHT:
+            drainer = asyncio.create_task(self._drain())
+            self._drainers.add(drainer)
+            drainer.add_done_callback(self._drainers.discard)
         return await future
 
     async def _drain(self) -> None:

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from campaigns import counters
+from dialer.dispatch import callbacks
 from dialer.dispatch.callbacks import (
     Callback,
     CallbackBatcher,
@@ -275,3 +276,28 @@ def test_values_the_columns_cannot_hold_are_malformed(field: str, value: str) ->
     params = {"CallSid": _sid(1), "CallStatus": "completed", field: value}
     with pytest.raises(MalformedCallbackError):
         Callback.parse(1, CallbackKind.STATUS, params)
+
+
+@pytest.mark.parametrize("in_flight", [1, 2])
+def test_callbacks_one_after_another_are_each_answered(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, in_flight: int
+) -> None:
+    """A callback that arrives just as the last batch ends (its drainer done, not yet
+    forgotten) starts a batch of its own: none waits forever."""
+    monkeypatch.setattr(callbacks, "BATCHES_IN_FLIGHT", in_flight)
+    attempts = _live_attempts(runtime, 2)
+
+    async def work(pool: AsyncPool) -> None:
+        batcher = CallbackBatcher(pool, runtime)
+
+        async def one_call(i: int, attempt_id: int) -> None:
+            for call_status, seq in (("ringing", 1), ("in-progress", 2), ("completed", 3)):
+                params = _status(attempt_id, _sid(i), call_status, seq, CallDuration="9").params
+                await batcher.record(attempt_id, CallbackKind.STATUS, params)
+
+        calls = (one_call(i, attempt_id) for i, attempt_id in enumerate(attempts))
+        await asyncio.wait_for(asyncio.gather(*calls), timeout=20)
+
+    _run(runtime, work)
+    for attempt_id in attempts:
+        assert _attempt(runtime, attempt_id)[0].status is AttemptStatus.COMPLETED

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from twilio.request_validator import RequestValidator
 
-from dialer.dispatch.callbacks import CallbackBatcher, CallbackKind
+from dialer.dispatch.callbacks import BATCHES_IN_FLIGHT, CallbackBatcher, CallbackKind
 from dialer.dispatch.dialing import CONNECTION_OVERRIDES
 from dialer.errors import ForbiddenError
 from dialer.logs import bind_context
@@ -30,9 +30,9 @@ from workers.enqueue import hang_up, resolve_late_call
 GATHER_REPLY = (
     '<?xml version="1.0" encoding="UTF-8"?><Response><Say>Thank you. Goodbye.</Say></Response>'
 )
-WEBHOOK_POOL_SIZE = 2
-"""PostgreSQL connections per API process for the provider webhooks: the callback batcher
-keeps one batch in flight, and a retry after a broken connection takes a second."""
+WEBHOOK_POOL_SIZE = BATCHES_IN_FLIGHT + 1
+"""PostgreSQL connections per API process for the provider webhooks: one per batch the
+callback batcher applies at once, and one for a retry after a broken connection."""
 
 _FORM = "application/x-www-form-urlencoded"
 
