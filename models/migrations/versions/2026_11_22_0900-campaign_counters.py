@@ -247,8 +247,18 @@ def _queries(table: str, sources: list[tuple[str, int]], where: str = "") -> tup
     return counts, " UNION ALL ".join(minutes)
 
 
-def _trigger_function(table: str, operation: str) -> str:
-    counts, minutes = _queries(table, _sources(table, operation))
+def _trigger_function(table: str, operation: str, changed_only: bool = False) -> str:
+    """The trigger function and its trigger. `changed_only` (UPDATE, migration 0010):
+    count only the rows whose counted columns changed, not every updated row plus and
+    minus (a batch of callbacks updates many attempts, few of them in a way that counts)."""
+    sources = _sources(table, operation)
+    changed = ""
+    if changed_only:
+        sources = [
+            (f"(SELECT r.* FROM {rows} r JOIN changed USING (id))", sign)  # noqa: S608
+            for rows, sign in sources
+        ]
+    counts, minutes = _queries(table, sources)
     name = f"dialer_count_{table}_{operation.lower()}"
     references = {
         "INSERT": "NEW TABLE AS new_rows",
@@ -266,17 +276,20 @@ def _trigger_function(table: str, operation: str) -> str:
             if table == "call_attempts"
             else ", ".join(f"{{r}}.{c}" for c in JOB_COLUMNS.split(", "))
         )
+        differ = f"""
+        SELECT n.id FROM new_rows n JOIN old_rows o USING (id)
+        WHERE ({read.format(r="n")}) IS DISTINCT FROM ({read.format(r="o")})"""  # noqa: S608
         unchanged = f"""
-    IF NOT EXISTS (
-        SELECT FROM new_rows n JOIN old_rows o USING (id)
-        WHERE ({read.format(r="n")}) IS DISTINCT FROM ({read.format(r="o")})
+    IF NOT EXISTS ({differ}
     ) THEN
         RETURN NULL;
-    END IF;"""  # noqa: S608 (DDL built from this module's constants)
+    END IF;"""
+        if changed_only:
+            changed = f"changed AS ({differ}\n    ),"
     return f"""
 CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN{unchanged}
-    WITH counted AS (
+    WITH {changed} counted AS (
         INSERT INTO campaign_counters AS c (campaign_id, name, stripe, value)
         SELECT d.campaign_id, d.name, pg_backend_pid(), sum(d.value)
         FROM ({counts}) d

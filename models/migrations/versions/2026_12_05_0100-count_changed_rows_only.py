@@ -1,0 +1,51 @@
+"""the counting triggers of updates count only the rows whose counted columns changed
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-12-05 01:00:00
+
+Migration 0009's UPDATE triggers computed every updated row's contribution twice (the new
+row's, minus the old row's) and let unchanged rows cancel out. A batch of callbacks
+(`dialer.dispatch.callbacks.CallbackBatcher`) updates many attempts in one statement, most
+of them in ways no counter reads (a ringing call, a send deadline): the triggers now join
+the transition tables once, keep the rows whose counted columns differ, and count only
+those. The counters stay the same function of the rows (`campaigns.counters.recount`).
+"""
+
+from collections.abc import Sequence
+from importlib.util import module_from_spec, spec_from_file_location
+from pathlib import Path
+from types import ModuleType
+
+from alembic import op
+
+revision: str = "0010"
+down_revision: str | Sequence[str] | None = "0009"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def _counters_migration() -> ModuleType:
+    """Migration 0009's module, whose SQL builds the trigger functions."""
+    path = Path(__file__).with_name("2026_11_22_0900-campaign_counters.py")
+    spec = spec_from_file_location("dialer_migration_0009", path)
+    assert spec is not None and spec.loader is not None
+    module = module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _replace(changed_only: bool) -> None:
+    counters = _counters_migration()
+    for table in ("call_jobs", "call_attempts"):
+        op.execute(f"DROP TRIGGER count_update ON {table}")
+        op.execute(f"DROP FUNCTION dialer_count_{table}_update()")
+        op.execute(counters._trigger_function(table, "UPDATE", changed_only=changed_only))
+
+
+def upgrade() -> None:
+    _replace(changed_only=True)
+
+
+def downgrade() -> None:
+    _replace(changed_only=False)
