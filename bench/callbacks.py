@@ -455,13 +455,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = serve(app, port, config, env)
         try:
             drive(port, build_requests(warmup, port), args.concurrency, args.duration)
-            servers, databases = process_tree(server.pid), backends(database_url)
-            before = cpu_seconds(servers), cpu_seconds(databases)
+            servers = process_tree(server.pid)
+            started = {pid: cpu_seconds([pid]) for pid in backends(database_url)}
+            api_started = cpu_seconds(servers)
             runs[name] = drive(
                 port, build_requests(measured, port), args.concurrency, args.duration
             )
-            after = cpu_seconds(servers), cpu_seconds(databases)
-            cpu[name] = (after[0] - before[0], after[1] - before[1])
+            # A backend the server's pool opened during the drive counts from 0.
+            database_s = sum(
+                cpu_seconds([pid]) - started.get(pid, 0.0) for pid in backends(database_url)
+            )
+            cpu[name] = (cpu_seconds(servers) - api_started, database_s)
         finally:
             stop(server)
 

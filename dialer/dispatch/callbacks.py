@@ -523,8 +523,9 @@ class _Waiting:
 class CallbackBatcher:
     """Group commit for the webhook: the callbacks one process receives while its batches
     are being applied wait for the next batch, and each request is answered once its batch
-    has committed (`record_callbacks`). An idle process applies a lone callback at once;
-    under load a batch holds what arrived while the others were applied (up to
+    has committed (`record_callbacks`). An idle process applies a lone callback after one
+    turn of the event loop (the requests read in the same turn join it); under load a
+    batch holds what arrived while the others were applied (up to
     `MAX_BATCH`), so the commits per second stay about constant while the callbacks per
     commit grow, the group commit of a database's own log writer. At most
     `BATCHES_IN_FLIGHT` batches are applied at once, each on its own connection. Two events
@@ -562,7 +563,12 @@ class CallbackBatcher:
 
     async def _drain(self) -> None:
         while self._waiting:
+            # One turn of the event loop first: the requests read in the same turn as this
+            # one join its batch.
+            await asyncio.sleep(0)
             batch = self._waiting[:MAX_BATCH]
+            if not batch:  # the other drainer took them
+                break
             del self._waiting[:MAX_BATCH]
             CALLBACK_BATCH_SIZE.observe(len(batch))
             try:
