@@ -277,7 +277,7 @@ class AttemptRow:
         )
 
     def applied(self) -> dict[str, object]:
-        """The columns a callback may change, as `_UPDATE_ATTEMPT` writes them."""
+        """The columns a callback may change, as `_UPDATE_ATTEMPTS` writes them."""
         return {column: getattr(self, column) for column in _APPLIED}
 
 
@@ -341,28 +341,6 @@ async def record_callbacks(
                 results.extend(await record_callbacks(pool, runtime, [callback]))
             return results
     raise AssertionError("unreachable")
-
-
-async def record_callback(
-    pool: AsyncPool,
-    runtime: Runtime,
-    attempt_id: int,
-    kind: CallbackKind,
-    params: Mapping[str, str],
-) -> CallbackResult:
-    """Store and apply one verified callback for attempt `attempt_id` in a transaction of
-    its own (`record_callbacks` of one; the webhook groups them with `CallbackBatcher`).
-
-    Raises:
-        MalformedCallbackError: see `parse_event`.
-        NotFoundError: no attempt has that id.
-        psycopg.Error: the database is unreachable (`psycopg.OperationalError`) or refused
-            the event.
-    """
-    (result,) = await record_callbacks(pool, runtime, [Callback.parse(attempt_id, kind, params)])
-    if isinstance(result, Exception):
-        raise result
-    return result
 
 
 @dataclass(slots=True)

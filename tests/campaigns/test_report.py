@@ -1,5 +1,5 @@
 """The campaign report: every figure against a campaign whose outcomes are known, built
-through the real paths (the webhook's fast path `record_callback`, the ORM's
+through the real paths (the webhook's fast path `CallbackBatcher`, the ORM's
 `finish_call` / `end_unplaced`, the bulk cancel), and the counters against a recount."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from campaigns import counters
 from campaigns.reports import campaign_report
 from dialer.calls import CallEvent, JobStep, apply_event, cancel_pending_jobs, move_job
 from dialer.dispatch.attempt_end import end_unplaced, finish_call
-from dialer.dispatch.callbacks import CallbackKind, record_callback
+from dialer.dispatch.callbacks import CallbackBatcher, CallbackKind
 from dialer.errors import NotFoundError
 from dialer.pool import Keys
 from dialer.runtime import Runtime
@@ -50,12 +50,12 @@ def _sid(n: int) -> str:
 
 
 def callback(runtime: Runtime, attempt_id: int, kind: CallbackKind, **params: str) -> None:
-    """One verified callback through the webhook's fast path (`record_callback`)."""
+    """One verified callback through the webhook's fast path (`CallbackBatcher`)."""
 
     async def go() -> None:
-        pool = async_pool(runtime.settings.database_url, 1)
+        pool = async_pool(runtime.settings.database_url, 2)
         try:
-            await record_callback(pool, runtime, attempt_id, kind, params)
+            await CallbackBatcher(pool, runtime).record(attempt_id, kind, params)
         finally:
             await pool.close()
 

@@ -11,6 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from dialer.dispatch.dialing import PlaceResult, place_call
 from dialer.runtime import Runtime
@@ -26,47 +30,31 @@ MAX_DELAY_S = 0.3
 the network): more than the gap between two calls at the limit."""
 
 
-def delaying_proxy(target: str, seed: int) -> Any:
-    """An ASGI app that forwards every request to `target`, each after a random delay of up
-    to `MAX_DELAY_S` (seeded): requests granted in order reach the carrier bunched."""
+def delaying_proxy(target: str, seed: int) -> Starlette:
+    """An app that forwards every request to `target`, each after a random delay of up to
+    `MAX_DELAY_S` (seeded): requests granted in order reach the carrier bunched."""
     rng = random.Random(seed)
     lock = threading.Lock()
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+    async def forward(request: Request) -> Response:
         with lock:
             delay = rng.uniform(0, MAX_DELAY_S)
         await asyncio.sleep(delay)
-        headers = [(k.decode(), v.decode()) for k, v in scope["headers"] if k != b"host"]
-        url = f"{target}{scope['path']}"
-        if scope["query_string"]:
-            url += f"?{scope['query_string'].decode()}"
+        headers = {k: v for k, v in request.headers.items() if k != "host"}
         async with httpx.AsyncClient(timeout=10) as client:
-            reply = await client.request(scope["method"], url, headers=headers, content=body)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": reply.status_code,
-                "headers": [
-                    (k.encode(), v.encode())
-                    for k, v in reply.headers.items()
-                    if k not in ("content-length", "content-encoding", "transfer-encoding")
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": reply.content})
+            reply = await client.request(
+                request.method,
+                f"{target}{request.url.path}",
+                params=request.url.query,
+                headers=headers,
+                content=await request.body(),
+            )
+        dropped = ("content-length", "content-encoding", "transfer-encoding")
+        kept = {k: v for k, v in reply.headers.items() if k not in dropped}
+        return Response(reply.content, reply.status_code, headers=kept)
 
-    return app
+    methods = ["GET", "POST", "PUT", "DELETE"]
+    return Starlette(routes=[Route("/{path:path}", forward, methods=methods)])
 
 
 @pytest.fixture(scope="module")
