@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -86,3 +87,35 @@ def set_counting(url: str, enabled: bool) -> None:
             for trigger in COUNTING_TRIGGERS:
                 conn.execute(text(f"ALTER TABLE {table} {action} TRIGGER {trigger}"))
     engine.dispose()
+
+
+def track_counting(url: str) -> None:
+    """Have PostgreSQL time the counting trigger functions in `url`'s database from now on
+    (`track_functions = 'pl'` for its new sessions; needs a superuser, as on a scratch
+    server) and start from zero (`pg_stat_reset()`): `counting_time`."""
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        database = conn.execute(text("SELECT current_database()")).scalar_one()
+        conn.execute(text(f"ALTER DATABASE \"{database}\" SET track_functions = 'pl'"))
+        conn.execute(text("SELECT pg_stat_reset()"))
+    engine.dispose()
+
+
+def counting_time(url: str, wait_s: float = 10.0) -> tuple[float, int]:
+    """(seconds, runs) the counting trigger functions took in `url`'s database since
+    `track_counting`, by PostgreSQL's own timing (`pg_stat_user_functions`), once its
+    other backends have closed (a backend reports its figures as it ends), waiting up to
+    `wait_s` seconds for them."""
+    deadline = time.monotonic() + wait_s
+    while backends(url) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        total_ms, runs = conn.execute(
+            text(
+                "SELECT coalesce(sum(total_time), 0), coalesce(sum(calls), 0)"
+                " FROM pg_stat_user_functions WHERE funcname LIKE 'dialer_count_%'"
+            )
+        ).one()
+    engine.dispose()
+    return float(total_ms) / 1000, int(runs)

@@ -15,6 +15,10 @@ overrides `#rc=3&rp=all` included; `dialer.dispatch.dialing.CONNECTION_OVERRIDES
 - CPU milliseconds per callback of the server's processes (`api ms`) and of the PostgreSQL
   backends serving its database (`pg ms`), from `/proc`: the cost, which a busy machine
   does not distort as it does the rate;
+- the PostgreSQL time the campaign counters' triggers took per callback, by PostgreSQL's
+  own timing (`track_functions = 'pl'`, over the webhook's warm-up and drive), with their
+  runs and the callbacks per run: the counters' cost without the noise of a rate (the
+  end-to-end comparison, triggers on and off, is `bench/report.py`'s);
 - the same figures, in the same run, for a bare endpoint served the same way (a FastAPI
   POST route on the same path that reads the body and answers 204, in the same uvicorn
   configuration, driven by the same requests): the ceiling of the framework, the server and
@@ -58,7 +62,15 @@ from fastapi.responses import Response
 from sqlalchemy import func, insert, select
 from twilio.request_validator import RequestValidator
 
-from bench import backends, cpu_seconds, process_tree, scratch_database, set_counting
+from bench import (
+    backends,
+    counting_time,
+    cpu_seconds,
+    process_tree,
+    scratch_database,
+    set_counting,
+    track_counting,
+)
 from campaigns import counters
 from dialer.dispatch.dialing import CONNECTION_OVERRIDES
 from dialer.pool import Keys, Pool, Scope
@@ -450,11 +462,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     runs: dict[str, Run] = {}
     cpu: dict[str, tuple[float, float]] = {}
+    callbacks = 0  # the webhook's, warm-up included: what the counting time is spread over
     for name, app in (("bare", "bench.callbacks:bare_app"), ("webhook", "dialer.web.asgi:app")):
         port = free_port()
+        if name == "webhook":
+            track_counting(database_url)
         server = serve(app, port, config, env)
         try:
-            drive(port, build_requests(warmup, port), args.concurrency, args.duration)
+            warm = drive(port, build_requests(warmup, port), args.concurrency, args.duration)
             servers = process_tree(server.pid)
             started = {pid: cpu_seconds([pid]) for pid in backends(database_url)}
             api_started = cpu_seconds(servers)
@@ -466,8 +481,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cpu_seconds([pid]) - started.get(pid, 0.0) for pid in backends(database_url)
             )
             cpu[name] = (cpu_seconds(servers) - api_started, database_s)
+            callbacks = warm.accepted + runs[name].accepted
         finally:
             stop(server)
+    counting_s, counting_runs = counting_time(database_url)
 
     print(
         f"\n{'endpoint':<10}{'requests':>10}{'rate/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
@@ -491,6 +508,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "targets: webhook >= 1500/s, p99 <= 50 ms; api ms and pg ms: CPU milliseconds per"
         " callback of the server's processes and of its PostgreSQL backends"
     )
+    if counting_runs:
+        print(
+            f"counting triggers: {1000 * counting_s / callbacks:.3f} ms of PostgreSQL time per"
+            f" callback ({counting_runs} runs, {1000 * counting_s / counting_runs:.3f} ms each,"
+            f" {callbacks / counting_runs:.1f} callbacks per run; pg_stat_user_functions)"
+        )
 
     driven = warmup + measured[: hook.attempts_done]
     problems = check(database_url, client, driven, not args.without_counting)

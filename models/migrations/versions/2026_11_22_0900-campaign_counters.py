@@ -50,9 +50,9 @@ CALL = (
 ENDED = "('completed', 'busy', 'no-answer', 'failed', 'canceled')"
 """Attempt statuses of a call that ended."""
 PHASE = (
-    "CASE WHEN {r}.status::text IN ('dialing', 'placing') THEN 'pre'"
-    " WHEN {r}.status::text IN ('queued', 'initiated', 'ringing', 'in-progress') THEN 'live'"
-    f" WHEN {{r}}.status::text IN {ENDED} THEN 'ended' ELSE 'unplaced' END"
+    "CASE WHEN {r}.status IN ('dialing', 'placing') THEN 'pre'"
+    " WHEN {r}.status IN ('queued', 'initiated', 'ringing', 'in-progress') THEN 'live'"
+    f" WHEN {{r}}.status IN {ENDED} THEN 'ended' ELSE 'unplaced' END"
 )
 """An attempt's phase, all the counters read of its status: `pre` (no call yet), `live`,
 `ended`, `unplaced` (`not-placed`: no call was made)."""
@@ -68,17 +68,17 @@ JOB_COLUMNS = "campaign_id, status, outcome, attempt_count, next_due_at"
 # changes a million rows (a COPY at ingest, a bulk cancel) aggregates them into a few
 # groups in one pass, and the counter names are made once per group, not once per row.
 # `{rows}` is a transition table (or the table itself, for the recount), `{sign}` 1 or -1.
-DETAILED = "(r.status = 'done' AND coalesce(r.outcome::text IN ('machine', 'failed'), false))"
+DETAILED = "(r.status = 'done' AND coalesce(r.outcome IN ('machine', 'failed'), false))"
 """A done contact whose outcome the report details by its last attempt (`AnsweredBy`, the
 provider's error code): only these look their last attempt up."""
 JOB_FACTS = f"""
-    SELECT r.campaign_id, r.status::text AS status, r.outcome::text AS outcome,
+    SELECT r.campaign_id, r.status, r.outcome,
            r.attempt_count > 0 AS attempted, NULL::text AS answered_by,
            NULL::integer AS error_code, {{sign}} AS n, {{sign}} * r.attempt_count AS attempt_sum
     FROM {{rows}} r
     {{where}} {{and_or_where}} NOT {DETAILED}
     UNION ALL
-    SELECT r.campaign_id, r.status::text, r.outcome::text, r.attempt_count > 0,
+    SELECT r.campaign_id, r.status, r.outcome, r.attempt_count > 0,
            last.answered_by, last.error_code, {{sign}}, {{sign}} * r.attempt_count
     FROM {{rows}} r
     LEFT JOIN LATERAL (
@@ -90,7 +90,7 @@ JOB_FACTS = f"""
 JOB_KEYS = "campaign_id, status, outcome, attempted, answered_by, error_code"
 JOB_SUMS = "sum(n)::bigint AS n, sum(attempt_sum)::bigint AS attempt_sum"
 JOB_COUNTS = (
-    "dialer_job_counts(g.status, g.outcome, g.attempted, g.answered_by, g.error_code,"
+    "dialer_job_counts(g.status::text, g.outcome::text, g.attempted, g.answered_by, g.error_code,"
     " g.n, g.attempt_sum)"
 )
 
@@ -102,15 +102,15 @@ ATTEMPT_FACTS = f"""
            CASE WHEN r.duration_s > 0
                 THEN width_bucket(r.duration_s, '{TALK_ARRAY}'::integer[]) END AS talk_bucket,
            CASE WHEN r.due_at IS NOT NULL AND r.placed_at IS NOT NULL
-                THEN width_bucket(greatest(0, extract(epoch FROM r.placed_at - r.due_at)),
-                                  '{DELAY_ARRAY}'::numeric[]) END AS due_bucket,
+                THEN width_bucket(greatest(0, date_part('epoch', r.placed_at - r.due_at)),
+                                  '{DELAY_ARRAY}'::float8[]) END AS due_bucket,
            r.placed_at IS NOT NULL AS has_placed,
            {{sign}} AS n,
            {{sign}} * greatest(coalesce(r.duration_s, 0), 0) AS talk_s,
            {{sign}} * CASE WHEN r.duration_s > 0 THEN (r.duration_s + 59) / 60 ELSE 0 END
                AS billable,
            {{sign}} * CASE WHEN r.placed_at IS NOT NULL AND r.ended_at IS NOT NULL
-               THEN greatest(0, ceil(extract(epoch FROM r.ended_at - r.placed_at)))::bigint
+               THEN greatest(0, ceil(date_part('epoch', r.ended_at - r.placed_at)))::bigint
                ELSE 0 END AS hold_s
     FROM {{rows}} r
     {{where}}
@@ -127,21 +127,24 @@ ATTEMPT_COUNTS = (
     " g.due_bucket, g.has_placed, g.n, g.talk_s, g.billable, g.hold_s)"
 )
 
-JOB_MINUTE_FACTS = """
-    SELECT r.campaign_id, date_trunc('minute', r.next_due_at, 'UTC') AS minute,
-           0 AS dials, 0 AS answers, 0 AS ends, {sign} AS due
-    FROM {rows} r
-    {where} {and_or_where} r.status = 'pending' AND r.attempt_count = 0 AND r.outcome IS NULL
-"""
+MINUTE = "date_bin('1 minute', {ts}, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
+"""The UTC minute a timestamp falls in (as `date_trunc('minute', ts, 'UTC')`, for a tenth
+of the cost: no time zone is looked up)."""
+JOB_MINUTE_FACTS = f"""
+    SELECT r.campaign_id, {MINUTE.format(ts="r.next_due_at")} AS minute,
+           0 AS dials, 0 AS answers, 0 AS ends, {{sign}} AS due
+    FROM {{rows}} r
+    {{where}} {{and_or_where}} r.status = 'pending' AND r.attempt_count = 0 AND r.outcome IS NULL
+"""  # noqa: S608 (DDL built from this module's constants)
 ATTEMPT_MINUTE_FACTS = f"""
     SELECT r.campaign_id, m.minute, m.dials * {{sign}} AS dials, m.answers * {{sign}} AS answers,
            m.ends * {{sign}} AS ends, 0 AS due
     FROM {{rows}} r
     CROSS JOIN LATERAL (VALUES
-        (date_trunc('minute', r.placed_at, 'UTC'), 1, 0, 0, r.status::text IN {CALL}),
-        (date_trunc('minute', r.answered_at, 'UTC'), 0, 1, 0,
-         r.status::text IN {CALL} AND r.answered_at IS NOT NULL),
-        (date_trunc('minute', r.ended_at, 'UTC'), 0, 0, 1, r.status::text IN {ENDED})
+        ({MINUTE.format(ts="r.placed_at")}, 1, 0, 0, r.status IN {CALL}),
+        ({MINUTE.format(ts="r.answered_at")}, 0, 1, 0,
+         r.status IN {CALL} AND r.answered_at IS NOT NULL),
+        ({MINUTE.format(ts="r.ended_at")}, 0, 0, 1, r.status IN {ENDED})
     ) AS m(minute, dials, answers, ends, counts)
     {{where}} {{and_or_where}} m.counts AND m.minute IS NOT NULL
 """  # noqa: S608 (DDL built from this module's constants)

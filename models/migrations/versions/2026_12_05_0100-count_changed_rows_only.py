@@ -13,11 +13,10 @@ those. The counters stay the same function of the rows (`campaigns.counters.reco
 """
 
 from collections.abc import Sequence
-from importlib.util import module_from_spec, spec_from_file_location
-from pathlib import Path
-from types import ModuleType
 
 from alembic import op
+
+from models.migrations.counting import counters_migration
 
 revision: str = "0010"
 down_revision: str | Sequence[str] | None = "0009"
@@ -25,18 +24,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _counters_migration() -> ModuleType:
-    """Migration 0009's module, whose SQL builds the trigger functions."""
-    path = Path(__file__).with_name("2026_11_22_0900-campaign_counters.py")
-    spec = spec_from_file_location("dialer_migration_0009", path)
-    assert spec is not None and spec.loader is not None
-    module = module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _replace(changed_only: bool) -> None:
-    counters = _counters_migration()
+    counters = counters_migration()
     for table in ("call_jobs", "call_attempts"):
         op.execute(f"DROP TRIGGER count_update ON {table}")
         op.execute(f"DROP FUNCTION dialer_count_{table}_update()")
