@@ -8,6 +8,8 @@ from importlib.util import module_from_spec, spec_from_file_location
 from pathlib import Path
 from types import ModuleType
 
+from alembic import op
+
 COUNTERS_MIGRATION = Path(__file__).with_name("versions") / "2026_11_22_0900-campaign_counters.py"
 
 
@@ -19,3 +21,13 @@ def counters_migration() -> ModuleType:
     module = module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def rebuild_update_triggers(changed_only: bool) -> None:
+    """Replace both tables' UPDATE counting triggers with migration 0009's, built with
+    `changed_only` (count only the rows whose counted columns changed: migration 0010)."""
+    counters = counters_migration()
+    for table in ("call_jobs", "call_attempts"):
+        op.execute(f"DROP TRIGGER count_update ON {table}")
+        op.execute(f"DROP FUNCTION dialer_count_{table}_update()")
+        op.execute(counters._trigger_function(table, "UPDATE", changed_only=changed_only))

@@ -14,9 +14,7 @@ those. The counters stay the same function of the rows (`campaigns.counters.reco
 
 from collections.abc import Sequence
 
-from alembic import op
-
-from models.migrations.counting import counters_migration
+from models.migrations.counting import rebuild_update_triggers
 
 revision: str = "0010"
 down_revision: str | Sequence[str] | None = "0009"
@@ -24,17 +22,9 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _replace(changed_only: bool) -> None:
-    counters = counters_migration()
-    for table in ("call_jobs", "call_attempts"):
-        op.execute(f"DROP TRIGGER count_update ON {table}")
-        op.execute(f"DROP FUNCTION dialer_count_{table}_update()")
-        op.execute(counters._trigger_function(table, "UPDATE", changed_only=changed_only))
-
-
 def upgrade() -> None:
-    _replace(changed_only=True)
+    rebuild_update_triggers(changed_only=True)
 
 
 def downgrade() -> None:
-    _replace(changed_only=False)
+    rebuild_update_triggers(changed_only=False)
