@@ -17,8 +17,9 @@ overrides `#rc=3&rp=all` included; `dialer.dispatch.dialing.CONNECTION_OVERRIDES
   does not distort as it does the rate;
 - the PostgreSQL time the campaign counters' triggers took per callback, by PostgreSQL's
   own timing (`track_functions = 'pl'`, over the webhook's warm-up and drive), with their
-  runs and the callbacks per run: the counters' cost without the noise of a rate (the
-  end-to-end comparison, triggers on and off, is `bench/report.py`'s);
+  share of the webhook's CPU per callback (api ms + pg ms), runs and callbacks per run: the
+  counters' cost without the noise of a rate (the end-to-end comparison, triggers on and
+  off, is `bench/report.py`'s);
 - the same figures, in the same run, for a bare endpoint served the same way (a FastAPI
   POST route on the same path that reads the body and answers 204, in the same uvicorn
   configuration, driven by the same requests): the ceiling of the framework, the server and
@@ -509,9 +510,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         " callback of the server's processes and of its PostgreSQL backends"
     )
     if counting_runs:
+        share = (counting_s / callbacks) / (sum(cpu["webhook"]) / hook.accepted)
         print(
             f"counting triggers: {1000 * counting_s / callbacks:.3f} ms of PostgreSQL time per"
-            f" callback ({counting_runs} runs, {1000 * counting_s / counting_runs:.3f} ms each,"
+            f" callback, {share:.1%} of the webhook's CPU per callback (api + pg)"
+            f" ({counting_runs} runs, {1000 * counting_s / counting_runs:.3f} ms each,"
             f" {callbacks / counting_runs:.1f} callbacks per run; pg_stat_user_functions)"
         )
 
