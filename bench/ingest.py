@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import random
 import resource
 import subprocess
@@ -111,11 +112,6 @@ def generate(path: Path, rows: int, seed: int = 7, invalid: str = "mixed") -> li
     return ["+1" + nsn for nsn in rng.sample(issued, min(DNC_SIZE, len(issued)))]
 
 
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def child(url: str, csv_path: str, dnc_path: str) -> None:
     """Run one ingest (in its own process, for a clean RSS high-water mark); print JSON."""
     from campaigns import dnc
@@ -128,7 +124,7 @@ def child(url: str, csv_path: str, dnc_path: str) -> None:
         session.flush()
         dnc.add(session, account.id, json.loads(Path(dnc_path).read_text()), "US")
     started = time.perf_counter()
-    cpu_started = _cpu_seconds()
+    cpu_started = cpu_seconds([os.getpid()])
     with transaction(url) as session, open(csv_path, "rb") as source:
         backend = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
         server_started = cpu_seconds([backend])
@@ -142,7 +138,7 @@ def child(url: str, csv_path: str, dnc_path: str) -> None:
         session.flush()
         summary = ingest_contacts(session, campaign, source)
     elapsed = time.perf_counter() - started
-    cpu = _cpu_seconds() - cpu_started
+    cpu = cpu_seconds([os.getpid()]) - cpu_started
     server = cpu_seconds([backend]) - server_started  # 0 when the server is not on this machine
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     figures = {
