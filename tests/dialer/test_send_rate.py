@@ -7,6 +7,8 @@ import asyncio
 import random
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import httpx
@@ -96,25 +98,8 @@ def test_late_requests_never_put_more_than_the_limit_in_a_second_at_the_carrier(
             ).id
             for n in range(CALLS)
         ]  # fmt: skip
-    todo = list(attempt_ids)
-    results: list[PlaceResult] = []
-    lock = threading.Lock()
-
-    def worker() -> None:
-        while True:
-            with lock:
-                if not todo:
-                    return
-                attempt_id = todo.pop(0)
-            result = place_call(runtime, attempt_id)
-            with lock:
-                results.append(result)
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    with ThreadPoolExecutor(max_workers=8) as workers:
+        results = list(workers.map(partial(place_call, runtime), attempt_ids, timeout=120))
     assert results == [PlaceResult.PLACED] * CALLS
     stats = httpx.get(f"{sim_url}/_sim/stats", timeout=5).json()
     assert stats["calls_created"] == CALLS
