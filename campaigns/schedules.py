@@ -801,22 +801,15 @@ def _fire_failed(
                 occurrence=occurrence,
                 manual=False,
                 status=ScheduleRunStatus.FAILED,
-                error_code=code,
-                error_message=message,
             )
             .on_conflict_do_nothing(index_elements=["schedule_id", "occurrence"])
             .returning(ScheduleRun.id)
         )
         if run_id is None:
             return None
-        record_schedule_event(
-            session,
-            schedule.id,
-            "fire",
-            actor=SCHEDULER,
-            reason=f"occurrence {occurrence.isoformat()}: failed: {code}",
-        )
-        return Fired(schedule.id, run_id, schedule.account_id, None, ScheduleRunStatus.FAILED)
+        run = session.get_one(ScheduleRun, run_id)
+        _record_failed(session, schedule, run, occurrence, code, message, SCHEDULER)
+        return _fired(schedule, run)
 
 
 def run_now(
