@@ -14,14 +14,15 @@ from typing import IO
 from xml.sax.saxutils import escape as xml_escape
 
 from pydantic import BaseModel
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from campaigns import counters
 from campaigns.ingest import escape_formula
 from campaigns.lifecycle import get_campaign
+from dialer.campaign_state import CampaignAction
 from dialer.pool import Keys, Pool
-from models import Account, Campaign, CampaignStatus, utcnow
+from models import Account, Campaign, CampaignEvent, CampaignStatus, utcnow
 
 
 class Contacts(BaseModel):
@@ -142,7 +143,8 @@ class Pacing(BaseModel):
 
 class Breaker(BaseModel):
     state: str
-    """`open`: the account's circuit breaker paused the campaign; `closed` otherwise."""
+    """`open`: the account's circuit breaker paused the campaign; `closed` otherwise (also
+    while its operator paused it: `status_reason` says so)."""
     reason: str | None
     trips: int
 
@@ -190,6 +192,24 @@ def _minute(at: datetime) -> datetime:
 
 def _by_prefix(counts: dict[str, int], prefix: str) -> dict[str, int]:
     return {k.removeprefix(prefix): v for k, v in sorted(counts.items()) if k.startswith(prefix)}
+
+
+def _paused_by_breaker(session: Session, campaign: Campaign) -> bool:
+    """Whether the campaign is paused by the circuit breaker: paused, and the transition
+    that paused it last (its history, `models.CampaignEvent`) was the breaker's trip, not
+    its operator's pause."""
+    if campaign.status is not CampaignStatus.PAUSED:
+        return False
+    paused_by = session.scalar(
+        select(CampaignEvent.action)
+        .where(
+            CampaignEvent.campaign_id == campaign.id,
+            CampaignEvent.to_status == CampaignStatus.PAUSED.value,
+        )
+        .order_by(CampaignEvent.at.desc(), CampaignEvent.id.desc())
+        .limit(1)
+    )
+    return paused_by == CampaignAction.TRIP_BREAKER.value
 
 
 def campaign_report(
@@ -298,7 +318,7 @@ def campaign_report(
             p95=counters.percentile(counts, "due.b.", counters.DELAY_BOUNDS, 0.95),
         ),
     )
-    tripped = status is CampaignStatus.PAUSED and campaign.status_reason is not None
+    tripped = _paused_by_breaker(session, campaign)
     breaker = Breaker(
         state="open" if tripped else "closed",
         reason=campaign.status_reason if tripped else None,

@@ -8,7 +8,10 @@ records a `models.ScheduleRun`: rows read, accepted and rejected, or the error. 
 source records an `empty` run with no campaign; a missing or unreadable file, or a file
 refused as a whole, records a `failed` run (`source_not_found`, `source_unreadable`, or the
 ingest's code such as `no_phone_column`) and leaves the pushed contacts for the next run.
-Neither stops the schedule.
+Neither stops the schedule. Any other failure of a firing (a `DialerError` such as
+`from_number_not_found` when its caller ID was removed, or anything unexpected,
+`internal_error`) is a `failed` run too, and the schedule's next occurrence fires as usual:
+one schedule's failure never stops another's (`fire_due`).
 
 Exactly once per occurrence, however many beats tick: the run is inserted with
 `ON CONFLICT DO NOTHING` on its unique (schedule, occurrence), in the transaction that
@@ -38,6 +41,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import structlog
 from cronsim import CronSim, CronSimError
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
@@ -63,6 +67,8 @@ from models import (
     transaction,
     utcnow,
 )
+
+log = structlog.get_logger(__name__)
 
 DEFAULT_CATCH_UP_S = 3600
 MIN_CATCH_UP_S = 60
@@ -544,12 +550,12 @@ def _fire(
     if run_id is None:
         return None
     run = session.get_one(ScheduleRun, run_id)
-    options = _options(
-        _campaign_name(schedule, occurrence, manual), schedule.timezone, schedule.options
-    )
-    account = session.get_one(Account, schedule.account_id)
     batch = session.begin_nested()
     try:
+        options = _options(
+            _campaign_name(schedule, occurrence, manual), schedule.timezone, schedule.options
+        )
+        account = session.get_one(Account, schedule.account_id)
         campaign = lifecycle.new_campaign(session, account, options)
         summaries: list[IngestSummary] = []
         if schedule.csv_path is not None:
@@ -576,18 +582,11 @@ def _fire(
             summary = _ingest(session, campaign, pushed_source, options, sink)
             if summary is not None:
                 summaries.append(summary)
-    except _SourceError as failure:
+    except (_SourceError, DialerError) as failure:
+        # A source refused, or settings that no longer hold (its caller ID removed or no
+        # longer outbound, stored options out of bounds): this occurrence fails alone.
         batch.rollback()
-        run.status = ScheduleRunStatus.FAILED
-        run.error_code = failure.code
-        run.error_message = failure.message
-        record_schedule_event(
-            session,
-            schedule.id,
-            "fire",
-            actor=actor,
-            reason=f"occurrence {occurrence.isoformat()}: failed: {failure.code}",
-        )
+        _record_failed(session, schedule, run, occurrence, failure.code, failure.message, actor)
         return run
     if not summaries:
         batch.rollback()
@@ -631,6 +630,28 @@ def _fire(
     return run
 
 
+def _record_failed(
+    session: Session,
+    schedule: Schedule,
+    run: ScheduleRun,
+    occurrence: datetime,
+    code: str,
+    message: str,
+    actor: str,
+) -> None:
+    """Mark `run` failed with `code` and write the firing to the schedule's history."""
+    run.status = ScheduleRunStatus.FAILED
+    run.error_code = code
+    run.error_message = message
+    record_schedule_event(
+        session,
+        schedule.id,
+        "fire",
+        actor=actor,
+        reason=f"occurrence {occurrence.isoformat()}: failed: {code}",
+    )
+
+
 @contextmanager
 def _rejected_rows(data_dir: Path) -> Iterator[tuple[TextIO, list[ScheduleRun]]]:
     """A sink for a firing's rejected rows; once the firing commits, it becomes the
@@ -662,7 +683,11 @@ def fire_due(database_url: str, data_dir: Path, now: datetime | None = None) -> 
     clock), each in its own transaction; returns what was fired. Safe to call from any
     number of beats at once: each occurrence fires once (see the module's docstring).
 
-    A schedule locked by another firing in progress is left to it (`SKIP LOCKED`).
+    A schedule locked by another firing in progress is left to it (`SKIP LOCKED`). One
+    schedule's failure, of any kind, is that schedule's alone: its occurrence is recorded
+    as a `failed` run (the `DialerError`'s code, or `internal_error` for anything
+    unexpected, logged with its traceback), its `next_run_at` moves on, and the other
+    schedules fire in the same call (`_fire_failed`).
     """
     now = now or utcnow()
     with transaction(database_url) as session:
@@ -673,39 +698,118 @@ def fire_due(database_url: str, data_dir: Path, now: datetime | None = None) -> 
         ).all()
     fired = []
     for schedule_id in due:
-        with _rejected_rows(data_dir) as (sink, runs), transaction(database_url) as session:
-            schedule = session.scalars(
-                select(Schedule)
-                .where(
-                    Schedule.id == schedule_id,
-                    Schedule.status == ScheduleStatus.ACTIVE,
-                    Schedule.next_run_at <= now,
-                )
-                .with_for_update(skip_locked=True)
-            ).one_or_none()
-            if schedule is None:
+        try:
+            one = _fire_due_schedule(database_url, data_dir, schedule_id, now)
+        except Exception as error:  # isolate: one schedule never stops the others
+            log.exception("schedule_fire_failed", schedule_id=schedule_id)
+            try:
+                one = _fire_failed(database_url, schedule_id, now, error)
+            except Exception:  # the database itself failed: the next beat tries again
+                log.exception("schedule_failure_not_recorded", schedule_id=schedule_id)
                 continue
-            zone = parse_zone(schedule.timezone)
-            missed_from = schedule.next_run_at
-            occurrence, following = due_occurrence(
-                schedule.cron, zone, schedule.next_run_at, now, schedule.catch_up_s
-            )
-            schedule.next_run_at = following
-            if occurrence is None:
-                record_schedule_event(
-                    session,
-                    schedule.id,
-                    "skip",
-                    actor=SCHEDULER,
-                    reason=f"occurrences from {missed_from.isoformat()} missed, all older "
-                    f"than catch_up_s ({schedule.catch_up_s} s)",
-                )
-                continue
-            run = _fire(session, schedule, occurrence, manual=False, actor=SCHEDULER, sink=sink)
-            if run is not None:
-                runs.append(run)
-                fired.append(_fired(schedule, run))
+        if one is not None:
+            fired.append(one)
     return fired
+
+
+def _due_schedule(session: Session, schedule_id: int, now: datetime) -> Schedule | None:
+    """The schedule, locked, if still active and due at `now` and no firing holds it."""
+    return session.scalars(
+        select(Schedule)
+        .where(
+            Schedule.id == schedule_id,
+            Schedule.status == ScheduleStatus.ACTIVE,
+            Schedule.next_run_at <= now,
+        )
+        .with_for_update(skip_locked=True)
+    ).one_or_none()
+
+
+def _fire_due_schedule(
+    database_url: str, data_dir: Path, schedule_id: int, now: datetime
+) -> Fired | None:
+    """Fire one due schedule in its own transaction (None: not due any more, its
+    occurrences skipped, or another beat fired it)."""
+    with _rejected_rows(data_dir) as (sink, runs), transaction(database_url) as session:
+        schedule = _due_schedule(session, schedule_id, now)
+        if schedule is None:
+            return None
+        zone = parse_zone(schedule.timezone)
+        missed_from = schedule.next_run_at
+        occurrence, following = due_occurrence(
+            schedule.cron, zone, schedule.next_run_at, now, schedule.catch_up_s
+        )
+        schedule.next_run_at = following
+        if occurrence is None:
+            record_schedule_event(
+                session,
+                schedule.id,
+                "skip",
+                actor=SCHEDULER,
+                reason=f"occurrences from {missed_from.isoformat()} missed, all older "
+                f"than catch_up_s ({schedule.catch_up_s} s)",
+            )
+            return None
+        run = _fire(session, schedule, occurrence, manual=False, actor=SCHEDULER, sink=sink)
+        if run is None:
+            return None
+        runs.append(run)
+        return _fired(schedule, run)
+
+
+def _fire_failed(
+    database_url: str, schedule_id: int, now: datetime, error: Exception
+) -> Fired | None:
+    """Record a firing that failed past `_fire`'s own handling (its transaction rolled
+    back), in a new transaction: a `failed` run for the due occurrence with the error's
+    code (`internal_error` unless a `DialerError`), `next_run_at` at the next occurrence,
+    and the history. A schedule whose cron or zone no longer reads has no next occurrence:
+    it is paused (history `pause`), so it does not fail again at every beat."""
+    code = error.code if isinstance(error, DialerError) else "internal_error"
+    message = error.message if isinstance(error, DialerError) else "the firing failed"
+    with transaction(database_url) as session:
+        schedule = _due_schedule(session, schedule_id, now)
+        if schedule is None:
+            return None
+        try:
+            occurrence, following = due_occurrence(
+                schedule.cron,
+                parse_zone(schedule.timezone),
+                schedule.next_run_at,
+                now,
+                schedule.catch_up_s,
+            )
+        except DialerError as unreadable:
+            occurrence, following = None, None
+            schedule.status = ScheduleStatus.PAUSED
+            record_schedule_event(
+                session,
+                schedule.id,
+                "pause",
+                actor=SCHEDULER,
+                from_status=ScheduleStatus.ACTIVE.value,
+                to_status=ScheduleStatus.PAUSED.value,
+                reason=f"no next occurrence: {unreadable.code}",
+            )
+        occurrence = occurrence or schedule.next_run_at
+        if following is not None:
+            schedule.next_run_at = following
+        run_id = session.scalar(
+            insert(ScheduleRun)
+            .values(
+                schedule_id=schedule.id,
+                occurrence=occurrence,
+                manual=False,
+                status=ScheduleRunStatus.FAILED,
+            )
+            .on_conflict_do_nothing(index_elements=["schedule_id", "occurrence"])
+            .returning(ScheduleRun.id)
+        )
+        if run_id is None:
+            return None
+        run = session.get_one(ScheduleRun, run_id)
+        _record_failed(session, schedule, run, occurrence, code, message, SCHEDULER)
+        return _fired(schedule, run)
 
 
 def run_now(

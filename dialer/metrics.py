@@ -149,6 +149,12 @@ CALLBACKS = Counter(
     "Provider callbacks by kind (status, amd, gather) and result (stored, duplicate, forged)",
     ["kind", "result"],
 )
+CALLBACK_APPLY_FAILURES = Counter(
+    "dialer_provider_callback_apply_failures",
+    "Stored provider callbacks the call state machine failed to apply (a bug or stored data "
+    "no check holds any more, logged with its traceback); the callback is answered and its "
+    "call is applied again when the reaper asks the provider",
+)
 CALLBACK_SECONDS = Histogram("dialer_provider_callback_seconds", "Callback handling time")
 CALLBACK_BATCH_SIZE = Histogram(
     "dialer_provider_callback_batch_size",

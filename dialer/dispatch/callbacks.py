@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
@@ -26,7 +26,7 @@ from psycopg_pool import PoolTimeout
 from dialer.calls import MACHINE_ANSWERS, CallEvent, apply_event, is_terminal
 from dialer.dispatch.attempt_end import EndDecision, EndedAttempt, decide
 from dialer.errors import DialerError, NotFoundError
-from dialer.metrics import CALLBACK_BATCH_SIZE
+from dialer.metrics import CALLBACK_APPLY_FAILURES, CALLBACK_BATCH_SIZE
 from dialer.runtime import Runtime
 from dialer.webhooks.outbox import record_attempt_end_async
 from dialer.windows import ContactSchedule
@@ -76,6 +76,10 @@ class CallbackResult:
     hang_up_machine: bool = False
     late_call: str | None = None
     """The sid of a call made for an attempt already given up (`not-placed`)."""
+    apply_failed: bool = False
+    """Stored, but the state machine failed on it (logged, counted in
+    `dialer_provider_callback_apply_failures`): its attempt is as it was, and the reaper
+    applies the call's state from the provider later (`dialer.dispatch.reaper`)."""
 
 
 def parse_event(kind: CallbackKind, params: Mapping[str, str]) -> CallEvent:
@@ -315,8 +319,16 @@ async def record_callbacks(
 
     A connection that broke, or a deadlock, is retried once on a new transaction: nothing
     was committed, or, if the commit itself was lost in flight, the retry finds the events
-    stored and changes nothing. Any other database error is retried one callback per
-    transaction, so a bad event fails only its own request.
+    stored and changes nothing. Any other error of the batch (the database refused an event)
+    is retried one callback per transaction, so a bad event fails only its own request.
+
+    A callback the state machine fails on (an exception while applying it, e.g. its
+    campaign's stored retry policy no longer reads) is isolated without retrying the batch:
+    its raw event is stored, its attempt keeps the state it had, the failure is logged with
+    its traceback and counted (`dialer_provider_callback_apply_failures`), and it is
+    answered like the others (`apply_failed`), not with a 5xx: Twilio's retry of the same
+    event would find it stored and change nothing. The call's state is applied later from
+    the provider, by the reaper's status poll, once what made it fail is repaired.
 
     Raises:
         psycopg.OperationalError: the database is unreachable (answer 503: Twilio retries,
@@ -331,7 +343,7 @@ async def record_callbacks(
             if not retry:
                 raise
             log.warning("callback_db_retry", attempts=[c.attempt_id for c in callbacks])
-        except psycopg.Error as error:
+        except Exception as error:  # the database refused an event, or a bug met one
             if len(callbacks) == 1:
                 log.error("callback_refused", attempt_id=callbacks[0].attempt_id, exc_info=True)
                 return [error]
@@ -385,7 +397,16 @@ async def _record(
                 log.warning("callback_sid_taken", attempt_id=callback.attempt_id, call_sid=sid)
                 results.append(CallbackResult(stored=True))
                 continue
-            results.append(_apply(state, callback, runtime))
+            before = replace(state.attempt), state.decision
+            try:
+                results.append(_apply(state, callback, runtime))
+            except Exception:  # isolate: one callback's failure is not the batch's
+                # Its raw event is stored; its attempt keeps the state it had before it.
+                state.attempt, state.decision = before
+                log.error("callback_apply_failed", attempt_id=callback.attempt_id, exc_info=True)
+                CALLBACK_APPLY_FAILURES.inc()
+                results.append(CallbackResult(stored=True, apply_failed=True))
+                continue
             if state.attempt.call_sid == sid:
                 sids[sid] = callback.attempt_id
         ended = [a for a in applied.values() if a.decision is not None]

@@ -1,7 +1,10 @@
 """The reaper and hold-time watchdog (run by beat every few seconds).
 
 One pass at a time (a Redis lock that lapses if its holder dies), account by account, at
-most `MAX_PER_PASS` live attempts each:
+most `MAX_PER_PASS` live attempts each. The pass is shared by every account, so each
+account, and each attempt, is isolated: a failure (a bug, or stored data no check holds
+any more, such as a campaign's poisoned retry policy) is logged with its traceback and the
+pass goes on with the others.
 
 - Leases near expiry whose attempt is not final: ask the provider what became of the call,
   apply it, hang up a call still live past its cap, and free the slot.
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import cast
 
 import structlog
@@ -85,10 +88,22 @@ def reap(runtime: Runtime, redispatch: Callable[[list[DialOrder]], None]) -> Rea
         return report
     try:
         with transaction(runtime.settings.database_url) as session:
-            accounts = list(session.scalars(select(Campaign.account_id).distinct()))
+            accounts = list(
+                session.scalars(
+                    select(Campaign.account_id).distinct().order_by(Campaign.account_id)
+                )
+            )
         for account_id in accounts:
-            _reap_account(runtime, account_id, report)
-            report.leaked += release_leaked(runtime, account_id)
+            # Isolated: one account's failure (a bug, or stored data no check holds any
+            # more) is logged with its traceback and the pass goes on with the others.
+            try:
+                _reap_account(runtime, account_id, report)
+            except Exception:
+                log.exception("reap_account_failed", account_id=account_id)
+            try:
+                report.leaked += release_leaked(runtime, account_id)
+            except Exception:
+                log.exception("release_leaked_failed", account_id=account_id)
     finally:
         if runtime.redis.get(LOCK_KEY) == token.encode():
             runtime.redis.delete(LOCK_KEY)
@@ -111,34 +126,47 @@ def _reap_account(runtime: Runtime, account_id: int, report: ReapReport) -> None
             .order_by(CallAttempt.updated_at)
             .limit(MAX_PER_PASS)
         ).all()
-    settings = runtime.settings
-    stuck_before = now - timedelta(seconds=settings.stuck_dialing_after_s)
-    quiet_before = now - timedelta(seconds=settings.status_poll_after_s)
     for attempt, max_hold_s in live:
-        if attempt.call_sid is None:
-            if attempt.status is AttemptStatus.DIALING:
-                if attempt.updated_at < stuck_before and hand_back_lost(runtime, attempt.id):
-                    order = DialOrder(attempt.id, attempt.campaign_id, attempt.account_id)
-                    report.redispatched.append(order)
-            elif now >= recoverable_at(settings, attempt):
-                recover_placing(runtime, attempt.id)
-                report.resolved.append(attempt.id)
-            continue
-        over_hold = (
-            max_hold_s is not None
-            and attempt.answered_at is not None
-            and (now - attempt.answered_at).total_seconds() > max_hold_s
-        )
-        near_expiry = attempt.lease_expires_at <= now + timedelta(seconds=EXPIRY_HORIZON_S)
-        if over_hold:
-            hang_up_call(runtime, attempt.id, reason=EndReason.HOLD_CAP)
-            report.hung_up.append(attempt.id)
-        elif near_expiry:
-            hang_up_call(runtime, attempt.id, reason=EndReason.LEASE_EXPIRED)
+        try:
+            _reap_attempt(runtime, attempt, max_hold_s, now, report)
+        except Exception:  # isolated: the account's other attempts are still reaped
+            log.exception("reap_attempt_failed", account_id=account_id, attempt_id=attempt.id)
+
+
+def _reap_attempt(
+    runtime: Runtime,
+    attempt: CallAttempt,
+    max_hold_s: int | None,
+    now: datetime,
+    report: ReapReport,
+) -> None:
+    """One live attempt (read detached, in no session) at `now`: see the module's list."""
+    settings = runtime.settings
+    if attempt.call_sid is None:
+        if attempt.status is AttemptStatus.DIALING:
+            stuck_before = now - timedelta(seconds=settings.stuck_dialing_after_s)
+            if attempt.updated_at < stuck_before and hand_back_lost(runtime, attempt.id):
+                order = DialOrder(attempt.id, attempt.campaign_id, attempt.account_id)
+                report.redispatched.append(order)
+        elif now >= recoverable_at(settings, attempt):
+            recover_placing(runtime, attempt.id)
             report.resolved.append(attempt.id)
-        elif attempt.updated_at < quiet_before:
-            _poll(runtime, attempt.id, attempt.call_sid)
-            report.polled.append(attempt.id)
+        return
+    over_hold = (
+        max_hold_s is not None
+        and attempt.answered_at is not None
+        and (now - attempt.answered_at).total_seconds() > max_hold_s
+    )
+    near_expiry = attempt.lease_expires_at <= now + timedelta(seconds=EXPIRY_HORIZON_S)
+    if over_hold:
+        hang_up_call(runtime, attempt.id, reason=EndReason.HOLD_CAP)
+        report.hung_up.append(attempt.id)
+    elif near_expiry:
+        hang_up_call(runtime, attempt.id, reason=EndReason.LEASE_EXPIRED)
+        report.resolved.append(attempt.id)
+    elif attempt.updated_at < now - timedelta(seconds=settings.status_poll_after_s):
+        _poll(runtime, attempt.id, attempt.call_sid)
+        report.polled.append(attempt.id)
 
 
 def _poll(runtime: Runtime, attempt_id: int, call_sid: str) -> None:

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from campaigns import counters
+from campaigns import counters, lifecycle
 from campaigns.reports import campaign_report
 from dialer.calls import CallEvent, JobStep, apply_event, cancel_pending_jobs, move_job
+from dialer.campaign_state import BREAKER, CampaignAction, transition
 from dialer.dispatch.attempt_end import end_unplaced, finish_call
 from dialer.dispatch.callbacks import CallbackBatcher, CallbackKind
 from dialer.errors import NotFoundError
@@ -364,8 +365,8 @@ def test_a_report_of_another_accounts_campaign_is_not_found(runtime: Runtime, kn
 def test_the_breaker_and_a_finished_campaign(runtime: Runtime, known: Known) -> None:
     with transaction(runtime.settings.database_url) as session:
         campaign = session.get_one(Campaign, known.campaign_id)
-        campaign.status = CampaignStatus.PAUSED
-        campaign.status_reason = "provider account error 20003: Authenticate"
+        reason = "provider account error 20003: Authenticate"
+        transition(campaign, CampaignAction.TRIP_BREAKER, actor=BREAKER, reason=reason)
         campaign.breaker_trips = 1
     with transaction(runtime.settings.database_url) as session:
         report = campaign_report(session, runtime.pool, known.account_id, known.campaign_id)
@@ -394,3 +395,30 @@ def test_the_breaker_and_a_finished_campaign(runtime: Runtime, known: Known) -> 
     assert (report.eta.remaining, report.eta.finish_at) == (0, NOW)
     assert report.contacts.cancelled == 1 + 5
     assert report.series[-1].minute == NOW.replace(second=0)  # the series ends at the finish
+
+
+def test_an_operator_pause_does_not_read_as_the_breaker_open(
+    runtime: Runtime, known: Known
+) -> None:
+    url = runtime.settings.database_url
+    with transaction(url) as session:
+        lifecycle.pause(session, known.account_id, known.campaign_id, actor="api:acme")
+    with transaction(url) as session:
+        report = campaign_report(session, runtime.pool, known.account_id, known.campaign_id)
+    assert (report.status, report.status_reason) == ("paused", "paused by operator")
+    assert report.breaker.model_dump() == {"state": "closed", "reason": None, "trips": 0}
+    # A trip, then the operator's resume and pause: the breaker is closed again.
+    with transaction(url) as session:
+        lifecycle.resume(session, known.account_id, known.campaign_id, actor="api:acme")
+        campaign = session.get_one(Campaign, known.campaign_id)
+        transition(campaign, CampaignAction.TRIP_BREAKER, actor=BREAKER, reason="error 20003")
+        campaign.breaker_trips = 1
+    with transaction(url) as session:
+        report = campaign_report(session, runtime.pool, known.account_id, known.campaign_id)
+    assert report.breaker.model_dump() == {"state": "open", "reason": "error 20003", "trips": 1}
+    with transaction(url) as session:
+        lifecycle.resume(session, known.account_id, known.campaign_id, actor="api:acme")
+        lifecycle.pause(session, known.account_id, known.campaign_id, actor="api:acme")
+    with transaction(url) as session:
+        report = campaign_report(session, runtime.pool, known.account_id, known.campaign_id)
+    assert report.breaker.model_dump() == {"state": "closed", "reason": None, "trips": 1}

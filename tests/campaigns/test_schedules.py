@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from structlog.testing import capture_logs
 
-from campaigns import lifecycle, schedules
+from campaigns import accounts, lifecycle, schedules
 from campaigns.history import campaign_events
 from dialer.errors import ConflictError, DialerError, NotFoundError
 from models import (
@@ -410,3 +411,97 @@ def test_run_now_and_the_campaign_history(
         ("resume", "cli:bob", "paused", "running"),
         ("cancel", "cli:bob", "running", "canceled"),
     ]
+
+
+def account_schedule(url: str, name: str, number: str, csv_path: Path, cron: str) -> int:
+    """A schedule of a new account `name` presenting its caller ID `number`."""
+    with transaction(url) as session:
+        account = make_account(session, name)
+        make_caller_id(session, account, number)
+        return schedules.create_schedule(
+            session,
+            account,
+            name=f"{name} reminders",
+            cron=cron,
+            timezone="Europe/London",
+            csv_path=csv_path,
+            options={"message": "Hello {first_name}.", "from_number": number},
+            actor="cli:ada",
+            now=at(2026, 11, 22, 12),
+        ).id
+
+
+def test_a_failing_schedule_does_not_stop_other_accounts_schedules(
+    committed_db: str, tmp_path: Path, contacts: Path
+) -> None:
+    # Account A's schedule is due first; its caller ID is removed before it fires.
+    hostile = account_schedule(committed_db, "a", "+15005550006", contacts, "0 9 * * *")
+    other = account_schedule(committed_db, "b", "+15005550007", contacts, "1 9 * * *")
+    with transaction(committed_db) as session:
+        owner = session.get_one(Schedule, hostile).account_id
+        accounts.remove_number(session, owner, "+15005550006")
+    beat = at(2026, 11, 23, 9, 1, 1)
+    fired = schedules.fire_due(committed_db, tmp_path, beat)
+    assert [(f.schedule_id, f.status) for f in fired] == [
+        (hostile, ScheduleRunStatus.FAILED),
+        (other, ScheduleRunStatus.OK),
+    ]
+    [failed] = runs(committed_db, hostile)
+    assert (failed.status, failed.error_code) == (ScheduleRunStatus.FAILED, "from_number_not_found")
+    [ok] = runs(committed_db, other)
+    assert ok.status is ScheduleRunStatus.OK and ok.accepted == 3
+    with transaction(committed_db) as session:
+        assert session.get_one(Schedule, hostile).next_run_at == at(2026, 11, 24, 9)
+        reasons = [e.reason for e in schedules.schedule_events(session, owner, hostile)]
+    assert reasons[-1] == "occurrence 2026-11-23T09:00:00+00:00: failed: from_number_not_found"
+    # It does not fail again at every beat: the next beat has nothing due.
+    assert schedules.fire_due(committed_db, tmp_path, beat + timedelta(seconds=5)) == []
+
+
+def test_an_unexpected_firing_error_is_a_failed_run_and_the_others_fire(
+    committed_db: str, tmp_path: Path, contacts: Path
+) -> None:
+    hostile = account_schedule(committed_db, "a", "+15005550006", contacts, "0 9 * * *")
+    other = account_schedule(committed_db, "b", "+15005550007", contacts, "1 9 * * *")
+    with transaction(committed_db) as session:
+        # Old data no check holds any more: a pushed contact that is not a row.
+        session.add(ScheduleContact(schedule_id=hostile, fields="not a row"))
+    beat = at(2026, 11, 23, 9, 1, 1)
+    with capture_logs() as logs:
+        fired = schedules.fire_due(committed_db, tmp_path, beat)
+    assert [(f.schedule_id, f.status) for f in fired] == [
+        (hostile, ScheduleRunStatus.FAILED),
+        (other, ScheduleRunStatus.OK),
+    ]
+    [failed] = runs(committed_db, hostile)
+    assert (failed.occurrence, failed.error_code) == (at(2026, 11, 23, 9), "internal_error")
+    [logged] = [e for e in logs if e["event"] == "schedule_fire_failed"]
+    assert logged["schedule_id"] == hostile and logged["exc_info"] is True
+    with transaction(committed_db) as session:
+        assert session.get_one(Schedule, hostile).next_run_at == at(2026, 11, 24, 9)
+        owner = session.get_one(Schedule, hostile).account_id
+        events = schedules.schedule_events(session, owner, hostile)
+        assert events[-1].action == "fire"
+        assert events[-1].reason == "occurrence 2026-11-23T09:00:00+00:00: failed: internal_error"
+    assert count(committed_db, Campaign) == 1  # B's alone: A's firing was rolled back whole
+    assert schedules.fire_due(committed_db, tmp_path, beat + timedelta(seconds=5)) == []
+
+
+def test_a_schedule_whose_zone_no_longer_reads_is_paused_after_a_failed_run(
+    committed_db: str, tmp_path: Path, contacts: Path
+) -> None:
+    hostile = account_schedule(committed_db, "a", "+15005550006", contacts, "0 9 * * *")
+    other = account_schedule(committed_db, "b", "+15005550007", contacts, "1 9 * * *")
+    with transaction(committed_db) as session:
+        session.get_one(Schedule, hostile).timezone = "Mars/Olympus_Mons"
+    beat = at(2026, 11, 23, 9, 1, 1)
+    fired = schedules.fire_due(committed_db, tmp_path, beat)
+    assert [(f.schedule_id, f.status) for f in fired] == [
+        (hostile, ScheduleRunStatus.FAILED),
+        (other, ScheduleRunStatus.OK),
+    ]
+    [failed] = runs(committed_db, hostile)
+    assert (failed.occurrence, failed.error_code) == (at(2026, 11, 23, 9), "invalid_timezone")
+    with transaction(committed_db) as session:
+        assert session.get_one(Schedule, hostile).status is ScheduleStatus.PAUSED
+    assert schedules.fire_due(committed_db, tmp_path, beat + timedelta(seconds=5)) == []

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 from sqlalchemy import func, select, text
+from structlog.testing import capture_logs
 
 from campaigns import counters
 from dialer.dispatch import callbacks
@@ -23,7 +24,7 @@ from dialer.dispatch.callbacks import (
     record_callbacks,
 )
 from dialer.errors import NotFoundError
-from dialer.metrics import CALLBACK_BATCH_SIZE
+from dialer.metrics import CALLBACK_APPLY_FAILURES, CALLBACK_BATCH_SIZE
 from dialer.pool import Keys
 from dialer.runtime import Runtime
 from models import (
@@ -301,3 +302,66 @@ def test_callbacks_one_after_another_are_each_answered(
     _run(runtime, work)
     for attempt_id in attempts:
         assert _attempt(runtime, attempt_id)[0].status is AttemptStatus.COMPLETED
+
+
+def _apply_failures() -> float:
+    return CALLBACK_APPLY_FAILURES.collect()[0].samples[0].value
+
+
+def test_a_callback_that_fails_to_apply_does_not_fail_another_accounts_in_its_batch(
+    runtime: Runtime,
+) -> None:
+    """Account A's campaign holds a retry policy written before any check (old data): its
+    busy callback makes the state machine raise. Account B's callback in the same batch is
+    applied and answered; A's is stored once, answered, logged and counted, and its attempt
+    is left as it was for the reaper to apply later."""
+    with transaction(runtime.settings.database_url) as session:
+        attempts = []
+        for name, policy in (("a", {"busy": {"retry": True, "delay_s": "x"}}), ("b", {})):
+            campaign = make_campaign(
+                session,
+                make_account(session, name),
+                status=CampaignStatus.RUNNING,
+                retry_policy=policy,
+            )
+            job = make_job(
+                session, campaign, "+12125550100", status=JobStatus.IN_PROGRESS, attempt_count=1
+            )
+            attempts.append(
+                make_attempt(
+                    session, job, status=AttemptStatus.QUEUED, call_sid=_sid(len(attempts))
+                ).id
+            )
+    poisoned, other = attempts
+    for attempt_id in attempts:
+        hold_lease(runtime, attempt_id)
+    failures = _apply_failures()
+    batch = [
+        _status(poisoned, _sid(0), "busy", 1),
+        _status(other, _sid(1), "completed", 1, CallDuration="20"),
+    ]
+    with capture_logs() as logs:
+        results = _run(runtime, lambda pool: record_callbacks(pool, runtime, batch))
+
+    assert results == [
+        CallbackResult(stored=True, apply_failed=True),
+        CallbackResult(stored=True, ended=True),
+    ]
+    attempt, job, events = _attempt(runtime, other)
+    assert attempt.status is AttemptStatus.COMPLETED and job.status is JobStatus.DONE
+    attempt, job, events = _attempt(runtime, poisoned)
+    assert (attempt.status, job.status, events) == (
+        AttemptStatus.QUEUED,
+        JobStatus.IN_PROGRESS,
+        1,  # its raw event is stored once: nothing is lost
+    )
+    assert _apply_failures() == failures + 1
+    [logged] = [e for e in logs if e["event"] == "callback_apply_failed"]
+    assert logged["attempt_id"] == poisoned and logged["exc_info"] is True
+    # Only the ended call's lease was released.
+    assert runtime.redis.zrange(Keys(attempt.account_id).account_pool(), 0, -1) == [
+        str(poisoned).encode()
+    ]
+    # Twilio's retry of the same event finds it stored and changes nothing.
+    again = _run(runtime, lambda pool: record_callbacks(pool, runtime, batch[:1]))
+    assert again == [CallbackResult(stored=False)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -198,3 +199,42 @@ def test_database_unreachable_is_503_and_retried_later(runtime: Runtime, attempt
     attempt, job, events = load(runtime, attempt_id)
     assert attempt.status is AttemptStatus.COMPLETED and events == 1
     assert job.status is JobStatus.DONE
+
+
+def test_a_callback_that_fails_to_apply_is_answered_and_the_other_accounts_are_applied(
+    client: httpx.Client, runtime: Runtime, attempt_id: int
+) -> None:
+    """Another account's campaign holds a retry policy written before any check (old data):
+    its busy callback is stored and answered 204 (a 5xx would only make Twilio resend an
+    event already stored), its attempt left as it was; this account's callbacks, sent at the
+    same moment, are applied."""
+    poisoned_sid = "CA" + "c" * 32
+    with transaction(runtime.settings.database_url) as session:
+        campaign = make_campaign(
+            session,
+            make_account(session, "hostile"),
+            status=CampaignStatus.RUNNING,
+            max_attempts=2,
+            retry_policy={"busy": {"retry": True, "delay_s": "x"}},
+        )
+        job = make_job(
+            session, campaign, "+12125550144", status=JobStatus.IN_PROGRESS, attempt_count=1
+        )
+        poisoned = make_attempt(session, job, status=AttemptStatus.QUEUED, call_sid=poisoned_sid).id
+    with ThreadPoolExecutor(2) as senders:
+        answers = list(
+            senders.map(
+                lambda sent: post(client, *sent).status_code,
+                [
+                    (poisoned, {**status("busy", 1), "CallSid": poisoned_sid}),
+                    (attempt_id, status("busy", 1)),
+                ],
+            )
+        )
+    assert answers == [204, 204]
+    attempt, job, _ = load(runtime, attempt_id)
+    assert attempt.status is AttemptStatus.BUSY and job.status is JobStatus.PENDING
+    with transaction(runtime.settings.database_url) as session:
+        assert session.get_one(CallAttempt, poisoned).status is AttemptStatus.QUEUED
+        stored = session.scalar(select(func.count()).where(ProviderEvent.attempt_id == poisoned))
+    assert stored == 1

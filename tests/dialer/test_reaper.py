@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from dialer.dispatch.dialing import DialOrder
 from dialer.dispatch.reaper import reap
@@ -223,3 +224,39 @@ def test_a_quiet_call_found_ended_ends_the_attempt(runtime: Runtime, sim: httpx.
     assert attempt.status is AttemptStatus.BUSY
     assert job.outcome is Outcome.BUSY and job.status is not JobStatus.IN_PROGRESS
     assert leases(runtime, attempt) == set()
+
+
+def test_one_accounts_failing_attempt_does_not_stop_the_pass_for_the_others(
+    runtime: Runtime, sim: httpx.Client
+) -> None:
+    """Account A's campaign holds a retry policy written before any check (old data): the
+    busy call the reaper finds for its quiet attempt makes the state machine raise. The
+    pass goes on: A's other lease and account B's are still released."""
+    sid = sim_call(sim, outcome="busy", wait_for="busy")
+    with transaction(runtime.settings.database_url) as session:
+        campaign = make_campaign(
+            session,
+            make_account(session, f"acme-{next(_accounts)}"),
+            status=CampaignStatus.RUNNING,
+            retry_policy={"busy": {"retry": True, "delay_s": "x"}},
+        )
+        job = make_job(session, campaign, PHONE, status=JobStatus.IN_PROGRESS, attempt_count=1)
+        poisoned = make_attempt(
+            session, job, status=AttemptStatus.RINGING, call_sid=sid, updated_at=utcnow() - LONG_AGO
+        ).id
+        other_job = make_job(session, campaign, "+12125550144", status=JobStatus.DONE)
+        ended_too = make_attempt(session, other_job, status=AttemptStatus.COMPLETED).id
+    hold_lease(runtime, poisoned)
+    hold_lease(runtime, ended_too)
+    ended = attempt_of(runtime, status=AttemptStatus.COMPLETED)  # account B's
+
+    with capture_logs() as logs:
+        report = reap(runtime, lambda ids: None)
+
+    assert report.leaked == 2
+    assert leases(runtime, load(runtime, ended)[0]) == set()
+    attempt, job = load(runtime, poisoned)
+    assert leases(runtime, attempt) == {poisoned}  # A's failing attempt alone is left
+    assert attempt.status is AttemptStatus.RINGING and job.status is JobStatus.IN_PROGRESS
+    [failed] = [e for e in logs if e["event"] == "reap_attempt_failed"]
+    assert failed["attempt_id"] == poisoned and failed["exc_info"] is True
