@@ -1,9 +1,13 @@
 """Delivering webhook events to a real receiver (an HTTP server in a thread): retries with
 backoff, one event id across tries, signatures, 410, dead letters, redirects, the SSRF
-rule at delivery time, and a slow receiver not holding up the others."""
+rule at delivery time, a slow receiver not holding up the others, hostile answers (a gzip
+bomb, a dripped answer) bounded, one account's deliveries capped, and a poisoned event
+recorded on itself."""
 
 from __future__ import annotations
 
+import resource
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -27,7 +31,7 @@ from dialer.webhooks.outbox import add_events
 from dialer.webhooks.signing import HEADER, verify_signature
 from models import Account, WebhookEvent, WebhookStatus, transaction, utcnow
 from tests.factories import make_account
-from tests.receiver import Receiver
+from tests.receiver import BOMB_MIB, Receiver, dripping_status_line
 from tests.servers import serve_app
 from tests.support import wait_until
 
@@ -53,10 +57,12 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
 
 
 def write_event(settings: Settings, url: str, account: str = "acme") -> str:
-    """One committed `call.completed` event for `url`; its event id."""
+    """One committed `call.completed` event for `url` (of `account`, created if new); its
+    event id."""
     event = new_event(EventType.CALL_COMPLETED, {"call_id": 1, "metadata": {}}, utcnow())
     with transaction(settings.database_url) as session:
-        owner = make_account(session, account, webhook_url=url)
+        owner = session.scalar(select(Account).where(Account.name == account))
+        owner = owner or make_account(session, account, webhook_url=url)
         add_events(session, owner.id, url, [event])
     return event.event_id
 
@@ -258,3 +264,92 @@ def test_one_sweep_at_a_time(runtime: Runtime, receiver: tuple[Receiver, str]) -
     assert sweep(runtime) == 1
     assert row(runtime.settings, event_id).status is WebhookStatus.DELIVERED
     assert runtime.redis.get(SWEEP_LOCK_KEY) is None  # released
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far, MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def test_a_gzip_bomb_answer_is_delivered_without_being_unpacked(
+    runtime: Runtime, receiver: tuple[Receiver, str]
+) -> None:
+    app, base = receiver
+    app.bombs.add("/bomb")  # 200, and a body that unpacks to 1 GiB
+    event_id = write_event(runtime.settings, base + "/bomb")
+    before = peak_rss_mib()
+    assert deliver(runtime, event_id) is WebhookStatus.DELIVERED
+    assert peak_rss_mib() - before < BOMB_MIB / 16  # a few KiB read, nothing unpacked
+    assert app.at("/bomb")[0].headers["accept-encoding"] == "identity"
+
+
+def test_a_receiver_that_drips_its_answer_is_cut_off_at_the_deadline(
+    runtime: Runtime, receiver: tuple[Receiver, str]
+) -> None:
+    app, base = receiver
+    # A byte every 0.2 s: no single read waits the 1 s timeout, the whole answer takes 4 s.
+    app.drip["/drip"] = 0.2
+    event_id = write_event(runtime.settings, base + "/drip")
+    assert deliver(runtime, event_id) is WebhookStatus.PENDING
+    stored = row(runtime.settings, event_id)
+    assert (stored.last_status_code, stored.last_error) == (None, "timeout after 1 s")
+
+
+def test_a_receiver_that_drips_its_status_line_is_cut_off_at_the_deadline(
+    runtime: Runtime,
+) -> None:
+    with dripping_status_line(0.2) as base:  # 20 bytes, never a whole status line
+        event_id = write_event(runtime.settings, base + "/drip")
+        assert deliver(runtime, event_id) is WebhookStatus.PENDING
+    stored = row(runtime.settings, event_id)
+    assert (stored.last_status_code, stored.last_error) == (None, "timeout after 1 s")
+
+
+def test_an_account_at_its_delivery_cap_is_deferred_and_other_accounts_go_on(
+    runtime: Runtime, receiver: tuple[Receiver, str]
+) -> None:
+    app, base = receiver
+    capped = Runtime(runtime.settings.model_copy(update={"webhook_account_concurrency": 1}))
+    app.slow["/a/hangs"] = 3.0  # past the 1 s deadline: A's try holds its slot until then
+    hanging = write_event(capped.settings, base + "/a/hangs", account="a")
+    waiting = write_event(capped.settings, base + "/a/later", account="a")
+    other = write_event(capped.settings, base + "/b", account="b")
+    first = threading.Thread(target=deliver, args=(capped, hanging))
+    first.start()
+    try:
+        wait_until(lambda: bool(app.at("/a/hangs")), 10, "A's first try to reach its receiver")
+        # A's one slot is taken: its next event is deferred, untried and uncounted...
+        assert deliver(capped, waiting) is None
+        deferred = row(capped.settings, waiting)
+        assert (deferred.status, deferred.attempts) == (WebhookStatus.PENDING, 0)
+        assert deferred.next_attempt_at > utcnow()
+        assert app.at("/a/later") == []
+        # ...and B's event goes out at once, while A's receiver still hangs.
+        assert deliver(capped, other) is WebhookStatus.DELIVERED
+        assert first.is_alive()
+    finally:
+        first.join(10)
+    assert row(capped.settings, hanging).last_error == "timeout after 1 s"
+    # Once A's slot is free, its deferred event is delivered by the sweep.
+    assert drive(capped, waiting).status is WebhookStatus.DELIVERED
+    assert row(capped.settings, waiting).attempts == 1
+
+
+def test_a_poisoned_event_is_recorded_on_itself_and_the_sweep_goes_on(
+    runtime: Runtime, receiver: tuple[Receiver, str]
+) -> None:
+    app, base = receiver
+    fine = [write_event(runtime.settings, f"{base}/ok/{n}", account=f"ok{n}") for n in range(3)]
+    # A stored URL nothing can send to (written before the URL rules, or by hand): the try
+    # raises while preparing the request.
+    poisoned = write_event(runtime.settings, "http://[::1/hook", account="poisoned")
+    assert sweep(runtime) == 4
+    assert {row(runtime.settings, e).status for e in fine} == {WebhookStatus.DELIVERED}
+    tried = row(runtime.settings, poisoned)
+    assert tried.status is WebhookStatus.PENDING
+    assert tried.attempts == 1
+    assert tried.last_error is not None and "not a valid URL" in tried.last_error
+    # Retried by its own policy, then dead-lettered; nothing else was held up.
+    final = drive(runtime, poisoned)
+    assert (final.status, final.attempts) == (WebhookStatus.DEAD, MAX_TRIES)
+    assert len(app.requests) == 3
