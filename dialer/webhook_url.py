@@ -55,7 +55,7 @@ def address_allowed(address: str) -> bool:
 
     Raises `ValueError` if `address` is not an IP address.
     """
-    ip = ipaddress.ip_address(address.split("%", 1)[0])  # a zone index names no network
+    ip = ipaddress.ip_address(address)
     if isinstance(ip, ipaddress.IPv4Address):
         return _ipv4_allowed(ip)
     if ip.ipv4_mapped is not None:
@@ -64,10 +64,7 @@ def address_allowed(address: str) -> bool:
         return _ipv4_allowed(ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF))
     embedded = [ip.sixtofour] if ip.sixtofour is not None else list(ip.teredo or ())
     return (
-        ip in _GLOBAL_UNICAST
-        and ip.is_global
-        and not ip.is_site_local
-        and all(_ipv4_allowed(inner) for inner in embedded)
+        ip in _GLOBAL_UNICAST and ip.is_global and all(_ipv4_allowed(inner) for inner in embedded)
     )
 
 

@@ -64,8 +64,9 @@ log = structlog.get_logger(__name__)
 
 USER_AGENT = "campaign-dialer-webhooks/1"
 ANSWER_MAX_BYTES = 4096
-"""Raw bytes of a receiver's answer read at most (the status is the answer; reading a
-short body to its end lets the connection be reused)."""
+"""Raw bytes of a receiver's answer after which reading stops (the status is the answer;
+reading a short body to its end lets the connection be reused). One network read takes at
+most 64 KiB (httpcore's), so that is the most a try holds of any answer."""
 DEFER_S = 2.0
 """Seconds a try of an account with all its delivery slots taken waits before it is due
 again (about one beat sweep)."""
@@ -408,15 +409,14 @@ def post(claimed: Claimed, secrets: list[str], settings: Settings) -> TryResult:
     return TryResult(code)
 
 
-def _read_bounded(chunks: Iterable[bytes]) -> int:
-    """Read raw answer bytes until the body ends or `ANSWER_MAX_BYTES` were read (the
-    connection is then closed, not reused); the bytes read."""
+def _read_bounded(chunks: Iterable[bytes]) -> None:
+    """Read raw answer bytes until the body ends (the connection can then be reused) or
+    `ANSWER_MAX_BYTES` were read (it is then closed)."""
     read = 0
     for chunk in chunks:
         read += len(chunk)
         if read >= ANSWER_MAX_BYTES:
-            break
-    return read
+            return
 
 
 def _try(claimed: Claimed, runtime: Runtime, now: Callable[[], datetime]) -> WebhookStatus | None:
@@ -509,10 +509,11 @@ def _sweep(runtime: Runtime, now: Callable[[], datetime]) -> int:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 claimed = running.pop(future)
-                if error := future.exception():  # its claim lapses: a later sweep retries
-                    log.error("webhook_try_failed", event_id=claimed.event_id, error=repr(error))
-                elif future.result() is None:
+                error = future.exception()
+                if error is None and future.result() is None:  # deferred
                     full.add(claimed.account_id)
-                else:
-                    full.discard(claimed.account_id)
-                    tried += 1
+                    continue
+                full.discard(claimed.account_id)
+                tried += 1
+                if error is not None:  # not recorded: its claim lapses, a later sweep retries
+                    log.error("webhook_try_failed", event_id=claimed.event_id, error=repr(error))
