@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from dialer.errors import DialerError
 from dialer.runtime import Runtime
 from dialer.settings import Settings
 from dialer.webhooks.delivery import (
@@ -182,6 +183,27 @@ def test_a_name_resolving_to_loopback_is_refused_at_delivery(
     )
     assert drive(strict_runtime, event_id).status is WebhookStatus.DEAD
     assert app.requests == []
+
+
+def test_a_stored_url_on_a_refused_port_is_not_sent_to_at_delivery(runtime: Runtime) -> None:
+    # Stored before the port rule (private networks allowed here, as in development): at
+    # delivery the rule still holds, so nothing connects to SSH.
+    event_id = write_event(runtime.settings, "http://127.0.0.1:22/hook")
+    assert deliver(runtime, event_id) is WebhookStatus.PENDING
+    stored = row(runtime.settings, event_id)
+    assert stored.last_status_code is None
+    assert stored.last_error is not None
+    assert "port 22 is not allowed" in stored.last_error
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["[64:ff9b::7f00:1]", "[2002:7f00:1::]", "[::7f00:1]", "[fec0::1]", "[::ffff:127.0.0.1]"],
+)
+def test_ipv6_forms_of_inside_addresses_are_refused_at_delivery(host: str) -> None:
+    with pytest.raises(DialerError) as raised:
+        pinned_request(f"http://{host}:8080/hook", False)
+    assert raised.value.code == "webhook_url_not_allowed"
 
 
 def test_the_connection_goes_to_the_resolved_address_with_the_name_kept() -> None:
