@@ -331,8 +331,13 @@ def test_an_account_at_its_delivery_cap_is_deferred_and_other_accounts_go_on(
     runtime: Runtime, receiver: tuple[Receiver, str]
 ) -> None:
     app, base = receiver
-    capped = Runtime(runtime.settings.model_copy(update={"webhook_account_concurrency": 1}))
-    app.slow["/a/hangs"] = 3.0  # past the 1 s deadline: A's try holds its slot until then
+    # A's try holds its slot until its 4 s deadline: room for the checks below while it hangs.
+    capped = Runtime(
+        runtime.settings.model_copy(
+            update={"webhook_account_concurrency": 1, "webhook_timeout_s": 4.0}
+        )
+    )
+    app.slow["/a/hangs"] = 6.0
     hanging = write_event(capped.settings, base + "/a/hangs", account="a")
     waiting = write_event(capped.settings, base + "/a/later", account="a")
     other = write_event(capped.settings, base + "/b", account="b")
@@ -351,7 +356,7 @@ def test_an_account_at_its_delivery_cap_is_deferred_and_other_accounts_go_on(
         assert first.is_alive()
     finally:
         first.join(10)
-    assert row(capped.settings, hanging).last_error == "timeout after 1 s"
+    assert row(capped.settings, hanging).last_error == "timeout after 4 s"
     # Once A's slot is free, its deferred event is delivered by the sweep.
     assert drive(capped, waiting).status is WebhookStatus.DELIVERED
     assert row(capped.settings, waiting).attempts == 1
