@@ -177,7 +177,8 @@ INGEST_ROWS = Counter(
 )
 WEBHOOK_DELIVERIES = Counter(
     "dialer_webhook_deliveries",
-    "Webhook delivery tries by result: delivered, retry (another is due), failed (410), dead",
+    "Webhook delivery tries by result: delivered, retry (another is due), failed (410), dead;"
+    " deferred (the account's deliveries were all in flight: not a try)",
     ["result"],
 )
 

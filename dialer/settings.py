@@ -95,8 +95,9 @@ class Settings(BaseSettings):
     """Let customer webhooks reach loopback, private and link-local addresses (development
     and tests only; see `dialer.webhook_url`)."""
     webhook_timeout_s: float = Field(default=10.0, gt=0)
-    """Longest a customer's webhook receiver may take to connect or answer, in seconds;
-    past it the try failed and is retried."""
+    """Longest one try to a customer's webhook may take in all, in seconds: connect, TLS,
+    sending, the answer's headers and the bounded read of its body (a receiver that drips a
+    byte at a time is cut off); past it the try failed and is retried."""
     webhook_retry_base_s: float = Field(default=8.0, gt=0)
     """Cap of the first retry's delay, in seconds; try n waits a random time up to
     `base * 2**(n-1)` (exponential backoff with full jitter), at most `webhook_retry_cap_s`.
@@ -110,6 +111,10 @@ class Settings(BaseSettings):
     """No try is scheduled later than this many seconds after the event was written."""
     webhook_concurrency: int = Field(default=8, ge=1)
     """Deliveries one sweep sends at once, so a slow receiver holds up at most one slot."""
+    webhook_account_concurrency: int = Field(default=2, ge=1)
+    """Deliveries of one account in flight at once across every webhook worker (a Redis
+    semaphore); more are deferred, not failed. Keep it below the webhook workers'
+    concurrency so one account's slow receiver never holds them all (`Procfile`: 4)."""
     schedule_tick_s: float = Field(default=5.0, gt=0, le=60)
     """Seconds between two beat ticks that fire due schedules (a minute-by-minute schedule
     fires within this of its occurrence)."""

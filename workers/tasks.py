@@ -13,7 +13,8 @@ from dialer.dispatch.pacer import accounts_needing_pacer, run_pacer
 from dialer.dispatch.reaper import reap
 from dialer.metrics import DIALS
 from dialer.runtime import get_runtime
-from dialer.webhooks.delivery import deliver, sweep
+from dialer.settings import get_settings
+from dialer.webhooks.delivery import deliver, sweep, sweep_time_limit_s, try_time_limit_s
 from models import EndReason, transaction
 from workers.app import app
 from workers.enqueue import (
@@ -89,14 +90,27 @@ def reap_task() -> dict[str, int]:
     }
 
 
-@app.task(name=DELIVER_WEBHOOK)
+HARD_LIMIT_MARGIN_S = 5.0
+"""Seconds past a task's soft time limit (`SoftTimeLimitExceeded` raised in it) before its
+process is killed (the hard limit)."""
+
+
+@app.task(
+    name=DELIVER_WEBHOOK,
+    soft_time_limit=try_time_limit_s(get_settings()),
+    time_limit=try_time_limit_s(get_settings()) + HARD_LIMIT_MARGIN_S,
+)
 def deliver_webhook_task(event_id: str) -> str | None:
-    """One try of a webhook event, sent after the commit that wrote it."""
-    status = deliver(get_runtime().settings, event_id)
+    """One try of a webhook event, sent after the commit that wrote it (None: not tried)."""
+    status = deliver(get_runtime(), event_id)
     return status.value if status else None
 
 
-@app.task(name=SWEEP_WEBHOOKS)
+@app.task(
+    name=SWEEP_WEBHOOKS,
+    soft_time_limit=sweep_time_limit_s(get_settings()),
+    time_limit=sweep_time_limit_s(get_settings()) + HARD_LIMIT_MARGIN_S,
+)
 def sweep_webhooks_task() -> int | None:
     """Beat: try the due webhook events (retries, lost first tries); None: another sweep
     runs."""

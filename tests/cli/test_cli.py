@@ -506,7 +506,7 @@ def test_accounts_create_set_show(cli: Cli, committed_db: str) -> None:
         "--max-calls-per-number-per-day",
         "2",
         "--webhook-url",
-        "http://127.0.0.1:9/hooks",
+        "http://127.0.0.1:9000/hooks",
     )
     shown = cli.json("accounts", "show", "clinic", "--json")
     assert (shown["max_concurrency"], shown["cps"], shown["max_calls_per_number_per_day"]) == (
@@ -514,7 +514,7 @@ def test_accounts_create_set_show(cli: Cli, committed_db: str) -> None:
         5.0,
         2,
     )
-    assert shown["webhook_url"] == "http://127.0.0.1:9/hooks"
+    assert shown["webhook_url"] == "http://127.0.0.1:9000/hooks"
     cli.fails("accounts", "show", "nobody", code="account_not_found")
     cli.fails("accounts", "set", "nobody", "--cps", "2", code="account_not_found")
 

@@ -1,6 +1,7 @@
 """Webhooks to the customer through the whole chain: a campaign dialled by real Celery
 workers, its events written by the status webhook's fast path and the workers, delivered
-by the `webhooks` queue and beat's sweep to a receiver that fails the first deliveries."""
+by the `webhooks` queue and beat's sweep to a receiver that fails the first deliveries;
+and one account's hanging receiver not holding the webhook workers from another's."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ from collections import Counter
 from sqlalchemy import select
 
 from campaigns import lifecycle
+from dialer.webhooks.events import EventType, new_event
+from dialer.webhooks.outbox import add_events
 from dialer.webhooks.signing import HEADER, verify_signature
-from models import Account, WebhookEvent, WebhookStatus, transaction
+from models import Account, WebhookEvent, WebhookStatus, transaction, utcnow
 from tests.e2e.conftest import Stack
 from tests.e2e.helpers import start_campaign, wait_finished
 from tests.factories import account_named
 from tests.receiver import Receiver
 from tests.servers import serve_app
 from tests.support import wait_until
+from workers import enqueue  # noqa: F401  # registers the dispatcher: commits send first tries
 
 MAX_TRIES = 4
 
@@ -116,3 +120,39 @@ def test_events_are_delivered_signed_retried_and_dead_lettered(stack: Stack) -> 
     down = [r for r in receiver.at("/down") if r.event["id"] == paused.event_id]
     assert len(down) == MAX_TRIES
     assert down[0].event["data"]["reason"] == "paused by operator"
+
+
+def test_a_hanging_receiver_does_not_hold_the_webhook_workers_from_other_accounts(
+    stack: Stack,
+) -> None:
+    receiver = Receiver()
+    receiver.slow["/a"] = 20.0  # hangs past the 8 s deadline
+    with serve_app(receiver) as base:
+        stack.env.update(
+            {
+                "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",  # the receiver is on loopback
+                "WEBHOOK_TIMEOUT_S": "8",
+                "WEBHOOK_ACCOUNT_CONCURRENCY": "1",
+            }
+        )
+        url = stack.runtime.settings.database_url
+        with transaction(url) as session:  # A's three events, then B's: sent in that order
+            hostile = account_named(session, "a")
+            events = [new_event(EventType.CALL_COMPLETED, {"n": n}, utcnow()) for n in range(3)]
+            add_events(session, hostile.id, base + "/a", events)
+        with transaction(url) as session:
+            other = account_named(session, "b")
+            add_events(
+                session, other.id, base + "/b", [new_event(EventType.CALL_COMPLETED, {}, utcnow())]
+            )
+        stack.start_worker(concurrency=2)  # two processes, A may hold one of them
+        wait_until(lambda: bool(receiver.at("/a")), 30, "A's first try")
+        first_a = receiver.at("/a")[0].at
+        # B's event is delivered while A's first try still hangs (its 8 s deadline), not
+        # after every process has waited out one of A's tries.
+        wait_until(lambda: bool(receiver.at("/b")), 6, "B's delivery")
+        assert receiver.at("/b")[0].at - first_a < 6
+        assert len(receiver.at("/a")) == 1  # A's others were deferred, not sent
+        deferred = [e for e in events_of(stack, "a") if e.attempts == 0]
+        assert len(deferred) == 2
+        assert {e.status for e in deferred} == {WebhookStatus.PENDING}

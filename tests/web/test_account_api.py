@@ -29,12 +29,12 @@ def test_get_and_patch_the_account(api: Api) -> None:
 
     patched = api.patch(
         "/v1/account",
-        json={"max_concurrency": 30, "cps": 4.5, "webhook_url": "http://127.0.0.1:9/hook"},
+        json={"max_concurrency": 30, "cps": 4.5, "webhook_url": "http://127.0.0.1:9000/hook"},
     )
     assert patched.status_code == 200, patched.text
     assert (patched.json()["max_concurrency"], patched.json()["cps"]) == (30, 4.5)
     assert patched.json()["max_calls_per_number_per_day"] == 3  # not given: unchanged
-    assert api.get("/v1/account").json()["webhook_url"] == "http://127.0.0.1:9/hook"
+    assert api.get("/v1/account").json()["webhook_url"] == "http://127.0.0.1:9000/hook"
     cleared = api.patch("/v1/account", json={"webhook_url": None})
     assert cleared.json()["webhook_url"] is None
     # The other account is untouched.

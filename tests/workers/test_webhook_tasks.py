@@ -8,7 +8,9 @@ import json
 
 import redis
 
+from dialer.settings import get_settings
 from dialer.webhooks import outbox
+from dialer.webhooks.delivery import SWEEP_BUDGET_S, claim_lease_s
 from dialer.webhooks.events import EventType, new_event
 from models import transaction, utcnow
 from tests.factories import make_account
@@ -77,3 +79,14 @@ def test_a_dispatch_that_fails_after_commit_is_logged_and_left_to_the_sweep() ->
     finally:
         outbox.set_dispatcher(enqueue.deliver_webhooks)
     assert [(e["event"], e["event_ids"]) for e in logs] == [("webhook_dispatch_failed", ["evt_a"])]
+
+
+def test_webhook_tasks_have_soft_and_hard_time_limits_within_the_claim_lease() -> None:
+    settings = get_settings()
+    deliver = app.tasks[enqueue.DELIVER_WEBHOOK]
+    # A try past its deadline (plus DNS and its transactions) is stopped, and its process
+    # killed, before its claim lapses and a second try of the event could start.
+    assert settings.webhook_timeout_s < deliver.soft_time_limit < deliver.time_limit
+    assert deliver.time_limit < claim_lease_s(settings)
+    sweep = app.tasks[enqueue.SWEEP_WEBHOOKS]
+    assert SWEEP_BUDGET_S + settings.webhook_timeout_s < sweep.soft_time_limit < sweep.time_limit
