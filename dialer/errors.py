@@ -28,7 +28,8 @@ stderr and exits 1. The tree, with each class's HTTP status and codes:
   + ConflictError ........................ 409  `invalid_state`
   + UnprocessableError ................... 422  `idempotency_key_reused`, `invalid_json`
   + IngestError .......................... 422  a CSV refused as a whole: an `IngestErrorCode`
-        (campaigns.csvsource)
+        (`undecodable`, `empty_file`, `header_only`, `no_phone_column`, `too_large`,
+        `line_too_long`, `missing_variable`, `unknown_column`; campaigns.csvsource)
   + MissingVariableError ................. 422  `missing_variable`: a contact lacks a value
         (dialer.providers.twiml)
   + ProviderFailedError .................. 502  `provider_error`: the provider did not answer
