@@ -146,8 +146,8 @@ def test_a_server_failure_is_500_in_the_one_shape_without_a_trace(runtime: Runti
     def broken() -> None:
         raise RuntimeError("secret internals: /etc/passwd")
 
-    app.add_api_route("/v1/broken", broken)
+    app.add_api_route("/broken", broken)
     with serve_app(app) as url, httpx.Client(base_url=url, timeout=30) as http:
-        response = http.get("/v1/broken")
+        response = http.get("/broken")
     assert error_code(response, 500) == "internal_error"
     assert "Traceback" not in response.text and "secret" not in response.text
