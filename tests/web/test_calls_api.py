@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import io
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import pytest
 import redis
 from sqlalchemy import func, select
 
 from campaigns import lifecycle
+from dialer.runtime import Runtime
+from dialer.web.app import create_app
 from models import CallJob, Campaign, transaction
-from tests.web.support import OTHER_KEY, SAMPLE, Api, error_code
+from tests.servers import serve_app
+from tests.web.support import KEY, OTHER_KEY, SAMPLE, Api, error_code
 from workers.app import PACER_QUEUE
 
 TO = "+447386172392"
@@ -229,6 +234,40 @@ def test_wait_answers_the_state_at_the_deadline(api: Api) -> None:
     created = place(api, wait=1.0)
     assert 1.0 <= time.monotonic() - started < 5
     assert created["status"] == "queued"
+
+
+def test_wait_requests_over_the_accounts_cap_are_refused_at_once(
+    api: Api, redis_client: redis.Redis
+) -> None:
+    """With one waiter allowed, a second `wait` of the account is 429 at once and places
+    nothing; another account waits as usual; a slot left by a dead process expires."""
+    waiters = f"api:waiters:{api.account_id}"
+    runtime = Runtime(api.runtime.settings.model_copy(update={"max_waiters_per_account": 1}))
+    with serve_app(create_app(runtime)) as url, httpx.Client(base_url=url, timeout=30) as http:
+        acme = {"Authorization": f"Bearer {KEY}"}
+        holding = ThreadPoolExecutor(1).submit(
+            http.post, "/v1/calls", json={**CALL, "wait": 3.0}, headers=acme
+        )
+        deadline = time.monotonic() + 10
+        while not redis_client.zcard(waiters) and time.monotonic() < deadline:
+            pass
+        started = time.monotonic()
+        refused = http.post("/v1/calls", json={**CALL, "wait": 3.0}, headers=acme)
+        assert time.monotonic() - started < 2
+        other = http.post(
+            "/v1/calls",
+            json={**CALL, "wait": 0.2},
+            headers={"Authorization": f"Bearer {OTHER_KEY}"},
+        )
+        assert holding.result(30).status_code == 201
+        assert error_code(refused, 429) == "too_many_waiters"
+        assert refused.headers["Retry-After"] == "1"
+        assert other.status_code == 201, other.text
+        assert call_count(api) == 2
+        assert redis_client.zcard(waiters) == 0
+        # A slot whose holder died (its lease expired) does not count.
+        redis_client.zadd(waiters, {"dead-process": 1})
+        assert http.post("/v1/calls", json={**CALL, "wait": 0.1}, headers=acme).status_code == 201
 
 
 # --- listing --------------------------------------------------------------------------------

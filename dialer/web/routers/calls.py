@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import nullcontext
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from campaigns import calls
@@ -21,6 +22,7 @@ from dialer.web.errors import (
     Responses,
     declared,
 )
+from dialer.web.quotas import RequestQuotas
 from dialer.web.schemas import CallIn, CallOut, CallPage
 from models import Account, Outcome, on_commit, transaction
 from workers.enqueue import kick_pacer
@@ -28,6 +30,9 @@ from workers.enqueue import kick_pacer
 router = APIRouter(tags=["calls"], responses={**UNAUTHENTICATED, **ANY_OTHER})
 
 _NOT_FOUND: Responses = {404: declared("No such call (or campaign) in this account.")}
+_TOO_MANY_WAITERS: Responses = {
+    429: declared("`too_many_waiters` (with `wait`), `rate_limited`; see `Retry-After`.")
+}
 _POLL_S = (0.1, 0.2, 0.5)
 """Waits between reads while a `wait` request holds (then every 0.5 s): a call's end is
 seen within half a second, at two reads a second per waiting request."""
@@ -59,9 +64,11 @@ def _read(rt: Runtime, account_id: int, call_id: int) -> CallOut:
     status_code=201,
     response_model=CallOut,
     response_model_by_alias=True,
-    responses={**INVALID, **_NOT_FOUND, **CONFLICT},
+    responses={**INVALID, **_NOT_FOUND, **CONFLICT, **_TOO_MANY_WAITERS},
 )
-async def place_call(body: CallIn, account_id: CurrentAccountId, rt: RuntimeDep) -> CallOut:
+async def place_call(
+    body: CallIn, account_id: CurrentAccountId, rt: RuntimeDep, request: Request
+) -> CallOut:
     """Queue one call through the account's pool, CPS limits, DNC list and retry policy
     (201, `status` `queued`). With `wait`, the reply comes once the call is final or after
     `wait` seconds, whichever is first, with its state then.
@@ -71,7 +78,18 @@ async def place_call(body: CallIn, account_id: CurrentAccountId, rt: RuntimeDep)
     `premium_rate`, `country_not_allowed`, `do_not_call`, `from_number_not_found`,
     `no_outbound_number`, `from_number_mismatch`, `invalid_template`, `missing_variable`,
     `webhook_url_not_allowed` (all 400 unless said); a body that is not JSON is 422
-    `invalid_json`."""
+    `invalid_json`.
+
+    With `wait`, the request holds one of the account's `MAX_WAITERS_PER_ACCOUNT` slots;
+    when all are held it is refused at once, before anything is placed: 429
+    `too_many_waiters` with `Retry-After` (send it again, or without `wait` and read
+    `GET /v1/calls/{id}`)."""
+    quotas: RequestQuotas = request.app.state.quotas
+    with quotas.waiter(account_id) if body.wait else nullcontext():
+        return await _place_and_wait(rt, account_id, body)
+
+
+async def _place_and_wait(rt: Runtime, account_id: int, body: CallIn) -> CallOut:
     call_id = await run_in_threadpool(_place, rt, account_id, body)
     state = await run_in_threadpool(_read, rt, account_id, call_id)
     if not body.wait:
