@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from campaigns.paging import DEFAULT_LIMIT, MAX_LIMIT
 from dialer.errors import UnauthenticatedError
 from dialer.logs import bind_context
 from dialer.runtime import Runtime
@@ -119,6 +120,21 @@ def current_account_id(
 
 
 CurrentAccountId = Annotated[int, Depends(current_account_id)]
+
+
+PageLimit = Annotated[
+    int,
+    Query(
+        ge=1, le=MAX_LIMIT, description=f"Items per page (1-{MAX_LIMIT}, default {DEFAULT_LIMIT})."
+    ),
+]
+PageCursor = Annotated[
+    str | None,
+    Query(
+        max_length=1000, description="`next_cursor` of the previous page (400 `invalid_cursor`)."
+    ),
+]
+"""The query parameters of every list: `limit` and the opaque `cursor` (`campaigns.paging`)."""
 
 
 RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="An id (a PostgreSQL bigint).")]

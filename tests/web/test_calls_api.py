@@ -101,7 +101,7 @@ def test_a_call_in_a_named_campaign_uses_its_message_and_caller_id(api: Api) -> 
     assert created["campaign_id"] == campaign_id
     assert created["from"] == "+15005550006"
     listed = api.get(f"/v1/campaigns/{campaign_id}/calls", params={"to_number": TO}).json()
-    assert [c["call_id"] for c in listed["calls"]] == [created["call_id"]]
+    assert [c["call_id"] for c in listed["items"]] == [created["call_id"]]
     # The campaign's message needs {appointment_time}.
     refused = api.post(
         "/v1/calls",
@@ -276,23 +276,23 @@ def test_wait_requests_over_the_accounts_cap_are_refused_at_once(
 def test_list_filters_and_cursor_pagination(api: Api) -> None:
     ids = [place(api, to_number=f"+4473861724{i:02d}")["call_id"] for i in range(5)]
     page = api.get("/v1/calls", params={"limit": 2}).json()
-    assert [c["call_id"] for c in page["calls"]] == ids[::-1][:2]
-    seen = [c["call_id"] for c in page["calls"]]
+    assert [c["call_id"] for c in page["items"]] == ids[::-1][:2]
+    seen = [c["call_id"] for c in page["items"]]
     while page["next_cursor"]:
         page = api.get("/v1/calls", params={"limit": 2, "cursor": page["next_cursor"]}).json()
-        seen += [c["call_id"] for c in page["calls"]]
+        seen += [c["call_id"] for c in page["items"]]
     assert seen == ids[::-1]
     by_number = api.get("/v1/calls", params={"to_number": "+447386172402"}).json()
-    assert [c["call_id"] for c in by_number["calls"]] == [ids[2]]
+    assert [c["call_id"] for c in by_number["items"]] == [ids[2]]
     assert by_number["next_cursor"] is None
     queued = api.get("/v1/calls", params={"status": "queued"}).json()
-    assert len(queued["calls"]) == 5
-    assert api.get("/v1/calls", params={"status": "completed"}).json()["calls"] == []
-    assert api.get("/v1/calls", params={"outcome": "answered"}).json()["calls"] == []
+    assert len(queued["items"]) == 5
+    assert api.get("/v1/calls", params={"status": "completed"}).json()["items"] == []
+    assert api.get("/v1/calls", params={"outcome": "answered"}).json()["items"] == []
     assert error_code(api.get("/v1/calls", params={"cursor": "nonsense"}), 400) == (
         "invalid_cursor"
     )
-    assert error_code(api.get("/v1/calls", params={"limit": 501}), 400) == "invalid_request"
+    assert error_code(api.get("/v1/calls", params={"limit": 1001}), 400) == "invalid_request"
     assert error_code(api.get("/v1/calls", params={"status": "ringing"}), 400) == (
         "invalid_request"
     )
@@ -308,7 +308,7 @@ def test_another_accounts_calls_and_campaigns_are_not_found(api: Api) -> None:
     assert error_code(api.get(f"/v1/calls/{created['call_id']}", key=OTHER_KEY), 404) == (
         "call_not_found"
     )
-    assert api.get("/v1/calls", key=OTHER_KEY).json() == {"calls": [], "next_cursor": None}
+    assert api.get("/v1/calls", key=OTHER_KEY).json() == {"items": [], "next_cursor": None}
     campaign = created["campaign_id"]
     listed = api.get(f"/v1/campaigns/{campaign}/calls", key=OTHER_KEY)
     assert error_code(listed, 404) == "campaign_not_found"

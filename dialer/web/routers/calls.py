@@ -12,8 +12,17 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from campaigns import calls
+from campaigns.paging import DEFAULT_LIMIT
 from dialer.runtime import Runtime
-from dialer.web.deps import CurrentAccount, CurrentAccountId, RowId, RuntimeDep, SessionDep
+from dialer.web.deps import (
+    CurrentAccount,
+    CurrentAccountId,
+    PageCursor,
+    PageLimit,
+    RowId,
+    RuntimeDep,
+    SessionDep,
+)
 from dialer.web.errors import (
     ANY_OTHER,
     CONFLICT,
@@ -118,10 +127,6 @@ def get_call(call_id: RowId, account: CurrentAccount, session: SessionDep) -> Ca
     return CallOut.model_validate(calls.calls_json(session, [job])[0])
 
 
-Limit = Annotated[int, Query(ge=1, le=calls.MAX_LIST_LIMIT, description="Calls per page.")]
-Cursor = Annotated[
-    str | None, Query(max_length=200, description="`next_cursor` of the previous page.")
-]
 StatusFilter = Annotated[calls.CallStatus | None, Query(description="Only calls in this status.")]
 OutcomeFilter = Annotated[Outcome | None, Query(description="Only calls with this outcome.")]
 ToFilter = Annotated[str | None, Query(max_length=32, description="Only calls to this number.")]
@@ -130,9 +135,9 @@ ToFilter = Annotated[str | None, Query(max_length=32, description="Only calls to
 def _page(
     session: SessionDep, account_id: int, where: calls.CallFilter, limit: int, cursor: str | None
 ) -> CallPage:
-    jobs, next_cursor = calls.list_calls(session, account_id, where, limit=limit, cursor=cursor)
+    found = calls.list_calls(session, account_id, where, limit=limit, cursor=cursor)
     return CallPage.model_validate(
-        {"calls": calls.calls_json(session, jobs), "next_cursor": next_cursor}
+        {"items": calls.calls_json(session, found.items), "next_cursor": found.next_cursor}
     )
 
 
@@ -143,8 +148,8 @@ def list_calls(
     status: StatusFilter = None,
     outcome: OutcomeFilter = None,
     to_number: ToFilter = None,
-    limit: Limit = 100,
-    cursor: Cursor = None,
+    limit: PageLimit = DEFAULT_LIMIT,
+    cursor: PageCursor = None,
 ) -> CallPage:
     """The account's calls (single calls and campaign contacts), newest first."""
     where = calls.CallFilter(status=status, outcome=outcome, to_number=to_number)
@@ -165,8 +170,8 @@ def list_campaign_calls(
     status: StatusFilter = None,
     outcome: OutcomeFilter = None,
     to_number: ToFilter = None,
-    limit: Limit = 100,
-    cursor: Cursor = None,
+    limit: PageLimit = DEFAULT_LIMIT,
+    cursor: PageCursor = None,
 ) -> CallPage:
     """A campaign's calls, newest first."""
     where = calls.CallFilter(
