@@ -119,9 +119,11 @@ class Settings(BaseSettings):
     bodies, the provider callbacks, page forms); past it the reply is 413
     `body_too_large` and nothing more is read."""
     upload_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
-    """Largest upload the API reads, in bytes: a `multipart/form-data` or `text/csv`
-    request body (campaign, DNC and schedule CSVs). The default is ingest's own bound on a
-    CSV (`campaigns.ingest.create_campaign`'s `max_bytes`, 422 `too_large`)."""
+    """Largest upload the API reads, in bytes: the body of `POST /v1/campaigns` and
+    `/v1/dnc/import` (spooled to disk as it is read; contacts pushed to a schedule are read
+    in memory and bounded at 10 MiB, `campaigns.schedules.MAX_PUSHED_BYTES`). The default
+    is ingest's own bound on a CSV (`campaigns.ingest.create_campaign`'s `max_bytes`, 422
+    `too_large`)."""
     rate_limit_per_s: float = Field(default=50.0, gt=0)
     """Requests per second one API key may make, sustained (GCRA in Redis); past it the
     reply is 429 `rate_limited` with `Retry-After`."""

@@ -1,8 +1,9 @@
 """What every request passes before the app reads its body, as ASGI middleware:
 
-- `BodyLimit`: the body's size. An upload route's (`POST /v1/campaigns`, `/v1/dnc/import`,
-  `/v1/schedules/{id}/contacts`) may be `Settings.upload_max_bytes`, any other body
-  (JSON, the provider callbacks, the page's forms) `Settings.body_max_bytes`. A declared
+- `BodyLimit`: the body's size. An upload route's (`POST /v1/campaigns`, `/v1/dnc/import`)
+  may be `Settings.upload_max_bytes`, contacts pushed to a schedule 10 MiB (they are read
+  in memory), any other body (JSON, the provider callbacks, the page's forms)
+  `Settings.body_max_bytes`. A declared
   `Content-Length` past the bound is refused before a byte is read; a chunked body is
   counted as it streams and cut at the bound. Either way the reply is 413
   `body_too_large`, whatever the app had started to answer.
@@ -29,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from campaigns.accounts import authenticate
+from campaigns.schedules import MAX_PUSHED_BYTES
 from dialer.errors import (
     BodyTooLargeError,
     DatabaseUnavailableError,
@@ -40,8 +42,11 @@ from dialer.web.errors import error_response
 from dialer.web.quotas import RequestQuotas
 from models import transaction
 
-_UPLOADS = re.compile(r"^/v1/(campaigns|dnc/import|schedules/[^/]+/contacts)/?$")
-"""The routes whose body may be an upload (a CSV)."""
+_UPLOADS = re.compile(r"^/v1/(campaigns|dnc/import)/?$")
+"""The routes whose body may be an upload (a CSV, spooled to disk as it is read)."""
+_PUSHED = re.compile(r"^/v1/schedules/[^/]+/contacts/?$")
+"""The route of contacts pushed to a schedule (read in memory, at most
+`campaigns.schedules.MAX_PUSHED_BYTES`)."""
 _KEYED = re.compile(r"^/v1/(?!providers/)")
 """The routes that take an API key: all of `/v1` but the provider webhooks."""
 CALLER = "caller"
@@ -66,6 +71,8 @@ class BodyLimit:
         settings = self.settings()
         if scope["method"] == "POST" and _UPLOADS.match(scope["path"]):
             return settings.upload_max_bytes
+        if scope["method"] == "POST" and _PUSHED.match(scope["path"]):
+            return min(settings.upload_max_bytes, MAX_PUSHED_BYTES)
         return settings.body_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

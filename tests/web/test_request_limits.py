@@ -22,6 +22,7 @@ from models import Account, engine_for, transaction
 from tests.factories import make_campaign
 from tests.servers import serve_app
 from tests.web.support import KEY, OTHER_KEY, Api, error_code
+from tests.web.test_schedules_api import create as create_schedule
 
 
 @contextmanager
@@ -132,3 +133,15 @@ def test_a_request_holding_its_transaction_does_not_hold_up_its_keys_other_reque
         finally:
             locker.rollback()
             held.join(30)
+
+
+def test_contacts_pushed_to_a_schedule_may_pass_the_json_bound_up_to_10_mib(api: Api) -> None:
+    schedule_id = create_schedule(api)
+    path = f"/v1/schedules/{schedule_id}/contacts"
+    contacts = [{"phone": f"+1202555{i:04d}", "first_name": "Ada" * 10} for i in range(2000)]
+    pushed = api.post(path, json={"contacts": contacts})
+    assert pushed.status_code == 201, pushed.text
+    too_big = api.post(
+        path, content=b"phone\n" + b"+12025550101\n" * 900_000, headers={"Content-Type": "text/csv"}
+    )
+    assert error_code(too_big, 413) == "body_too_large"
