@@ -100,7 +100,7 @@ class RequestQuotas:
         if not int(taken):
             raise TooManyRequestsError(
                 "too_many_waiters",
-                f"this account already holds {self._max_waiters} requests open with `wait`; "
+                f"this account holds all its {self._max_waiters} requests with `wait` open; "
                 "send it without `wait` and read GET /v1/calls/{id}, or try again",
                 WAITER_RETRY_AFTER_S,
             )

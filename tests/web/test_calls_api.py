@@ -270,6 +270,20 @@ def test_wait_requests_over_the_accounts_cap_are_refused_at_once(
         assert http.post("/v1/calls", json={**CALL, "wait": 0.1}, headers=acme).status_code == 201
 
 
+def test_a_wait_refused_for_the_cap_does_not_use_up_its_idempotency_key(api: Api) -> None:
+    runtime = Runtime(api.runtime.settings.model_copy(update={"max_waiters_per_account": 0}))
+    request = {"json": {**CALL, "wait": 0.1}, "headers": {"Idempotency-Key": "order-7"}}
+    with serve_app(create_app(runtime)) as url, httpx.Client(base_url=url, timeout=30) as http:
+        refused = http.post(
+            "/v1/calls", json=request["json"], headers={**api.headers(), **request["headers"]}
+        )
+    assert error_code(refused, 429) == "too_many_waiters"
+    again = api.post("/v1/calls", **request)
+    assert again.status_code == 201, again.text
+    assert "idempotent-replayed" not in again.headers
+    assert call_count(api) == 1
+
+
 # --- listing --------------------------------------------------------------------------------
 
 
