@@ -14,6 +14,7 @@ from datetime import timedelta
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
+from campaigns.paging import Page, keyset_page
 from dialer.errors import (
     ConflictError,
     DialerError,
@@ -149,7 +150,7 @@ def account_json(session: Session, account: Account) -> dict[str, object]:
         "cps": account.cps,
         "max_calls_per_number_per_day": account.max_calls_per_number_per_day,
         "webhook_url": account.webhook_url,
-        "numbers": [number_json(n) for n in list_numbers(session, account.id)],
+        "numbers": [number_json(n) for n in list_numbers(session, account.id).items],
         "created_at": account.created_at,
     }
 
@@ -241,13 +242,13 @@ def _e164(number: str) -> str:
         ) from error
 
 
-def list_numbers(session: Session, account_id: int) -> list[CallerId]:
-    """The account's caller IDs in the order they were added."""
-    return list(
-        session.scalars(
-            select(CallerId).where(CallerId.account_id == account_id).order_by(CallerId.id)
-        )
-    )
+def list_numbers(
+    session: Session, account_id: int, *, limit: int | None = None, cursor: str | None = None
+) -> Page[CallerId]:
+    """The account's caller IDs in the order they were added, a page at a time
+    (`campaigns.paging.keyset_page`: raises `invalid_cursor`)."""
+    query = select(CallerId).where(CallerId.account_id == account_id)
+    return keyset_page(session, query, "numbers", [CallerId.id], limit=limit, cursor=cursor)
 
 
 def number_json(number: CallerId) -> dict[str, object]:

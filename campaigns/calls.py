@@ -19,8 +19,6 @@ or next attempt), `in_progress` (an attempt is being dialled or is live), `compl
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.accounts import outbound_number
 from campaigns.lifecycle import get_campaign
+from campaigns.paging import Page, keyset_page
 from dialer.calls import DEFAULT_RETRY_POLICY
 from dialer.campaign_state import CampaignAction, transition
 from dialer.errors import ConflictError, DialerError, NotFoundError
@@ -53,7 +52,6 @@ from models import (
     utcnow,
 )
 
-MAX_LIST_LIMIT = 500
 _E164 = re.compile(r"\+[1-9]\d{1,14}")
 _STANDING_LOCK = 12_001
 """First key of the advisory lock that serialises creating a caller ID's standing campaign."""
@@ -368,22 +366,6 @@ def _attempt_json(attempt: CallAttempt) -> dict[str, Any]:
     }
 
 
-def encode_cursor(call_id: int) -> str:
-    """An opaque cursor for the page after call `call_id`."""
-    return base64.urlsafe_b64encode(f"c1:{call_id}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        version, _, raw = text.partition(":")
-        if version != "c1":
-            raise ValueError(version)
-        return int(raw)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise DialerError("invalid_cursor", "next_cursor is not one this API gave") from None
-
-
 @dataclass(frozen=True)
 class CallFilter:
     """Which calls to list: all given conditions hold. `to_number` is E.164."""
@@ -396,14 +378,13 @@ class CallFilter:
 
 def list_calls(
     session: Session, account_id: int, where: CallFilter, *, limit: int, cursor: str | None
-) -> tuple[list[CallJob], str | None]:
-    """The account's calls, newest first, `limit` (1-500) at a time, from `cursor` (a
-    `next_cursor` of the previous page; keyset on the call id). Returns the page and the
-    next page's cursor (None on the last page).
+) -> Page[CallJob]:
+    """The account's calls, newest first, `limit` (1..`campaigns.paging.MAX_LIMIT`) at a
+    time, from `cursor` (a `next_cursor` of the previous page; keyset on the call id).
 
     Raises:
         NotFoundError: `campaign_not_found` (`where.campaign_id` is not the account's).
-        DialerError: `invalid_cursor`.
+        DialerError: `invalid_cursor`, `invalid_option` (`limit` out of bounds).
     """
     query = select(CallJob).where(CallJob.account_id == account_id)
     if where.campaign_id is not None:
@@ -415,9 +396,6 @@ def list_calls(
         query = query.where(CallJob.outcome == where.outcome)
     if where.to_number is not None:
         query = query.where(CallJob.phone_e164 == where.to_number.strip())
-    if cursor is not None:
-        query = query.where(CallJob.id < _decode_cursor(cursor))
-    limit = max(1, min(limit, MAX_LIST_LIMIT))
-    rows = list(session.scalars(query.order_by(CallJob.id.desc()).limit(limit + 1)))
-    page = rows[:limit]
-    return page, encode_cursor(page[-1].id) if len(rows) > limit else None
+    return keyset_page(
+        session, query, "calls", [CallJob.id], descending=True, limit=limit, cursor=cursor
+    )

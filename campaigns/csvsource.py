@@ -25,6 +25,7 @@ class IngestErrorCode(StrEnum):
     HEADER_ONLY = "header_only"
     NO_PHONE_COLUMN = "no_phone_column"
     TOO_LARGE = "too_large"
+    LINE_TOO_LONG = "line_too_long"
     MISSING_VARIABLE = "missing_variable"
     UNKNOWN_COLUMN = "unknown_column"
 
@@ -47,6 +48,11 @@ _SNIFF_LINES = 50
 _PROGRESS_EVERY = 1024 * 1024
 _DELIMITERS = (",", ";", "\t", "|")
 _WINDOWS_WESTERN = "cp1252"
+MAX_LINE_CHARS = 64 * 1024
+"""Longest physical line `open_csv` reads, in characters, its line end included: a file
+without newlines is refused (`line_too_long`) after this much, never read whole into
+memory. Half of `csv.field_size_limit`'s default (131072), so no field the reader can
+split is refused here."""
 
 
 class _MeteredReader(io.RawIOBase):
@@ -155,6 +161,24 @@ def _sniff_delimiter(head: str) -> str:
     return best
 
 
+def _bounded_lines(stream: io.TextIOBase, max_chars: int) -> Iterator[str]:
+    """The physical lines of `stream`, each read with at most `max_chars` + 1 characters
+    in memory.
+
+    Raises:
+        IngestError: `line_too_long`.
+    """
+    line_no = 0
+    while line := stream.readline(max_chars + 1):
+        line_no += 1
+        if len(line) > max_chars:
+            raise IngestError(
+                IngestErrorCode.LINE_TOO_LONG,
+                f"line {line_no} is longer than {max_chars} characters",
+            )
+        yield line
+
+
 def _is_blank(row: list[str]) -> bool:
     return all(not value or value.isspace() for value in row)
 
@@ -181,7 +205,8 @@ class CsvSource:
         split the row (e.g. a field over `csv.field_size_limit`).
 
         Raises:
-            IngestError: `undecodable` (bytes not valid in `encoding`), `too_large`.
+            IngestError: `undecodable` (bytes not valid in `encoding`), `too_large`,
+                `line_too_long`.
         """
         reader = self._reader
         last_line = reader.line_num
@@ -208,15 +233,18 @@ def open_csv(
     source: BinaryIO,
     *,
     max_bytes: int = 512 * 1024 * 1024,
+    max_line_chars: int = MAX_LINE_CHARS,
     progress: Callable[[int], None] | None = None,
 ) -> CsvSource:
     """Start streaming the CSV in `source` (bytes): detect its encoding (UTF-8 with or
     without BOM, UTF-16/32 with BOM, else charset-normalizer's guess on the first 64 KiB)
     and delimiter, read the header. `progress(bytes_read)` is called about every MiB.
+    Memory stays flat whatever the file: lines are read at most `max_line_chars` at a time.
 
     Raises:
         IngestError: `empty_file` (no bytes, or only blank lines), `undecodable`,
-            `too_large` (more than `max_bytes` bytes).
+            `too_large` (more than `max_bytes` bytes), `line_too_long` (a line of more
+            than `max_line_chars` characters, here or later in `rows()`).
     """
     sample = _read_sample(source)
     if not sample.strip():
@@ -237,7 +265,7 @@ def open_csv(
     stream = io.TextIOWrapper(
         io.BufferedReader(metered, 1024 * 1024), encoding=encoding, newline=""
     )
-    reader = csv.reader(stream, delimiter=delimiter, strict=False)
+    reader = csv.reader(_bounded_lines(stream, max_line_chars), delimiter=delimiter, strict=False)
     header_line = 0
     try:
         for row in reader:

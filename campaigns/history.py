@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.lifecycle import get_campaign
+from campaigns.paging import Page, keyset_page
 from models import CampaignEvent
 
 
@@ -46,20 +47,29 @@ def record_schedule_event(
     session.add(event)
 
 
-def campaign_events(session: Session, account_id: int, campaign_id: int) -> list[CampaignEvent]:
+def campaign_events(
+    session: Session,
+    account_id: int,
+    campaign_id: int,
+    *,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Page[CampaignEvent]:
     """The account's campaign's history, oldest first (the schedule's firing that created
-    it, if any, then each transition).
+    it, if any, then each transition), a page at a time (`campaigns.paging`).
 
     Raises:
         NotFoundError: `campaign_not_found` (also for another account's campaign).
+        DialerError: `invalid_cursor`.
     """
     get_campaign(session, account_id, campaign_id)
-    return list(
-        session.scalars(
-            select(CampaignEvent)
-            .where(CampaignEvent.campaign_id == campaign_id)
-            .order_by(CampaignEvent.at, CampaignEvent.id)
-        )
+    return keyset_page(
+        session,
+        select(CampaignEvent).where(CampaignEvent.campaign_id == campaign_id),
+        f"campaign-events:{campaign_id}",
+        [CampaignEvent.at, CampaignEvent.id],
+        limit=limit,
+        cursor=cursor,
     )
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from campaigns.accounts import outbound_number
 from campaigns.ingest import IngestSummary, ingest_contacts
 from campaigns.options import CampaignOptions as CampaignOptions  # re-exported for callers
+from campaigns.paging import Page, keyset_page
 from dialer.calls import cancel_pending_jobs
 from dialer.campaign_state import CampaignAction, transition
 from dialer.errors import NotFoundError
@@ -112,6 +113,15 @@ def get_campaign(
     if campaign is None:
         raise NotFoundError("campaign_not_found", f"no campaign {campaign_id}")
     return campaign
+
+
+def list_campaigns(
+    session: Session, account_id: int, *, limit: int | None = None, cursor: str | None = None
+) -> Page[Campaign]:
+    """The account's campaigns, oldest first, a page at a time
+    (`campaigns.paging.keyset_page`: raises `invalid_cursor`)."""
+    query = select(Campaign).where(Campaign.account_id == account_id)
+    return keyset_page(session, query, "campaigns", [Campaign.id], limit=limit, cursor=cursor)
 
 
 def start(session: Session, account_id: int, campaign_id: int, *, actor: str) -> Campaign:

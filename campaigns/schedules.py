@@ -52,6 +52,7 @@ from campaigns.csvsource import IngestError, IngestErrorCode, find_phone_column,
 from campaigns.history import record_schedule_event
 from campaigns.ingest import IngestSummary, ingest_contacts
 from campaigns.options import CampaignOptions
+from campaigns.paging import Page, keyset_page
 from dialer.campaign_state import SCHEDULER
 from dialer.errors import ConflictError, DialerError, InvalidOptionError, NotFoundError
 from dialer.providers.twiml import template_placeholders
@@ -254,15 +255,15 @@ def get_schedule(
     return schedule
 
 
-def list_schedules(session: Session, account_id: int) -> list[Schedule]:
-    """The account's schedules (not deleted), oldest first."""
-    return list(
-        session.scalars(
-            select(Schedule)
-            .where(Schedule.account_id == account_id, Schedule.status != ScheduleStatus.DELETED)
-            .order_by(Schedule.id)
-        )
+def list_schedules(
+    session: Session, account_id: int, *, limit: int | None = None, cursor: str | None = None
+) -> Page[Schedule]:
+    """The account's schedules (not deleted), oldest first, a page at a time
+    (`campaigns.paging.keyset_page`: raises `invalid_cursor`)."""
+    query = select(Schedule).where(
+        Schedule.account_id == account_id, Schedule.status != ScheduleStatus.DELETED
     )
+    return keyset_page(session, query, "schedules", [Schedule.id], limit=limit, cursor=cursor)
 
 
 def update_schedule(
@@ -369,27 +370,46 @@ def delete_schedule(session: Session, account_id: int, schedule_id: int, *, acto
     )
 
 
-def list_runs(session: Session, account_id: int, schedule_id: int) -> list[ScheduleRun]:
-    """The schedule's runs, newest occurrence first. Raises `schedule_not_found`."""
+def list_runs(
+    session: Session,
+    account_id: int,
+    schedule_id: int,
+    *,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Page[ScheduleRun]:
+    """The schedule's runs, newest occurrence first, a page at a time. Raises
+    `schedule_not_found`, `invalid_cursor`."""
     get_schedule(session, account_id, schedule_id)
-    return list(
-        session.scalars(
-            select(ScheduleRun)
-            .where(ScheduleRun.schedule_id == schedule_id)
-            .order_by(ScheduleRun.occurrence.desc())
-        )
+    return keyset_page(
+        session,
+        select(ScheduleRun).where(ScheduleRun.schedule_id == schedule_id),
+        f"runs:{schedule_id}",
+        [ScheduleRun.occurrence, ScheduleRun.id],
+        descending=True,
+        limit=limit,
+        cursor=cursor,
     )
 
 
-def schedule_events(session: Session, account_id: int, schedule_id: int) -> list[CampaignEvent]:
-    """The schedule's history, oldest first. Raises `schedule_not_found`."""
+def schedule_events(
+    session: Session,
+    account_id: int,
+    schedule_id: int,
+    *,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Page[CampaignEvent]:
+    """The schedule's history, oldest first, a page at a time. Raises
+    `schedule_not_found`, `invalid_cursor`."""
     get_schedule(session, account_id, schedule_id)
-    return list(
-        session.scalars(
-            select(CampaignEvent)
-            .where(CampaignEvent.schedule_id == schedule_id)
-            .order_by(CampaignEvent.at, CampaignEvent.id)
-        )
+    return keyset_page(
+        session,
+        select(CampaignEvent).where(CampaignEvent.schedule_id == schedule_id),
+        f"schedule-events:{schedule_id}",
+        [CampaignEvent.at, CampaignEvent.id],
+        limit=limit,
+        cursor=cursor,
     )
 
 

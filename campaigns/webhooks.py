@@ -4,29 +4,17 @@ and `/v1/webhooks/deliveries`)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dialer.errors import DialerError, NotFoundError
+from campaigns.paging import DEFAULT_LIMIT, Page, keyset_page
+from dialer.errors import NotFoundError
 from dialer.webhooks.keys import current_secret, rotate_secret
 from dialer.webhooks.outbox import dispatch_after_commit
 from models import Account, WebhookEvent, WebhookStatus, utcnow
-
-MAX_PAGE = 500
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryPage:
-    """Deliveries newest first, and the cursor of the next page (None: this is the last)."""
-
-    items: list[WebhookEvent]
-    next_cursor: str | None
 
 
 def delivery_view(event: WebhookEvent) -> dict[str, Any]:
@@ -48,44 +36,26 @@ def delivery_view(event: WebhookEvent) -> dict[str, Any]:
     }
 
 
-def _cursor(row_id: int) -> str:
-    return base64.urlsafe_b64encode(f"d{row_id}".encode()).decode().rstrip("=")
-
-
-def _after(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("d"):
-            raise ValueError(raw)
-        return int(raw[1:])
-    except (ValueError, binascii.Error, UnicodeDecodeError) as error:
-        raise DialerError("invalid_cursor", "the cursor is not one this API returned") from error
-
-
 def list_deliveries(
     session: Session,
     account_id: int,
     *,
     status: WebhookStatus | None = None,
-    limit: int = 50,
+    limit: int = DEFAULT_LIMIT,
     cursor: str | None = None,
-) -> DeliveryPage:
-    """The account's webhook deliveries, newest first, `limit` (1..500) per page.
+) -> Page[WebhookEvent]:
+    """The account's webhook deliveries, newest first, `limit`
+    (1..`campaigns.paging.MAX_LIMIT`) per page.
 
     Raises:
         DialerError: `invalid_cursor`; `invalid_option` for a limit out of bounds.
     """
-    if not 1 <= limit <= MAX_PAGE:
-        raise DialerError("invalid_option", f"limit must be from 1 to {MAX_PAGE}")
     query = select(WebhookEvent).where(WebhookEvent.account_id == account_id)
     if status is not None:
         query = query.where(WebhookEvent.status == status)
-    if cursor is not None:
-        query = query.where(WebhookEvent.id < _after(cursor))
-    rows = list(session.scalars(query.order_by(WebhookEvent.id.desc()).limit(limit + 1)))
-    more = len(rows) > limit
-    items = rows[:limit]
-    return DeliveryPage(items, _cursor(items[-1].id) if more else None)
+    return keyset_page(
+        session, query, "deliveries", [WebhookEvent.id], descending=True, limit=limit, cursor=cursor
+    )
 
 
 def retry_delivery(session: Session, account_id: int, event_id: str) -> WebhookEvent:

@@ -26,11 +26,16 @@ stderr and exits 1. The tree, with each class's HTTP status and codes:
         `invalid_csrf_token`: a page POST without its session's token
   + NotFoundError ........................ 404  `campaign_not_found`, `attempt_not_found`, ...
   + ConflictError ........................ 409  `invalid_state`
+  + BodyTooLargeError .................... 413  `body_too_large`: a request body past its
+        bound (dialer.web.guards)
   + UnprocessableError ................... 422  `idempotency_key_reused`, `invalid_json`
   + IngestError .......................... 422  a CSV refused as a whole: an `IngestErrorCode`
-        (campaigns.csvsource)
+        (`undecodable`, `empty_file`, `header_only`, `no_phone_column`, `too_large`,
+        `line_too_long`, `missing_variable`, `unknown_column`; campaigns.csvsource)
   + MissingVariableError ................. 422  `missing_variable`: a contact lacks a value
         (dialer.providers.twiml)
+  + TooManyRequestsError ................. 429  `rate_limited` (the API key's request rate),
+        `too_many_waiters` (the account's `wait` requests), with `Retry-After`
   + ProviderFailedError .................. 502  `provider_error`: the provider did not answer
         a question asked on the client's behalf (is this caller ID ours?)
   + DatabaseUnavailableError ............. 503  `database_unavailable`, with `Retry-After`
@@ -61,6 +66,8 @@ class DialerError(Exception):
     """
 
     http_status: ClassVar[int] = 400
+    retry_after_s: int | None = None
+    """Seconds after which the same request may succeed (the reply's `Retry-After`)."""
 
     def __init__(
         self, code: str, message: str, details: list[dict[str, str]] | None = None
@@ -108,6 +115,26 @@ class ConflictError(DialerError):
     http_status = 409
 
 
+class BodyTooLargeError(DialerError):
+    """A request body larger than its route's bound; nothing past the bound was read."""
+
+    http_status = 413
+
+    def __init__(self, limit: int) -> None:
+        super().__init__("body_too_large", f"the request body is larger than {limit} bytes")
+
+
+class TooManyRequestsError(DialerError):
+    """Over a rate or concurrency limit (`rate_limited`, `too_many_waiters`); nothing was
+    done, and the same request may be sent again after `retry_after_s` seconds."""
+
+    http_status = 429
+
+    def __init__(self, code: str, message: str, retry_after_s: int) -> None:
+        super().__init__(code, message)
+        self.retry_after_s = retry_after_s
+
+
 class ProviderFailedError(DialerError):
     """The telephony provider failed a request made for the client (not a call: those are
     the dispatcher's); the same request may be sent again."""
@@ -131,7 +158,7 @@ class DatabaseUnavailableError(DialerError):
     written, and the same request may be sent again shortly."""
 
     http_status = 503
-    retry_after_s: ClassVar[int] = 1
+    retry_after_s = 1
 
     def __init__(self) -> None:
         super().__init__("database_unavailable", "try again shortly")

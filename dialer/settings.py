@@ -119,6 +119,25 @@ class Settings(BaseSettings):
     """Seconds between two beat ticks that fire due schedules (a minute-by-minute schedule
     fires within this of its occurrence)."""
 
+    body_max_bytes: int = Field(default=64 * 1024, ge=1024)
+    """Largest request body the API reads, in bytes, for every request but uploads (JSON
+    bodies, the provider callbacks, page forms); past it the reply is 413
+    `body_too_large` and nothing more is read."""
+    upload_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    """Largest upload the API reads, in bytes: the body of `POST /v1/campaigns` and
+    `/v1/dnc/import` (spooled to disk as it is read; contacts pushed to a schedule are read
+    in memory and bounded at 10 MiB, `campaigns.schedules.MAX_PUSHED_BYTES`). The default
+    is ingest's own bound on a CSV (`campaigns.ingest.create_campaign`'s `max_bytes`, 422
+    `too_large`)."""
+    rate_limit_per_s: float = Field(default=50.0, gt=0)
+    """Requests per second one API key may make, sustained (GCRA in Redis); past it the
+    reply is 429 `rate_limited` with `Retry-After`."""
+    rate_limit_burst: int = Field(default=200, ge=1)
+    """Requests one API key may make at once above its sustained rate."""
+    max_waiters_per_account: int = Field(default=20, ge=0)
+    """Most `POST /v1/calls` requests with `wait` one account may hold open at once; one
+    more is refused at once (429 `too_many_waiters`, `Retry-After`) and places nothing."""
+
     log_level: str = "INFO"
     log_format: LogFormat | None = None
     """`json` or `console`; unset: JSON unless stderr is a terminal (`dialer.logs`)."""

@@ -134,26 +134,25 @@ def list_(
     outcome: Annotated[Outcome | None, typer.Option(help="Only with this outcome.")] = None,
     to: Annotated[str | None, typer.Option("--to", help="Only to this number.")] = None,
     campaign_id: Annotated[int | None, typer.Option(help="Only this campaign's.")] = None,
-    limit: Annotated[int, typer.Option(help="Calls per page (at most 500).")] = 100,
+    limit: Annotated[int, typer.Option(help="Calls per page (at most 1000).")] = 100,
     cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page.")] = None,
     account: AccountOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
-    """List calls, newest first (with --json: {"calls", "next_cursor"})."""
+    """List calls, newest first (with --json: {"items", "next_cursor"}, as the API)."""
     where = calls.CallFilter(campaign_id=campaign_id, status=status, outcome=outcome, to_number=to)
     with errors_reported(), transaction(get_settings().database_url) as session:
-        jobs, next_cursor = calls.list_calls(
-            session, account_id(account), where, limit=limit, cursor=cursor
-        )
+        found = calls.list_calls(session, account_id(account), where, limit=limit, cursor=cursor)
+        next_cursor = found.next_cursor
         page: dict[str, Any] = {
-            "calls": calls.calls_json(session, jobs),
+            "items": calls.calls_json(session, found.items),
             "next_cursor": next_cursor,
         }
     if as_json:
         print_json(page)
         return
     table = Table("id", "campaign", "status", "outcome", "to", "attempts")
-    for call in page["calls"]:
+    for call in page["items"]:
         table.add_row(
             str(call["call_id"]),
             str(call["campaign_id"]),

@@ -328,7 +328,8 @@ def history(
 ) -> None:
     """A campaign's history: each transition with who made it, when and why."""
     with errors_reported(), transaction(get_settings().database_url) as session:
-        rows = [event_json(e) for e in campaign_events(session, account_id(account), campaign_id)]
+        events = campaign_events(session, account_id(account), campaign_id).items
+        rows = [event_json(e) for e in events]
     if as_json:
         print_json(rows)
         return

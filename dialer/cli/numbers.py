@@ -48,7 +48,7 @@ def list_(account: AccountOpt = "default", as_json: JsonOpt = False) -> None:
     """List the account's caller IDs, in the order they were added (the first outbound
     one is the default)."""
     with errors_reported(), transaction(get_runtime().settings.database_url) as session:
-        rows = [number_json(n) for n in list_numbers(session, account_id(account))]
+        rows = [number_json(n) for n in list_numbers(session, account_id(account)).items]
     if as_json:
         print_json(rows)
         return

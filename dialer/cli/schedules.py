@@ -123,7 +123,7 @@ def list_(account: AccountOpt = "default", as_json: JsonOpt = False) -> None:
     """List the account's schedules."""
     with errors_reported(), transaction(get_settings().database_url) as session:
         owner = get_account(session, account)
-        rows = [schedule_json(s) for s in schedules.list_schedules(session, owner.id)]
+        rows = [schedule_json(s) for s in schedules.list_schedules(session, owner.id).items]
     if as_json:
         print_json(rows)
         return
@@ -198,7 +198,8 @@ def runs(
 ) -> None:
     """A schedule's runs, newest first."""
     with errors_reported(), transaction(get_settings().database_url) as session:
-        rows = [run_json(r) for r in schedules.list_runs(session, account_id(account), schedule_id)]
+        runs = schedules.list_runs(session, account_id(account), schedule_id).items
+        rows = [run_json(r) for r in runs]
     if as_json:
         print_json(rows)
         return
@@ -223,7 +224,7 @@ def history(
 ) -> None:
     """A schedule's history: created, fired, skipped, paused, resumed, changed, deleted."""
     with errors_reported(), transaction(get_settings().database_url) as session:
-        events = schedules.schedule_events(session, account_id(account), schedule_id)
+        events = schedules.schedule_events(session, account_id(account), schedule_id).items
         rows = [event_json(e) for e in events]
     if as_json:
         print_json(rows)

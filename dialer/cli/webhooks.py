@@ -21,7 +21,7 @@ def list_command(
     status: Annotated[
         WebhookStatus | None, typer.Option(help="Only deliveries in this status.")
     ] = None,
-    limit: Annotated[int, typer.Option(help="At most this many, newest first (1-500).")] = 50,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first (1-1000).")] = 50,
     as_json: JsonOpt = False,
 ) -> None:
     """The account's webhook deliveries, newest first (`--json`: one JSON list)."""

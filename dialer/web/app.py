@@ -15,7 +15,9 @@ from fastapi import FastAPI
 from dialer.runtime import Runtime, get_runtime
 from dialer.web.context import RequestContext
 from dialer.web.errors import install_handlers
+from dialer.web.guards import Authenticate, BodyLimit
 from dialer.web.idempotency import IdempotencyMiddleware, document_idempotency
+from dialer.web.quotas import RequestQuotas
 from dialer.web.routers import (
     account,
     calls,
@@ -33,7 +35,8 @@ from dialer.web.routers import (
 def create_app(runtime: Runtime | None = None) -> FastAPI:
     """The ASGI app. `runtime` defaults to this process's (`get_runtime()`); it is kept on
     `app.state.runtime`, the webhooks' validator and connection pool on
-    `app.state.webhooks`."""
+    `app.state.webhooks`, the API keys' and accounts' request quotas on
+    `app.state.quotas`."""
     app = FastAPI(
         title="Campaign dialer",
         version="0.1.0",
@@ -54,6 +57,17 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.add_middleware(
         IdempotencyMiddleware, database_url=lambda: runtime_of_app.settings.database_url
     )
+    app.state.quotas = RequestQuotas(
+        runtime_of_app.redis,
+        rate_per_s=runtime_of_app.settings.rate_limit_per_s,
+        burst=runtime_of_app.settings.rate_limit_burst,
+        max_waiters=runtime_of_app.settings.max_waiters_per_account,
+    )
+    # Outermost last: the body's bound, then the key, before anything reads the body.
+    app.add_middleware(
+        Authenticate, settings=lambda: runtime_of_app.settings, quotas=app.state.quotas
+    )
+    app.add_middleware(BodyLimit, settings=lambda: runtime_of_app.settings)
     document_idempotency(app)
     pages.install(app)
     return app

@@ -1,6 +1,7 @@
 """The HTTP handlers' dependencies: this process's runtime, the request's transaction, and
 the account whose API key came with the request (and the key's name, for the record:
-`CurrentApiKey`, also left on `request.state.api_key_name`).
+`CurrentApiKey`, also left on `request.state.api_key_name`). The key itself is checked
+before the body is read, outside the request's transaction (`dialer.web.guards`).
 
 The transaction and the account are used with `scope="function"`: the transaction commits
 (and runs its `models.on_commit` hooks) before the reply is sent, so a 2xx means the change
@@ -13,14 +14,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from campaigns.accounts import authenticate
+from campaigns.paging import DEFAULT_LIMIT, MAX_LIMIT
 from dialer.errors import UnauthenticatedError
 from dialer.logs import bind_context
 from dialer.runtime import Runtime
+from dialer.web.guards import CALLER, KeyHolder
 from models import Account, transaction
 
 _bearer = HTTPBearer(auto_error=False, description="An account's API key (`dialer keys create`).")
@@ -53,23 +55,29 @@ class Caller:
     key_name: str
 
 
+def _holder(request: Request) -> KeyHolder:
+    holder: KeyHolder | None = request.scope.get("state", {}).get(CALLER)
+    if holder is None:  # a keyed route outside `/v1`, which `Authenticate` guards
+        raise UnauthenticatedError("unauthenticated", "send Authorization: Bearer <api key>")
+    return holder
+
+
 def current_caller(
     request: Request,
     session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
-    """The account and key name of `Authorization: Bearer <api key>`; the key's name is
-    also put on `request.state.api_key_name`.
+    """The account and key name of `Authorization: Bearer <api key>`, as
+    `dialer.web.guards.Authenticate` checked it before the body was read (the bearer
+    dependency documents the scheme); the key's name is also put on
+    `request.state.api_key_name`.
 
     Raises:
-        UnauthenticatedError: `unauthenticated` (no bearer key), `unknown_api_key`,
-            `revoked_api_key`.
+        UnauthenticatedError: `unauthenticated` (no key was checked for the request).
     """
-    if credentials is None:
-        raise UnauthenticatedError("unauthenticated", "send Authorization: Bearer <api key>")
-    account, key = authenticate(session, credentials.credentials)
-    request.state.api_key_name = key.name
-    return Caller(account, key.name)
+    holder = _holder(request)
+    request.state.api_key_name = holder.key_name
+    return Caller(session.get_one(Account, holder.account_id), holder.key_name)
 
 
 CurrentApiKey = Annotated[Caller, Depends(current_caller, scope="function")]
@@ -103,18 +111,30 @@ Actor = Annotated[str, Depends(current_actor, scope="function")]
 
 def current_account_id(
     request: Request,
-    rt: RuntimeDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> int:
-    """The account id of the request's API key, checked in a transaction of its own that
-    is committed at once: for a handler that holds the request open (`POST /v1/calls`
-    with `wait`) and must not hold the request's transaction open with it. Raises as
-    `current_caller`."""
-    with transaction(rt.settings.database_url) as session:
-        return current_caller(request, session, credentials).account.id
+    """The account id of the request's API key, with no transaction: for a handler that
+    holds the request open (`POST /v1/calls` with `wait`) and must not hold a transaction
+    open with it. Raises as `current_caller`."""
+    return _holder(request).account_id
 
 
 CurrentAccountId = Annotated[int, Depends(current_account_id)]
+
+
+PageLimit = Annotated[
+    int,
+    Query(
+        ge=1, le=MAX_LIMIT, description=f"Items per page (1-{MAX_LIMIT}, default {DEFAULT_LIMIT})."
+    ),
+]
+PageCursor = Annotated[
+    str | None,
+    Query(
+        max_length=1000, description="`next_cursor` of the previous page (400 `invalid_cursor`)."
+    ),
+]
+"""The query parameters of every list: `limit` and the opaque `cursor` (`campaigns.paging`)."""
 
 
 RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="An id (a PostgreSQL bigint).")]

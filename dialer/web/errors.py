@@ -1,7 +1,7 @@
 """One error shape for every refusal: `{"error": {"code", "message"[, "details"]}}`
 (`schemas.ErrorBody`), with the status of the `dialer.errors` class raised.
 
-- a `DialerError`: its own status and code;
+- a `DialerError`: its own status and code (and `Retry-After` when it has one);
 - the database drivers' connection errors (SQLAlchemy's and psycopg's, a pool timeout
   included): 503 `database_unavailable` with `Retry-After`;
 - a body that is not JSON where JSON is expected: 422 `invalid_json`;
@@ -60,7 +60,7 @@ def error_response(error: DialerError, status: int | None = None) -> JSONRespons
     if error.details:
         body["details"] = error.details
     headers = None
-    if isinstance(error, DatabaseUnavailableError):
+    if error.retry_after_s is not None:
         headers = {"Retry-After": str(error.retry_after_s)}
     return JSONResponse({"error": body}, status_code=status or error.http_status, headers=headers)
 

@@ -117,7 +117,9 @@ class IdempotencyMiddleware:
             except BaseException:
                 await run_in_threadpool(_release, url, account_id, key)
                 raise
-        if status >= 500:
+        if status >= 500 or status == 429:
+            # Nothing was done (a server failure, or a limit that lifts): the same key
+            # may be sent again and run.
             await run_in_threadpool(_release, url, account_id, key)
         else:
             response = idempotency.StoredResponse(status, bytes(body), content_type)

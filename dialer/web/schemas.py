@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
@@ -140,6 +140,19 @@ class WebhookDeliveryOut(BaseModel):
     created_at: datetime
     delivered_at: datetime | None
     event: dict[str, Any] = Field(description="The body as sent: `{id, type, created, data}`.")
+
+
+ItemT = TypeVar("ItemT")
+
+
+class Page(BaseModel, Generic[ItemT]):
+    """One page of a list, in the list's order (every list of the API answers so):
+    `?limit=` (1-1000, default 100) items, and the cursor of the next page."""
+
+    items: list[ItemT]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
+    )
 
 
 class WebhookDeliveryPage(BaseModel):
@@ -414,9 +427,9 @@ class CallOut(BaseModel):
 
 
 class CallPage(BaseModel):
-    """A page of calls, newest first."""
+    """A page of calls, newest first (as `Page`)."""
 
-    calls: list[CallOut]
+    items: list[CallOut]
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null on the last page."
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import tracemalloc
 from datetime import UTC, datetime, time
 from importlib import resources
 from typing import Any
@@ -364,6 +365,47 @@ def test_error_mid_stream_leaves_nothing(database_url: str) -> None:
     assert caught.value.code is IngestErrorCode.UNDECODABLE
     with engine_for(database_url).connect() as conn:
         assert conn.scalar(select(func.count()).where(Campaign.name == "atomic")) == 0
+        assert conn.scalar(select(func.count()).select_from(CallJob)) == 0
+
+
+class _OneLongLine(io.RawIOBase):
+    """A CSV of `size` bytes whose second line never ends, made as it is read (never held
+    whole): what a 500 MB one-line upload looks like to ingest."""
+
+    def __init__(self, size: int) -> None:
+        self.head = b"phone,name\n+12125550143,"
+        self.size = size
+        self.served = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        count = min(len(view), self.size - self.served)
+        start = self.served
+        for index in range(count):
+            at = start + index
+            view[index] = self.head[at] if at < len(self.head) else ord("a")
+        self.served += count
+        return count
+
+
+def test_a_line_without_end_is_refused_in_flat_memory(database_url: str) -> None:
+    source = _OneLongLine(32 * 1024 * 1024)
+    tracemalloc.start()
+    try:
+        with pytest.raises(IngestError) as caught, transaction(database_url) as session:
+            campaign = make_campaign(session, make_account(session, name="long"), name="long")
+            ingest_contacts(session, campaign, io.BufferedReader(source))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert caught.value.code is IngestErrorCode.LINE_TOO_LONG
+    assert peak < 8 * 1024 * 1024
+    assert source.served < 4 * 1024 * 1024
+    with engine_for(database_url).connect() as conn:
+        assert conn.scalar(select(func.count()).where(Campaign.name == "long")) == 0
         assert conn.scalar(select(func.count()).select_from(CallJob)) == 0
 
 

@@ -397,7 +397,7 @@ def test_run_now_and_the_campaign_history(
         lifecycle.resume(session, owner, fired.campaign_id, actor="cli:bob")
         lifecycle.cancel(session, owner, fired.campaign_id, actor="cli:bob")
     with transaction(committed_db) as session:
-        events = campaign_events(session, owner, fired.campaign_id)
+        events = campaign_events(session, owner, fired.campaign_id).items
         history = [(e.action, e.actor, e.from_status, e.to_status) for e in events]
         assert events[0].schedule_id == schedule_id
         assert events[2].reason == "paused by operator"

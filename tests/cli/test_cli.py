@@ -599,7 +599,7 @@ def test_calls_place_show_list(cli: Cli) -> None:
     shown = cli.json("calls", "show", str(placed["call_id"]), "--json")
     assert shown["call_id"] == placed["call_id"]
     listed = cli.json("calls", "list", "--status", "queued", "--json")
-    assert [c["call_id"] for c in listed["calls"]] == [placed["call_id"]]
+    assert [c["call_id"] for c in listed["items"]] == [placed["call_id"]]
     assert listed["next_cursor"] is None
     cli.fails("calls", "show", str(placed["call_id"]), "--account", "other", code="call_not_found")
     cli.fails(

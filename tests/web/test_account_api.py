@@ -63,7 +63,7 @@ def test_numbers_add_update_list_remove(api: Api) -> None:
     updated = api.post("/v1/numbers", json={"number": "+14155550101", "outbound": False})
     assert updated.status_code == 200, updated.text
     assert updated.json()["outbound"] is False
-    listed = api.get("/v1/numbers").json()
+    listed = api.get("/v1/numbers").json()["items"]
     assert [(n["number"], n["outbound"]) for n in listed] == [
         ("+15005550006", True),
         ("+14155550101", False),
@@ -71,7 +71,7 @@ def test_numbers_add_update_list_remove(api: Api) -> None:
     ]
     removed = api.delete("/v1/numbers/+14155550103")
     assert removed.status_code == 204, removed.text
-    assert [n["number"] for n in api.get("/v1/numbers").json()] == [
+    assert [n["number"] for n in api.get("/v1/numbers").json()["items"]] == [
         "+15005550006",
         "+14155550101",
     ]
@@ -87,7 +87,7 @@ def test_numbers_refused(api: Api) -> None:
     # A number a campaign presents cannot go: disable it for outbound instead.
     assert api.upload(SAMPLE.read_bytes()).status_code == 201
     assert error_code(api.delete("/v1/numbers/+15005550006"), 409) == "number_in_use"
-    assert [n["number"] for n in api.get("/v1/numbers").json()] == ["+15005550006"]
+    assert [n["number"] for n in api.get("/v1/numbers").json()["items"]] == ["+15005550006"]
 
 
 def test_another_accounts_number_is_not_found(api: Api) -> None:
@@ -95,8 +95,10 @@ def test_another_accounts_number_is_not_found(api: Api) -> None:
     assert error_code(api.delete("/v1/numbers/+14155550102", key=OTHER_KEY), 404) == (
         "number_not_found"
     )
-    assert [n["number"] for n in api.get("/v1/numbers", key=OTHER_KEY).json()] == ["+15005550006"]
-    assert "+14155550102" in [n["number"] for n in api.get("/v1/numbers").json()]
+    assert [n["number"] for n in api.get("/v1/numbers", key=OTHER_KEY).json()["items"]] == [
+        "+15005550006"
+    ]
+    assert "+14155550102" in [n["number"] for n in api.get("/v1/numbers").json()["items"]]
 
 
 def test_a_revoked_key_is_refused_at_once_and_other_keys_still_work(api: Api) -> None:
@@ -146,8 +148,8 @@ def test_a_server_failure_is_500_in_the_one_shape_without_a_trace(runtime: Runti
     def broken() -> None:
         raise RuntimeError("secret internals: /etc/passwd")
 
-    app.add_api_route("/v1/broken", broken)
+    app.add_api_route("/broken", broken)
     with serve_app(app) as url, httpx.Client(base_url=url, timeout=30) as http:
-        response = http.get("/v1/broken")
+        response = http.get("/broken")
     assert error_code(response, 500) == "internal_error"
     assert "Traceback" not in response.text and "secret" not in response.text

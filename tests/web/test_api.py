@@ -80,7 +80,7 @@ def test_upload_creates_a_draft_campaign_with_its_ingest_summary(api: Api) -> No
 
     listed = api.get("/v1/campaigns")
     assert listed.status_code == 200
-    assert [c["id"] for c in listed.json()] == [campaign_id]
+    assert [c["id"] for c in listed.json()["items"]] == [campaign_id]
 
     shown = api.get(f"/v1/campaigns/{campaign_id}")
     assert shown.status_code == 200
@@ -98,7 +98,7 @@ def test_upload_creates_a_draft_campaign_with_its_ingest_summary(api: Api) -> No
     assert campaign["ingest"]["phone_column"] == "phone"
 
     # The other account sees none of it.
-    assert api.get("/v1/campaigns", key=OTHER_KEY).json() == []
+    assert api.get("/v1/campaigns", key=OTHER_KEY).json()["items"] == []
 
 
 def test_rejected_rows_download_as_csv(api: Api, campaign_id: int) -> None:
@@ -138,7 +138,7 @@ def test_a_file_level_error_is_422_and_creates_nothing(
 ) -> None:
     assert error_code(api.upload(content), 422) == code
     assert api.campaign_count() == 0
-    assert api.get("/v1/campaigns").json() == []
+    assert api.get("/v1/campaigns").json()["items"] == []
     assert list((runtime.settings.data_dir / "rejected").glob("*")) == []
 
 
@@ -535,10 +535,10 @@ def test_the_openapi_document_names_every_campaign_body(api: Api) -> None:
                 assert error_schema == {"$ref": ref + "ErrorBody"}, (method, path, status)
     assert replies == {
         ("post", "/v1/campaigns"): ref + "CampaignCreated",
-        ("get", "/v1/campaigns"): ref + "CampaignOut",
+        ("get", "/v1/campaigns"): ref + "Page_CampaignOut_",
         ("get", "/v1/campaigns/{campaign_id}"): ref + "CampaignOut",
         ("get", "/v1/campaigns/{campaign_id}/report"): ref + "ReportOut",
-        ("get", "/v1/campaigns/{campaign_id}/events"): ref + "EventOut",
+        ("get", "/v1/campaigns/{campaign_id}/events"): ref + "Page_EventOut_",
         ("get", "/v1/campaigns/{campaign_id}/preview"): ref + "PreviewOut",
         ("get", "/v1/campaigns/{campaign_id}/calls"): ref + "CallPage",
         **{

@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import io
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import pytest
 import redis
 from sqlalchemy import func, select
 
 from campaigns import lifecycle
+from dialer.runtime import Runtime
+from dialer.web.app import create_app
 from models import CallJob, Campaign, transaction
-from tests.web.support import OTHER_KEY, SAMPLE, Api, error_code
+from tests.servers import serve_app
+from tests.web.support import KEY, OTHER_KEY, SAMPLE, Api, error_code
 from workers.app import PACER_QUEUE
 
 TO = "+447386172392"
@@ -96,7 +101,7 @@ def test_a_call_in_a_named_campaign_uses_its_message_and_caller_id(api: Api) -> 
     assert created["campaign_id"] == campaign_id
     assert created["from"] == "+15005550006"
     listed = api.get(f"/v1/campaigns/{campaign_id}/calls", params={"to_number": TO}).json()
-    assert [c["call_id"] for c in listed["calls"]] == [created["call_id"]]
+    assert [c["call_id"] for c in listed["items"]] == [created["call_id"]]
     # The campaign's message needs {appointment_time}.
     refused = api.post(
         "/v1/calls",
@@ -231,29 +236,77 @@ def test_wait_answers_the_state_at_the_deadline(api: Api) -> None:
     assert created["status"] == "queued"
 
 
+def test_wait_requests_over_the_accounts_cap_are_refused_at_once(
+    api: Api, redis_client: redis.Redis
+) -> None:
+    """With one waiter allowed, a second `wait` of the account is 429 at once and places
+    nothing; another account waits as usual; a slot left by a dead process expires."""
+    waiters = f"api:waiters:{api.account_id}"
+    runtime = Runtime(api.runtime.settings.model_copy(update={"max_waiters_per_account": 1}))
+    with serve_app(create_app(runtime)) as url, httpx.Client(base_url=url, timeout=30) as http:
+        acme = {"Authorization": f"Bearer {KEY}"}
+        holding = ThreadPoolExecutor(1).submit(
+            http.post, "/v1/calls", json={**CALL, "wait": 3.0}, headers=acme
+        )
+        deadline = time.monotonic() + 10
+        while not redis_client.zcard(waiters) and time.monotonic() < deadline:
+            pass
+        started = time.monotonic()
+        refused = http.post("/v1/calls", json={**CALL, "wait": 3.0}, headers=acme)
+        assert time.monotonic() - started < 2
+        other = http.post(
+            "/v1/calls",
+            json={**CALL, "wait": 0.2},
+            headers={"Authorization": f"Bearer {OTHER_KEY}"},
+        )
+        assert holding.result(30).status_code == 201
+        assert error_code(refused, 429) == "too_many_waiters"
+        assert refused.headers["Retry-After"] == "1"
+        assert other.status_code == 201, other.text
+        assert call_count(api) == 2
+        assert redis_client.zcard(waiters) == 0
+        # A slot whose holder died (its lease expired) does not count.
+        redis_client.zadd(waiters, {"dead-process": 1})
+        assert http.post("/v1/calls", json={**CALL, "wait": 0.1}, headers=acme).status_code == 201
+
+
+def test_a_wait_refused_for_the_cap_does_not_use_up_its_idempotency_key(api: Api) -> None:
+    runtime = Runtime(api.runtime.settings.model_copy(update={"max_waiters_per_account": 0}))
+    request = {"json": {**CALL, "wait": 0.1}, "headers": {"Idempotency-Key": "order-7"}}
+    with serve_app(create_app(runtime)) as url, httpx.Client(base_url=url, timeout=30) as http:
+        refused = http.post(
+            "/v1/calls", json=request["json"], headers={**api.headers(), **request["headers"]}
+        )
+    assert error_code(refused, 429) == "too_many_waiters"
+    again = api.post("/v1/calls", **request)
+    assert again.status_code == 201, again.text
+    assert "idempotent-replayed" not in again.headers
+    assert call_count(api) == 1
+
+
 # --- listing --------------------------------------------------------------------------------
 
 
 def test_list_filters_and_cursor_pagination(api: Api) -> None:
     ids = [place(api, to_number=f"+4473861724{i:02d}")["call_id"] for i in range(5)]
     page = api.get("/v1/calls", params={"limit": 2}).json()
-    assert [c["call_id"] for c in page["calls"]] == ids[::-1][:2]
-    seen = [c["call_id"] for c in page["calls"]]
+    assert [c["call_id"] for c in page["items"]] == ids[::-1][:2]
+    seen = [c["call_id"] for c in page["items"]]
     while page["next_cursor"]:
         page = api.get("/v1/calls", params={"limit": 2, "cursor": page["next_cursor"]}).json()
-        seen += [c["call_id"] for c in page["calls"]]
+        seen += [c["call_id"] for c in page["items"]]
     assert seen == ids[::-1]
     by_number = api.get("/v1/calls", params={"to_number": "+447386172402"}).json()
-    assert [c["call_id"] for c in by_number["calls"]] == [ids[2]]
+    assert [c["call_id"] for c in by_number["items"]] == [ids[2]]
     assert by_number["next_cursor"] is None
     queued = api.get("/v1/calls", params={"status": "queued"}).json()
-    assert len(queued["calls"]) == 5
-    assert api.get("/v1/calls", params={"status": "completed"}).json()["calls"] == []
-    assert api.get("/v1/calls", params={"outcome": "answered"}).json()["calls"] == []
+    assert len(queued["items"]) == 5
+    assert api.get("/v1/calls", params={"status": "completed"}).json()["items"] == []
+    assert api.get("/v1/calls", params={"outcome": "answered"}).json()["items"] == []
     assert error_code(api.get("/v1/calls", params={"cursor": "nonsense"}), 400) == (
         "invalid_cursor"
     )
-    assert error_code(api.get("/v1/calls", params={"limit": 501}), 400) == "invalid_request"
+    assert error_code(api.get("/v1/calls", params={"limit": 1001}), 400) == "invalid_request"
     assert error_code(api.get("/v1/calls", params={"status": "ringing"}), 400) == (
         "invalid_request"
     )
@@ -269,7 +322,7 @@ def test_another_accounts_calls_and_campaigns_are_not_found(api: Api) -> None:
     assert error_code(api.get(f"/v1/calls/{created['call_id']}", key=OTHER_KEY), 404) == (
         "call_not_found"
     )
-    assert api.get("/v1/calls", key=OTHER_KEY).json() == {"calls": [], "next_cursor": None}
+    assert api.get("/v1/calls", key=OTHER_KEY).json() == {"items": [], "next_cursor": None}
     campaign = created["campaign_id"]
     listed = api.get(f"/v1/campaigns/{campaign}/calls", key=OTHER_KEY)
     assert error_code(listed, 404) == "campaign_not_found"

@@ -26,7 +26,7 @@ def test_request_id_and_account_are_on_every_line_of_the_request(runtime: Runtim
         account_id = account.id
     app = create_app(runtime)
 
-    @app.get("/_probe")
+    @app.get("/v1/_probe")
     def probe(account: CurrentAccount) -> dict[str, int]:
         log.info("probe_handled")
         return {"id": account.id}
@@ -38,8 +38,8 @@ def test_request_id_and_account_are_on_every_line_of_the_request(runtime: Runtim
 
     auth = {"Authorization": f"Bearer {KEY}"}
     with serve_app(app) as url, httpx.Client(base_url=url) as http, captured_logs() as logs:
-        given = http.get("/_probe", headers={**auth, "X-Request-ID": "req-42"})
-        made = http.get("/_probe", headers=auth)
+        given = http.get("/v1/_probe", headers={**auth, "X-Request-ID": "req-42"})
+        made = http.get("/v1/_probe", headers=auth)
         # Same keep-alive connection: the account bound above must not leak into this one.
         bare = http.get("/_anonymous", headers={"X-Request-ID": "bad id with spaces"})
     assert given.headers["x-request-id"] == "req-42"

@@ -33,7 +33,7 @@ def test_create_read_list_patch_and_delete(api: Api) -> None:
         3600,
     )
     assert one["options"] == BODY["options"]
-    assert [s["id"] for s in api.get("/v1/schedules").json()] == [schedule_id]
+    assert [s["id"] for s in api.get("/v1/schedules").json()["items"]] == [schedule_id]
     paused = api.http.patch(
         f"/v1/schedules/{schedule_id}", json={"status": "paused"}, headers=api.headers()
     )
@@ -50,7 +50,7 @@ def test_create_read_list_patch_and_delete(api: Api) -> None:
     assert changed.json()["status"] == "active" and "08:30:00" in changed.json()["next_run_at"]
     assert api.delete(f"/v1/schedules/{schedule_id}").status_code == 204
     assert error_code(api.get(f"/v1/schedules/{schedule_id}"), 404) == "schedule_not_found"
-    assert api.get("/v1/schedules").json() == []
+    assert api.get("/v1/schedules").json()["items"] == []
 
 
 def test_bad_settings_are_400(api: Api) -> None:
@@ -95,7 +95,7 @@ def test_push_contacts_run_now_runs_and_history(api: Api) -> None:
     campaign = body["campaign_id"]
     assert api.get(f"/v1/campaigns/{campaign}").json()["status"] == "running"
     assert api.post(f"/v1/campaigns/{campaign}/pause").status_code == 200
-    events = api.get(f"/v1/campaigns/{campaign}/events").json()
+    events = api.get(f"/v1/campaigns/{campaign}/events").json()["items"]
     assert [(e["action"], e["actor"]) for e in events] == [
         ("fire", "api-key:test"),
         ("start", "api-key:test"),
@@ -103,9 +103,9 @@ def test_push_contacts_run_now_runs_and_history(api: Api) -> None:
     ]
     empty = api.post(f"/v1/schedules/{schedule_id}/run").json()
     assert (empty["status"], empty["campaign_id"]) == ("empty", None)
-    runs = api.get(f"/v1/schedules/{schedule_id}/runs").json()
+    runs = api.get(f"/v1/schedules/{schedule_id}/runs").json()["items"]
     assert [r["status"] for r in runs] == ["empty", "ok"]
-    history = api.get(f"/v1/schedules/{schedule_id}/events").json()
+    history = api.get(f"/v1/schedules/{schedule_id}/events").json()["items"]
     assert [e["action"] for e in history] == ["create", "fire", "fire"]
 
 
@@ -129,11 +129,11 @@ def test_another_accounts_schedule_is_404(api: Api, campaign_id: int) -> None:
         ),
     ):
         assert error_code(response, 404) == "schedule_not_found"
-    assert api.get("/v1/schedules", key=OTHER_KEY).json() == []
+    assert api.get("/v1/schedules", key=OTHER_KEY).json()["items"] == []
     assert api.get(f"/v1/schedules/{schedule_id}").status_code == 200
     missing = api.get(f"/v1/campaigns/{campaign_id}/events", key=OTHER_KEY)
     assert error_code(missing, 404) == "campaign_not_found"
-    assert api.get(f"/v1/campaigns/{campaign_id}/events").json() == []
+    assert api.get(f"/v1/campaigns/{campaign_id}/events").json()["items"] == []
 
 
 def test_the_openapi_document_names_every_schedule_body(api: Api) -> None:
@@ -159,12 +159,12 @@ def test_the_openapi_document_names_every_schedule_body(api: Api) -> None:
     one = "/v1/schedules/{schedule_id}"
     assert replies == {
         ("post", "/v1/schedules"): ref + "ScheduleCreated",
-        ("get", "/v1/schedules"): ref + "ScheduleOut",
+        ("get", "/v1/schedules"): ref + "Page_ScheduleOut_",
         ("get", one): ref + "ScheduleOut",
         ("patch", one): ref + "ScheduleOut",
         ("post", one + "/run"): ref + "ScheduleRunOut",
-        ("get", one + "/runs"): ref + "ScheduleRunOut",
-        ("get", one + "/events"): ref + "EventOut",
+        ("get", one + "/runs"): ref + "Page_ScheduleRunOut_",
+        ("get", one + "/events"): ref + "Page_EventOut_",
         ("post", one + "/contacts"): ref + "ContactsAdded",
     }
     contacts = document["paths"][one + "/contacts"]["post"]["requestBody"]["content"]

@@ -107,7 +107,7 @@ def test_deliveries_are_the_accounts_own_newest_first_filtered_and_paginated(
     [
         ("cursor=not-a-cursor", "invalid_cursor"),
         ("limit=0", "invalid_request"),
-        ("limit=501", "invalid_request"),
+        ("limit=1001", "invalid_request"),
         ("status=lost", "invalid_request"),
     ],
 )

@@ -5,14 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import nullcontext
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from campaigns import calls
+from campaigns.paging import DEFAULT_LIMIT
 from dialer.runtime import Runtime
-from dialer.web.deps import CurrentAccount, CurrentAccountId, RowId, RuntimeDep, SessionDep
+from dialer.web.deps import (
+    CurrentAccount,
+    CurrentAccountId,
+    PageCursor,
+    PageLimit,
+    RowId,
+    RuntimeDep,
+    SessionDep,
+)
 from dialer.web.errors import (
     ANY_OTHER,
     CONFLICT,
@@ -21,6 +31,7 @@ from dialer.web.errors import (
     Responses,
     declared,
 )
+from dialer.web.quotas import RequestQuotas
 from dialer.web.schemas import CallIn, CallOut, CallPage
 from models import Account, Outcome, on_commit, transaction
 from workers.enqueue import kick_pacer
@@ -28,6 +39,9 @@ from workers.enqueue import kick_pacer
 router = APIRouter(tags=["calls"], responses={**UNAUTHENTICATED, **ANY_OTHER})
 
 _NOT_FOUND: Responses = {404: declared("No such call (or campaign) in this account.")}
+_TOO_MANY_WAITERS: Responses = {
+    429: declared("`too_many_waiters` (with `wait`), `rate_limited`; see `Retry-After`.")
+}
 _POLL_S = (0.1, 0.2, 0.5)
 """Waits between reads while a `wait` request holds (then every 0.5 s): a call's end is
 seen within half a second, at two reads a second per waiting request."""
@@ -59,9 +73,11 @@ def _read(rt: Runtime, account_id: int, call_id: int) -> CallOut:
     status_code=201,
     response_model=CallOut,
     response_model_by_alias=True,
-    responses={**INVALID, **_NOT_FOUND, **CONFLICT},
+    responses={**INVALID, **_NOT_FOUND, **CONFLICT, **_TOO_MANY_WAITERS},
 )
-async def place_call(body: CallIn, account_id: CurrentAccountId, rt: RuntimeDep) -> CallOut:
+async def place_call(
+    body: CallIn, account_id: CurrentAccountId, rt: RuntimeDep, request: Request
+) -> CallOut:
     """Queue one call through the account's pool, CPS limits, DNC list and retry policy
     (201, `status` `queued`). With `wait`, the reply comes once the call is final or after
     `wait` seconds, whichever is first, with its state then.
@@ -71,7 +87,18 @@ async def place_call(body: CallIn, account_id: CurrentAccountId, rt: RuntimeDep)
     `premium_rate`, `country_not_allowed`, `do_not_call`, `from_number_not_found`,
     `no_outbound_number`, `from_number_mismatch`, `invalid_template`, `missing_variable`,
     `webhook_url_not_allowed` (all 400 unless said); a body that is not JSON is 422
-    `invalid_json`."""
+    `invalid_json`.
+
+    With `wait`, the request holds one of the account's `MAX_WAITERS_PER_ACCOUNT` slots;
+    when all are held it is refused at once, before anything is placed: 429
+    `too_many_waiters` with `Retry-After` (send it again, or without `wait` and read
+    `GET /v1/calls/{id}`)."""
+    quotas: RequestQuotas = request.app.state.quotas
+    with quotas.waiter(account_id) if body.wait else nullcontext():
+        return await _place_and_wait(rt, account_id, body)
+
+
+async def _place_and_wait(rt: Runtime, account_id: int, body: CallIn) -> CallOut:
     call_id = await run_in_threadpool(_place, rt, account_id, body)
     state = await run_in_threadpool(_read, rt, account_id, call_id)
     if not body.wait:
@@ -100,10 +127,6 @@ def get_call(call_id: RowId, account: CurrentAccount, session: SessionDep) -> Ca
     return CallOut.model_validate(calls.calls_json(session, [job])[0])
 
 
-Limit = Annotated[int, Query(ge=1, le=calls.MAX_LIST_LIMIT, description="Calls per page.")]
-Cursor = Annotated[
-    str | None, Query(max_length=200, description="`next_cursor` of the previous page.")
-]
 StatusFilter = Annotated[calls.CallStatus | None, Query(description="Only calls in this status.")]
 OutcomeFilter = Annotated[Outcome | None, Query(description="Only calls with this outcome.")]
 ToFilter = Annotated[str | None, Query(max_length=32, description="Only calls to this number.")]
@@ -112,9 +135,9 @@ ToFilter = Annotated[str | None, Query(max_length=32, description="Only calls to
 def _page(
     session: SessionDep, account_id: int, where: calls.CallFilter, limit: int, cursor: str | None
 ) -> CallPage:
-    jobs, next_cursor = calls.list_calls(session, account_id, where, limit=limit, cursor=cursor)
+    found = calls.list_calls(session, account_id, where, limit=limit, cursor=cursor)
     return CallPage.model_validate(
-        {"calls": calls.calls_json(session, jobs), "next_cursor": next_cursor}
+        {"items": calls.calls_json(session, found.items), "next_cursor": found.next_cursor}
     )
 
 
@@ -125,8 +148,8 @@ def list_calls(
     status: StatusFilter = None,
     outcome: OutcomeFilter = None,
     to_number: ToFilter = None,
-    limit: Limit = 100,
-    cursor: Cursor = None,
+    limit: PageLimit = DEFAULT_LIMIT,
+    cursor: PageCursor = None,
 ) -> CallPage:
     """The account's calls (single calls and campaign contacts), newest first."""
     where = calls.CallFilter(status=status, outcome=outcome, to_number=to_number)
@@ -147,8 +170,8 @@ def list_campaign_calls(
     status: StatusFilter = None,
     outcome: OutcomeFilter = None,
     to_number: ToFilter = None,
-    limit: Limit = 100,
-    cursor: Cursor = None,
+    limit: PageLimit = DEFAULT_LIMIT,
+    cursor: PageCursor = None,
 ) -> CallPage:
     """A campaign's calls, newest first."""
     where = calls.CallFilter(

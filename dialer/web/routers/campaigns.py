@@ -10,13 +10,13 @@ from typing import IO, Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
 from campaigns import lifecycle
 from campaigns.history import campaign_events
 from campaigns.options import CampaignOptions, OperatorOptions
+from campaigns.paging import DEFAULT_LIMIT
 from campaigns.preview import campaign_preview
 from campaigns.reports import (
     SERIES_MINUTES,
@@ -26,7 +26,15 @@ from campaigns.reports import (
     export_xlsx,
 )
 from dialer.errors import NotFoundError
-from dialer.web.deps import Actor, CurrentAccount, RowId, RuntimeDep, SessionDep
+from dialer.web.deps import (
+    Actor,
+    CurrentAccount,
+    PageCursor,
+    PageLimit,
+    RowId,
+    RuntimeDep,
+    SessionDep,
+)
 from dialer.web.errors import (
     ANY_OTHER,
     CONFLICT,
@@ -36,7 +44,14 @@ from dialer.web.errors import (
     UNAUTHENTICATED,
     Responses,
 )
-from dialer.web.schemas import CampaignCreated, CampaignOut, EventOut, PreviewOut, ReportOut
+from dialer.web.schemas import (
+    CampaignCreated,
+    CampaignOut,
+    EventOut,
+    Page,
+    PreviewOut,
+    ReportOut,
+)
 from models import Campaign, CampaignStatus, EndReason, on_commit
 from workers.enqueue import hang_up as hang_up_call
 from workers.enqueue import kick_pacer
@@ -70,13 +85,18 @@ def create_campaign(
     return CampaignCreated.model_validate(imported.to_json())
 
 
-@router.get("", response_model=list[CampaignOut])
-def list_campaigns(account: CurrentAccount, session: SessionDep) -> list[CampaignOut]:
-    """The account's campaigns, oldest first."""
-    rows = session.scalars(
-        select(Campaign).where(Campaign.account_id == account.id).order_by(Campaign.id)
+@router.get("", response_model=Page[CampaignOut], responses=INVALID)
+def list_campaigns(
+    account: CurrentAccount,
+    session: SessionDep,
+    limit: PageLimit = DEFAULT_LIMIT,
+    cursor: PageCursor = None,
+) -> Page[CampaignOut]:
+    """The account's campaigns, oldest first (400 `invalid_cursor`)."""
+    found = lifecycle.list_campaigns(session, account.id, limit=limit, cursor=cursor)
+    return Page[CampaignOut](
+        items=[CampaignOut.model_validate(c) for c in found.items], next_cursor=found.next_cursor
     )
-    return [CampaignOut.model_validate(campaign) for campaign in rows]
 
 
 @router.get("/{campaign_id}", response_model=CampaignOut, responses=NOT_FOUND)
@@ -102,12 +122,23 @@ def report(
     return ReportOut.model_validate(figures.model_dump())
 
 
-@router.get("/{campaign_id}/events", response_model=list[EventOut], responses=NOT_FOUND)
-def events(campaign_id: RowId, account: CurrentAccount, session: SessionDep) -> list[EventOut]:
+@router.get(
+    "/{campaign_id}/events", response_model=Page[EventOut], responses={**NOT_FOUND, **INVALID}
+)
+def events(
+    campaign_id: RowId,
+    account: CurrentAccount,
+    session: SessionDep,
+    limit: PageLimit = DEFAULT_LIMIT,
+    cursor: PageCursor = None,
+) -> Page[EventOut]:
     """The campaign's history, oldest first: the schedule's firing that created it, if any,
     then each transition with who made it (`cli:<user>`, `api:<account>`, `scheduler`,
     `breaker`, `pacer`), when and why."""
-    return [EventOut.model_validate(e) for e in campaign_events(session, account.id, campaign_id)]
+    found = campaign_events(session, account.id, campaign_id, limit=limit, cursor=cursor)
+    return Page[EventOut](
+        items=[EventOut.model_validate(e) for e in found.items], next_cursor=found.next_cursor
+    )
 
 
 @router.get("/{campaign_id}/preview", response_model=PreviewOut, responses=NOT_FOUND)

@@ -5,20 +5,30 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from campaigns.accounts import list_numbers, number_json, remove_number, save_number
-from dialer.web.deps import CurrentAccount, RuntimeDep, SessionDep
+from campaigns.paging import DEFAULT_LIMIT
+from dialer.web.deps import CurrentAccount, PageCursor, PageLimit, RuntimeDep, SessionDep
 from dialer.web.errors import ANY_OTHER, INVALID, UNAUTHENTICATED, declared
-from dialer.web.schemas import NumberIn, NumberOut
+from dialer.web.schemas import NumberIn, NumberOut, Page
 
 router = APIRouter(
     prefix="/v1/numbers", tags=["numbers"], responses={**UNAUTHENTICATED, **ANY_OTHER}
 )
 
 
-@router.get("", response_model=list[NumberOut])
-def get_numbers(account: CurrentAccount, session: SessionDep) -> list[NumberOut]:
+@router.get("", response_model=Page[NumberOut], responses=INVALID)
+def get_numbers(
+    account: CurrentAccount,
+    session: SessionDep,
+    limit: PageLimit = DEFAULT_LIMIT,
+    cursor: PageCursor = None,
+) -> Page[NumberOut]:
     """The account's caller IDs in the order they were added: when a call or campaign
     names none, the first outbound one is presented."""
-    return [NumberOut.model_validate(number_json(n)) for n in list_numbers(session, account.id)]
+    found = list_numbers(session, account.id, limit=limit, cursor=cursor)
+    return Page[NumberOut](
+        items=[NumberOut.model_validate(number_json(n)) for n in found.items],
+        next_cursor=found.next_cursor,
+    )
 
 
 @router.post(

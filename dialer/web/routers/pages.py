@@ -32,12 +32,14 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import URL
 
+from campaigns import lifecycle
 from campaigns.accounts import account_by_api_key
 from dialer.errors import DialerError, UnauthenticatedError
 from dialer.web import sessions
 from dialer.web.deps import RowId, RuntimeDep, SessionDep
 from dialer.web.errors import error_response
 from dialer.web.routers import campaigns as api
+from dialer.web.schemas import CampaignOut
 from models import Account
 
 _HERE = Path(__file__).resolve().parents[1]
@@ -230,11 +232,12 @@ def logout(_: CsrfCheckedDep) -> Response:
 @router.get("/")
 def index(request: Request, user: SignedInDep, db: SessionDep) -> Response:
     """The account's campaigns, newest first."""
-    rows = api.list_campaigns(user.account, db)
+    found = lifecycle.list_campaigns(db, user.account.id)
+    rows = [CampaignOut.model_validate(campaign) for campaign in reversed(found.items)]
     return templates.TemplateResponse(
         request,
         "index.html",
-        {"account": user.account, "csrf_token": user.session.csrf_token, "campaigns": rows[::-1]},
+        {"account": user.account, "csrf_token": user.session.csrf_token, "campaigns": rows},
     )
 
 

@@ -13,8 +13,17 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from campaigns import schedules
+from campaigns.paging import DEFAULT_LIMIT
 from dialer.errors import DialerError
-from dialer.web.deps import Actor, CurrentAccount, RowId, RuntimeDep, SessionDep
+from dialer.web.deps import (
+    Actor,
+    CurrentAccount,
+    PageCursor,
+    PageLimit,
+    RowId,
+    RuntimeDep,
+    SessionDep,
+)
 from dialer.web.errors import (
     ANY_OTHER,
     CSV_REFUSED,
@@ -27,6 +36,7 @@ from dialer.web.schemas import (
     ContactsAdded,
     ContactsIn,
     EventOut,
+    Page,
     ScheduleCreated,
     ScheduleIn,
     ScheduleOut,
@@ -64,10 +74,18 @@ def create_schedule(
     return ScheduleCreated(schedule_id=schedule.id, next_run_at=schedule.next_run_at)
 
 
-@router.get("", response_model=list[ScheduleOut])
-def list_schedules(account: CurrentAccount, session: SessionDep) -> list[ScheduleOut]:
-    """The account's schedules, oldest first."""
-    return [ScheduleOut.model_validate(s) for s in schedules.list_schedules(session, account.id)]
+@router.get("", response_model=Page[ScheduleOut], responses=INVALID)
+def list_schedules(
+    account: CurrentAccount,
+    session: SessionDep,
+    limit: PageLimit = DEFAULT_LIMIT,
+    cursor: PageCursor = None,
+) -> Page[ScheduleOut]:
+    """The account's schedules, oldest first (400 `invalid_cursor`)."""
+    found = schedules.list_schedules(session, account.id, limit=limit, cursor=cursor)
+    return Page[ScheduleOut](
+        items=[ScheduleOut.model_validate(s) for s in found.items], next_cursor=found.next_cursor
+    )
 
 
 @router.get("/{schedule_id}", response_model=ScheduleOut, responses=_NOT_FOUND)
@@ -122,24 +140,41 @@ def run_schedule(
     return ScheduleRunOut.model_validate(session.get_one(ScheduleRun, fired.run_id))
 
 
-@router.get("/{schedule_id}/runs", response_model=list[ScheduleRunOut], responses=_NOT_FOUND)
+@router.get(
+    "/{schedule_id}/runs",
+    response_model=Page[ScheduleRunOut],
+    responses={**_NOT_FOUND, **INVALID},
+)
 def list_runs(
-    schedule_id: RowId, account: CurrentAccount, session: SessionDep
-) -> list[ScheduleRunOut]:
+    schedule_id: RowId,
+    account: CurrentAccount,
+    session: SessionDep,
+    limit: PageLimit = DEFAULT_LIMIT,
+    cursor: PageCursor = None,
+) -> Page[ScheduleRunOut]:
     """The schedule's runs, newest occurrence first."""
-    return [
-        ScheduleRunOut.model_validate(r)
-        for r in schedules.list_runs(session, account.id, schedule_id)
-    ]
+    found = schedules.list_runs(session, account.id, schedule_id, limit=limit, cursor=cursor)
+    return Page[ScheduleRunOut](
+        items=[ScheduleRunOut.model_validate(r) for r in found.items],
+        next_cursor=found.next_cursor,
+    )
 
 
-@router.get("/{schedule_id}/events", response_model=list[EventOut], responses=_NOT_FOUND)
-def list_events(schedule_id: RowId, account: CurrentAccount, session: SessionDep) -> list[EventOut]:
+@router.get(
+    "/{schedule_id}/events", response_model=Page[EventOut], responses={**_NOT_FOUND, **INVALID}
+)
+def list_events(
+    schedule_id: RowId,
+    account: CurrentAccount,
+    session: SessionDep,
+    limit: PageLimit = DEFAULT_LIMIT,
+    cursor: PageCursor = None,
+) -> Page[EventOut]:
     """The schedule's history: created, fired, skipped, paused, resumed, changed, deleted."""
-    return [
-        EventOut.model_validate(e)
-        for e in schedules.schedule_events(session, account.id, schedule_id)
-    ]
+    found = schedules.schedule_events(session, account.id, schedule_id, limit=limit, cursor=cursor)
+    return Page[EventOut](
+        items=[EventOut.model_validate(e) for e in found.items], next_cursor=found.next_cursor
+    )
 
 
 _CONTACTS_BODY: dict[str, Any] = {

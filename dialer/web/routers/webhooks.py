@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from campaigns.webhooks import MAX_PAGE, delivery_view, list_deliveries, retry_delivery
-from dialer.web.deps import CurrentAccount, SessionDep
+from campaigns.paging import DEFAULT_LIMIT
+from campaigns.webhooks import delivery_view, list_deliveries, retry_delivery
+from dialer.web.deps import CurrentAccount, PageCursor, PageLimit, SessionDep
 from dialer.web.errors import ANY_OTHER, INVALID, UNAUTHENTICATED, declared
 from dialer.web.schemas import WebhookDeliveryOut, WebhookDeliveryPage
 from models import WebhookStatus
@@ -24,8 +25,8 @@ def deliveries(
     account: CurrentAccount,
     session: SessionDep,
     status: Annotated[WebhookStatus | None, Query(description="Only this status.")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 50,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the page before.")] = None,
+    limit: PageLimit = DEFAULT_LIMIT,
+    cursor: PageCursor = None,
 ) -> WebhookDeliveryPage:
     """The account's webhook deliveries, newest first (400 `invalid_cursor`)."""
     page = list_deliveries(session, account.id, status=status, limit=limit, cursor=cursor)
