@@ -16,7 +16,7 @@ from starlette.background import BackgroundTask
 
 from campaigns import lifecycle
 from campaigns.history import campaign_events
-from campaigns.options import CampaignOptions, OperatorOptions
+from campaigns.options import CampaignOptions
 from campaigns.preview import campaign_preview
 from campaigns.reports import (
     SERIES_MINUTES,
@@ -36,7 +36,14 @@ from dialer.web.errors import (
     UNAUTHENTICATED,
     Responses,
 )
-from dialer.web.schemas import CampaignCreated, CampaignOut, EventOut, PreviewOut, ReportOut
+from dialer.web.schemas import (
+    CampaignCreated,
+    CampaignForm,
+    CampaignOut,
+    EventOut,
+    PreviewOut,
+    ReportOut,
+)
 from models import Campaign, CampaignStatus, EndReason, on_commit
 from workers.enqueue import hang_up as hang_up_call
 from workers.enqueue import kick_pacer
@@ -55,7 +62,7 @@ def create_campaign(
     account: CurrentAccount,
     rt: RuntimeDep,
     file: Annotated[UploadFile, File(description="The contacts CSV (any encoding, delimiter).")],
-    options: Annotated[OperatorOptions, Form()],
+    options: Annotated[CampaignForm, Form()],
 ) -> CampaignCreated:
     """Create a draft campaign from a CSV; the reply is what ingest made of it. A setting
     out of bounds is 400 `invalid_option`; a CSV refused as a whole is 422 and creates
