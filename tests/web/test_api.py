@@ -151,6 +151,47 @@ def test_a_bad_option_is_400_invalid_option(api: Api) -> None:
     assert api.campaign_count() == 0
 
 
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"max_concurency": "2"},
+        {"allow_premium": "true"},
+        {"allowed_countries": "JM"},
+        {"dial_retries": "9"},
+        {"retry_policy": '{"answered": {"retry": true, "delay_s": 600}}'},
+        {"message": "   "},
+    ],
+    ids=lambda field: next(iter(field)),
+)
+def test_a_misspelt_or_internal_form_field_is_refused_by_name(
+    api: Api, field: dict[str, str]
+) -> None:
+    """Issue 20 item 11: `max_concurency=2` gave a campaign with the default cap; the form
+    now refuses any field that is not an operator setting (the file aside)."""
+    response = api.upload(SAMPLE.read_bytes(), **field)
+    assert error_code(response, 400) == "invalid_option"
+    name = next(iter(field))
+    assert name in [d["field"] for d in response.json()["error"]["details"]]
+    assert api.campaign_count() == 0
+
+
+def test_the_retry_matrix_and_ring_settings_reach_the_campaign(api: Api) -> None:
+    response = api.upload(
+        SAMPLE.read_bytes(),
+        retry_policy='{"busy": {"retry": true, "delay_s": 120}, "machine": '
+        '{"retry": true, "delay_s": 7200}}',
+        ring_timeout_s="20",
+        time_limit_s="90",
+    )
+    assert response.status_code == 201, response.text
+    with transaction(api.runtime.settings.database_url) as session:
+        campaign = session.get_one(Campaign, response.json()["campaign_id"])
+        assert (campaign.ring_timeout_s, campaign.time_limit_s) == (20, 90)
+        assert campaign.retry_policy["busy"] == {"retry": True, "delay_s": 120}
+        assert campaign.retry_policy["machine"] == {"retry": True, "delay_s": 7200}
+        assert campaign.retry_policy["no-answer"] == {"retry": True, "delay_s": 3600}
+
+
 def test_settings_sent_as_form_fields_reach_the_campaign(api: Api) -> None:
     response = api.upload(
         SAMPLE.read_bytes(),
