@@ -155,6 +155,12 @@ class CampaignForm(OperatorOptions):
     """`POST /v1/campaigns`'s form fields: the operator's settings. `file`, the CSV, is the
     route's own parameter; any other field is 400 `invalid_option` naming it."""
 
+    # The form's document is this schema and `file` together (FastAPI joins them with
+    # allOf): "no additional properties" here would forbid the file there.
+    model_config = ConfigDict(
+        json_schema_extra=lambda schema: schema.pop("additionalProperties", None)
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _without_file(cls, data: Any) -> Any:
