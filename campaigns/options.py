@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -58,6 +58,10 @@ RING_TIMEOUT_S = (5, 600)
 """Twilio's `Timeout` bounds, seconds (Twilio clamps outside them; we refuse instead)."""
 TIME_LIMIT_S = (1, 14400)
 """Twilio's `TimeLimit` bounds, seconds (four hours is Twilio's maximum)."""
+
+
+RetryOutcome = Literal["busy", "no-answer", "failed", "machine"]
+"""The outcomes that may retry: the keys of `dialer.calls.DEFAULT_RETRY_POLICY`."""
 
 
 class CodedOptions(BaseModel):
@@ -199,7 +203,7 @@ class BatchOptions(CodedOptions):
         description='Columns to variables, "Column=variable" each (repeatable): '
         '"Appt Date=appointment_time" fills {appointment_time} from column Appt Date.',
     )
-    retry_policy: dict[Outcome, RetryRule] = Field(
+    retry_policy: dict[RetryOutcome, RetryRule] = Field(
         default_factory=dict,
         description="The retry matrix, per outcome that may retry (busy, no-answer, failed, "
         'machine; never answered): {"retry": bool, "delay_s": 60-604800}, e.g. '

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from campaigns import lifecycle
 from campaigns.history import campaign_events, event_json
-from campaigns.options import CampaignOptions, OperatorOptions, RetryRule
+from campaigns.options import CampaignOptions, OperatorOptions, RetryOutcome, RetryRule
 from campaigns.preview import campaign_preview
 from campaigns.reports import (
     SERIES_MINUTES,
@@ -50,7 +50,7 @@ from dialer.cli.common import (
 from dialer.cli.render import events_table, ingest_progress, preview_table, report_table
 from dialer.runtime import get_runtime
 from dialer.settings import get_settings
-from models import Campaign, CampaignStatus, EndReason, Outcome, on_commit, transaction, utcnow
+from models import Campaign, CampaignStatus, EndReason, on_commit, transaction, utcnow
 
 app = typer.Typer(help="Create, run and report campaigns.", no_args_is_help=True)
 
@@ -62,7 +62,7 @@ FLAGS = {"from_number": "--from", "column_map": "--map"}
 AS_TEXT: dict[Any, Any] = {
     datetime | None: str | None,
     list[date]: list[str],
-    dict[Outcome, RetryRule]: str | None,
+    dict[RetryOutcome, RetryRule]: str | None,
 }
 """Settings typer would parse itself but more narrowly than the schema (its datetimes take
 no UTC offset), or not at all (the retry matrix): the CLI passes them on as text and the

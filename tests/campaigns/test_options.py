@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
-from campaigns.options import CampaignOptions, OperatorOptions, ScheduleOptions
+from campaigns.options import CampaignOptions, OperatorOptions, RetryOutcome, ScheduleOptions
+from dialer.calls import DEFAULT_RETRY_POLICY
 from dialer.errors import DialerError, InvalidOptionError
 from dialer.providers.twiml import TemplateError
 from models import MachineAction
@@ -125,6 +126,10 @@ def test_the_retry_matrix_is_typed_and_an_answered_call_never_retries(
     assert caught.value.code == "invalid_option"
     assert caught.value.details is not None
     assert [d["field"] for d in caught.value.details] == [field]
+
+
+def test_the_retry_outcomes_are_the_defaults_keys() -> None:
+    assert set(get_args(RetryOutcome)) == set(DEFAULT_RETRY_POLICY)
 
 
 def test_the_retry_matrix_is_stored_over_the_defaults() -> None:
