@@ -19,17 +19,19 @@ or next attempt), `in_progress` (an attempt is being dialled or is live), `compl
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from pydantic import AwareDatetime, Field, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campaigns.accounts import outbound_number
 from campaigns.lifecycle import get_campaign
+from campaigns.options import RING_TIMEOUT_S, TIME_LIMIT_S, CodedOptions
 from campaigns.paging import Page, keyset_page
 from dialer.calls import DEFAULT_RETRY_POLICY
 from dialer.campaign_state import CampaignAction, transition
@@ -96,27 +98,77 @@ _AMD_SETTINGS: dict[Amd, tuple[bool, MachineAction | None]] = {
 }
 
 
-@dataclass(frozen=True)
-class SingleCall:
-    """What a client asks for: one call. Durations in seconds; `call_at` aware.
+METADATA_MAX_BYTES = 4096
+"""Largest `metadata` of one call, as compact JSON (it is echoed on every read)."""
+
+
+class SingleCall(CodedOptions):
+    """What a client asks for: one call (`POST /v1/calls`, `dialer calls place`), on the
+    operator schema's base (`campaigns.options`): unknown fields and values out of bounds
+    are `invalid_option` whoever builds it. Durations in seconds; `call_at` aware.
 
     `to_number` and `message` are optional here only so that their absence is reported as
     `missing_field` in the validation order (`message` may be left out when `campaign_id`
     names a campaign, whose message is then used).
     """
 
-    to_number: str | None
-    message: str | None = None
-    variables: dict[str, str] = field(default_factory=dict)
-    from_number: str | None = None
-    amd: Amd | None = None
-    ring_timeout: int | None = None
-    time_limit: int | None = None
-    max_hold_seconds: int | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-    webhook_url: str | None = None
-    call_at: datetime | None = None
-    campaign_id: int | None = None
+    to_number: str | None = Field(None, max_length=32, description="E.164 (+447386172392).")
+    message: str | None = Field(
+        None, max_length=4000, description="Spoken text; {name} placeholders take `variables`."
+    )
+    variables: dict[str, str] = Field(
+        default_factory=dict, description="Values of the message's placeholders."
+    )
+    from_number: str | None = Field(
+        None,
+        max_length=32,
+        description="Caller ID, one of the account's outbound numbers (default: the "
+        "campaign's, else the account's first).",
+    )
+    amd: Amd | None = Field(
+        None,
+        description="Answering machine detection: off, hangup (on a machine), leave_message "
+        "(after the beep), detect (record answered_by, carry on). Default: the campaign's "
+        "(off for the standing campaign).",
+    )
+    ring_timeout: int | None = Field(
+        None,
+        ge=RING_TIMEOUT_S[0],
+        le=RING_TIMEOUT_S[1],
+        description="Seconds it may ring (5-600).",
+    )
+    time_limit: int | None = Field(
+        None, ge=TIME_LIMIT_S[0], le=TIME_LIMIT_S[1], description="Longest call, seconds."
+    )
+    max_hold_seconds: int | None = Field(
+        None,
+        gt=0,
+        le=TIME_LIMIT_S[1],
+        description="Hang up a live call after this many seconds.",
+    )
+    metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description="Your own strings (at most 4 KB as JSON), echoed on every read.",
+    )
+    webhook_url: str | None = Field(
+        None, max_length=2048, description="Where this call's events go (default: the account's)."
+    )
+    call_at: AwareDatetime | None = Field(
+        None, description="ISO 8601 with offset: not before then (default: now)."
+    )
+    campaign_id: int | None = Field(
+        None,
+        ge=1,
+        le=2**63 - 1,
+        description="Count it in this campaign (default: the standing one).",
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _small(cls, metadata: dict[str, str]) -> dict[str, str]:
+        if len(json.dumps(metadata).encode()) > METADATA_MAX_BYTES:
+            raise ValueError(f"metadata is larger than {METADATA_MAX_BYTES} bytes as JSON")
+        return metadata
 
 
 def _missing(name: str) -> DialerError:

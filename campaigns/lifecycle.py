@@ -96,7 +96,7 @@ def new_campaign(session: Session, account: Account, options: CampaignOptions) -
         window_days=sorted(window.days),
         holidays=sorted(window.holidays),
         skip_public_holidays=window.skip_public_holidays,
-        retry_policy=options.retry_policy,
+        retry_policy=options.retry_matrix(),
         status=CampaignStatus.DRAFT,
     )
     session.add(campaign)

@@ -3,19 +3,27 @@ calls per second.
 
 Each field's exposure is the class that declares it:
 
-- `OperatorOptions`: what an operator sets. The CLI (`dialer campaigns create`, one
-  `--flag` per field, `from_number` spelled `--from`) and the HTTP API (`POST /v1/campaigns`,
-  one multipart form field per field) both build their parameters from this class's
-  fields, so a setting exists in both or in neither.
-- `CampaignOptions`: those plus what only code sets (the demo, the benchmarks, the tests):
-  the dial retries, Twilio's ring timeout and time limit, the number policy and the retry
-  matrix. Neither the CLI nor the API offers them.
+- `BatchOptions`: the settings every entry point a tenant reaches offers for a batch of
+  contacts (the calling window, caps, AMD, ring timeout, time limit, the retry matrix).
+- `OperatorOptions`: those plus a campaign's own `name`, `timezone`, `start_at` and
+  `end_at`: what an operator sets. The CLI (`dialer campaigns create`, one `--flag` per
+  field, `from_number` spelled `--from`) and the HTTP API (`POST /v1/campaigns`, one
+  multipart form field per field) both build their parameters from this class's fields,
+  so a setting exists in both or in neither.
+- `ScheduleOptions`: `BatchOptions` plus `expire_after_s`, the settings of a schedule's
+  campaigns (`POST /v1/schedules`, `dialer schedules create`): each occurrence's times are
+  measured from the occurrence, never fixed dates.
+- `CampaignOptions`: `OperatorOptions` plus what only code sets (the demo, the benchmarks,
+  the tests): the dial retries, the number policy (premium-rate numbers, countries) and a
+  scale on retry delays. No tenant's request reaches them.
+- `CallOptions` (`campaigns.calls.SingleCall`) is a single call's, on the same base.
 
-Building either checks every bound. Raises:
+Every class refuses an unknown field (`invalid_option` naming it) and checks every bound
+when it is built, whoever builds it. Raises:
     DialerError: `missing_field`, a required setting (`name`, `message`) is absent (one
         `details` entry per field).
-    InvalidOptionError: `invalid_option`, a value out of bounds or of the wrong type (one
-        `details` entry per field).
+    InvalidOptionError: `invalid_option`, an unknown field, a value out of bounds or of the
+        wrong type (one `details` entry per field).
     TemplateError: `invalid_template`, a malformed `message`.
     InvalidWindowError: `invalid_window`, `window_outside_legal_hours`, `invalid_days`,
         `invalid_timezone`, `invalid_schedule` (a calling window setting; see
@@ -24,8 +32,9 @@ Building either checks every bound. Raises:
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -39,21 +48,101 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from dialer.calls import DEFAULT_RETRY_POLICY
+from dialer.calls import DEFAULT_RETRY_POLICY, RETRY_DELAY_MAX_S, RETRY_DELAY_MIN_S
 from dialer.errors import DialerError, InvalidOptionError, InvalidWindowError
 from dialer.providers.twiml import template_placeholders
 from dialer.windows import CallingWindow, parse_days, parse_window, zone
-from models import MachineAction
+from models import MachineAction, Outcome
+
+RING_TIMEOUT_S = (5, 600)
+"""Twilio's `Timeout` bounds, seconds (Twilio clamps outside them; we refuse instead)."""
+TIME_LIMIT_S = (1, 14400)
+"""Twilio's `TimeLimit` bounds, seconds (four hours is Twilio's maximum)."""
 
 
-class OperatorOptions(BaseModel):
-    """A campaign's settings as an operator gives them, in the CLI or the API."""
+RetryOutcome = Literal["busy", "no-answer", "failed", "machine"]
+"""The outcomes that may retry: the keys of `dialer.calls.DEFAULT_RETRY_POLICY`."""
 
-    # Other fields are ignored, not refused: the API's multipart form also carries the file.
-    model_config = ConfigDict(frozen=True, extra="ignore")
 
-    name: str = Field(max_length=200, description="Campaign name.")
+class CodedOptions(BaseModel):
+    """A settings schema: unknown fields refused, NUL characters refused, and pydantic's
+    errors raised as the product's (`missing_field`, `invalid_option`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # PostgreSQL text cannot hold NUL (U+0000): refused here, not at the INSERT.
+        items = value if isinstance(value, list) else [value]
+        if any(isinstance(item, str) and "\x00" in item for item in items):
+            raise PydanticCustomError("nul_character", "NUL characters are not allowed")
+        return value
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _coded(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        """Pydantic's errors as the product's: `InvalidOptionError` with one detail per field
+        (an unknown field is named, with "not a setting")."""
+        try:
+            return handler(data)
+        except ValidationError as error:
+            problems = error.errors(include_url=False)
+            # A required setting absent; one absent inside a setting is that setting's fault.
+            missing = [p for p in problems if p["type"] == "missing" and len(p["loc"]) == 1]
+            details = [
+                {
+                    "field": ".".join(map(str, e["loc"])),
+                    "message": "not a setting" if e["type"] == "extra_forbidden" else e["msg"],
+                }
+                for e in (missing or problems)
+            ]
+            message = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+            if missing:
+                raise DialerError("missing_field", message, details) from None
+            raise InvalidOptionError(message, details) from None
+
+
+class RetryRule(BaseModel):
+    """What follows one outcome: another attempt or not, and after how long (seconds,
+    60 s to 7 days: sooner is a nuisance to the person called, later is another campaign)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    retry: bool = Field(description="Call again after this outcome.")
+    delay_s: int = Field(
+        ge=RETRY_DELAY_MIN_S,
+        le=RETRY_DELAY_MAX_S,
+        description="Seconds until the next attempt (60 to 604800).",
+    )
+
+
+def _retry_matrix(value: Any) -> Any:
+    """The retry matrix as given: a mapping, or its JSON text (a form field, a CLI flag);
+    only outcomes that may retry are keys."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise PydanticCustomError("json_invalid", "not a JSON object") from None
+    if isinstance(value, dict):
+        for outcome in value:
+            if outcome == Outcome.ANSWERED:
+                raise PydanticCustomError("answered", "an answered call never retries")
+            if outcome not in DEFAULT_RETRY_POLICY:
+                raise PydanticCustomError(
+                    "outcome",
+                    "{outcome!r} is not an outcome that may retry ({known})",
+                    {"outcome": outcome, "known": ", ".join(DEFAULT_RETRY_POLICY)},
+                )
+    return value
+
+
+class BatchOptions(CodedOptions):
+    """A batch of contacts' settings, as a tenant or an operator gives them."""
+
     message: str = Field(
+        max_length=4000,
         description="Spoken text; {name} placeholders take the contact's CSV values (a "
         "column's header in lower case, spaces and dashes as underscores: `First Name` "
         "fills {first_name}; see column_map).",
@@ -77,6 +166,18 @@ class OperatorOptions(BaseModel):
     max_hold_s: int | None = Field(
         None, gt=0, description="Hang up a live call after this many seconds."
     )
+    ring_timeout_s: int = Field(
+        30,
+        ge=RING_TIMEOUT_S[0],
+        le=RING_TIMEOUT_S[1],
+        description="Seconds a call may ring before it is no-answer (Twilio `Timeout`, 5-600).",
+    )
+    time_limit_s: int = Field(
+        600,
+        ge=TIME_LIMIT_S[0],
+        le=TIME_LIMIT_S[1],
+        description="Longest call, seconds (Twilio `TimeLimit`, 1-14400).",
+    )
     machine_detection: bool = Field(False, description="Ask for answering machine detection.")
     machine_action: MachineAction = Field(
         MachineAction.HANG_UP, description="What to do when a machine answers."
@@ -97,15 +198,24 @@ class OperatorOptions(BaseModel):
     skip_public_holidays: bool = Field(
         False, description="Skip the public holidays of each contact's country."
     )
-    timezone: str | None = Field(
+    column_map: list[str] | None = Field(
         None,
-        description="IANA zone of contacts whose zone cannot be derived, and of times "
-        "written without an offset.",
+        description='Columns to variables, "Column=variable" each (repeatable): '
+        '"Appt Date=appointment_time" fills {appointment_time} from column Appt Date.',
     )
-    start_at: datetime | None = Field(None, description="No call before this time (ISO 8601).")
-    end_at: datetime | None = Field(
-        None, description="Contacts still pending then end expired (ISO 8601)."
+    retry_policy: dict[RetryOutcome, RetryRule] = Field(
+        default_factory=dict,
+        description="The retry matrix, per outcome that may retry (busy, no-answer, failed, "
+        'machine; never answered): {"retry": bool, "delay_s": 60-604800}, e.g. '
+        '{"busy": {"retry": true, "delay_s": 900}} (JSON text in a form or on the command '
+        "line). An outcome left out keeps its default: busy and failed after 600 s, "
+        "no-answer after 3600 s, machine not retried.",
     )
+
+    @field_validator("retry_policy", mode="before")
+    @classmethod
+    def _retry_outcomes(cls, value: Any) -> Any:
+        return _retry_matrix(value)
 
     @field_validator("window")
     @classmethod
@@ -118,6 +228,67 @@ class OperatorOptions(BaseModel):
     def _days(cls, days: str) -> str:
         parse_days(days)  # raises InvalidWindowError
         return days
+
+    def calling_window(self) -> CallingWindow:
+        """The window these settings describe."""
+        start, end = parse_window(self.window)
+        return CallingWindow(
+            start, end, parse_days(self.days), frozenset(self.holiday), self.skip_public_holidays
+        )
+
+    @field_validator("column_map")
+    @classmethod
+    def _pairs(cls, entries: list[str] | None) -> list[str] | None:
+        for entry in entries or []:
+            column, sep, variable = entry.partition("=")
+            if not sep or not column.strip() or not variable.strip():
+                raise PydanticCustomError(
+                    "column_map", "{entry!r} is not Column=variable", {"entry": entry}
+                )
+        return entries
+
+    def columns(self) -> dict[str, str]:
+        """`column_map` as {column: variable}."""
+        pairs = (entry.partition("=") for entry in self.column_map or [])
+        return {column.strip(): variable.strip() for column, _, variable in pairs}
+
+    @field_validator("message")
+    @classmethod
+    def _well_formed(cls, message: str) -> str:
+        if not message.strip():
+            raise PydanticCustomError("blank", "must not be blank")
+        template_placeholders(message)  # raises TemplateError (invalid_template)
+        return message
+
+
+class ScheduleOptions(BatchOptions):
+    """The settings of a schedule's campaigns. A schedule has no fixed dates: each
+    occurrence starts its campaign at once, and `expire_after_s` is measured from it."""
+
+    expire_after_s: int | None = Field(
+        None,
+        ge=60,
+        le=31 * 86400,
+        description="Contacts of an occurrence still pending this many seconds after the "
+        "occurrence end `expired` (default: never). Measured from each occurrence, so every "
+        "run gets the same time to call its contacts; a schedule takes no `start_at` or "
+        "`end_at` (fixed dates would expire every later run at once).",
+    )
+
+
+class OperatorOptions(BatchOptions):
+    """A campaign's settings as an operator gives them, in the CLI or the API."""
+
+    name: str = Field(max_length=200, description="Campaign name.")
+    timezone: str | None = Field(
+        None,
+        description="IANA zone of contacts whose zone cannot be derived, and of times "
+        "written without an offset.",
+    )
+    start_at: datetime | None = Field(None, description="No call before this time (ISO 8601).")
+    end_at: datetime | None = Field(
+        None, description="Contacts still pending then end expired (ISO 8601)."
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -145,35 +316,6 @@ class OperatorOptions(BaseModel):
             raise InvalidWindowError("invalid_schedule", "end_at must come after start_at")
         return self
 
-    def calling_window(self) -> CallingWindow:
-        """The window these settings describe."""
-        start, end = parse_window(self.window)
-        return CallingWindow(
-            start, end, parse_days(self.days), frozenset(self.holiday), self.skip_public_holidays
-        )
-
-    column_map: list[str] | None = Field(
-        None,
-        description='Columns to variables, "Column=variable" each (repeatable): '
-        '"Appt Date=appointment_time" fills {appointment_time} from column Appt Date.',
-    )
-
-    @field_validator("column_map")
-    @classmethod
-    def _pairs(cls, entries: list[str] | None) -> list[str] | None:
-        for entry in entries or []:
-            column, sep, variable = entry.partition("=")
-            if not sep or not column.strip() or not variable.strip():
-                raise PydanticCustomError(
-                    "column_map", "{entry!r} is not Column=variable", {"entry": entry}
-                )
-        return entries
-
-    def columns(self) -> dict[str, str]:
-        """`column_map` as {column: variable}."""
-        pairs = (entry.partition("=") for entry in self.column_map or [])
-        return {column.strip(): variable.strip() for column, _, variable in pairs}
-
     @field_validator("name")
     @classmethod
     def _not_blank(cls, name: str) -> str:
@@ -181,55 +323,35 @@ class OperatorOptions(BaseModel):
             raise PydanticCustomError("blank", "must not be empty")
         return name
 
-    @field_validator("message")
-    @classmethod
-    def _well_formed(cls, message: str) -> str:
-        template_placeholders(message)  # raises TemplateError (invalid_template)
-        return message
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        # PostgreSQL text cannot hold NUL (U+0000): refused here, not at the INSERT.
-        items = value if isinstance(value, list) else [value]
-        if any(isinstance(item, str) and "\x00" in item for item in items):
-            raise PydanticCustomError("nul_character", "NUL characters are not allowed")
-        return value
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _coded(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
-        """Pydantic's errors as the product's: `InvalidOptionError` with one detail per field."""
-        try:
-            return handler(data)
-        except ValidationError as error:
-            problems = error.errors(include_url=False)
-            missing = [p for p in problems if p["type"] == "missing"]
-            details = [
-                {"field": ".".join(map(str, e["loc"])), "message": e["msg"]}
-                for e in (missing or problems)
-            ]
-            message = "; ".join(f"{d['field']}: {d['message']}" for d in details)
-            if missing:
-                raise DialerError("missing_field", message, details) from None
-            raise InvalidOptionError(message, details) from None
-
 
 class CampaignOptions(OperatorOptions):
-    """Everything a campaign is created with: the operator's settings and the internal ones."""
-
-    model_config = ConfigDict(extra="forbid")  # a misspelt setting in code is an error
+    """Everything a campaign is created with: the operator's settings and the internal ones
+    (code only: the demo, the benchmarks, the tests)."""
 
     dial_retries: int = Field(
         3, ge=0, description="Tries to create a call after ambiguous or throttled replies."
     )
-    ring_timeout_s: int = Field(30, ge=5, le=600, description="Twilio `Timeout`.")
-    time_limit_s: int = Field(600, ge=1, le=14400, description="Twilio `TimeLimit`.")
     allow_premium: bool = Field(False, description="Dial premium-rate and shared-cost numbers.")
     allowed_countries: list[str] | None = Field(
         None, description="ISO 3166 regions a contact may be in (default: any)."
     )
-    retry_policy: dict[str, dict[str, Any]] = Field(
-        default_factory=lambda: {k: dict(v) for k, v in DEFAULT_RETRY_POLICY.items()},
-        description="Per outcome: {retry, delay_s} (see `dialer.calls.DEFAULT_RETRY_POLICY`).",
+    retry_delay_scale: float = Field(
+        1.0,
+        gt=0,
+        description="Multiplies every retry delay: the demo and the end-to-end tests run "
+        "the retry matrix faster than real time.",
     )
+
+    def retry_matrix(self) -> dict[str, dict[str, Any]]:
+        """The stored retry matrix (`campaigns.retry_policy`, read by
+        `dialer.calls.retry_delay`): every outcome that may retry -> {"retry": bool,
+        "delay_s": seconds}, the given rules over `dialer.calls.DEFAULT_RETRY_POLICY`,
+        delays times `retry_delay_scale`."""
+        given = {str(k): v.model_dump() for k, v in self.retry_policy.items()}
+        return {
+            str(outcome): {
+                "retry": rule["retry"],
+                "delay_s": rule["delay_s"] * self.retry_delay_scale,
+            }
+            for outcome, rule in {**DEFAULT_RETRY_POLICY, **given}.items()
+        }

@@ -51,7 +51,7 @@ from campaigns import lifecycle
 from campaigns.csvsource import IngestError, IngestErrorCode, find_phone_column, open_csv
 from campaigns.history import record_schedule_event
 from campaigns.ingest import IngestSummary, ingest_contacts
-from campaigns.options import CampaignOptions
+from campaigns.options import CampaignOptions, ScheduleOptions
 from campaigns.paging import Page, keyset_page
 from dialer.campaign_state import SCHEDULER
 from dialer.errors import ConflictError, DialerError, InvalidOptionError, NotFoundError
@@ -84,7 +84,10 @@ MAX_PUSHED_BYTES = 10 * 1024 * 1024
 """Largest CSV one `add_contacts_csv` call may push."""
 SHARED_FIELDS = frozenset({"name", "timezone"})
 """Campaign settings a schedule declares itself: `name` (the campaigns are named after the
-schedule) and, when the campaign settings have one, `timezone` (the schedule's zone)."""
+schedule) and `timezone` (the schedule's zone)."""
+FIXED_DATES = frozenset({"start_at", "end_at"})
+"""Campaign settings a schedule refuses: one date copied into every occurrence would expire
+every run after it at once; `expire_after_s` is measured from each occurrence instead."""
 
 
 @dataclass(frozen=True)
@@ -157,18 +160,34 @@ def due_occurrence(
 # --- the operator's side ---------------------------------------------------------------------
 
 
-def _options(name: str, timezone: str, options: dict[str, Any]) -> CampaignOptions:
-    """The campaigns' settings, checked (`invalid_option`, `invalid_template`)."""
-    given = sorted(SHARED_FIELDS & set(options))
-    if given:
-        raise InvalidOptionError(
-            f"{given} are the schedule's own",
-            [{"field": f, "message": "the schedule's own"} for f in given],
-        )
-    shared: dict[str, Any] = {"name": name}
-    if "timezone" in CampaignOptions.model_fields:
-        shared["timezone"] = timezone
-    return CampaignOptions(**{**options, **shared})
+def _checked(options: dict[str, Any]) -> ScheduleOptions:
+    """A schedule's campaign settings, checked (`missing_field`, `invalid_option`,
+    `invalid_template`): the schedule's own fields and fixed dates are refused by name."""
+    for fields, why in (
+        (SHARED_FIELDS, "the schedule's own"),
+        (FIXED_DATES, "a schedule has no fixed dates: use expire_after_s"),
+    ):
+        given = sorted(fields & set(options))
+        if given:
+            raise InvalidOptionError(
+                f"{given}: {why}", [{"field": f, "message": why} for f in given]
+            )
+    return ScheduleOptions.model_validate(options)
+
+
+def _options(
+    name: str, timezone: str, options: dict[str, Any], occurrence: datetime
+) -> CampaignOptions:
+    """The settings of the campaign of `occurrence`: the stored ones, checked again, with
+    `expire_after_s` counted from the occurrence as the campaign's `end_at`."""
+    batch = _checked(options)
+    expire_s = batch.expire_after_s
+    return CampaignOptions(
+        **batch.model_dump(exclude={"expire_after_s"}),
+        name=name,
+        timezone=timezone,
+        end_at=None if expire_s is None else occurrence + timedelta(seconds=expire_s),
+    )
 
 
 def _check_name(name: str) -> None:
@@ -202,8 +221,9 @@ def create_schedule(
 ) -> Schedule:
     """A new active schedule, its first occurrence after `now` as `next_run_at`.
 
-    `options` are the campaigns' settings (`campaigns.options.OperatorOptions` fields but
-    `name` and `timezone`), checked now and stored as JSON. `csv_path` (made absolute) need
+    `options` are the campaigns' settings (`campaigns.options.ScheduleOptions`: no `name`,
+    `timezone`, `start_at` or `end_at`; `expire_after_s` is counted from each occurrence),
+    checked now and stored as JSON (the fields given). `csv_path` (made absolute) need
     not exist yet: it is read at each firing. None: the batches are only pushed contacts.
 
     Raises:
@@ -216,7 +236,7 @@ def create_schedule(
     _check_catch_up(catch_up_s)
     zone = parse_zone(timezone)
     first = next_occurrence(cron, zone, now or utcnow())
-    checked = _options(name, timezone, options)
+    checked = _checked(options)
     schedule = Schedule(
         account_id=account.id,
         name=name,
@@ -309,7 +329,7 @@ def update_schedule(
     _check_catch_up(changes.get("catch_up_s", schedule.catch_up_s))
     zone = parse_zone(timezone)
     following = next_occurrence(cron, zone, now)
-    checked = _options(name, timezone, options)
+    checked = _checked(options)
     fields = sorted(k for k, v in changes.items() if v != getattr(schedule, k))
     for key, value in changes.items():
         setattr(schedule, key, value)
@@ -434,7 +454,7 @@ def add_contacts(
         raise DialerError("no_contacts", "no contacts given")
     if len(rows) > MAX_PUSHED_ROWS:
         raise DialerError("too_many_contacts", f"at most {MAX_PUSHED_ROWS} contacts at once")
-    options = _options(schedule.name, schedule.timezone, schedule.options)
+    options = _checked(schedule.options)
     contacts = [_with_phone_column(row, options.phone_column) for row in rows]
     header = {key for row in contacts for key in row}
     missing = sorted(template_placeholders(options.message) - header)
@@ -573,7 +593,10 @@ def _fire(
     batch = session.begin_nested()
     try:
         options = _options(
-            _campaign_name(schedule, occurrence, manual), schedule.timezone, schedule.options
+            _campaign_name(schedule, occurrence, manual),
+            schedule.timezone,
+            schedule.options,
+            occurrence,
         )
         account = session.get_one(Account, schedule.account_id)
         campaign = lifecycle.new_campaign(session, account, options)

@@ -21,6 +21,8 @@ A contact's status changes only in `move_job` (one `JobStep` at a time), or in b
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -53,13 +55,19 @@ MACHINE_ANSWERS = frozenset(
 )
 """Twilio AMD `AnsweredBy` values meaning no person took the call."""
 
+RETRY_DELAY_MIN_S = 60
+RETRY_DELAY_MAX_S = 7 * 86400
+"""Bounds of a retry delay an operator sets, seconds (`campaigns.options.RetryRule`)."""
+
 DEFAULT_RETRY_POLICY: dict[str, dict[str, Any]] = {
     Outcome.BUSY: {"retry": True, "delay_s": 600},
     Outcome.NO_ANSWER: {"retry": True, "delay_s": 3600},
     Outcome.FAILED: {"retry": True, "delay_s": 600},
     Outcome.MACHINE: {"retry": False, "delay_s": 3600},
 }
-"""Per-outcome retry matrix used where a campaign sets nothing: outcome -> retry, delay (s)."""
+"""Per-outcome retry matrix used where a campaign sets nothing: outcome -> retry, delay (s).
+Its keys are the outcomes that may retry: an answered call, a rejected number, a hold cap,
+never."""
 
 
 def rank(status: AttemptStatus) -> int:
@@ -209,19 +217,39 @@ def outcome_of(
 
 
 def retry_delay(
-    retry_policy: dict[str, dict[str, Any]] | None,
+    retry_policy: Mapping[str, Any] | None,
     max_attempts: int,
     outcome: Outcome,
     attempts_made: int,
 ) -> float | None:
     """Seconds until the next attempt for a contact whose attempt ended with `outcome`, or
-    None when the contact is done (answered, not retryable, or `max_attempts` reached)."""
-    if attempts_made >= max_attempts:
+    None when the contact is done (answered, not retryable, or `max_attempts` reached).
+
+    `retry_policy` is the campaign's stored matrix (`campaigns.retry_policy`); it is read
+    typed, rule by rule: an outcome outside `DEFAULT_RETRY_POLICY` never retries whatever
+    is stored, and a rule that is not `{"retry": bool, "delay_s": finite seconds >= 0}`
+    (stored before the operator schema checked it) counts as absent: the default applies.
+    So no stored value can make this raise inside a callback batch."""
+    if attempts_made >= max_attempts or outcome not in DEFAULT_RETRY_POLICY:
         return None
-    rule = (retry_policy or {}).get(outcome) or DEFAULT_RETRY_POLICY.get(outcome)
-    if not rule or not rule.get("retry"):
-        return None
-    return float(rule.get("delay_s", 0))
+    retry, delay_s = _rule(retry_policy, outcome)
+    return delay_s if retry else None
+
+
+def _rule(retry_policy: Mapping[str, Any] | None, outcome: Outcome) -> tuple[bool, float]:
+    default = DEFAULT_RETRY_POLICY[outcome]
+    rule = (retry_policy or {}).get(outcome) if isinstance(retry_policy, Mapping) else None
+    if isinstance(rule, Mapping):
+        retry, delay_s = rule.get("retry"), rule.get("delay_s")
+        if (
+            isinstance(retry, bool)
+            and isinstance(delay_s, int | float)
+            and not isinstance(delay_s, bool)
+            and math.isfinite(delay_s)
+            and 0 <= delay_s <= RETRY_DELAY_MAX_S
+        ):
+            return retry, float(delay_s)
+    return bool(default["retry"]), float(default["delay_s"])
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,8 @@ stderr and exits 1. The tree, with each class's HTTP status and codes:
 
 * DialerError ............................ 400  a refused request (`invalid_caller_id`, ...;
         `invalid_value`: a value the database cannot store, e.g. a NUL character)
-  + InvalidOptionError ................... 400  `invalid_option`: a campaign setting
+  + InvalidOptionError ................... 400  `invalid_option`: a campaign, schedule or
+        single-call setting out of bounds, or a field that is not a setting
   + InvalidWindowError ................... 400  `invalid_window`, `invalid_days`,
         `invalid_timezone`, `invalid_holiday`, `invalid_schedule`,
         `window_outside_legal_hours`: a calling window setting

@@ -462,8 +462,8 @@ class Schedule(CreatedAt, Base):
     """Absolute path of the contacts CSV, read afresh at each firing; None: the batch is
     only the contacts pushed to the schedule."""
     options: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
-    """The campaigns' settings (`campaigns.options.OperatorOptions` fields but `name`), as
-    JSON."""
+    """The campaigns' settings (`campaigns.options.ScheduleOptions` fields given), as JSON;
+    checked again at each firing."""
     catch_up_s: Mapped[int] = mapped_column(Integer, default=3600)
     """A missed occurrence younger than this many seconds is fired once when the beat
     returns; older ones are skipped."""

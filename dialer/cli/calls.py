@@ -63,21 +63,22 @@ def place(
     from workers.enqueue import kick_pacer
 
     settings = get_settings()
-    call = calls.SingleCall(
-        to_number=to,
-        message=message,
-        variables=_pairs(var, "--var"),
-        from_number=from_number,
-        amd=amd,
-        ring_timeout=ring_timeout,
-        time_limit=time_limit,
-        max_hold_seconds=max_hold_seconds,
-        metadata=_pairs(meta, "--meta"),
-        webhook_url=webhook_url,
-        call_at=call_at,
-        campaign_id=campaign_id,
-    )
     with errors_reported(), transaction(settings.database_url) as session:
+        # The API's schema: the same bounds (ring timeout 5-600 s, hold > 0, ...).
+        call = calls.SingleCall(
+            to_number=to,
+            message=message,
+            variables=_pairs(var, "--var"),
+            from_number=from_number,
+            amd=amd,
+            ring_timeout=ring_timeout,
+            time_limit=time_limit,
+            max_hold_seconds=max_hold_seconds,
+            metadata=_pairs(meta, "--meta"),
+            webhook_url=webhook_url,
+            call_at=call_at,
+            campaign_id=campaign_id,
+        )
         owner = session.get_one(Account, account_id(account))
         job = calls.place_call(
             session, owner, call, allow_private_webhooks=settings.webhook_allow_private_networks

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
 from rich.live import Live
 from rich.table import Table
 from sqlalchemy import select
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from campaigns import lifecycle
 from campaigns.history import campaign_events, event_json
-from campaigns.options import CampaignOptions, OperatorOptions
+from campaigns.options import CampaignOptions, OperatorOptions, RetryOutcome, RetryRule
 from campaigns.preview import campaign_preview
 from campaigns.reports import (
     SERIES_MINUTES,
@@ -58,17 +59,23 @@ FLAGS = {"from_number": "--from", "column_map": "--map"}
 (`max_hold_s` is `--max-hold-s`)."""
 
 
-AS_TEXT: dict[Any, Any] = {datetime | None: str | None, list[date]: list[str]}
+AS_TEXT: dict[Any, Any] = {
+    datetime | None: str | None,
+    list[date]: list[str],
+    dict[RetryOutcome, RetryRule]: str | None,
+}
 """Settings typer would parse itself but more narrowly than the schema (its datetimes take
-no UTC offset): the CLI passes them on as text and the schema parses them (ISO 8601)."""
+no UTC offset), or not at all (the retry matrix): the CLI passes them on as text and the
+schema parses them (ISO 8601, JSON)."""
 
 
-def setting_options() -> list[inspect.Parameter]:
-    """One typer option per `OperatorOptions` field: its type, default and description.
-    A required field's option defaults to None, so that its absence is the schema's
-    `missing_field` error, reported like any other."""
+def setting_options(schema: type[BaseModel] = OperatorOptions) -> list[inspect.Parameter]:
+    """One typer option per field of `schema` (`OperatorOptions`, or `ScheduleOptions`
+    for a schedule): its type, default and description. A required field's option, or one
+    whose default is built per use, defaults to None, so that its absence is the schema's
+    `missing_field` error or its default, reported or applied like any other."""
     options = []
-    for name, field in OperatorOptions.model_fields.items():
+    for name, field in schema.model_fields.items():
         flag = typer.Option(*FLAGS.get(name, "").split(), help=field.description)
         required = field.is_required()
         kind: Any = AS_TEXT.get(field.annotation, field.annotation)
@@ -76,7 +83,7 @@ def setting_options() -> list[inspect.Parameter]:
             inspect.Parameter(
                 name,
                 inspect.Parameter.KEYWORD_ONLY,
-                default=None if required else field.default,
+                default=None if required or field.default_factory else field.default,
                 annotation=Annotated[kind | None if required else kind, flag],
             )
         )

@@ -28,7 +28,6 @@ from rich.live import Live
 from campaigns import lifecycle
 from campaigns.accounts import create_account
 from campaigns.reports import campaign_report
-from dialer.calls import DEFAULT_RETRY_POLICY
 from dialer.cli.common import cli_actor
 from dialer.cli.devstack import local_stack
 from dialer.cli.render import report_table
@@ -178,16 +177,12 @@ def _create(
         source = options.csv.read_bytes()
     else:
         source = in_daytime(sample_csv())
-    retry_policy = {
-        outcome: {**rule, "delay_s": rule["delay_s"] * options.time_scale}
-        for outcome, rule in DEFAULT_RETRY_POLICY.items()
-    }
     campaign_options = lifecycle.CampaignOptions(
         name="demo: appointment reminders",
         message=DEMO_MESSAGE,
         max_concurrency=options.max_concurrency,
         max_attempts=options.max_attempts,
-        retry_policy=retry_policy,
+        retry_delay_scale=options.time_scale,
     )
     imported = lifecycle.import_campaign(
         database_url, data_dir, account_id, campaign_options, io.BytesIO(source)

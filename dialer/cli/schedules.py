@@ -1,9 +1,10 @@
 """`dialer schedules`: recurring reminder batches (`campaigns.schedules`): create, list,
 pause, resume, delete, run-now, runs, history.
 
-`create` takes the campaign settings as `dialer campaigns create` does (one option per
-`campaigns.options.OperatorOptions` field), but `--name` and `--timezone`, which are the
-schedule's own: each campaign is named after the schedule and its occurrence.
+`create` takes the campaign settings as `dialer campaigns create` does, one option per
+`campaigns.options.ScheduleOptions` field: no `--name` and `--timezone`, which are the
+schedule's own (each campaign is named after the schedule and its occurrence), and no fixed
+`--start-at` / `--end-at`: `--expire-after-s` is counted from each occurrence.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 from campaigns import schedules
 from campaigns.accounts import get_account
 from campaigns.history import event_json
+from campaigns.options import ScheduleOptions
 from dialer.cli.campaigns import setting_options
 from dialer.cli.common import (
     AccountOpt,
@@ -75,7 +77,7 @@ def _with_campaign_settings(command: Callable[..., None]) -> Callable[..., None]
     """`command` with its `**settings` replaced by the campaign settings as options."""
     signature = inspect.signature(command, eval_str=True)
     own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
-    extra = [p for p in setting_options() if p.name not in schedules.SHARED_FIELDS]
+    extra = setting_options(ScheduleOptions)
     command.__signature__ = signature.replace(parameters=[*own, *extra])  # type: ignore[attr-defined]
     return command
 
@@ -107,7 +109,7 @@ def create(
             cron=cron,
             timezone=timezone,
             csv_path=csv,
-            options=settings,
+            options={k: v for k, v in settings.items() if v is not None},
             catch_up_s=catch_up_s,
             actor=cli_actor(),
         )

@@ -28,6 +28,7 @@ from dialer.dispatch.attempt_end import end_unplaced, finish_call
 from dialer.dispatch.timing import callable_until, dial_refusal
 from dialer.errors import NotFoundError
 from dialer.metrics import BREAKER_TRIPS
+from dialer.numbers import NumberRejected, check_policy, classify
 from dialer.pool import SendSlot, SendWindow
 from dialer.pool.leases import lease_seconds, release_keys, send_windows
 from dialer.providers.base import (
@@ -182,10 +183,12 @@ def place_call(runtime: Runtime, attempt_id: int) -> PlaceResult:
     the account (the circuit breaker). An attempt of a paused campaign goes back to
     pending uncharged, of a cancelled one ends with it. Any other exception before the
     request leaves is recorded; the `MAX_TASK_FAILURES`th ends the contact with `error`.
-    The calling window is checked again here (`runtime.clock()`): a contact no longer
-    callable is not dialled (`not_callable`), and the send deadline is never later than
-    the moment its window closes, so a request waiting for its CPS slot at 19:59:59 does
-    not leave at 20:00:01.
+    The campaign's number policy is applied again (`number_refusal`): a premium-rate
+    number or one of a country not allowed ends its contact `rejected`, the reason as the
+    attempt's `error_message`, and is never dialled. The calling window is checked again
+    here (`runtime.clock()`): a contact no longer callable is not dialled (`not_callable`),
+    and the send deadline is never later than the moment its window closes, so a request
+    waiting for its CPS slot at 19:59:59 does not leave at 20:00:01.
 
     Raises:
         NotFoundError: no attempt has that id.
@@ -296,6 +299,9 @@ def _prepare(
         elif on_dnc:
             end_unplaced(session, runtime, attempt, outcome=Outcome.DO_NOT_CALL)
             return PlaceResult.DO_NOT_CALL
+        elif (reason := number_refusal(campaign, attempt.phone_e164)) is not None:
+            end_unplaced(session, runtime, attempt, outcome=Outcome.REJECTED, error_message=reason)
+            return PlaceResult.REJECTED
         elif (refusal := dial_refusal(campaign, job, runtime.clock())) is not None:
             end_unplaced(
                 session,
@@ -323,6 +329,22 @@ def _prepare(
     if recovering:
         return _recover(runtime, attempt_id, error=None)
     return request, windows, deadline
+
+
+def number_refusal(campaign: Campaign, e164: str) -> str | None:
+    """Why `e164` may not be dialled under its campaign's number policy (a
+    `dialer.numbers.RejectReason`: `premium_rate`, `country_not_allowed`, or not a valid
+    number), or None. Checked right before dialling whatever way the contact came in (a
+    CSV, a pushed contact, a single call, a row written by other code), not only at ingest."""
+    try:
+        check_policy(
+            classify(e164, "ZZ"),
+            allow_premium=campaign.allow_premium,
+            allowed_countries=campaign.allowed_countries,
+        )
+    except NumberRejected as rejected:
+        return rejected.reason.value
+    return None
 
 
 def stop_dial(session: Session, runtime: Runtime, attempt: CallAttempt) -> PlaceResult:

@@ -2,18 +2,20 @@
 built from these, so a client can be generated from it.
 
 A campaign's settings come in as `campaigns.options.OperatorOptions` (multipart form
-fields), the schema the CLI's `campaigns create` is built from too.
+fields), the schema the CLI's `campaigns create` is built from too; a schedule's as
+`campaigns.options.ScheduleOptions`; a single call's as `campaigns.calls.SingleCall`. Each
+refuses unknown fields and values out of bounds (400 `invalid_option`).
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from campaigns.calls import Amd, CallStatus
+from campaigns.calls import CallStatus, SingleCall
+from campaigns.options import OperatorOptions, ScheduleOptions
 from campaigns.preview import CampaignPreview
 from campaigns.reports import CampaignReport
 from models import AttemptStatus, CampaignStatus, Outcome, WebhookStatus
@@ -162,6 +164,23 @@ class WebhookDeliveryPage(BaseModel):
     next_cursor: str | None = Field(description="None on the last page.")
 
 
+class CampaignForm(OperatorOptions):
+    """`POST /v1/campaigns`'s form fields: the operator's settings. `file`, the CSV, is the
+    route's own parameter; any other field is 400 `invalid_option` naming it."""
+
+    # The form's document is this schema and `file` together (FastAPI joins them with
+    # allOf): "no additional properties" here would forbid the file there.
+    model_config = ConfigDict(
+        json_schema_extra=lambda schema: schema.pop("additionalProperties", None)
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _without_file(cls, data: Any) -> Any:
+        # FastAPI hands a form model every field of the form, the upload's too.
+        return {k: v for k, v in data.items() if k != "file"} if isinstance(data, dict) else data
+
+
 # --- schedules and history -------------------------------------------------------------------
 
 
@@ -178,9 +197,11 @@ class ScheduleIn(BaseModel):
     catch_up_s: int = Field(
         3600, description="A missed occurrence this young (seconds) is fired once."
     )
-    options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="The campaigns' settings: `POST /v1/campaigns` fields but `name`.",
+    options: ScheduleOptions = Field(
+        description="The campaigns' settings: `POST /v1/campaigns` fields but `name`, "
+        "`timezone` (the schedule's), `start_at` and `end_at` (a schedule has no fixed "
+        "dates), with `expire_after_s` counted from each occurrence. An unknown field is "
+        "400 `invalid_option`.",
     )
 
 
@@ -194,7 +215,7 @@ class SchedulePatch(BaseModel):
     cron: str | None = None
     timezone: str | None = None
     catch_up_s: int | None = None
-    options: dict[str, Any] | None = Field(None, description="Replaces the settings whole.")
+    options: ScheduleOptions | None = Field(None, description="Replaces the settings whole.")
     status: Literal["active", "paused"] | None = None
 
 
@@ -320,56 +341,14 @@ class AccountPatch(BaseModel):
 
 # --- single calls ---------------------------------------------------------------------------
 
-METADATA_MAX_BYTES = 4096
 
+class CallIn(SingleCall):
+    """One call to place now (or at `call_at`): `campaigns.calls.SingleCall`, the schema
+    `dialer calls place` builds too (unknown fields and bounds are `invalid_option`), and
+    `wait`. `to_number` and `message` are required (`message` may be left out with a
+    `campaign_id`, whose message is then used); their absence is 400 `missing_field`,
+    checked in the documented order."""
 
-class CallIn(BaseModel):
-    """One call to place now (or at `call_at`). `to_number` and `message` are required
-    (`message` may be left out with a `campaign_id`, whose message is then used); their
-    absence is 400 `missing_field`, checked in the documented order."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    to_number: str | None = Field(None, max_length=32, description="E.164 (+447386172392).")
-    message: str | None = Field(
-        None, max_length=4000, description="Spoken text; {name} placeholders take `variables`."
-    )
-    variables: dict[str, str] = Field(
-        default_factory=dict, description="Values of the message's placeholders."
-    )
-    from_number: str | None = Field(
-        None,
-        max_length=32,
-        description="Caller ID, one of the account's outbound numbers (default: the "
-        "campaign's, else the account's first).",
-    )
-    amd: Amd | None = Field(
-        None,
-        description="Answering machine detection: off, hangup (on a machine), leave_message "
-        "(after the beep), detect (record answered_by, carry on). Default: the campaign's "
-        "(off for the standing campaign).",
-    )
-    ring_timeout: int | None = Field(None, ge=5, le=600, description="Seconds it may ring.")
-    time_limit: int | None = Field(None, ge=1, le=14400, description="Longest call, seconds.")
-    max_hold_seconds: int | None = Field(
-        None, gt=0, le=14400, description="Hang up a live call after this many seconds."
-    )
-    metadata: dict[str, str] = Field(
-        default_factory=dict,
-        description="Your own strings (at most 4 KB as JSON), echoed on every read.",
-    )
-    webhook_url: str | None = Field(
-        None, max_length=2048, description="Where this call's events go (default: the account's)."
-    )
-    call_at: AwareDatetime | None = Field(
-        None, description="ISO 8601 with offset: not before then (default: now)."
-    )
-    campaign_id: int | None = Field(
-        None,
-        ge=1,
-        le=2**63 - 1,
-        description="Count it in this campaign (default: the standing one).",
-    )
     wait: float | None = Field(
         None,
         ge=0,
@@ -377,13 +356,6 @@ class CallIn(BaseModel):
         description="Hold the reply up to this many seconds until the call is final; the "
         "reply is then its final state, or its state at the deadline.",
     )
-
-    @field_validator("metadata")
-    @classmethod
-    def _small(cls, metadata: dict[str, str]) -> dict[str, str]:
-        if len(json.dumps(metadata).encode()) > METADATA_MAX_BYTES:
-            raise ValueError(f"metadata is larger than {METADATA_MAX_BYTES} bytes as JSON")
-        return metadata
 
 
 class AttemptOut(BaseModel):

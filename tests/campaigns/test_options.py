@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import Any, get_args
 
 import pytest
 
-from campaigns.options import CampaignOptions, OperatorOptions
+from campaigns.options import CampaignOptions, OperatorOptions, RetryOutcome, ScheduleOptions
+from dialer.calls import DEFAULT_RETRY_POLICY
 from dialer.errors import DialerError, InvalidOptionError
 from dialer.providers.twiml import TemplateError
 from models import MachineAction
@@ -24,6 +26,7 @@ from models import MachineAction
         ({"machine_action": "shout"}, "machine_action"),
         ({"default_region": "USA"}, "default_region"),
         ({"dial_retries": -1}, "dial_retries"),
+        ({"ring_timeout_s": "x"}, "ring_timeout_s"),
         ({"ring_timeout_s": 4}, "ring_timeout_s"),
         ({"ring_timeout_s": 601}, "ring_timeout_s"),
         ({"time_limit_s": 0}, "time_limit_s"),
@@ -63,22 +66,90 @@ def test_defaults_and_internal_settings() -> None:
     assert options.machine_action is MachineAction.LEAVE_MESSAGE
     assert (options.max_concurrency, options.max_attempts, options.cps) == (10, 3, None)
     assert (options.ring_timeout_s, options.time_limit_s, options.dial_retries) == (30, 600, 3)
-    assert set(options.retry_policy) == {"busy", "no-answer", "failed", "machine"}
+    assert options.retry_matrix() == {
+        "busy": {"retry": True, "delay_s": 600},
+        "no-answer": {"retry": True, "delay_s": 3600},
+        "failed": {"retry": True, "delay_s": 600},
+        "machine": {"retry": False, "delay_s": 3600},
+    }
 
 
 def test_operator_settings_are_a_subset_of_the_campaigns() -> None:
     operator = set(OperatorOptions.model_fields)
     internal = set(CampaignOptions.model_fields) - operator
     assert {"max_hold_s", "machine_action", "from_number", "name"} <= operator
-    assert internal == {
-        "dial_retries",
-        "ring_timeout_s",
-        "time_limit_s",
-        "allow_premium",
-        "allowed_countries",
-        "retry_policy",
-    }
+    assert {"ring_timeout_s", "time_limit_s", "retry_policy"} <= operator
+    assert internal == {"dial_retries", "allow_premium", "allowed_countries", "retry_delay_scale"}
     assert all(field.description for field in CampaignOptions.model_fields.values())
+    assert all(field.description for field in ScheduleOptions.model_fields.values())
+
+
+@pytest.mark.parametrize("schema", [OperatorOptions, ScheduleOptions])
+@pytest.mark.parametrize(
+    "internal",
+    [
+        {"allow_premium": True},
+        {"allowed_countries": ["GB"]},
+        {"dial_retries": 9},
+        {"retry_delay_scale": 0.001},
+        {"max_concurency": 2},
+    ],
+)
+def test_internal_and_unknown_settings_are_refused_to_operators(
+    schema: type[OperatorOptions | ScheduleOptions], internal: dict[str, Any]
+) -> None:
+    with pytest.raises(InvalidOptionError) as caught:
+        schema(**{"name": "March", "message": "Hi.", **internal})
+    field = next(iter(internal))
+    assert caught.value.details is not None
+    assert {"field": field, "message": "not a setting"} in caught.value.details
+
+
+@pytest.mark.parametrize(
+    ("policy", "field"),
+    [
+        ({"answered": {"retry": True, "delay_s": 600}}, "retry_policy"),
+        ({"hold_cap": {"retry": True, "delay_s": 600}}, "retry_policy"),
+        ({"busy": {"retry": True, "delay_s": "x"}}, "retry_policy.busy.delay_s"),
+        ({"busy": {"retry": True, "delay_s": 59}}, "retry_policy.busy.delay_s"),
+        ({"busy": {"retry": True, "delay_s": 604801}}, "retry_policy.busy.delay_s"),
+        ({"busy": {"retry": True}}, "retry_policy.busy.delay_s"),
+        ({"busy": {"retry": True, "delay_s": 600, "jitter": 1}}, "retry_policy.busy.jitter"),
+        ('{"busy": ', "retry_policy"),
+    ],
+)
+def test_the_retry_matrix_is_typed_and_an_answered_call_never_retries(
+    policy: Any, field: str
+) -> None:
+    with pytest.raises(DialerError) as caught:
+        OperatorOptions(name="March", message="Hi.", retry_policy=policy)
+    assert caught.value.code == "invalid_option"
+    assert caught.value.details is not None
+    assert [d["field"] for d in caught.value.details] == [field]
+
+
+def test_the_retry_outcomes_are_the_defaults_keys() -> None:
+    assert set(get_args(RetryOutcome)) == set(DEFAULT_RETRY_POLICY)
+
+
+def test_the_retry_matrix_is_stored_over_the_defaults() -> None:
+    given = CampaignOptions(
+        name="March", message="Hi.", retry_policy='{"busy": {"retry": false, "delay_s": 60}}'
+    )
+    matrix = given.retry_matrix()
+    assert matrix["busy"] == {"retry": False, "delay_s": 60}
+    assert matrix["no-answer"] == {"retry": True, "delay_s": 3600}
+    scaled = CampaignOptions(name="March", message="Hi.", retry_delay_scale=0.01)
+    assert scaled.retry_matrix()["busy"]["delay_s"] == pytest.approx(6)
+
+
+@pytest.mark.parametrize("message", ["", "   ", "\n\t"])
+def test_a_blank_message_is_refused(message: str) -> None:
+    for build in (partial(OperatorOptions, name="March"), ScheduleOptions):
+        with pytest.raises(InvalidOptionError) as caught:
+            build(message=message)
+        assert caught.value.details is not None
+        assert [d["field"] for d in caught.value.details] == ["message"]
 
 
 @pytest.mark.parametrize(

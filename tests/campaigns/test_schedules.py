@@ -16,13 +16,17 @@ from structlog.testing import capture_logs
 
 from campaigns import accounts, lifecycle, schedules
 from campaigns.history import campaign_events
+from dialer.dispatch.pacer import dispatch_round
 from dialer.errors import ConflictError, DialerError, NotFoundError
+from dialer.runtime import Runtime
 from models import (
     Account,
     CallJob,
     Campaign,
     CampaignEvent,
     CampaignStatus,
+    JobStatus,
+    Outcome,
     Schedule,
     ScheduleContact,
     ScheduleRun,
@@ -505,3 +509,42 @@ def test_a_schedule_whose_zone_no_longer_reads_is_paused_after_a_failed_run(
     with transaction(committed_db) as session:
         assert session.get_one(Schedule, hostile).status is ScheduleStatus.PAUSED
     assert schedules.fire_due(committed_db, tmp_path, beat + timedelta(seconds=5)) == []
+
+
+def test_later_occurrences_still_call_their_contacts_after_the_first_ones_expiry(
+    runtime: Runtime, contacts: Path
+) -> None:
+    """Issue 20 item 15: a schedule copied one fixed `end_at` into every occurrence, so
+    once it passed every later run expired all its contacts at once. `expire_after_s` is
+    counted from each occurrence."""
+    url = runtime.settings.database_url
+    options = {"message": "Hello {first_name}.", "expire_after_s": 12 * 3600}
+    schedule_id = new_schedule(url, contacts, at(2026, 11, 22, 12), options=options)
+    data_dir = runtime.settings.data_dir
+    [first] = schedules.fire_due(url, data_dir, at(2026, 11, 23, 9, 0, 1))
+    [second] = schedules.fire_due(url, data_dir, at(2026, 11, 24, 9, 0, 1))
+    with transaction(url) as session:
+        ends = [session.get_one(Campaign, fired.campaign_id).end_at for fired in (first, second)]
+    assert ends == [at(2026, 11, 23, 21), at(2026, 11, 24, 21)]
+    # The second day, 10:00 in Washington: the first batch's time is over, not the second's.
+    runtime.clock = lambda: at(2026, 11, 24, 15)
+    dispatch_round(runtime, first.account_id)
+    with transaction(url) as session:
+        outcomes = {
+            campaign_id: sorted(
+                (job.status, job.outcome)
+                for job in session.scalars(
+                    select(CallJob).where(CallJob.campaign_id == campaign_id)
+                )
+            )
+            for campaign_id in (first.campaign_id, second.campaign_id)
+        }
+    assert outcomes[first.campaign_id] == [(JobStatus.DONE, Outcome.EXPIRED)] * 3
+    # Still to be called (due from when they were ingested, by the wall clock).
+    assert outcomes[second.campaign_id] == [(JobStatus.PENDING, None)] * 3
+    with transaction(url) as session:
+        assert session.get_one(Campaign, second.campaign_id).status is CampaignStatus.RUNNING
+    assert [run.campaign_id for run in runs(url, schedule_id)] == [
+        first.campaign_id,
+        second.campaign_id,
+    ]

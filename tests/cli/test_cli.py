@@ -608,6 +608,27 @@ def test_calls_place_show_list(cli: Cli) -> None:
     cli.fails("calls", "place", "--to", "+447386172392", code="missing_field")
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--max-hold-seconds", "0"],
+        ["--ring-timeout", "4"],
+        ["--ring-timeout", "601"],
+        ["--time-limit", "0"],
+        ["--meta", "note=" + "x" * 4100],
+    ],
+    ids=lambda bad: f"{bad[0]}={bad[1][:6]}",
+)
+def test_calls_place_applies_the_apis_bounds(cli: Cli, bad: list[str]) -> None:
+    """Issue 20 item 12: `calls place --max-hold-seconds 0` hung up on answer; the CLI
+    builds the API's single-call schema, with its bounds."""
+    message = cli.fails(
+        "calls", "place", "--to", "+447386172392", "--message", "Hi", *bad, code="invalid_option"
+    )
+    assert bad[0].removeprefix("--").replace("-", "_").replace("meta", "metadata") in message
+    assert cli.json("calls", "list", "--json")["calls"] == []
+
+
 def test_campaign_files_as_people_export_them(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "export.csv"
     path.write_text("Phone,First Name,Appt Date\n+12125550143,Ada,Monday 9:30\n", encoding="utf-8")

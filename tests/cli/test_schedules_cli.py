@@ -63,7 +63,19 @@ def test_bad_schedules_are_refused(cli: Cli, tmp_path: Path) -> None:
     base = ["schedules", "create", "--name", "X", "--csv", str(tmp_path / "x.csv")]
     cli.fails(*base, "--cron", "0 9 * *", "--timezone", "UTC", code="invalid_cron")
     cli.fails(*base, "--cron", "0 9 * * *", "--timezone", "Mars/Base", code="invalid_timezone")
+    cli.fails(*base, "--cron", "0 9 * * *", "--timezone", "UTC", code="missing_field")
     cli.fails(
-        *base, "--cron", "0 9 * * *", "--timezone", "UTC", "--max-attempts", "0",
-        code="invalid_option",
+        *base, "--cron", "0 9 * * *", "--timezone", "UTC", "--message", "Hi.",
+        "--max-attempts", "0", code="invalid_option",
+    )  # fmt: skip
+    for fixed in ("--start-at", "--end-at", "--allow-premium"):
+        # A schedule has no fixed dates, and the number policy is the installation's.
+        result = cli.run(
+            *base, "--cron", "0 9 * * *", "--timezone", "UTC", "--message", "Hi.", fixed, "x"
+        )
+        assert result.returncode == 2, fixed
+        assert "No such option" in result.stderr, fixed
+    cli.fails(
+        *base, "--cron", "0 9 * * *", "--timezone", "UTC", "--message", "Hi.",
+        "--retry-policy", '{"answered": {"retry": true, "delay_s": 60}}', code="invalid_option",
     )  # fmt: skip

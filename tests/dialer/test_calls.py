@@ -103,6 +103,26 @@ def test_retry_matrix() -> None:
     assert retry_delay({}, 3, Outcome.MACHINE, 1) is None
 
 
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"answered": {"retry": True, "delay_s": 60}},
+        {"answered": {"retry": True, "delay_s": "x"}},
+        {"busy": {"retry": True, "delay_s": "x"}},
+        {"busy": {"retry": "yes", "delay_s": 60}},
+        {"busy": {"retry": True, "delay_s": float("nan")}},
+        {"busy": {"retry": True, "delay_s": -5}},
+        {"busy": "often"},
+        ["busy"],
+    ],
+)
+def test_a_stored_retry_matrix_is_read_typed_and_never_raises(stored: object) -> None:
+    """Matrices stored before the operator schema typed them: an answered call never
+    retries, and a malformed rule is the default one, never an exception inside a batch."""
+    assert retry_delay(stored, 3, Outcome.ANSWERED, 1) is None  # type: ignore[arg-type]
+    assert retry_delay(stored, 3, Outcome.BUSY, 1) == 600  # type: ignore[arg-type]
+
+
 def test_our_own_two_states_check_their_source() -> None:
     a = CallAttempt(status=AttemptStatus.DIALING)
     mark_placing(a, T0)

@@ -70,11 +70,13 @@ def runtime_settings(sim_url: str) -> dict[str, Any]:
     }
 
 
-def dialing_attempt(runtime: Runtime, phone: str = "+12125550143") -> int:
+def dialing_attempt(runtime: Runtime, phone: str = "+12125550143", **campaign_options: Any) -> int:
     """A contact with one attempt in `dialing` holding a lease, as the pacer leaves it."""
     with transaction(runtime.settings.database_url) as session:
         account = make_account(session)
-        campaign = make_campaign(session, account, status=CampaignStatus.RUNNING, dial_retries=2)
+        campaign = make_campaign(
+            session, account, status=CampaignStatus.RUNNING, dial_retries=2, **campaign_options
+        )
         job = make_job(session, campaign, phone, status=JobStatus.IN_PROGRESS, attempt_count=1)
         attempt_id = make_attempt(session, job).id
     hold_lease(runtime, attempt_id)
@@ -124,6 +126,37 @@ def test_number_added_to_dnc_after_upload_is_not_called(
     assert (job.status, job.outcome) == (JobStatus.DONE, Outcome.DO_NOT_CALL)
     assert leases(runtime, attempt) == 0
     assert stats(sim)["create_requests"] == 0
+
+
+@pytest.mark.parametrize(
+    ("phone", "policy", "reason"),
+    [
+        ("+19005550100", {}, "premium_rate"),
+        ("+449098790000", {}, "premium_rate"),
+        ("+447386172392", {"allowed_countries": ["US"]}, "country_not_allowed"),
+    ],
+)
+def test_a_number_the_campaign_may_not_call_that_reached_the_queue_is_not_dialled(
+    runtime: Runtime, sim: httpx.Client, phone: str, policy: dict[str, Any], reason: str
+) -> None:
+    """Premium-rate numbers and countries not allowed were refused only at ingest: a
+    contact that reached the queue another way (pushed, written by other code) was dialled.
+    The dial path applies the campaign's number policy again."""
+    attempt_id = dialing_attempt(runtime, phone, **policy)
+    assert place_call(runtime, attempt_id) is PlaceResult.REJECTED
+    attempt, job, _ = state(runtime, attempt_id)
+    assert (attempt.status, attempt.error_message) == (AttemptStatus.NOT_PLACED, reason)
+    assert (job.status, job.outcome) == (JobStatus.DONE, Outcome.REJECTED)
+    assert leases(runtime, attempt) == 0
+    assert stats(sim)["calls_created"] == 0
+
+
+def test_a_premium_number_is_dialled_where_the_operator_allows_it(
+    runtime: Runtime, sim: httpx.Client
+) -> None:
+    attempt_id = dialing_attempt(runtime, "+19005550100", allow_premium=True)
+    assert place_call(runtime, attempt_id) is PlaceResult.PLACED
+    assert stats(sim)["calls_created"] == 1
 
 
 @pytest.mark.parametrize("fault", ["502-after", "slow"])

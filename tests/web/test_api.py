@@ -8,7 +8,7 @@ import io
 import socket
 import threading
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as time_of_day
 from pathlib import Path
 from typing import Any
@@ -17,13 +17,23 @@ import httpx
 import openpyxl
 import pytest
 import redis
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from campaigns.reports import ATTEMPT_COLUMNS
+from dialer.dispatch.attempt_end import finish_call
 from dialer.runtime import Runtime
 from dialer.web.app import create_app
-from models import Campaign, MachineAction, transaction
+from models import (
+    AttemptStatus,
+    CallJob,
+    Campaign,
+    JobStatus,
+    MachineAction,
+    Outcome,
+    transaction,
+)
+from tests.factories import make_attempt
 from tests.servers import serve_app
 from tests.web.support import KEY, OTHER_KEY, SAMPLE, Api, error_code
 from workers.app import PACER_QUEUE
@@ -149,6 +159,66 @@ def test_a_bad_option_is_400_invalid_option(api: Api) -> None:
     assert [d["field"] for d in details] == ["max_concurrency", "max_hold_s"]
     assert all(d["message"] for d in details)
     assert api.campaign_count() == 0
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"max_concurency": "2"},
+        {"allow_premium": "true"},
+        {"allowed_countries": "JM"},
+        {"dial_retries": "9"},
+        {"retry_policy": '{"answered": {"retry": true, "delay_s": 600}}'},
+        {"message": "   "},
+    ],
+    ids=lambda field: next(iter(field)),
+)
+def test_a_misspelt_or_internal_form_field_is_refused_by_name(
+    api: Api, field: dict[str, str]
+) -> None:
+    """Issue 20 item 11: `max_concurency=2` gave a campaign with the default cap; the form
+    now refuses any field that is not an operator setting (the file aside)."""
+    response = api.upload(SAMPLE.read_bytes(), **field)
+    assert error_code(response, 400) == "invalid_option"
+    name = next(iter(field))
+    assert name in [d["field"] for d in response.json()["error"]["details"]]
+    assert api.campaign_count() == 0
+
+
+def test_the_retry_matrix_and_ring_settings_reach_the_campaign(api: Api) -> None:
+    response = api.upload(
+        SAMPLE.read_bytes(),
+        retry_policy='{"busy": {"retry": true, "delay_s": 120}, "machine": '
+        '{"retry": true, "delay_s": 7200}}',
+        ring_timeout_s="20",
+        time_limit_s="90",
+    )
+    assert response.status_code == 201, response.text
+    with transaction(api.runtime.settings.database_url) as session:
+        campaign = session.get_one(Campaign, response.json()["campaign_id"])
+        assert (campaign.ring_timeout_s, campaign.time_limit_s) == (20, 90)
+        assert campaign.retry_policy["busy"] == {"retry": True, "delay_s": 120}
+        assert campaign.retry_policy["machine"] == {"retry": True, "delay_s": 7200}
+        assert campaign.retry_policy["no-answer"] == {"retry": True, "delay_s": 3600}
+
+
+def test_a_retry_delay_set_over_the_api_is_the_one_the_retry_uses(api: Api) -> None:
+    response = api.upload(
+        b"phone,first_name,appointment_time\n+12125550143,Ada,Monday\n",
+        retry_policy='{"busy": {"retry": true, "delay_s": 900}}',
+    )
+    assert response.status_code == 201, response.text
+    ended_at = datetime(2027, 1, 15, 15, tzinfo=UTC)  # a Friday, 10:00 in New York
+    api.runtime.clock = lambda: ended_at
+    with transaction(api.runtime.settings.database_url) as session:
+        job = session.scalars(
+            select(CallJob).where(CallJob.campaign_id == response.json()["campaign_id"])
+        ).one()
+        job.status, job.attempt_count = JobStatus.IN_PROGRESS, 1
+        attempt = make_attempt(session, job, status=AttemptStatus.BUSY, call_sid="CA" + "1" * 32)
+        finish_call(session, api.runtime, attempt)
+        assert (job.status, job.outcome) == (JobStatus.PENDING, Outcome.BUSY)
+        assert job.next_due_at == ended_at + timedelta(seconds=900)
 
 
 def test_settings_sent_as_form_fields_reach_the_campaign(api: Api) -> None:

@@ -201,7 +201,8 @@ def test_bodies_refused_before_validation(api: Api) -> None:
     )
     assert error_code(not_json, 422) == "invalid_json"
     big = {"k": "x" * 5000}
-    assert error_code(api.post("/v1/calls", json={**CALL, "metadata": big}), 400) == "invalid_body"
+    too_big = api.post("/v1/calls", json={**CALL, "metadata": big})
+    assert error_code(too_big, 400) == "invalid_option"
     for field, value in [
         ("amd", "maybe"),
         ("ring_timeout", 1),
@@ -211,7 +212,8 @@ def test_bodies_refused_before_validation(api: Api) -> None:
         ("colour", "red"),
     ]:
         response = api.post("/v1/calls", json={**CALL, field: value})
-        assert error_code(response, 400) == "invalid_body", field
+        assert error_code(response, 400) == "invalid_option", field
+        assert response.json()["error"]["details"][0]["field"].startswith(field)
     refused = api.post("/v1/calls", json={**CALL, "webhook_url": "ftp://example.com/"})
     assert error_code(refused, 400) == "webhook_url_not_allowed"
     assert call_count(api) == 0

@@ -3,6 +3,12 @@ shape, and 404 for another account's schedule."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from models import Schedule, transaction
 from tests.web.support import OTHER_KEY, Api, error_code
 from tests.web.test_api import campaign_id
 
@@ -62,6 +68,61 @@ def test_bad_settings_are_400(api: Api) -> None:
         ({"surprise": 1}, "invalid_body"),
     ):
         assert error_code(api.post("/v1/schedules", json={**BODY, **change}), 400) == code
+
+
+def _schedule_count(api: Api) -> int:
+    with transaction(api.runtime.settings.database_url) as session:
+        return session.scalar(select(func.count()).select_from(Schedule)) or 0
+
+
+TENANT_REFUSED = [
+    {"allow_premium": True},
+    {"allowed_countries": ["GB", "JM"]},
+    {"dial_retries": 50},
+    {"retry_delay_scale": 0.001},
+    {"retry_policy": {"answered": {"retry": True, "delay_s": 600}}},
+    {"retry_policy": {"answered": {"retry": True, "delay_s": "x"}}},
+    {"retry_policy": {"busy": {"retry": True, "delay_s": "x"}}},
+    {"retry_policy": {"busy": {"retry": True, "delay_s": 1}}},
+    {"message": "   "},
+    {"start_at": "2027-01-04T09:00:00Z"},
+    {"end_at": "2027-01-04T17:00:00Z"},
+    {"max_concurency": 2},
+]
+
+
+@pytest.mark.parametrize("refused", TENANT_REFUSED, ids=lambda o: next(iter(o)))
+def test_a_schedule_refuses_internal_settings_and_bad_values_and_stores_nothing(
+    api: Api, refused: dict[str, Any]
+) -> None:
+    """Issue 20 item 2: the schedules API took the internal settings (premium numbers,
+    countries, dial retries), any retry matrix (an answered call retried, a delay of "x"
+    that broke the callback batch) and a blank message."""
+    options = {**BODY["options"], **refused}
+    response = api.post("/v1/schedules", json={**BODY, "options": options})
+    assert error_code(response, 400) == "invalid_option"
+    field = next(iter(refused))
+    assert any(d["field"].startswith(field) for d in response.json()["error"]["details"])
+    assert _schedule_count(api) == 0
+    schedule_id = create(api)
+    before = api.get(f"/v1/schedules/{schedule_id}").json()["options"]
+    patched = api.patch(f"/v1/schedules/{schedule_id}", json={"options": options})
+    assert error_code(patched, 400) == "invalid_option"
+    assert api.get(f"/v1/schedules/{schedule_id}").json()["options"] == before
+
+
+def test_a_schedule_takes_the_typed_retry_matrix_and_ring_settings(api: Api) -> None:
+    options = {
+        **BODY["options"],
+        "retry_policy": {"busy": {"retry": True, "delay_s": 900}},
+        "ring_timeout_s": 25,
+        "time_limit_s": 300,
+        "expire_after_s": 7200,
+    }
+    response = api.post("/v1/schedules", json={**BODY, "options": options})
+    assert response.status_code == 201, response.text
+    schedule_id = response.json()["schedule_id"]
+    assert api.get(f"/v1/schedules/{schedule_id}").json()["options"] == options
 
 
 def test_push_contacts_run_now_runs_and_history(api: Api) -> None:

@@ -15,7 +15,7 @@ from starlette.background import BackgroundTask
 
 from campaigns import lifecycle
 from campaigns.history import campaign_events
-from campaigns.options import CampaignOptions, OperatorOptions
+from campaigns.options import CampaignOptions
 from campaigns.paging import DEFAULT_LIMIT
 from campaigns.preview import campaign_preview
 from campaigns.reports import (
@@ -46,6 +46,7 @@ from dialer.web.errors import (
 )
 from dialer.web.schemas import (
     CampaignCreated,
+    CampaignForm,
     CampaignOut,
     EventOut,
     Page,
@@ -70,7 +71,7 @@ def create_campaign(
     account: CurrentAccount,
     rt: RuntimeDep,
     file: Annotated[UploadFile, File(description="The contacts CSV (any encoding, delimiter).")],
-    options: Annotated[OperatorOptions, Form()],
+    options: Annotated[CampaignForm, Form()],
 ) -> CampaignCreated:
     """Create a draft campaign from a CSV; the reply is what ingest made of it. A setting
     out of bounds is 400 `invalid_option`; a CSV refused as a whole is 422 and creates

@@ -67,7 +67,7 @@ def create_schedule(
         cron=body.cron,
         timezone=body.timezone,
         csv_path=None,
-        options=body.options,
+        options=body.options.model_dump(mode="json", exclude_unset=True),
         catch_up_s=body.catch_up_s,
         actor=actor,
     )
@@ -108,7 +108,7 @@ def update_schedule(
 ) -> ScheduleOut:
     """Change fields, pause (`"status": "paused"`) or resume (`"active"`); 409
     `invalid_state` pausing a paused schedule or resuming an active one."""
-    changes = body.model_dump(exclude_none=True)
+    changes = body.model_dump(mode="json", exclude_none=True, exclude_unset=True)
     schedule = schedules.update_schedule(session, account.id, schedule_id, actor=actor, **changes)
     return ScheduleOut.model_validate(schedule)
 
