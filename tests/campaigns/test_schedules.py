@@ -456,7 +456,7 @@ def test_a_failing_schedule_does_not_stop_other_accounts_schedules(
     assert ok.status is ScheduleRunStatus.OK and ok.accepted == 3
     with transaction(committed_db) as session:
         assert session.get_one(Schedule, hostile).next_run_at == at(2026, 11, 24, 9)
-        reasons = [e.reason for e in schedules.schedule_events(session, owner, hostile)]
+        reasons = [e.reason for e in schedules.schedule_events(session, owner, hostile).items]
     assert reasons[-1] == "occurrence 2026-11-23T09:00:00+00:00: failed: from_number_not_found"
     # It does not fail again at every beat: the next beat has nothing due.
     assert schedules.fire_due(committed_db, tmp_path, beat + timedelta(seconds=5)) == []
@@ -484,7 +484,7 @@ def test_an_unexpected_firing_error_is_a_failed_run_and_the_others_fire(
     with transaction(committed_db) as session:
         assert session.get_one(Schedule, hostile).next_run_at == at(2026, 11, 24, 9)
         owner = session.get_one(Schedule, hostile).account_id
-        events = schedules.schedule_events(session, owner, hostile)
+        events = schedules.schedule_events(session, owner, hostile).items
         assert events[-1].action == "fire"
         assert events[-1].reason == "occurrence 2026-11-23T09:00:00+00:00: failed: internal_error"
     assert count(committed_db, Campaign) == 1  # B's alone: A's firing was rolled back whole

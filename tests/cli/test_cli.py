@@ -626,7 +626,7 @@ def test_calls_place_applies_the_apis_bounds(cli: Cli, bad: list[str]) -> None:
         "calls", "place", "--to", "+447386172392", "--message", "Hi", *bad, code="invalid_option"
     )
     assert bad[0].removeprefix("--").replace("-", "_").replace("meta", "metadata") in message
-    assert cli.json("calls", "list", "--json")["calls"] == []
+    assert cli.json("calls", "list", "--json")["items"] == []
 
 
 def test_campaign_files_as_people_export_them(cli: Cli, tmp_path: Path) -> None:
