@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from campaigns import calls
@@ -21,6 +21,7 @@ from dialer.web.errors import (
     Responses,
     declared,
 )
+from dialer.web.idempotency import Claim, held_claim, keep_reply
 from dialer.web.schemas import CallIn, CallOut, CallPage
 from models import Account, Outcome, on_commit, transaction
 from workers.enqueue import kick_pacer
@@ -33,8 +34,9 @@ _POLL_S = (0.1, 0.2, 0.5)
 seen within half a second, at two reads a second per waiting request."""
 
 
-def _place(rt: Runtime, account_id: int, body: CallIn) -> int:
-    """Queue the call in its own transaction and wake the account's pacer after commit."""
+def _place(rt: Runtime, account_id: int, body: CallIn, claim: Claim | None) -> CallOut:
+    """Queue the call in its own transaction, with the reply kept for the request's
+    `Idempotency-Key` in that same transaction; wake the account's pacer after commit."""
     call = calls.SingleCall(**body.model_dump(exclude={"wait"}))
     with transaction(rt.settings.database_url) as session:
         account = session.get_one(Account, account_id)
@@ -44,8 +46,10 @@ def _place(rt: Runtime, account_id: int, body: CallIn) -> int:
             call,
             allow_private_webhooks=rt.settings.webhook_allow_private_networks,
         )
+        state = CallOut.model_validate(calls.calls_json(session, [job])[0])
+        keep_reply(session, claim, 201, state)
         on_commit(session, lambda: kick_pacer(account_id))
-        return job.id
+        return state
 
 
 def _read(rt: Runtime, account_id: int, call_id: int) -> CallOut:
@@ -61,7 +65,9 @@ def _read(rt: Runtime, account_id: int, call_id: int) -> CallOut:
     response_model_by_alias=True,
     responses={**INVALID, **_NOT_FOUND, **CONFLICT},
 )
-async def place_call(body: CallIn, account_id: CurrentAccountId, rt: RuntimeDep) -> CallOut:
+async def place_call(
+    body: CallIn, account_id: CurrentAccountId, rt: RuntimeDep, request: Request
+) -> CallOut:
     """Queue one call through the account's pool, CPS limits, DNC list and retry policy
     (201, `status` `queued`). With `wait`, the reply comes once the call is final or after
     `wait` seconds, whichever is first, with its state then.
@@ -71,11 +77,15 @@ async def place_call(body: CallIn, account_id: CurrentAccountId, rt: RuntimeDep)
     `premium_rate`, `country_not_allowed`, `do_not_call`, `from_number_not_found`,
     `no_outbound_number`, `from_number_mismatch`, `invalid_template`, `missing_variable`,
     `webhook_url_not_allowed` (all 400 unless said); a body that is not JSON is 422
-    `invalid_json`."""
-    call_id = await run_in_threadpool(_place, rt, account_id, body)
-    state = await run_in_threadpool(_read, rt, account_id, call_id)
+    `invalid_json`.
+
+    With an `Idempotency-Key`, the reply is kept in the transaction that queues the call:
+    a failure after that commit is answered with it (and so is a retry with the key),
+    never by queueing the call again."""
+    state = await run_in_threadpool(_place, rt, account_id, body, held_claim(request))
     if not body.wait:
         return state
+    call_id = state.call_id
     deadline = time.monotonic() + body.wait
     polls = 0
     while state.status not in calls.FINAL_STATUSES:
