@@ -75,7 +75,9 @@ async def place_call(
     Refusals stop at the first, in this order: `missing_field`, `invalid_phone_format`,
     `campaign_not_found` (404) / `invalid_state` (409), `emergency_or_short_code`,
     `premium_rate`, `country_not_allowed`, `do_not_call`, `from_number_not_found`,
-    `no_outbound_number`, `from_number_mismatch`, `invalid_template`, `missing_variable`,
+    `no_outbound_number`, `from_number_mismatch`, `campaign_paused` (409: the circuit
+    breaker paused the campaign, standing or named, that would take the call; the message
+    names the provider's error), `invalid_template`, `missing_variable`,
     `webhook_url_not_allowed` (all 400 unless said); a body that is not JSON is 422
     `invalid_json`.
 
@@ -116,7 +118,14 @@ Cursor = Annotated[
 ]
 StatusFilter = Annotated[calls.CallStatus | None, Query(description="Only calls in this status.")]
 OutcomeFilter = Annotated[Outcome | None, Query(description="Only calls with this outcome.")]
-ToFilter = Annotated[str | None, Query(max_length=32, description="Only calls to this number.")]
+ToFilter = Annotated[
+    str | None,
+    Query(
+        max_length=32,
+        description="Only calls to this number: E.164 (an unencoded `+`, read as a space, "
+        "is taken as meant) or a US national form; not a number: 400 `invalid_phone_format`.",
+    ),
+]
 
 
 def _page(
