@@ -281,9 +281,10 @@ def cancel_campaign(
     hang_up: bool = False,
 ) -> CampaignOut:
     """-> canceled: pending contacts are cancelled and dials not yet sent are not made;
-    live calls finish and are reported, or are hung up with `?hang_up=true`."""
+    live calls finish and are reported, or are hung up with `?hang_up=true` (a call still
+    being placed too, as soon as the provider gives its sid)."""
     campaign = lifecycle.cancel(session, account.id, campaign_id, actor=actor)
-    live = lifecycle.live_calls(session, campaign_id) if hang_up else []
+    live = lifecycle.hang_up_on_cancel(session, campaign_id) if hang_up else []
     for attempt_id in live:
         on_commit(session, partial(hang_up_call, attempt_id, EndReason.CAMPAIGN_CANCELED))
     return _transitioned(session, campaign)
