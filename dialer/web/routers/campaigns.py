@@ -67,7 +67,12 @@ def create_campaign(
         CampaignOptions(**options.model_dump()),
         file.file,
     )
-    return CampaignCreated.model_validate(imported.to_json())
+    created = imported.to_json()
+    # Where a client downloads the rejected rows: never the server's file path.
+    created["rejected_csv"] = (
+        f"{router.prefix}/{imported.campaign_id}/rejected.csv" if imported.rejected_csv else None
+    )
+    return CampaignCreated.model_validate(created)
 
 
 @router.get("", response_model=list[CampaignOut])
@@ -126,8 +131,9 @@ def preview(
 def rejected_csv(
     campaign_id: RowId, account: CurrentAccount, session: SessionDep, rt: RuntimeDep
 ) -> FileResponse:
-    """The rows ingest refused (line, reason, the row's fields). 404 `no_rejected_rows`
-    when it refused none."""
+    """The rows ingest refused (line, reason, the row's fields), the campaign's account
+    only (another's is 404 `campaign_not_found`). 404 `no_rejected_rows` when it refused
+    none."""
     lifecycle.get_campaign(session, account.id, campaign_id)
     path = rt.settings.data_dir / "rejected" / f"campaign-{campaign_id}-rejected.csv"
     if not path.exists():
