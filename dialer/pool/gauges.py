@@ -44,8 +44,9 @@ class PoolCollector:
     `scope` (account, campaign, caller_id), `id` and `account_id`.
 
     A scrape costs one query for the scopes, one per kind of scope for the caps, and one
-    pipelined `ZCOUNT` per scope (no `SCAN`). Redis or PostgreSQL unreachable: the families are sent empty (and a
-    warning logged), so the rest of the scrape still answers.
+    pipelined `ZCOUNT` per scope (no `SCAN`). Redis or PostgreSQL unreachable: the
+    families are sent empty (and a warning logged), so the rest of the scrape still
+    answers.
     """
 
     def __init__(self, client: redis.Redis, database_url: str) -> None:
