@@ -225,11 +225,6 @@ def authenticate(session: Session, api_key: str) -> tuple[Account, ApiKey]:
     return session.get_one(Account, row.account_id), row
 
 
-def account_by_api_key(session: Session, api_key: str) -> Account:
-    """The account whose API key this is. Raises `UnauthenticatedError` as `authenticate`."""
-    return authenticate(session, api_key)[0]
-
-
 # ---- caller IDs ----------------------------------------------------------------------------
 
 

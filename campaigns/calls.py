@@ -46,6 +46,7 @@ from models import (
     CallerId,
     CallJob,
     Campaign,
+    CampaignEvent,
     CampaignStatus,
     DncEntry,
     JobStatus,
@@ -209,7 +210,8 @@ def place_call(
     the campaign is completed or cancelled), the number policy (`emergency_or_short_code`,
     `premium_rate`, `country_not_allowed`, `do_not_call`), `from_number_not_found`,
     `no_outbound_number`, `from_number_mismatch` (a `from_number` other than the named
-    campaign's caller ID), `invalid_template`, `missing_variable`, `webhook_url_not_allowed`.
+    campaign's caller ID), `campaign_paused` (409, see `refuse_tripped`),
+    `invalid_template`, `missing_variable`, `webhook_url_not_allowed`.
 
     Returns:
         The new contact (flushed: it has its id).
@@ -252,6 +254,7 @@ def place_call(
                 "from_number_mismatch",
                 f"campaign {campaign.id} calls from another number; leave from_number out",
             )
+    refuse_tripped(session, campaign)
 
     message = call.message if call.message is not None and call.message.strip() else None
     names = template_placeholders(message if message is not None else campaign.message)
@@ -304,6 +307,32 @@ def place_call(
     session.add(job)
     session.flush()
     return job
+
+
+def refuse_tripped(session: Session, campaign: Campaign) -> None:
+    """Refuse a call into a campaign the circuit breaker paused (an account-level provider
+    error: bad credentials, no balance, ...): queued, it would wait until someone fixes the
+    cause and resumes the campaign, and its client would never learn why. A campaign its
+    operator paused takes the call, which goes once it is resumed.
+
+    Raises:
+        ConflictError: `campaign_paused` (409), naming the breaker's reason.
+    """
+    if campaign.status is not CampaignStatus.PAUSED:
+        return
+    paused_by = session.scalar(
+        select(CampaignEvent.action)
+        .where(CampaignEvent.campaign_id == campaign.id)
+        .order_by(CampaignEvent.id.desc())
+        .limit(1)
+    )
+    if paused_by == CampaignAction.TRIP_BREAKER.value:
+        raise ConflictError(
+            "campaign_paused",
+            f"campaign {campaign.id} is paused by the circuit breaker ({campaign.status_reason});"
+            " no call is placed until the cause is fixed and the campaign resumed",
+            [{"field": "campaign_id", "message": campaign.status_reason or "circuit breaker"}],
+        )
 
 
 def standing_campaign(session: Session, account: Account, caller_id: CallerId) -> Campaign:
@@ -418,9 +447,30 @@ def _attempt_json(attempt: CallAttempt) -> dict[str, Any]:
     }
 
 
+def filter_number(raw: str) -> str:
+    """The E.164 form of a `to_number` filter as it arrives in a query string: E.164
+    (`+447386172392`), E.164 whose `+` was sent unencoded and so reads as a space
+    (` 447386172392`), or a US national form (`(212) 555-0143`; accounts have no region
+    of their own, and single calls are read as US numbers too).
+
+    Raises:
+        DialerError: `invalid_phone_format`, not a phone number.
+    """
+    text = raw.strip()
+    if raw.startswith(" ") and text[:1].isdigit():
+        text = "+" + text
+    try:
+        return classify(text, "US").e164
+    except NumberRejected:
+        raise DialerError(
+            "invalid_phone_format", f"to_number {raw!r} is not a phone number (+447386172392)"
+        ) from None
+
+
 @dataclass(frozen=True)
 class CallFilter:
-    """Which calls to list: all given conditions hold. `to_number` is E.164."""
+    """Which calls to list: all given conditions hold. `to_number` as a client sends it
+    (normalised by `filter_number`)."""
 
     campaign_id: int | None = None
     status: CallStatus | None = None
@@ -436,7 +486,8 @@ def list_calls(
 
     Raises:
         NotFoundError: `campaign_not_found` (`where.campaign_id` is not the account's).
-        DialerError: `invalid_cursor`, `invalid_option` (`limit` out of bounds).
+        DialerError: `invalid_cursor`, `invalid_option` (`limit` out of bounds),
+            `invalid_phone_format` (`where.to_number`).
     """
     query = select(CallJob).where(CallJob.account_id == account_id)
     if where.campaign_id is not None:
@@ -447,7 +498,7 @@ def list_calls(
     if where.outcome is not None:
         query = query.where(CallJob.outcome == where.outcome)
     if where.to_number is not None:
-        query = query.where(CallJob.phone_e164 == where.to_number.strip())
+        query = query.where(CallJob.phone_e164 == filter_number(where.to_number))
     return keyset_page(
         session, query, "calls", [CallJob.id], descending=True, limit=limit, cursor=cursor
     )

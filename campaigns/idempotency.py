@@ -2,10 +2,14 @@
 and nothing is done again.
 
 The key is claimed *before* the request runs, by inserting its row (`account_id`, `key`)
-as `running`; the primary key lets only one of two concurrent requests claim it. The
-response is stored when the request ends (`finish`), or the claim is dropped when it failed
-on the server (`release`, a 5xx: nothing was committed, the client may retry). A stored
-response is answered for 24 hours (`TTL`); after that the key may be used afresh.
+as `running`; the primary key lets only one of two concurrent requests claim it. A request
+that commits work stores its reply (`finish`) in the very transaction that does the work,
+so the work and its reply commit together; the response actually sent replaces it when the
+request ends. A request that failed on the server before storing a reply drops the claim
+(`release` removes only a `running` row: nothing was committed, the client may retry); one
+that failed after (a lost broker, a database blip between commit and reply) is answered,
+and retried, with its stored reply (`stored`). A stored response is answered for 24 hours
+(`TTL`); after that the key may be used afresh.
 """
 
 from __future__ import annotations
@@ -90,6 +94,14 @@ def finish(session: Session, account_id: int, key: str, response: StoredResponse
             response_type=response.content_type,
         )
     )
+
+
+def stored(session: Session, account_id: int, key: str) -> StoredResponse | None:
+    """The response kept for `key` (`finish`), or None while none is."""
+    row = session.get(IdempotencyKey, (account_id, key))
+    if row is None or row.status != DONE or row.response_status is None:
+        return None
+    return StoredResponse(row.response_status, row.response_body or b"", row.response_type)
 
 
 def release(session: Session, account_id: int, key: str) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from campaigns.accounts import outbound_number
@@ -23,9 +23,11 @@ from dialer.webhooks.outbox import record_contacts_ended
 from models import (
     LIVE_ATTEMPT_STATUSES,
     Account,
+    AttemptStatus,
     CallAttempt,
     Campaign,
     CampaignStatus,
+    EndReason,
     transaction,
     utcnow,
 )
@@ -148,9 +150,24 @@ def resume(session: Session, account_id: int, campaign_id: int, *, actor: str) -
     return transition(campaign, CampaignAction.RESUME, actor=actor)
 
 
-def live_calls(session: Session, campaign_id: int) -> list[int]:
-    """Ids of the campaign's attempts with a call live at the provider (to hang up on a
-    cancel with hang-up)."""
+def hang_up_on_cancel(session: Session, campaign_id: int) -> list[int]:
+    """A cancel with hang-up: mark the campaign's attempts still being dialled or placed
+    (no call sid yet) so that their call is hung up the moment its sid arrives
+    (`end_reason` `campaign_canceled`, read by `dialer.dispatch.dialing`), and return the
+    ids of its attempts with a call live at the provider, to hang up now.
+
+    The mark is one UPDATE: an attempt a worker holds locked while it marks it `placing`
+    is marked once that worker commits (PostgreSQL re-reads a row a concurrent
+    transaction changed), so no create request slips between the cancel and the mark."""
+    session.execute(
+        update(CallAttempt)
+        .where(
+            CallAttempt.campaign_id == campaign_id,
+            CallAttempt.status.in_([AttemptStatus.DIALING, AttemptStatus.PLACING]),
+            CallAttempt.call_sid.is_(None),
+        )
+        .values(end_reason=EndReason.CAMPAIGN_CANCELED)
+    )
     return list(
         session.scalars(
             select(CallAttempt.id).where(

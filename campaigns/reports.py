@@ -439,6 +439,12 @@ _MOST_ATTEMPTS = text(
     "SELECT coalesce(max(n), 0) FROM"
     " (SELECT count(*) AS n FROM call_attempts WHERE campaign_id = :c GROUP BY job_id) t"
 )
+_VARIABLE_NAMES = text(
+    "SELECT DISTINCT jsonb_object_keys(variables) FROM call_jobs WHERE campaign_id = :c"
+)
+"""Every variable column any contact of the campaign has (contacts pushed to a schedule,
+single calls into a named campaign and CSVs with blank cells differ): one pass over the
+campaign's contacts that keeps only the distinct names, before the export streams."""
 _ATTEMPTS = text(
     """
 SELECT j.line_no, a.phone_e164, a.id, a.attempt_no, a.created_at, a.placed_at,
@@ -462,8 +468,9 @@ def _text(value: object) -> str:
 def contact_rows(session: Session, account_id: int, campaign_id: int) -> Iterator[list[str]]:
     """The per-contact export as rows of text, header first: `EXPORT_COLUMNS`, then
     `attempt<i>_<field>` for each of `ATTEMPT_FIELDS` and i up to the most attempts any
-    contact had (oldest first), then the contact's own CSV columns by name; contacts in the
-    CSV's order. Streams through a server-side cursor (constant memory); values as stored
+    contact had (oldest first), then the contacts' own columns by name (every name any
+    contact has, sorted; blank where a contact has none); contacts in the CSV's order.
+    Streams through a server-side cursor (constant memory); values as stored
     (no escaping).
 
     Raises:
@@ -472,15 +479,13 @@ def contact_rows(session: Session, account_id: int, campaign_id: int) -> Iterato
     get_campaign(session, account_id, campaign_id)
     most = int(session.execute(_MOST_ATTEMPTS, {"c": campaign_id}).scalar_one())
     per_attempt = [f"attempt{i}_{f}" for i in range(1, most + 1) for f in ATTEMPT_FIELDS]
+    variables = sorted(session.scalars(_VARIABLE_NAMES, {"c": campaign_id}))
+    yield [*EXPORT_COLUMNS, *per_attempt, *variables]
     rows = session.execute(_CONTACTS.execution_options(yield_per=_BATCH), {"c": campaign_id})
-    variables: list[str] | None = None
     for _, runs in itertools.groupby(rows, key=lambda row: row[0]):
         contact = list(runs)
         _, line, phone, status, outcome, attempt_count, values = contact[0][:7]
         tries = [row[7:] for row in contact if row[8] is not None]
-        if variables is None:
-            variables = sorted(values)
-            yield [*EXPORT_COLUMNS, *per_attempt, *variables]
         last = tries[-1] if tries else (None,) * len(ATTEMPT_FIELDS)
         flat = [_text(v) for attempt in tries for v in attempt]
         yield [
@@ -496,8 +501,6 @@ def contact_rows(session: Session, account_id: int, campaign_id: int) -> Iterato
             *[""] * (len(per_attempt) - len(flat)),
             *(_text(values.get(name)) for name in variables),
         ]
-    if variables is None:
-        yield [*EXPORT_COLUMNS, *per_attempt]
 
 
 def attempt_rows(session: Session, account_id: int, campaign_id: int) -> Iterator[list[str]]:

@@ -26,7 +26,8 @@ stderr and exits 1. The tree, with each class's HTTP status and codes:
   + ForbiddenError ....................... 403  `invalid_signature`: a forged callback
         `invalid_csrf_token`: a page POST without its session's token
   + NotFoundError ........................ 404  `campaign_not_found`, `attempt_not_found`, ...
-  + ConflictError ........................ 409  `invalid_state`
+  + ConflictError ........................ 409  `invalid_state`; `campaign_paused`: a call
+        into a campaign the circuit breaker paused (campaigns.calls)
   + BodyTooLargeError .................... 413  `body_too_large`: a request body past its
         bound (dialer.web.guards)
   + UnprocessableError ................... 422  `idempotency_key_reused`, `invalid_json`

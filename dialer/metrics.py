@@ -232,8 +232,9 @@ def exposition(*collectors: Collector) -> bytes:
     return generate_latest(aggregate(*collectors))
 
 
-def serve(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104  # scraped from other hosts
-    """Serve the tree's metrics over HTTP on `port` from a daemon thread of this process.
+def serve(port: int, addr: str) -> None:
+    """Serve the tree's metrics over HTTP on `addr`:`port` from a daemon thread of this
+    process (`settings.worker_metrics_host`: loopback unless the operator opens it).
 
     Raises:
         OSError: the port is taken.

@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     """Process configuration.
 
     Raises:
-        pydantic.ValidationError: a URL is malformed or a secret is a placeholder.
+        pydantic.ValidationError: a URL is malformed, a secret is a placeholder, or
+            `PROVIDER=twilio` comes with the simulator's public auth token.
     """
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
@@ -75,6 +76,14 @@ class Settings(BaseSettings):
     Flower in its environment (`FLOWER_BASIC_AUTH`), never on its command line."""
     worker_metrics_port: int = Field(default=9808, ge=0, le=65535)
     """Port on which each Celery worker serves its Prometheus metrics (0: none)."""
+    worker_metrics_host: str = "127.0.0.1"
+    """Address each Celery worker's metrics server binds: loopback by default (the metrics
+    name every tenant's ids); `0.0.0.0` for a Prometheus on another host, behind a
+    firewall."""
+    metrics_token: SecretStr | None = None
+    """Bearer token Prometheus sends to scrape the API's `/metrics` (32 or more
+    characters). Unset: `/metrics` answers 404 on the API's port, since it lists every
+    tenant's ids, caps and live calls."""
 
     stuck_dialing_after_s: float = Field(default=30.0, gt=0)
     """An attempt still `dialing` or `placing` after this many seconds has lost its task:
@@ -174,6 +183,15 @@ class Settings(BaseSettings):
                 raise ValueError("SESSION_SECRET is a placeholder or shorter than 32 characters")
         return value
 
+    @field_validator("metrics_token")
+    @classmethod
+    def _real_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            token = value.get_secret_value()
+            if token.lower() in _PLACEHOLDERS or len(token) < 32:
+                raise ValueError("METRICS_TOKEN is a placeholder or shorter than 32 characters")
+        return value
+
     @model_validator(mode="after")
     def _choose_provider(self) -> Settings:
         if self.twilio_auth_token.get_secret_value().lower() in _PLACEHOLDERS:
@@ -184,6 +202,14 @@ class Settings(BaseSettings):
                 ProviderKind.TWILIO
                 if real_credentials and not self.twilio_base_url
                 else ProviderKind.SIMULATOR
+            )
+        if (
+            self.provider is ProviderKind.TWILIO
+            and self.twilio_auth_token.get_secret_value() == SIMULATOR_AUTH_TOKEN
+        ):
+            # The simulator's token is public: callbacks signed with it prove nothing.
+            raise ValueError(
+                "PROVIDER=twilio with the simulator's public auth token; set TWILIO_AUTH_TOKEN"
             )
         if self.provider is ProviderKind.SIMULATOR and not self.twilio_base_url:
             self.twilio_base_url = f"http://{self.simulator_host}:{self.simulator_port}"

@@ -19,6 +19,8 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
 
+from models.db import run_after_commit
+
 CONNECT_TIMEOUT_S = 2
 """Seconds a request waits for a connection (libpq `connect_timeout`, and the pool's wait)
 before it fails with `psycopg.OperationalError` and the webhook answers 503."""
@@ -50,7 +52,8 @@ async def transaction(
     pool: AsyncPool, after_commit: list[Callable[[], object]]
 ) -> AsyncIterator[AsyncConnection]:
     """A pooled connection inside a transaction: committed on success, rolled back on
-    error; `after_commit` hooks run once the commit has succeeded.
+    error; `after_commit` hooks run once the commit has succeeded, and one that raises is
+    logged, not raised (`models.db.run_after_commit`).
 
     Raises:
         psycopg.OperationalError: PostgreSQL is unreachable (`psycopg_pool.PoolTimeout` is
@@ -60,5 +63,4 @@ async def transaction(
         await pool.open(wait=False)
     async with pool.connection() as conn:
         yield conn
-    for hook in after_commit:
-        hook()
+    run_after_commit(after_commit)

@@ -6,9 +6,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
+import structlog
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+log = structlog.get_logger(__name__)
 
 
 @lru_cache(maxsize=8)
@@ -31,6 +34,12 @@ def transaction(
 
     `after_commit` callbacks (e.g. enqueueing a Celery task) run only once the commit has
     succeeded, so no worker looks for a row that is not there yet. Service code never commits.
+
+    A hook that raises is logged (`after_commit_hook_failed`) and the next one still runs:
+    the work is committed, so its caller must not be told it failed (an HTTP 5xx for a call
+    that was queued invites a retry that queues it twice). What a hook does is therefore
+    only ever a nudge that something else repairs when it is lost (a pacer kick: the beat's
+    `kick_pacers`; a webhook delivery: the outbox sweep; a lease: the reconciler).
     """
     hooks: list[Callable[[], object]] = [] if after_commit is None else after_commit
     session = session_factory(url)()
@@ -43,8 +52,17 @@ def transaction(
         raise
     finally:
         session.close()
+    run_after_commit(hooks)
+
+
+def run_after_commit(hooks: list[Callable[[], object]]) -> None:
+    """Run each hook of a committed transaction; one that raises is logged
+    (`after_commit_hook_failed`), never raised: see `transaction`."""
     for hook in hooks:
-        hook()
+        try:
+            hook()
+        except Exception as error:  # the work is committed: see `transaction`
+            log.error("after_commit_hook_failed", hook=repr(hook), error=repr(error))
 
 
 def relax_durability(session: Session) -> None:

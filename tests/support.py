@@ -18,6 +18,9 @@ from dialer.pool.leases import acquire_scopes, lease_seconds, rate_limits
 from dialer.runtime import Runtime
 from models import Account, CallAttempt, CallerId, Campaign, transaction
 
+METRICS_TOKEN = "metrics-token-for-the-tests-" + "m" * 16  # a test value
+"""The `/metrics` bearer token of the apps the tests serve with metrics on."""
+
 
 def wait_until(
     predicate: Callable[[], bool], timeout_s: float = 5.0, what: str = "condition"

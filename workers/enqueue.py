@@ -14,7 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import redis
+import structlog
+
 from dialer.dispatch.dialing import DialOrder
+from dialer.dispatch.pacer import pacer_idle_key
+from dialer.runtime import get_runtime
 from dialer.webhooks import outbox
 from workers.app import app
 
@@ -30,8 +35,20 @@ FIRE_SCHEDULES = "dialer.fire_schedules"
 FOLD_COUNTERS = "dialer.fold_counters"
 
 
+log = structlog.get_logger(__name__)
+
+
 def kick_pacer(account_id: int) -> None:
-    """Make sure a pacer runs for the account (a second one exits at once on the lock)."""
+    """Make sure a pacer runs for the account (a second one exits at once on the lock).
+
+    The account's idle mark (`pacer_idle_key`: "nothing to do until ...") is cleared
+    first, since a kick means new work: so if the publish is lost (the broker down after
+    the work committed), the beat's `kick_pacers` (every 5 s) starts the pacer instead.
+    """
+    try:
+        get_runtime().redis.delete(pacer_idle_key(account_id))
+    except redis.RedisError as error:
+        log.warning("pacer_idle_mark_not_cleared", account_id=account_id, error=str(error))
     app.send_task(PACER, kwargs={"account_id": account_id})
 
 

@@ -6,8 +6,8 @@
   off `worker_redirect_stdouts`, which logged every printed line again as a warning).
 - `worker_ready` (the worker's main process, once its pool runs): serve the metrics of the
   whole worker, its prefork children included (`dialer.metrics`, multiprocess mode), on
-  `WORKER_METRICS_PORT` (0: not served). A taken port is logged, not fatal: the worker
-  dials all the same.
+  `WORKER_METRICS_HOST`:`WORKER_METRICS_PORT` (loopback by default; port 0: not served).
+  A taken port is logged, not fatal: the worker dials all the same.
 - `worker_process_shutdown` (a pool child exiting): drop its live gauges from the tree's
   metrics directory (`prometheus_client.multiprocess.mark_process_dead`).
 """
@@ -36,15 +36,16 @@ def _setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
 
 @signals.worker_ready.connect
 def _serve_metrics(**_: Any) -> None:
-    port = get_settings().worker_metrics_port
+    settings = get_settings()
+    port, host = settings.worker_metrics_port, settings.worker_metrics_host
     if not port:
         return
     try:
-        metrics.serve(port)
+        metrics.serve(port, host)
     except OSError as error:
-        log.error("worker_metrics_unavailable", port=port, error=str(error))
+        log.error("worker_metrics_unavailable", host=host, port=port, error=str(error))
         return
-    log.info("worker_metrics_serving", port=port)
+    log.info("worker_metrics_serving", host=host, port=port)
 
 
 @signals.worker_process_shutdown.connect

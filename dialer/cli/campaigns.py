@@ -182,7 +182,7 @@ def cancel(
 
     def change(session: Session, owner: int, campaign_id: int) -> Campaign:
         campaign = lifecycle.cancel(session, owner, campaign_id, actor=cli_actor())
-        live = lifecycle.live_calls(session, campaign_id) if hang_up else []
+        live = lifecycle.hang_up_on_cancel(session, campaign_id) if hang_up else []
         for attempt_id in live:
             on_commit(session, partial(hang_up_call, attempt_id, EndReason.CAMPAIGN_CANCELED))
         return campaign

@@ -74,6 +74,10 @@ class CallbackResult:
     stored: bool
     ended: bool = False
     hang_up_machine: bool = False
+    hang_up_canceled: bool = False
+    """The callback tied its call to an attempt whose campaign was cancelled with hang-up
+    while the call was being placed (`campaigns.lifecycle.hang_up_on_cancel`): the caller
+    asks the provider to end it (`campaign_canceled`)."""
     late_call: str | None = None
     """The sid of a call made for an attempt already given up (`not-placed`)."""
     apply_failed: bool = False
@@ -437,6 +441,7 @@ def _apply(applied: _Applied, callback: Callback, runtime: Runtime) -> CallbackR
         log.warning("late_call_seen", attempt_id=callback.attempt_id, call_sid=event.call_sid)
         return CallbackResult(stored=True, late_call=event.call_sid)
     answered_by = attempt.answered_by
+    untied = attempt.call_sid is None
     if callback.kind is CallbackKind.GATHER:
         attempt.digits = (callback.params.get("Digits") or "")[:8] or None
     ended = apply_event(attempt, event)
@@ -467,7 +472,14 @@ def _apply(applied: _Applied, callback: Callback, runtime: Runtime) -> CallbackR
         and bool(row["machine_detection"])
         and row["machine_action"] == MachineAction.HANG_UP
     )
-    return CallbackResult(stored=True, ended=ended, hang_up_machine=hang_up)
+    canceled = (
+        untied
+        and attempt.end_reason is EndReason.CAMPAIGN_CANCELED
+        and not is_terminal(attempt.status)
+    )
+    return CallbackResult(
+        stored=True, ended=ended, hang_up_machine=hang_up, hang_up_canceled=canceled
+    )
 
 
 def _incoming(callbacks: Sequence[Callback]) -> dict[str, list[Any]]:

@@ -89,7 +89,8 @@ class PlaceResult(StrEnum):
     SKIPPED = "skipped"
     """The attempt was no longer `dialing` or `placing`: nothing to do."""
     STOPPED = "stopped"
-    """Its campaign was paused or cancelled before the request left."""
+    """Its campaign was paused or cancelled before the request left; or cancelled with
+    hang-up while it was on its way, and its call was hung up as soon as it had a sid."""
     FAILED = "failed"
     """Something other than the provider failed; counted towards `MAX_TASK_FAILURES`."""
     LATE = "late"
@@ -421,11 +422,13 @@ def _lock(session: Session, attempt_id: int) -> CallAttempt:
 def _recover(runtime: Runtime, attempt_id: int, error: ProviderError | None) -> PlaceResult:
     """The create request may or may not have made a call: find it before anything else.
     Not found, the contact is not dialled again for `ambiguous_redial_after_s`: a request
-    the provider processes late then finds it waiting, and is adopted."""
+    the provider processes late then finds it waiting, and is adopted. A call adopted for
+    a campaign cancelled with hang-up meanwhile is hung up at once (`_adopted`)."""
     with transaction(runtime.settings.database_url) as session:
         attempt = _lock(session, attempt_id)
         if attempt.call_sid is not None or attempt.status is not AttemptStatus.PLACING:
-            return PlaceResult.ADOPTED  # a status callback already tied the call to it
+            # A status callback already tied the call to it.
+            return _adopted(runtime, attempt_id, _canceled_with_hang_up(attempt))
         to, since = attempt.phone_e164, attempt.created_at
         from_ = attempt.from_e164
     try:
@@ -436,33 +439,45 @@ def _recover(runtime: Runtime, attempt_id: int, error: ProviderError | None) -> 
         return PlaceResult.RETRY_LATER
     with transaction(runtime.settings.database_url) as session:
         attempt = _lock(session, attempt_id)
-        if attempt.call_sid is not None or attempt.status is not AttemptStatus.PLACING:
-            return PlaceResult.ADOPTED
-        taken = set(
-            session.scalars(
-                select(CallAttempt.call_sid).where(
-                    CallAttempt.call_sid.in_([c.sid for c in candidates])
+        if attempt.call_sid is None and attempt.status is AttemptStatus.PLACING:
+            taken = set(
+                session.scalars(
+                    select(CallAttempt.call_sid).where(
+                        CallAttempt.call_sid.in_([c.sid for c in candidates])
+                    )
                 )
             )
-        )
-        free = [c for c in candidates if c.sid not in taken]
-        if free:
+            free = [c for c in candidates if c.sid not in taken]
+            if not free:
+                end_unplaced(
+                    session,
+                    runtime,
+                    attempt,
+                    outcome=None,
+                    error_code=error.code if error else None,
+                    error_message=str(error) if error else "create request lost",
+                    retry_after_s=runtime.settings.ambiguous_redial_after_s,
+                )
+                return PlaceResult.RETRY_LATER
             _adopt_sid(attempt, free[0].sid)
             log.info("call_adopted", attempt_id=attempt_id, call_sid=free[0].sid)
-            return PlaceResult.ADOPTED
-        end_unplaced(
-            session,
-            runtime,
-            attempt,
-            outcome=None,
-            error_code=error.code if error else None,
-            error_message=str(error) if error else "create request lost",
-            retry_after_s=runtime.settings.ambiguous_redial_after_s,
-        )
-        return PlaceResult.RETRY_LATER
+        canceled = _canceled_with_hang_up(attempt)
+    return _adopted(runtime, attempt_id, canceled)
+
+
+def _adopted(runtime: Runtime, attempt_id: int, canceled: bool) -> PlaceResult:
+    """A call is tied to the attempt: `adopted`, or hung up at once (`stopped`) when its
+    campaign was cancelled with hang-up before the call had its sid."""
+    if not canceled:
+        return PlaceResult.ADOPTED
+    hang_up_call(runtime, attempt_id, EndReason.CAMPAIGN_CANCELED)
+    return PlaceResult.STOPPED
 
 
 def _adopt(runtime: Runtime, attempt_id: int, call_sid: str) -> PlaceResult:
+    """The create request answered with `call_sid`: tie it to the attempt, unless the
+    attempt was given up meanwhile (`resolve_late_call`); hang it up at once if the
+    campaign was cancelled with hang-up while the request was on its way."""
     with transaction(runtime.settings.database_url) as session:
         # Losing this write in a crash is harmless: the attempt stays `placing` and is
         # resolved by lookup (the reaper) or by the call's first status callback.
@@ -470,12 +485,19 @@ def _adopt(runtime: Runtime, attempt_id: int, call_sid: str) -> PlaceResult:
         attempt = _lock(session, attempt_id)
         if attempt.status is AttemptStatus.PLACING:
             _adopt_sid(attempt, call_sid)
-            return PlaceResult.PLACED
         late = attempt.status is AttemptStatus.NOT_PLACED and attempt.call_sid is None
+        canceled = _canceled_with_hang_up(attempt)
     if late:  # the reaper gave it up while this request was on its way
         resolve_late_call(runtime, attempt_id, call_sid)
         return PlaceResult.LATE
-    return PlaceResult.PLACED
+    return _adopted(runtime, attempt_id, canceled) if canceled else PlaceResult.PLACED
+
+
+def _canceled_with_hang_up(attempt: CallAttempt) -> bool:
+    """Whether the attempt's campaign was cancelled with hang-up before its call had a sid
+    (`campaigns.lifecycle.hang_up_on_cancel` marked it): its call, once tied to it (here
+    or by its first status callback), is hung up at once instead of left ringing."""
+    return attempt.end_reason is EndReason.CAMPAIGN_CANCELED and attempt.call_sid is not None
 
 
 def _adopt_sid(attempt: CallAttempt, call_sid: str) -> None:
@@ -506,7 +528,15 @@ def resolve_late_call(runtime: Runtime, attempt_id: int, call_sid: str) -> LateC
         attempt = _lock(session, attempt_id)
         if attempt.status is AttemptStatus.PLACING and attempt.call_sid is None:
             _adopt_sid(attempt, call_sid)
-            return LateCall.NOTHING
+            canceled = _canceled_with_hang_up(attempt)
+            ordinary = True
+        else:
+            ordinary = False
+    if ordinary:
+        _adopted(runtime, attempt_id, canceled)
+        return LateCall.NOTHING
+    with transaction(runtime.settings.database_url) as session:
+        attempt = _lock(session, attempt_id)
         if attempt.status is not AttemptStatus.NOT_PLACED or attempt.call_sid is not None:
             return LateCall.NOTHING
         job = session.get_one(CallJob, attempt.job_id, with_for_update=True)

@@ -1,8 +1,10 @@
 """The pool as Prometheus gauges, read at scrape time: leases in use and the cap of every
 scope (account, campaign, caller ID).
 
-Scopes are those of running campaigns (from PostgreSQL, shown even with no lease) and any
-other scope that holds a lease in Redis (a paused campaign's calls still live). Leases in
+Scopes are those of running campaigns (shown even with no lease) and of campaigns with a
+live attempt (a paused campaign's calls still live), both from PostgreSQL, the record of
+which calls are live (the partial index of live attempts): no `SCAN` of Redis per scrape.
+A lease Redis holds for no live attempt (leaked) is the reaper's to release. Leases in
 use count only unexpired ones (score after Redis `TIME`), as `acquire.lua` does; caps come
 from PostgreSQL (accounts, campaigns and caller IDs), a caller ID without a cap is left
 out of `dialer_pool_cap`. Served by the API's `/metrics` only: the pool is one shared
@@ -11,7 +13,6 @@ state, so one kind of process reports it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 import redis
@@ -22,11 +23,18 @@ from prometheus_client.metrics_core import Metric
 from sqlalchemy import select
 
 from dialer.pool import Keys
-from models import Account, CallerId, Campaign, CampaignStatus, transaction
+from models import (
+    TERMINAL_ATTEMPT_STATUSES,
+    Account,
+    CallAttempt,
+    CallerId,
+    Campaign,
+    CampaignStatus,
+    transaction,
+)
 
 log = structlog.get_logger(__name__)
 
-_SCOPE_KEY = re.compile(r"^dialer:\{a(\d+)\}:pool:(account|campaign|caller_id)(?::(\d+))?$")
 Scope = tuple[str, int, int]
 """(kind: account | campaign | caller_id, id, account id)"""
 
@@ -35,9 +43,10 @@ class PoolCollector:
     """A prometheus-client collector: `dialer_pool_leases` and `dialer_pool_cap`, labelled
     `scope` (account, campaign, caller_id), `id` and `account_id`.
 
-    A scrape costs one `SCAN` of the pool keys, one `ZCOUNT` per scope and one query per
-    kind of scope. Redis or PostgreSQL unreachable: the families are sent empty (and a
-    warning logged), so the rest of the scrape still answers.
+    A scrape costs one query for the scopes, one per kind of scope for the caps, and one
+    pipelined `ZCOUNT` per scope (no `SCAN`). Redis or PostgreSQL unreachable: the
+    families are sent empty (and a warning logged), so the rest of the scrape still
+    answers.
     """
 
     def __init__(self, client: redis.Redis, database_url: str) -> None:
@@ -69,19 +78,18 @@ class PoolCollector:
 
     def _read(self) -> tuple[dict[Scope, int], dict[Scope, int]]:
         scopes: set[Scope] = set()
-        for raw in self.redis.scan_iter(match="dialer:{a*}:pool:*", count=1000):
-            match = _SCOPE_KEY.match(raw.decode() if isinstance(raw, bytes) else raw)
-            if match:
-                account, kind, scope_id = match.groups()
-                scopes.add((kind, int(scope_id or account), int(account)))
         cap: dict[Scope, int] = {}
         with transaction(self.database_url) as session:
-            running = session.execute(
+            # `NOT IN` the terminal statuses: the predicate of `ix_call_attempts_live`.
+            live = select(CallAttempt.campaign_id).where(
+                CallAttempt.status.not_in(TERMINAL_ATTEMPT_STATUSES)
+            )
+            shown = session.execute(
                 select(Campaign.id, Campaign.account_id, Campaign.caller_id_id).where(
-                    Campaign.status == CampaignStatus.RUNNING
+                    (Campaign.status == CampaignStatus.RUNNING) | Campaign.id.in_(live)
                 )
             )
-            for campaign_id, account_id, caller_id_id in running:
+            for campaign_id, account_id, caller_id_id in shown:
                 scopes.add(("account", account_id, account_id))
                 scopes.add(("campaign", campaign_id, account_id))
                 scopes.add(("caller_id", caller_id_id, account_id))

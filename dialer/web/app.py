@@ -49,6 +49,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     # The provider webhooks first: the busiest routes, matched before every other router's.
     for router in (providers.router, campaigns.router, dnc.router, health.router):
         app.include_router(router)
+    if app.state.runtime.settings.metrics_token is not None:  # else no /metrics: 404
+        app.include_router(health.metrics_router)
     app.include_router(schedules.router)
     app.include_router(webhooks.router)
     for router in (account.router, numbers.router, calls.router):

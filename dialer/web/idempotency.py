@@ -6,6 +6,11 @@ answers 401 for a missing or bad key). With both, the body is spooled (in memory
 1 MB, then on disk: a campaign CSV may be large) and hashed, the key is claimed in its own
 transaction, and then either the stored response is sent again (with
 `Idempotent-Replayed: true`), or the request runs and its response is kept.
+
+The claim is left on the request (`held_claim`), so a route whose work must not be done
+twice stores its reply in the transaction that does the work (`keep_reply`). A request
+that then fails on the server (5xx, or an exception) is answered with that stored reply,
+not with the failure: the work was done, and a retry with the key gets the same reply.
 """
 
 from __future__ import annotations
@@ -13,12 +18,15 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import IO, Any
 
 import psycopg
 import sqlalchemy.exc
 import structlog
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -34,6 +42,32 @@ HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
 _CHUNK = 65536
 _SPOOL_IN_MEMORY = 1024 * 1024
+_CLAIM_STATE = "idempotency_claim"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The `Idempotency-Key` a request holds while it runs: its account and key."""
+
+    account_id: int
+    key: str
+
+
+def held_claim(request: Request) -> Claim | None:
+    """The key this request claimed (`IdempotencyMiddleware`), or None (no header)."""
+    claim = getattr(request.state, _CLAIM_STATE, None)
+    return claim if isinstance(claim, Claim) else None
+
+
+def keep_reply(session: Session, claim: Claim | None, status: int, reply: BaseModel) -> None:
+    """Store `reply` (JSON by alias, HTTP `status`) as the response to the request's key, in
+    `session`: the transaction that does the request's work, so both commit or neither
+    does. Without a claim, nothing to do."""
+    if claim is None:
+        return
+    body = reply.model_dump_json(by_alias=True).encode()
+    response = idempotency.StoredResponse(status, body, "application/json")
+    idempotency.finish(session, claim.account_id, claim.key, response)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -90,6 +124,7 @@ class IdempotencyMiddleware:
             if stored is not None:
                 await _replay(stored, send)
                 return
+            scope.setdefault("state", {})[_CLAIM_STATE] = Claim(account_id, key)
             spool.seek(0)
             status, body, content_type = 500, bytearray(), None
             held: list[Message] = []
@@ -114,13 +149,24 @@ class IdempotencyMiddleware:
 
             try:
                 await self.app(scope, _replaying(spool, receive), capture)
+            except Exception as error:
+                kept = await _settle_failure(url, account_id, key)
+                if kept is None:
+                    raise
+                log.error("request_failed_after_its_work_committed", key=key, error=repr(error))
+                await _replay(kept, send)
+                return
             except BaseException:
                 await run_in_threadpool(_release, url, account_id, key)
                 raise
         if status >= 500 or status == 429:
-            # Nothing was done (a server failure, or a limit that lifts): the same key
-            # may be sent again and run.
-            await run_in_threadpool(_release, url, account_id, key)
+            # A server failure, or a limit that lifts: the same key may be sent again and
+            # run, unless the work committed its reply (then that reply is the answer).
+            kept = await _settle_failure(url, account_id, key)
+            if kept is not None:
+                log.error("request_failed_after_its_work_committed", key=key, status=status)
+                await _replay(kept, send)
+                return
         else:
             response = idempotency.StoredResponse(status, bytes(body), content_type)
             try:
@@ -150,6 +196,24 @@ def _finish(url: str, account_id: int, key: str, response: idempotency.StoredRes
 def _release(url: str, account_id: int, key: str) -> None:
     with transaction(url) as session:
         idempotency.release(session, account_id, key)
+
+
+def _release_or_read(url: str, account_id: int, key: str) -> idempotency.StoredResponse | None:
+    with transaction(url) as session:
+        idempotency.release(session, account_id, key)
+        return idempotency.stored(session, account_id, key)
+
+
+async def _settle_failure(url: str, account_id: int, key: str) -> idempotency.StoredResponse | None:
+    """The request failed on the server: drop its claim if it committed nothing, and
+    return the reply its work stored with it (`keep_reply`), if any. If PostgreSQL cannot
+    be asked, None: the claim then stays `running` (409 to retries) until it expires,
+    never released for work that may have committed."""
+    try:
+        return await run_in_threadpool(_release_or_read, url, account_id, key)
+    except (sqlalchemy.exc.OperationalError, psycopg.OperationalError) as error:
+        log.error("idempotency_claim_not_settled", key=key, error=str(error))
+        return None
 
 
 async def _spool(receive: Receive, spool: IO[bytes]) -> str:

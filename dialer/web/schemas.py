@@ -60,8 +60,8 @@ class CampaignCreated(IngestSummaryOut):
 
     campaign_id: int
     rejected_csv: str | None = Field(
-        description="Path of the rejected rows on the server (also served at "
-        "`/v1/campaigns/{id}/rejected.csv`); null when every row was accepted."
+        description="Where to download the rejected rows (`/v1/campaigns/{id}/rejected.csv`,"
+        " relative to the API's base URL); null when every row was accepted."
     )
 
 
@@ -226,11 +226,22 @@ class ScheduleOut(BaseModel):
     name: str
     cron: str
     timezone: str
-    csv_path: str | None
+    source: Literal["file", "pushed"] = Field(
+        validation_alias="csv_path",
+        description="Where each batch's contacts come from: `file` (a CSV on the server, "
+        "set by its operator with `dialer schedules create --csv`) or `pushed` "
+        "(`POST /v1/schedules/{id}/contacts`).",
+    )
     catch_up_s: int
     status: str
     next_run_at: datetime = Field(description="The next occurrence to fire (UTC).")
     options: dict[str, Any]
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source_not_path(cls, csv_path: str | None) -> str:
+        # The server's file path is the operator's business, never a tenant's.
+        return "pushed" if csv_path is None else "file"
 
 
 class ScheduleCreated(BaseModel):

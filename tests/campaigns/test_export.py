@@ -157,3 +157,26 @@ def test_xlsx_keeps_e164_as_text_and_never_a_formula(db_session: Session) -> Non
     assert attempt[1] == "+442079460000"
     with pytest.raises(NotFoundError):
         export_xlsx(db_session, account.id, 999_999, io.BytesIO(), attempts=False)
+
+
+def test_the_export_has_every_contacts_variable_columns_not_the_first_contacts(
+    db_session: Session,
+) -> None:
+    """Contacts of one campaign with different variables (pushed to a schedule, single
+    calls into a named campaign): each column any contact has is exported."""
+    account = make_account(db_session)
+    campaign = make_campaign(db_session, account)
+    make_job(db_session, campaign, "+12125550143", line_no=2, variables={"first_name": "Ada"})
+    make_job(
+        db_session,
+        campaign,
+        "+12125550144",
+        line_no=3,
+        variables={"first_name": "Grace", "order": "A-17"},
+    )
+    make_job(db_session, campaign, "+12125550145", line_no=4, variables={})
+    sink = io.StringIO()
+    assert export_results(db_session, account.id, campaign.id, sink) == 3
+    header, *rows = list(csv.reader(io.StringIO(sink.getvalue())))
+    assert header[-2:] == ["first_name", "order"]
+    assert [row[-2:] for row in rows] == [["Ada", ""], ["Grace", "A-17"], ["", ""]]

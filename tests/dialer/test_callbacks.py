@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -10,9 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
+from campaigns import lifecycle
 from dialer.pool import Keys
 from dialer.runtime import Runtime
 from dialer.settings import SIMULATOR_AUTH_TOKEN, Settings
@@ -32,6 +35,8 @@ from tests.conftest import REDIS_URL
 from tests.factories import make_account, make_attempt, make_campaign, make_job
 from tests.servers import serve_app
 from tests.support import hold_lease
+from workers.app import DIALS_QUEUE
+from workers.enqueue import HANG_UP
 
 BASE = "https://dialer.example.test"
 SID = "CA" + "b" * 32
@@ -238,3 +243,25 @@ def test_a_callback_that_fails_to_apply_is_answered_and_the_other_accounts_are_a
         assert session.get_one(CallAttempt, poisoned).status is AttemptStatus.QUEUED
         stored = session.scalar(select(func.count()).where(ProviderEvent.attempt_id == poisoned))
     assert stored == 1
+
+
+def test_the_first_callback_of_a_call_placed_for_a_cancelled_campaign_hangs_it_up(
+    client: httpx.Client, runtime: Runtime, redis_client: redis.Redis
+) -> None:
+    """`cancel --hang-up` while the create request was out: the call's first status
+    callback (before the create's reply) ties it to the attempt, and asks for its hang-up."""
+    with transaction(runtime.settings.database_url) as session:
+        campaign = make_campaign(session, make_account(session), status=CampaignStatus.RUNNING)
+        job = make_job(
+            session, campaign, "+12125550143", status=JobStatus.IN_PROGRESS, attempt_count=1
+        )
+        attempt_id = make_attempt(session, job, status=AttemptStatus.PLACING).id
+        lifecycle.cancel(session, campaign.account_id, campaign.id, actor="cli:ops")
+        assert lifecycle.hang_up_on_cancel(session, campaign.id) == []
+    assert post(client, attempt_id, status("ringing", 1)).status_code == 204
+    attempt, _, _ = load(runtime, attempt_id)
+    assert (attempt.status, attempt.call_sid) == (AttemptStatus.RINGING, SID)
+    sent = [json.loads(raw)["headers"] for raw in redis_client.lrange(DIALS_QUEUE, 0, -1)]
+    assert [(m["task"], m["kwargsrepr"]) for m in sent] == [
+        (HANG_UP, repr({"attempt_id": attempt_id, "reason": "campaign_canceled"}))
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from campaigns import dnc
+from campaigns import dnc, lifecycle
 from dialer.calls import mark_placing
 from dialer.dispatch.dialing import (
     LateCall,
@@ -424,3 +425,58 @@ def test_the_breaker_pauses_every_running_campaign_of_the_account(
             )
             assert event.reason == tripped.status_reason
         assert session.get_one(Campaign, draft).status is CampaignStatus.DRAFT
+
+
+@pytest.mark.parametrize(
+    "slow_reply_s",
+    [0.3, 1.5],
+    ids=["create-answered-after-the-cancel", "create-timed-out-then-looked-up"],
+)
+def test_a_call_still_being_placed_when_its_campaign_is_cancelled_with_hang_up_is_hung_up(
+    runtime: Runtime, sim: httpx.Client, slow_reply_s: float
+) -> None:
+    """`cancel --hang-up` while the create request is at the carrier (its reply held):
+    once the call has its sid (the reply, or the lookup after the provider timeout of
+    1 s), it is hung up at once. Read at the carrier: nothing is left live, although the
+    call would talk for some 1,000 real seconds."""
+    talk = {"median_s": 1e6, "sigma": 0.01, "minimum_s": 9e5, "maximum_s": 1.1e6}
+    before = sim.get("/_sim/config").json()
+    sim.post(
+        "/_sim/config",
+        json={
+            "faults": {"slow": 1.0},
+            "slow_delay_s": slow_reply_s,
+            "talk": talk,
+            "outcome_weights": {"human": 1.0},
+        },
+    ).raise_for_status()
+    try:
+        attempt_id = dialing_attempt(runtime)
+        _, _, campaign = state(runtime, attempt_id)
+        with ThreadPoolExecutor(1) as pool:
+            placing = pool.submit(place_call, runtime, attempt_id)
+            deadline = time.monotonic() + 10
+            while stats(sim)["calls_created"] < 1:  # the call exists; its reply is held
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            with transaction(runtime.settings.database_url) as session:
+                lifecycle.cancel(session, campaign.account_id, campaign.id, actor="cli:ops")
+                assert lifecycle.hang_up_on_cancel(session, campaign.id) == []  # no sid yet
+            assert placing.result(timeout=30) is PlaceResult.STOPPED
+        attempt, _, _ = state(runtime, attempt_id)
+        assert attempt.call_sid is not None
+        assert attempt.end_reason is EndReason.CAMPAIGN_CANCELED
+        assert attempt.status not in LIVE_ATTEMPT_STATUSES
+        call = sim.get(
+            f"/2010-04-01/Accounts/{SIMULATOR_ACCOUNT_SID}/Calls/{attempt.call_sid}.json",
+            auth=(SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN),
+        ).json()
+        assert call["status"] in ("canceled", "completed")
+        seen = stats(sim)
+        assert (seen["calls_created"], seen["live"]) == (1, 0)
+        assert leases(runtime, attempt) == 0
+    finally:
+        sim.post(
+            "/_sim/config",
+            json={k: before[k] for k in ("slow_delay_s", "talk", "outcome_weights")},
+        ).raise_for_status()

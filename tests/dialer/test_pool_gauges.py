@@ -1,8 +1,11 @@
 """`PoolCollector`: leases in use (unexpired, from Redis) and caps (from PostgreSQL) of every
-running campaign's scopes and of any scope still holding a lease."""
+running campaign's scopes and of any campaign with a live attempt."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import redis
 from prometheus_client import CollectorRegistry
 
 from dialer.pool import Keys
@@ -41,13 +44,16 @@ def test_leases_and_caps_per_scope(runtime: Runtime) -> None:
         ids = account.id, running.id, paused.id, caller_id.id
     account_id, running_id, paused_id, caller_id_id = ids
     a = str(account_id)
-    # Nothing held yet: the running campaign's scopes with their caps, the paused one absent.
+    # Nothing held yet: the running campaign's scopes with their caps, and the paused one,
+    # which has a live attempt in PostgreSQL.
     assert gauges(runtime) == {
         ("dialer_pool_leases", "account", a, a): 0,
         ("dialer_pool_leases", "campaign", str(running_id), a): 0,
+        ("dialer_pool_leases", "campaign", str(paused_id), a): 0,
         ("dialer_pool_leases", "caller_id", str(caller_id_id), a): 0,
         ("dialer_pool_cap", "account", a, a): 9,
         ("dialer_pool_cap", "campaign", str(running_id), a): 4,
+        ("dialer_pool_cap", "campaign", str(paused_id), a): 2,
         ("dialer_pool_cap", "caller_id", str(caller_id_id), a): 5,
     }
     for attempt_id in attempts:
@@ -61,3 +67,36 @@ def test_leases_and_caps_per_scope(runtime: Runtime) -> None:
     # The paused campaign still holds a live call: shown, with its cap.
     assert seen[("dialer_pool_leases", "campaign", str(paused_id), a)] == 1
     assert seen[("dialer_pool_cap", "campaign", str(paused_id), a)] == 2
+
+
+class CommandLog(redis.Redis):
+    """A real Redis client that notes the name of every command it sends."""
+
+    commands: list[str]
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.commands.append(str(args[0]).upper())
+        return super().execute_command(*args, **options)
+
+
+def test_a_scrape_does_not_scan_redis(runtime: Runtime) -> None:
+    """The scopes come from PostgreSQL (running campaigns, live attempts): a scrape's cost
+    does not grow with every key of every tenant in Redis."""
+    with transaction(runtime.settings.database_url) as session:
+        account = make_account(session)
+        paused = make_campaign(session, account, status=CampaignStatus.PAUSED)
+        attempt_id = make_attempt(session, make_job(session, paused, "+12125550143")).id
+        ids = account.id, paused.id
+    hold_lease(runtime, attempt_id)
+    client = CommandLog.from_url(runtime.settings.redis_url)
+    client.commands = []
+    registry = CollectorRegistry()
+    registry.register(PoolCollector(client, runtime.settings.database_url))
+    seen = {
+        (s.name, s.labels["scope"], s.labels["id"]): s.value
+        for family in registry.collect()
+        for s in family.samples
+    }
+    assert seen[("dialer_pool_leases", "campaign", str(ids[1]))] == 1
+    assert seen[("dialer_pool_leases", "account", str(ids[0]))] == 1
+    assert "SCAN" not in client.commands

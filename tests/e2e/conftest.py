@@ -25,6 +25,7 @@ from dialer.simulator import SimulatorConfig, run_in_thread
 from dialer.web.app import create_app
 from tests.conftest import DATABASE_URL, REDIS_URL
 from tests.servers import serve_app
+from tests.support import METRICS_TOKEN
 
 
 @dataclass
@@ -118,6 +119,7 @@ def running_stack(tmp_path: Path, **sim_config: Any) -> Iterator[Stack]:
             stuck_dialing_after_s=3.0,
             ambiguous_redial_after_s=8.0,
             status_poll_after_s=3.0,
+            metrics_token=METRICS_TOKEN,
         )
         runtime = Runtime(settings)
         api_url = outer.enter_context(serve_app(create_app(runtime)))

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dialer.cli.devstack import child, free_port, wait_http
 from tests.e2e.conftest import Stack
 from tests.e2e.helpers import assert_clean_end, start_campaign, wait_finished
-from tests.support import wait_until
+from tests.support import METRICS_TOKEN, wait_until
 from workers.app import app
 from workers.enqueue import PLACE_CALL
 
@@ -24,8 +24,9 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def scrape(url: str) -> Samples:
-    """Every sample at `url` (Prometheus text), keyed by name and labels."""
-    response = httpx.get(url, timeout=10)
+    """Every sample at `url` (Prometheus text), keyed by name and labels; the API's with
+    its metrics token."""
+    response = httpx.get(url, timeout=10, headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     response.raise_for_status()
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
@@ -118,7 +119,8 @@ def test_worker_and_api_metrics_and_json_logs_after_a_small_campaign(stack: Stac
         e for e in lines if e.get("logger") == "celery.app.trace" and "succeeded" in e["event"]
     ]
     assert succeeded and all(e["level"] == "info" for e in succeeded)
-    assert any(e["event"] == "worker_metrics_serving" and e["port"] == port for e in lines)
+    serving = [e for e in lines if e["event"] == "worker_metrics_serving"]
+    assert [(e["host"], e["port"]) for e in serving] == [("127.0.0.1", port)]  # loopback
 
 
 def test_flower_lists_the_dialer_tasks_with_their_ids_only_with_credentials(

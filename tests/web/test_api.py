@@ -10,13 +10,13 @@ import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as time_of_day
-from pathlib import Path
 from typing import Any
 
 import httpx
 import openpyxl
 import pytest
 import redis
+from pydantic import SecretStr
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
@@ -35,6 +35,7 @@ from models import (
 )
 from tests.factories import make_attempt
 from tests.servers import serve_app
+from tests.support import METRICS_TOKEN
 from tests.web.support import KEY, OTHER_KEY, SAMPLE, Api, error_code
 from workers.app import PACER_QUEUE
 
@@ -84,9 +85,13 @@ def test_upload_creates_a_draft_campaign_with_its_ingest_summary(api: Api) -> No
     # The sample's bad rows: a local number, 911, a repeat of Ada, a blank phone.
     for reason in ("invalid_number", "emergency_or_short_code", "duplicate", "missing_number"):
         assert created["rejected"].get(reason, 0) >= 1, created["rejected"]
-    assert created["rejected_csv"]
-    assert Path(created["rejected_csv"]).is_file()
     campaign_id = created["campaign_id"]
+    # Where to download them, not where the server keeps them.
+    assert created["rejected_csv"] == f"/v1/campaigns/{campaign_id}/rejected.csv"
+    assert str(api.runtime.settings.data_dir) not in response.text
+    assert api.get(created["rejected_csv"]).status_code == 200
+    theirs = api.get(created["rejected_csv"], key=OTHER_KEY)
+    assert error_code(theirs, 404) == "campaign_not_found"
 
     listed = api.get("/v1/campaigns")
     assert listed.status_code == 200
@@ -719,11 +724,21 @@ def test_a_success_reply_is_sent_only_once_the_change_is_committed(api: Api) -> 
 # --- health and metrics --------------------------------------------------------------------
 
 
-def test_healthz_and_metrics(api: Api) -> None:
+def test_healthz_and_metrics_only_for_the_operators_token(api: Api, runtime: Runtime) -> None:
+    """`/metrics` lists every tenant's ids, caps and live calls: without `METRICS_TOKEN` it
+    is not served at all, with it only to that bearer token (not to a tenant's key)."""
     health = api.http.get("/healthz")
     assert health.status_code == 200
     assert health.json() == {"status": "ok"}
-    metrics = api.http.get("/metrics")
+    assert api.http.get("/metrics").status_code == 404
+    assert api.get("/metrics").status_code == 404
+    runtime.settings.metrics_token = SecretStr(METRICS_TOKEN)
+    with serve_app(create_app(runtime)) as url, httpx.Client(base_url=url) as http:
+        assert error_code(http.get("/metrics"), 401) == "unauthenticated"
+        tenant = http.get("/metrics", headers={"Authorization": f"Bearer {KEY}"})
+        assert error_code(tenant, 401) == "unauthenticated"
+        metrics = http.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        assert "/metrics" not in http.get("/openapi.json").json()["paths"]
     assert metrics.status_code == 200
     assert metrics.headers["content-type"].startswith("text/plain")
     # Labelled families appear once counted (multiprocess mode); these are always there.

@@ -15,6 +15,7 @@ import redis
 from sqlalchemy import func, select
 
 from campaigns import lifecycle
+from dialer.campaign_state import BREAKER, CampaignAction, transition
 from dialer.runtime import Runtime
 from dialer.web.app import create_app
 from models import CallJob, Campaign, transaction
@@ -286,6 +287,30 @@ def test_a_wait_refused_for_the_cap_does_not_use_up_its_idempotency_key(api: Api
     assert call_count(api) == 1
 
 
+def test_a_call_into_a_campaign_the_breaker_paused_is_refused_with_the_reason(api: Api) -> None:
+    """The breaker paused the account's standing campaign (the provider said the balance
+    is gone): a new call would wait for ever, so it is refused, naming the reason, whether
+    it names the campaign or goes to the standing one. An operator's pause takes calls."""
+    campaign_id = place(api)["campaign_id"]
+    reason = "provider account error 21606: insufficient balance"
+    with transaction(api.runtime.settings.database_url) as session:
+        campaign = session.get_one(Campaign, campaign_id)
+        transition(campaign, CampaignAction.TRIP_BREAKER, actor=BREAKER, reason=reason)
+    standing = api.post("/v1/calls", json=CALL)
+    assert error_code(standing, 409) == "campaign_paused"
+    assert "insufficient balance" in standing.json()["error"]["message"]
+    named = api.post("/v1/calls", json={**CALL, "campaign_id": campaign_id})
+    assert error_code(named, 409) == "campaign_paused"
+    assert call_count(api) == 1
+
+    with transaction(api.runtime.settings.database_url) as session:
+        campaign = session.get_one(Campaign, campaign_id)
+        transition(campaign, CampaignAction.RESUME, actor="cli:ops")
+        transition(campaign, CampaignAction.PAUSE, actor="cli:ops")
+    assert place(api)["status"] == "queued"
+    assert call_count(api) == 2
+
+
 # --- listing --------------------------------------------------------------------------------
 
 
@@ -312,6 +337,20 @@ def test_list_filters_and_cursor_pagination(api: Api) -> None:
     assert error_code(api.get("/v1/calls", params={"status": "ringing"}), 400) == (
         "invalid_request"
     )
+
+
+def test_the_to_number_filter_reads_the_number_as_the_client_meant_it(api: Api) -> None:
+    """A `+` sent unencoded in a query string arrives as a space; a national form names the
+    same number; what is not a number is refused, not an empty page."""
+    wanted = place(api, to_number="+12125550143")["call_id"]
+    place(api, to_number="+12125550144")
+    for raw in ("+12125550143", " 12125550143", "(212) 555-0143"):
+        found = api.get("/v1/calls", params={"to_number": raw}).json()["calls"]
+        assert [c["call_id"] for c in found] == [wanted], raw
+    unencoded = api.get("/v1/calls?to_number=+12125550143").json()["calls"]
+    assert [c["call_id"] for c in unencoded] == [wanted]
+    refused = api.get("/v1/calls", params={"to_number": "not-a-number"})
+    assert error_code(refused, 400) == "invalid_phone_format"
 
 
 # --- tenant isolation -----------------------------------------------------------------------

@@ -8,10 +8,17 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import psycopg
+import pytest
+import redis
+from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy import func, select
 
+from dialer.dispatch.pacer import accounts_needing_pacer, pacer_idle_key
+from dialer.web.routers import calls as calls_router
 from models import CallJob, IdempotencyKey, transaction
 from tests.web.support import OTHER_KEY, Api, error_code
+from workers.app import app as celery_app
 
 CALL = {"to_number": "+447386172392", "message": "Hello."}
 
@@ -93,4 +100,51 @@ def test_two_concurrent_requests_with_one_key_run_once(api: Api) -> None:
     retry = api.post("/v1/calls", json=body, headers={"Idempotency-Key": "at-once"})
     assert retry.status_code == 201
     assert retry.headers["idempotent-replayed"] == "true"
+    assert calls(api) == 1
+
+
+def test_a_broker_down_after_commit_answers_the_call_and_the_beat_recovers_the_kick(
+    api: Api, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pacer kick (an after-commit hook) cannot reach the broker: the call was
+    committed, so the client gets it, a retry with the key gets the same call, and the
+    account is left for the beat's `kick_pacers` (its idle mark cleared), not stranded."""
+    redis_client.set(pacer_idle_key(api.account_id), "1", px=3_600_000)
+
+    def broker_down(*_: object, **__: object) -> None:
+        raise BrokerError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(celery_app, "send_task", broker_down)
+    key = {"Idempotency-Key": "broker-down"}
+    first = api.post("/v1/calls", json=CALL, headers=key)
+    assert first.status_code == 201, first.text
+    assert first.json()["status"] == "queued"
+    again = api.post("/v1/calls", json=CALL, headers=key)
+    assert again.status_code == 201, again.text
+    assert again.json()["call_id"] == first.json()["call_id"]
+    assert calls(api) == 1
+    assert accounts_needing_pacer(api.runtime) == [api.account_id]
+
+
+def test_a_database_blip_after_commit_answers_the_stored_call_and_a_retry_places_no_second(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The call is committed, then the `wait` request's read fails (PostgreSQL gone for a
+    moment): the client gets the reply stored with the call, not a 503 that invites a
+    retry, and a retry with the key is answered from it."""
+
+    def blip(*_: object) -> None:
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(calls_router, "_read", blip)
+    key = {"Idempotency-Key": "db-blip"}
+    body = {**CALL, "wait": 1}
+    first = api.post("/v1/calls", json=body, headers=key)
+    assert first.status_code == 201, first.text
+    assert first.json()["status"] == "queued"
+    monkeypatch.undo()
+    again = api.post("/v1/calls", json=body, headers=key)
+    assert again.status_code == 201, again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["call_id"] == first.json()["call_id"]
     assert calls(api) == 1

@@ -20,7 +20,7 @@ from dialer.runtime import Runtime
 from dialer.settings import Settings
 from dialer.web import sessions
 from dialer.web.app import create_app
-from models import transaction
+from models import Campaign, transaction
 from tests.factories import account_named
 from tests.servers import serve_app
 from tests.web.page_support import SESSION_SECRET, form_token, give_key, sign_in
@@ -176,7 +176,7 @@ def test_sign_in_only_redirects_within_the_site(site: Site) -> None:
 
 def test_a_forged_or_expired_cookie_is_no_session(site: Site) -> None:
     settings = site.runtime.settings
-    page_session = sessions.PageSession.new(1)
+    page_session = sessions.PageSession.new(1, 1)
     good = sessions.sign(settings, page_session)
     assert sessions.read(settings, good) == page_session
     assert sessions.read(settings, good[:-2] + ("AA" if not good.endswith("AA") else "BB")) is None
@@ -190,7 +190,8 @@ def test_a_forged_or_expired_cookie_is_no_session(site: Site) -> None:
 
         secret = SESSION_SECRET
         serializer = URLSafeTimedSerializer(secret, salt=sessions._SALT, signer=Then)
-        return str(serializer.dumps({"account_id": 1, "csrf_token": "t"}))
+        payload = {"account_id": 1, "key_id": 1, "session_id": "s", "csrf_token": "t"}
+        return str(serializer.dumps(payload))
 
     assert sessions.read(settings, stamped(sessions.SESSION_MAX_AGE_S - 60)) is not None
     assert sessions.read(settings, stamped(sessions.SESSION_MAX_AGE_S + 1)) is None
@@ -208,6 +209,36 @@ def test_logout_needs_the_token_and_clears_the_cookie(site: Site, http: httpx.Cl
     assert response.headers["location"] == "/login"
     assert session_cookie(response)[sessions.SESSION_COOKIE]["max-age"] == "0"
     assert http.get("/").status_code == 303
+
+
+def test_a_cookie_kept_after_logout_signs_nobody_in(site: Site, http: httpx.Client) -> None:
+    """Logout ends the session itself, not only the browser's copy of the cookie: one
+    copied before (another tab, a stolen cookie) is refused too."""
+    kept = http.cookies[sessions.SESSION_COOKIE]
+    token = form_token(http.get("/").text)
+    assert http.post("/logout", data={"csrf_token": token}).status_code == 303
+    with site.client() as replay:
+        replay.cookies.set(sessions.SESSION_COOKIE, kept)
+        assert replay.get("/").status_code == 303
+        data = replay.get(f"/campaigns/{site.campaign_id}/data")
+        assert data.status_code == 401
+        assert data.json()["error"]["code"] == "sign_in_required"
+
+
+def test_revoking_the_key_ends_the_sessions_it_signed_in(site: Site, http: httpx.Client) -> None:
+    """The key signed the session in: once it is revoked (leaked, its holder gone), the
+    page is closed to that session at its next request, the buttons too."""
+    token = form_token(http.get("/").text)
+    with transaction(site.runtime.settings.database_url) as session:
+        account = account_named(session, "acme")
+        for key in list_api_keys(session, account.id):
+            revoke_api_key(session, key.id)
+    assert http.get("/").status_code == 303
+    cancel = http.post(f"/campaigns/{site.campaign_id}/cancel", data={"csrf_token": token})
+    assert cancel.status_code == 303
+    assert cancel.headers["location"].startswith("/login")
+    with transaction(site.runtime.settings.database_url) as session:
+        assert session.get_one(Campaign, site.campaign_id).status == "running"
 
 
 def test_without_a_session_secret_sign_in_is_off(site: Site) -> None:

@@ -3,13 +3,15 @@ shape, and 404 for another account's schedule."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from models import Schedule, transaction
-from tests.web.support import OTHER_KEY, Api, error_code
+from campaigns import schedules
+from models import Account, Schedule, transaction
+from tests.web.support import OTHER_KEY, SAMPLE, Api, error_code
 from tests.web.test_api import campaign_id
 
 __all__ = ["campaign_id"]  # fixtures
@@ -32,10 +34,10 @@ def create(api: Api) -> int:
 def test_create_read_list_patch_and_delete(api: Api) -> None:
     schedule_id = create(api)
     one = api.get(f"/v1/schedules/{schedule_id}").json()
-    assert (one["cron"], one["status"], one["csv_path"], one["catch_up_s"]) == (
+    assert (one["cron"], one["status"], one["source"], one["catch_up_s"]) == (
         "0 9 * * mon-fri",
         "active",
-        None,
+        "pushed",
         3600,
     )
     assert one["options"] == BODY["options"]
@@ -57,6 +59,33 @@ def test_create_read_list_patch_and_delete(api: Api) -> None:
     assert api.delete(f"/v1/schedules/{schedule_id}").status_code == 204
     assert error_code(api.get(f"/v1/schedules/{schedule_id}"), 404) == "schedule_not_found"
     assert api.get("/v1/schedules").json()["items"] == []
+
+
+def test_a_schedule_reading_a_server_file_does_not_show_its_path(api: Api, tmp_path: Path) -> None:
+    """The operator's `dialer schedules create --csv /srv/...`: the tenant learns that its
+    batches come from a file, not where the server keeps it."""
+    source = tmp_path / "clinic" / "reminders.csv"
+    source.parent.mkdir()
+    source.write_bytes(SAMPLE.read_bytes())
+    with transaction(api.runtime.settings.database_url) as session:
+        schedule = schedules.create_schedule(
+            session,
+            session.get_one(Account, api.account_id),
+            name="From a file",
+            cron="0 9 * * mon-fri",
+            timezone="Europe/London",
+            csv_path=source,
+            options=BODY["options"],
+            actor="cli:ops",
+        )
+        schedule_id = schedule.id
+    shown = api.get(f"/v1/schedules/{schedule_id}")
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["source"] == "file"
+    listed = api.get("/v1/schedules")
+    for reply in (shown, listed):
+        assert str(tmp_path) not in reply.text
+        assert "reminders.csv" not in reply.text
 
 
 def test_bad_settings_are_400(api: Api) -> None:

@@ -31,6 +31,7 @@ from dialer.web.errors import (
     Responses,
     declared,
 )
+from dialer.web.idempotency import Claim, held_claim, keep_reply
 from dialer.web.quotas import RequestQuotas
 from dialer.web.schemas import CallIn, CallOut, CallPage
 from models import Account, Outcome, on_commit, transaction
@@ -47,8 +48,9 @@ _POLL_S = (0.1, 0.2, 0.5)
 seen within half a second, at two reads a second per waiting request."""
 
 
-def _place(rt: Runtime, account_id: int, body: CallIn) -> int:
-    """Queue the call in its own transaction and wake the account's pacer after commit."""
+def _place(rt: Runtime, account_id: int, body: CallIn, claim: Claim | None) -> CallOut:
+    """Queue the call in its own transaction, with the reply kept for the request's
+    `Idempotency-Key` in that same transaction; wake the account's pacer after commit."""
     call = calls.SingleCall(**body.model_dump(exclude={"wait"}))
     with transaction(rt.settings.database_url) as session:
         account = session.get_one(Account, account_id)
@@ -58,8 +60,10 @@ def _place(rt: Runtime, account_id: int, body: CallIn) -> int:
             call,
             allow_private_webhooks=rt.settings.webhook_allow_private_networks,
         )
+        state = CallOut.model_validate(calls.calls_json(session, [job])[0])
+        keep_reply(session, claim, 201, state)
         on_commit(session, lambda: kick_pacer(account_id))
-        return job.id
+        return state
 
 
 def _read(rt: Runtime, account_id: int, call_id: int) -> CallOut:
@@ -85,24 +89,32 @@ async def place_call(
     Refusals stop at the first, in this order: `missing_field`, `invalid_phone_format`,
     `campaign_not_found` (404) / `invalid_state` (409), `emergency_or_short_code`,
     `premium_rate`, `country_not_allowed`, `do_not_call`, `from_number_not_found`,
-    `no_outbound_number`, `from_number_mismatch`, `invalid_template`, `missing_variable`,
+    `no_outbound_number`, `from_number_mismatch`, `campaign_paused` (409: the circuit
+    breaker paused the campaign, standing or named, that would take the call; the message
+    names the provider's error), `invalid_template`, `missing_variable`,
     `webhook_url_not_allowed` (all 400 unless said); a body that is not JSON is 422
     `invalid_json`.
 
     With `wait`, the request holds one of the account's `MAX_WAITERS_PER_ACCOUNT` slots;
     when all are held it is refused at once, before anything is placed: 429
     `too_many_waiters` with `Retry-After` (send it again, or without `wait` and read
-    `GET /v1/calls/{id}`)."""
+    `GET /v1/calls/{id}`).
+
+    With an `Idempotency-Key`, the reply is kept in the transaction that queues the call:
+    a failure after that commit is answered with it (and so is a retry with the key),
+    never by queueing the call again."""
     quotas: RequestQuotas = request.app.state.quotas
     with quotas.waiter(account_id) if body.wait else nullcontext():
-        return await _place_and_wait(rt, account_id, body)
+        return await _place_and_wait(rt, account_id, body, held_claim(request))
 
 
-async def _place_and_wait(rt: Runtime, account_id: int, body: CallIn) -> CallOut:
-    call_id = await run_in_threadpool(_place, rt, account_id, body)
-    state = await run_in_threadpool(_read, rt, account_id, call_id)
+async def _place_and_wait(
+    rt: Runtime, account_id: int, body: CallIn, claim: Claim | None
+) -> CallOut:
+    state = await run_in_threadpool(_place, rt, account_id, body, claim)
     if not body.wait:
         return state
+    call_id = state.call_id
     deadline = time.monotonic() + body.wait
     polls = 0
     while state.status not in calls.FINAL_STATUSES:
@@ -129,7 +141,14 @@ def get_call(call_id: RowId, account: CurrentAccount, session: SessionDep) -> Ca
 
 StatusFilter = Annotated[calls.CallStatus | None, Query(description="Only calls in this status.")]
 OutcomeFilter = Annotated[Outcome | None, Query(description="Only calls with this outcome.")]
-ToFilter = Annotated[str | None, Query(max_length=32, description="Only calls to this number.")]
+ToFilter = Annotated[
+    str | None,
+    Query(
+        max_length=32,
+        description="Only calls to this number: E.164 (an unencoded `+`, read as a space, "
+        "is taken as meant) or a US national form; not a number: 400 `invalid_phone_format`.",
+    ),
+]
 
 
 def _page(

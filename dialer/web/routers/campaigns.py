@@ -83,7 +83,12 @@ def create_campaign(
         CampaignOptions(**options.model_dump()),
         file.file,
     )
-    return CampaignCreated.model_validate(imported.to_json())
+    created = imported.to_json()
+    # Where a client downloads the rejected rows: never the server's file path.
+    created["rejected_csv"] = (
+        f"{router.prefix}/{imported.campaign_id}/rejected.csv" if imported.rejected_csv else None
+    )
+    return CampaignCreated.model_validate(created)
 
 
 @router.get("", response_model=Page[CampaignOut], responses=INVALID)
@@ -158,8 +163,9 @@ def preview(
 def rejected_csv(
     campaign_id: RowId, account: CurrentAccount, session: SessionDep, rt: RuntimeDep
 ) -> FileResponse:
-    """The rows ingest refused (line, reason, the row's fields). 404 `no_rejected_rows`
-    when it refused none."""
+    """The rows ingest refused (line, reason, the row's fields), the campaign's account
+    only (another's is 404 `campaign_not_found`). 404 `no_rejected_rows` when it refused
+    none."""
     lifecycle.get_campaign(session, account.id, campaign_id)
     path = rt.settings.data_dir / "rejected" / f"campaign-{campaign_id}-rejected.csv"
     if not path.exists():
@@ -313,9 +319,10 @@ def cancel_campaign(
     hang_up: bool = False,
 ) -> CampaignOut:
     """-> canceled: pending contacts are cancelled and dials not yet sent are not made;
-    live calls finish and are reported, or are hung up with `?hang_up=true`."""
+    live calls finish and are reported, or are hung up with `?hang_up=true` (a call still
+    being placed too, as soon as the provider gives its sid)."""
     campaign = lifecycle.cancel(session, account.id, campaign_id, actor=actor)
-    live = lifecycle.live_calls(session, campaign_id) if hang_up else []
+    live = lifecycle.hang_up_on_cancel(session, campaign_id) if hang_up else []
     for attempt_id in live:
         on_commit(session, partial(hang_up_call, attempt_id, EndReason.CAMPAIGN_CANCELED))
     return _transitioned(session, campaign)

@@ -11,7 +11,8 @@ Routes (HTML unless said; none is in the OpenAPI document):
 - `POST /campaigns/{id}/pause|resume|cancel` (form `csrf_token`): what the `/v1` POSTs of the
   same names do, then back to the page (303).
 
-Without a valid session cookie a page redirects to `/login` (303) and the data endpoint is 401
+Without a valid session cookie (or after logout, or once the key it signed in with is revoked)
+a page redirects to `/login` (303) and the data endpoint is 401
 in the API's error shape. Any other refusal is an HTML page with the error's status and
 message: a campaign of another account is 404, a POST without the session's CSRF token 403.
 Pages are sent with a Content-Security-Policy that allows only this site's own scripts,
@@ -33,14 +34,14 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import URL
 
 from campaigns import lifecycle
-from campaigns.accounts import account_by_api_key
+from campaigns.accounts import authenticate
 from dialer.errors import DialerError, UnauthenticatedError
 from dialer.web import sessions
 from dialer.web.deps import RowId, RuntimeDep, SessionDep
 from dialer.web.errors import error_response
 from dialer.web.routers import campaigns as api
 from dialer.web.schemas import CampaignOut
-from models import Account
+from models import Account, ApiKey
 
 _HERE = Path(__file__).resolve().parents[1]
 templates = Jinja2Templates(directory=_HERE / "templates")
@@ -121,14 +122,17 @@ def signed_in(request: Request, rt: RuntimeDep, db: SessionDep) -> SignedIn:
     """The account of the request's session cookie.
 
     Raises:
-        SignInRequiredError: no cookie, a forged or expired one, or its account is gone.
+        SignInRequiredError: no cookie, a forged or expired one, a session logged out, or
+            one whose API key was revoked since.
         SessionSecretMissingError: SESSION_SECRET is not set.
     """
     page_session = sessions.read(rt.settings, request.cookies.get(sessions.SESSION_COOKIE))
-    account = db.get(Account, page_session.account_id) if page_session else None
-    if page_session is None or account is None:
+    if page_session is None or not sessions.is_open(rt.redis, page_session):
         raise SignInRequiredError()
-    return SignedIn(account, page_session)
+    key = db.get(ApiKey, page_session.key_id)
+    if key is None or key.revoked_at is not None or key.account_id != page_session.account_id:
+        raise SignInRequiredError()  # the key it signed in with was revoked (or deleted)
+    return SignedIn(db.get_one(Account, page_session.account_id), page_session)
 
 
 SignedInDep = Annotated[SignedIn, Depends(signed_in, scope="function")]
@@ -168,7 +172,7 @@ def login_form(request: Request, rt: RuntimeDep, next: str = "/") -> Response:
     """The sign-in form, with a fresh login CSRF token in the form and in a cookie."""
     if rt.settings.session_secret is None:
         raise sessions.SessionSecretMissingError()
-    token = sessions.PageSession.new(0).csrf_token
+    token = sessions.new_token()
     response = _login_form(request, token, sessions.safe_next(next), None, 200)
     response.set_cookie(
         sessions.LOGIN_CSRF_COOKIE,
@@ -199,11 +203,13 @@ def login(
         new_form = "The sign-in form expired; reload the page and try again."
         return _login_form(request, form_token, next_path, new_form, 403)
     try:
-        account = account_by_api_key(db, api_key.strip())
+        account, key = authenticate(db, api_key.strip())
     except UnauthenticatedError:
         unknown = "This API key is unknown or has been revoked."
         return _login_form(request, form_token, next_path, unknown, 401)
-    cookie = sessions.sign(rt.settings, sessions.PageSession.new(account.id))
+    page_session = sessions.PageSession.new(account.id, key.id)
+    cookie = sessions.sign(rt.settings, page_session)
+    sessions.open_session(rt.redis, page_session)
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(
         sessions.SESSION_COOKIE,
@@ -219,8 +225,10 @@ def login(
 
 
 @router.post("/logout")
-def logout(_: CsrfCheckedDep) -> Response:
-    """Sign out: the session cookie is cleared, then the sign-in form (303)."""
+def logout(user: CsrfCheckedDep, rt: RuntimeDep) -> Response:
+    """Sign out: the session is closed (its cookie, even if kept, signs nobody in again) and
+    the cookie cleared, then the sign-in form (303)."""
+    sessions.close_session(rt.redis, user.session)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(sessions.SESSION_COOKIE, path="/")
     return response

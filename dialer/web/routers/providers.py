@@ -110,6 +110,8 @@ async def _callback(request: Request, attempt_id: int, kind: CallbackKind) -> Re
             observe_callback_lag(kind.value, params.get("Timestamp"))
         if result.hang_up_machine:
             hang_up(attempt_id, "machine")
+        if result.hang_up_canceled:
+            hang_up(attempt_id, "campaign_canceled")
         if result.late_call:
             resolve_late_call(attempt_id, result.late_call)
     if kind is CallbackKind.GATHER:
