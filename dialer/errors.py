@@ -7,7 +7,8 @@ field. The HTTP API answers one with its class's `http_status` and the body
 stderr and exits 1. The tree, with each class's HTTP status and codes:
 
 * DialerError ............................ 400  a refused request (`invalid_caller_id`, ...;
-        `invalid_value`: a value the database cannot store, e.g. a NUL character)
+        `invalid_value`: a value the database cannot store, e.g. a NUL character;
+        `above_ceiling`: an account cap past the ceiling the operator set it)
   + InvalidOptionError ................... 400  `invalid_option`: a campaign setting
   + InvalidWindowError ................... 400  `invalid_window`, `invalid_days`,
         `invalid_timezone`, `invalid_holiday`, `invalid_schedule`,
@@ -25,7 +26,9 @@ stderr and exits 1. The tree, with each class's HTTP status and codes:
   + ForbiddenError ....................... 403  `invalid_signature`: a forged callback
         `invalid_csrf_token`: a page POST without its session's token
   + NotFoundError ........................ 404  `campaign_not_found`, `attempt_not_found`, ...
-  + ConflictError ........................ 409  `invalid_state`
+  + ConflictError ........................ 409  `invalid_state`; `number_taken`: another
+        account has this caller ID; `caller_id_not_outbound`: starting or resuming a
+        campaign whose caller ID is disabled for outbound calls
   + UnprocessableError ................... 422  `idempotency_key_reused`, `invalid_json`
   + IngestError .......................... 422  a CSV refused as a whole: an `IngestErrorCode`
         (campaigns.csvsource)
