@@ -11,7 +11,7 @@ from sqlalchemy import select
 from campaigns.accounts import save_number
 from dialer.dispatch.dialing import DialOrder
 from dialer.dispatch.pacer import PacerLock, dispatch_round, run_pacer
-from dialer.pool import Keys
+from dialer.pool import Keys, ProviderKeys
 from dialer.pool.reconcile import ensure_pool
 from dialer.runtime import Runtime
 from models import (
@@ -212,3 +212,17 @@ def test_a_number_turned_off_for_outbound_is_no_longer_presented(
         campaign = session.get_one(Campaign, stopped_id)
         assert campaign.status is CampaignStatus.PAUSED
         assert campaign.status_reason == "caller ID +14155550101 was disabled for outbound calls"
+
+
+def test_accounts_together_stay_within_the_provider_accounts_cap(
+    committed_db: str, runtime: Runtime
+) -> None:
+    runtime.settings.provider_max_concurrency = 3
+    account_a, _ = seed(committed_db, [{"jobs": 2}], {"name": "a", "max_concurrency": 10})
+    account_b, _ = seed(committed_db, [{"jobs": 5}], {"name": "b", "max_concurrency": 10})
+    for account_id in (account_a, account_b):
+        ensure_pool(runtime.pool, runtime.settings.database_url, account_id)
+    assert len(dispatch_round(runtime, account_a).dials) == 2
+    assert len(dispatch_round(runtime, account_b).dials) == 1  # the provider's third slot
+    assert dispatch_round(runtime, account_b).dials == []
+    assert runtime.pool.live(ProviderKeys().pool()) == 3
