@@ -165,17 +165,26 @@ def test_another_accounts_caller_id_is_refused_as_number_taken(api: Api) -> None
 
 
 def test_a_tenant_may_lower_its_caps_but_never_raise_them_past_the_ceiling(api: Api) -> None:
+    refused = {
+        field: api.patch("/v1/account", json={field: value})
+        for field, value in [("max_concurrency", 100_000), ("cps", 10_000)]
+    }
+    assert {f: error_code(r, 400) for f, r in refused.items()} == dict.fromkeys(
+        refused, "above_ceiling"
+    )
     ceilings = api.runtime.settings
+    for field, ceiling in [
+        ("max_concurrency", ceilings.account_max_concurrency_ceiling),
+        ("cps", ceilings.account_cps_ceiling),
+    ]:
+        assert [d["field"] for d in refused[field].json()["error"]["details"]] == [field]
+        assert f"at most {ceiling:g}" in refused[field].json()["error"]["message"]
     shown = api.get("/v1/account").json()
+    assert (shown["max_concurrency"], shown["cps"]) == (10, 1.0)
     assert (shown["max_concurrency_ceiling"], shown["cps_ceiling"]) == (
         ceilings.account_max_concurrency_ceiling,
         ceilings.account_cps_ceiling,
     )
-    for field, value in [("max_concurrency", 100_000), ("cps", 10_000)]:
-        refused = api.patch("/v1/account", json={field: value})
-        assert error_code(refused, 400) == "above_ceiling", field
-        assert [d["field"] for d in refused.json()["error"]["details"]] == [field]
-        assert f"{shown[field + '_ceiling']:g}" in refused.json()["error"]["message"]
     at_ceiling = {
         "max_concurrency": ceilings.account_max_concurrency_ceiling,
         "cps": ceilings.account_cps_ceiling,
