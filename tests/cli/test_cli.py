@@ -208,6 +208,7 @@ def test_a_file_level_error_creates_nothing(
 
 
 def test_settings_reach_the_campaign(cli: Cli, committed_db: str) -> None:
+    cli.ok("accounts", "set", "default", "--cps", "5")  # a campaign's CPS is at most its account's
     created = cli.create(
         "--max-hold-s",
         "45",

@@ -152,6 +152,8 @@ def test_a_bad_option_is_400_invalid_option(api: Api) -> None:
 
 
 def test_settings_sent_as_form_fields_reach_the_campaign(api: Api) -> None:
+    # A campaign's CPS is at most its account's (1 by default).
+    assert api.patch("/v1/account", json={"cps": 5}).status_code == 200
     response = api.upload(
         SAMPLE.read_bytes(),
         max_hold_s="45",
