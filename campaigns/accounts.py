@@ -78,7 +78,8 @@ def create_account(
 ) -> Account:
     """A new account `name` with the given caps (calls per second for `cps`); with
     `simulator` (the provider is the carrier simulator) its first caller ID is
-    `SIMULATOR_CALLER_ID`.
+    `SIMULATOR_CALLER_ID`. The caps are not held to the ceilings here: the entry points
+    set them through `update_account`, which does.
 
     Raises:
         DialerError: `invalid_account_name` (blank or longer than 100 characters).
