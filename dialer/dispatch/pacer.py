@@ -316,8 +316,10 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
             if got.result is AcquireResult.FULL:
                 if got.full_scope != request.own_scope:
                     # The account, the provider account or a caller ID is full: wait for a
-                    # release (one of another account's wakes only its own pacer: this one
-                    # looks again within `MAX_SLEEP_S`).
+                    # release. The provider's is freed by any account's: the next one wakes
+                    # this pacer, or another that waits for it too.
+                    if got.full_scope == ProviderKeys().pool():
+                        runtime.pool.wait_for_provider(keys.wake())
                     blocked = True
                     break
                 full.add(campaign.id)

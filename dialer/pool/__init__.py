@@ -5,10 +5,11 @@ attempt id, score = lease expiry in milliseconds of Redis `TIME`. `acquire.lua` 
 batch of leases in order (one pacer round): it checks every scope's cap (purging lapsed
 leases from a scope that looks full) and every GCRA limiter, and adds each lease to all its
 scopes atomically; release is idempotent and pushes to the account's wake list, on which
-the pacer sleeps. All keys of an account share the hash tag `{a<account id>}`; the
-provider account's scope and limiters (`ProviderKeys`, shared by every account, so all
-tenants together stay within what the provider granted) have their own, so an admission
-touches two hash slots: the pool needs one Redis, not Redis Cluster.
+the pacer sleeps, and to that of one pacer waiting for room in the provider's scope. All
+keys of an account share the hash tag `{a<account id>}`; the provider account's scope and
+limiters (`ProviderKeys`, shared by every account, so all tenants together stay within
+what the provider granted) have their own, so an admission touches two hash slots: the
+pool needs one Redis, not Redis Cluster.
 
 The GCRA limiters pace the pacer's bookings; the CPS limit as the provider counts it is kept
 at the moment each create request leaves, by send windows (`send_slot.lua`): a sliding
@@ -176,6 +177,11 @@ class ProviderKeys:
     def generation(self) -> str:
         return f"{self.tag}:generation"
 
+    def waiters(self) -> str:
+        """A set of the wake lists of pacers that found the provider's scope full: each
+        release wakes one (`release.lua`), whichever account's lease it frees."""
+        return f"{self.tag}:waiters"
+
 
 class Pool:
     """Lease operations for one Redis. Scripts are loaded once and run by `EVALSHA`."""
@@ -185,6 +191,7 @@ class Pool:
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
         self._send_slot = client.register_script(_SEND_SLOT)
+        self._waiters = ProviderKeys().waiters()
 
     def acquire(
         self,
@@ -314,8 +321,16 @@ class Pool:
         pipe.execute()
 
     def release(self, member: str, scope_keys: list[str], wake_key: str) -> int:
-        """Drop `member`'s lease from every scope; idempotent. Returns scopes that held it."""
-        return int(self._release(keys=[*scope_keys, wake_key], args=[member]))
+        """Drop `member`'s lease from every scope; idempotent. Returns scopes that held it.
+        A lease freed wakes the account's pacer (`wake_key`) and one pacer waiting for room
+        in the provider account's scope (`wait_for_provider`)."""
+        keys = [*scope_keys, wake_key, self._waiters]
+        return int(self._release(keys=keys, args=[member]))
+
+    def wait_for_provider(self, wake_key: str) -> None:
+        """Have the next release of any account wake the pacer sleeping on `wake_key`: its
+        round found the provider account's scope full."""
+        self.redis.sadd(self._waiters, wake_key)
 
     def release_many(self, leases: list[tuple[str, list[str], str]]) -> None:
         """`release` for each (member, scope keys, wake key), in one round trip: a pipeline
@@ -325,7 +340,8 @@ class Pool:
             return
         pipe = self.redis.pipeline(transaction=False)
         for member, scope_keys, wake_key in leases:
-            pipe.evalsha(self._release.sha, len(scope_keys) + 1, *scope_keys, wake_key, member)
+            keys = [*scope_keys, wake_key, self._waiters]
+            pipe.evalsha(self._release.sha, len(keys), *keys, member)
         try:
             pipe.execute()
         except NoScriptError:

@@ -226,3 +226,5 @@ def test_accounts_together_stay_within_the_provider_accounts_cap(
     assert len(dispatch_round(runtime, account_b).dials) == 1  # the provider's third slot
     assert dispatch_round(runtime, account_b).dials == []
     assert runtime.pool.live(ProviderKeys().pool()) == 3
+    # The next lease any account frees wakes b's pacer.
+    assert runtime.redis.smembers(ProviderKeys().waiters()) == {Keys(account_b).wake().encode()}
