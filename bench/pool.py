@@ -13,7 +13,7 @@ import time
 
 import redis
 
-from dialer.pool import AcquireResult, Keys, Pool, RateLimit, Scope
+from dialer.pool import AcquireResult, Keys, Pool, ProviderKeys, RateLimit, Scope
 
 ACCOUNT = 990_001
 
@@ -22,8 +22,15 @@ def acquire_release(url: str, seconds: float, worker: int) -> int:
     client = redis.Redis.from_url(url)
     pool = Pool(client)
     keys = Keys(ACCOUNT)
-    scopes = [Scope(keys.account_pool(), 1_000_000), Scope(keys.campaign_pool(1), 1_000_000)]
-    limits = [RateLimit(keys.account_rate(), 1e9)]
+    provider = ProviderKeys()
+    # The scopes and limits of a pacer's lease (`dialer.pool.leases`), the provider
+    # account's included.
+    scopes = [
+        Scope(keys.account_pool(), 1_000_000),
+        Scope(provider.pool(), 1_000_000),
+        Scope(keys.campaign_pool(1), 1_000_000),
+    ]
+    limits = [RateLimit(keys.account_rate(), 1e9), RateLimit(provider.rate(), 1e9)]
     release_keys = [s.key for s in scopes]
     n = 0
     deadline = time.perf_counter() + seconds

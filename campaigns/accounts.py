@@ -10,11 +10,13 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import Enum
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.paging import Page, keyset_page
+from dialer.campaign_state import CampaignAction, transition
 from dialer.errors import (
     ConflictError,
     DialerError,
@@ -25,10 +27,19 @@ from dialer.errors import (
 )
 from dialer.numbers import NumberRejected, normalize
 from dialer.providers.base import ProviderError, TelephonyProvider
+from dialer.settings import Settings
 from dialer.webhook_url import check_webhook_url
-from models import Account, ApiKey, CallerId, Campaign, utcnow
+from models import (
+    SHARED_TEST_CALLER_ID,
+    Account,
+    ApiKey,
+    CallerId,
+    Campaign,
+    CampaignStatus,
+    utcnow,
+)
 
-SIMULATOR_CALLER_ID = "+15005550006"
+SIMULATOR_CALLER_ID = SHARED_TEST_CALLER_ID
 """Twilio's magic test number that is always a valid `From` with test credentials; the
 simulator owns it by default. An account created while the provider is the simulator gets
 it as its first caller ID; with real Twilio an account starts with none."""
@@ -68,7 +79,8 @@ def create_account(
 ) -> Account:
     """A new account `name` with the given caps (calls per second for `cps`); with
     `simulator` (the provider is the carrier simulator) its first caller ID is
-    `SIMULATOR_CALLER_ID`.
+    `SIMULATOR_CALLER_ID`. The caps are not held to the ceilings here: the entry points
+    set them through `update_account`, which does.
 
     Raises:
         DialerError: `invalid_account_name` (blank or longer than 100 characters).
@@ -88,26 +100,61 @@ def create_account(
 
 
 @dataclass(frozen=True)
+class Ceilings:
+    """The most an account's caps may be: live calls, and calls per second."""
+
+    max_concurrency: int
+    cps: float
+
+
+def default_ceilings(settings: Settings) -> Ceilings:
+    """The ceilings of an account the operator set none for (`Settings`)."""
+    return Ceilings(settings.account_max_concurrency_ceiling, settings.account_cps_ceiling)
+
+
+def account_ceilings(account: Account, defaults: Ceilings) -> Ceilings:
+    """The account's ceilings: its own where the operator set them, else `defaults`."""
+    return Ceilings(
+        account.max_concurrency_ceiling or defaults.max_concurrency,
+        account.cps_ceiling or defaults.cps,
+    )
+
+
+@dataclass(frozen=True)
 class AccountChange:
     """Settings to change on an account; None leaves one as it is. `webhook_url=""` clears
-    the webhook URL."""
+    the webhook URL. The ceilings are the installation operator's (the CLI's); no tenant
+    request sets them."""
 
     max_concurrency: int | None = None
     cps: float | None = None
     max_calls_per_number_per_day: int | None = None
     webhook_url: str | None = None
+    max_concurrency_ceiling: int | None = None
+    cps_ceiling: float | None = None
 
 
 def update_account(
-    session: Session, account: Account, change: AccountChange, *, allow_private: bool
+    session: Session,
+    account: Account,
+    change: AccountChange,
+    *,
+    allow_private: bool,
+    defaults: Ceilings,
 ) -> Account:
-    """Apply `change` to `account` (locked by the caller or not: the last write wins); a
-    new `max_concurrency` is also the cap of the account's standing campaigns.
+    """Apply `change` to `account` (locked by the caller or not: the last write wins).
+
+    Caps never exceed the account's ceilings (`account_ceilings`, `defaults` where the
+    operator set none): a cap asked above its ceiling is refused; a ceiling lowered below a
+    cap lowers the cap to it. No campaign of the account is capped above it: a new
+    `max_concurrency` is the cap of its standing campaigns and the most any other campaign
+    may have; a new `cps` the most any campaign may have (calls per second).
 
     Raises:
-        InvalidOptionError: `invalid_option`, a cap that is not positive (one `details`
-            entry per field).
-        DialerError: `webhook_url_not_allowed` (see `dialer.webhook_url`).
+        InvalidOptionError: `invalid_option`, a cap or ceiling that is not positive (one
+            `details` entry per field).
+        DialerError: `above_ceiling`, a cap above its ceiling (`details` names the field
+            and the ceiling); `webhook_url_not_allowed` (see `dialer.webhook_url`).
     """
     problems = [
         {"field": field, "message": "must be greater than 0"}
@@ -115,25 +162,57 @@ def update_account(
             ("max_concurrency", change.max_concurrency),
             ("cps", change.cps),
             ("max_calls_per_number_per_day", change.max_calls_per_number_per_day),
+            ("max_concurrency_ceiling", change.max_concurrency_ceiling),
+            ("cps_ceiling", change.cps_ceiling),
         )
         if value is not None and not value > 0
     ]
     if problems:
         message = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
         raise InvalidOptionError(message, problems)
+    if change.max_concurrency_ceiling is not None:
+        account.max_concurrency_ceiling = change.max_concurrency_ceiling
+    if change.cps_ceiling is not None:
+        account.cps_ceiling = change.cps_ceiling
+    ceilings = account_ceilings(account, defaults)
+    above = [
+        {"field": field, "message": f"at most {ceiling:g}, the ceiling the operator set"}
+        for field, value, ceiling in (
+            ("max_concurrency", change.max_concurrency, ceilings.max_concurrency),
+            ("cps", change.cps, ceilings.cps),
+        )
+        if value is not None and value > ceiling
+    ]
+    if above:
+        message = "; ".join(f"{p['field']}: {p['message']}" for p in above)
+        raise DialerError("above_ceiling", message, above)
     webhook_url = change.webhook_url
     if webhook_url:
         webhook_url = check_webhook_url(webhook_url, allow_private=allow_private)
-    if change.max_concurrency is not None:
-        account.max_concurrency = change.max_concurrency
+    max_concurrency = min(
+        change.max_concurrency or account.max_concurrency, ceilings.max_concurrency
+    )
+    cps = min(change.cps or account.cps, ceilings.cps)
+    if max_concurrency != account.max_concurrency or change.max_concurrency is not None:
+        account.max_concurrency = max_concurrency
         # The standing campaigns of single calls are capped only by the account.
         session.execute(
             update(Campaign)
             .where(Campaign.account_id == account.id, Campaign.standing)
-            .values(max_concurrency=change.max_concurrency)
+            .values(max_concurrency=max_concurrency)
         )
-    if change.cps is not None:
-        account.cps = change.cps
+        session.execute(
+            update(Campaign)
+            .where(Campaign.account_id == account.id, Campaign.max_concurrency > max_concurrency)
+            .values(max_concurrency=max_concurrency)
+        )
+    if cps != account.cps:
+        account.cps = cps
+        session.execute(
+            update(Campaign)
+            .where(Campaign.account_id == account.id, Campaign.cps > cps)
+            .values(cps=cps)
+        )
     if change.max_calls_per_number_per_day is not None:
         account.max_calls_per_number_per_day = change.max_calls_per_number_per_day
     if webhook_url is not None:
@@ -142,12 +221,16 @@ def update_account(
     return account
 
 
-def account_json(session: Session, account: Account) -> dict[str, object]:
-    """The account as `accounts show --json` and `GET /v1/account` give it."""
+def account_json(session: Session, account: Account, defaults: Ceilings) -> dict[str, object]:
+    """The account as `accounts show --json` and `GET /v1/account` give it, with the
+    ceilings that bound its caps (`account_ceilings`)."""
+    ceilings = account_ceilings(account, defaults)
     return {
         "name": account.name,
         "max_concurrency": account.max_concurrency,
+        "max_concurrency_ceiling": ceilings.max_concurrency,
         "cps": account.cps,
+        "cps_ceiling": ceilings.cps,
         "max_calls_per_number_per_day": account.max_calls_per_number_per_day,
         "webhook_url": account.webhook_url,
         "numbers": [number_json(n) for n in list_numbers(session, account.id).items],
@@ -272,26 +355,46 @@ def find_number(session: Session, account_id: int, number: str) -> CallerId:
     return caller_id
 
 
+class Keep(Enum):
+    """A setting left out of a request: it keeps its stored value."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
 def save_number(
     session: Session,
     account_id: int,
     number: str,
     *,
-    outbound: bool,
-    max_concurrency: int | None,
+    outbound: bool | Keep = KEEP,
+    max_concurrency: int | Keep | None = KEEP,
     provider: TelephonyProvider,
+    actor: str,
 ) -> tuple[CallerId, bool]:
     """Add caller ID `number` to the account, or change its settings; returns it and
-    whether it is new. A new number must be one the provider account owns or verified
-    (`TelephonyProvider.owns_caller_id`).
+    whether it is new. A setting given as `KEEP` (left out of the request) keeps its stored
+    value (a new number: outbound, no cap); `max_concurrency=None` clears the cap. A new
+    number must be one the provider account owns or verified
+    (`TelephonyProvider.owns_caller_id`) and no other account's: the provider account is
+    shared by every tenant, so its say does not tell whose the number is.
+
+    Turning `outbound` off pauses the running campaigns that present the number (single
+    calls' standing campaigns too), recorded as done by `actor` with the reason: no call
+    leaves from it until it is enabled again and they are resumed (`lifecycle.resume`
+    refuses while it is off). A dial already handed to a worker is dropped there, as for
+    any pause.
 
     Raises:
         DialerError: `invalid_phone_format`, `invalid_option` (`max_concurrency` not
             positive), `caller_id_not_verified`.
+        ConflictError: `number_taken`, another account has the number.
         ProviderFailedError: `provider_error`, the provider could not be asked.
     """
     e164 = _e164(number)
-    if max_concurrency is not None and max_concurrency <= 0:
+    if isinstance(max_concurrency, int) and max_concurrency <= 0:
         problem = {"field": "max_concurrency", "message": "must be greater than 0"}
         raise InvalidOptionError("max_concurrency: must be greater than 0", [problem])
     caller_id = session.scalars(
@@ -301,6 +404,7 @@ def save_number(
     ).one_or_none()
     created = caller_id is None
     if caller_id is None:
+        _refuse_taken(session, account_id, e164)
         try:
             verified = provider.owns_caller_id(e164)
         except ProviderError as error:
@@ -312,12 +416,64 @@ def save_number(
                 f"the provider account neither owns nor verified {e164} "
                 "(IncomingPhoneNumbers, OutgoingCallerIds)",
             )
-        caller_id = CallerId(account_id=account_id, e164=e164)
+        caller_id = CallerId(account_id=account_id, e164=e164, outbound=True)
         session.add(caller_id)
-    caller_id.outbound = outbound
-    caller_id.max_concurrency = max_concurrency
+    was_outbound = caller_id.outbound
+    if not isinstance(outbound, Keep):
+        caller_id.outbound = outbound
+    if not isinstance(max_concurrency, Keep):
+        caller_id.max_concurrency = max_concurrency
     session.flush()
+    if was_outbound and not caller_id.outbound:
+        _pause_presenting(session, caller_id, actor)
     return caller_id, created
+
+
+_CALLER_ID_LOCK = 0x63616C6C  # "call"
+"""First key of the advisory lock that serialises adding one number (its E.164's hash)."""
+
+
+def _refuse_taken(session: Session, account_id: int, e164: str) -> None:
+    """Raise `number_taken` when another account has `e164` (`uq_caller_ids_e164` holds it
+    too; the lock makes two accounts adding the number at once see each other, so the
+    loser gets this answer rather than a constraint violation)."""
+    if e164 == SHARED_TEST_CALLER_ID:
+        return
+    session.execute(select(func.pg_advisory_xact_lock(_CALLER_ID_LOCK, func.hashtext(e164))))
+    taken = session.scalar(
+        select(exists().where(CallerId.e164 == e164, CallerId.account_id != account_id))
+    )
+    if taken:
+        raise ConflictError("number_taken", f"{e164} is another account's caller ID")
+
+
+def _pause_presenting(session: Session, caller_id: CallerId, actor: str) -> None:
+    """Pause the running campaigns that present `caller_id` (no longer outbound)."""
+    running = session.scalars(
+        select(Campaign)
+        .where(Campaign.caller_id_id == caller_id.id, Campaign.status == CampaignStatus.RUNNING)
+        .order_by(Campaign.id)
+        .with_for_update()
+    )
+    reason = f"caller ID {caller_id.e164} was disabled for outbound calls"
+    for campaign in running:
+        transition(campaign, CampaignAction.PAUSE, actor=actor, reason=reason)
+
+
+def require_outbound(session: Session, campaign: Campaign) -> None:
+    """Refuse to start or resume `campaign` while its caller ID is not enabled for outbound
+    calls.
+
+    Raises:
+        ConflictError: `caller_id_not_outbound`.
+    """
+    caller_id = session.get_one(CallerId, campaign.caller_id_id)
+    if not caller_id.outbound:
+        raise ConflictError(
+            "caller_id_not_outbound",
+            f"campaign {campaign.id} presents {caller_id.e164}, which is disabled for "
+            "outbound calls (enable it: numbers add NUMBER --outbound)",
+        )
 
 
 def remove_number(session: Session, account_id: int, number: str) -> None:

@@ -11,13 +11,13 @@ from typing import Any, BinaryIO, TextIO
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from campaigns.accounts import outbound_number
+from campaigns.accounts import outbound_number, require_outbound
 from campaigns.ingest import IngestSummary, ingest_contacts
 from campaigns.options import CampaignOptions as CampaignOptions  # re-exported for callers
 from campaigns.paging import Page, keyset_page
 from dialer.calls import cancel_pending_jobs
 from dialer.campaign_state import CampaignAction, transition
-from dialer.errors import NotFoundError
+from dialer.errors import InvalidOptionError, NotFoundError
 from dialer.providers.twiml import template_placeholders
 from dialer.webhooks.outbox import record_contacts_ended
 from models import (
@@ -65,10 +65,28 @@ def create_campaign(
 def new_campaign(session: Session, account: Account, options: CampaignOptions) -> Campaign:
     """A draft campaign with `options`, flushed (it has an id), with no contacts yet.
 
+    A campaign is never capped above its account: a `max_concurrency` or `cps` above the
+    account's is refused, except the default `max_concurrency` (`CampaignOptions`), which
+    is lowered to the account's (entry points pass every field, so a default cannot be told
+    from the same value given).
+
     Raises:
         DialerError: `invalid_phone_format`, `from_number_not_found`, `no_outbound_number`
             (see `campaigns.accounts.outbound_number`).
+        InvalidOptionError: `invalid_option`, a cap above the account's.
     """
+    above = [
+        {"field": field, "message": f"at most {limit:g}, the account's"}
+        for field, value, limit in (
+            ("max_concurrency", options.max_concurrency, account.max_concurrency),
+            ("cps", options.cps, account.cps),
+        )
+        if value is not None
+        and value > limit
+        and value != CampaignOptions.model_fields[field].default
+    ]
+    if above:
+        raise InvalidOptionError("; ".join(f"{p['field']}: {p['message']}" for p in above), above)
     caller_id = outbound_number(session, account.id, options.from_number)
     window = options.calling_window()
     campaign = Campaign(
@@ -77,7 +95,7 @@ def new_campaign(session: Session, account: Account, options: CampaignOptions) -
         name=options.name,
         message=options.message,
         default_region=options.default_region.upper(),
-        max_concurrency=options.max_concurrency,
+        max_concurrency=min(options.max_concurrency, account.max_concurrency),
         cps=options.cps,
         max_attempts=options.max_attempts,
         dial_retries=options.dial_retries,
@@ -131,9 +149,11 @@ def start(session: Session, account_id: int, campaign_id: int, *, actor: str) ->
 
     Raises:
         NotFoundError: `campaign_not_found`.
-        ConflictError: `invalid_state` from any other status.
+        ConflictError: `invalid_state` from any other status; `caller_id_not_outbound`,
+            its caller ID is disabled for outbound calls.
     """
     campaign = get_campaign(session, account_id, campaign_id, lock=True)
+    require_outbound(session, campaign)
     return transition(campaign, CampaignAction.START, actor=actor)
 
 
@@ -147,6 +167,7 @@ def resume(session: Session, account_id: int, campaign_id: int, *, actor: str) -
     """paused -> running (also after the circuit breaker, once the cause is fixed).
     Raises as `start`."""
     campaign = get_campaign(session, account_id, campaign_id, lock=True)
+    require_outbound(session, campaign)
     return transition(campaign, CampaignAction.RESUME, actor=actor)
 
 

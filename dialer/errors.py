@@ -7,7 +7,8 @@ field. The HTTP API answers one with its class's `http_status` and the body
 stderr and exits 1. The tree, with each class's HTTP status and codes:
 
 * DialerError ............................ 400  a refused request (`invalid_caller_id`, ...;
-        `invalid_value`: a value the database cannot store, e.g. a NUL character)
+        `invalid_value`: a value the database cannot store, e.g. a NUL character;
+        `above_ceiling`: an account cap past the ceiling the operator set it)
   + InvalidOptionError ................... 400  `invalid_option`: a campaign, schedule or
         single-call setting out of bounds, or a field that is not a setting
   + InvalidWindowError ................... 400  `invalid_window`, `invalid_days`,
@@ -27,7 +28,9 @@ stderr and exits 1. The tree, with each class's HTTP status and codes:
         `invalid_csrf_token`: a page POST without its session's token
   + NotFoundError ........................ 404  `campaign_not_found`, `attempt_not_found`, ...
   + ConflictError ........................ 409  `invalid_state`; `campaign_paused`: a call
-        into a campaign the circuit breaker paused (campaigns.calls)
+        into a campaign the circuit breaker paused (campaigns.calls); `number_taken`:
+        another account has this caller ID; `caller_id_not_outbound`: starting or resuming
+        a campaign whose caller ID is disabled for outbound calls
   + BodyTooLargeError .................... 413  `body_too_large`: a request body past its
         bound (dialer.web.guards)
   + UnprocessableError ................... 422  `idempotency_key_reused`, `invalid_json`

@@ -146,6 +146,21 @@ class Settings(BaseSettings):
     max_waiters_per_account: int = Field(default=20, ge=0)
     """Most `POST /v1/calls` requests with `wait` one account may hold open at once; one
     more is refused at once (429 `too_many_waiters`, `Retry-After`) and places nothing."""
+    account_max_concurrency_ceiling: int = Field(default=100, ge=1)
+    """Most an account's `max_concurrency` (live calls) may be unless the installation's
+    operator set the account its own ceiling (`dialer accounts set --max-concurrency-ceiling`):
+    a tenant may lower its caps through the API, never raise them past the ceiling."""
+    account_cps_ceiling: float = Field(default=10.0, gt=0)
+    """Most an account's `cps` (calls per second) may be unless the operator set the account
+    its own ceiling (`dialer accounts set --cps-ceiling`)."""
+    provider_max_concurrency: int | None = Field(default=None, ge=1)
+    """Most calls live at once across every account: what the provider granted the one
+    provider account all tenants share (a scope of the pool above the accounts). Unset: no
+    bound beyond the accounts' own caps."""
+    provider_max_cps: float | None = Field(default=None, gt=0)
+    """Most calls per second created across every account: the provider account's CPS
+    (Twilio counts it per provider account; its default is 1). Unset: no bound beyond the
+    accounts' own CPS."""
 
     log_level: str = "INFO"
     log_format: LogFormat | None = None

@@ -23,6 +23,7 @@ from models.enums import (
     WebhookStatus,
 )
 from models.tables import (
+    SHARED_TEST_CALLER_ID,
     Account,
     ApiKey,
     CallAttempt,
@@ -43,6 +44,7 @@ from models.tables import (
 
 __all__ = [
     "LIVE_ATTEMPT_STATUSES",
+    "SHARED_TEST_CALLER_ID",
     "TERMINAL_ATTEMPT_STATUSES",
     "Account",
     "ApiKey",

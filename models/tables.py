@@ -71,6 +71,12 @@ class Account(CreatedAt, Base):
     """Most calls live at once across the account (the provider's concurrency pool)."""
     cps: Mapped[float] = mapped_column(default=1.0)
     """Calls per second the provider allows the account to create (Twilio's default is 1)."""
+    max_concurrency_ceiling: Mapped[int | None] = mapped_column(Integer)
+    """Most the account's `max_concurrency` may be, set by the installation's operator;
+    None: `Settings.account_max_concurrency_ceiling`."""
+    cps_ceiling: Mapped[float | None] = mapped_column()
+    """Most the account's `cps` may be (calls per second), set by the installation's
+    operator; None: `Settings.account_cps_ceiling`."""
     max_calls_per_number_per_day: Mapped[int] = mapped_column(Integer, default=3)
     """Most attempts that may ring one number in a day across all of the account's
     campaigns and single calls; a contact over it is due the next day."""
@@ -86,11 +92,27 @@ class Account(CreatedAt, Base):
     webhook_secret_rotated_at: Mapped[datetime | None] = mapped_column()
 
 
+SHARED_TEST_CALLER_ID = "+15005550006"
+"""Twilio's magic test number: valid as `From` with test credentials only, where no call
+reaches anyone, so every account may have it (the simulator gives it to each new account).
+Any other number belongs to one account at most (`uq_caller_ids_e164`)."""
+
+
 class CallerId(CreatedAt, Base):
-    """A phone number the account owns and may present as caller ID."""
+    """A phone number the account owns and may present as caller ID; one account's only
+    (the provider account is shared, so the provider's ownership says nothing of which
+    tenant the number is)."""
 
     __tablename__ = "caller_ids"
-    __table_args__ = (UniqueConstraint("account_id", "e164"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "e164"),
+        Index(
+            "uq_caller_ids_e164",
+            "e164",
+            unique=True,
+            postgresql_where=text(f"e164 <> '{SHARED_TEST_CALLER_ID}'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))

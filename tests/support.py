@@ -14,7 +14,7 @@ from structlog.testing import LogCapture
 from structlog.typing import EventDict
 
 from dialer import numbers
-from dialer.pool.leases import acquire_scopes, lease_seconds, rate_limits
+from dialer.pool.leases import ProviderLimits, acquire_scopes, lease_seconds, rate_limits
 from dialer.runtime import Runtime
 from models import Account, CallAttempt, CallerId, Campaign, transaction
 
@@ -46,11 +46,12 @@ def hold_lease(runtime: Runtime, attempt_id: int) -> None:
         account = session.get_one(Account, attempt.account_id)
         campaign = session.get_one(Campaign, attempt.campaign_id)
         caller_id = session.get_one(CallerId, campaign.caller_id_id)
+        provider = ProviderLimits.of(runtime.settings)
         runtime.pool.acquire(
             str(attempt.id),
             lease_seconds(campaign),
-            acquire_scopes(account, campaign, caller_id),
-            rate_limits(account, campaign),
+            acquire_scopes(account, campaign, caller_id, provider),
+            rate_limits(account, campaign, provider),
         )
 
 

@@ -13,6 +13,7 @@ from campaigns.accounts import (
     AccountChange,
     account_json,
     create_account,
+    default_ceilings,
     get_account,
     update_account,
 )
@@ -21,7 +22,7 @@ from dialer.cli.common import JsonOpt, console, errors_reported, print_json
 from dialer.settings import ProviderKind, get_settings
 from models import transaction
 
-app = typer.Typer(help="Accounts: caps and webhook URL.", no_args_is_help=True)
+app = typer.Typer(help="Accounts: caps, their ceilings and webhook URL.", no_args_is_help=True)
 
 NameArg = Annotated[str, typer.Argument(help="Account name.")]
 ConcurrencyOpt = Annotated[
@@ -47,6 +48,7 @@ def create(
             create_account(session, name, simulator=settings.provider is ProviderKind.SIMULATOR),
             AccountChange(max_concurrency=max_concurrency, cps=cps),
             allow_private=settings.webhook_allow_private_networks,
+            defaults=default_ceilings(settings),
         )
     console.print(f"account {name} created")
 
@@ -67,25 +69,47 @@ def set_(
         str | None,
         typer.Option("--webhook-url", help='Where call events are posted ("" to stop).'),
     ] = None,
+    max_concurrency_ceiling: Annotated[
+        int | None,
+        typer.Option(
+            "--max-concurrency-ceiling",
+            help="Most the account (its API keys) may raise --max-concurrency to.",
+        ),
+    ] = None,
+    cps_ceiling: Annotated[
+        float | None,
+        typer.Option("--cps-ceiling", help="Most the account may raise --cps to."),
+    ] = None,
 ) -> None:
-    """Change an account's caps or webhook URL."""
+    """Change an account's caps, their ceilings or webhook URL. The ceilings bound what the
+    account may set through the API (default: ACCOUNT_MAX_CONCURRENCY_CEILING,
+    ACCOUNT_CPS_CEILING); a ceiling lowered below a cap lowers the cap."""
     settings = get_settings()
-    change = AccountChange(max_concurrency, cps, max_calls_per_number_per_day, webhook_url)
+    change = AccountChange(
+        max_concurrency,
+        cps,
+        max_calls_per_number_per_day,
+        webhook_url,
+        max_concurrency_ceiling,
+        cps_ceiling,
+    )
     with errors_reported(), transaction(settings.database_url) as session:
         update_account(
             session,
             get_account(session, name, lock=True),
             change,
             allow_private=settings.webhook_allow_private_networks,
+            defaults=default_ceilings(settings),
         )
     console.print(f"account {name} updated")
 
 
 @app.command("show")
 def show(name: NameArg, as_json: JsonOpt = False) -> None:
-    """Show an account: caps, webhook URL, caller IDs."""
-    with errors_reported(), transaction(get_settings().database_url) as session:
-        shown = account_json(session, get_account(session, name))
+    """Show an account: caps and their ceilings, webhook URL, caller IDs."""
+    settings = get_settings()
+    with errors_reported(), transaction(settings.database_url) as session:
+        shown = account_json(session, get_account(session, name), default_ceilings(settings))
     if as_json:
         print_json(shown)
         return

@@ -7,8 +7,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from campaigns.accounts import list_numbers, number_json, remove_number, save_number
-from dialer.cli.common import AccountOpt, JsonOpt, account_id, console, errors_reported, print_json
+from campaigns.accounts import KEEP, list_numbers, number_json, remove_number, save_number
+from dialer.cli.common import (
+    AccountOpt,
+    JsonOpt,
+    account_id,
+    cli_actor,
+    console,
+    errors_reported,
+    print_json,
+)
+from dialer.errors import InvalidOptionError
 from dialer.runtime import get_runtime
 from models import transaction
 
@@ -22,22 +31,41 @@ def add(
     number: NumberArg,
     account: AccountOpt = "default",
     outbound: Annotated[
-        bool, typer.Option("--outbound/--no-outbound", help="Present it on outbound calls.")
-    ] = True,
-    max_concurrency: Annotated[
-        int | None, typer.Option("--max-concurrency", help="Most live calls presenting it.")
+        bool | None,
+        typer.Option(
+            "--outbound/--no-outbound",
+            help="Present it on outbound calls (not given: unchanged; a new number: yes). "
+            "--no-outbound pauses the running campaigns that present it.",
+        ),
     ] = None,
+    max_concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--max-concurrency", help="Most live calls presenting it (not given: unchanged)."
+        ),
+    ] = None,
+    no_max_concurrency: Annotated[
+        bool, typer.Option("--no-max-concurrency", help="Clear its cap on live calls.")
+    ] = False,
 ) -> None:
-    """Add a caller ID the provider account owns or verified, or change its settings."""
+    """Add a caller ID the provider account owns or verified and no other account has, or
+    change the settings given of one the account has (the others keep theirs)."""
     runtime = get_runtime()
+    cap: int | None = max_concurrency
     with errors_reported(), transaction(runtime.settings.database_url) as session:
+        if no_max_concurrency and max_concurrency is not None:
+            raise InvalidOptionError(
+                "give --max-concurrency or --no-max-concurrency, not both",
+                [{"field": "max_concurrency", "message": "given twice"}],
+            )
         caller_id, created = save_number(
             session,
             account_id(account),
             number,
-            outbound=outbound,
-            max_concurrency=max_concurrency,
+            outbound=KEEP if outbound is None else outbound,
+            max_concurrency=None if no_max_concurrency else KEEP if cap is None else cap,
             provider=runtime.provider,
+            actor=cli_actor(),
         )
         e164 = caller_id.e164
     console.print(f"{e164} {'added' if created else 'updated'}")

@@ -30,7 +30,7 @@ from dialer.errors import NotFoundError
 from dialer.metrics import BREAKER_TRIPS
 from dialer.numbers import NumberRejected, check_policy, classify
 from dialer.pool import SendSlot, SendWindow
-from dialer.pool.leases import lease_seconds, release_keys, send_windows
+from dialer.pool.leases import ProviderLimits, lease_seconds, release_keys, send_windows
 from dialer.providers.base import (
     AccountProviderError,
     AmbiguousProviderError,
@@ -320,7 +320,7 @@ def _prepare(
             open_s = (callable_until(campaign, job, clock_now) - clock_now).total_seconds()
             send_s = min(settings.send_wait_s, open_s)
             request = _call_request(runtime, attempt, job, campaign)
-            windows = send_windows(account, campaign)
+            windows = send_windows(account, campaign, ProviderLimits.of(settings))
             mark_placing(attempt, now)
             deadline = SendDeadline(
                 time.monotonic() + send_s,

@@ -35,8 +35,8 @@ from dialer.campaign_state import PACER, CampaignAction, transition
 from dialer.dispatch.dialing import DialOrder
 from dialer.dispatch.timing import admit
 from dialer.metrics import DIALS_DISPATCHED, PACER_ROUNDS, observe_due_to_dial
-from dialer.pool import AcquireResult, Keys, LeaseRequest
-from dialer.pool.leases import acquire_scopes, lease_seconds, rate_limits
+from dialer.pool import AcquireResult, Keys, LeaseRequest, ProviderKeys
+from dialer.pool.leases import ProviderLimits, acquire_scopes, lease_seconds, rate_limits
 from dialer.pool.reconcile import ensure_pool, lock_account_pool
 from dialer.runtime import Runtime
 from dialer.webhooks.outbox import record_contacts_ended
@@ -277,6 +277,7 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
                 select(CallerId).where(CallerId.id.in_({c.caller_id_id for c in campaigns}))
             )
         }
+        provider = ProviderLimits.of(runtime.settings)
         requests = []
         for job, attempt_id in zip(jobs, ids, strict=True):
             campaign = by_id[job.campaign_id]
@@ -284,14 +285,16 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
                 LeaseRequest(
                     str(attempt_id),
                     lease_seconds(campaign, job),
-                    acquire_scopes(account, campaign, caller_ids[campaign.caller_id_id]),
-                    rate_limits(account, campaign),
+                    acquire_scopes(account, campaign, caller_ids[campaign.caller_id_id], provider),
+                    rate_limits(account, campaign, provider),
                     own_scope=keys.campaign_pool(campaign.id),
                 )
             )
         results = (
             runtime.pool.acquire_many(
-                requests, horizon_s=BOOKING_HORIZON_S, generation_key=keys.generation()
+                requests,
+                horizon_s=BOOKING_HORIZON_S,
+                generation_keys=(keys.generation(), ProviderKeys().generation()),
             )
             if requests
             else []
@@ -312,7 +315,12 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
                 break
             if got.result is AcquireResult.FULL:
                 if got.full_scope != request.own_scope:
-                    blocked = True  # the account (or caller ID) is full: wait for a release
+                    # The account, the provider account or a caller ID is full: wait for a
+                    # release. The provider's is freed by any account's: the next one wakes
+                    # this pacer, or another that waits for it too.
+                    if got.full_scope == ProviderKeys().pool():
+                        runtime.pool.wait_for_provider(keys.wake())
+                    blocked = True
                     break
                 full.add(campaign.id)
                 continue

@@ -39,7 +39,7 @@ from dialer.dispatch.dialing import (
     recover_placing,
     recoverable_at,
 )
-from dialer.pool import Keys
+from dialer.pool import Keys, ProviderKeys
 from dialer.pool.leases import release_keys
 from dialer.pool.reconcile import try_lock_account_pool
 from dialer.providers.base import ProviderError
@@ -209,9 +209,11 @@ def release_leaked(runtime: Runtime, account_id: int) -> int:
                 scope_keys = release_keys(account_id, campaign_id, campaigns[campaign_id])
                 released += runtime.pool.release(str(attempt_id), scope_keys, keys.wake()) > 0
         orphans = set(members) - known if locked else set()
-        # An orphan's campaign is unknown: drop it from every pool scope of the account.
+        # An orphan's campaign is unknown: drop it from every pool scope of the account,
+        # and from the provider account's.
         scope_keys = (
             [key.decode() for key in runtime.redis.scan_iter(match=keys.scopes(), count=1000)]
+            + [ProviderKeys().pool()]
             if orphans
             else []
         )

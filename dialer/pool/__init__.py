@@ -1,11 +1,15 @@
 """The shared concurrency pool and calls-per-second limiter, in Redis.
 
-One sorted set per scope (account, campaign, caller ID): member = attempt id, score = lease
-expiry in milliseconds of Redis `TIME`. `acquire.lua` takes a batch of leases in order
-(one pacer round): it checks every scope's cap (purging lapsed leases from a scope that
-looks full) and every GCRA limiter, and adds each lease to all its scopes atomically; release is
-idempotent and pushes to the account's wake list, on which the pacer sleeps. All keys of an
-account share the hash tag `{a<account id>}`, so the scripts run on Redis Cluster.
+One sorted set per scope (the provider account, account, campaign, caller ID): member =
+attempt id, score = lease expiry in milliseconds of Redis `TIME`. `acquire.lua` takes a
+batch of leases in order (one pacer round): it checks every scope's cap (purging lapsed
+leases from a scope that looks full) and every GCRA limiter, and adds each lease to all its
+scopes atomically; release is idempotent and pushes to the account's wake list, on which
+the pacer sleeps, and to that of one pacer waiting for room in the provider's scope. All
+keys of an account share the hash tag `{a<account id>}`; the provider account's scope and
+limiters (`ProviderKeys`, shared by every account, so all tenants together stay within
+what the provider granted) have their own, so an admission touches two hash slots: the
+pool needs one Redis, not Redis Cluster.
 
 The GCRA limiters pace the pacer's bookings; the CPS limit as the provider counts it is kept
 at the moment each create request leaves, by send windows (`send_slot.lua`): a sliding
@@ -155,6 +159,30 @@ class Keys:
         return f"{self.tag}:generation"
 
 
+class ProviderKeys:
+    """Key names of the provider account's scope and limiters, shared by every account."""
+
+    def __init__(self, prefix: str = "dialer") -> None:
+        self.tag = f"{prefix}:{{provider}}"
+
+    def pool(self) -> str:
+        return f"{self.tag}:pool"
+
+    def rate(self) -> str:
+        return f"{self.tag}:gcra"
+
+    def sends(self) -> str:
+        return f"{self.tag}:sends"
+
+    def generation(self) -> str:
+        return f"{self.tag}:generation"
+
+    def waiters(self) -> str:
+        """A set of the wake lists of pacers that found the provider's scope full: each
+        release wakes one (`release.lua`), whichever account's lease it frees."""
+        return f"{self.tag}:waiters"
+
+
 class Pool:
     """Lease operations for one Redis. Scripts are loaded once and run by `EVALSHA`."""
 
@@ -163,6 +191,7 @@ class Pool:
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
         self._send_slot = client.register_script(_SEND_SLOT)
+        self._waiters = ProviderKeys().waiters()
 
     def acquire(
         self,
@@ -171,19 +200,19 @@ class Pool:
         scopes: list[Scope],
         limits: list[RateLimit],
         horizon_s: float = 0.0,
-        generation_key: str | None = None,
+        generation_keys: tuple[str, ...] = (),
     ) -> Acquisition:
         """Take a lease of `lease_s` seconds for `member` in every scope (at least one), or
         in none, and book its CPS slot at most `horizon_s` seconds ahead (`acquire_many`
         with one request)."""
         request = LeaseRequest(member, lease_s, scopes, limits)
-        return self.acquire_many([request], horizon_s, generation_key)[0]
+        return self.acquire_many([request], horizon_s, generation_keys)[0]
 
     def acquire_many(
         self,
         requests: list[LeaseRequest],
         horizon_s: float = 0.0,
-        generation_key: str | None = None,
+        generation_keys: tuple[str, ...] = (),
     ) -> list[Acquisition]:
         """Take a lease for each request in order, as `acquire` would one after the other,
         in one script run (one Redis round trip, each scope counted and each CPS limit read
@@ -193,8 +222,8 @@ class Pool:
         `RATE_LIMITED` result, and after a `FULL` one whose full scope is not the request's
         `own_scope` (no later request could be taken either); requests after the stop have
         no result. Re-acquiring a member that already holds a lease succeeds without a
-        second slot. With `generation_key`, nothing is taken while that key is missing: the
-        only result is `POOL_LOST`.
+        second slot. With `generation_keys`, nothing is taken while any of them is missing:
+        the only result is `POOL_LOST`.
 
         Raises:
             ValueError: a request with no scope.
@@ -220,9 +249,7 @@ class Pool:
             encoded += [scope_index[s.key] for s in request.scopes]
             encoded.append(len(request.limits))
             encoded += [limit_index[r.key] for r in request.limits]
-        keys = [*scope_index, *limit_index]
-        if generation_key is not None:
-            keys.append(generation_key)
+        keys = [*scope_index, *limit_index, *generation_keys]
         args: list[str | int | float] = [len(caps), len(intervals), int(horizon_s * 1_000_000)]
         args += caps
         args += intervals
@@ -294,8 +321,16 @@ class Pool:
         pipe.execute()
 
     def release(self, member: str, scope_keys: list[str], wake_key: str) -> int:
-        """Drop `member`'s lease from every scope; idempotent. Returns scopes that held it."""
-        return int(self._release(keys=[*scope_keys, wake_key], args=[member]))
+        """Drop `member`'s lease from every scope; idempotent. Returns scopes that held it.
+        A lease freed wakes the account's pacer (`wake_key`) and one pacer waiting for room
+        in the provider account's scope (`wait_for_provider`)."""
+        keys = [*scope_keys, wake_key, self._waiters]
+        return int(self._release(keys=keys, args=[member]))
+
+    def wait_for_provider(self, wake_key: str) -> None:
+        """Have the next release of any account wake the pacer sleeping on `wake_key`: its
+        round found the provider account's scope full."""
+        self.redis.sadd(self._waiters, wake_key)
 
     def release_many(self, leases: list[tuple[str, list[str], str]]) -> None:
         """`release` for each (member, scope keys, wake key), in one round trip: a pipeline
@@ -305,7 +340,8 @@ class Pool:
             return
         pipe = self.redis.pipeline(transaction=False)
         for member, scope_keys, wake_key in leases:
-            pipe.evalsha(self._release.sha, len(scope_keys) + 1, *scope_keys, wake_key, member)
+            keys = [*scope_keys, wake_key, self._waiters]
+            pipe.evalsha(self._release.sha, len(keys), *keys, member)
         try:
             pipe.execute()
         except NoScriptError:

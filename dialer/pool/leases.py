@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-from dialer.pool import Keys, RateLimit, Scope, SendWindow
+from dialer.pool import Keys, ProviderKeys, RateLimit, Scope, SendWindow
+from dialer.settings import Settings
 from models import (
     Account,
     CallerId,
@@ -21,6 +23,25 @@ as the provider counts it (`send_windows`); booking a little under it leaves roo
 window for requests that reach the provider late, so the next ones rarely wait."""
 
 
+UNBOUNDED = 2**31 - 1
+"""The provider scope's cap when the provider granted none (`PROVIDER_MAX_CONCURRENCY`
+unset): its leases are still counted, so a cap set later starts from the true count."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderLimits:
+    """What the provider granted the one provider account every tenant shares: most live
+    calls (None: not bounded) and calls per second (None: not bounded). Source:
+    `Settings.provider_max_concurrency`, `Settings.provider_max_cps`."""
+
+    max_concurrency: int | None = None
+    cps: float | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> ProviderLimits:
+        return cls(settings.provider_max_concurrency, settings.provider_max_cps)
+
+
 def lease_seconds(campaign: Campaign, job: CallJob | None = None) -> float:
     """Lease length: ring timeout + time limit + margin, in seconds (the contact's own
     ring timeout and time limit when it has them, else the campaign's)."""
@@ -29,11 +50,16 @@ def lease_seconds(campaign: Campaign, job: CallJob | None = None) -> float:
     return float(ring + limit + LEASE_MARGIN_S)
 
 
-def acquire_scopes(account: Account, campaign: Campaign, caller_id: CallerId) -> list[Scope]:
-    """The concurrency scopes one call of `campaign` occupies, with their caps."""
+def acquire_scopes(
+    account: Account, campaign: Campaign, caller_id: CallerId, provider: ProviderLimits
+) -> list[Scope]:
+    """The concurrency scopes one call of `campaign` occupies, with their caps: the
+    account's (first), the provider account's, the campaign's, and the caller ID's when it
+    has a cap."""
     keys = Keys(account.id)
     scopes = [
         Scope(keys.account_pool(), account.max_concurrency),
+        Scope(ProviderKeys().pool(), provider.max_concurrency or UNBOUNDED),
         Scope(keys.campaign_pool(campaign.id), campaign.max_concurrency),
     ]
     if caller_id.max_concurrency is not None:
@@ -41,11 +67,13 @@ def acquire_scopes(account: Account, campaign: Campaign, caller_id: CallerId) ->
     return scopes
 
 
-def rate_limits(account: Account, campaign: Campaign) -> list[RateLimit]:
-    """The paces the pacer books slots against (account, and campaign when set), at
-    `CPS_HEADROOM` of their CPS limits."""
+def rate_limits(account: Account, campaign: Campaign, provider: ProviderLimits) -> list[RateLimit]:
+    """The paces the pacer books slots against (account; the provider account and the
+    campaign when set), at `CPS_HEADROOM` of their CPS limits."""
     keys = Keys(account.id)
     limits = [RateLimit(keys.account_rate(), account.cps * CPS_HEADROOM)]
+    if provider.cps is not None:
+        limits.append(RateLimit(ProviderKeys().rate(), provider.cps * CPS_HEADROOM))
     if campaign.cps is not None:
         limits.append(RateLimit(keys.campaign_rate(campaign.id), campaign.cps * CPS_HEADROOM))
     return limits
@@ -58,11 +86,15 @@ def send_window(key: str, cps: float) -> SendWindow:
     return SendWindow(key, calls, max(1.0, calls / cps))
 
 
-def send_windows(account: Account, campaign: Campaign) -> list[SendWindow]:
+def send_windows(
+    account: Account, campaign: Campaign, provider: ProviderLimits
+) -> list[SendWindow]:
     """The CPS limits held at the moment a create request leaves (`place_call`): the
-    account's, and the campaign's when set."""
+    account's, and the provider account's and the campaign's when set."""
     keys = Keys(account.id)
     windows = [send_window(keys.account_sends(), account.cps)]
+    if provider.cps is not None:
+        windows.append(send_window(ProviderKeys().sends(), provider.cps))
     if campaign.cps is not None:
         windows.append(send_window(keys.campaign_sends(campaign.id), campaign.cps))
     return windows
@@ -73,6 +105,7 @@ def release_keys(account_id: int, campaign_id: int, caller_id_id: int) -> list[s
     keys = Keys(account_id)
     return [
         keys.account_pool(),
+        ProviderKeys().pool(),
         keys.campaign_pool(campaign_id),
         keys.caller_id_pool(caller_id_id),
     ]

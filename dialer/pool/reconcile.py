@@ -3,7 +3,10 @@
 PostgreSQL is the record of which calls are live; Redis only mirrors it for speed. A
 generation key, written when the pool is (re)built, tells whether Redis still holds the
 mirror: after a restart or a `FLUSHALL` it is gone, and every live attempt's lease is added
-back (with its recorded expiry) before the pacer dispatches anything.
+back (with its recorded expiry) before the pacer dispatches anything. The provider
+account's scope, shared by every account, has a generation key of its own: the first pacer
+to find it gone puts back the live attempts of every account, under the provider lock that
+every dispatch round holds shared (`lock_account_pool`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dialer.pool import Keys, Pool
+from dialer.pool import Keys, Pool, ProviderKeys
 from dialer.pool.leases import release_keys
 from models import LIVE_ATTEMPT_STATUSES, CallAttempt, Campaign, transaction
 
@@ -20,19 +23,24 @@ log = structlog.get_logger(__name__)
 
 
 def ensure_pool(pool: Pool, database_url: str, account_id: int) -> bool:
-    """Rebuild the account's leases if Redis lost them. Returns True if it rebuilt.
+    """Rebuild the account's leases, and the provider account's scope, if Redis lost them.
+    Returns True if it rebuilt either.
 
     Cheap when nothing was lost: one `EXISTS`.
     """
     keys = Keys(account_id)
-    if pool.redis.exists(keys.generation()):
+    provider = ProviderKeys()
+    if pool.redis.exists(keys.generation(), provider.generation()) == 2:
         return False
+    rebuilt = _ensure_provider_scope(pool, database_url)
+    if pool.redis.exists(keys.generation()):
+        return rebuilt
     with transaction(database_url) as session:
         # Waits for a dispatch round in flight to commit, so its attempts are read too;
         # rounds wait for this rebuild in turn (they take the same lock).
         lock_account_pool(session, account_id)
         if pool.redis.exists(keys.generation()):
-            return False  # another process rebuilt it while we waited
+            return rebuilt  # another process rebuilt it while we waited
         rows = session.execute(
             select(
                 CallAttempt.id,
@@ -57,15 +65,50 @@ def ensure_pool(pool: Pool, database_url: str, account_id: int) -> bool:
     return True
 
 
+def _ensure_provider_scope(pool: Pool, database_url: str) -> bool:
+    """Put every account's live attempts back in the provider account's scope if Redis lost
+    it. Returns True if it rebuilt."""
+    provider = ProviderKeys()
+    if pool.redis.exists(provider.generation()):
+        return False
+    with transaction(database_url) as session:
+        # Exclusive: waits for every dispatch round in flight (each holds it shared).
+        session.execute(select(func.pg_advisory_xact_lock(PROVIDER_LOCK_NAMESPACE, 0)))
+        if pool.redis.exists(provider.generation()):
+            return False
+        rows = session.execute(
+            select(CallAttempt.id, CallAttempt.lease_expires_at).where(
+                CallAttempt.status.in_(LIVE_ATTEMPT_STATUSES)
+            )
+        ).all()
+        pipe = pool.redis.pipeline(transaction=True)
+        for attempt_id, expires in rows:
+            pipe.zadd(provider.pool(), {str(attempt_id): int(expires.timestamp() * 1000)}, nx=True)
+        pipe.set(provider.generation(), "1", nx=True)
+        pipe.execute()
+    log.warning("provider_pool_rebuilt", leases=len(rows))
+    return True
+
+
 POOL_LOCK_NAMESPACE = 0x6469616C  # "dial"
 """First key of the PostgreSQL advisory lock that serialises an account's lease writers."""
+PROVIDER_LOCK_NAMESPACE = 0x70726F76  # "prov"
+"""First key (second: 0) of the advisory lock on the provider account's scope: dispatch
+rounds hold it shared, its rebuild exclusive."""
 
 
 def lock_account_pool(session: Session, account_id: int) -> None:
-    """Take the account's pool lock until the session's transaction ends
-    (`pg_advisory_xact_lock`). Dispatch rounds and pool rebuilds hold it, so a rebuild never
-    reads the live attempts while a round's new attempts are still uncommitted."""
-    session.execute(select(func.pg_advisory_xact_lock(POOL_LOCK_NAMESPACE, account_id)))
+    """Take the account's pool lock, and the provider account's shared (in that statement,
+    the provider's first, the order a rebuild takes them in), until the session's
+    transaction ends (`pg_advisory_xact_lock`). Dispatch rounds and pool rebuilds hold
+    them, so a rebuild never reads the live attempts while a round's new attempts are still
+    uncommitted."""
+    session.execute(
+        select(
+            func.pg_advisory_xact_lock_shared(PROVIDER_LOCK_NAMESPACE, 0),
+            func.pg_advisory_xact_lock(POOL_LOCK_NAMESPACE, account_id),
+        )
+    )
 
 
 def try_lock_account_pool(session: Session, account_id: int) -> bool:

@@ -312,15 +312,23 @@ class NumberOut(BaseModel):
 
 
 class NumberIn(BaseModel):
-    """A caller ID to add (the provider account must own or have verified it), or the new
-    settings of one the account has."""
+    """A caller ID to add (the provider account must own or have verified it, and no other
+    account have it), or the new settings of one the account has: a field left out keeps
+    its stored value (as in `PATCH /v1/account`), `max_concurrency: null` clears the cap."""
 
     model_config = ConfigDict(extra="forbid")
 
     number: str = Field(description="E.164 (+14155550100).", max_length=32)
-    outbound: bool = Field(True, description="Present it on outbound calls.")
+    outbound: bool = Field(
+        True,
+        description="Present it on outbound calls (left out: unchanged; a new number: true). "
+        "Turning it off pauses the running campaigns that present it.",
+    )
     max_concurrency: int | None = Field(
-        None, gt=0, description="Most live calls presenting it; null: no cap."
+        None,
+        gt=0,
+        description="Most live calls presenting it; null: no cap (left out: unchanged; a new "
+        "number: no cap).",
     )
 
 
@@ -329,7 +337,11 @@ class AccountOut(BaseModel):
 
     name: str
     max_concurrency: int = Field(description="Most calls live at once across the account.")
+    max_concurrency_ceiling: int = Field(
+        description="Most `max_concurrency` may be raised to (set by the operator)."
+    )
     cps: float = Field(description="Calls per second the account may create.")
+    cps_ceiling: float = Field(description="Most `cps` may be raised to (set by the operator).")
     max_calls_per_number_per_day: int = Field(
         description="Most attempts that may ring one number in a day."
     )
@@ -340,7 +352,8 @@ class AccountOut(BaseModel):
 
 class AccountPatch(BaseModel):
     """Settings to change; a field left out stays as it is (`webhook_url: ""` or null
-    stops the webhooks)."""
+    stops the webhooks). Caps may be lowered, and raised up to the ceilings the operator
+    set (`max_concurrency_ceiling`, `cps_ceiling`; above: 400 `above_ceiling`)."""
 
     model_config = ConfigDict(extra="forbid")
 

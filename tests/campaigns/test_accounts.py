@@ -43,6 +43,7 @@ def test_the_default_caller_id_is_the_first_outbound_number_added(
             outbound=outbound,
             max_concurrency=None,
             provider=provider,
+            actor="test",
         )
     assert outbound_number(db_session, account.id, None).e164 == "+14155550101"
     with pytest.raises(DialerError) as caught:
@@ -62,6 +63,7 @@ def test_a_number_the_provider_does_not_vouch_for_is_refused(db_session: Session
             outbound=True,
             max_concurrency=None,
             provider=make_provider(sim.base_url),
+            actor="test",
         )
     assert caught.value.code == "caller_id_not_verified"
     with pytest.raises(ProviderFailedError) as failed:
@@ -72,6 +74,7 @@ def test_a_number_the_provider_does_not_vouch_for_is_refused(db_session: Session
             outbound=True,
             max_concurrency=None,
             provider=make_provider(sim.base_url, token="wrong-token"),
+            actor="test",
         )
     assert (failed.value.code, failed.value.http_status) == ("provider_error", 502)
 

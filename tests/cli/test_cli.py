@@ -36,7 +36,16 @@ from dialer.numbers import RejectReason
 from dialer.runtime import Runtime
 from dialer.settings import Settings
 from dialer.web.app import create_app
-from models import Account, ApiKey, Campaign, CampaignStatus, DncEntry, MachineAction, engine_for
+from models import (
+    Account,
+    ApiKey,
+    CallerId,
+    Campaign,
+    CampaignStatus,
+    DncEntry,
+    MachineAction,
+    engine_for,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_CSV = REPO / "campaigns" / "samples" / "appointments.csv"
@@ -199,6 +208,7 @@ def test_a_file_level_error_creates_nothing(
 
 
 def test_settings_reach_the_campaign(cli: Cli, committed_db: str) -> None:
+    cli.ok("accounts", "set", "default", "--cps", "5")  # a campaign's CPS is at most its account's
     created = cli.create(
         "--max-hold-s",
         "45",
@@ -519,6 +529,44 @@ def test_accounts_create_set_show(cli: Cli, committed_db: str) -> None:
     cli.fails("accounts", "set", "nobody", "--cps", "2", code="account_not_found")
 
 
+def test_the_operator_sets_an_accounts_ceilings(cli: Cli) -> None:
+    cli.ok("accounts", "create", "clinic")
+    shown = cli.json("accounts", "show", "clinic", "--json")
+    assert (shown["max_concurrency_ceiling"], shown["cps_ceiling"]) == (100, 10.0)
+    cli.fails("accounts", "set", "clinic", "--max-concurrency", "150", code="above_ceiling")
+    cli.ok(
+        "accounts",
+        "set",
+        "clinic",
+        "--max-concurrency-ceiling",
+        "200",
+        "--cps-ceiling",
+        "30",
+        "--max-concurrency",
+        "150",
+        "--cps",
+        "25",
+    )
+    shown = cli.json("accounts", "show", "clinic", "--json")
+    assert (shown["max_concurrency"], shown["max_concurrency_ceiling"]) == (150, 200)
+    assert (shown["cps"], shown["cps_ceiling"]) == (25.0, 30.0)
+    # A ceiling lowered below a cap lowers the cap.
+    cli.ok("accounts", "set", "clinic", "--cps-ceiling", "3")
+    shown = cli.json("accounts", "show", "clinic", "--json")
+    assert (shown["cps"], shown["cps_ceiling"]) == (3.0, 3.0)
+    cli.fails("accounts", "set", "clinic", "--cps-ceiling", "0", code="invalid_option")
+
+
+def test_numbers_add_refuses_another_accounts_number(cli: Cli, committed_db: str) -> None:
+    with Session(engine_for(committed_db)) as session, session.begin():
+        owner = session.scalars(select(Account).where(Account.name == "default")).one()
+        session.add(CallerId(account_id=owner.id, e164="+14155550101"))
+    cli.fails("numbers", "add", "+14155550101", "--account", "other", code="number_taken")
+    assert [n["number"] for n in cli.json("numbers", "list", "--account", "other", "--json")] == [
+        "+15005550006"
+    ]
+
+
 def test_keys_create_list_revoke(cli: Cli, committed_db: str) -> None:
     plain = cli.ok("keys", "create", "--account", "default", "--name", "crm").splitlines()
     assert len(plain) == 1 and plain[0].startswith("dk_") and len(plain[0]) > 40
@@ -555,7 +603,8 @@ def test_numbers_add_list_remove(cli: Cli, committed_db: str) -> None:
         2,
     )
     cli.ok("numbers", "add", "+15005550006", "--no-outbound")
-    assert cli.json("numbers", "list", "--json")[0]["outbound"] is False
+    [number] = cli.json("numbers", "list", "--json")
+    assert (number["outbound"], number["max_concurrency"]) == (False, 2)  # the cap is kept
     cli.fails("numbers", "add", "07386172392", code="invalid_phone_format")
     cli.fails("numbers", "remove", "+14155550100", code="number_not_found")
     # No outbound number left: a campaign cannot be created.

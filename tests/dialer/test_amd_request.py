@@ -14,7 +14,7 @@ import redis
 import requests
 
 from dialer.dispatch.dialing import PlaceResult, place_call
-from dialer.pool.leases import acquire_scopes, lease_seconds, rate_limits
+from dialer.pool.leases import ProviderLimits, acquire_scopes, lease_seconds, rate_limits
 from dialer.providers.twilio import TwilioProvider
 from dialer.runtime import Runtime
 from dialer.settings import Settings
@@ -83,8 +83,8 @@ def create_form(
         runtime.pool.acquire(
             str(attempt.id),
             lease_seconds(row),
-            acquire_scopes(account, row, caller_id),
-            rate_limits(account, row),
+            acquire_scopes(account, row, caller_id, ProviderLimits()),
+            rate_limits(account, row, ProviderLimits()),
         )
         attempt_id = attempt.id
     provider = runtime.provider

@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from dialer.dispatch.attempt_end import EndedAttempt, decide
-from dialer.pool import Keys
+from dialer.pool import Keys, ProviderKeys
 from models import AttemptStatus, CampaignStatus, EndReason, JobStatus, Outcome
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -36,6 +36,7 @@ def test_a_retryable_outcome_is_due_after_its_delay_and_frees_every_scope() -> N
     keys = Keys(3)
     assert decision.release.scope_keys == [
         keys.account_pool(),
+        ProviderKeys().pool(),
         keys.campaign_pool(5),
         keys.caller_id_pool(8),
     ]

@@ -22,7 +22,7 @@ from dialer.dispatch.dialing import (
     resolve_late_call,
 )
 from dialer.pool import Keys
-from dialer.pool.leases import send_windows
+from dialer.pool.leases import ProviderLimits, send_windows
 from dialer.runtime import Runtime
 from dialer.settings import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN
 from dialer.simulator import SimulatorConfig, run_in_thread
@@ -370,7 +370,7 @@ def test_no_create_leaves_without_a_send_slot(runtime: Runtime, sim: httpx.Clien
         account = session.get_one(Account, attempt.account_id)
         account.cps = 0.5  # one create every two seconds
         campaign = session.get_one(Campaign, attempt.campaign_id)
-        windows = send_windows(account, campaign)
+        windows = send_windows(account, campaign, ProviderLimits())
     # Another request took the window's slot and is not answered yet.
     assert runtime.pool.wait_for_send_slot("other", windows, time.monotonic() + 1, hold_s=60)
     assert place_call(runtime, attempt_id) is PlaceResult.RETRY_LATER

@@ -8,20 +8,22 @@ from typing import Any
 import redis
 from sqlalchemy import select
 
+from campaigns.accounts import save_number
 from dialer.dispatch.dialing import DialOrder
 from dialer.dispatch.pacer import PacerLock, dispatch_round, run_pacer
-from dialer.pool import Keys
+from dialer.pool import Keys, ProviderKeys
 from dialer.pool.reconcile import ensure_pool
 from dialer.runtime import Runtime
 from models import (
     AttemptStatus,
     CallAttempt,
+    Campaign,
     CampaignEvent,
     CampaignStatus,
     JobStatus,
     transaction,
 )
-from tests.factories import make_account, make_campaign, make_job
+from tests.factories import make_account, make_caller_id, make_campaign, make_job
 
 
 def seed(
@@ -180,3 +182,49 @@ def test_a_standing_campaign_stays_running_and_idle_when_it_has_nothing_to_dial(
     out = dispatch_round(runtime, account_id)
     assert len(out.dials) == 1
     assert out.work_left is True
+
+
+def test_a_number_turned_off_for_outbound_is_no_longer_presented(
+    committed_db: str, runtime: Runtime
+) -> None:
+    with transaction(committed_db) as session:
+        account = make_account(session, max_concurrency=10, cps=1e6)
+        disabled = make_caller_id(session, account, "+14155550101")
+        kept = make_campaign(session, account, status=CampaignStatus.RUNNING)
+        stopped = make_campaign(session, account, status=CampaignStatus.RUNNING, caller_id=disabled)
+        for n in range(3):
+            make_job(session, kept, f"+121255501{n:02d}")
+            make_job(session, stopped, f"+121255502{n:02d}")
+        account_id, stopped_id = account.id, stopped.id
+    with transaction(committed_db) as session:
+        save_number(
+            session,
+            account_id,
+            "+14155550101",
+            outbound=False,
+            provider=runtime.provider,
+            actor="test",
+        )
+    ensure_pool(runtime.pool, runtime.settings.database_url, account_id)
+    assert len(dispatch_round(runtime, account_id).dials) == 3
+    with transaction(committed_db) as session:
+        assert set(session.scalars(select(CallAttempt.from_e164))) == {"+15005550006"}
+        campaign = session.get_one(Campaign, stopped_id)
+        assert campaign.status is CampaignStatus.PAUSED
+        assert campaign.status_reason == "caller ID +14155550101 was disabled for outbound calls"
+
+
+def test_accounts_together_stay_within_the_provider_accounts_cap(
+    committed_db: str, runtime: Runtime
+) -> None:
+    runtime.settings.provider_max_concurrency = 3
+    account_a, _ = seed(committed_db, [{"jobs": 2}], {"name": "a", "max_concurrency": 10})
+    account_b, _ = seed(committed_db, [{"jobs": 5}], {"name": "b", "max_concurrency": 10})
+    for account_id in (account_a, account_b):
+        ensure_pool(runtime.pool, runtime.settings.database_url, account_id)
+    assert len(dispatch_round(runtime, account_a).dials) == 2
+    assert len(dispatch_round(runtime, account_b).dials) == 1  # the provider's third slot
+    assert dispatch_round(runtime, account_b).dials == []
+    assert runtime.pool.live(ProviderKeys().pool()) == 3
+    # The next lease any account frees wakes b's pacer.
+    assert runtime.redis.smembers(ProviderKeys().waiters()) == {Keys(account_b).wake().encode()}

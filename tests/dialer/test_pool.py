@@ -13,6 +13,7 @@ from dialer.pool import (
     Keys,
     LeaseRequest,
     Pool,
+    ProviderKeys,
     RateLimit,
     Scope,
     SendWindow,
@@ -201,3 +202,20 @@ def test_a_batch_takes_leases_in_order_as_single_acquisitions_would(
     ]
     assert got[2].full_scope == account.key
     assert redis_client.zcard(keys.account_pool()) == 4
+
+
+def test_a_release_in_one_account_wakes_a_pacer_waiting_for_the_provider_scope(
+    redis_client: redis.Redis,
+) -> None:
+    pool = Pool(redis_client)
+    provider = ProviderKeys()
+    a, b = Keys(1), Keys(2)
+    a_scopes = [Scope(a.account_pool(), 5), Scope(provider.pool(), 1)]
+    assert pool.acquire("1", 60, a_scopes, []).result is AcquireResult.ACQUIRED
+    full = pool.acquire("2", 60, [Scope(b.account_pool(), 5), Scope(provider.pool(), 1)], [])
+    assert (full.result, full.full_scope) == (AcquireResult.FULL, provider.pool())
+    pool.wait_for_provider(b.wake())
+    assert pool.release("1", [s.key for s in a_scopes], a.wake()) == 2
+    assert redis_client.lrange(b.wake(), 0, -1) == [b"1"]
+    assert redis_client.llen(a.wake()) == 1
+    assert redis_client.scard(provider.waiters()) == 0  # one release, one waiter woken

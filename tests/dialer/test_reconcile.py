@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import redis
 
-from dialer.pool import Keys
+from dialer.pool import Keys, ProviderKeys
 from dialer.pool.leases import release_keys
 from dialer.pool.reconcile import ensure_pool
 from dialer.runtime import Runtime
@@ -90,3 +90,21 @@ def test_an_account_with_nothing_live_gets_an_empty_pool_and_a_generation(
     assert redis_client.exists(Keys(account_id).generation())
     assert runtime.pool.live(Keys(account_id).account_pool()) == 0
     assert ensure_pool(runtime.pool, runtime.settings.database_url, account_id) is False
+
+
+def test_the_provider_accounts_scope_is_rebuilt_with_every_accounts_live_leases(
+    runtime: Runtime, redis_client: redis.Redis
+) -> None:
+    account_id, live, _, other_attempt = seed(runtime)
+    redis_client.flushdb()
+    assert ensure_pool(runtime.pool, runtime.settings.database_url, account_id) is True
+    provider = ProviderKeys()
+    assert redis_client.exists(provider.generation())
+    held = {int(m) for m in redis_client.zrange(provider.pool(), 0, -1)}
+    # The other account's pacer has not run: its live call counts against the provider all
+    # the same.
+    assert held == {*live, other_attempt}
+    # Only the provider's scope lost: the next round finds it missing and it is rebuilt.
+    redis_client.delete(provider.generation(), provider.pool())
+    assert ensure_pool(runtime.pool, runtime.settings.database_url, account_id) is True
+    assert runtime.pool.live(provider.pool()) == len(live) + 1

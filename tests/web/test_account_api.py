@@ -153,3 +153,84 @@ def test_a_server_failure_is_500_in_the_one_shape_without_a_trace(runtime: Runti
         response = http.get("/broken")
     assert error_code(response, 500) == "internal_error"
     assert "Traceback" not in response.text and "secret" not in response.text
+
+
+def test_another_accounts_caller_id_is_refused_as_number_taken(api: Api) -> None:
+    assert api.post("/v1/numbers", json={"number": "+14155550102"}).status_code == 201
+    taken = api.post("/v1/numbers", key=OTHER_KEY, json={"number": "+14155550102"})
+    assert error_code(taken, 409) == "number_taken"
+    assert [n["number"] for n in api.get("/v1/numbers", key=OTHER_KEY).json()] == ["+15005550006"]
+    # Twilio's magic test number reaches no one: every account may have it.
+    assert api.post("/v1/numbers", key=OTHER_KEY, json={"number": "+15005550006"}).status_code == (
+        200
+    )
+
+
+def test_a_tenant_may_lower_its_caps_but_never_raise_them_past_the_ceiling(api: Api) -> None:
+    refused = {
+        field: api.patch("/v1/account", json={field: value})
+        for field, value in [("max_concurrency", 100_000), ("cps", 10_000)]
+    }
+    assert {f: error_code(r, 400) for f, r in refused.items()} == dict.fromkeys(
+        refused, "above_ceiling"
+    )
+    ceilings = api.runtime.settings
+    for field, ceiling in [
+        ("max_concurrency", ceilings.account_max_concurrency_ceiling),
+        ("cps", ceilings.account_cps_ceiling),
+    ]:
+        assert [d["field"] for d in refused[field].json()["error"]["details"]] == [field]
+        assert f"at most {ceiling:g}" in refused[field].json()["error"]["message"]
+    shown = api.get("/v1/account").json()
+    assert (shown["max_concurrency"], shown["cps"]) == (10, 1.0)
+    assert (shown["max_concurrency_ceiling"], shown["cps_ceiling"]) == (
+        ceilings.account_max_concurrency_ceiling,
+        ceilings.account_cps_ceiling,
+    )
+    at_ceiling = {
+        "max_concurrency": ceilings.account_max_concurrency_ceiling,
+        "cps": ceilings.account_cps_ceiling,
+    }
+    assert api.patch("/v1/account", json=at_ceiling).status_code == 200
+    lowered = api.patch("/v1/account", json={"max_concurrency": 4, "cps": 0.5})
+    assert lowered.status_code == 200, lowered.text
+    assert (lowered.json()["max_concurrency"], lowered.json()["cps"]) == (4, 0.5)
+
+
+def test_a_campaign_is_never_capped_above_its_account(api: Api) -> None:
+    refused = api.upload(SAMPLE.read_bytes(), max_concurrency="11")
+    assert error_code(refused, 400) == "invalid_option"
+    assert api.patch("/v1/account", json={"max_concurrency": 4}).status_code == 200
+    created = api.upload(SAMPLE.read_bytes())  # the default cap (10) is lowered to the account's
+    assert created.status_code == 201, created.text
+    shown = api.get(f"/v1/campaigns/{created.json()['campaign_id']}").json()
+    assert shown["max_concurrency"] == 4
+
+
+def test_resaving_a_number_keeps_its_cap_and_only_null_clears_it(api: Api) -> None:
+    added = api.post("/v1/numbers", json={"number": "+14155550101", "max_concurrency": 3})
+    assert added.status_code == 201, added.text
+    resaved = api.post("/v1/numbers", json={"number": "+14155550101", "outbound": False})
+    assert (resaved.json()["max_concurrency"], resaved.json()["outbound"]) == (3, False)
+    again = api.post("/v1/numbers", json={"number": "+14155550101"})
+    assert (again.json()["max_concurrency"], again.json()["outbound"]) == (3, False)
+    cleared = api.post("/v1/numbers", json={"number": "+14155550101", "max_concurrency": None})
+    assert cleared.json()["max_concurrency"] is None
+
+
+def test_turning_a_numbers_outbound_off_pauses_the_campaigns_that_present_it(api: Api) -> None:
+    created = api.upload(SAMPLE.read_bytes())
+    campaign_id = created.json()["campaign_id"]
+    assert api.post(f"/v1/campaigns/{campaign_id}/start").status_code == 200
+    assert (
+        api.post("/v1/numbers", json={"number": "+15005550006", "outbound": False}).status_code
+        == 200
+    )
+    campaign = api.get(f"/v1/campaigns/{campaign_id}").json()
+    assert campaign["status"] == "paused"
+    assert "+15005550006" in campaign["status_reason"]
+    refused = api.post(f"/v1/campaigns/{campaign_id}/resume")
+    assert error_code(refused, 409) == "caller_id_not_outbound"
+    enabled = api.post("/v1/numbers", json={"number": "+15005550006", "outbound": True})
+    assert enabled.status_code == 200
+    assert api.post(f"/v1/campaigns/{campaign_id}/resume").status_code == 200

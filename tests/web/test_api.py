@@ -227,6 +227,8 @@ def test_a_retry_delay_set_over_the_api_is_the_one_the_retry_uses(api: Api) -> N
 
 
 def test_settings_sent_as_form_fields_reach_the_campaign(api: Api) -> None:
+    # A campaign's CPS is at most its account's (1 by default).
+    assert api.patch("/v1/account", json={"cps": 5}).status_code == 200
     response = api.upload(
         SAMPLE.read_bytes(),
         max_hold_s="45",

@@ -3,8 +3,9 @@
 --
 -- KEYS[1..S]        the scopes' sorted sets (member = attempt id, score = lease expiry, ms)
 -- KEYS[S+1..S+L]    the GCRA keys (theoretical arrival time, µs)
--- KEYS[S+L+1]       optional: the pool's generation key, which must exist (else the pool
---                   was lost with Redis and must be rebuilt before any lease is taken)
+-- KEYS[S+L+1..]     optional: the pool's generation keys (the account's, the provider
+--                   account's), which must all exist (else the pool was lost with Redis
+--                   and must be rebuilt before any lease is taken)
 -- ARGV[1], ARGV[2]  S, L
 -- ARGV[3]           booking horizon, µs: a call may be booked this far ahead of now
 -- ARGV[4..3+S]      each scope's cap
@@ -13,7 +14,7 @@
 --                   its own scope's index (0: none), its scopes' count and indexes (the
 --                   first is the account's), its limits' count and indexes
 --
--- Returns a list with one {code, detail} per request handled: {-2, 0} when the generation
+-- Returns a list with one {code, detail} per request handled: {-2, 0} when a generation
 -- key is missing (the only entry); {1, delay_us} when acquired: the call's slot is delay_us
 -- from now (0: at once); {0, i} when scope i is full; {-1, wait_us} when the CPS limits
 -- have no slot within the horizon for wait_us more. The batch stops after a {-1, _} and
@@ -37,7 +38,7 @@ local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now = math.floor(now_us / 1000)
 
-if #KEYS > S + L and redis.call('EXISTS', KEYS[S + L + 1]) == 0 then
+if #KEYS > S + L and redis.call('EXISTS', unpack(KEYS, S + L + 1)) < #KEYS - S - L then
   return {{-2, 0}}
 end
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from campaigns.accounts import AccountChange, account_json, update_account
+from campaigns.accounts import AccountChange, account_json, default_ceilings, update_account
 from dialer.web.deps import CurrentAccount, RuntimeDep, SessionDep
 from dialer.web.errors import ANY_OTHER, INVALID, UNAUTHENTICATED
 from dialer.web.schemas import AccountOut, AccountPatch
@@ -15,17 +15,19 @@ router = APIRouter(
 
 
 @router.get("", response_model=AccountOut)
-def get_account(account: CurrentAccount, session: SessionDep) -> AccountOut:
-    """The account: caps, webhook URL, caller IDs."""
-    return AccountOut.model_validate(account_json(session, account))
+def get_account(account: CurrentAccount, session: SessionDep, rt: RuntimeDep) -> AccountOut:
+    """The account: caps and their ceilings, webhook URL, caller IDs."""
+    defaults = default_ceilings(rt.settings)
+    return AccountOut.model_validate(account_json(session, account, defaults))
 
 
 @router.patch("", response_model=AccountOut, responses=INVALID)
 def patch_account(
     body: AccountPatch, account: CurrentAccount, session: SessionDep, rt: RuntimeDep
 ) -> AccountOut:
-    """Change the account's caps or webhook URL (400 `webhook_url_not_allowed` for a URL
-    that is not http(s) or points inside a private network)."""
+    """Change the account's caps or webhook URL (400 `above_ceiling` for a cap above the
+    ceiling the operator set, 400 `webhook_url_not_allowed` for a URL that is not http(s)
+    or points inside a private network)."""
     given = body.model_fields_set
     change = AccountChange(
         max_concurrency=body.max_concurrency,
@@ -33,7 +35,12 @@ def patch_account(
         max_calls_per_number_per_day=body.max_calls_per_number_per_day,
         webhook_url=(body.webhook_url or "") if "webhook_url" in given else None,
     )
+    defaults = default_ceilings(rt.settings)
     update_account(
-        session, account, change, allow_private=rt.settings.webhook_allow_private_networks
+        session,
+        account,
+        change,
+        allow_private=rt.settings.webhook_allow_private_networks,
+        defaults=defaults,
     )
-    return AccountOut.model_validate(account_json(session, account))
+    return AccountOut.model_validate(account_json(session, account, defaults))

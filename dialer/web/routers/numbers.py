@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from campaigns.accounts import list_numbers, number_json, remove_number, save_number
+from campaigns.accounts import KEEP, list_numbers, number_json, remove_number, save_number
 from campaigns.paging import DEFAULT_LIMIT
-from dialer.web.deps import CurrentAccount, PageCursor, PageLimit, RuntimeDep, SessionDep
+from dialer.web.deps import (
+    Actor,
+    CurrentAccount,
+    PageCursor,
+    PageLimit,
+    RuntimeDep,
+    SessionDep,
+)
 from dialer.web.errors import ANY_OTHER, INVALID, UNAUTHENTICATED, declared
 from dialer.web.schemas import NumberIn, NumberOut, Page
 
@@ -38,22 +45,31 @@ def get_numbers(
     responses={
         200: {"model": NumberOut, "description": "The number was the account's: updated."},
         **INVALID,
+        409: declared("Another account has the number (`number_taken`)."),
         502: declared("The provider could not be asked whether it owns the number."),
     },
 )
 def add_number(
-    body: NumberIn, account: CurrentAccount, session: SessionDep, rt: RuntimeDep, response: Response
+    body: NumberIn,
+    account: CurrentAccount,
+    session: SessionDep,
+    rt: RuntimeDep,
+    response: Response,
+    actor: Actor,
 ) -> NumberOut:
     """Add a caller ID (201) the provider account owns (IncomingPhoneNumbers) or verified
-    (OutgoingCallerIds), else 400 `caller_id_not_verified`; a number the account has
-    already gets the new settings (200)."""
+    (OutgoingCallerIds), else 400 `caller_id_not_verified`, and no other account has (409
+    `number_taken`); a number the account has already gets the settings given (200), the
+    others keep theirs. Turning `outbound` off pauses the running campaigns presenting it."""
+    given = body.model_fields_set
     caller_id, created = save_number(
         session,
         account.id,
         body.number,
-        outbound=body.outbound,
-        max_concurrency=body.max_concurrency,
+        outbound=body.outbound if "outbound" in given else KEEP,
+        max_concurrency=body.max_concurrency if "max_concurrency" in given else KEEP,
         provider=rt.provider,
+        actor=actor,
     )
     if not created:
         response.status_code = 200
