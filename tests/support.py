@@ -6,8 +6,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 import structlog
 from structlog.contextvars import merge_contextvars
 from structlog.testing import LogCapture
@@ -95,3 +97,24 @@ def daytime_number(now: datetime | None = None) -> str:
         if all(10 <= hour < 17 for hour in hours):
             return number
     raise AssertionError(f"no candidate number is in its daytime at {moment}")
+
+
+POISONED_POLICY = {"busy": {"retry": True, "delay_s": "x"}}
+"""A retry matrix stored before any check held it (old data: `delay_s` not a number)."""
+
+
+def poison_retry_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the state machine raise on `POISONED_POLICY`, as the untyped reader did
+    (`float("x")`) before `dialer.calls.retry_delay` read the matrix typed: the fault a
+    shared loop must survive, injected so its isolation stays tested now that stored data
+    no longer triggers it."""
+    from dialer.dispatch import attempt_end
+
+    typed = attempt_end.retry_delay
+
+    def untyped(policy: Any, max_attempts: int, outcome: Any, attempts_made: int) -> Any:
+        if policy == POISONED_POLICY:
+            raise ValueError("could not convert string to float: 'x'")
+        return typed(policy, max_attempts, outcome, attempts_made)
+
+    monkeypatch.setattr(attempt_end, "retry_delay", untyped)

@@ -39,7 +39,7 @@ from models import (
 )
 from models.asyncdb import AsyncPool, async_pool
 from tests.factories import make_account, make_attempt, make_campaign, make_job
-from tests.support import hold_lease
+from tests.support import POISONED_POLICY, hold_lease, poison_retry_reader
 
 T = TypeVar("T")
 
@@ -309,15 +309,16 @@ def _apply_failures() -> float:
 
 
 def test_a_callback_that_fails_to_apply_does_not_fail_another_accounts_in_its_batch(
-    runtime: Runtime,
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Account A's campaign holds a retry policy written before any check (old data): its
     busy callback makes the state machine raise. Account B's callback in the same batch is
     applied and answered; A's is stored once, answered, logged and counted, and its attempt
     is left as it was for the reaper to apply later."""
+    poison_retry_reader(monkeypatch)
     with transaction(runtime.settings.database_url) as session:
         attempts = []
-        for name, policy in (("a", {"busy": {"retry": True, "delay_s": "x"}}), ("b", {})):
+        for name, policy in (("a", POISONED_POLICY), ("b", {})):
             campaign = make_campaign(
                 session,
                 make_account(session, name),

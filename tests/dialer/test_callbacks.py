@@ -34,7 +34,7 @@ from models import (
 from tests.conftest import REDIS_URL
 from tests.factories import make_account, make_attempt, make_campaign, make_job
 from tests.servers import serve_app
-from tests.support import hold_lease
+from tests.support import POISONED_POLICY, hold_lease, poison_retry_reader
 from workers.app import DIALS_QUEUE
 from workers.enqueue import HANG_UP
 
@@ -207,12 +207,13 @@ def test_database_unreachable_is_503_and_retried_later(runtime: Runtime, attempt
 
 
 def test_a_callback_that_fails_to_apply_is_answered_and_the_other_accounts_are_applied(
-    client: httpx.Client, runtime: Runtime, attempt_id: int
+    client: httpx.Client, runtime: Runtime, attempt_id: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another account's campaign holds a retry policy written before any check (old data):
     its busy callback is stored and answered 204 (a 5xx would only make Twilio resend an
     event already stored), its attempt left as it was; this account's callbacks, sent at the
     same moment, are applied."""
+    poison_retry_reader(monkeypatch)
     poisoned_sid = "CA" + "c" * 32
     with transaction(runtime.settings.database_url) as session:
         campaign = make_campaign(
@@ -220,7 +221,7 @@ def test_a_callback_that_fails_to_apply_is_answered_and_the_other_accounts_are_a
             make_account(session, "hostile"),
             status=CampaignStatus.RUNNING,
             max_attempts=2,
-            retry_policy={"busy": {"retry": True, "delay_s": "x"}},
+            retry_policy=POISONED_POLICY,
         )
         job = make_job(
             session, campaign, "+12125550144", status=JobStatus.IN_PROGRESS, attempt_count=1

@@ -28,7 +28,7 @@ from models import (
     utcnow,
 )
 from tests.factories import make_account, make_attempt, make_campaign, make_job
-from tests.support import hold_lease, wait_until
+from tests.support import POISONED_POLICY, hold_lease, poison_retry_reader, wait_until
 
 PHONE = "+12125550143"
 CALLER_ID = "+15005550006"  # the factories' caller ID
@@ -227,18 +227,19 @@ def test_a_quiet_call_found_ended_ends_the_attempt(runtime: Runtime, sim: httpx.
 
 
 def test_one_accounts_failing_attempt_does_not_stop_the_pass_for_the_others(
-    runtime: Runtime, sim: httpx.Client
+    runtime: Runtime, sim: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Account A's campaign holds a retry policy written before any check (old data): the
     busy call the reaper finds for its quiet attempt makes the state machine raise. The
     pass goes on: A's other lease and account B's are still released."""
+    poison_retry_reader(monkeypatch)
     sid = sim_call(sim, outcome="busy", wait_for="busy")
     with transaction(runtime.settings.database_url) as session:
         campaign = make_campaign(
             session,
             make_account(session, f"acme-{next(_accounts)}"),
             status=CampaignStatus.RUNNING,
-            retry_policy={"busy": {"retry": True, "delay_s": "x"}},
+            retry_policy=POISONED_POLICY,
         )
         job = make_job(session, campaign, PHONE, status=JobStatus.IN_PROGRESS, attempt_count=1)
         poisoned = make_attempt(

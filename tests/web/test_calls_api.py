@@ -345,9 +345,9 @@ def test_the_to_number_filter_reads_the_number_as_the_client_meant_it(api: Api) 
     wanted = place(api, to_number="+12125550143")["call_id"]
     place(api, to_number="+12125550144")
     for raw in ("+12125550143", " 12125550143", "(212) 555-0143"):
-        found = api.get("/v1/calls", params={"to_number": raw}).json()["calls"]
+        found = api.get("/v1/calls", params={"to_number": raw}).json()["items"]
         assert [c["call_id"] for c in found] == [wanted], raw
-    unencoded = api.get("/v1/calls?to_number=+12125550143").json()["calls"]
+    unencoded = api.get("/v1/calls?to_number=+12125550143").json()["items"]
     assert [c["call_id"] for c in unencoded] == [wanted]
     refused = api.get("/v1/calls", params={"to_number": "not-a-number"})
     assert error_code(refused, 400) == "invalid_phone_format"
