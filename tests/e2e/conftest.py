@@ -105,8 +105,11 @@ class Stack:
 
 
 @contextmanager
-def running_stack(tmp_path: Path, **sim_config: Any) -> Iterator[Stack]:
-    """Simulator + API + (workers started by the test)."""
+def running_stack(
+    tmp_path: Path, api_settings: dict[str, Any] | None = None, **sim_config: Any
+) -> Iterator[Stack]:
+    """Simulator + API + (workers started by the test); `api_settings` are `Settings`
+    fields of the API's own (the workers take theirs from `Stack.env`)."""
     config = SimulatorConfig(**{"time_scale": 0.005, "seed": 11, **sim_config})
     with ExitStack() as outer, run_in_thread(config) as sim_url:
         settings = Settings(
@@ -120,6 +123,7 @@ def running_stack(tmp_path: Path, **sim_config: Any) -> Iterator[Stack]:
             ambiguous_redial_after_s=8.0,
             status_poll_after_s=3.0,
             metrics_token=METRICS_TOKEN,
+            **(api_settings or {}),
         )
         runtime = Runtime(settings)
         api_url = outer.enter_context(serve_app(create_app(runtime)))
