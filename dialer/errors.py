@@ -45,6 +45,8 @@ stderr and exits 1. The tree, with each class's HTTP status and codes:
         a question asked on the client's behalf (is this caller ID ours?)
   + DatabaseUnavailableError ............. 503  `database_unavailable`, with `Retry-After`
         (what the web layer answers for the database drivers' connection errors)
+  + RedisUnavailableError ................ 503  `redis_unavailable`, with `Retry-After`
+        (what the web layer answers for redis-py's connection errors and timeouts)
   + SessionSecretMissingError ............ 503  `session_secret_missing`: page sign-in is off
         (dialer.web.sessions)
 
@@ -167,3 +169,14 @@ class DatabaseUnavailableError(DialerError):
 
     def __init__(self) -> None:
         super().__init__("database_unavailable", "try again shortly")
+
+
+class RedisUnavailableError(DialerError):
+    """Redis (the pool, the request quotas, the page sessions) did not answer: the request
+    was refused before it did anything that needs Redis, and may be sent again shortly."""
+
+    http_status = 503
+    retry_after_s = 1
+
+    def __init__(self) -> None:
+        super().__init__("redis_unavailable", "try again shortly")

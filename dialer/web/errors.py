@@ -4,6 +4,7 @@
 - a `DialerError`: its own status and code (and `Retry-After` when it has one);
 - the database drivers' connection errors (SQLAlchemy's and psycopg's, a pool timeout
   included): 503 `database_unavailable` with `Retry-After`;
+- redis-py's connection errors and timeouts: 503 `redis_unavailable` with `Retry-After`;
 - a body that is not JSON where JSON is expected: 422 `invalid_json`;
 - a request FastAPI could not validate: 400 `invalid_body` (the body) or `invalid_request`
   (path, query, headers), with one `details` entry per field;
@@ -19,6 +20,7 @@ from http import HTTPStatus
 from typing import Any
 
 import psycopg
+import redis
 import sqlalchemy.exc
 import structlog
 from fastapi import FastAPI, Request
@@ -26,7 +28,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from dialer.errors import DatabaseUnavailableError, DialerError, UnprocessableError
+from dialer.errors import (
+    DatabaseUnavailableError,
+    DialerError,
+    RedisUnavailableError,
+    UnprocessableError,
+)
 from dialer.web.schemas import ErrorBody
 
 log = structlog.get_logger(__name__)
@@ -74,6 +81,11 @@ async def _database_unavailable(_: Request, error: Exception) -> JSONResponse:
     return error_response(DatabaseUnavailableError())
 
 
+async def _redis_unavailable(_: Request, error: Exception) -> JSONResponse:
+    log.error("redis_unavailable", error=str(error))
+    return error_response(RedisUnavailableError())
+
+
 async def _unstorable_value(_: Request, error: Exception) -> JSONResponse:
     # A value the database refuses (a NUL character in text or JSON, a number out of a
     # column's range) that no schema caught: the request's fault, and nothing was written
@@ -117,6 +129,8 @@ def install_handlers(app: FastAPI) -> None:
     # handlers) or psycopg on the webhooks' asyncio pool (`PoolTimeout` is a subclass).
     app.exception_handler(sqlalchemy.exc.OperationalError)(_database_unavailable)
     app.exception_handler(psycopg.OperationalError)(_database_unavailable)
+    app.exception_handler(redis.ConnectionError)(_redis_unavailable)
+    app.exception_handler(redis.TimeoutError)(_redis_unavailable)
     app.exception_handler(sqlalchemy.exc.DataError)(_unstorable_value)
     app.exception_handler(psycopg.DataError)(_unstorable_value)
     app.exception_handler(RequestValidationError)(_invalid_request)

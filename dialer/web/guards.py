@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
+import redis
 import sqlalchemy.exc
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,6 +36,7 @@ from dialer.errors import (
     BodyTooLargeError,
     DatabaseUnavailableError,
     DialerError,
+    RedisUnavailableError,
     UnauthenticatedError,
 )
 from dialer.settings import Settings
@@ -138,8 +140,8 @@ def _admit(database_url: str, quotas: RequestQuotas, token: str) -> KeyHolder:
 class Authenticate:
     """ASGI middleware: the API key of a `/v1` request, before its body (see the module
     docstring). Answers 401 `unauthenticated`, `unknown_api_key`, `revoked_api_key`,
-    429 `rate_limited`, or 503 `database_unavailable`; else leaves the `KeyHolder` in
-    `scope["state"]["caller"]`."""
+    429 `rate_limited`, or 503 `database_unavailable` / `redis_unavailable`; else leaves
+    the `KeyHolder` in `scope["state"]["caller"]`."""
 
     def __init__(
         self, app: ASGIApp, settings: Callable[[], Settings], quotas: RequestQuotas
@@ -166,6 +168,9 @@ class Authenticate:
             return
         except (sqlalchemy.exc.OperationalError, psycopg.OperationalError):
             await error_response(DatabaseUnavailableError())(scope, receive, send)
+            return
+        except (redis.ConnectionError, redis.TimeoutError):  # the rate limiter's Redis
+            await error_response(RedisUnavailableError())(scope, receive, send)
             return
         scope.setdefault("state", {})[CALLER] = holder
         await self.app(scope, receive, send)

@@ -145,3 +145,12 @@ def test_contacts_pushed_to_a_schedule_may_pass_the_json_bound_up_to_10_mib(api:
         path, content=b"phone\n" + b"+12025550101\n" * 900_000, headers={"Content-Type": "text/csv"}
     )
     assert error_code(too_big, 413) == "body_too_large"
+
+
+def test_redis_down_is_a_503_with_retry_after_not_a_500(api: Api) -> None:
+    """The rate limiter (and the pool, the page sessions) live in Redis: with Redis gone a
+    request is refused 503 `redis_unavailable`, to be sent again, never a 500."""
+    with served(api, redis_url="redis://127.0.0.1:1/0") as http:
+        refused = http.get("/v1/account", headers={"Authorization": f"Bearer {KEY}"})
+    assert error_code(refused, 503) == "redis_unavailable"
+    assert refused.headers["Retry-After"] == "1"
