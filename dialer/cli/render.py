@@ -29,6 +29,7 @@ def report_table(report: dict[str, Any]) -> Table:
     for state in (
         "pending",
         "waiting_for_window",
+        "waiting_for_frequency_cap",
         "scheduled_retry",
         "dialing",
         "live",
@@ -37,6 +38,8 @@ def report_table(report: dict[str, Any]) -> Table:
         "cancelled",
     ):
         table.add_row(f"  {state.replace('_', ' ')}", str(contacts[state]))
+    if contacts["frequency_cap_opens_at"]:
+        table.add_row("  frequency cap opens", str(contacts["frequency_cap_opens_at"]))
     for reason, count in contacts["rejected"].items():
         table.add_row(f"  rejected at ingest: {reason}", str(count))
     table.add_section()

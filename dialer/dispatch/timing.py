@@ -113,7 +113,8 @@ def admit(
             continue
         count, oldest = counts.get(job.phone_e164, (0, now))
         if count >= max_per_number:
-            reschedule(job, schedule.next_due(max(now, oldest + CAP_PERIOD)))
+            free_at = max(now, oldest + CAP_PERIOD)
+            reschedule(job, schedule.next_due(free_at), capped_until=free_at)
             out.rescheduled += 1
             continue
         counts[job.phone_e164] = (count + 1, oldest)  # the same number twice in one batch
