@@ -100,6 +100,12 @@ def preview_table(preview: dict[str, Any]) -> Table:
         table.add_row(
             f"waiting: {','.join(group['zones'])}", f"{group['contacts']} (opens {opens})"
         )
+    if preview["waiting_for_frequency_cap"]:
+        table.add_row(
+            "waiting for frequency cap",
+            f"{preview['waiting_for_frequency_cap']}"
+            f" (opens {preview['frequency_cap_opens_at'].isoformat()})",
+        )
     table.add_row("dial rate (calls/s)", f"{preview['dial_rate_cps']:.3g}")
     finish = preview["estimated_finish_at"]
     table.add_row("estimated finish", finish.isoformat() if finish else "not within a year")
