@@ -2,8 +2,10 @@
 calling window (by zone), who has expired, and when it should finish at its caps, CPS and
 windows.
 
-The estimate is a model, not a promise: every pending contact takes one call (retries and
-the per-number daily cap are not modelled); calls go out at the campaign's dial rate
+The estimate is a model, not a promise: every pending contact takes one call (retries
+are not modelled) no earlier than its due time (a retry delay or the per-number frequency
+cap, `dialer.calls.held_by_cap`, hold it until then: the contacts of a group not due now
+are released together at the first of their due times); calls go out at the campaign's dial rate
 (`dial_rate_cps`: the smallest of the account's and the campaign's CPS and of each
 concurrency cap divided by `hold_s`, the seconds one call holds a slot: the mean of the
 campaign's ended attempts, else its ring timeout); a group of contacts sharing a place
@@ -35,7 +37,15 @@ class WaitingGroup(BaseModel):
     region: str | None = Field(description="ISO 3166-1 region of the numbers.")
     subdivision: str | None = Field(description='State with stricter legal hours ("FL").')
     contacts: int
-    opens_at: datetime | None = Field(description="Next opening of their window (UTC).")
+    opens_at: datetime | None = Field(
+        description="When the first of them may be dialled (UTC): the next opening of"
+        " their window, not before the first one's due time (a retry delay, the frequency"
+        " cap)."
+    )
+    frequency_capped: int = Field(
+        description="Of `contacts`, held by the per-number frequency cap"
+        " (`max_calls_per_number_per_day`)."
+    )
 
 
 class CampaignPreview(BaseModel):
@@ -48,6 +58,13 @@ class CampaignPreview(BaseModel):
     callable_now: int = Field(description="Pending, due and inside their window now.")
     waiting: int = Field(description="Pending but not callable now.")
     waiting_by_zone: list[WaitingGroup]
+    waiting_for_frequency_cap: int = Field(
+        description="Of `waiting`, held by the per-number frequency cap"
+        " (`max_calls_per_number_per_day`)."
+    )
+    frequency_cap_opens_at: datetime | None = Field(
+        description="When the first contact held by the frequency cap is due again (UTC)."
+    )
     in_progress: int
     expired: int = Field(description="Contacts ended `expired` (end_at, call_before).")
     done: int = Field(description="Contacts final with any other outcome, or cancelled.")
@@ -64,7 +81,15 @@ class _Group:
     place: Place
     pending: int
     due_now: int
+    held: int = 0
+    """Pending, not due now, held by the frequency cap."""
+    next_due: datetime | None = None
+    """The first due time among the pending contacts not due now."""
+    held_due: datetime | None = None
+    """The first due time among the `held` ones."""
     left: float = 0.0
+    release: datetime | None = None
+    """The estimate's: not dialled before this (None: no earlier limit than the window)."""
 
 
 def campaign_preview(
@@ -78,6 +103,8 @@ def campaign_preview(
     due_now = (CallJob.next_due_at <= now) & (
         CallJob.call_before.is_(None) | (CallJob.call_before > now)
     )
+    later = CallJob.next_due_at > now
+    held = later & CallJob.capped_until.is_not(None)
     rows = session.execute(
         select(
             CallJob.zones,
@@ -85,29 +112,35 @@ def campaign_preview(
             CallJob.subdivision,
             func.count(),
             func.count().filter(due_now),
+            func.count().filter(held),
+            func.min(CallJob.next_due_at).filter(later),
+            func.min(CallJob.next_due_at).filter(held),
         )
         .where(CallJob.campaign_id == campaign_id, CallJob.status == JobStatus.PENDING)
         .group_by(CallJob.zones, CallJob.region, CallJob.subdivision)
     ).all()
     groups = [
-        _Group(Place(tuple(zones), region, subdivision), pending, due)
-        for zones, region, subdivision, pending, due in rows
+        _Group(Place(tuple(zones), region, subdivision), pending, due, held, next_due, held_due)
+        for zones, region, subdivision, pending, due, held, next_due, held_due in rows
     ]
-    started = campaign.start_at is None or campaign.start_at <= now
+    begin = max(now, campaign.start_at or now)
     callable_now = 0
     waiting: list[WaitingGroup] = []
     for group in groups:
-        open_now = started and is_open(window, group.place, now)
+        open_now = begin == now and is_open(window, group.place, now)
         callable_now += group.due_now if open_now else 0
         stuck = group.pending - (group.due_now if open_now else 0)
         if stuck:
+            # Those due now wait for the window only if it is shut; the others for their due time.
+            first = begin if group.due_now and not open_now else max(begin, group.next_due or begin)
             waiting.append(
                 WaitingGroup(
                     zones=list(group.place.zones),
                     region=group.place.country,
                     subdivision=group.place.subdivision,
                     contacts=stuck,
-                    opens_at=next_opening(window, group.place, max(now, campaign.start_at or now)),
+                    opens_at=next_opening(window, group.place, first),
+                    frequency_capped=group.held,
                 )
             )
     statuses: dict[JobStatus, int] = dict(
@@ -125,7 +158,8 @@ def campaign_preview(
     hold_s = _hold_seconds(session, campaign)
     rate = dial_rate(account, campaign, hold_s)
     pending = sum(g.pending for g in groups)
-    finish, unreached = estimate_finish(window, campaign, groups, rate, now)
+    finish, unreached = estimate_finish(window, campaign, _released(groups), rate, now)
+    held_dues = [g.held_due for g in groups if g.held_due is not None]
     final = statuses.get(JobStatus.DONE, 0) + statuses.get(JobStatus.CANCELED, 0)
     return CampaignPreview(
         campaign_id=campaign.id,
@@ -135,6 +169,8 @@ def campaign_preview(
         callable_now=callable_now,
         waiting=pending - callable_now,
         waiting_by_zone=sorted(waiting, key=lambda w: (w.opens_at is None, w.opens_at, w.zones)),
+        waiting_for_frequency_cap=sum(g.held for g in groups),
+        frequency_cap_opens_at=min(held_dues, default=None),
         in_progress=statuses.get(JobStatus.IN_PROGRESS, 0),
         expired=expired or 0,
         done=final - (expired or 0),
@@ -143,6 +179,19 @@ def campaign_preview(
         estimated_finish_at=finish,
         unreached=unreached,
     )
+
+
+def _released(groups: list[_Group]) -> list[_Group]:
+    """Each group split for the estimate: its contacts due now (or shut out by the window
+    alone), and those not due yet, released at the first of their due times."""
+    out: list[_Group] = []
+    for group in groups:
+        later = group.pending - group.due_now
+        if group.due_now:
+            out.append(_Group(group.place, group.due_now, group.due_now))
+        if later:
+            out.append(_Group(group.place, later, 0, release=group.next_due))
+    return out
 
 
 def _hold_seconds(session: Session, campaign: Campaign) -> float:
@@ -172,8 +221,8 @@ def estimate_finish(
     now: datetime,
 ) -> tuple[datetime | None, int]:
     """When the groups' pending contacts are all dialled at `rate` calls per second, each
-    only while its window is open (event by event: openings, closings, `end_at`), and how
-    many are left undialled at `end_at`."""
+    only while its window is open and not before its `release` (event by event:
+    releases, openings, closings, `end_at`), and how many are left undialled at `end_at`."""
     for group in groups:
         group.left = float(group.pending)
     t = max(now, campaign.start_at or now)
@@ -186,9 +235,17 @@ def estimate_finish(
         if t > limit:
             return None, 0
         active = [g for g in groups if g.left > 0]
-        open_now = [g for g in active if is_open(window, g.place, t)]
+        open_now = [
+            g
+            for g in active
+            if (g.release is None or g.release <= t) and is_open(window, g.place, t)
+        ]
         shut = [g for g in active if all(g is not o for o in open_now)]
-        openings = [o for g in shut if (o := next_opening(window, g.place, t)) is not None]
+        openings = [
+            o
+            for g in shut
+            if (o := next_opening(window, g.place, max(t, g.release or t))) is not None
+        ]
         if not open_now:
             if not openings:
                 return None, 0

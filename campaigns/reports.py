@@ -9,6 +9,7 @@ import itertools
 import re
 import zipfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO
 from xml.sax.saxutils import escape as xml_escape
@@ -32,10 +33,16 @@ class Contacts(BaseModel):
     pending: int
     """Never attempted and due (or due within the current minute)."""
     waiting_for_window: int
-    """Never attempted and not yet due: the campaign's `start_at`, a frequency cap, a
-    calling window (counted by the UTC minute they fall due in)."""
+    """Never attempted and not yet due: the campaign's `start_at`, a calling window
+    (counted by the UTC minute they fall due in)."""
+    waiting_for_frequency_cap: int
+    """Pending and held by the account's per-number frequency cap
+    (`max_calls_per_number_per_day`: the number was called that often in the last 24 h),
+    attempted or not, until a minute after the current one at least."""
+    frequency_cap_opens_at: datetime | None
+    """When the first contact held by the frequency cap is due again (UTC); None: none is."""
     scheduled_retry: int
-    """Pending again after an attempt, until its retry delay passes."""
+    """Pending again after an attempt, until its retry delay passes (not held by the cap)."""
     dialing: int
     """A lease is taken and the attempt has no provider call yet (`dialing`, `placing`)."""
     live: int
@@ -153,7 +160,8 @@ class Eta(BaseModel):
     remaining: int
     """Contacts not final yet."""
     finish_at: datetime | None
-    """Estimated finish (None while not running); the campaign's finish once finished."""
+    """Estimated finish (None while not running); the campaign's finish once finished.
+    Never before the last pending contact's due time."""
 
 
 class CampaignReport(BaseModel):
@@ -212,6 +220,39 @@ def _paused_by_breaker(session: Session, campaign: Campaign) -> bool:
     return paused_by == CampaignAction.TRIP_BREAKER.value
 
 
+_HELD = text(
+    """
+SELECT count(*) FILTER (WHERE attempt_count = 0), count(*), min(next_due_at)
+FROM call_jobs
+WHERE campaign_id = :c AND status = 'pending' AND capped_until IS NOT NULL
+  AND next_due_at >= :after
+"""
+)
+"""Contacts held by the frequency cap (`models.CallJob.capped_until`) and due at `:after` or
+later: never attempted, all, the first due time; from `ix_call_jobs_capped` alone."""
+_LAST_DUE = text(
+    "SELECT max(next_due_at) FROM call_jobs WHERE campaign_id = :c AND status = 'pending'"
+)
+"""The last pending contact's due time (one end of `ix_call_jobs_campaign_due`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CapHold:
+    """A campaign's contacts held by the frequency cap: `fresh` of them never attempted,
+    `total` in all, the first due again at `opens_at`."""
+
+    fresh: int
+    total: int
+    opens_at: datetime | None
+
+
+def frequency_cap_hold(session: Session, campaign_id: int, after: datetime) -> CapHold:
+    """The campaign's pending contacts held by the frequency cap and due at `after` or later
+    (a contact's hold: `dialer.calls.held_by_cap`); reads only the held contacts."""
+    fresh, total, opens_at = session.execute(_HELD, {"c": campaign_id, "after": after}).one()
+    return CapHold(int(fresh), int(total), opens_at.astimezone(UTC) if opens_at else None)
+
+
 def campaign_report(
     session: Session,
     pool: Pool,
@@ -226,8 +267,11 @@ def campaign_report(
 
     Estimates: `eta.finish_at` assumes the remaining contacts need as many calls each as
     those called so far, placed at the lower of the CPS limit and the concurrency cap over
-    the mean time a call holds its lease; it does not yet skip the hours outside calling
-    windows (issue 11). `waiting_for_window` is exact to the minute.
+    the mean time a call holds its lease, and no earlier than the last pending contact's
+    real due time (a calling window, the frequency cap, a retry) and its calls; it does not
+    yet skip the hours outside calling windows in between (issue 11).
+    `waiting_for_window` is exact to the minute; `waiting_for_frequency_cap` is read from
+    the held contacts themselves (`frequency_cap_hold`).
 
     Raises:
         NotFoundError: `campaign_not_found`.
@@ -253,12 +297,18 @@ def campaign_report(
         waiting = fresh
     else:
         waiting = min(fresh, sum(m.due for at, m in by_minute.items() if at > _minute(now)))
+    # Counted like `waiting`: due in a minute after the current one.
+    held = frequency_cap_hold(session, campaign_id, _minute(now) + timedelta(minutes=1))
+    held_fresh = min(held.fresh, waiting)
+    held_retry = min(held.total - held.fresh, c("contacts.retry"))
     open_contacts = fresh + c("contacts.retry") + in_progress
     contacts = Contacts(
         total=c("contacts.total"),
         pending=fresh - waiting,
-        waiting_for_window=waiting,
-        scheduled_retry=c("contacts.retry"),
+        waiting_for_window=waiting - held_fresh,
+        waiting_for_frequency_cap=held_fresh + held_retry,
+        frequency_cap_opens_at=held.opens_at,
+        scheduled_retry=c("contacts.retry") - held_retry,
         dialing=in_progress - live,
         live=live,
         done=c("contacts.done"),
@@ -334,6 +384,10 @@ def campaign_report(
         calls_left = open_contacts * max(per_contact, 1.0)
         begin = max(now, campaign.start_at) if campaign.start_at else now
         finish_at = begin + timedelta(seconds=calls_left / calls_per_s)
+        last_due = session.scalar(_LAST_DUE, {"c": campaign_id})
+        if last_due is not None and open_contacts:
+            last_calls = timedelta(seconds=max(per_contact, 1.0) / calls_per_s)
+            finish_at = max(finish_at, last_due.astimezone(UTC) + last_calls)
     else:
         finish_at = None
     return CampaignReport(

@@ -54,6 +54,7 @@ from campaigns.ingest import IngestSummary, ingest_contacts
 from campaigns.options import CampaignOptions, ScheduleOptions
 from campaigns.paging import Page, keyset_page
 from dialer.campaign_state import SCHEDULER
+from dialer.dispatch.timing import CAP_PERIOD
 from dialer.errors import ConflictError, DialerError, InvalidOptionError, NotFoundError
 from dialer.providers.twiml import template_placeholders
 from models import (
@@ -100,6 +101,15 @@ class Fired:
     account_id: int
     campaign_id: int | None
     status: ScheduleRunStatus
+
+
+@dataclass(frozen=True)
+class ScheduleWarning:
+    """Something about a schedule that is allowed but probably not meant: a stable `code`
+    and a sentence saying what will happen and what to change."""
+
+    code: str
+    message: str
 
 
 # --- cron ------------------------------------------------------------------------------------
@@ -158,6 +168,36 @@ def due_occurrence(
 
 
 # --- the operator's side ---------------------------------------------------------------------
+
+
+def frequency_cap_warnings(
+    schedule: Schedule, account: Account, now: datetime | None = None
+) -> list[ScheduleWarning]:
+    """`frequency_cap_stall` when the schedule fires more often in 24 hours (from its next
+    occurrence) than the account's `max_calls_per_number_per_day` lets one number be called:
+    a number in every batch (the same CSV read at each occurrence, the same contacts pushed
+    again) is then held by the cap from the run after the cap on, for up to a day
+    (`dialer.dispatch.timing.CAP_PERIOD`). Counts at most cap + 1 occurrences."""
+    cap = account.max_calls_per_number_per_day
+    zone = parse_zone(schedule.timezone)
+    first = next_occurrence(schedule.cron, zone, now or utcnow())
+    runs = 0
+    for occurrence in occurrences_after(schedule.cron, zone, first - timedelta(microseconds=1)):
+        if occurrence >= first + CAP_PERIOD or runs > cap:
+            break
+        runs += 1
+    if runs <= cap:
+        return []
+    return [
+        ScheduleWarning(
+            "frequency_cap_stall",
+            f"{schedule.cron!r} fires more than {cap} times in 24 hours, but a number is called"
+            f" at most {cap} times a day (the account's max_calls_per_number_per_day): a number"
+            f" in every batch waits up to 24 hours from run {cap + 1} on. Fire less often,"
+            " vary the numbers, or raise the cap"
+            " (dialer accounts set NAME --max-calls-per-number-per-day N).",
+        )
+    ]
 
 
 def _checked(options: dict[str, Any]) -> ScheduleOptions:

@@ -280,6 +280,8 @@ def move_job(job: CallJob, step: JobStep) -> None:
     if step.status not in _JOB_MOVES.get(job.status, frozenset()):
         raise ConflictError("invalid_state", f"contact in {job.status} cannot become {step.status}")
     job.status = step.status
+    if step.status is not JobStatus.PENDING:
+        job.capped_until = None
     job.attempt_count = step.attempt_count
     job.dial_error_count = step.dial_error_count
     if step.outcome is not None:
@@ -298,9 +300,11 @@ def expired(job: CallJob) -> JobStep:
     return JobStep(JobStatus.DONE, job.attempt_count, job.dial_error_count, Outcome.EXPIRED)
 
 
-def reschedule(job: CallJob, due: datetime) -> None:
+def reschedule(job: CallJob, due: datetime, *, capped_until: datetime | None = None) -> None:
     """A pending contact the pacer claimed but may not dial now (its calling window has
     closed, its number is over the daily cap): due again at `due`, status unchanged.
+    `capped_until`: when the number leaves the frequency cap, if the cap is why (else the
+    hold is cleared: `held_by_cap`).
 
     Raises:
         ConflictError: `invalid_state`, the job is not pending.
@@ -308,6 +312,17 @@ def reschedule(job: CallJob, due: datetime) -> None:
     if job.status is not JobStatus.PENDING:
         raise ConflictError("invalid_state", f"contact in {job.status} cannot be rescheduled")
     job.next_due_at = due
+    job.capped_until = capped_until
+
+
+def held_by_cap(job: CallJob, now: datetime) -> datetime | None:
+    """When a contact held by the account's per-number frequency cap
+    (`Account.max_calls_per_number_per_day`) may be dialled again (its due time: the first
+    opening of its window once the number leaves the cap), or None if the cap does not hold
+    it at `now` (not pending, never capped, or due already)."""
+    if job.status is not JobStatus.PENDING or job.capped_until is None:
+        return None
+    return job.next_due_at if job.next_due_at > now else None
 
 
 def expire_pending_jobs(session: Session, campaign_id: int) -> list[int]:

@@ -231,6 +231,13 @@ class CallJob(Base):
             "id",
             postgresql_where=text("status = 'pending'"),
         ),
+        Index(
+            "ix_call_jobs_capped",
+            "campaign_id",
+            "next_due_at",
+            "attempt_count",
+            postgresql_where=text("status = 'pending' AND capped_until IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -260,6 +267,11 @@ class CallJob(Base):
     """When the pacer may next dial the contact: its due time moved to the next opening of
     its calling window (`dialer.windows`), so claiming is one range scan of
     `ix_call_jobs_campaign_due`; recomputed whenever it is rescheduled or found closed."""
+    capped_until: Mapped[datetime | None] = mapped_column()
+    """Set while the contact is held by the account's per-number frequency cap
+    (`max_calls_per_number_per_day`): when its number leaves the cap (`next_due_at` is then
+    the window's first opening at or after it). None: not held by the cap. Read through
+    `dialer.calls.held_by_cap`."""
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
     zones: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
     """Every IANA zone the contact may be in (the CSV's, else the number's, else the

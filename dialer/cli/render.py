@@ -29,6 +29,7 @@ def report_table(report: dict[str, Any]) -> Table:
     for state in (
         "pending",
         "waiting_for_window",
+        "waiting_for_frequency_cap",
         "scheduled_retry",
         "dialing",
         "live",
@@ -37,6 +38,8 @@ def report_table(report: dict[str, Any]) -> Table:
         "cancelled",
     ):
         table.add_row(f"  {state.replace('_', ' ')}", str(contacts[state]))
+    if contacts["frequency_cap_opens_at"]:
+        table.add_row("  frequency cap opens", str(contacts["frequency_cap_opens_at"]))
     for reason, count in contacts["rejected"].items():
         table.add_row(f"  rejected at ingest: {reason}", str(count))
     table.add_section()
@@ -96,6 +99,12 @@ def preview_table(preview: dict[str, Any]) -> Table:
         opens = group["opens_at"].isoformat() if group["opens_at"] else "never"
         table.add_row(
             f"waiting: {','.join(group['zones'])}", f"{group['contacts']} (opens {opens})"
+        )
+    if preview["waiting_for_frequency_cap"]:
+        table.add_row(
+            "waiting for frequency cap",
+            f"{preview['waiting_for_frequency_cap']}"
+            f" (opens {preview['frequency_cap_opens_at'].isoformat()})",
         )
     table.add_row("dial rate (calls/s)", f"{preview['dial_rate_cps']:.3g}")
     finish = preview["estimated_finish_at"]

@@ -113,11 +113,18 @@ def create(
             catch_up_s=catch_up_s,
             actor=cli_actor(),
         )
-        reply = {"schedule_id": schedule.id, "next_run_at": schedule.next_run_at.isoformat()}
+        warnings = schedules.frequency_cap_warnings(schedule, owner)
+        reply = {
+            "schedule_id": schedule.id,
+            "next_run_at": schedule.next_run_at.isoformat(),
+            "warnings": [{"code": w.code, "message": w.message} for w in warnings],
+        }
     if as_json:
         print_json(reply)
         return
     console.print(f"schedule {reply['schedule_id']}: next run at {reply['next_run_at']}")
+    for warning in warnings:
+        console.print(f"[yellow]warning[/yellow] {warning.code}: {warning.message}", markup=True)
 
 
 @app.command("list")

@@ -5,7 +5,8 @@ The pacer claims contacts by due time alone (one range scan: the due time alread
 contact's next opening, `dialer.windows`), then passes the claimed batch through `admit`:
 a contact whose window closed meanwhile is moved to its next opening, one past its
 `call_before` ends `expired`, one whose number is over the cap is due when the oldest
-counted call leaves the last 24 hours (at the opening after that). `place_call` asks
+counted call leaves the last 24 hours (at the opening after that), and records that moment
+as `CallJob.capped_until` (`dialer.calls.held_by_cap` reads it). `place_call` asks
 `dial_refusal` again right before the request leaves.
 """
 
@@ -113,7 +114,8 @@ def admit(
             continue
         count, oldest = counts.get(job.phone_e164, (0, now))
         if count >= max_per_number:
-            reschedule(job, schedule.next_due(max(now, oldest + CAP_PERIOD)))
+            free_at = max(now, oldest + CAP_PERIOD)
+            reschedule(job, schedule.next_due(free_at), capped_until=free_at)
             out.rescheduled += 1
             continue
         counts[job.phone_e164] = (count + 1, oldest)  # the same number twice in one batch

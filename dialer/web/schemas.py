@@ -244,9 +244,27 @@ class ScheduleOut(BaseModel):
         return "pushed" if csv_path is None else "file"
 
 
+class ScheduleWarningOut(BaseModel):
+    """Allowed but probably not meant (`campaigns.schedules.ScheduleWarning`): `code`
+    `frequency_cap_stall`, the schedule fires more often than the frequency cap lets a
+    number be called."""
+
+    code: str
+    message: str
+
+
 class ScheduleCreated(BaseModel):
     schedule_id: int
     next_run_at: datetime
+    warnings: list[ScheduleWarningOut] = Field(
+        default_factory=list, description="Allowed but probably not meant; empty: none."
+    )
+
+
+class ScheduleUpdated(ScheduleOut):
+    warnings: list[ScheduleWarningOut] = Field(
+        default_factory=list, description="Allowed but probably not meant; empty: none."
+    )
 
 
 class ScheduleRunOut(BaseModel):

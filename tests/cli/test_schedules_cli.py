@@ -18,7 +18,8 @@ def test_schedules_commands_and_histories(cli: Cli, tmp_path: Path) -> None:
         "--timezone", "Europe/London", "--csv", str(source), "--max-concurrency", "3",
         "--message", "Hi {first_name}", "--catch-up-s", "600", "--json",
     )  # fmt: skip
-    assert set(created) == {"schedule_id", "next_run_at"}
+    assert set(created) == {"schedule_id", "next_run_at", "warnings"}
+    assert created["warnings"] == []
     schedule = str(created["schedule_id"])
     [listed] = cli.json("schedules", "list", "--json")
     assert (listed["cron"], listed["catch_up_s"], listed["status"]) == (
@@ -79,3 +80,17 @@ def test_bad_schedules_are_refused(cli: Cli, tmp_path: Path) -> None:
         *base, "--cron", "0 9 * * *", "--timezone", "UTC", "--message", "Hi.",
         "--retry-policy", '{"answered": {"retry": true, "delay_s": 60}}', code="invalid_option",
     )  # fmt: skip
+
+
+def test_a_minutely_schedule_of_one_csv_is_warned_of_the_frequency_cap(
+    cli: Cli, tmp_path: Path
+) -> None:
+    source = tmp_path / "reminders.csv"
+    source.write_text("phone,first_name\n+12025550101,Ada\n")
+    base = ["schedules", "create", "--name", "R", "--timezone", "UTC", "--csv", str(source)]
+    created = cli.json(*base, "--cron", "* * * * *", "--message", "Hi.", "--json")
+    assert [w["code"] for w in created["warnings"]] == ["frequency_cap_stall"]
+    said = cli.ok(*base, "--cron", "*/5 * * * *", "--message", "Hi.")
+    assert "frequency_cap_stall" in said and "max_calls_per_number_per_day" in said
+    daily = cli.json(*base, "--cron", "0 9 * * *", "--message", "Hi.", "--json")
+    assert daily["warnings"] == []

@@ -437,6 +437,8 @@ CONTRACT_KEYS = {
         "total",
         "pending",
         "waiting_for_window",
+        "waiting_for_frequency_cap",
+        "frequency_cap_opens_at",
         "scheduled_retry",
         "dialing",
         "live",

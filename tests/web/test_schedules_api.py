@@ -27,7 +27,8 @@ BODY = {
 def create(api: Api) -> int:
     response = api.post("/v1/schedules", json=BODY)
     assert response.status_code == 201, response.text
-    assert set(response.json()) == {"schedule_id", "next_run_at"}
+    assert set(response.json()) == {"schedule_id", "next_run_at", "warnings"}
+    assert response.json()["warnings"] == []
     return int(response.json()["schedule_id"])
 
 
@@ -259,3 +260,24 @@ def test_the_openapi_document_names_every_schedule_body(api: Api) -> None:
     }
     contacts = document["paths"][one + "/contacts"]["post"]["requestBody"]["content"]
     assert set(contacts) == {"application/json", "text/csv"}
+
+
+def test_a_schedule_firing_more_often_than_the_frequency_cap_is_warned_not_refused(
+    api: Api,
+) -> None:
+    """Every minute, the same numbers, the default cap of 3 calls a day: from the fourth run
+    on, every number waits a day. Allowed (pushed batches may differ), but said."""
+    minutely = api.post("/v1/schedules", json={**BODY, "cron": "* * * * *"})
+    assert minutely.status_code == 201, minutely.text
+    [warning] = minutely.json()["warnings"]
+    assert warning["code"] == "frequency_cap_stall"
+    assert "max_calls_per_number_per_day" in warning["message"]
+    daily = api.post("/v1/schedules", json={**BODY, "cron": "0 9 * * *"})
+    assert daily.json()["warnings"] == []
+    # A change that makes it stall is warned too, and one that stops it is not.
+    schedule_id = daily.json()["schedule_id"]
+    hourly = api.patch(f"/v1/schedules/{schedule_id}", json={"cron": "0 * * * *"})
+    assert hourly.status_code == 200, hourly.text
+    assert [w["code"] for w in hourly.json()["warnings"]] == ["frequency_cap_stall"]
+    thrice = api.patch(f"/v1/schedules/{schedule_id}", json={"cron": "0 9,13,17 * * *"})
+    assert thrice.json()["warnings"] == []

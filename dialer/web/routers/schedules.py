@@ -42,8 +42,10 @@ from dialer.web.schemas import (
     ScheduleOut,
     SchedulePatch,
     ScheduleRunOut,
+    ScheduleUpdated,
+    ScheduleWarningOut,
 )
-from models import ScheduleRun, on_commit
+from models import Account, Schedule, ScheduleRun, on_commit
 from workers.enqueue import kick_pacer
 
 router = APIRouter(
@@ -71,7 +73,18 @@ def create_schedule(
         catch_up_s=body.catch_up_s,
         actor=actor,
     )
-    return ScheduleCreated(schedule_id=schedule.id, next_run_at=schedule.next_run_at)
+    return ScheduleCreated(
+        schedule_id=schedule.id,
+        next_run_at=schedule.next_run_at,
+        warnings=_warnings(schedule, account),
+    )
+
+
+def _warnings(schedule: Schedule, account: Account) -> list[ScheduleWarningOut]:
+    return [
+        ScheduleWarningOut(code=w.code, message=w.message)
+        for w in schedules.frequency_cap_warnings(schedule, account)
+    ]
 
 
 @router.get("", response_model=Page[ScheduleOut], responses=INVALID)
@@ -96,7 +109,7 @@ def get_schedule(schedule_id: RowId, account: CurrentAccount, session: SessionDe
 
 @router.patch(
     "/{schedule_id}",
-    response_model=ScheduleOut,
+    response_model=ScheduleUpdated,
     responses={**INVALID, **_NOT_FOUND, **_CONFLICT},
 )
 def update_schedule(
@@ -105,12 +118,13 @@ def update_schedule(
     account: CurrentAccount,
     actor: Actor,
     session: SessionDep,
-) -> ScheduleOut:
+) -> ScheduleUpdated:
     """Change fields, pause (`"status": "paused"`) or resume (`"active"`); 409
     `invalid_state` pausing a paused schedule or resuming an active one."""
     changes = body.model_dump(mode="json", exclude_none=True, exclude_unset=True)
     schedule = schedules.update_schedule(session, account.id, schedule_id, actor=actor, **changes)
-    return ScheduleOut.model_validate(schedule)
+    out = ScheduleUpdated.model_validate(schedule)
+    return out.model_copy(update={"warnings": _warnings(schedule, account)})
 
 
 @router.delete("/{schedule_id}", status_code=204, responses=_NOT_FOUND)
