@@ -167,7 +167,9 @@ def test_a_hostile_tenant_leaves_the_other_tenants_campaign_schedule_and_webhook
             statuses = sorted(f.result(40).status_code for f in flood)
         assert statuses == [201] * MAX_WAITERS + [429] * (FLOOD - MAX_WAITERS)
         assert answered.status_code == 201, answered.text
-        assert answered.json()["status"] == "completed", answered.json()
+        # Dialled and ended within its wait, whatever the carrier drew (a no-answer is
+        # queued again for its retry).
+        assert answered.json()["outcome"] is not None, answered.json()
 
         # The good account's campaign finishes cleanly, as the carrier saw it.
         final = wait_finished(stack, good_id, good_campaign, timeout_s=120)
