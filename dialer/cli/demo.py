@@ -156,7 +156,8 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
             lifecycle.start(session, account.id, imported.campaign_id, actor=cli_actor())
         stack.kick_pacer(account.id)
         console.print(
-            f"Metrics: {stack.api_url}/metrics (API), {stack.worker_metrics_url} (worker)"
+            f"Metrics: {stack.api_url}/metrics (API), {stack.worker_metrics_url} (worker)",
+            soft_wrap=True,
         )
         report = _watch(options, settings.database_url, account.id, imported.campaign_id, console)
         stats = httpx.get(f"{stack.sim_url}/_sim/stats", timeout=5.0).json()
