@@ -57,6 +57,20 @@ TRANSITIONS: dict[tuple[CampaignStatus, CampaignAction], CampaignStatus] = {
 }
 """`{(status, action): next status}`; a pair not listed is refused."""
 
+OPERATOR_ACTIONS = (
+    CampaignAction.START,
+    CampaignAction.PAUSE,
+    CampaignAction.RESUME,
+    CampaignAction.CANCEL,
+)
+"""What a person may ask of a campaign (the breaker and the pacer do the rest)."""
+
+
+def allowed_actions(status: CampaignStatus) -> list[CampaignAction]:
+    """The operator's actions (`OPERATOR_ACTIONS`, in that order) that `TRANSITIONS` allows
+    from `status`: `[]` for a completed or canceled campaign."""
+    return [action for action in OPERATOR_ACTIONS if (status, action) in TRANSITIONS]
+
 
 def transition(
     campaign: Campaign,

@@ -91,6 +91,15 @@ def configure_logging(settings: Settings | None = None, level: str | None = None
         logger.propagate = True
 
 
+def set_level(level: str) -> None:
+    """Log at `level` (DEBUG, INFO, WARNING, ERROR) from now on in this process: a service
+    the CLI starts (`dialer api`, `dialer simulator`) logs at `LOG_LEVEL`, where the CLI's
+    one-shot commands default to WARNING. Call after `configure_logging`."""
+    number = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(number))
+    logging.getLogger().setLevel(number)
+
+
 def bind_context(**ids: Any) -> None:
     """Bind `ids` (not None ones) to every later log line of this task or request."""
     structlog.contextvars.bind_contextvars(**{k: v for k, v in ids.items() if v is not None})

@@ -43,7 +43,14 @@ def _serve_metrics(**_: Any) -> None:
     try:
         metrics.serve(port, host)
     except OSError as error:
-        log.error("worker_metrics_unavailable", host=host, port=port, error=str(error))
+        log.error(
+            "worker_metrics_unavailable",
+            host=host,
+            port=port,
+            error=str(error),
+            hint="another worker on this machine may serve its metrics there: start this one "
+            "with WORKER_METRICS_PORT set to a free port, or 0 to serve none",
+        )
         return
     log.info("worker_metrics_serving", host=host, port=port)
 

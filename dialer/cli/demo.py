@@ -3,7 +3,8 @@
 Migrates the database, starts the carrier simulator, the HTTP API, a Celery worker and
 Celery beat as child processes, creates a fresh demo account, ingests the CSV, starts the
 campaign, shows live progress, waits for every contact to reach a final state, prints the
-report, and stops every child it started, also on Ctrl-C, SIGHUP (its terminal closed) and
+report once, the account, the command that reports the campaign again and where the logs
+are, and stops every child it started, also on Ctrl-C, SIGHUP (its terminal closed) and
 SIGTERM; if the demo is killed outright, its children exit too (see `devstack`). The
 concurrency and double-dial figures come from the simulator's `GET /_sim/stats`, not from
 the dialer's bookkeeping.
@@ -13,12 +14,13 @@ from __future__ import annotations
 
 import csv
 import io
+import shlex
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import phonenumbers
@@ -59,6 +61,13 @@ class DemoOptions:
     faults: list[str] = field(default_factory=list)
     as_json: bool = False
     worker_concurrency: int = 8
+
+
+class DemoAccount(NamedTuple):
+    """The fresh account the demo runs its campaign in."""
+
+    id: int
+    name: str
 
 
 @lru_cache(maxsize=1)
@@ -118,7 +127,18 @@ def in_daytime(source: bytes) -> bytes:
 
 
 def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
-    """Run the demo; returns the summary printed as the JSON line with `--json`."""
+    """Run the demo; returns the summary (`--json` prints it as the last line of stdout):
+
+    `{"campaign_id", "account", "rows", "accepted", "rejected", "outcomes", "calls_placed",
+    "answer_rate", "pool_cap", "max_concurrent_observed", "max_dials_per_number",
+    "elapsed_s", "report_command", "logs"}`: `rows` the CSV's data rows, `accepted` how
+    many became contacts, `rejected` the refused ones by reason (`{"invalid_number": 2}`),
+    `answer_rate` calls answered / calls placed (0..1, None with no call placed), the
+    `max_*` figures observed by the simulator (`GET /_sim/stats`), `elapsed_s` in seconds,
+    `report_command` the command that prints this campaign's report afterwards, `logs` the
+    children's log directory. Without `--json` the final report table is printed once,
+    followed by these figures as plain lines.
+    """
     settings = get_settings()
     upgrade(settings.database_url)
     run_dir = settings.data_dir / "demo"
@@ -131,37 +151,66 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
         faults=options.faults,
         worker_concurrency=options.worker_concurrency,
     ) as stack:
-        imported, account_id = _create(options, settings.database_url, settings.data_dir)
+        imported, account = _create(options, settings.database_url, settings.data_dir)
         with transaction(settings.database_url) as session:
-            lifecycle.start(session, account_id, imported.campaign_id, actor=cli_actor())
-        stack.kick_pacer(account_id)
+            lifecycle.start(session, account.id, imported.campaign_id, actor=cli_actor())
+        stack.kick_pacer(account.id)
         console.print(
-            f"Metrics: {stack.api_url}/metrics (API), {stack.worker_metrics_url} (worker)"
+            f"Metrics: {stack.api_url}/metrics (API), {stack.worker_metrics_url} (worker)",
+            soft_wrap=True,
         )
-        report = _watch(options, settings.database_url, account_id, imported.campaign_id, console)
+        report = _watch(options, settings.database_url, account.id, imported.campaign_id, console)
         stats = httpx.get(f"{stack.sim_url}/_sim/stats", timeout=5.0).json()
     summary = imported.summary.to_json()
     result = {
         "campaign_id": imported.campaign_id,
-        "contacts": summary["rows"],
+        "account": account.name,
+        "rows": summary["rows"],
         "accepted": summary["accepted"],
         "rejected": summary["rejected"],
         "outcomes": report["outcomes"],
         "calls_placed": report["attempts"]["calls_placed"],
+        "answer_rate": report["rates"]["answer_rate"],
         "pool_cap": options.max_concurrency,
         "max_concurrent_observed": stats["max_concurrent"],
         "max_dials_per_number": stats["max_dials_per_number"],
         "elapsed_s": round(time.monotonic() - started, 2),
+        "report_command": report_command(imported.campaign_id, account.name),
+        "logs": str(run_dir.resolve()),
     }
     if not options.as_json:
         console.print(report_table(report))
-        console.print(result)
+        _print_summary(result, console)
     return result
+
+
+def report_command(campaign_id: int, account: str) -> str:
+    """The command that prints campaign `campaign_id` of `account`'s report."""
+    return f"dialer campaigns report {campaign_id} --account {shlex.quote(account)}"
+
+
+def _print_summary(result: dict[str, Any], console: Console) -> None:
+    rate = result["answer_rate"]
+    answered = "—" if rate is None else f"{rate:.1%}"
+    lines = [
+        f"CSV rows: {result['rows']} ({result['accepted']} accepted as contacts, "
+        f"{sum(result['rejected'].values())} rejected)",
+        f"Calls placed: {result['calls_placed']}; answer rate {answered} of calls placed",
+        f"Most calls live at once (simulator): {result['max_concurrent_observed']} "
+        f"(pool cap {result['pool_cap']}); most dials of one number: "
+        f"{result['max_dials_per_number']}",
+        f"Finished in {result['elapsed_s']} s",
+        f"Account: {result['account']}",
+        f"Report: {result['report_command']}",
+        f"Logs: {result['logs']} (simulator.log, api.log, worker.log, beat.log)",
+    ]
+    for line in lines:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _create(
     options: DemoOptions, database_url: str, data_dir: Path
-) -> tuple[lifecycle.ImportedCampaign, int]:
+) -> tuple[lifecycle.ImportedCampaign, DemoAccount]:
     with transaction(database_url) as session:
         account = create_account(
             session,
@@ -170,7 +219,7 @@ def _create(
             cps=options.cps,
             simulator=True,  # the demo's own simulator owns the magic test number
         )
-        account_id = account.id
+        created = DemoAccount(account.id, account.name)
     if options.contacts:
         source = generated_contacts(options.contacts)
     elif options.csv:
@@ -185,16 +234,18 @@ def _create(
         retry_delay_scale=options.time_scale,
     )
     imported = lifecycle.import_campaign(
-        database_url, data_dir, account_id, campaign_options, io.BytesIO(source)
+        database_url, data_dir, created.id, campaign_options, io.BytesIO(source)
     )
-    return imported, account_id
+    return imported, created
 
 
 def _watch(
     options: DemoOptions, database_url: str, account_id: int, campaign_id: int, console: Console
 ) -> dict[str, Any]:
-    """Poll the report until every contact is final; show progress unless `--json`."""
-    with Live(console=console, refresh_per_second=4, transient=options.as_json) as live:
+    """Poll the report until every contact is final; show progress on a terminal unless
+    `--json`. The progress is erased at the end (and a pipe gets none), so the caller
+    prints the final table once."""
+    with Live(console=console, refresh_per_second=4, transient=True) as live:
         while True:
             with transaction(database_url) as session:
                 report = campaign_report(

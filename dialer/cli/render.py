@@ -15,6 +15,15 @@ def _rate(value: float | None) -> str:
     return "—" if value is None else f"{value:.1%}"
 
 
+RATE_LABELS = {
+    "answer_rate": "answer rate (of calls placed)",
+    "human_rate": "human rate (of calls placed)",
+    "confirmation_rate": "confirmation rate, DTMF 1 (of calls a person answered)",
+    "cancellation_rate": "cancellation rate, DTMF 2 (of calls a person answered)",
+}
+"""Each rate's label, naming what it is over (`campaigns.reports.Rates`)."""
+
+
 def _seconds(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f} s"
 
@@ -51,7 +60,7 @@ def report_table(report: dict[str, Any]) -> Table:
             table.add_row(f"outcome: {outcome.replace('_', ' ')}", str(value))
     table.add_section()
     for name, value in report["rates"].items():
-        table.add_row(name.replace("_", " "), _rate(value))
+        table.add_row(RATE_LABELS.get(name, name.replace("_", " ")), _rate(value))
     attempts = report["attempts"]
     table.add_row("attempts", str(attempts["total"]))
     table.add_row("calls placed", str(attempts["calls_placed"]))

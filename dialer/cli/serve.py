@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
+import structlog
 import typer
 
 from dialer.cli.common import JsonOpt, console, err_console, errors_reported, fail, print_json
+from dialer.logs import set_level
 from dialer.settings import get_settings
+
+if TYPE_CHECKING:
+    import uvicorn
+
+log = structlog.get_logger(__name__)
 
 app = typer.Typer()
 """Added to the root app without a name: its commands are top level (`dialer simulator`)."""
@@ -36,7 +44,7 @@ def simulator(
 ) -> None:
     """Run the Twilio-compatible carrier simulator."""
     from dialer.simulator.config import SimulatorConfig, parse_faults
-    from dialer.simulator.runner import serve
+    from dialer.simulator.runner import uvicorn_config
 
     settings = get_settings()
     try:
@@ -52,7 +60,7 @@ def simulator(
         cps_limit=cps_limit,
         concurrency_limit=concurrency_limit,
     )
-    serve(config, host, port)
+    _serve(uvicorn_config(config, host, port), "simulator")
 
 
 @app.command()
@@ -86,7 +94,7 @@ def api(
     from dialer.metrics import ensure_multiprocess_dir
 
     ensure_multiprocess_dir()  # before the workers start: they inherit it
-    uvicorn.run(
+    config = uvicorn.Config(
         "dialer.web.asgi:app",
         host=host,
         port=port,
@@ -95,6 +103,36 @@ def api(
         log_config=None,  # uvicorn's lines go through `dialer.logs`
         access_log=False,
     )
+    _serve(config, "api")
+
+
+def _serve(config: uvicorn.Config, service: str) -> None:
+    """Serve `config` until interrupted: bind and listen on its host and port (`0`: a free
+    one), log `listening` at INFO with the URL that answers (the real port), then serve in
+    this process or, with `config.workers` > 1, in that many uvicorn worker processes that
+    share the socket. Connections made before the app has started wait in the socket's
+    backlog. The service logs at `LOG_LEVEL` (INFO unless set), not the CLI's WARNING.
+
+    Raises:
+        typer.Exit: 3 (uvicorn's startup failure) when the app failed to start.
+    """
+    from uvicorn import Server
+    from uvicorn.supervisors import Multiprocess
+
+    set_level(get_settings().log_level)
+    sock = config.bind_socket()
+    sock.listen(config.backlog)
+    host, port = sock.getsockname()[:2]
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    log.info("listening", service=service, url=url, workers=config.workers)
+    if config.workers > 1:
+        Multiprocess(config, sockets=[sock]).run()
+        return
+    server = Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[sock])
+    if not server.started:
+        raise typer.Exit(3)
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""Run the simulator: blocking (`serve`, for the CLI) or in a background thread (tests)."""
+"""Run the simulator: its uvicorn configuration (`dialer simulator` serves it, see
+`dialer.cli.serve`) or in a background thread (tests)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from dialer.simulator.app import create_app
 from dialer.simulator.config import SimulatorConfig
 
 
-def _uvicorn_config(config: SimulatorConfig, host: str, port: int) -> uvicorn.Config:
+def uvicorn_config(config: SimulatorConfig, host: str, port: int) -> uvicorn.Config:
+    """uvicorn's configuration for the simulator on `host:port` (`0`: a free port)."""
     return uvicorn.Config(
         create_app(config),
         host=host,
@@ -26,11 +28,6 @@ def _uvicorn_config(config: SimulatorConfig, host: str, port: int) -> uvicorn.Co
     )
 
 
-def serve(config: SimulatorConfig, host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Serve the simulator on `host:port` until interrupted (blocks; one event loop)."""
-    uvicorn.Server(_uvicorn_config(config, host, port)).run()
-
-
 class RunningSimulator:
     """The simulator served by uvicorn in a daemon thread; a context manager.
 
@@ -40,7 +37,7 @@ class RunningSimulator:
     def __init__(self, config: SimulatorConfig, host: str = "127.0.0.1", port: int = 0) -> None:
         self.config = config
         self.host = host
-        self._server = uvicorn.Server(_uvicorn_config(config, host, port))
+        self._server = uvicorn.Server(uvicorn_config(config, host, port))
         self._thread = threading.Thread(target=self._server.run, name="simulator", daemon=True)
         self.base_url = ""
 

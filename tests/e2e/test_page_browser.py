@@ -242,6 +242,7 @@ def test_the_page_shows_a_running_campaign_live_and_pauses_it(
             "the page to show the campaign paused",
         )
         assert api.get(f"/v1/campaigns/{campaign_id}").json()["status"] == "paused"
-        assert browser.find_element(By.ID, "pause-button").get_attribute("disabled")
-        assert not browser.find_element(By.ID, "resume-button").get_attribute("disabled")
+        # Only what a paused campaign allows, Resume first among them.
+        assert not browser.find_elements(By.ID, "pause-button")
+        assert "primary" in browser.find_element(By.ID, "resume-button").get_attribute("class")
         assert agreed_figures(browser, api, campaign_id)["status"] == "paused"

@@ -3,6 +3,11 @@ data endpoint, the static files, and the /v1 API that never takes the cookie."""
 
 from __future__ import annotations
 
+import os
+import re
+import shlex
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +21,7 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from pydantic import SecretStr, ValidationError
 
 from campaigns.accounts import list_api_keys, revoke_api_key
+from dialer.campaign_state import PACER, CampaignAction, transition
 from dialer.runtime import Runtime
 from dialer.settings import Settings
 from dialer.web import sessions
@@ -272,8 +278,9 @@ def test_the_campaign_page_and_its_data(site: Site, http: httpx.Client) -> None:
     assert page.status_code == 200
     assert "Reminders of acme" in page.text
     assert f'data-data-url="/campaigns/{site.campaign_id}/data"' in page.text
-    for button in ("pause", "resume", "cancel"):
+    for button in ("pause", "cancel"):  # running: what it allows, no more
         assert f'action="/campaigns/{site.campaign_id}/{button}"' in page.text
+    assert f'action="/campaigns/{site.campaign_id}/resume"' not in page.text
     assert 'src="/static/vendor/chartjs/chart.umd.min.js"' in page.text
     data = http.get(f"/campaigns/{site.campaign_id}/data")
     assert data.status_code == 200
@@ -284,6 +291,76 @@ def test_the_campaign_page_and_its_data(site: Site, http: httpx.Client) -> None:
         figures.pop("generated_at", None)
         figures.get("eta", {}).pop("finish_at", None)
     assert mine == report
+
+
+def _buttons(html: str) -> dict[str, str]:
+    """The page's action buttons: `{action: style}`."""
+    found = re.findall(r'class="([\w ]+)" id="[\w-]+" data-action="(\w+)"', html)
+    return {action: style for style, action in found}
+
+
+def test_a_completed_campaign_offers_its_results_and_no_resume(
+    site: Site, http: httpx.Client
+) -> None:
+    with transaction(site.runtime.settings.database_url) as session:
+        campaign = session.get(Campaign, site.campaign_id)
+        assert campaign is not None
+        transition(campaign, CampaignAction.COMPLETE, actor=PACER)
+    page = http.get(f"/campaigns/{site.campaign_id}")
+    assert page.status_code == 200
+    assert _buttons(page.text) == {}
+    assert f'action="/campaigns/{site.campaign_id}/resume"' not in page.text
+    link = re.search(r'<a class="button primary" id="results-button" href="([^"]+)"', page.text)
+    assert link, page.text
+    results = http.get(link.group(1))
+    assert results.status_code == 200
+    assert results.headers["content-type"].startswith("text/csv")
+    assert results.text == site.api("GET", f"/v1/campaigns/{site.campaign_id}/results.csv").text
+
+
+@pytest.mark.parametrize(
+    ("action", "buttons"),
+    [
+        ("pause", {"resume": "primary", "cancel": "danger"}),
+        ("cancel", {}),
+    ],
+)
+def test_the_page_shows_only_the_actions_the_state_allows_the_next_one_primary(
+    site: Site, http: httpx.Client, action: str, buttons: dict[str, str]
+) -> None:
+    assert site.api("POST", f"/v1/campaigns/{site.campaign_id}/{action}").status_code == 200
+    assert _buttons(http.get(f"/campaigns/{site.campaign_id}").text) == buttons
+    with site.client() as other:
+        sign_in(other, OTHER_KEY)
+        page = other.get(f"/campaigns/{site.other_campaign_id}").text
+        assert _buttons(page) == {"start": "primary", "cancel": "danger"}
+        started = other.post(
+            f"/campaigns/{site.other_campaign_id}/start", data={"csrf_token": form_token(page)}
+        )
+        assert started.status_code == 303
+    assert site.status(site.other_campaign_id, OTHER_KEY) == "running"
+
+
+def test_the_login_page_names_a_cli_command_that_exists(site: Site) -> None:
+    with site.client() as http:
+        page = http.get("/login").text
+    [command] = re.findall(r"<code>([^<]+)</code>", page)
+    argv = shlex.split(command)
+    assert argv[0] == "dialer", command
+    words = [arg for arg in argv[1:] if not arg.startswith("-") and not arg.isupper()]
+    options = [arg for arg in argv[1:] if arg.startswith("--")]
+    helped = subprocess.run(
+        [sys.executable, "-m", "dialer", *words, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert helped.returncode == 0, helped.stderr
+    assert f"dialer {' '.join(words)}" in " ".join(helped.stdout.split()), helped.stdout
+    for option in options:
+        assert option in helped.stdout, (option, helped.stdout)
 
 
 def test_the_static_files_are_served_with_chart_js_and_its_licence(site: Site) -> None:

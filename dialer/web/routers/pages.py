@@ -1,5 +1,6 @@
 """The campaign page for people: sign-in, the account's campaigns, one campaign's live figures
-with charts, and its pause / resume / cancel buttons.
+with charts, and the buttons of the actions its state allows (start / pause / resume /
+cancel, `dialer.campaign_state.allowed_actions`), or, once it is finished, its results.
 
 Routes (HTML unless said; none is in the OpenAPI document):
 
@@ -8,8 +9,9 @@ Routes (HTML unless said; none is in the OpenAPI document):
 - `GET /`: the account's campaigns. `GET /campaigns/{id}`: the campaign's page, which polls
   `GET /campaigns/{id}/data` (JSON: the report, exactly as `GET /v1/campaigns/{id}/report`
   answers it) every 2 s while the campaign is not finished.
-- `POST /campaigns/{id}/pause|resume|cancel` (form `csrf_token`): what the `/v1` POSTs of the
-  same names do, then back to the page (303).
+- `POST /campaigns/{id}/start|pause|resume|cancel` (form `csrf_token`): what the `/v1` POSTs
+  of the same names do, then back to the page (303).
+- `GET /campaigns/{id}/results.csv`: what `GET /v1/campaigns/{id}/results.csv` answers.
 
 Without a valid session cookie (or after logout, or once the key it signed in with is revoked)
 a page redirects to `/login` (303) and the data endpoint is 401
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Request, Response
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -35,6 +37,7 @@ from starlette.datastructures import URL
 
 from campaigns import lifecycle
 from campaigns.accounts import authenticate
+from dialer.campaign_state import CampaignAction, allowed_actions
 from dialer.errors import DialerError, UnauthenticatedError
 from dialer.web import sessions
 from dialer.web.deps import RowId, RuntimeDep, SessionDep
@@ -249,18 +252,56 @@ def index(request: Request, user: SignedInDep, db: SessionDep) -> Response:
     )
 
 
+@dataclass(frozen=True)
+class PageAction:
+    """A campaign page button: the action it posts, its label, its style (`primary` for
+    the sensible next step) and the question it asks first, if any."""
+
+    name: str
+    label: str
+    style: str
+    confirm: str | None = None
+
+
+PAGE_ACTIONS = {
+    CampaignAction.START: PageAction("start", "Start", "primary"),
+    CampaignAction.PAUSE: PageAction("pause", "Pause", "secondary"),
+    CampaignAction.RESUME: PageAction("resume", "Resume", "primary"),
+    CampaignAction.CANCEL: PageAction(
+        "cancel",
+        "Cancel",
+        "danger",
+        "Cancel this campaign? Contacts not yet called will not be called.",
+    ),
+}
+"""The button of each of `dialer.campaign_state.OPERATOR_ACTIONS`."""
+
+
 @router.get("/campaigns/{campaign_id}")
 def campaign_page(
     request: Request, campaign_id: RowId, user: SignedInDep, db: SessionDep
 ) -> Response:
-    """One campaign's page; its figures come from `/campaigns/{id}/data`. 404 page for a
-    campaign of another account."""
+    """One campaign's page; its figures come from `/campaigns/{id}/data`. Its buttons are
+    the actions the campaign's state allows; a finished campaign (none allowed) offers its
+    results instead. 404 page for a campaign of another account."""
     campaign = api.get_campaign(campaign_id, user.account, db)
+    actions = [PAGE_ACTIONS[action] for action in allowed_actions(campaign.status)]
     return templates.TemplateResponse(
         request,
         "campaign.html",
-        {"account": user.account, "csrf_token": user.session.csrf_token, "campaign": campaign},
+        {
+            "account": user.account,
+            "csrf_token": user.session.csrf_token,
+            "campaign": campaign,
+            "actions": actions,
+        },
     )
+
+
+@router.get("/campaigns/{campaign_id}/results.csv", response_class=StreamingResponse)
+def campaign_results(campaign_id: RowId, user: SignedInDep, db: SessionDep) -> StreamingResponse:
+    """The campaign's results, as `GET /v1/campaigns/{id}/results.csv` answers them."""
+    return api.results_csv(campaign_id, user.account, db)
 
 
 @router.get("/campaigns/{campaign_id}/data", response_class=JSONResponse)
@@ -275,13 +316,14 @@ def campaign_data(
 @router.post("/campaigns/{campaign_id}/{action}")
 def campaign_action(
     campaign_id: RowId,
-    action: Literal["pause", "resume", "cancel"],
+    action: Literal["start", "pause", "resume", "cancel"],
     user: CsrfCheckedDep,
     db: SessionDep,
 ) -> Response:
-    """Pause, resume or cancel, as the `/v1` POSTs of those names do; then the page (303).
-    An action the campaign's state does not allow is a 409 page."""
+    """Start, pause, resume or cancel, as the `/v1` POSTs of those names do; then the page
+    (303). An action the campaign's state does not allow is a 409 page."""
     do = {
+        "start": api.start_campaign,
         "pause": api.pause_campaign,
         "resume": api.resume_campaign,
         "cancel": api.cancel_campaign,

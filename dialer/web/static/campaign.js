@@ -71,15 +71,10 @@
     document.getElementById("status-reason").textContent = report.status_reason || "";
   }
 
-  function showButtons(status) {
-    const allowed = {
-      pause: status === "running",
-      resume: status === "paused",
-      cancel: ["draft", "running", "paused"].includes(status),
-    };
-    for (const button of root.querySelectorAll("button[data-action]")) {
-      button.disabled = !allowed[button.dataset.action];
-    }
+  // The buttons are the actions the campaign's state allows, rendered by the server
+  // (dialer.campaign_state.allowed_actions): once the state changes, the page is loaded again.
+  function followStatus(status) {
+    if (status && status !== root.dataset.status) window.location.reload();
   }
 
   function clock(iso) {
@@ -194,7 +189,7 @@
   function show(raw) {
     const report = normalize(raw);
     showFields(report);
-    showButtons(report.status);
+    followStatus(report.status);
     showProgress(report);
     showSeries(report);
     showOutcomes(report);
