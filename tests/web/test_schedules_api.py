@@ -252,7 +252,7 @@ def test_the_openapi_document_names_every_schedule_body(api: Api) -> None:
         ("post", "/v1/schedules"): ref + "ScheduleCreated",
         ("get", "/v1/schedules"): ref + "Page_ScheduleOut_",
         ("get", one): ref + "ScheduleOut",
-        ("patch", one): ref + "ScheduleOut",
+        ("patch", one): ref + "ScheduleUpdated",
         ("post", one + "/run"): ref + "ScheduleRunOut",
         ("get", one + "/runs"): ref + "Page_ScheduleRunOut_",
         ("get", one + "/events"): ref + "Page_EventOut_",
