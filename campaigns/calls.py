@@ -110,6 +110,9 @@ class Waiting:
     next_attempt_at: datetime | None
 
 
+_NOT_WAITING = Waiting(None, None)
+
+
 def waiting_for(
     job: CallJob,
     campaign: Campaign,
@@ -124,7 +127,7 @@ def waiting_for(
     the pacer's own rules (`dialer.dispatch.timing.admit`), judged at `now`, so a call
     that the pacer would move to a later day says so before the pacer claims it."""
     if job.status is not JobStatus.PENDING:
-        return Waiting(None, None)
+        return _NOT_WAITING
     if campaign.status is CampaignStatus.PAUSED:
         return Waiting(WaitingReason.CAMPAIGN_PAUSED, None)
     if campaign.status is CampaignStatus.DRAFT:
@@ -492,8 +495,8 @@ def calls_json(session: Session, jobs: list[CallJob], now: datetime) -> list[dic
             "variables": job.variables,
             "metadata": job.metadata_,
             "webhook_url": job.webhook_url,
-            "waiting_reason": waiting[job.id].reason,
-            "next_attempt_at": waiting[job.id].next_attempt_at,
+            "waiting_reason": waiting.get(job.id, _NOT_WAITING).reason,
+            "next_attempt_at": waiting.get(job.id, _NOT_WAITING).next_attempt_at,
             "created_at": job.created_at,
             "attempts": [_attempt_json(a) for a in attempts.get(job.id, [])],
         }
@@ -502,28 +505,27 @@ def calls_json(session: Session, jobs: list[CallJob], now: datetime) -> list[dic
 
 
 def _waiting(session: Session, jobs: list[CallJob], now: datetime) -> dict[int, Waiting]:
-    """`waiting_for` of each job (one account's: a page of calls is), by job id."""
+    """`waiting_for` of each queued job (one account's: a page of calls is), by job id."""
     queued = [job for job in jobs if job.status is JobStatus.PENDING]
-    counts: dict[str, tuple[int, datetime]] = {}
-    campaigns: dict[int, Campaign] = {}
-    max_per_number = 0
-    if queued:
-        account = session.get_one(Account, queued[0].account_id)
-        max_per_number = account.max_calls_per_number_per_day
-        counts = calls_today(session, account.id, [job.phone_e164 for job in queued], now)
-        campaigns = {
-            c.id: c
-            for c in session.scalars(
-                select(Campaign).where(Campaign.id.in_({job.campaign_id for job in queued}))
-            )
-        }
+    if not queued:
+        return {}
+    account = session.get_one(Account, queued[0].account_id)
+    counts = calls_today(session, account.id, [job.phone_e164 for job in queued], now)
+    campaigns = {
+        c.id: c
+        for c in session.scalars(
+            select(Campaign).where(Campaign.id.in_({job.campaign_id for job in queued}))
+        )
+    }
     return {
         job.id: waiting_for(
-            job, campaigns[job.campaign_id], counts.get(job.phone_e164), max_per_number, now
+            job,
+            campaigns[job.campaign_id],
+            counts.get(job.phone_e164),
+            account.max_calls_per_number_per_day,
+            now,
         )
-        if job.status is JobStatus.PENDING
-        else Waiting(None, None)
-        for job in jobs
+        for job in queued
     }
 
 
