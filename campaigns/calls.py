@@ -14,7 +14,8 @@ campaign.
 
 Statuses a client sees (`CallStatus`) are the contact's: `queued` (waiting for its first
 or next attempt), `in_progress` (an attempt is being dialled or is live), `completed`
-(final, with an `outcome`) and `canceled` (its campaign was cancelled first).
+(final, with an `outcome`) and `canceled` (its campaign was cancelled first). A queued
+call says why it is not being dialled yet (`WaitingReason`, `waiting_for`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -35,6 +37,7 @@ from campaigns.options import RING_TIMEOUT_S, TIME_LIMIT_S, CodedOptions
 from campaigns.paging import Page, keyset_page
 from dialer.calls import DEFAULT_RETRY_POLICY
 from dialer.campaign_state import CampaignAction, transition
+from dialer.dispatch.timing import CAP_PERIOD, calls_today, schedule_of
 from dialer.errors import ConflictError, DialerError, NotFoundError
 from dialer.numbers import NumberRejected, RejectReason, check_policy, classify
 from dialer.providers.twiml import template_placeholders
@@ -52,7 +55,6 @@ from models import (
     JobStatus,
     MachineAction,
     Outcome,
-    utcnow,
 )
 
 _E164 = re.compile(r"\+[1-9]\d{1,14}")
@@ -77,6 +79,71 @@ _BY_JOB_STATUS = {
 }
 _JOB_STATUS = {status: job for job, status in _BY_JOB_STATUS.items()}
 FINAL_STATUSES = frozenset({CallStatus.COMPLETED, CallStatus.CANCELED})
+
+
+class WaitingReason(StrEnum):
+    """Why a queued call is not being dialled now (`waiting_for`)."""
+
+    CALLING_WINDOW = "calling_window"
+    """Outside the callee's calling window (09:00-20:00 in its time unless the campaign
+    sets another): due at its next opening."""
+    FREQUENCY_CAP = "frequency_cap"
+    """The number had the account's `max_calls_per_number_per_day` calls in the last
+    24 hours: due when the oldest of them leaves that period (in the window)."""
+    CAMPAIGN_PAUSED = "campaign_paused"
+    """Its campaign is paused: no time is known until it is resumed."""
+    CAMPAIGN_NOT_STARTED = "campaign_not_started"
+    """Its campaign is a draft: no time is known until it is started."""
+    RETRY_SCHEDULED = "retry_scheduled"
+    """An attempt ended (busy, no answer, ...) and the retry matrix's delay runs."""
+    SCHEDULED = "scheduled"
+    """Its `call_at`, or its campaign's `start_at`, is still ahead."""
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """Why a call waits (None: it does not: final, live, or due now and dialled as soon as
+    the pool and the CPS allow) and when its next attempt is due (None: not queued, or
+    not known while its campaign is paused or a draft)."""
+
+    reason: WaitingReason | None
+    next_attempt_at: datetime | None
+
+
+_NOT_WAITING = Waiting(None, None)
+
+
+def waiting_for(
+    job: CallJob,
+    campaign: Campaign,
+    calls_in_cap_period: tuple[int, datetime] | None,
+    max_per_number: int,
+    now: datetime,
+) -> Waiting:
+    """Why the contact `job` is not dialled at `now`, and when it next will be.
+
+    `calls_in_cap_period` is the number's calls in the last `CAP_PERIOD` and the oldest
+    one's time (`dialer.dispatch.timing.calls_today`), `max_per_number` the account's cap:
+    the pacer's own rules (`dialer.dispatch.timing.admit`), judged at `now`, so a call
+    that the pacer would move to a later day says so before the pacer claims it."""
+    if job.status is not JobStatus.PENDING:
+        return _NOT_WAITING
+    if campaign.status is CampaignStatus.PAUSED:
+        return Waiting(WaitingReason.CAMPAIGN_PAUSED, None)
+    if campaign.status is CampaignStatus.DRAFT:
+        return Waiting(WaitingReason.CAMPAIGN_NOT_STARTED, None)
+    schedule = schedule_of(campaign, job)
+    due = max(job.next_due_at, now)
+    count, oldest = calls_in_cap_period or (0, now)
+    if count >= max_per_number and oldest + CAP_PERIOD > due:
+        return Waiting(WaitingReason.FREQUENCY_CAP, schedule.next_due(oldest + CAP_PERIOD))
+    if job.next_due_at <= now:
+        return Waiting(None, job.next_due_at)
+    if not schedule.callable_at(now) and schedule.next_due(now) == job.next_due_at:
+        return Waiting(WaitingReason.CALLING_WINDOW, job.next_due_at)
+    if job.attempt_count > 0:
+        return Waiting(WaitingReason.RETRY_SCHEDULED, job.next_due_at)
+    return Waiting(WaitingReason.SCHEDULED, job.next_due_at)
 
 
 class Amd(StrEnum):
@@ -199,10 +266,16 @@ def _to_number(raw: str) -> str:
 
 
 def place_call(
-    session: Session, account: Account, call: SingleCall, *, allow_private_webhooks: bool
+    session: Session,
+    account: Account,
+    call: SingleCall,
+    *,
+    allow_private_webhooks: bool,
+    now: datetime,
 ) -> CallJob:
     """Queue one call for the account; the caller commits and then wakes the account's
-    pacer. Due at `call_at`, else now.
+    pacer. Due at `call_at`, else `now` (aware UTC; the runtime's clock), or at the next
+    opening of the callee's calling window after that: windows apply to single calls too.
 
     Validation stops at the first failure, in this order (all 400 unless said):
     `missing_field` (`to_number`; `message` without `campaign_id`; `details` names it),
@@ -278,7 +351,6 @@ def place_call(
             f"{e164} has no known time zone and its campaign sets no timezone",
         )
     place = Place(zones, info.region, subdivision_of(e164, info.region))
-    now = utcnow()
     earliest = max(call.call_at or now, campaign.start_at or now, now)
     if next_opening(CallingWindow.of(campaign), place, earliest) is None:
         raise DialerError(
@@ -391,8 +463,9 @@ def call_status(job: CallJob) -> CallStatus:
     return _BY_JOB_STATUS[job.status]
 
 
-def calls_json(session: Session, jobs: list[CallJob]) -> list[dict[str, Any]]:
-    """Each call with its attempts, as `GET /v1/calls/{id}` shows one."""
+def calls_json(session: Session, jobs: list[CallJob], now: datetime) -> list[dict[str, Any]]:
+    """Each call with its attempts, as `GET /v1/calls/{id}` shows one, with why a queued
+    call waits at `now` (aware UTC; `waiting_for`)."""
     if not jobs:
         return []
     attempts: dict[int, list[CallAttempt]] = {}
@@ -410,6 +483,7 @@ def calls_json(session: Session, jobs: list[CallJob]) -> list[dict[str, Any]]:
             .where(Campaign.id.in_({job.campaign_id for job in jobs}))
         )
     }
+    waiting = _waiting(session, jobs, now)
     return [
         {
             "call_id": job.id,
@@ -421,12 +495,38 @@ def calls_json(session: Session, jobs: list[CallJob]) -> list[dict[str, Any]]:
             "variables": job.variables,
             "metadata": job.metadata_,
             "webhook_url": job.webhook_url,
-            "next_attempt_at": job.next_due_at if job.status is JobStatus.PENDING else None,
+            "waiting_reason": waiting.get(job.id, _NOT_WAITING).reason,
+            "next_attempt_at": waiting.get(job.id, _NOT_WAITING).next_attempt_at,
             "created_at": job.created_at,
             "attempts": [_attempt_json(a) for a in attempts.get(job.id, [])],
         }
         for job in jobs
     ]
+
+
+def _waiting(session: Session, jobs: list[CallJob], now: datetime) -> dict[int, Waiting]:
+    """`waiting_for` of each queued job (one account's: a page of calls is), by job id."""
+    queued = [job for job in jobs if job.status is JobStatus.PENDING]
+    if not queued:
+        return {}
+    account = session.get_one(Account, queued[0].account_id)
+    counts = calls_today(session, account.id, [job.phone_e164 for job in queued], now)
+    campaigns = {
+        c.id: c
+        for c in session.scalars(
+            select(Campaign).where(Campaign.id.in_({job.campaign_id for job in queued}))
+        )
+    }
+    return {
+        job.id: waiting_for(
+            job,
+            campaigns[job.campaign_id],
+            counts.get(job.phone_e164),
+            account.max_calls_per_number_per_day,
+            now,
+        )
+        for job in queued
+    }
 
 
 def _attempt_json(attempt: CallAttempt) -> dict[str, Any]:

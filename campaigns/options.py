@@ -335,23 +335,14 @@ class CampaignOptions(OperatorOptions):
     allowed_countries: list[str] | None = Field(
         None, description="ISO 3166 regions a contact may be in (default: any)."
     )
-    retry_delay_scale: float = Field(
-        1.0,
-        gt=0,
-        description="Multiplies every retry delay: the demo and the end-to-end tests run "
-        "the retry matrix faster than real time.",
-    )
 
     def retry_matrix(self) -> dict[str, dict[str, Any]]:
         """The stored retry matrix (`campaigns.retry_policy`, read by
         `dialer.calls.retry_delay`): every outcome that may retry -> {"retry": bool,
-        "delay_s": seconds}, the given rules over `dialer.calls.DEFAULT_RETRY_POLICY`,
-        delays times `retry_delay_scale`."""
+        "delay_s": seconds}, the given rules over `dialer.calls.DEFAULT_RETRY_POLICY`
+        (development scales the delays when they are used: `Settings.dev_time_scale`)."""
         given = {str(k): v.model_dump() for k, v in self.retry_policy.items()}
         return {
-            str(outcome): {
-                "retry": rule["retry"],
-                "delay_s": rule["delay_s"] * self.retry_delay_scale,
-            }
+            str(outcome): {"retry": rule["retry"], "delay_s": rule["delay_s"]}
             for outcome, rule in {**DEFAULT_RETRY_POLICY, **given}.items()
         }

@@ -42,7 +42,8 @@ class Settings(BaseSettings):
 
     Raises:
         pydantic.ValidationError: a URL is malformed, a secret is a placeholder, or
-            `PROVIDER=twilio` comes with the simulator's public auth token.
+            `PROVIDER=twilio` comes with the simulator's public auth token or a
+            `DEV_TIME_SCALE`.
     """
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
@@ -93,12 +94,22 @@ class Settings(BaseSettings):
     deadline is `placing` + this. A dial that cannot leave by then goes back to the pacer,
     so no create leaves late (after a pause, or past a reaper that gave it up)."""
     ambiguous_redial_after_s: float = Field(default=60.0, ge=0)
-    """Real seconds a contact whose create was ambiguous (timeout, 5xx) and not found is
-    left alone, so a request the provider processes late finds the contact still waiting
-    and is adopted rather than followed by a second call. Not scaled by the demo."""
+    """Seconds a contact whose create was ambiguous (timeout, 5xx) and not found is left
+    alone, so a request the provider processes late finds the contact still waiting and is
+    adopted rather than followed by a second call (`ambiguous_redial_wait_s`)."""
     status_poll_after_s: float = Field(default=120.0, gt=0)
     """A live call with no callback for this many seconds is fetched from the provider
-    (callbacks can be lost); a terminal status found there is applied."""
+    (callbacks can be lost); a terminal status found there is applied
+    (`status_poll_wait_s`)."""
+    dev_time_scale: float = Field(default=1.0, gt=0, le=1)
+    """Development only, with `PROVIDER=simulator` (refused with `twilio`): multiplies the
+    waits that stand for the provider's or the callee's time, to match the simulator's
+    `--time-scale` (0.01: a 3600 s no-answer retry is due after 36 s). Scaled: every retry
+    delay of every campaign (the retry matrix), the backoff between create tries, the
+    ambiguous-create wait (never below `twilio_timeout_s`, the real time a late create may
+    still land in) and the status poll (never below 2 s). Not scaled: calling windows,
+    frequency caps, `start_at`/`end_at`, and `stuck_dialing_after_s` and `send_wait_s`,
+    which measure our own workers in real time."""
 
     webhook_allow_private_networks: bool = False
     """Let customer webhooks reach loopback, private and link-local addresses (development
@@ -226,9 +237,26 @@ class Settings(BaseSettings):
             raise ValueError(
                 "PROVIDER=twilio with the simulator's public auth token; set TWILIO_AUTH_TOKEN"
             )
+        if self.provider is ProviderKind.TWILIO and self.dev_time_scale != 1.0:
+            # Real people would be re-dialled seconds after a no-answer.
+            raise ValueError("DEV_TIME_SCALE is for the simulator only; unset it with twilio")
         if self.provider is ProviderKind.SIMULATOR and not self.twilio_base_url:
             self.twilio_base_url = f"http://{self.simulator_host}:{self.simulator_port}"
         return self
+
+    @property
+    def ambiguous_redial_wait_s(self) -> float:
+        """`ambiguous_redial_after_s` times `dev_time_scale`, never below `twilio_timeout_s`
+        (nor above the setting): the wait after an ambiguous create, in seconds."""
+        floor = min(self.ambiguous_redial_after_s, self.twilio_timeout_s)
+        return max(self.ambiguous_redial_after_s * self.dev_time_scale, floor)
+
+    @property
+    def status_poll_wait_s(self) -> float:
+        """`status_poll_after_s` times `dev_time_scale`, never below 2 s (nor above the
+        setting): how long a live call may stay quiet before it is fetched, in seconds."""
+        floor = min(self.status_poll_after_s, 2.0)
+        return max(self.status_poll_after_s * self.dev_time_scale, floor)
 
 
 @lru_cache(maxsize=1)

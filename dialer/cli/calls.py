@@ -19,7 +19,7 @@ from dialer.cli.common import (
     print_json,
 )
 from dialer.settings import get_settings
-from models import Account, Outcome, on_commit, transaction
+from models import Account, Outcome, on_commit, transaction, utcnow
 
 app = typer.Typer(help="Single calls.", no_args_is_help=True)
 
@@ -81,9 +81,13 @@ def place(
         )
         owner = session.get_one(Account, account_id(account))
         job = calls.place_call(
-            session, owner, call, allow_private_webhooks=settings.webhook_allow_private_networks
+            session,
+            owner,
+            call,
+            allow_private_webhooks=settings.webhook_allow_private_networks,
+            now=utcnow(),
         )
-        shown = calls.calls_json(session, [job])[0]
+        shown = calls.calls_json(session, [job], utcnow())[0]
         owner_id = owner.id
         on_commit(session, lambda: kick_pacer(owner_id))
     if as_json:
@@ -102,13 +106,22 @@ def show(
 ) -> None:
     """Show a call and its attempts."""
     with errors_reported(), transaction(get_settings().database_url) as session:
-        shown = calls.calls_json(session, [calls.get_call(session, account_id(account), call_id)])[
-            0
-        ]
+        job = calls.get_call(session, account_id(account), call_id)
+        shown = calls.calls_json(session, [job], utcnow())[0]
     if as_json:
         print_json(shown)
         return
-    for key in ("call_id", "campaign_id", "status", "outcome", "to", "from", "metadata"):
+    for key in (
+        "call_id",
+        "campaign_id",
+        "status",
+        "waiting_reason",
+        "next_attempt_at",
+        "outcome",
+        "to",
+        "from",
+        "metadata",
+    ):
         console.print(f"{key}: {shown[key]}", markup=False, highlight=False)
     table = Table("#", "sid", "status", "answered by", "digits", "duration", "error")
     for attempt in shown["attempts"]:
@@ -146,7 +159,7 @@ def list_(
         found = calls.list_calls(session, account_id(account), where, limit=limit, cursor=cursor)
         next_cursor = found.next_cursor
         page: dict[str, Any] = {
-            "items": calls.calls_json(session, found.items),
+            "items": calls.calls_json(session, found.items, utcnow()),
             "next_cursor": next_cursor,
         }
     if as_json:

@@ -231,7 +231,6 @@ def _create(
         message=DEMO_MESSAGE,
         max_concurrency=options.max_concurrency,
         max_attempts=options.max_attempts,
-        retry_delay_scale=options.time_scale,
     )
     imported = lifecycle.import_campaign(
         database_url, data_dir, created.id, campaign_options, io.BytesIO(source)

@@ -207,8 +207,8 @@ def local_stack(
         "TWILIO_BASE_URL": sim_url,
         "PUBLIC_BASE_URL": api_url,
         "SIMULATOR_PORT": str(sim_port),
-        # Poll for lost final callbacks on the simulated time scale, not every two minutes.
-        "STATUS_POLL_AFTER_S": str(max(2.0, 120 * time_scale)),
+        # Retries, the ambiguous-create wait and the status poll on the simulated time scale.
+        "DEV_TIME_SCALE": str(min(time_scale, 1.0)),
         "WORKER_METRICS_PORT": str(metrics_port),
         **(extra_env or {}),
     }

@@ -94,7 +94,7 @@ class EndDecision:
     release: LeaseRelease
 
 
-def decide(ended: EndedAttempt, now: datetime) -> EndDecision:
+def decide(ended: EndedAttempt, now: datetime, time_scale: float = 1.0) -> EndDecision:
     """The consequences of an ended attempt (pure).
 
     An attempt that may have rung the contact: done (answered, not retryable, or
@@ -105,6 +105,9 @@ def decide(ended: EndedAttempt, now: datetime) -> EndDecision:
     else pending again after an exponential backoff with full jitter (AWS Architecture
     Blog, "Exponential Backoff and Jitter", 2015). A contact pending again is due at the
     next opening of its calling window at or after that delay (`ended.schedule`).
+
+    `time_scale` (`Settings.dev_time_scale`, 1 but in development) multiplies the matrix's
+    delay and the backoff; `retry_after_s` comes already scaled.
     """
     release = LeaseRelease(
         str(ended.attempt_id),
@@ -121,7 +124,7 @@ def decide(ended: EndedAttempt, now: datetime) -> EndDecision:
         elif canceled:
             step = JobStep(JobStatus.CANCELED, *counts, outcome=outcome)
         else:
-            due = _in_window(ended, now + timedelta(seconds=delay))
+            due = _in_window(ended, now + timedelta(seconds=delay * time_scale))
             step = JobStep(JobStatus.PENDING, *counts, outcome=outcome, next_due_at=due)
         return EndDecision(step, release)
     attempts = ended.attempt_count - 1  # it never rang: it does not use up an attempt
@@ -136,7 +139,7 @@ def decide(ended: EndedAttempt, now: datetime) -> EndDecision:
     elif canceled:
         step = JobStep(JobStatus.CANCELED, attempts, errors)
     else:
-        wait = max(dial_backoff_s(max(errors, 1)), ended.retry_after_s or 0.0)
+        wait = max(dial_backoff_s(max(errors, 1)) * time_scale, ended.retry_after_s or 0.0)
         due = _in_window(ended, now + timedelta(seconds=wait))
         step = JobStep(JobStatus.PENDING, attempts, errors, next_due_at=due)
     return EndDecision(step, release)
@@ -187,7 +190,8 @@ def finish_call(session: Session, runtime: Runtime, attempt: CallAttempt) -> Out
     contact and free the lease after commit. Returns the outcome when the contact is done."""
     job = session.get_one(CallJob, attempt.job_id, with_for_update=True)
     campaign = session.get_one(Campaign, attempt.campaign_id)
-    decision = decide(_ended(attempt, job, campaign), runtime.clock())
+    ended = _ended(attempt, job, campaign)
+    decision = decide(ended, runtime.clock(), runtime.settings.dev_time_scale)
     _persist(session, runtime, job, decision)
     record_attempt_end(session, attempt, job, decision.step, utcnow())
     return decision.step.outcome
@@ -223,6 +227,6 @@ def end_unplaced(
         counts_as_dial_error=counts_as_dial_error,
         retry_after_s=retry_after_s,
     )
-    decision = decide(ended, runtime.clock())
+    decision = decide(ended, runtime.clock(), runtime.settings.dev_time_scale)
     _persist(session, runtime, job, decision)
     record_attempt_end(session, attempt, job, decision.step, utcnow())

@@ -464,6 +464,7 @@ def _apply(applied: _Applied, callback: Callback, runtime: Runtime) -> CallbackR
                 schedule=ContactSchedule.from_row(row),
             ),
             runtime.clock(),
+            runtime.settings.dev_time_scale,
         )
     hang_up = (
         answered_by is None

@@ -456,7 +456,7 @@ def _recover(runtime: Runtime, attempt_id: int, error: ProviderError | None) -> 
                     outcome=None,
                     error_code=error.code if error else None,
                     error_message=str(error) if error else "create request lost",
-                    retry_after_s=runtime.settings.ambiguous_redial_after_s,
+                    retry_after_s=runtime.settings.ambiguous_redial_wait_s,
                 )
                 return PlaceResult.RETRY_LATER
             _adopt_sid(attempt, free[0].sid)

@@ -8,8 +8,9 @@ pass goes on with the others.
 
 - Leases near expiry whose attempt is not final: ask the provider what became of the call,
   apply it, hang up a call still live past its cap, and free the slot.
-- Live calls with no callback for `status_poll_after_s`: fetch them (a final callback can
-  be lost) and apply a terminal status found there.
+- Live calls with no callback for `status_poll_after_s` (scaled in development:
+  `Settings.status_poll_wait_s`): fetch them (a final callback can be lost) and apply a
+  terminal status found there.
 - Calls live longer than their campaign's `max_hold_s`: hang up, mark `hold_cap`.
 - Attempts stuck in `dialing` (their `place_call` message lost with a worker, or a failed
   try waiting) are handed back to `place_call` once per `stuck_dialing_after_s`, or
@@ -164,7 +165,7 @@ def _reap_attempt(
     elif near_expiry:
         hang_up_call(runtime, attempt.id, reason=EndReason.LEASE_EXPIRED)
         report.resolved.append(attempt.id)
-    elif attempt.updated_at < now - timedelta(seconds=settings.status_poll_after_s):
+    elif attempt.updated_at < now - timedelta(seconds=settings.status_poll_wait_s):
         _poll(runtime, attempt.id, attempt.call_sid)
         report.polled.append(attempt.id)
 

@@ -14,7 +14,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from campaigns.calls import CallStatus, SingleCall
+from campaigns.calls import CallStatus, SingleCall, WaitingReason
 from campaigns.options import OperatorOptions, ScheduleOptions
 from campaigns.preview import CampaignPreview
 from campaigns.reports import CampaignReport
@@ -435,7 +435,17 @@ class CallOut(BaseModel):
     variables: dict[str, str]
     metadata: dict[str, str]
     webhook_url: str | None
-    next_attempt_at: datetime | None = Field(description="When it is due, while queued.")
+    waiting_reason: WaitingReason | None = Field(
+        description="Why a queued call is not dialled now: calling_window (outside the "
+        "callee's window, 09:00-20:00 in its time by default), frequency_cap (the account's "
+        "max_calls_per_number_per_day), campaign_paused, campaign_not_started, "
+        "retry_scheduled (a retry's delay runs), scheduled (call_at or the campaign's "
+        "start_at ahead); null when it is due now, live or final."
+    )
+    next_attempt_at: datetime | None = Field(
+        description="When its next attempt is due, while queued (null while its campaign "
+        "is paused or not started)."
+    )
     created_at: datetime
     attempts: list[AttemptOut]
 

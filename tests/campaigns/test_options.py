@@ -79,7 +79,7 @@ def test_operator_settings_are_a_subset_of_the_campaigns() -> None:
     internal = set(CampaignOptions.model_fields) - operator
     assert {"max_hold_s", "machine_action", "from_number", "name"} <= operator
     assert {"ring_timeout_s", "time_limit_s", "retry_policy"} <= operator
-    assert internal == {"dial_retries", "allow_premium", "allowed_countries", "retry_delay_scale"}
+    assert internal == {"dial_retries", "allow_premium", "allowed_countries"}
     assert all(field.description for field in CampaignOptions.model_fields.values())
     assert all(field.description for field in ScheduleOptions.model_fields.values())
 
@@ -139,8 +139,6 @@ def test_the_retry_matrix_is_stored_over_the_defaults() -> None:
     matrix = given.retry_matrix()
     assert matrix["busy"] == {"retry": False, "delay_s": 60}
     assert matrix["no-answer"] == {"retry": True, "delay_s": 3600}
-    scaled = CampaignOptions(name="March", message="Hi.", retry_delay_scale=0.01)
-    assert scaled.retry_matrix()["busy"]["delay_s"] == pytest.approx(6)
 
 
 @pytest.mark.parametrize("message", ["", "   ", "\n\t"])

@@ -5,26 +5,27 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from campaigns import lifecycle
 from campaigns.reports import campaign_report
 from dialer.cli.demo import generated_contacts
 from dialer.pool import Keys
-from models import LIVE_ATTEMPT_STATUSES, CallAttempt, transaction
+from models import LIVE_ATTEMPT_STATUSES, CallAttempt, Campaign, transaction
 from tests.e2e.conftest import Stack
 from tests.factories import account_named
 from tests.support import wait_until
 from workers.enqueue import kick_pacer
 
 FAST_RETRIES = {
-    "busy": {"retry": True, "delay_s": 60},
-    "no-answer": {"retry": True, "delay_s": 60},
-    "failed": {"retry": True, "delay_s": 60},
-    "machine": {"retry": False, "delay_s": 60},
+    "busy": {"retry": True, "delay_s": 0.2},
+    "no-answer": {"retry": True, "delay_s": 0.2},
+    "failed": {"retry": True, "delay_s": 0.2},
+    "machine": {"retry": False, "delay_s": 0.2},
 }
-FAST_SCALE = 0.2 / 60
-"""With `FAST_RETRIES`: every retry 0.2 s after its attempt."""
+"""Every retry 0.2 s after its attempt: stored as the campaign's matrix by `start_campaign`
+(below the operators' 60 s floor; the stack's other waits keep their own test values, so
+it does not set `DEV_TIME_SCALE`)."""
 
 
 def start_campaign(
@@ -47,8 +48,6 @@ def start_campaign(
     campaign_options = lifecycle.CampaignOptions(
         name="e2e",
         message="Hello {first_name}, see you {appointment_time}.",
-        retry_policy=FAST_RETRIES,
-        retry_delay_scale=FAST_SCALE,
         **options,
     )
     imported = lifecycle.import_campaign(
@@ -59,6 +58,11 @@ def start_campaign(
         io.BytesIO(generated_contacts(contacts, first_contact)),
     )
     with transaction(url) as session:
+        session.execute(
+            update(Campaign)
+            .where(Campaign.id == imported.campaign_id)
+            .values(retry_policy=FAST_RETRIES)
+        )
         lifecycle.start(session, account_id, imported.campaign_id, actor="test")
     kick_pacer(account_id)
     return account_id, imported.campaign_id

@@ -129,8 +129,9 @@ def test_a_hostile_tenant_leaves_the_other_tenants_campaign_schedule_and_webhook
         # Both accounts dial a campaign; the hostile one's events go to the gzip bomb.
         good_id, good_campaign = start_campaign(stack, 12, account="good")
         evil_id, _ = start_campaign(stack, 6, account="evil", first_contact=100)
-        # A campaign its operator paused takes calls and keeps them queued: every `wait` on
-        # it holds the whole time.
+        # Calls due just before their `wait` ends (`call_at`): every `wait` on them holds
+        # (a call due past the deadline, or in a paused campaign, is answered at once) until
+        # the refusals are in; then the campaign is paused, so none of them is dialled.
         held = lifecycle.import_campaign(
             url,
             stack.runtime.settings.data_dir,
@@ -140,13 +141,16 @@ def test_a_hostile_tenant_leaves_the_other_tenants_campaign_schedule_and_webhook
         ).campaign_id
         with transaction(url) as session:
             lifecycle.start(session, evil_id, held, actor="test")
-        with transaction(url) as session:
-            lifecycle.pause(session, evil_id, held, actor="test")
         stack.start_worker()
         stack.start_beat()
 
         # The flood of `wait` requests and the good account's one call, at the same time.
-        flood_call = {"to_number": daytime_number(), "message": "Hi", "campaign_id": held}
+        flood_call = {
+            "to_number": daytime_number(),
+            "message": "Hi",
+            "campaign_id": held,
+            "call_at": (utcnow() + timedelta(seconds=9)).isoformat(),
+        }
         with ThreadPoolExecutor(FLOOD + 1) as senders:
             flood = [
                 senders.submit(
@@ -163,6 +167,10 @@ def test_a_hostile_tenant_leaves_the_other_tenants_campaign_schedule_and_webhook
                 json={"to_number": daytime_number(), "message": "Hello.", "wait": 25},
                 headers=_headers(GOOD_KEY),
             )
+            refused = FLOOD - MAX_WAITERS
+            wait_until(lambda: sum(f.done() for f in flood) >= refused, 5, "the refusals")
+            with transaction(url) as session:
+                lifecycle.pause(session, evil_id, held, actor="test")
             answered = single.result(40)
             statuses = sorted(f.result(40).status_code for f in flood)
         assert statuses == [201] * MAX_WAITERS + [429] * (FLOOD - MAX_WAITERS)

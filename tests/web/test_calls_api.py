@@ -18,7 +18,9 @@ from campaigns import lifecycle
 from dialer.campaign_state import BREAKER, CampaignAction, transition
 from dialer.runtime import Runtime
 from dialer.web.app import create_app
-from models import CallJob, Campaign, transaction
+from models import AttemptStatus, CallJob, Campaign, transaction
+from tests.dialer.test_pacer_windows import Clock, utc
+from tests.factories import make_attempt
 from tests.servers import serve_app
 from tests.web.support import KEY, OTHER_KEY, SAMPLE, Api, error_code
 from workers.app import PACER_QUEUE
@@ -231,12 +233,65 @@ def test_call_at_is_the_due_time_inside_the_window(api: Api) -> None:
     assert shown["next_attempt_at"].startswith("2030-01-02T09:00:00")
 
 
-def test_wait_answers_the_state_at_the_deadline(api: Api) -> None:
-    """No worker runs here: the call stays queued, and the reply comes at the deadline."""
+def test_wait_inside_the_window_holds_until_the_deadline(api: Api) -> None:
+    """10:00 in London, inside the callee's window: the call is due now and the request
+    holds for its end. No worker runs here: the call stays queued, and the reply comes at
+    the deadline."""
+    api.runtime.clock = Clock(utc(2027, 1, 15, 10))
     started = time.monotonic()
     created = place(api, wait=1.0)
     assert 1.0 <= time.monotonic() - started < 5
     assert created["status"] == "queued"
+    assert created["waiting_reason"] is None
+    assert created["next_attempt_at"] == "2027-01-15T10:00:00Z"
+
+
+def test_wait_outside_the_window_answers_at_once_with_the_reason(api: Api) -> None:
+    """Midnight in New York: the call's first attempt is at 09:00 there, hours past the
+    `wait`; the reply comes at once and says so, and a read says the same."""
+    api.runtime.clock = Clock(utc(2027, 1, 15, 5))  # 00:00 in New York
+    started = time.monotonic()
+    created = place(api, to_number="+12125550143", wait=20)
+    assert time.monotonic() - started < 5
+    assert created["status"] == "queued"
+    assert created["waiting_reason"] == "calling_window"
+    assert created["next_attempt_at"] == "2027-01-15T14:00:00Z"  # 09:00 in New York
+    shown = api.get(f"/v1/calls/{created['call_id']}").json()
+    assert (shown["waiting_reason"], shown["next_attempt_at"]) == (
+        "calling_window",
+        "2027-01-15T14:00:00Z",
+    )
+
+
+def test_wait_over_the_frequency_cap_answers_at_once_with_the_reason(api: Api) -> None:
+    """The number had the account's 3 calls of the day, the oldest at 11:00: the next
+    attempt is at 11:00 tomorrow, not now."""
+    clock = Clock(utc(2027, 1, 15, 15))  # 10:00 in New York
+    api.runtime.clock = clock
+    first = place(api, to_number="+12125550143")
+    with transaction(api.runtime.settings.database_url) as session:
+        contact = session.get_one(CallJob, first["call_id"])
+        for hour in (11, 12, 13):
+            make_attempt(
+                session, contact, status=AttemptStatus.NO_ANSWER, created_at=utc(2027, 1, 15, hour)
+            )
+    started = time.monotonic()
+    created = place(api, to_number="+12125550143", wait=20)
+    assert time.monotonic() - started < 5
+    assert created["waiting_reason"] == "frequency_cap"
+    assert created["next_attempt_at"] == "2027-01-16T14:00:00Z"  # 11:00 UTC is 06:00 there
+
+
+def test_wait_in_a_paused_campaign_answers_at_once_with_the_reason(api: Api) -> None:
+    """An operator's pause takes the call; no time is known until the campaign resumes."""
+    api.runtime.clock = Clock(utc(2027, 1, 15, 10))
+    campaign_id = place(api)["campaign_id"]
+    with transaction(api.runtime.settings.database_url) as session:
+        transition(session.get_one(Campaign, campaign_id), CampaignAction.PAUSE, actor="cli:ops")
+    started = time.monotonic()
+    created = place(api, wait=20)
+    assert time.monotonic() - started < 5
+    assert (created["waiting_reason"], created["next_attempt_at"]) == ("campaign_paused", None)
 
 
 def test_wait_requests_over_the_accounts_cap_are_refused_at_once(

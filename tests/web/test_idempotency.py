@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from dialer.dispatch.pacer import accounts_needing_pacer, pacer_idle_key
 from dialer.web.routers import calls as calls_router
 from models import CallJob, IdempotencyKey, transaction
+from tests.dialer.test_pacer_windows import Clock, utc
 from tests.web.support import OTHER_KEY, Api, error_code
 from workers.app import app as celery_app
 
@@ -83,7 +84,9 @@ def test_a_bad_key_and_an_unauthenticated_post(api: Api) -> None:
 
 def test_two_concurrent_requests_with_one_key_run_once(api: Api) -> None:
     """Both requests are sent at the same moment; the one that claims the key holds it for
-    its `wait` (no worker runs, so the call stays queued), so the other finds it running."""
+    its `wait` (no worker runs, so the call stays queued; 10:00 in London, inside its
+    window, so the wait is not cut short), so the other finds it running."""
+    api.runtime.clock = Clock(utc(2027, 1, 15, 10))
     body = {**CALL, "wait": 2}
     barrier = threading.Barrier(2)
 

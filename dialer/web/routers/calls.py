@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from contextlib import nullcontext
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -59,8 +60,9 @@ def _place(rt: Runtime, account_id: int, body: CallIn, claim: Claim | None) -> C
             account,
             call,
             allow_private_webhooks=rt.settings.webhook_allow_private_networks,
+            now=rt.clock(),
         )
-        state = CallOut.model_validate(calls.calls_json(session, [job])[0])
+        state = CallOut.model_validate(calls.calls_json(session, [job], rt.clock())[0])
         keep_reply(session, claim, 201, state)
         on_commit(session, lambda: kick_pacer(account_id))
         return state
@@ -69,7 +71,7 @@ def _place(rt: Runtime, account_id: int, body: CallIn, claim: Claim | None) -> C
 def _read(rt: Runtime, account_id: int, call_id: int) -> CallOut:
     with transaction(rt.settings.database_url) as session:
         job = calls.get_call(session, account_id, call_id)
-        return CallOut.model_validate(calls.calls_json(session, [job])[0])
+        return CallOut.model_validate(calls.calls_json(session, [job], rt.clock())[0])
 
 
 @router.post(
@@ -82,9 +84,11 @@ def _read(rt: Runtime, account_id: int, call_id: int) -> CallOut:
 async def place_call(
     body: CallIn, account_id: CurrentAccountId, rt: RuntimeDep, request: Request
 ) -> CallOut:
-    """Queue one call through the account's pool, CPS limits, DNC list and retry policy
-    (201, `status` `queued`). With `wait`, the reply comes once the call is final or after
-    `wait` seconds, whichever is first, with its state then.
+    """Queue one call through the account's pool, CPS limits, DNC list, calling window and
+    retry policy (201, `status` `queued`). With `wait`, the reply comes once the call is
+    final or after `wait` seconds, whichever is first, with its state then; at once when
+    its next attempt lies beyond that deadline (`waiting_reason` says why: outside the
+    callee's calling window, a frequency cap, a paused campaign, a retry's delay).
 
     Refusals stop at the first, in this order: `missing_field`, `invalid_phone_format`,
     `campaign_not_found` (404) / `invalid_state` (409), `emergency_or_short_code`,
@@ -119,12 +123,24 @@ async def _place_and_wait(
     polls = 0
     while state.status not in calls.FINAL_STATUSES:
         left = deadline - time.monotonic()
-        if left <= 0:
+        if left <= 0 or _waits_past(rt, state, left):
             break
         await asyncio.sleep(min(left, _POLL_S[min(polls, len(_POLL_S) - 1)]))
         polls += 1
         state = await run_in_threadpool(_read, rt, account_id, call_id)
     return state
+
+
+def _waits_past(rt: Runtime, state: CallOut, left_s: float) -> bool:
+    """Whether the call's next attempt lies beyond the `wait` deadline (`left_s` seconds
+    away), or at no known time (a paused campaign): holding the request is pointless."""
+    if state.waiting_reason in (
+        calls.WaitingReason.CAMPAIGN_PAUSED,
+        calls.WaitingReason.CAMPAIGN_NOT_STARTED,
+    ):
+        return True
+    due = state.next_attempt_at
+    return due is not None and due > rt.clock() + timedelta(seconds=left_s)
 
 
 @router.get(
@@ -133,10 +149,13 @@ async def _place_and_wait(
     response_model_by_alias=True,
     responses=_NOT_FOUND,
 )
-def get_call(call_id: RowId, account: CurrentAccount, session: SessionDep) -> CallOut:
-    """One call: status, outcome, attempts, metadata."""
+def get_call(
+    call_id: RowId, account: CurrentAccount, session: SessionDep, rt: RuntimeDep
+) -> CallOut:
+    """One call: status, outcome, attempts, metadata; while queued, why it waits
+    (`waiting_reason`) and when its next attempt is due (`next_attempt_at`)."""
     job = calls.get_call(session, account.id, call_id)
-    return CallOut.model_validate(calls.calls_json(session, [job])[0])
+    return CallOut.model_validate(calls.calls_json(session, [job], rt.clock())[0])
 
 
 StatusFilter = Annotated[calls.CallStatus | None, Query(description="Only calls in this status.")]
@@ -152,18 +171,23 @@ ToFilter = Annotated[
 
 
 def _page(
-    session: SessionDep, account_id: int, where: calls.CallFilter, limit: int, cursor: str | None
+    session: SessionDep,
+    rt: Runtime,
+    account_id: int,
+    where: calls.CallFilter,
+    limit: int,
+    cursor: str | None,
 ) -> CallPage:
     found = calls.list_calls(session, account_id, where, limit=limit, cursor=cursor)
-    return CallPage.model_validate(
-        {"items": calls.calls_json(session, found.items), "next_cursor": found.next_cursor}
-    )
+    items = calls.calls_json(session, found.items, rt.clock())
+    return CallPage.model_validate({"items": items, "next_cursor": found.next_cursor})
 
 
 @router.get("/v1/calls", response_model=CallPage, response_model_by_alias=True, responses=INVALID)
 def list_calls(
     account: CurrentAccount,
     session: SessionDep,
+    rt: RuntimeDep,
     status: StatusFilter = None,
     outcome: OutcomeFilter = None,
     to_number: ToFilter = None,
@@ -172,7 +196,7 @@ def list_calls(
 ) -> CallPage:
     """The account's calls (single calls and campaign contacts), newest first."""
     where = calls.CallFilter(status=status, outcome=outcome, to_number=to_number)
-    return _page(session, account.id, where, limit, cursor)
+    return _page(session, rt, account.id, where, limit, cursor)
 
 
 @router.get(
@@ -186,6 +210,7 @@ def list_campaign_calls(
     campaign_id: RowId,
     account: CurrentAccount,
     session: SessionDep,
+    rt: RuntimeDep,
     status: StatusFilter = None,
     outcome: OutcomeFilter = None,
     to_number: ToFilter = None,
@@ -196,4 +221,4 @@ def list_campaign_calls(
     where = calls.CallFilter(
         campaign_id=campaign_id, status=status, outcome=outcome, to_number=to_number
     )
-    return _page(session, account.id, where, limit, cursor)
+    return _page(session, rt, account.id, where, limit, cursor)
