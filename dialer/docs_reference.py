@@ -18,6 +18,7 @@ import ast
 import inspect
 import itertools
 import json
+import re
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -119,6 +120,9 @@ def cli_page(app: typer.Typer) -> str:
             name = ", ".join(_code(o) for o in opts) if is_option else _code(param.name.upper())
             flag = " (flag)" if getattr(param, "is_flag", False) else ""
             help_ = getattr(param, "help", None) or ""
+            envvars = param.envvar if isinstance(param.envvar, list | tuple) else [param.envvar]
+            if any(envvars):
+                help_ += " Environment: " + ", ".join(_code(e) for e in envvars if e) + "."
             lines.append(f"| {name}{flag} | {_default(param)} | {_cell(help_)} |")
         lines.append("")
     return "\n".join(lines)
@@ -241,50 +245,108 @@ def api_page(openapi: dict[str, Any]) -> str:
 
 
 def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int):
         return "integer"
-    if isinstance(value, str):
-        return "string"
     if isinstance(value, dict):
         return "object"
-    return "string or null"
+    return "string"
 
 
-def _sample_events() -> dict[str, dict[str, Any]]:
-    """One body of each event type, built by the code that builds the real ones."""
+def _sample_bodies() -> list[dict[str, Any]]:
+    """Event bodies built by the code that builds the real ones: `attempt_events` for an
+    attempt with every optional fact and one with none, whose contact is final or will be
+    tried again; and the campaign events."""
     from dialer.calls import JobStep
     from dialer.webhooks.events import AttemptEnd, EventType, attempt_events, new_event
     from models import AttemptStatus, JobStatus, Outcome
 
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    end = AttemptEnd(
+    full = AttemptEnd(
         attempt_id=1, attempt_no=1, contact_id=1, campaign_id=1, call_sid="CA0",
         to="+15005550001", from_="+15005550006", status=AttemptStatus.COMPLETED,
         answered_by="human", duration_s=1, digits="1", error_code=1, error_message="x",
+        metadata={"k": "v"},
+    )  # fmt: skip
+    bare = AttemptEnd(
+        attempt_id=1, attempt_no=1, contact_id=1, campaign_id=1, call_sid=None,
+        to="+15005550001", from_="+15005550006", status=AttemptStatus.NOT_PLACED,
+        answered_by=None, duration_s=None, digits=None, error_code=None, error_message=None,
         metadata={},
     )  # fmt: skip
-    step = JobStep(JobStatus.DONE, 1, 0, Outcome.ANSWERED)
-    bodies = {e.type.value: json.loads(e.body) for e in attempt_events(end, step, now)}
+    steps = [
+        JobStep(JobStatus.DONE, 1, 0, Outcome.ANSWERED),
+        JobStep(JobStatus.CANCELED, 1, 0),
+        JobStep(JobStatus.PENDING, 1, 0, next_due_at=now),
+    ]
+    events = [e for end in (full, bare) for step in steps for e in attempt_events(end, step, now)]
     for type_ in (EventType.CAMPAIGN_COMPLETED, EventType.CAMPAIGN_PAUSED):
-        data = _campaign_event_data()
-        bodies[type_.value] = json.loads(new_event(type_, data, now).body)
-    return bodies
+        for data in _campaign_event_data():
+            events.append(new_event(type_, data, now))
+    return [json.loads(event.body) for event in events]
 
 
-def _campaign_event_data() -> dict[str, Any]:
-    """The `data` of a campaign event, as `record_campaign_event` builds it: read from its
-    source (it builds the dict inline, in the transaction of a database session)."""
+def _campaign_event_data() -> list[dict[str, Any]]:
+    """`data` of campaign events with the keys `record_campaign_event` builds, read from
+    its source (it builds the dict inline, in a database session's transaction), and the
+    values a campaign row may give them (`models.Campaign`)."""
     from dialer.webhooks import outbox
 
     tree = ast.parse(textwrap.dedent(inspect.getsource(outbox.record_campaign_event)))
+    values: dict[str, list[Any]] = {
+        "campaign_id": [1],
+        "name": ["x"],
+        "status": ["paused"],
+        "reason": ["x", None],
+        "breaker": [True],
+    }
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict):
             keys = [str(cast(ast.Constant, k).value) for k in node.value.keys]
-            types = {"campaign_id": 1, "name": "x", "status": "x", "breaker": True}
-            return {k: types.get(k) for k in keys}
+            return [{k: values[k][i % len(values[k])] for k in keys} for i in range(2)]
     raise LookupError("record_campaign_event builds no data dict")
+
+
+def _schemas() -> dict[str, dict[str, Any]]:
+    """`{event type: JSON schema}`: each `data` key with every JSON type it took."""
+    types: dict[str, dict[str, list[str]]] = {}
+    for body in _sample_bodies():
+        keys = types.setdefault(body["type"], {})
+        for key, value in body["data"].items():
+            seen = keys.setdefault(key, [])
+            if _json_type(value) not in seen:
+                seen.append(_json_type(value))
+    # The bulk path (contacts canceled or expired together) builds `contact.completed` in
+    # SQL: the keys it sets to NULL are nullable too.
+    from dialer.webhooks import outbox
+
+    for key in re.findall(r"'(\w+)', NULL", outbox._CONTACTS_ENDED):
+        seen = types["contact.completed"][key]
+        if "null" not in seen:
+            seen.append("null")
+    schemas: dict[str, dict[str, Any]] = {}
+    for type_, keys in types.items():
+        schemas[type_] = {
+            "type": "object",
+            "required": ["id", "type", "created", "data"],
+            "properties": {
+                "id": {"type": "string", "pattern": "^evt_[0-9a-f]{32}$"},
+                "type": {"const": type_},
+                "created": {"type": "string", "format": "date-time"},
+                "data": {
+                    "type": "object",
+                    "required": list(keys),
+                    "properties": {
+                        key: {"type": seen[0] if len(seen) == 1 else sorted(seen)}
+                        for key, seen in keys.items()
+                    },
+                },
+            },
+        }
+    return schemas
 
 
 def webhooks_page() -> str:
@@ -301,23 +363,7 @@ def webhooks_page() -> str:
         "`dialer.webhooks.signing.verify_signature` checks one with the standard library"
         " only; a receiver may copy that file.\n",
     ]
-    for type_, body in _sample_events().items():
-        schema = {
-            "type": "object",
-            "required": ["id", "type", "created", "data"],
-            "properties": {
-                "id": {"type": "string", "pattern": "^evt_[0-9a-f]{32}$"},
-                "type": {"const": type_},
-                "created": {"type": "string", "format": "date-time"},
-                "data": {
-                    "type": "object",
-                    "required": list(body["data"]),
-                    "properties": {
-                        key: {"type": _json_type(value)} for key, value in body["data"].items()
-                    },
-                },
-            },
-        }
+    for type_, schema in _schemas().items():
         lines.append(f"## `{type_}`\n")
         lines.append("JSON schema of the request body:\n")
         lines.append("```json\n" + json.dumps(schema, indent=2) + "\n```\n")
