@@ -369,7 +369,7 @@ def test_lifecycle_report_and_list(cli: Cli) -> None:
     # Due now or at their window's next opening, by the time of day in their zones.
     waiting = draft["contacts"]["pending"] + draft["contacts"]["waiting_for_window"]
     assert waiting == created["accepted"]
-    assert draft["outcomes"]["human"] == 0
+    assert draft["outcomes"]["answered"] == 0
     assert draft["attempts"]["calls_placed"] == 0
     assert len(draft["series"]) == 3
     assert draft["finished"] is False
