@@ -115,7 +115,7 @@ def show(name: NameArg, as_json: JsonOpt = False) -> None:
         print_json(shown)
         return
     for key, value in shown.items():
-        text = value if isinstance(value, str) else json.dumps(value, default=plain)
+        text = json.dumps(value, default=plain) if isinstance(value, list) else plain(value)
         console.print(f"{key}: {text}", markup=False, highlight=False, soft_wrap=True)
 
 

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -457,6 +458,31 @@ def test_unknown_ids_and_other_accounts_are_not_found(cli: Cli, committed_db: st
 def test_no_command_creates_an_account(cli: Cli, committed_db: str, command: list[str]) -> None:
     cli.fails(*command, "--account", "typo", code="account_not_found")
     assert _account(committed_db, "typo") is None
+
+
+def test_an_unknown_account_says_how_to_create_it_or_name_another(cli: Cli) -> None:
+    cli.env["DIALER_ACCOUNT"] = "clinic"
+    message = cli.fails("campaigns", "list", code="account_not_found")
+    assert "dialer accounts create clinic" in message
+    assert "--account" in message and "DIALER_ACCOUNT" in message
+    # DIALER_ACCOUNT names the account when --account does not; --account wins.
+    cli.ok("accounts", "create", "clinic")
+    cli.create(name="Clinic reminders")
+    assert [c["name"] for c in cli.campaigns()] == ["Clinic reminders"]
+    assert cli.campaigns("--account", "default") == []
+
+
+def test_cli_times_are_iso_8601(cli: Cli) -> None:
+    cli.create()
+    [listed] = cli.campaigns()
+    created = datetime.fromisoformat(listed["created_at"])
+    assert created.tzinfo is not None and "T" in listed["created_at"]
+    shown = cli.ok("accounts", "show", "default")
+    assert "datetime" not in shown
+    [line] = [line for line in shown.splitlines() if line.startswith("created_at: ")]
+    assert datetime.fromisoformat(line.removeprefix("created_at: ")).tzinfo is not None
+    [numbers] = [line for line in shown.splitlines() if line.startswith("numbers: ")]
+    assert json.loads(numbers.removeprefix("numbers: "))[0]["number"] == "+15005550006"
 
 
 def test_dnc_add_and_import(cli: Cli, committed_db: str, tmp_path: Path) -> None:
