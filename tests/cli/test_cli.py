@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -47,6 +48,7 @@ from models import (
     MachineAction,
     engine_for,
 )
+from tests.support import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_CSV = REPO / "campaigns" / "samples" / "appointments.csv"
@@ -725,6 +727,38 @@ def test_flower_refuses_a_placeholder_password(cli: Cli) -> None:
     cli.env["FLOWER_PASSWORD"] = "changeme"
     message = cli.fails("flower", code="invalid_settings")
     assert "FLOWER_PASSWORD is a placeholder" in message
+
+
+def _listening(port: int) -> set[str]:
+    """The local addresses (hex, as in /proc/net/tcp and tcp6) listening on `port`."""
+    found: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+def test_flower_listens_on_this_machine_only_by_default(cli: Cli) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**cli.env, "FLOWER_PASSWORD": "k3-flower-9x-test"}
+    flower = subprocess.Popen(  # our own CLI
+        [sys.executable, "-m", "dialer", "flower", "--port", str(port)],
+        env=env,
+        cwd=cli.cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: bool(_listening(port)), 30.0, "Flower to listen")
+        assert _listening(port) == {"0100007F"}  # 127.0.0.1, not every interface
+    finally:
+        flower.terminate()
+        flower.wait(timeout=10)
 
 
 def test_demo_refuses_an_unknown_fault_before_starting_anything(cli: Cli) -> None:
