@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import IO
 from xml.sax.saxutils import escape as xml_escape
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
@@ -56,14 +56,17 @@ class Contacts(BaseModel):
 
 
 class Outcomes(BaseModel):
-    """Contacts done, by final outcome (`models.Outcome`)."""
+    """Contacts done, by final outcome, each named by its `models.Outcome` value: the
+    words the call API (`outcome`) and the per-contact export (`outcome` column) use."""
 
-    human: int
+    model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True)
+
+    answered: int
     """Answered, not by a machine (AMD `AnsweredBy` human or unknown, or AMD off)."""
     machine: dict[str, int]
     """By Twilio `AnsweredBy` (machine_start, machine_end_beep, ..., fax)."""
     busy: int
-    no_answer: int
+    no_answer: int = Field(alias="no-answer")
     failed: dict[str, int]
     """By the provider's error code, `none` when it gave none."""
     hold_cap: int
@@ -165,8 +168,9 @@ class Eta(BaseModel):
 
 
 class CampaignReport(BaseModel):
-    """A campaign's figures (the JSON of `GET /v1/campaigns/{id}/report`, fixed by
-    `notes/report-contract.md`). Counts are integers, durations seconds, times UTC."""
+    """A campaign's figures (the JSON of `GET /v1/campaigns/{id}/report`, described field by
+    field by the docstrings of this module's models). Counts are integers, durations
+    seconds, times UTC."""
 
     campaign_id: int
     name: str
@@ -317,7 +321,7 @@ def campaign_report(
         rejected=dict((campaign.ingest_summary or {}).get("rejected", {})),
     )
     outcomes = Outcomes(
-        human=c("outcome.answered"),
+        answered=c("outcome.answered"),
         machine=_by_prefix(counts, "outcome.machine."),
         busy=c("outcome.busy"),
         no_answer=c("outcome.no-answer"),

@@ -185,16 +185,26 @@ def apply_event(attempt: AttemptState, event: CallEvent) -> bool:
     attempt.status = event.status
     attempt.last_sequence = max(attempt.last_sequence, event.sequence)
     if event.status is AttemptStatus.IN_PROGRESS:
-        attempt.answered_at = event.timestamp
+        attempt.answered_at = _after_placing(attempt, event.timestamp)
     if not is_terminal(event.status):
         return False
-    attempt.ended_at = event.timestamp
+    attempt.ended_at = _after_placing(attempt, event.timestamp)
     if event.duration_s is not None:
         attempt.duration_s = event.duration_s
         # Derived the same way whichever event came first, so the end state is order-free.
         if event.status is AttemptStatus.COMPLETED and event.duration_s > 0:
-            attempt.answered_at = event.timestamp - timedelta(seconds=event.duration_s)
+            answered = event.timestamp - timedelta(seconds=event.duration_s)
+            attempt.answered_at = _after_placing(attempt, answered)
     return True
+
+
+def _after_placing(attempt: AttemptState, at: datetime) -> datetime:
+    """A provider's time `at`, no earlier than the attempt's `placed_at` (our clock), so an
+    attempt's times stay in order: created, placed, answered, ended. The provider's clock
+    is not ours, its `Timestamp` is in whole seconds, and the simulator under a time scale
+    reports durations (`CallDuration`) in simulated seconds against wall-clock times: an
+    answer worked back from the end (end - duration) can fall before the call was placed."""
+    return at if attempt.placed_at is None else max(at, attempt.placed_at)
 
 
 def outcome_of(

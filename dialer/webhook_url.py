@@ -104,7 +104,8 @@ def allowed_addresses(host: str, port: int | None, *, allow_private: bool) -> li
 
     Raises:
         DialerError: `webhook_url_not_allowed`, the name does not resolve or an address it
-            resolves to is not public (the message names the host, not the address).
+            resolves to is not public (the message names the host, not the address, and the
+            development setting that would allow it, WEBHOOK_ALLOW_PRIVATE_NETWORKS).
     """
     try:
         infos = socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
@@ -115,7 +116,10 @@ def allowed_addresses(host: str, port: int | None, *, allow_private: bool) -> li
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not allow_private and not all(address_allowed(address) for address in addresses):
         raise DialerError(
-            "webhook_url_not_allowed", f"webhook host {host} resolves to a non-public address"
+            "webhook_url_not_allowed",
+            f"webhook host {host} resolves to a non-public address (a receiver on this"
+            " machine or a private network is allowed only in development, where the server"
+            " runs with WEBHOOK_ALLOW_PRIVATE_NETWORKS=true)",
         )
     return addresses
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Annotated
 
@@ -18,7 +19,7 @@ from campaigns.accounts import (
     update_account,
 )
 from campaigns.webhooks import webhook_secret
-from dialer.cli.common import JsonOpt, console, errors_reported, print_json
+from dialer.cli.common import JsonOpt, console, errors_reported, plain, print_json
 from dialer.settings import ProviderKind, get_settings
 from models import transaction
 
@@ -114,7 +115,8 @@ def show(name: NameArg, as_json: JsonOpt = False) -> None:
         print_json(shown)
         return
     for key, value in shown.items():
-        console.print(f"{key}: {value}", markup=False, highlight=False)
+        text = json.dumps(value, default=plain) if isinstance(value, list) else plain(value)
+        console.print(f"{key}: {text}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("webhook-secret")

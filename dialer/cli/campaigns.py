@@ -45,6 +45,7 @@ from dialer.cli.common import (
     console,
     err_console,
     errors_reported,
+    plain,
     print_json,
 )
 from dialer.cli.render import events_table, ingest_progress, preview_table, report_table
@@ -246,18 +247,20 @@ def watch(
     ] = None,
 ) -> None:
     """Show a campaign's figures live until it finishes (or Ctrl-C, or --iterations).
-    On a terminal the table is redrawn in place (rich Live); otherwise each refresh prints
-    a new table, as a log would."""
+    Pacing and the estimated finish come first: on a terminal the table is redrawn in place
+    (rich Live) and cut at the terminal's height; otherwise each refresh prints a new table,
+    as a log would."""
     with errors_reported():
         owner = account_id(account)
         figures = _report(campaign_id, owner)
         live = Live(console=console, auto_refresh=False) if console.is_terminal else None
 
         def show(figures: dict[str, Any]) -> None:
+            table = report_table(figures, progress_first=True)
             if live is None:
-                console.print(report_table(figures))
+                console.print(table)
             else:
-                live.update(report_table(figures), refresh=True)
+                live.update(table, refresh=True)
 
         with live or nullcontext():
             show(figures)
@@ -325,7 +328,7 @@ def list_(account: AccountOpt = "default", as_json: JsonOpt = False) -> None:
         return
     table = Table("id", "name", "status", "created")
     for row in rows:
-        table.add_row(*(str(row[key]) for key in ("id", "name", "status", "created_at")))
+        table.add_row(*(plain(row[key]) for key in ("id", "name", "status", "created_at")))
     console.print(table)
 
 

@@ -28,11 +28,49 @@ def _seconds(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f} s"
 
 
-def report_table(report: dict[str, Any]) -> Table:
-    """A rich table of a campaign report (`campaigns.reports.CampaignReport`, as JSON)."""
-    table = Table(title=f"campaign {report['campaign_id']} — {report['name']} ({report['status']})")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
+def outcome_rows(outcomes: dict[str, Any]) -> list[tuple[str, int]]:
+    """The report's outcomes (`campaigns.reports.Outcomes`, as JSON) as (label, count) rows,
+    zero counts left out. Labels are the `models.Outcome` values the call API and the
+    exports use, the detail in brackets: `machine (machine_start)`, `failed (21217)`, and
+    a failure without a provider error code (`none`) as plain `failed`."""
+    rows: list[tuple[str, int]] = []
+    for outcome, value in outcomes.items():
+        if isinstance(value, dict):
+            for key, count in value.items():
+                if count:
+                    rows.append((outcome if key == "none" else f"{outcome} ({key})", count))
+        elif value:
+            rows.append((outcome, value))
+    return rows
+
+
+class _Sections:
+    """A table's rows by section, laid out afterwards in the order wanted (`report_table`)."""
+
+    def __init__(self) -> None:
+        self.sections: list[list[tuple[str, str]]] = [[]]
+
+    def add_row(self, figure: str, value: str, *, end_section: bool = False) -> None:
+        self.sections[-1].append((figure, value))
+        if end_section:
+            self.add_section()
+
+    def add_section(self) -> None:
+        self.sections.append([])
+
+
+PROGRESS_FIRST = (3, 0, 1, 2)
+"""`report_table`'s sections for `campaigns watch`: pacing, breaker and ETA, then contacts,
+outcomes, then rates, attempts and talk time. A terminal's redrawn table (rich Live) is cut
+at the terminal's height: what is cut is then the least urgent."""
+
+
+def report_table(report: dict[str, Any], *, progress_first: bool = False) -> Table:
+    """A rich table of a campaign report (`campaigns.reports.CampaignReport`, as JSON):
+    contacts, outcomes, rates / attempts / talk time, pacing / breaker / ETA; with
+    `progress_first`, in the order `PROGRESS_FIRST`."""
+    title = f"campaign {report['campaign_id']} — {report['name']} ({report['status']})"
+    table = _Sections()
     contacts = report["contacts"]
     table.add_row("contacts", str(contacts["total"]), end_section=False)
     for state in (
@@ -52,12 +90,8 @@ def report_table(report: dict[str, Any]) -> Table:
     for reason, count in contacts["rejected"].items():
         table.add_row(f"  rejected at ingest: {reason}", str(count))
     table.add_section()
-    for outcome, value in report["outcomes"].items():
-        if isinstance(value, dict):
-            for key, count in value.items():
-                table.add_row(f"outcome: {outcome} ({key})", str(count))
-        elif value:
-            table.add_row(f"outcome: {outcome.replace('_', ' ')}", str(value))
+    for label, count in outcome_rows(report["outcomes"]):
+        table.add_row(f"outcome: {label}", str(count))
     table.add_section()
     for name, value in report["rates"].items():
         table.add_row(RATE_LABELS.get(name, name.replace("_", " ")), _rate(value))
@@ -94,7 +128,16 @@ def report_table(report: dict[str, Any]) -> Table:
     eta = report["eta"]
     table.add_row("remaining contacts", str(eta["remaining"]))
     table.add_row("estimated finish", str(eta["finish_at"] or "—"))
-    return table
+    laid_out = Table(title=title)
+    laid_out.add_column("figure")
+    laid_out.add_column("value", justify="right")
+    order = PROGRESS_FIRST if progress_first else range(len(table.sections))
+    for index in order:
+        if laid_out.row_count:
+            laid_out.add_section()
+        for figure, value in table.sections[index]:
+            laid_out.add_row(figure, value)
+    return laid_out
 
 
 def preview_table(preview: dict[str, Any]) -> Table:

@@ -66,10 +66,16 @@ def simulator(
 @app.command()
 def flower(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 5555,
+    address: Annotated[
+        str,
+        typer.Option(help="Address to listen on (0.0.0.0: every interface, e.g. in a container)."),
+    ] = "127.0.0.1",
 ) -> None:
     """Run the Flower dashboard over the workers, behind basic auth (FLOWER_USER,
-    FLOWER_PASSWORD; a placeholder password is refused). The credentials reach Flower in its
-    environment (`FLOWER_BASIC_AUTH`), never on its command line, which `ps` shows."""
+    FLOWER_PASSWORD; a placeholder password is refused), on this machine only unless
+    `--address` says otherwise: it shows every task's arguments. The credentials reach
+    Flower in its environment (`FLOWER_BASIC_AUTH`), never on its command line, which `ps`
+    shows."""
     settings = get_settings()
     if settings.flower_password is None or not settings.flower_password.get_secret_value():
         fail("flower_password_unset", "set FLOWER_PASSWORD: Flower shows every task's arguments")
@@ -77,7 +83,7 @@ def flower(
     if "," in auth:
         fail("flower_password_invalid", "FLOWER_USER and FLOWER_PASSWORD may not contain ','")
     env = {**os.environ, "FLOWER_BASIC_AUTH": auth}
-    args = ["-m", "celery", "-A", "workers", "flower", f"--port={port}"]
+    args = ["-m", "celery", "-A", "workers", "flower", f"--address={address}", f"--port={port}"]
     os.execve(sys.executable, [sys.executable, *args], env)  # noqa: S606  # Flower replaces us
 
 

@@ -8,7 +8,15 @@ import typer
 from rich.table import Table
 
 from campaigns.webhooks import delivery_view, list_deliveries, retry_delivery
-from dialer.cli.common import AccountOpt, JsonOpt, account_id, console, errors_reported, print_json
+from dialer.cli.common import (
+    AccountOpt,
+    JsonOpt,
+    account_id,
+    console,
+    errors_reported,
+    plain,
+    print_json,
+)
 from dialer.settings import get_settings
 from models import WebhookStatus, transaction
 
@@ -33,7 +41,9 @@ def list_command(
         print_json(views)
         return
     table = Table(title=f"webhook deliveries of {account}")
-    for column in ("id", "type", "status", "attempts", "last", "created"):
+    # `webhooks retry` takes the id: never cut it; the other columns wrap instead.
+    table.add_column("id", no_wrap=True, min_width=max((len(v["id"]) for v in views), default=2))
+    for column in ("type", "status", "attempts", "last", "created"):
         table.add_column(column)
     for view in views:
         last = view["last_error"] or (view["last_status_code"] and str(view["last_status_code"]))
@@ -43,7 +53,7 @@ def list_command(
             view["status"],
             str(view["attempts"]),
             last or "",
-            str(view["created_at"]),
+            plain(view["created_at"]),
         )
     console.print(table)
 

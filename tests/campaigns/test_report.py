@@ -5,18 +5,22 @@ through the real paths (the webhook's fast path `CallbackBatcher`, the ORM's
 from __future__ import annotations
 
 import asyncio
+import io
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
 import pytest
+from rich.console import Console
+from rich.live import Live
 from sqlalchemy import select
 
 from campaigns import counters, lifecycle
 from campaigns.reports import campaign_report
 from dialer.calls import CallEvent, JobStep, apply_event, cancel_pending_jobs, move_job
 from dialer.campaign_state import BREAKER, CampaignAction, transition
+from dialer.cli.render import outcome_rows, report_table
 from dialer.dispatch.attempt_end import end_unplaced, finish_call
 from dialer.dispatch.callbacks import CallbackBatcher, CallbackKind
 from dialer.errors import NotFoundError
@@ -249,10 +253,10 @@ def test_every_figure_of_a_campaign_whose_outcomes_are_known(
         "rejected": {"invalid": 2},
     }
     assert report["outcomes"] == {
-        "human": 3,
+        "answered": 3,
         "machine": {"machine_start": 1},
         "busy": 0,
-        "no_answer": 1,
+        "no-answer": 1,
         "failed": {"32009": 1},
         "hold_cap": 1,
         "do_not_call": 1,
@@ -428,3 +432,39 @@ def test_an_operator_pause_does_not_read_as_the_breaker_open(
     with transaction(url) as session:
         report = campaign_report(session, runtime.pool, known.account_id, known.campaign_id)
     assert report.breaker.model_dump() == {"state": "closed", "reason": None, "trips": 1}
+
+
+def test_the_report_names_outcomes_as_the_call_api_and_the_export_do(
+    runtime: Runtime, known: Known
+) -> None:
+    with transaction(runtime.settings.database_url) as session:
+        report = campaign_report(
+            session, runtime.pool, known.account_id, known.campaign_id, now=NOW
+        ).model_dump(mode="json")
+    assert set(report["outcomes"]) == {outcome.value for outcome in Outcome}
+    rows = dict(outcome_rows({**report["outcomes"], "failed": {"none": 2, "32009": 1}}))
+    assert (rows["answered"], rows["no-answer"], rows["machine (machine_start)"]) == (3, 1, 1)
+    assert (rows["failed"], rows["failed (32009)"]) == (2, 1)  # no error code: plain failed
+    assert "busy" not in rows  # nothing to show
+
+
+def test_watch_keeps_pacing_and_the_estimated_finish_on_a_24_line_terminal(
+    runtime: Runtime, known: Known
+) -> None:
+    with transaction(runtime.settings.database_url) as session:
+        report = campaign_report(
+            session, runtime.pool, known.account_id, known.campaign_id, now=NOW
+        ).model_dump(mode="json")
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=80, height=24)
+    # As `campaigns watch` redraws it: rich Live cuts what does not fit the terminal.
+    with Live(console=terminal, auto_refresh=False) as live:
+        live.update(report_table(report, progress_first=True), refresh=True)
+        first_frame = screen.getvalue()
+    for figure in ("estimated finish", "remaining contacts", "calls per second", "leases"):
+        assert figure in first_frame, figure
+    # Every figure is still in the table; the cut ones are the outcomes' and rates'.
+    tall = Console(file=io.StringIO(), width=80, height=200, record=True)
+    tall.print(report_table(report, progress_first=True))
+    assert "outcome: answered" in tall.export_text()
+    assert "outcome: answered" not in first_frame

@@ -13,10 +13,12 @@ import io
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,7 @@ from models import (
     MachineAction,
     engine_for,
 )
+from tests.support import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_CSV = REPO / "campaigns" / "samples" / "appointments.csv"
@@ -369,7 +372,7 @@ def test_lifecycle_report_and_list(cli: Cli) -> None:
     # Due now or at their window's next opening, by the time of day in their zones.
     waiting = draft["contacts"]["pending"] + draft["contacts"]["waiting_for_window"]
     assert waiting == created["accepted"]
-    assert draft["outcomes"]["human"] == 0
+    assert draft["outcomes"]["answered"] == 0
     assert draft["attempts"]["calls_placed"] == 0
     assert len(draft["series"]) == 3
     assert draft["finished"] is False
@@ -457,6 +460,31 @@ def test_unknown_ids_and_other_accounts_are_not_found(cli: Cli, committed_db: st
 def test_no_command_creates_an_account(cli: Cli, committed_db: str, command: list[str]) -> None:
     cli.fails(*command, "--account", "typo", code="account_not_found")
     assert _account(committed_db, "typo") is None
+
+
+def test_an_unknown_account_says_how_to_create_it_or_name_another(cli: Cli) -> None:
+    cli.env["DIALER_ACCOUNT"] = "clinic"
+    message = cli.fails("campaigns", "list", code="account_not_found")
+    assert "dialer accounts create clinic" in message
+    assert "--account" in message and "DIALER_ACCOUNT" in message
+    # DIALER_ACCOUNT names the account when --account does not; --account wins.
+    cli.ok("accounts", "create", "clinic")
+    cli.create(name="Clinic reminders")
+    assert [c["name"] for c in cli.campaigns()] == ["Clinic reminders"]
+    assert cli.campaigns("--account", "default") == []
+
+
+def test_cli_times_are_iso_8601(cli: Cli) -> None:
+    cli.create()
+    [listed] = cli.campaigns()
+    created = datetime.fromisoformat(listed["created_at"])
+    assert created.tzinfo is not None and "T" in listed["created_at"]
+    shown = cli.ok("accounts", "show", "default")
+    assert "datetime" not in shown
+    [line] = [line for line in shown.splitlines() if line.startswith("created_at: ")]
+    assert datetime.fromisoformat(line.removeprefix("created_at: ")).tzinfo is not None
+    [numbers] = [line for line in shown.splitlines() if line.startswith("numbers: ")]
+    assert json.loads(numbers.removeprefix("numbers: "))[0]["number"] == "+15005550006"
 
 
 def test_dnc_add_and_import(cli: Cli, committed_db: str, tmp_path: Path) -> None:
@@ -699,6 +727,38 @@ def test_flower_refuses_a_placeholder_password(cli: Cli) -> None:
     cli.env["FLOWER_PASSWORD"] = "changeme"
     message = cli.fails("flower", code="invalid_settings")
     assert "FLOWER_PASSWORD is a placeholder" in message
+
+
+def _listening(port: int) -> set[str]:
+    """The local addresses (hex, as in /proc/net/tcp and tcp6) listening on `port`."""
+    found: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+def test_flower_listens_on_this_machine_only_by_default(cli: Cli) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**cli.env, "FLOWER_PASSWORD": "k3-flower-9x-test"}
+    flower = subprocess.Popen(  # our own CLI
+        [sys.executable, "-m", "dialer", "flower", "--port", str(port)],
+        env=env,
+        cwd=cli.cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: bool(_listening(port)), 30.0, "Flower to listen")
+        assert _listening(port) == {"0100007F"}  # 127.0.0.1, not every interface
+    finally:
+        flower.terminate()
+        flower.wait(timeout=10)
 
 
 def test_demo_refuses_an_unknown_fault_before_starting_anything(cli: Cli) -> None:

@@ -68,3 +68,14 @@ def test_webhooks_list_and_retry(cli: Cli, committed_db: str, accounts: tuple[in
         status = session.scalar(select(WebhookEvent.status).where(WebhookEvent.event_id == theirs))
     assert status is WebhookStatus.DEAD
     cli.fails("webhooks", "list", "--account", "acme", "--limit", "0", code="invalid_option")
+
+
+def test_webhooks_list_never_cuts_the_ids_retry_needs(
+    cli: Cli, committed_db: str, accounts: tuple[int, int]
+) -> None:
+    acme, _ = accounts
+    dead = add_event(committed_db, acme, WebhookStatus.DEAD)
+    cli.env["COLUMNS"] = "80"  # a newcomer's terminal
+    table = cli.ok("webhooks", "list", "--account", "acme")
+    assert dead in table
+    assert cli.json("webhooks", "retry", dead, "--account", "acme", "--json")["id"] == dead

@@ -148,3 +148,18 @@ def test_contacts_move_only_along_the_job_table() -> None:
     with pytest.raises(ConflictError):
         move_job(job, JobStep(JobStatus.PENDING, 1, 0))
     assert job.status is JobStatus.DONE
+
+
+def test_a_providers_times_never_come_before_the_attempt_was_placed() -> None:
+    # The provider's clock is in whole seconds and the simulator's durations are simulated
+    # seconds: the end minus 42 s of talk lies before the placing.
+    a = attempt()
+    a.placed_at = T0 + timedelta(seconds=3, milliseconds=500)
+    for e in ANSWERED_LIFE:
+        apply_event(a, e)
+    assert a.answered_at == a.placed_at
+    assert a.ended_at == T0 + timedelta(seconds=4)
+    early = attempt()
+    early.placed_at = T0 + timedelta(seconds=9)
+    apply_event(early, ANSWERED_LIFE[-1])
+    assert early.answered_at == early.ended_at == early.placed_at

@@ -108,3 +108,11 @@ def test_a_refusal_names_the_host_and_never_the_address_it_resolved_to() -> None
     assert "localhost" in raised.value.message
     assert "127.0.0.1" not in raised.value.message
     assert "::1" not in raised.value.message
+
+
+def test_a_private_receiver_refused_names_the_development_setting_that_allows_it() -> None:
+    with pytest.raises(DialerError) as raised:
+        check_webhook_url("http://127.0.0.1:9000/hook", allow_private=False)
+    assert raised.value.code == "webhook_url_not_allowed"
+    assert "WEBHOOK_ALLOW_PRIVATE_NETWORKS=true" in raised.value.message
+    assert "development" in raised.value.message

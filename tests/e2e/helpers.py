@@ -75,7 +75,7 @@ def report(stack: Stack, account_id: int, campaign_id: int) -> dict[str, Any]:
 
 
 def outcomes(final: dict[str, Any]) -> dict[str, int]:
-    """The report's final outcomes flattened, the nonzero ones: `human`, `busy`, ...,
+    """The report's final outcomes flattened, the nonzero ones: `answered`, `busy`, ...,
     `machine.<AnsweredBy>`, `failed.<error code>`."""
     flat: dict[str, int] = {}
     for name, value in final["outcomes"].items():

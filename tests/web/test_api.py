@@ -448,10 +448,10 @@ CONTRACT_KEYS = {
         "rejected",
     },
     "outcomes": {
-        "human",
+        "answered",
         "machine",
         "busy",
-        "no_answer",
+        "no-answer",
         "failed",
         "hold_cap",
         "do_not_call",
@@ -469,7 +469,8 @@ CONTRACT_KEYS = {
     "breaker": {"state", "reason", "trips"},
     "eta": {"remaining", "finish_at"},
 }
-"""The report's keys, as `notes/report-contract.md` fixes them for the page."""
+"""The report's keys, as `campaigns.reports.CampaignReport` fixes them for the page; the
+outcomes are the `models.Outcome` values, as the call API and the exports name them."""
 
 
 def test_report_shape(api: Api, campaign_id: int) -> None:

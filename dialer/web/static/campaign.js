@@ -100,11 +100,14 @@
   }
 
   function flatOutcomes(outcomes) {
-    // {"human": 3, "machine": {"machine_start": 2}} -> [["human", 3], ["machine: machine_start", 2]]
+    // {"answered": 3, "machine": {"machine_start": 2}, "failed": {"none": 1}}
+    //   -> [["answered", 3], ["machine: machine_start", 2], ["failed", 1]]
     const rows = [];
     for (const [name, value] of Object.entries(outcomes || {})) {
       if (value !== null && typeof value === "object") {
-        for (const [detail, count] of Object.entries(value)) rows.push([name + ": " + detail, count]);
+        for (const [detail, count] of Object.entries(value)) {
+          rows.push([detail === "none" ? name : name + ": " + detail, count]);
+        }
       } else {
         rows.push([name, value]);
       }
