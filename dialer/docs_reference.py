@@ -121,8 +121,9 @@ def cli_page(app: typer.Typer) -> str:
             flag = " (flag)" if getattr(param, "is_flag", False) else ""
             help_ = getattr(param, "help", None) or ""
             envvars = param.envvar if isinstance(param.envvar, list | tuple) else [param.envvar]
-            if any(envvars):
-                help_ += " Environment: " + ", ".join(_code(e) for e in envvars if e) + "."
+            unsaid = [e for e in envvars if e and e not in help_]
+            if unsaid:
+                help_ += " Environment: " + ", ".join(_code(e) for e in unsaid) + "."
             lines.append(f"| {name}{flag} | {_default(param)} | {_cell(help_)} |")
         lines.append("")
     return "\n".join(lines)
