@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: install services demo test lint docs bench-dispatch bench-pool bench-ingest bench-callbacks bench-report compose-check clean
+.PHONY: install services demo test lint docs docs-reference bench-dispatch bench-pool bench-ingest bench-callbacks bench-report compose-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ lint: install
 # The documentation site (docs/, mkdocs.yml) on http://127.0.0.1:8001.
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
+
+# Regenerate the Reference pages (docs/reference/) from the code: CLI, settings, OpenAPI,
+# webhook events, error codes, report fields, state machines. tests/docs checks they are current.
+docs-reference: install
+	$(BIN)/python -m dialer.docs_reference
 
 compose-check:
 	docker-compose -f docker-compose.yml config -q
