@@ -49,21 +49,32 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     database_url: str = "postgresql+psycopg://root@127.0.0.1:5432/dialer"
+    """PostgreSQL, the record of every contact, attempt and event (SQLAlchemy URL; a
+    `postgresql://` URL is read as psycopg 3's)."""
     redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis: the Celery broker, the pool's leases and CPS limiters, locks, request quotas
+    and page sessions (run it with `maxmemory-policy noeviction`)."""
     public_base_url: str = "http://127.0.0.1:8000"
     """Base URL at which the provider reaches our webhooks; signatures are checked against it."""
 
     provider: ProviderKind | None = None
     """`simulator` unless Twilio credentials are given and no simulator base URL is set."""
     twilio_account_sid: str = SIMULATOR_ACCOUNT_SID
+    """The provider account's SID (`AC...`; default: the simulator's)."""
     twilio_auth_token: SecretStr = SecretStr(SIMULATOR_AUTH_TOKEN)
+    """The provider account's auth token: authenticates our requests and checks the
+    signatures of its status callbacks (default: the simulator's public one, refused with
+    `PROVIDER=twilio`)."""
     twilio_base_url: str | None = None
     """Scheme and host that replace `https://api.twilio.com` (the simulator's URL)."""
     twilio_timeout_s: float = Field(default=10.0, gt=0)
     """HTTP timeout of one provider request, in seconds (the SDK's default is none)."""
 
     simulator_host: str = "127.0.0.1"
+    """Where `dialer simulator` listens, and the provider's host when no
+    `TWILIO_BASE_URL` is set and the provider is the simulator."""
     simulator_port: int = 8765
+    """The simulator's port (see `SIMULATOR_HOST`)."""
 
     session_secret: SecretStr | None = None
     """Signs the campaign page's session cookies (`/login`): 32 or more random characters
@@ -72,6 +83,7 @@ class Settings(BaseSettings):
     does not use it."""
 
     flower_user: str = "admin"
+    """User name of Flower's basic authentication (`dialer flower`)."""
     flower_password: SecretStr | None = None
     """Required by `dialer flower`: the dashboard shows every task's arguments. It reaches
     Flower in its environment (`FLOWER_BASIC_AUTH`), never on its command line."""
@@ -174,6 +186,8 @@ class Settings(BaseSettings):
     accounts' own CPS."""
 
     log_level: str = "INFO"
+    """Level of the API's, beat's and the services' logs (`DEBUG`, `INFO`, `WARNING`, ...);
+    the CLI's other commands log at WARNING unless it is set."""
     log_format: LogFormat | None = None
     """`json` or `console`; unset: JSON unless stderr is a terminal (`dialer.logs`)."""
     data_dir: Path = Path("var")
