@@ -30,6 +30,7 @@ class Contacts(BaseModel):
     """Contacts by state; the states are disjoint and add up to `total`."""
 
     total: int
+    """Contacts in the campaign (accepted rows and pushed or single calls)."""
     pending: int
     """Never attempted and due (or due within the current minute)."""
     waiting_for_window: int
@@ -50,7 +51,9 @@ class Contacts(BaseModel):
     done: int
     """Final with any outcome but `expired`."""
     expired: int
+    """Final as `expired`: never dialled before `end_at` or their own `call_before`."""
     cancelled: int
+    """Final as `canceled`: the campaign was canceled before they were done."""
     rejected: dict[str, int]
     """CSV rows refused at ingest, by reason code (not among `total`)."""
 
@@ -66,16 +69,26 @@ class Outcomes(BaseModel):
     machine: dict[str, int]
     """By Twilio `AnsweredBy` (machine_start, machine_end_beep, ..., fax)."""
     busy: int
+    """The line was busy on the final attempt."""
     no_answer: int = Field(alias="no-answer")
+    """Rang out unanswered (the ring timeout) on the final attempt."""
     failed: dict[str, int]
     """By the provider's error code, `none` when it gave none."""
     hold_cap: int
+    """Hung up by the watchdog: live longer than `max_hold_s`."""
     do_not_call: int
+    """On the DNC list at dial time."""
     expired: int
+    """Never dialled in time (`end_at`, or the contact's `call_before`)."""
     error: int
+    """The dialer failed on the contact on every try (see the attempt's `error_message`)."""
     dial_error: int
+    """The call could not be created within the campaign's dial retries."""
     rejected: int
+    """Refused at dial time: by the provider (a permanent number error), or by the number
+    policy (premium rate, a country not allowed)."""
     canceled: int
+    """The campaign was canceled before the contact was done."""
 
 
 class Rates(BaseModel):
@@ -107,7 +120,9 @@ class TalkTime(BaseModel):
     """Seconds talked on answered calls (Twilio `CallDuration` > 0)."""
 
     total_s: int
+    """Seconds talked, all answered calls together."""
     mean_s: float
+    """Mean seconds per answered call (0.0 before any)."""
     p90_s: float
     """From a histogram (`campaigns.counters.TALK_BOUNDS`), interpolated in its bucket."""
     billable_minutes: int
@@ -120,13 +135,16 @@ class MinutePoint(BaseModel):
     dials: int
     """Calls placed in the minute."""
     answers: int
+    """Calls answered (by a person or a machine) in the minute."""
     live: int
     """Calls live (placed, not ended) at the minute's end."""
 
 
 class Lease(BaseModel):
     in_use: int
+    """Leases held now (calls being placed or live)."""
     cap: int
+    """The scope's cap (`max_concurrency`)."""
 
 
 class Cps(BaseModel):
@@ -139,13 +157,16 @@ class Cps(BaseModel):
 
 class Percentiles(BaseModel):
     p50: float | None
+    """Median, None before any sample."""
     p95: float | None
+    """95th percentile, None before any sample."""
 
 
 class Pacing(BaseModel):
     leases: dict[str, Lease]
     """`account` and `campaign`: leases held in the Redis pool against each cap."""
     cps: Cps
+    """Calls per second achieved against the limit."""
     due_to_dial_s: Percentiles
     """Seconds from a contact falling due to its call being placed (histogram,
     `campaigns.counters.DELAY_BOUNDS`)."""
@@ -156,7 +177,9 @@ class Breaker(BaseModel):
     """`open`: the account's circuit breaker paused the campaign; `closed` otherwise (also
     while its operator paused it: `status_reason` says so)."""
     reason: str | None
+    """While open: why it tripped (the provider's error code and message); else None."""
     trips: int
+    """Times the account's circuit breaker paused this campaign."""
 
 
 class Eta(BaseModel):
@@ -173,21 +196,35 @@ class CampaignReport(BaseModel):
     seconds, times UTC."""
 
     campaign_id: int
+    """The campaign's id."""
     name: str
+    """The campaign's name."""
     status: str
+    """`draft`, `running`, `paused`, `completed` or `canceled`."""
     status_reason: str | None
+    """Why it was last paused, canceled or finished (the history's reason), if any."""
     generated_at: datetime
+    """When these figures were read (UTC)."""
     finished: bool
+    """Every contact is final."""
     contacts: Contacts
+    """Contacts by state."""
     outcomes: Outcomes
+    """Contacts done, by final outcome."""
     rates: Rates
+    """Answer, human, confirmation and cancellation rates."""
     attempts: Attempts
+    """Attempts and calls."""
     talk_time: TalkTime
+    """Seconds talked."""
     series: list[MinutePoint]
     """The last `minutes` minutes up to now (or up to the finish), oldest first."""
     pacing: Pacing
+    """Leases against caps, CPS, and the delay from due to dial."""
     breaker: Breaker
+    """The account's circuit breaker as it bears on this campaign."""
     eta: Eta
+    """What remains and when it should finish."""
 
 
 SERIES_MINUTES = 60
