@@ -1,4 +1,4 @@
-"""Benchmarks: each prints figures, not pass/fail (see README, Benchmarks)."""
+"""Benchmarks: each prints figures, not pass/fail (see docs/benchmarks.md)."""
 
 from __future__ import annotations
 

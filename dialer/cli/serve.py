@@ -36,7 +36,7 @@ def simulator(
         typer.Option(
             help="NAME=P, e.g. 502-after=0.05 (repeatable); NAME one of 502-before, "
             "502-after, 429, slow, slow-before, callback-lost, callback-duplicate, "
-            "callback-reorder (see README)."
+            "callback-reorder (see docs/concepts/guarantees.md)."
         ),
     ] = None,
     cps_limit: Annotated[float | None, typer.Option(help="Account calls per second.")] = None,

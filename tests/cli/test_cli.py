@@ -3,7 +3,7 @@ against this test process's database (DATABASE_URL) and Redis database (REDIS_UR
 DATA_DIR in the test's temporary directory.
 
 A failing command must exit non-zero and print exactly one line, `error: <code>: <message>`,
-on stderr (README, "CLI"); these tests hold every command to that contract.
+on stderr (docs/concepts/tenants.md); these tests hold every command to that contract.
 """
 
 from __future__ import annotations
