@@ -51,6 +51,10 @@ DEMO_MESSAGE = (
     "Hello {first_name}, this is Riverside Clinic reminding you of your appointment "
     "on {appointment_time}."
 )
+PAGE_HINT = (
+    "Campaign page: run `dialer demo --serve` (`make demo-serve`) to keep the stack up and "
+    "sign in to the page with a key it prints"
+)
 FIRST_NAMES = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia"]
 
 
@@ -145,7 +149,7 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
     `max_*` figures observed by the simulator (`GET /_sim/stats`), `elapsed_s` in seconds,
     `report_command` the command that prints this campaign's report afterwards, `logs` the
     children's log directory. Without `--json` the final report table is printed once,
-    followed by these figures as plain lines.
+    followed by these figures as plain lines, and (without `--serve`) how to see the page.
 
     With `options.serve`, also `"page"` (the campaign page's URL) and `"api_key"` (a key of
     the demo's account to sign in with), printed as soon as the campaign starts; after the
@@ -190,6 +194,8 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
             _print_summary(result, console)
         if options.serve:
             _serve_until_interrupted(result, console)
+        elif not options.as_json:
+            _print_lines(console, [PAGE_HINT])
     return result
 
 
