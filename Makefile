@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: install services demo test lint docs docs-reference bench-dispatch bench-pool bench-ingest bench-callbacks bench-report compose-check clean
+.PHONY: install services demo demo-serve test lint docs docs-reference bench-dispatch bench-pool bench-ingest bench-callbacks bench-report compose-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ services:
 demo: install services
 	$(BIN)/dialer db upgrade
 	$(BIN)/dialer demo
+
+# The demo, then its campaign page: prints the page's URL and a key to sign in with, and
+# keeps the stack up until Ctrl-C (`make demo` itself ends, for CI-like use).
+demo-serve: install services
+	$(BIN)/dialer db upgrade
+	$(BIN)/dialer demo --serve
 
 # The browser test drives Debian's Chromium headless through selenium and chromedriver.
 BROWSER_PACKAGES := chromium chromium-driver fonts-liberation

@@ -8,12 +8,19 @@ are, and stops every child it started, also on Ctrl-C, SIGHUP (its terminal clos
 SIGTERM; if the demo is killed outright, its children exit too (see `devstack`). The
 concurrency and double-dial figures come from the simulator's `GET /_sim/stats`, not from
 the dialer's bookkeeping.
+
+With `--serve` the demo leads to the campaign page: it gives the API a session secret
+(`SESSION_SECRET`, made for the run when unset) and creates an API key for its account,
+prints the page's URL and that key as soon as the campaign starts, and after the report
+keeps the stack up until Ctrl-C (or SIGHUP, SIGTERM), so the page can be watched and
+signed in to.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import secrets
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -28,10 +35,10 @@ from rich.console import Console
 from rich.live import Live
 
 from campaigns import lifecycle
-from campaigns.accounts import create_account
+from campaigns.accounts import create_account, create_api_key, get_account
 from campaigns.reports import campaign_report
 from dialer.cli.common import cli_actor
-from dialer.cli.devstack import local_stack
+from dialer.cli.devstack import StackStopped, local_stack
 from dialer.cli.render import report_table
 from dialer.errors import DialerError
 from dialer.runtime import get_runtime
@@ -43,6 +50,10 @@ from models.migrate import upgrade
 DEMO_MESSAGE = (
     "Hello {first_name}, this is Riverside Clinic reminding you of your appointment "
     "on {appointment_time}."
+)
+PAGE_HINT = (
+    "Campaign page: run `dialer demo --serve` (`make demo-serve`) to keep the stack up and "
+    "sign in to the page with a key it prints"
 )
 FIRST_NAMES = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia"]
 
@@ -61,6 +72,7 @@ class DemoOptions:
     faults: list[str] = field(default_factory=list)
     as_json: bool = False
     worker_concurrency: int = 8
+    serve: bool = False
 
 
 class DemoAccount(NamedTuple):
@@ -137,12 +149,22 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
     `max_*` figures observed by the simulator (`GET /_sim/stats`), `elapsed_s` in seconds,
     `report_command` the command that prints this campaign's report afterwards, `logs` the
     children's log directory. Without `--json` the final report table is printed once,
-    followed by these figures as plain lines.
+    followed by these figures as plain lines, and (without `--serve`) how to see the page.
+
+    With `options.serve`, also `"page"` (the campaign page's URL) and `"api_key"` (a key of
+    the demo's account to sign in with), printed as soon as the campaign starts; after the
+    report the stack stays up until Ctrl-C, which ends the demo normally.
+
+    Raises:
+        StackStopped: SIGHUP or SIGTERM arrived; every child has been stopped.
     """
     settings = get_settings()
     upgrade(settings.database_url)
     run_dir = settings.data_dir / "demo"
     started = time.monotonic()
+    extra_env = {}
+    if options.serve and settings.session_secret is None:
+        extra_env["SESSION_SECRET"] = secrets.token_urlsafe(32)  # this run's sessions only
     with local_stack(
         settings,
         run_dir,
@@ -150,6 +172,7 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
         seed=options.seed,
         faults=options.faults,
         worker_concurrency=options.worker_concurrency,
+        extra_env=extra_env,
     ) as stack:
         imported, account = _create(options, settings.database_url, settings.data_dir)
         with transaction(settings.database_url) as session:
@@ -159,10 +182,34 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
             f"Metrics: {stack.api_url}/metrics (API), {stack.worker_metrics_url} (worker)",
             soft_wrap=True,
         )
+        page: dict[str, str] = {}
+        if options.serve:
+            page = _page(settings.database_url, account, stack.api_url, imported.campaign_id)
+            _print_lines(console, _page_lines(page))
         report = _watch(options, settings.database_url, account.id, imported.campaign_id, console)
         stats = httpx.get(f"{stack.sim_url}/_sim/stats", timeout=5.0).json()
+        result = _result(options, imported, account, report, stats, started, run_dir) | page
+        if not options.as_json:
+            console.print(report_table(report))
+            _print_summary(result, console)
+        if options.serve:
+            _serve_until_interrupted(result, console)
+        elif not options.as_json:
+            _print_lines(console, [PAGE_HINT])
+    return result
+
+
+def _result(
+    options: DemoOptions,
+    imported: lifecycle.ImportedCampaign,
+    account: DemoAccount,
+    report: dict[str, Any],
+    stats: dict[str, Any],
+    started: float,
+    run_dir: Path,
+) -> dict[str, Any]:
     summary = imported.summary.to_json()
-    result = {
+    return {
         "campaign_id": imported.campaign_id,
         "account": account.name,
         "rows": summary["rows"],
@@ -178,10 +225,40 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
         "report_command": report_command(imported.campaign_id, account.name),
         "logs": str(run_dir.resolve()),
     }
-    if not options.as_json:
-        console.print(report_table(report))
-        _print_summary(result, console)
-    return result
+
+
+def _page(
+    database_url: str, account: DemoAccount, api_url: str, campaign_id: int
+) -> dict[str, str]:
+    """The campaign page's URL and a new API key of the demo's account to sign in with."""
+    with transaction(database_url) as session:
+        row = get_account(session, account.name)
+        key = create_api_key(session, row, "demo page").key
+    return {"page": f"{api_url}/campaigns/{campaign_id}", "api_key": key}
+
+
+def _serve_until_interrupted(result: dict[str, Any], console: Console) -> None:
+    """Keep the stack up until Ctrl-C (returns); SIGHUP or SIGTERM raise `StackStopped`."""
+    _print_lines(
+        console,
+        [*_page_lines(result), "The simulator, API, worker and beat stay up until Ctrl-C."],
+    )
+    try:
+        while True:
+            time.sleep(3600)
+    except StackStopped:
+        raise
+    except KeyboardInterrupt:
+        console.print("Stopping.", highlight=False)
+
+
+def _page_lines(page: dict[str, Any]) -> list[str]:
+    return [f"Campaign page: {page['page']}", f"Sign in with the key: {page['api_key']}"]
+
+
+def _print_lines(console: Console, lines: list[str]) -> None:
+    for line in lines:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def report_command(campaign_id: int, account: str) -> str:
@@ -204,8 +281,7 @@ def _print_summary(result: dict[str, Any], console: Console) -> None:
         f"Report: {result['report_command']}",
         f"Logs: {result['logs']} (simulator.log, api.log, worker.log, beat.log)",
     ]
-    for line in lines:
-        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    _print_lines(console, lines)
 
 
 def _create(

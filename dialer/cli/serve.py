@@ -154,9 +154,18 @@ def demo(
         list[str] | None,
         typer.Option(help="Simulator fault NAME=P (repeatable; names as `dialer simulator`)."),
     ] = None,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Print the campaign page's URL and a key to sign in with, and keep the "
+            "stack up after the report until Ctrl-C (SESSION_SECRET made for the run if unset).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run a whole campaign through the simulator with real workers, then report."""
+    """Run a whole campaign through the simulator with real workers, then report; with
+    `--serve`, then keep serving its campaign page until Ctrl-C."""
     # Imported here: the demo starts Celery and the other parts, which no other command needs.
     from dialer.cli.demo import DemoOptions, run_demo
     from dialer.cli.devstack import StackStopped
@@ -176,6 +185,7 @@ def demo(
         max_attempts=max_attempts,
         faults=fault or [],
         as_json=as_json,
+        serve=serve,
     )
     try:
         with errors_reported():

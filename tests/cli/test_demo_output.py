@@ -73,6 +73,8 @@ def test_the_demo_prints_its_table_once_and_a_report_command_that_works(
     logs = re.search(r"^Logs: (\S+)", out, re.MULTILINE)
     assert account and command and logs, out
     assert (Path(logs.group(1)) / "worker.log").exists()
+    # The page outlives the demo only with --serve: the last line says how to get there.
+    assert "dialer demo --serve" in out.strip().splitlines()[-1]
     argv = shlex.split(command.group(1))
     assert argv[0] == "dialer"
     report = _dialer(*argv[1:], tmp_path=tmp_path, database_url=committed_db)
