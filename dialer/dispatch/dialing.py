@@ -426,11 +426,13 @@ def _recover(runtime: Runtime, attempt_id: int, error: ProviderError | None) -> 
     a campaign cancelled with hang-up meanwhile is hung up at once (`_adopted`)."""
     with transaction(runtime.settings.database_url) as session:
         attempt = _lock(session, attempt_id)
-        if attempt.call_sid is not None or attempt.status is not AttemptStatus.PLACING:
-            # A status callback already tied the call to it.
-            return _adopted(runtime, attempt_id, _canceled_with_hang_up(attempt))
+        # A status callback may already have tied the call to it.
+        tied = attempt.call_sid is not None or attempt.status is not AttemptStatus.PLACING
+        canceled = _canceled_with_hang_up(attempt)
         to, since = attempt.phone_e164, attempt.created_at
         from_ = attempt.from_e164
+    if tied:  # after the commit: `hang_up_call` locks the attempt's row again
+        return _adopted(runtime, attempt_id, canceled)
     try:
         candidates = [c for c in runtime.provider.list_calls(to, since) if c.from_ == from_]
     except ProviderError as lookup_error:
@@ -524,44 +526,41 @@ def resolve_late_call(runtime: Runtime, attempt_id: int, call_sid: str) -> LateC
     once (cancelled if not yet answered) and record `late_create`. Never both, never
     neither; idempotent per attempt.
     """
+    canceled: bool | None = None  # set when the create's own attempt takes the call
     with transaction(runtime.settings.database_url) as session:
         attempt = _lock(session, attempt_id)
         if attempt.status is AttemptStatus.PLACING and attempt.call_sid is None:
             _adopt_sid(attempt, call_sid)
             canceled = _canceled_with_hang_up(attempt)
-            ordinary = True
-        else:
-            ordinary = False
-    if ordinary:
-        _adopted(runtime, attempt_id, canceled)
-        return LateCall.NOTHING
-    with transaction(runtime.settings.database_url) as session:
-        attempt = _lock(session, attempt_id)
-        if attempt.status is not AttemptStatus.NOT_PLACED or attempt.call_sid is not None:
+        elif attempt.status is not AttemptStatus.NOT_PLACED or attempt.call_sid is not None:
             return LateCall.NOTHING
-        job = session.get_one(CallJob, attempt.job_id, with_for_update=True)
-        campaign = session.get_one(Campaign, attempt.campaign_id)
-        newer = session.scalar(
-            select(
-                exists().where(
-                    CallAttempt.job_id == job.id,
-                    CallAttempt.id > attempt.id,
-                    CallAttempt.status != AttemptStatus.NOT_PLACED,
+        else:
+            job = session.get_one(CallJob, attempt.job_id, with_for_update=True)
+            campaign = session.get_one(Campaign, attempt.campaign_id)
+            newer = session.scalar(
+                select(
+                    exists().where(
+                        CallAttempt.job_id == job.id,
+                        CallAttempt.id > attempt.id,
+                        CallAttempt.status != AttemptStatus.NOT_PLACED,
+                    )
                 )
             )
-        )
-        adopt = job.status is JobStatus.PENDING and not newer
-        if adopt:
-            revive(attempt, call_sid)
-            lease_s = lease_seconds(campaign, job)
-            attempt.lease_expires_at = utcnow() + timedelta(seconds=lease_s)
-            move_job(job, claimed(job))
-            scope_keys = release_keys(attempt.account_id, campaign.id, campaign.caller_id_id)
-            member = str(attempt.id)
-            on_commit(session, lambda: runtime.pool.hold(member, lease_s, scope_keys))
-        else:
-            attempt.call_sid = call_sid
-            attempt.end_reason = EndReason.LATE_CREATE
+            adopt = job.status is JobStatus.PENDING and not newer
+            if adopt:
+                revive(attempt, call_sid)
+                lease_s = lease_seconds(campaign, job)
+                attempt.lease_expires_at = utcnow() + timedelta(seconds=lease_s)
+                move_job(job, claimed(job))
+                scope_keys = release_keys(attempt.account_id, campaign.id, campaign.caller_id_id)
+                member = str(attempt.id)
+                on_commit(session, lambda: runtime.pool.hold(member, lease_s, scope_keys))
+            else:
+                attempt.call_sid = call_sid
+                attempt.end_reason = EndReason.LATE_CREATE
+    if canceled is not None:  # after the commit: `hang_up_call` locks the row again
+        _adopted(runtime, attempt_id, canceled)
+        return LateCall.NOTHING
     if adopt:
         log.warning("late_call_adopted", attempt_id=attempt_id, call_sid=call_sid)
         try:

@@ -480,3 +480,36 @@ def test_a_call_still_being_placed_when_its_campaign_is_cancelled_with_hang_up_i
             "/_sim/config",
             json={k: before[k] for k in ("slow_delay_s", "talk", "outcome_weights")},
         ).raise_for_status()
+
+
+def test_a_call_tied_by_its_callback_before_the_lookup_of_a_cancelled_campaign_is_hung_up(
+    runtime: Runtime, sim: httpx.Client
+) -> None:
+    """The reaper looks up a `placing` attempt whose call a status callback already tied
+    to it, after `cancel --hang-up` marked it: the call is hung up (after the lookup's
+    transaction commits: hanging up locks the attempt's row again), read at the carrier."""
+    sim.post("/_sim/config", json={"outcome_weights": {"human": 1.0}}).raise_for_status()
+    attempt_id = dialing_attempt(runtime)
+    _, _, campaign = state(runtime, attempt_id)
+    calls = f"/2010-04-01/Accounts/{SIMULATOR_ACCOUNT_SID}/Calls"
+    auth = (SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN)
+    created = sim.post(
+        f"{calls}.json",
+        data={"To": "+12125550143", "From": "+15005550006", "Twiml": "<Response/>"},
+        auth=auth,
+    )
+    assert created.status_code == 201, created.text
+    sid = created.json()["sid"]
+    with transaction(runtime.settings.database_url) as session:
+        lifecycle.cancel(session, campaign.account_id, campaign.id, actor="cli:ops")
+        attempt = session.get_one(CallAttempt, attempt_id)
+        attempt.status = AttemptStatus.RINGING  # as its first status callback leaves it
+        attempt.call_sid = sid
+        attempt.end_reason = EndReason.CAMPAIGN_CANCELED  # as `hang_up_on_cancel` marks it
+    pool = ThreadPoolExecutor(1)  # not joined: a deadlocked lookup fails here, not hangs
+    try:
+        result = pool.submit(recover_placing, runtime, attempt_id).result(timeout=20)
+    finally:
+        pool.shutdown(wait=False)
+    assert result is PlaceResult.STOPPED
+    assert sim.get(f"{calls}/{sid}.json", auth=auth).json()["status"] in ("canceled", "completed")
