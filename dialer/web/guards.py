@@ -55,7 +55,8 @@ CALLER = "caller"
 """Where `Authenticate` leaves the `KeyHolder` in the request's `scope["state"]`."""
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header(scope: Scope, name: bytes) -> str | None:
+    """The first value of the request header `name` (lower case), or None."""
     for key, value in scope["headers"]:
         if key.lower() == name:
             return str(value.decode("latin-1"))
@@ -82,7 +83,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self._limit(scope)
-        declared = _header(scope, b"content-length")
+        declared = header(scope, b"content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > limit:
             await error_response(BodyTooLargeError(limit))(scope, receive, send)
             return
@@ -154,7 +155,7 @@ class Authenticate:
         if scope["type"] != "http" or not _KEYED.match(scope["path"]):
             await self.app(scope, receive, send)
             return
-        scheme, _, token = (_header(scope, b"authorization") or "").partition(" ")
+        scheme, _, token = (header(scope, b"authorization") or "").partition(" ")
         try:
             if scheme.lower() != "bearer" or not token.strip():
                 raise UnauthenticatedError(

@@ -1,8 +1,9 @@
 """`Idempotency-Key` on every authenticated POST, as ASGI middleware (it must see the
 response to keep it): see `campaigns.idempotency` for the rules.
 
-A POST without the header, or without a bearer key, passes through untouched (the route
-answers 401 for a missing or bad key). With both, the body is spooled (in memory up to
+A POST without the header, or that `dialer.web.guards.Authenticate` did not admit with an
+API key (the page, the provider webhooks), passes through untouched; the key's account is
+the one `Authenticate` found, not looked up again. With both, the body is spooled (in memory up to
 1 MB, then on disk: a campaign CSV may be large) and hashed, the key is claimed in its own
 transaction, and then either the stored response is sent again (with
 `Idempotent-Replayed: true`), or the request runs and its response is kept.
@@ -31,9 +32,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from campaigns import idempotency
-from campaigns.accounts import authenticate
-from dialer.errors import DatabaseUnavailableError, DialerError, UnauthenticatedError
+from dialer.errors import DatabaseUnavailableError, DialerError
 from dialer.web.errors import error_response
+from dialer.web.guards import CALLER, KeyHolder, header
 from models import transaction
 
 log = structlog.get_logger(__name__)
@@ -70,13 +71,6 @@ def keep_reply(session: Session, claim: Claim | None, status: int, reply: BaseMo
     idempotency.finish(session, claim.account_id, claim.key, response)
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key.lower() == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
 class IdempotencyMiddleware:
     """Answer a retried POST (same account, same `Idempotency-Key`) from its first run."""
 
@@ -88,13 +82,15 @@ class IdempotencyMiddleware:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        key = _header(scope, b"idempotency-key")
-        scheme, _, token = (_header(scope, b"authorization") or "").partition(" ")
-        if key is None or scheme.lower() != "bearer" or not token.strip():
+        key = header(scope, b"idempotency-key")
+        # The API key `Authenticate` admitted (outside this middleware); none: not a keyed
+        # request (the page, the provider webhooks), or refused already.
+        caller: KeyHolder | None = scope.get("state", {}).get(CALLER)
+        if key is None or caller is None:
             await self.app(scope, receive, send)
             return
         try:
-            await self._idempotent(scope, receive, send, key, token.strip())
+            await self._idempotent(scope, receive, send, key, caller.account_id)
         except DialerError as error:
             await error_response(error)(scope, receive, send)
         except (sqlalchemy.exc.OperationalError, psycopg.OperationalError):
@@ -102,7 +98,7 @@ class IdempotencyMiddleware:
             await error_response(DatabaseUnavailableError())(scope, receive, send)
 
     async def _idempotent(
-        self, scope: Scope, receive: Receive, send: Send, key: str, token: str
+        self, scope: Scope, receive: Receive, send: Send, key: str, account_id: int
     ) -> None:
         if not 0 < len(key) <= MAX_KEY_LENGTH or not key.isprintable():
             raise DialerError(
@@ -110,11 +106,6 @@ class IdempotencyMiddleware:
                 f"{HEADER} must be 1-{MAX_KEY_LENGTH} printable characters",
             )
         url = self.database_url()
-        try:
-            account_id = await run_in_threadpool(_account_id, url, token)
-        except UnauthenticatedError:
-            await self.app(scope, receive, send)  # the route answers the 401
-            return
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
             digest = await _spool(receive, spool)
             hashed = idempotency.request_hash(
@@ -176,11 +167,6 @@ class IdempotencyMiddleware:
                 log.error("idempotency_response_not_kept", key=key, error=str(error))
         for message in held:
             await send(message)
-
-
-def _account_id(url: str, token: str) -> int:
-    with transaction(url) as session:
-        return authenticate(session, token)[0].id
 
 
 def _claim(url: str, account_id: int, key: str, hashed: str) -> idempotency.StoredResponse | None:

@@ -10,10 +10,11 @@ refuses unknown fields and values out of bounds (400 `invalid_option`).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from campaigns import paging
 from campaigns.calls import CallStatus, SingleCall, WaitingReason
 from campaigns.options import OperatorOptions, ScheduleOptions
 from campaigns.preview import CampaignPreview
@@ -155,6 +156,14 @@ class Page(BaseModel, Generic[ItemT]):
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null on the last page."
     )
+
+    @classmethod
+    def of(cls, rows: paging.Page[Any]) -> Self:
+        """This API page of a service's page of rows (`campaigns.paging.Page`), each row
+        read into `ItemT` by its attributes."""
+        return cls.model_validate(
+            {"items": rows.items, "next_cursor": rows.next_cursor}, from_attributes=True
+        )
 
 
 class WebhookDeliveryPage(BaseModel):

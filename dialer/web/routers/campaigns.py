@@ -100,9 +100,7 @@ def list_campaigns(
 ) -> Page[CampaignOut]:
     """The account's campaigns, oldest first (400 `invalid_cursor`)."""
     found = lifecycle.list_campaigns(session, account.id, limit=limit, cursor=cursor)
-    return Page[CampaignOut](
-        items=[CampaignOut.model_validate(c) for c in found.items], next_cursor=found.next_cursor
-    )
+    return Page[CampaignOut].of(found)
 
 
 @router.get("/{campaign_id}", response_model=CampaignOut, responses=NOT_FOUND)
@@ -142,9 +140,7 @@ def events(
     then each transition with who made it (`cli:<user>`, `api:<account>`, `scheduler`,
     `breaker`, `pacer`), when and why."""
     found = campaign_events(session, account.id, campaign_id, limit=limit, cursor=cursor)
-    return Page[EventOut](
-        items=[EventOut.model_validate(e) for e in found.items], next_cursor=found.next_cursor
-    )
+    return Page[EventOut].of(found)
 
 
 @router.get("/{campaign_id}/preview", response_model=PreviewOut, responses=NOT_FOUND)

@@ -96,9 +96,7 @@ def list_schedules(
 ) -> Page[ScheduleOut]:
     """The account's schedules, oldest first (400 `invalid_cursor`)."""
     found = schedules.list_schedules(session, account.id, limit=limit, cursor=cursor)
-    return Page[ScheduleOut](
-        items=[ScheduleOut.model_validate(s) for s in found.items], next_cursor=found.next_cursor
-    )
+    return Page[ScheduleOut].of(found)
 
 
 @router.get("/{schedule_id}", response_model=ScheduleOut, responses=_NOT_FOUND)
@@ -168,10 +166,7 @@ def list_runs(
 ) -> Page[ScheduleRunOut]:
     """The schedule's runs, newest occurrence first."""
     found = schedules.list_runs(session, account.id, schedule_id, limit=limit, cursor=cursor)
-    return Page[ScheduleRunOut](
-        items=[ScheduleRunOut.model_validate(r) for r in found.items],
-        next_cursor=found.next_cursor,
-    )
+    return Page[ScheduleRunOut].of(found)
 
 
 @router.get(
@@ -186,9 +181,7 @@ def list_events(
 ) -> Page[EventOut]:
     """The schedule's history: created, fired, skipped, paused, resumed, changed, deleted."""
     found = schedules.schedule_events(session, account.id, schedule_id, limit=limit, cursor=cursor)
-    return Page[EventOut](
-        items=[EventOut.model_validate(e) for e in found.items], next_cursor=found.next_cursor
-    )
+    return Page[EventOut].of(found)
 
 
 _CONTACTS_BODY: dict[str, Any] = {
