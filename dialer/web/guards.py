@@ -1,9 +1,9 @@
 """What every request passes before the app reads its body, as ASGI middleware:
 
-- `BodyLimit`: the body's size. An upload route's (`POST /v1/campaigns`, `/v1/dnc/import`)
-  may be `Settings.upload_max_bytes`, contacts pushed to a schedule 10 MiB (they are read
-  in memory), any other body (JSON, the provider callbacks, the page's forms)
-  `Settings.body_max_bytes`. A declared
+- `BodyLimit`: the body's size. An upload route's (`POST /v1/campaigns`, `/v1/dnc/import`,
+  the page's `/campaigns`) may be `Settings.upload_max_bytes`, contacts pushed to a
+  schedule 10 MiB (they are read in memory), any other body (JSON, the provider callbacks,
+  the page's other forms) `Settings.body_max_bytes`. A declared
   `Content-Length` past the bound is refused before a byte is read; a chunked body is
   counted as it streams and cut at the bound. Either way the reply is 413
   `body_too_large`, whatever the app had started to answer.
@@ -44,8 +44,9 @@ from dialer.web.errors import error_response
 from dialer.web.quotas import RequestQuotas
 from models import transaction
 
-_UPLOADS = re.compile(r"^/v1/(campaigns|dnc/import)/?$")
-"""The routes whose body may be an upload (a CSV, spooled to disk as it is read)."""
+_UPLOADS = re.compile(r"^/(v1/campaigns|v1/dnc/import|campaigns)/?$")
+"""The routes whose body may be an upload (a CSV, spooled to disk as it is read): the
+API's, and the page's new campaign (`dialer.web.routers.pages`)."""
 _PUSHED = re.compile(r"^/v1/schedules/[^/]+/contacts/?$")
 """The route of contacts pushed to a schedule (read in memory, at most
 `campaigns.schedules.MAX_PUSHED_BYTES`)."""

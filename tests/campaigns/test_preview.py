@@ -33,6 +33,7 @@ def test_the_finish_follows_the_window(db_session: Session) -> None:
     preview = campaign_preview(db_session, account_id, campaign_id, now)
     assert (preview.pending, preview.callable_now, preview.waiting) == (100, 100, 0)
     assert preview.dial_rate_cps == 1.0
+    assert preview.first_call_at == now
     # 60 calls before 20:00 at one a second, the other 40 from 09:00 the next day.
     assert preview.estimated_finish_at == datetime(2027, 1, 16, 14, 0, 40, tzinfo=UTC)
     assert preview.unreached == 0
@@ -55,6 +56,7 @@ def test_waiting_contacts_by_zone_and_end_at(db_session: Session) -> None:
     [group] = preview.waiting_by_zone
     assert (group.zones, group.contacts) == (NY, 100)
     assert group.opens_at == datetime(2027, 1, 16, 14, tzinfo=UTC)
+    assert preview.first_call_at == group.opens_at
     # end_at comes 10 s after the opening: 10 dialled, 90 left to expire.
     assert preview.estimated_finish_at == end
     assert preview.unreached == 90
