@@ -6,7 +6,8 @@
   the page's other forms) `Settings.body_max_bytes`. A declared
   `Content-Length` past the bound is refused before a byte is read; a chunked body is
   counted as it streams and cut at the bound. Either way the reply is 413
-  `body_too_large`, whatever the app had started to answer.
+  `body_too_large`, whatever the app had started to answer (outside `/v1`, the page's
+  error page with that code and message).
 - `Authenticate`: the API key of every `/v1` request but the provider webhooks (which
   carry a signature instead), checked, with the key's rate limit (`dialer.web.quotas`),
   in a short transaction of its own: an unauthenticated upload is refused 401 with its
@@ -14,8 +15,8 @@
   (where every concurrent request of the key would wait on that row for as long as the
   slowest holds it). The handlers' dependencies read the result (`dialer.web.deps`).
 
-Both answer in the one error shape (`dialer.web.errors.error_response`): they run outside
-the app's exception handlers.
+Both answer in the one error shape (`dialer.web.errors.error_response`), the page's error
+page aside: they run outside the app's exception handlers.
 """
 
 from __future__ import annotations
@@ -67,9 +68,22 @@ def header(scope: Scope, name: bytes) -> str | None:
 class BodyLimit:
     """ASGI middleware: bound every request body (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, settings: Callable[[], Settings]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Callable[[], Settings],
+        page_error: Callable[[Scope, DialerError], ASGIApp] | None = None,
+    ) -> None:
         self.app = app
         self.settings = settings
+        self.page_error = page_error
+        """How a refusal reads outside `/v1` (the page's HTML); None: the error shape."""
+
+    def _refusal(self, scope: Scope, limit: int) -> ASGIApp:
+        error = BodyTooLargeError(limit)
+        if self.page_error is not None and not scope["path"].startswith("/v1/"):
+            return self.page_error(scope, error)
+        return error_response(error)
 
     def _limit(self, scope: Scope) -> int:
         settings = self.settings()
@@ -86,7 +100,7 @@ class BodyLimit:
         limit = self._limit(scope)
         declared = header(scope, b"content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-            await error_response(BodyTooLargeError(limit))(scope, receive, send)
+            await self._refusal(scope, limit)(scope, receive, send)
             return
         received = 0
         over = False
@@ -119,7 +133,7 @@ class BodyLimit:
             if not over or started:
                 raise
         if over and not started:
-            await error_response(BodyTooLargeError(limit))(scope, receive, send)
+            await self._refusal(scope, limit)(scope, receive, send)
 
 
 @dataclass(frozen=True)

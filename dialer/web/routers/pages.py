@@ -36,19 +36,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
-from fastapi import APIRouter, Depends, FastAPI, Form, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, Form, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import inspect
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import URL, FormData
+from starlette.datastructures import URL, FormData, UploadFile
 from starlette.exceptions import HTTPException
+from starlette.types import Scope
 
 from campaigns import dnc, lifecycle
 from campaigns.accounts import authenticate
@@ -58,7 +60,7 @@ from dialer.campaign_state import CampaignAction, allowed_actions
 from dialer.errors import BodyTooLargeError, DialerError, UnauthenticatedError
 from dialer.web import sessions
 from dialer.web.deps import PageCursor, RowId, RuntimeDep, SessionDep
-from dialer.web.errors import error_response
+from dialer.web.errors import error_response, request_error
 from dialer.web.routers import campaigns as api
 from dialer.web.schemas import CampaignForm, CampaignOut
 from models import Account, ApiKey, CampaignStatus, DncEntry
@@ -86,9 +88,10 @@ class SignInRequiredError(UnauthenticatedError):
 
 
 class _PageRoute(APIRoute):
-    """A page route: a `DialerError` (raised by a handler or a dependency) is answered with
-    an HTML page, or with a redirect to `/login` when nobody is signed in; a JSON route
-    (`response_class=JSONResponse`) keeps the API's error shape."""
+    """A page route: a `DialerError` (raised by a handler or a dependency) or a field that
+    does not validate is answered with an HTML page, or with a redirect to `/login` when
+    nobody is signed in; a JSON route (`response_class=JSONResponse`) keeps the API's error
+    shape."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -105,6 +108,9 @@ class _PageRoute(APIRoute):
                     response = RedirectResponse(str(target), status_code=303)
             except DialerError as error:
                 response = error_response(error) if as_json else error_page(request, error)
+            except RequestValidationError as invalid:  # a path, query or form field
+                refusal = request_error(invalid)
+                response = error_response(refusal) if as_json else error_page(request, refusal)
             response.headers.update(SECURITY_HEADERS)
             return response
 
@@ -125,6 +131,14 @@ def error_page(request: Request, error: DialerError) -> Response:
     return templates.TemplateResponse(
         request, "error.html", {"error": error, "account": None}, status_code=error.http_status
     )
+
+
+def error_reply(scope: Scope, error: DialerError) -> Response:
+    """`error_page` for a request refused before the app reads it (`dialer.web.guards`'s
+    `BodyLimit`: an upload past the bound), with the page's headers."""
+    response = error_page(Request(scope), error)
+    response.headers.update(SECURITY_HEADERS)
+    return response
 
 
 # --- who is signed in -----------------------------------------------------------------------
@@ -508,7 +522,7 @@ def _cell(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
     return str(value)
 
 
