@@ -40,6 +40,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 KEY = "browser-key-" + "k" * 32
 SCREENSHOT = Path(__file__).resolve().parents[2] / "var" / "campaign-page.png"
+PREVIEW_SCREENSHOT = SCREENSHOT.with_name("campaign-preview.png")
 
 
 @pytest.fixture
@@ -331,6 +332,7 @@ def test_the_page_does_the_whole_job(slow_stack: Stack, browser: WebDriver, tmp_
         for when in ("preview-first-call", "preview-finish"):
             assert (text_of(browser, when) or "").endswith(" UTC"), when
         assert stack.sim("GET", "/_sim/stats")["calls_created"] == 0
+        assert browser.save_screenshot(str(PREVIEW_SCREENSHOT))
 
         # Start, and watch the calls go out and end at the carrier.
         browser.find_element(By.ID, "start-button").click()
