@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 
 from dialer.runtime import Runtime
 from dialer.web.app import create_app
+from dialer.web.routers.pages import MAX_FORM_FIELDS
 from models import Campaign, DncEntry, transaction
 from tests.factories import account_named
 from tests.servers import serve_app
@@ -195,6 +196,20 @@ def test_a_refused_upload_is_the_form_again_with_the_errors_code_and_message(
     assert 'id="new-campaign"' in response.text
     if fields.get("name", "x"):
         assert 'value="Flu shots"' in response.text
+    assert site.campaigns() == before
+
+
+def test_a_form_of_too_many_fields_is_refused_unread(site: Site, http: httpx.Client) -> None:
+    before = site.campaigns()
+    token = form_token(http.get("/campaigns/new").text)
+    fields = {"csrf_token": token, **{f"extra{n}": "x" for n in range(MAX_FORM_FIELDS)}}
+    response = http.post(
+        "/campaigns", data=fields, files={"file": ("contacts.csv", CSV, "text/csv")}
+    )
+    assert response.status_code == 400
+    code, message = shown_error(response.text)
+    assert code == "invalid_body"
+    assert str(MAX_FORM_FIELDS) in message
     assert site.campaigns() == before
 
 
