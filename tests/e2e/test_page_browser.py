@@ -348,7 +348,7 @@ def test_the_page_does_the_whole_job(slow_stack: Stack, browser: WebDriver, tmp_
         browser.find_element(By.ID, "max_attempts").send_keys("1")
         browser.find_element(By.ID, "file").send_keys(str(upload))
         browser.find_element(By.ID, "upload-button").click()
-        wait_until(lambda: bool(browser.find_elements(By.ID, "preview")), 15, "the preview")
+        wait_until(lambda: bool(browser.find_elements(By.ID, "preview")), 30, "the preview")
         campaign_id = int(browser.current_url.rsplit("/", 1)[1])
         campaign = api.get(f"/v1/campaigns/{campaign_id}").json()
         assert campaign["status"] == "draft"
