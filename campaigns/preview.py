@@ -66,9 +66,9 @@ class CampaignPreview(BaseModel):
         description="When the first contact held by the frequency cap is due again (UTC)."
     )
     first_call_at: datetime | None = Field(
-        description="When the first pending contact may be dialled (UTC): now (or `start_at`)"
-        " when one is callable then, else the first `opens_at` of `waiting_by_zone`; null"
-        " when none is pending or none will be callable within a year."
+        description="When the first pending contact may be dialled (UTC): `now` when one is"
+        " callable now, else the first `opens_at` of `waiting_by_zone` (never before"
+        " `start_at`); null when none is pending or no window of theirs opens."
     )
     in_progress: int
     expired: int = Field(description="Contacts ended `expired` (end_at, call_before).")
@@ -166,7 +166,7 @@ def campaign_preview(
     finish, unreached = estimate_finish(window, campaign, _released(groups), rate, now)
     held_dues = [g.held_due for g in groups if g.held_due is not None]
     waiting.sort(key=lambda w: (w.opens_at is None, w.opens_at, w.zones))
-    first_call_at = begin if callable_now else waiting[0].opens_at if waiting else None
+    first_call_at = now if callable_now else waiting[0].opens_at if waiting else None
     final = statuses.get(JobStatus.DONE, 0) + statuses.get(JobStatus.CANCELED, 0)
     return CampaignPreview(
         campaign_id=campaign.id,
