@@ -16,10 +16,19 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from campaigns.csvsource import IngestError, IngestErrorCode, find_phone_column, open_csv
+from campaigns.paging import Page, keyset_page
 from dialer.numbers import NumberRejected, classify
 from models import DncEntry
 
-__all__ = ["DncImportSummary", "add", "import_csv", "is_blocked", "load_set", "remove"]
+__all__ = [
+    "DncImportSummary",
+    "add",
+    "entries",
+    "import_csv",
+    "is_blocked",
+    "load_set",
+    "remove",
+]
 
 _INSERT_BATCH = 5000
 
@@ -105,6 +114,20 @@ def remove(session: Session, account_id: int, numbers: Iterable[str], default_re
 def is_blocked(session: Session, account_id: int, e164: str) -> bool:
     """Whether the account's DNC list holds `e164`."""
     return bool(session.scalar(select(DncEntry.listed(account_id, e164))))
+
+
+def entries(
+    session: Session, account_id: int, *, limit: int | None = None, cursor: str | None = None
+) -> Page[DncEntry]:
+    """The account's DNC entries, newest first (numbers listed together by number): one
+    page of `limit` rows after `cursor` (`campaigns.paging`).
+
+    Raises:
+        DialerError: `invalid_cursor`, `invalid_option` (`limit` out of bounds).
+    """
+    query = select(DncEntry).where(DncEntry.account_id == account_id)
+    order = [DncEntry.created_at, DncEntry.e164]
+    return keyset_page(session, query, "dnc", order, descending=True, limit=limit, cursor=cursor)
 
 
 def load_set(session: Session, account_id: int) -> set[str]:

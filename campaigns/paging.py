@@ -67,7 +67,9 @@ def _decode(name: str, cursor: str, order: Sequence[InstrumentedAttribute[Any]])
             if parsed is None or parsed.tzinfo is None:
                 raise _invalid()
             key.append(parsed)
-        elif type(value) is int and -(2**63) <= value < 2**63:
+        elif (column.type.python_type is str and isinstance(value, str)) or (
+            type(value) is int and -(2**63) <= value < 2**63
+        ):
             key.append(value)
         else:
             raise _invalid()

@@ -65,6 +65,11 @@ class CampaignPreview(BaseModel):
     frequency_cap_opens_at: datetime | None = Field(
         description="When the first contact held by the frequency cap is due again (UTC)."
     )
+    first_call_at: datetime | None = Field(
+        description="When the first pending contact may be dialled (UTC): `now` when one is"
+        " callable now, else the first `opens_at` of `waiting_by_zone` (never before"
+        " `start_at`); null when none is pending or no window of theirs opens."
+    )
     in_progress: int
     expired: int = Field(description="Contacts ended `expired` (end_at, call_before).")
     done: int = Field(description="Contacts final with any other outcome, or cancelled.")
@@ -160,6 +165,8 @@ def campaign_preview(
     pending = sum(g.pending for g in groups)
     finish, unreached = estimate_finish(window, campaign, _released(groups), rate, now)
     held_dues = [g.held_due for g in groups if g.held_due is not None]
+    waiting.sort(key=lambda w: (w.opens_at is None, w.opens_at, w.zones))
+    first_call_at = now if callable_now else waiting[0].opens_at if waiting else None
     final = statuses.get(JobStatus.DONE, 0) + statuses.get(JobStatus.CANCELED, 0)
     return CampaignPreview(
         campaign_id=campaign.id,
@@ -168,9 +175,10 @@ def campaign_preview(
         pending=pending,
         callable_now=callable_now,
         waiting=pending - callable_now,
-        waiting_by_zone=sorted(waiting, key=lambda w: (w.opens_at is None, w.opens_at, w.zones)),
+        waiting_by_zone=waiting,
         waiting_for_frequency_cap=sum(g.held for g in groups),
         frequency_cap_opens_at=min(held_dues, default=None),
+        first_call_at=first_call_at,
         in_progress=statuses.get(JobStatus.IN_PROGRESS, 0),
         expired=expired or 0,
         done=final - (expired or 0),

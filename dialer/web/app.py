@@ -69,7 +69,9 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.add_middleware(
         Authenticate, settings=lambda: runtime_of_app.settings, quotas=app.state.quotas
     )
-    app.add_middleware(BodyLimit, settings=lambda: runtime_of_app.settings)
+    app.add_middleware(
+        BodyLimit, settings=lambda: runtime_of_app.settings, page_error=pages.error_reply
+    )
     document_idempotency(app)
     pages.install(app)
     return app

@@ -96,10 +96,12 @@ async def _unstorable_value(_: Request, error: Exception) -> JSONResponse:
     )
 
 
-async def _invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+def request_error(error: RequestValidationError) -> DialerError:
+    """What a request FastAPI could not validate is refused with: 422 `invalid_json`, 400
+    `invalid_body` or `invalid_request` with one `details` entry per field."""
     problems = error.errors()
     if any(p.get("type") == "json_invalid" for p in problems):
-        return error_response(UnprocessableError("invalid_json", "the body is not valid JSON"))
+        return UnprocessableError("invalid_json", "the body is not valid JSON")
     in_body = all(p.get("loc", ("body",))[0] == "body" for p in problems)
     details = [
         {"field": ".".join(map(str, p.get("loc", ()))), "message": str(p.get("msg", "invalid"))}
@@ -107,7 +109,11 @@ async def _invalid_request(_: Request, error: RequestValidationError) -> JSONRes
     ]
     first = details[0] if details else {"field": "request", "message": "invalid"}
     code = "invalid_body" if in_body else "invalid_request"
-    return error_response(DialerError(code, f"{first['field']}: {first['message']}", details))
+    return DialerError(code, f"{first['field']}: {first['message']}", details)
+
+
+async def _invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+    return error_response(request_error(error))
 
 
 async def _http_error(_: Request, error: HTTPException) -> JSONResponse:

@@ -1,12 +1,13 @@
 """What every request passes before the app reads its body, as ASGI middleware:
 
-- `BodyLimit`: the body's size. An upload route's (`POST /v1/campaigns`, `/v1/dnc/import`)
-  may be `Settings.upload_max_bytes`, contacts pushed to a schedule 10 MiB (they are read
-  in memory), any other body (JSON, the provider callbacks, the page's forms)
-  `Settings.body_max_bytes`. A declared
+- `BodyLimit`: the body's size. An upload route's (`POST /v1/campaigns`, `/v1/dnc/import`,
+  the page's `/campaigns`) may be `Settings.upload_max_bytes`, contacts pushed to a
+  schedule 10 MiB (they are read in memory), any other body (JSON, the provider callbacks,
+  the page's other forms) `Settings.body_max_bytes`. A declared
   `Content-Length` past the bound is refused before a byte is read; a chunked body is
   counted as it streams and cut at the bound. Either way the reply is 413
-  `body_too_large`, whatever the app had started to answer.
+  `body_too_large`, whatever the app had started to answer (outside `/v1`, the page's
+  error page with that code and message).
 - `Authenticate`: the API key of every `/v1` request but the provider webhooks (which
   carry a signature instead), checked, with the key's rate limit (`dialer.web.quotas`),
   in a short transaction of its own: an unauthenticated upload is refused 401 with its
@@ -14,8 +15,8 @@
   (where every concurrent request of the key would wait on that row for as long as the
   slowest holds it). The handlers' dependencies read the result (`dialer.web.deps`).
 
-Both answer in the one error shape (`dialer.web.errors.error_response`): they run outside
-the app's exception handlers.
+Both answer in the one error shape (`dialer.web.errors.error_response`), the page's error
+page aside: they run outside the app's exception handlers.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ from dialer.web.errors import error_response
 from dialer.web.quotas import RequestQuotas
 from models import transaction
 
-_UPLOADS = re.compile(r"^/v1/(campaigns|dnc/import)/?$")
-"""The routes whose body may be an upload (a CSV, spooled to disk as it is read)."""
+_UPLOADS = re.compile(r"^/(v1/campaigns|v1/dnc/import|campaigns)/?$")
+"""The routes whose body may be an upload (a CSV, spooled to disk as it is read): the
+API's, and the page's new campaign (`dialer.web.routers.pages`)."""
 _PUSHED = re.compile(r"^/v1/schedules/[^/]+/contacts/?$")
 """The route of contacts pushed to a schedule (read in memory, at most
 `campaigns.schedules.MAX_PUSHED_BYTES`)."""
@@ -66,9 +68,22 @@ def header(scope: Scope, name: bytes) -> str | None:
 class BodyLimit:
     """ASGI middleware: bound every request body (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, settings: Callable[[], Settings]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Callable[[], Settings],
+        page_error: Callable[[Scope, DialerError], ASGIApp] | None = None,
+    ) -> None:
         self.app = app
         self.settings = settings
+        self.page_error = page_error
+        """How a refusal reads outside `/v1` (the page's HTML); None: the error shape."""
+
+    def _refusal(self, scope: Scope, limit: int) -> ASGIApp:
+        error = BodyTooLargeError(limit)
+        if self.page_error is not None and not scope["path"].startswith("/v1/"):
+            return self.page_error(scope, error)
+        return error_response(error)
 
     def _limit(self, scope: Scope) -> int:
         settings = self.settings()
@@ -85,7 +100,7 @@ class BodyLimit:
         limit = self._limit(scope)
         declared = header(scope, b"content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-            await error_response(BodyTooLargeError(limit))(scope, receive, send)
+            await self._refusal(scope, limit)(scope, receive, send)
             return
         received = 0
         over = False
@@ -118,7 +133,7 @@ class BodyLimit:
             if not over or started:
                 raise
         if over and not started:
-            await error_response(BodyTooLargeError(limit))(scope, receive, send)
+            await self._refusal(scope, limit)(scope, receive, send)
 
 
 @dataclass(frozen=True)

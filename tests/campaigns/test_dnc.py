@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from campaigns import dnc
 from campaigns.csvsource import IngestError, IngestErrorCode
+from dialer.errors import DialerError
 from dialer.numbers import NumberRejected, RejectReason
 from models import DncEntry
 from tests.factories import make_account
@@ -75,3 +77,45 @@ def test_import_csv_file_errors(db_session: Session, data: bytes, code: IngestEr
     with pytest.raises(IngestError) as caught:
         dnc.import_csv(db_session, account.id, io.BytesIO(data), "US")
     assert caught.value.code is code
+
+
+def test_entries_are_the_accounts_newest_first_a_page_at_a_time(db_session: Session) -> None:
+    account = make_account(db_session)
+    other = make_account(db_session, name="other")
+    dnc.add(db_session, account.id, [f"+1212555{n:04d}" for n in range(5)], "US", "asked")
+    dnc.add(db_session, other.id, ["+12125559999"], "US")
+    # One transaction lists them all at one `now()`: spread them over five days, the
+    # highest number first so that time, not the number, orders them.
+    for n in range(5):
+        db_session.execute(
+            update(DncEntry)
+            .where(DncEntry.account_id == account.id, DncEntry.e164 == f"+1212555{n:04d}")
+            .values(created_at=datetime(2027, 1, 10 - n, tzinfo=UTC))
+        )
+    first = dnc.entries(db_session, account.id, limit=2)
+    assert [e.e164 for e in first.items] == ["+12125550000", "+12125550001"]
+    assert first.next_cursor is not None
+    second = dnc.entries(db_session, account.id, limit=2, cursor=first.next_cursor)
+    assert [e.e164 for e in second.items] == ["+12125550002", "+12125550003"]
+    last = dnc.entries(db_session, account.id, limit=2, cursor=second.next_cursor)
+    assert [e.e164 for e in last.items] == ["+12125550004"]
+    assert last.next_cursor is None
+    # Listed at the same moment: by number, highest first, and still paged without a gap.
+    db_session.execute(
+        update(DncEntry)
+        .where(DncEntry.account_id == account.id)
+        .values(created_at=datetime(2027, 1, 1, tzinfo=UTC))
+    )
+    tied = dnc.entries(db_session, account.id, limit=3)
+    rest = dnc.entries(db_session, account.id, limit=3, cursor=tied.next_cursor)
+    assert [e.e164 for e in tied.items + rest.items] == [
+        f"+1212555{n:04d}" for n in range(4, -1, -1)
+    ]
+    assert [e.reason for e in tied.items] == ["asked"] * 3
+
+
+def test_entries_refuse_another_lists_cursor(db_session: Session) -> None:
+    account = make_account(db_session)
+    with pytest.raises(DialerError) as caught:
+        dnc.entries(db_session, account.id, cursor="eyJsIjoiY2FtcGFpZ25zIiwiayI6WzFdfQ")
+    assert caught.value.code == "invalid_cursor"

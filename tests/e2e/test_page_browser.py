@@ -3,14 +3,15 @@ chromedriver (`make browser` installs both), against the whole chain with a runn
 
 The page shows each report figure in an element marked `data-field="<path>"` with
 `data-format`; the test reads them all and compares them with what
-`GET /v1/campaigns/{id}/report` answers at that moment, formatted the same way.
+`GET /v1/campaigns/{id}/report` answers at that moment, formatted the same way. A second
+test does an operator's whole job through the page, checked at the carrier.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,11 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
 
+from dialer.cli.demo import generated_contacts
+from dialer.numbers import classify
 from models import transaction
 from tests.e2e.conftest import Stack, running_stack
 from tests.e2e.helpers import start_campaign
@@ -35,6 +40,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 KEY = "browser-key-" + "k" * 32
 SCREENSHOT = Path(__file__).resolve().parents[2] / "var" / "campaign-page.png"
+PREVIEW_SCREENSHOT = SCREENSHOT.with_name("campaign-preview.png")
 
 
 @pytest.fixture
@@ -246,3 +252,177 @@ def test_the_page_shows_a_running_campaign_live_and_pauses_it(
         assert not browser.find_elements(By.ID, "pause-button")
         assert "primary" in browser.find_element(By.ID, "resume-button").get_attribute("class")
         assert agreed_figures(browser, api, campaign_id)["status"] == "paused"
+
+
+# --- the whole job, from a CSV to the opt-outs -------------------------------------------------
+
+BAD_ROWS = {"duplicate": 1, "invalid_number": 1, "emergency_or_short_code": 1, "do_not_call": 1}
+SHORT_CALLS = {"talk": {"median_s": 10.0, "sigma": 0.2, "minimum_s": 5.0, "maximum_s": 20.0}}
+"""Calls of ~10 simulated seconds (1 s at this time scale): contacts are done quickly."""
+LONG_CALLS = {
+    "talk": {"median_s": 1000.0, "sigma": 0.01, "minimum_s": 900.0, "maximum_s": 1100.0},
+    "outcome_weights": {"human": 1.0},
+}
+"""Calls of ~1,000 simulated seconds (100 s at this time scale): live until hung up."""
+
+
+def contacts_csv(path: Path, contacts: int) -> str:
+    """Write `contacts` good rows and one of each bad kind; returns the number listed on the
+    account's DNC list beforehand (its row is rejected `do_not_call`)."""
+    header, *rows = generated_contacts(contacts + 1).decode().splitlines()
+    *good, listed = rows
+    zone = good[0].rsplit(",", 1)[1]
+    bad = [good[0], f"Nobody,12345,Monday,{zone}", f"Help,911,Monday,{zone}", listed]
+    path.write_text("\n".join([header, *good, *bad]) + "\n", encoding="utf-8")
+    return listed.split(",")[1]
+
+
+def shown_done(driver: WebDriver) -> int:
+    """The contacts the page shows done (0 until its first figures)."""
+    text = driver.execute_script(
+        "const e = document.querySelector('[data-field=\"contacts.done\"]');"
+        "return e && e.textContent.trim();"
+    )
+    return int(text) if text and text.isdigit() else 0
+
+
+def status_shown(driver: WebDriver, status: str) -> Callable[[], bool]:
+    return lambda: text_of(driver, "status") == status
+
+
+def test_the_page_does_the_whole_job(slow_stack: Stack, browser: WebDriver, tmp_path: Path) -> None:
+    """Sign in, upload a CSV with bad rows, read the preview, start, watch the calls at the
+    carrier, pause, resume, cancel hanging up the live calls, download the results, and
+    read the account's opt-outs, all through the page."""
+    stack = slow_stack
+    stack.start_worker(concurrency=4)
+    stack.sim("POST", "/_sim/config", json=SHORT_CALLS)
+    with transaction(stack.runtime.settings.database_url) as session:
+        give_key(session, account_named(session, "e2e", max_concurrency=3, cps=20), KEY)
+    api = httpx.Client(
+        base_url=stack.api_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10
+    )
+    upload = tmp_path / "contacts.csv"
+    listed = contacts_csv(upload, 30)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
+
+    with api:
+        dnc = api.post("/v1/dnc", json={"numbers": [listed], "reason": "asked by phone"})
+        assert dnc.json() == {"added": 1}
+
+        # Sign in on the way to the new-campaign form.
+        browser.get(f"{stack.api_url}/")
+        browser.find_element(By.ID, "api_key").send_keys(KEY)
+        browser.find_element(By.ID, "sign-in").click()
+        wait_until(lambda: bool(browser.find_elements(By.ID, "nav-new-campaign")), 10, "sign-in")
+        browser.find_element(By.ID, "nav-new-campaign").click()
+        wait_until(lambda: bool(browser.find_elements(By.ID, "new-campaign")), 10, "the form")
+
+        # A file past the upload bound is refused before it is sent, in the server's words.
+        settings = stack.runtime.settings
+        bound, settings.upload_max_bytes = settings.upload_max_bytes, 1024
+        assert upload.stat().st_size > 1024
+        browser.get(f"{stack.api_url}/campaigns/new")
+        browser.find_element(By.ID, "name").send_keys("Too big")
+        browser.find_element(By.ID, "message").send_keys("Hello")
+        browser.find_element(By.ID, "file").send_keys(str(upload))
+        browser.find_element(By.ID, "upload-button").click()
+        wait_until(lambda: bool(browser.find_elements(By.ID, "page-error")), 5, "the error")
+        error = browser.find_element(By.ID, "page-error")
+        assert error.find_element(By.CLASS_NAME, "error-code").text == "body_too_large"
+        message = error.find_element(By.CLASS_NAME, "error-message").text
+        assert message == "the request body is larger than 1024 bytes"
+        assert browser.current_url == f"{stack.api_url}/campaigns/new"
+        assert api.get("/v1/campaigns").json()["items"] == []
+        settings.upload_max_bytes = bound
+
+        # Upload: a draft, and its preview before anything is dialled.
+        browser.get(f"{stack.api_url}/campaigns/new")
+        browser.find_element(By.ID, "name").send_keys("Browser reminders")
+        browser.find_element(By.ID, "message").send_keys("Hello {first_name}.")
+        browser.find_element(By.ID, "max_concurrency").send_keys("3")
+        browser.find_element(By.ID, "max_attempts").send_keys("1")
+        browser.find_element(By.ID, "file").send_keys(str(upload))
+        browser.find_element(By.ID, "upload-button").click()
+        wait_until(lambda: bool(browser.find_elements(By.ID, "preview")), 30, "the preview")
+        campaign_id = int(browser.current_url.rsplit("/", 1)[1])
+        campaign = api.get(f"/v1/campaigns/{campaign_id}").json()
+        assert campaign["status"] == "draft"
+        assert (campaign["ingest"]["accepted"], campaign["ingest"]["rejected"]) == (30, BAD_ROWS)
+        reasons = browser.execute_script(
+            "return Object.fromEntries(Array.from(document.querySelectorAll('[data-reason]'))"
+            ".map(r => [r.dataset.reason, Number(r.querySelector('td').textContent)]));"
+        )
+        assert reasons == BAD_ROWS
+        assert text_of(browser, "preview-accepted") == "30"
+        assert text_of(browser, "preview-callable") == "30"  # their window is open now
+        for when in ("preview-first-call", "preview-finish"):
+            assert (text_of(browser, when) or "").endswith(" UTC"), when
+        assert stack.sim("GET", "/_sim/stats")["calls_created"] == 0
+        assert browser.save_screenshot(str(PREVIEW_SCREENSHOT))
+
+        # Start, and watch the calls go out and end at the carrier.
+        browser.find_element(By.ID, "start-button").click()
+        wait_until(status_shown(browser, "running"), 10, "the campaign running")
+        wait_until(lambda: shown_done(browser) >= 2, 30, "the page to show contacts done")
+        report = api.get(f"/v1/campaigns/{campaign_id}/report").json()
+        assert report["contacts"]["done"] >= shown_done(browser) >= 2
+        assert stack.sim("GET", "/_sim/stats")["calls_created"] >= 2
+
+        # Pause: no new call; those live finish.
+        browser.find_element(By.ID, "pause-button").click()
+        wait_until(status_shown(browser, "paused"), 10, "the campaign paused")
+        assert api.get(f"/v1/campaigns/{campaign_id}").json()["status"] == "paused"
+        wait_until(lambda: stack.sim("GET", "/_sim/stats")["live"] == 0, 20, "calls to end")
+        created = stack.sim("GET", "/_sim/stats")["calls_created"]
+
+        # Resume with calls that outlast the test, until some are live.
+        stack.sim("POST", "/_sim/config", json=LONG_CALLS)
+        browser.find_element(By.ID, "resume-button").click()
+        wait_until(status_shown(browser, "running"), 10, "the campaign running again")
+        wait_until(lambda: stack.sim("GET", "/_sim/stats")["live"] >= 2, 20, "live calls")
+        assert stack.sim("GET", "/_sim/stats")["calls_created"] > created
+
+        # Cancel, hanging up: the live calls end at the carrier.
+        browser.find_element(By.ID, "hang-up").click()
+        browser.find_element(By.ID, "cancel-button").click()
+        WebDriverWait(browser, 5).until(expected_conditions.alert_is_present())
+        live = stack.sim("GET", "/_sim/stats")["live"]
+        browser.switch_to.alert.accept()
+        wait_until(status_shown(browser, "canceled"), 10, "the campaign cancelled")
+        wait_until(lambda: stack.sim("GET", "/_sim/stats")["live"] == 0, 20, "the hang-ups")
+        assert stack.sim("GET", "/_sim/stats")["hang_ups"] >= live >= 2
+        wait_until(
+            lambda: browser.execute_script(
+                "const e = document.getElementById('campaign');"
+                "return e && e.dataset.finished === 'true';"
+            ),
+            30,
+            "the page's final figures",
+        )
+        report = api.get(f"/v1/campaigns/{campaign_id}/report").json()
+        assert report["contacts"]["cancelled"] > 0
+
+        # Download the results: the file is what the API serves.
+        browser.find_element(By.ID, "export-results-csv").click()
+        saved = downloads / f"campaign-{campaign_id}-results.csv"
+        wait_until(saved.exists, 10, "the download")
+        wanted = api.get(f"/v1/campaigns/{campaign_id}/results.csv").content
+        assert saved.read_bytes() == wanted
+        assert wanted.count(b"\n") == 31  # the header and every accepted contact
+
+        # The account's opt-outs, the number listed before the upload among them.
+        browser.find_element(By.ID, "nav-opt-outs").click()
+        wait_until(lambda: bool(browser.find_elements(By.ID, "opt-outs")), 10, "the opt-outs")
+        rows = browser.execute_script(
+            "return Array.from(document.querySelectorAll('#opt-outs tbody tr')).map(r =>"
+            " Object.fromEntries(Array.from(r.cells).map(c => [c.dataset.column,"
+            " c.textContent.trim()])));"
+        )
+        assert [(row["e164"], row["reason"]) for row in rows] == [
+            (classify(listed, "US").e164, "asked by phone")
+        ]
