@@ -534,6 +534,16 @@ still `placing` with no call gets its call as `dialer.calls.call_answered` decid
 means someone else moved the attempt first, and the locking path decides."""
 
 
+_TIED_BY_CALLBACK = select(CallAttempt.end_reason).where(
+    CallAttempt.id == bindparam("attempt_id"),
+    CallAttempt.call_sid == bindparam("sid"),
+    CallAttempt.status.not_in([AttemptStatus.PLACING, AttemptStatus.NOT_PLACED]),
+)
+"""The attempt already has this call and has moved past `placing` (its status callback came
+first): `_adopt`'s locking path would change nothing and only read `end_reason`, which is
+read here without a lock (a hang-up locks the attempt again itself)."""
+
+
 @lru_cache(maxsize=4)
 def _tie_placed(columns: tuple[str, ...]) -> Update:
     """`_TIE_PLACED` setting `columns` from the parameters `new_<column>`."""
@@ -546,13 +556,15 @@ def _adopt(runtime: Runtime, attempt_id: int, call_sid: str) -> PlaceResult:
     campaign was cancelled with hang-up while the request was on its way."""
     columns = call_answered(call_sid, utcnow())
     engine = engine_for(runtime.settings.database_url)
+    params = {"attempt_id": attempt_id, **{f"new_{c}": v for c, v in columns.items()}}
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        reason = conn.execute(
-            _tie_placed(tuple(columns)),
-            {"attempt_id": attempt_id, **{f"new_{c}": v for c, v in columns.items()}},
-        ).one_or_none()
-    if reason is not None:  # tied: hang it up if its campaign was cancelled with hang-up
-        canceled = reason.end_reason is EndReason.CAMPAIGN_CANCELED
+        tied = conn.execute(_tie_placed(tuple(columns)), params).one_or_none()
+        if tied is None:
+            # Often the call's first status callback tied it first: no write left to do.
+            by_callback = {"attempt_id": attempt_id, "sid": call_sid}
+            tied = conn.execute(_TIED_BY_CALLBACK, by_callback).one_or_none()
+    if tied is not None:  # tied: hang it up if its campaign was cancelled with hang-up
+        canceled = tied.end_reason is EndReason.CAMPAIGN_CANCELED
         return _adopted(runtime, attempt_id, canceled) if canceled else PlaceResult.PLACED
     with transaction(runtime.settings.database_url) as session:
         # Losing this write in a crash is harmless: the attempt stays `placing` and is
