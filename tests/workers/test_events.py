@@ -14,6 +14,7 @@ import redis
 from celery.contrib.testing.worker import start_worker
 from celery.worker.control import Panel
 
+from dialer.logs import configure_logging
 from tests.support import wait_until
 from workers.app import DIALS_QUEUE, MAINTENANCE_QUEUE, PACER_QUEUE, app
 from workers.events import LEASE_S, TASK_GROUP, TaskEventsLease, enable_events
@@ -62,6 +63,7 @@ def test_enable_events_is_the_lease_s_command() -> None:
 def test_a_new_worker_sends_task_events_under_its_first_lease(
     committed_db: str, redis_client: redis.Redis
 ) -> None:
+    configure_logging()  # before the worker's own setup, as `test_wiring`'s broker does
     app.loader.import_default_modules()
     events: list[dict[str, Any]] = []
     with app.connection_for_read() as connection:
