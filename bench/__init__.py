@@ -24,7 +24,7 @@ def scratch_database(server: str, database: str) -> str:
     return url
 
 
-_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pids: Iterable[int]) -> float:
@@ -37,7 +37,7 @@ def cpu_seconds(pids: Iterable[int]) -> float:
         except OSError:
             continue
         total += int(fields[11]) + int(fields[12])
-    return total / _TICKS_PER_S
+    return total / TICKS_PER_S
 
 
 def process_tree(root: int) -> list[int]:

@@ -198,6 +198,43 @@ def apply_event(attempt: AttemptState, event: CallEvent) -> bool:
     return True
 
 
+@dataclass(slots=True)
+class _Placing:
+    """An attempt in `placing` with no call yet, as far as `call_answered` needs one."""
+
+    status: AttemptStatus = AttemptStatus.PLACING
+    call_sid: str | None = None
+    answered_by: str | None = None
+    last_sequence: int = -1
+    placed_at: datetime | None = None
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_s: int | None = None
+    error_code: int | None = None
+    error_message: str | None = None
+
+
+PLACING_WITHOUT_CALL = {"status": AttemptStatus.PLACING, "call_sid": None}
+"""The state `call_answered`'s move starts from: what a guarded write asserts."""
+
+
+def call_answered(call_sid: str, at: datetime) -> dict[str, object]:
+    """The columns `apply_event` changes when the create request of an attempt in
+    `placing` with no call yet (`PLACING_WITHOUT_CALL`) is answered with `call_sid`: the
+    move a single guarded UPDATE applies (`... WHERE status = 'placing' AND call_sid IS
+    NULL`, `dialer.dispatch.dialing`), so the state machine decides it there too. Columns
+    it leaves as they are (`last_sequence`, `placed_at`, ...) are not in the result.
+    """
+    attempt = _Placing()
+    before = {name: getattr(attempt, name) for name in _Placing.__slots__}
+    apply_event(attempt, CallEvent(AttemptStatus.QUEUED, -1, at, call_sid))
+    return {
+        name: getattr(attempt, name)
+        for name in _Placing.__slots__
+        if getattr(attempt, name) != before[name]
+    }
+
+
 def _after_placing(attempt: AttemptState, at: datetime) -> datetime:
     """A provider's time `at`, no earlier than the attempt's `placed_at` (our clock), so an
     attempt's times stay in order: created, placed, answered, ended. The provider's clock

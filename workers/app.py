@@ -15,9 +15,11 @@ in Redis cost eight commands per task (two MULTI/EXEC transactions).
 
 Every task's class is `workers.base.DialerTask` (log context, counters, not-found mapping).
 Logging goes through `dialer.logs` (Celery's `setup_logging` signal) and each worker serves
-its metrics on `WORKER_METRICS_PORT` (`workers.observability`). Workers send task events
-(`worker_send_task_events`), which Flower needs; senders do not send `task-sent` (one more
-PUBLISH per task: Flower learns each task's name and arguments from `task-received`).
+its metrics on `WORKER_METRICS_PORT` (`workers.observability`). Workers send task events,
+which Flower needs, only while a monitor asks for them (`workers.events`: a lease that
+Flower's periodic `enable_events` renews, and a new worker starts with); senders do not
+send `task-sent` (one more PUBLISH per task: Flower learns each task's name and arguments
+from `task-received`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from kombu.entity import Exchange, Queue
 from dialer.settings import get_settings
 from workers import observability  # noqa: F401  # Celery signal receivers: logs, metrics
 from workers.base import DialerTask
+from workers.events import TaskEventsLeaseStep
 
 PACER_QUEUE = "pacer"
 DIALS_QUEUE = "dials"
@@ -83,8 +86,11 @@ def create_app() -> Celery:
             "fold-counters": {"task": "dialer.fold_counters", "schedule": 60.0},
         },
         timezone="UTC",
-        worker_send_task_events=True,
+        # Off until asked for: `workers.events` turns them on for a lease at the start and
+        # on every `enable_events`.
+        worker_send_task_events=False,
     )
+    app.steps["consumer"].add(TaskEventsLeaseStep)
     return app
 
 

@@ -161,9 +161,9 @@ def signals_stop_the_stack() -> Iterator[None]:
 
 @dataclass
 class LocalStack:
-    """A running local stack: where its parts listen (the worker's Prometheus metrics at
-    `worker_metrics_url`), the environment they share, and its child processes by name
-    (`simulator`, `api`, `worker`, `beat`)."""
+    """A running local stack: where its parts listen (the first worker's Prometheus metrics
+    at `worker_metrics_url`), the environment they share, and its child processes by name
+    (`simulator`, `api`, `worker`, `beat`; with more than one worker, `worker2`, ...)."""
 
     sim_url: str
     api_url: str
@@ -186,11 +186,13 @@ def local_stack(
     seed: int = 7,
     faults: list[str] | None = None,
     worker_concurrency: int = 8,
+    workers: int = 1,
     api_workers: int = 1,
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[LocalStack]:
-    """Start the simulator, the API, one Celery worker and beat; yield; stop them all, also
-    when SIGHUP or SIGTERM arrives (see `signals_stop_the_stack`).
+    """Start the simulator, the API, `workers` Celery workers (`worker_concurrency` pool
+    processes each; the first serves its metrics) and beat; yield; stop them all, also when
+    SIGHUP or SIGTERM arrives (see `signals_stop_the_stack`).
 
     Raises:
         DialerError: `startup_failed` when a part does not come up.
@@ -235,17 +237,26 @@ def local_stack(
                 run_dir / "api.log",
             )
         )  # fmt: skip
-        worker = stack.enter_context(
-            child(
-                [py, "-m", "celery", "-A", "workers", "worker", "--loglevel", "WARNING",
-                 "-c", str(worker_concurrency), "-Q", "dials,pacer,maintenance,webhooks",
-                 "-n", f"local-{api_port}@%h", "--without-gossip", "--without-mingle"],
-                env,
-                run_dir / "worker.log",
-                # Cold shutdown: SIGTERM's warm one lets a pacer round run on for its budget.
-                parent_death_signal=signal.SIGQUIT,
-            )
-        )  # fmt: skip
+        worker_procs = []
+        for n in range(1, workers + 1):
+            name, suffix = f"local-{api_port}", ""
+            if n > 1:  # one metrics port per machine: the first worker serves it
+                name, suffix = f"{name}-{n}", str(n)
+            worker_env = env if n == 1 else {**env, "WORKER_METRICS_PORT": "0"}
+            worker_procs.append(
+                stack.enter_context(
+                    child(
+                        [py, "-m", "celery", "-A", "workers", "worker", "--loglevel", "WARNING",
+                         "-c", str(worker_concurrency), "-Q", "dials,pacer,maintenance,webhooks",
+                         "-n", f"{name}@%h", "--without-gossip", "--without-mingle"],
+                        worker_env,
+                        run_dir / f"worker{suffix}.log",
+                        # Cold shutdown: SIGTERM's warm one lets a pacer round run on for
+                        # its budget.
+                        parent_death_signal=signal.SIGQUIT,
+                    )
+                )
+            )  # fmt: skip
         beat = stack.enter_context(
             child(
                 [py, "-m", "celery", "-A", "workers", "beat", "--loglevel", "WARNING",
@@ -259,7 +270,9 @@ def local_stack(
         httpx.post(f"{sim_url}/_sim/reset", timeout=5.0).raise_for_status()
         celery = Celery(broker=settings.redis_url)
         try:
-            processes = {"simulator": sim, "api": api, "worker": worker, "beat": beat}
+            processes = {"simulator": sim, "api": api, "beat": beat}
+            for n, worker in enumerate(worker_procs, 1):
+                processes["worker" if n == 1 else f"worker{n}"] = worker
             metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
             yield LocalStack(sim_url, api_url, env, celery, processes, metrics_url)
         finally:

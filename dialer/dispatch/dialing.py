@@ -16,13 +16,23 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 
 import redis
 import structlog
-from sqlalchemy import exists, select
+from sqlalchemy import Update, bindparam, exists, func, literal_column, select, update
 from sqlalchemy.orm import Session
 
-from dialer.calls import CallEvent, apply_event, claimed, mark_placing, move_job, revive
+from dialer.calls import (
+    PLACING_WITHOUT_CALL,
+    CallEvent,
+    apply_event,
+    call_answered,
+    claimed,
+    mark_placing,
+    move_job,
+    revive,
+)
 from dialer.campaign_state import BREAKER, CampaignAction, transition
 from dialer.dispatch.attempt_end import end_unplaced, finish_call
 from dialer.dispatch.timing import callable_until, dial_refusal
@@ -57,6 +67,7 @@ from models import (
     JobStatus,
     MachineAction,
     Outcome,
+    engine_for,
     on_commit,
     relax_durability,
     transaction,
@@ -262,6 +273,38 @@ class SendDeadline:
         return time.monotonic() > self.monotonic or utcnow() > self.wall
 
 
+_LOCK_FOR_DIAL = (
+    select(
+        CallAttempt,
+        CallJob,
+        Campaign,
+        Account,
+        DncEntry.listed(CallAttempt.account_id, CallAttempt.phone_e164),
+    )
+    .join(CallJob, CallJob.id == CallAttempt.job_id)
+    .join(Campaign, Campaign.id == CallAttempt.campaign_id)
+    .join(Account, Account.id == CallAttempt.account_id)
+    .where(CallAttempt.id == bindparam("attempt_id"))
+    .with_for_update(of=CallAttempt)
+)
+"""One round trip: the attempt (locked), its contact, its campaign and account, and the DNC
+re-check (a number added after upload is not called). Built once: the statement's cache
+key is then computed once per process, not once per call."""
+
+_MARK_PLACING = (
+    update(CallAttempt)
+    .where(CallAttempt.id == bindparam("attempt_id"))
+    .values(
+        status=bindparam("new_status"),
+        placed_at=bindparam("new_placed_at"),
+        send_deadline=bindparam("new_send_deadline"),
+    )
+    .execution_options(synchronize_session=False)
+)
+"""What `mark_placing` and the send deadline changed, written as one UPDATE (`updated_at`
+by its column default)."""
+
+
 def _prepare(
     runtime: Runtime, attempt_id: int
 ) -> PlaceResult | tuple[CallRequest, list[SendWindow], SendDeadline]:
@@ -270,22 +313,7 @@ def _prepare(
     deadline."""
     settings = runtime.settings
     with transaction(settings.database_url) as session:
-        # One round trip: the attempt (locked), its contact, its campaign, and the DNC
-        # re-check (a number added after upload is not called).
-        row = session.execute(
-            select(
-                CallAttempt,
-                CallJob,
-                Campaign,
-                Account,
-                DncEntry.listed(CallAttempt.account_id, CallAttempt.phone_e164),
-            )
-            .join(CallJob, CallJob.id == CallAttempt.job_id)
-            .join(Campaign, Campaign.id == CallAttempt.campaign_id)
-            .join(Account, Account.id == CallAttempt.account_id)
-            .where(CallAttempt.id == attempt_id)
-            .with_for_update(of=CallAttempt)
-        ).one_or_none()
+        row = session.execute(_LOCK_FOR_DIAL, {"attempt_id": attempt_id}).one_or_none()
         if row is None:
             raise NotFoundError("attempt_not_found", f"no call attempt {attempt_id}")
         attempt, job, campaign, account, on_dnc = row
@@ -321,12 +349,24 @@ def _prepare(
             send_s = min(settings.send_wait_s, open_s)
             request = _call_request(runtime, attempt, job, campaign)
             windows = send_windows(account, campaign, ProviderLimits.of(settings))
-            mark_placing(attempt, now)
             deadline = SendDeadline(
                 time.monotonic() + send_s,
                 now + timedelta(seconds=send_s),
             )
+            # The state machine moves a detached copy; one UPDATE writes what it changed,
+            # without the unit of work's flush.
+            session.expunge(attempt)
+            mark_placing(attempt, now)
             attempt.send_deadline = deadline.wall
+            session.execute(
+                _MARK_PLACING,
+                {
+                    "attempt_id": attempt.id,
+                    "new_status": attempt.status,
+                    "new_placed_at": attempt.placed_at,
+                    "new_send_deadline": attempt.send_deadline,
+                },
+            )
     if recovering:
         return _recover(runtime, attempt_id, error=None)
     return request, windows, deadline
@@ -476,10 +516,56 @@ def _adopted(runtime: Runtime, attempt_id: int, canceled: bool) -> PlaceResult:
     return PlaceResult.STOPPED
 
 
+_TIE_PLACED = (
+    update(CallAttempt)
+    .where(
+        CallAttempt.id == bindparam("attempt_id"),
+        CallAttempt.status == PLACING_WITHOUT_CALL["status"],
+        CallAttempt.call_sid.is_(None),
+        # Losing this write in a crash is harmless (see `_adopt`): the commit need not wait
+        # for its WAL flush. `set_config(..., true)` is `SET LOCAL` for the statement's own
+        # transaction; it is evaluated once and always true.
+        func.set_config("synchronous_commit", "off", True) == literal_column("'off'"),
+    )
+    .returning(CallAttempt.end_reason)
+)
+"""The common case of `_adopt` in one statement and one round trip (autocommit): an attempt
+still `placing` with no call gets its call as `dialer.calls.call_answered` decides; no row
+means someone else moved the attempt first, and the locking path decides."""
+
+
+_TIED_BY_CALLBACK = select(CallAttempt.end_reason).where(
+    CallAttempt.id == bindparam("attempt_id"),
+    CallAttempt.call_sid == bindparam("sid"),
+    CallAttempt.status.not_in([AttemptStatus.PLACING, AttemptStatus.NOT_PLACED]),
+)
+"""The attempt already has this call and has moved past `placing` (its status callback came
+first): `_adopt`'s locking path would change nothing and only read `end_reason`, which is
+read here without a lock (a hang-up locks the attempt again itself)."""
+
+
+@lru_cache(maxsize=4)
+def _tie_placed(columns: tuple[str, ...]) -> Update:
+    """`_TIE_PLACED` setting `columns` from the parameters `new_<column>`."""
+    return _TIE_PLACED.values({c: bindparam(f"new_{c}") for c in columns})
+
+
 def _adopt(runtime: Runtime, attempt_id: int, call_sid: str) -> PlaceResult:
     """The create request answered with `call_sid`: tie it to the attempt, unless the
     attempt was given up meanwhile (`resolve_late_call`); hang it up at once if the
     campaign was cancelled with hang-up while the request was on its way."""
+    columns = call_answered(call_sid, utcnow())
+    engine = engine_for(runtime.settings.database_url)
+    params = {"attempt_id": attempt_id, **{f"new_{c}": v for c, v in columns.items()}}
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        tied = conn.execute(_tie_placed(tuple(columns)), params).one_or_none()
+        if tied is None:
+            # Often the call's first status callback tied it first: no write left to do.
+            by_callback = {"attempt_id": attempt_id, "sid": call_sid}
+            tied = conn.execute(_TIED_BY_CALLBACK, by_callback).one_or_none()
+    if tied is not None:  # tied: hang it up if its campaign was cancelled with hang-up
+        canceled = tied.end_reason is EndReason.CAMPAIGN_CANCELED
+        return _adopted(runtime, attempt_id, canceled) if canceled else PlaceResult.PLACED
     with transaction(runtime.settings.database_url) as session:
         # Losing this write in a crash is harmless: the attempt stays `placing` and is
         # resolved by lookup (the reaper) or by the call's first status callback.

@@ -16,6 +16,7 @@ Error mapping (Twilio error dictionary, https://www.twilio.com/docs/api/errors):
 from __future__ import annotations
 
 import json
+import os
 import re
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -72,14 +73,30 @@ LIST_LIMIT: Final = 200
 """Most calls `list_calls` reads (two pages of 100): enough for one number's recent attempts."""
 
 
+TWILIO_API_URL: Final = "https://api.twilio.com"
+
+
 class BaseUrlHttpClient(TwilioHttpClient):  # type: ignore[misc]  # the SDK is untyped
     """`TwilioHttpClient` that sends every request to `base_url` (scheme and host replaced,
-    path and query kept) with an explicit timeout in seconds. The requests `Session` is kept
-    for keep-alive; use one instance from one thread at a time."""
+    path and query kept) with an explicit timeout in seconds. The SDK's requests `Session`
+    (`pool_connections=True`) is one keep-alive connection pool, reused by every request of
+    the instance: the runtime keeps one per process (`dialer.runtime.Runtime.provider`). Use
+    one instance from one thread at a time.
+
+    The environment's proxy settings (`HTTPS_PROXY`, `NO_PROXY`, ...) and CA bundle
+    (`REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE`) are read once, here, for the host requests go
+    to, and handed to the session: requests would otherwise read them again on every
+    request (`Session.merge_environment_settings`), a measurable share of a call's CPU.
+    """
 
     def __init__(self, base_url: str | None, timeout_s: float) -> None:
         super().__init__(pool_connections=True, timeout=timeout_s)
         self.base_url = base_url.rstrip("/") if base_url else None
+        self.proxy = requests.utils.get_environ_proxies(self.base_url or TWILIO_API_URL)
+        self.session.verify = (
+            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        )
+        self.session.trust_env = False
 
     def rewrite(self, url: str) -> str:
         """`url` with scheme and host taken from `base_url` (unchanged when unset)."""

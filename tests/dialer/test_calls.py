@@ -12,6 +12,7 @@ from dialer.calls import (
     CallEvent,
     JobStep,
     apply_event,
+    call_answered,
     claimed,
     mark_not_placed,
     mark_placing,
@@ -163,3 +164,14 @@ def test_a_providers_times_never_come_before_the_attempt_was_placed() -> None:
     early.placed_at = T0 + timedelta(seconds=9)
     apply_event(early, ANSWERED_LIFE[-1])
     assert early.answered_at == early.ended_at == early.placed_at
+
+
+def test_call_answered_is_the_move_apply_event_makes_from_placing_without_a_call() -> None:
+    # What the guarded one-statement write of `place_call` sets is the state machine's move.
+    placing = attempt()
+    placing.placed_at = T0
+    placing.last_sequence = 4
+    apply_event(placing, CallEvent(AttemptStatus.QUEUED, -1, T0, SID))
+    assert call_answered(SID, T0) == {"status": AttemptStatus.QUEUED, "call_sid": SID}
+    assert (placing.status, placing.call_sid) == (AttemptStatus.QUEUED, SID)
+    assert placing.last_sequence == 4 and placing.placed_at == T0  # left as they were

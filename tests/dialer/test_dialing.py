@@ -513,3 +513,35 @@ def test_a_call_tied_by_its_callback_before_the_lookup_of_a_cancelled_campaign_i
         pool.shutdown(wait=False)
     assert result is PlaceResult.STOPPED
     assert sim.get(f"{calls}/{sid}.json", auth=auth).json()["status"] in ("canceled", "completed")
+
+
+@pytest.mark.parametrize("canceled", [False, True])
+def test_a_call_its_status_callback_tied_first_is_placed_as_it_stands(
+    runtime: Runtime, sim: httpx.Client, monkeypatch: pytest.MonkeyPatch, canceled: bool
+) -> None:
+    attempt_id = dialing_attempt(runtime)
+    create = runtime.provider.create_call
+
+    def create_then_callback(request: Any) -> Any:
+        call = create(request)
+        # The `initiated` callback is applied before the create's reply is: it ties the call
+        # (and the campaign was cancelled with hang-up meanwhile, in one case).
+        with transaction(runtime.settings.database_url) as session:
+            attempt = session.get_one(CallAttempt, attempt_id)
+            attempt.status, attempt.call_sid = AttemptStatus.INITIATED, call.sid
+            if canceled:
+                attempt.end_reason = EndReason.CAMPAIGN_CANCELED
+        return call
+
+    monkeypatch.setattr(runtime.provider, "create_call", create_then_callback)
+    result = place_call(runtime, attempt_id)
+    attempt, _, _ = state(runtime, attempt_id)
+    assert stats(sim)["calls_created"] == 1
+    if canceled:
+        assert result is PlaceResult.STOPPED  # `hang_up_call` ran: the call is over
+        [call] = sim.get("/_sim/calls").json()
+        assert call["status"] in ("canceled", "completed")
+        assert attempt.end_reason is EndReason.CAMPAIGN_CANCELED
+    else:
+        assert result is PlaceResult.PLACED
+        assert attempt.status is AttemptStatus.INITIATED  # not moved back to `queued`

@@ -180,3 +180,31 @@ def test_base_url_rewrites_scheme_and_host_only() -> None:
     url = "https://api.twilio.com/2010-04-01/Accounts/AC1/Calls.json?To=%2B1"
     assert client.rewrite(url) == "http://127.0.0.1:8765/2010-04-01/Accounts/AC1/Calls.json?To=%2B1"
     assert BaseUrlHttpClient(None, 1.0).rewrite(url) == url
+
+
+def test_one_keep_alive_connection_serves_the_requests_of_a_process(sim: Sim) -> None:
+    provider = make_provider(sim.base_url)
+    first = provider.create_call(call_to("+15551230001"))
+    provider.create_call(call_to("+15551230002"))
+    provider.fetch_call(first.sid)
+    adapter = provider.http_client.session.get_adapter(sim.base_url)
+    pools = adapter.poolmanager.pools
+    [pool] = [pools[key] for key in pools.keys()]  # noqa: SIM118  # it refuses iteration
+    assert pool.num_connections == 1  # opened once, reused by the next two requests
+    assert pool.num_requests == 3
+
+
+def test_the_environment_s_proxy_and_ca_settings_are_read_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.test:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/company-ca.pem")
+    twilio = BaseUrlHttpClient(None, 1.0)
+    assert twilio.proxy["https"] == "http://proxy.example.test:3128"
+    assert twilio.session.verify == "/etc/ssl/certs/company-ca.pem"
+    assert BaseUrlHttpClient("http://127.0.0.1:8765", 1.0).proxy == {}  # NO_PROXY holds
+    # Read once: requests does not look at the environment again on each request.
+    assert twilio.session.trust_env is False
+    monkeypatch.setenv("HTTPS_PROXY", "http://other.example.test:3128")
+    assert twilio.proxy["https"] == "http://proxy.example.test:3128"
