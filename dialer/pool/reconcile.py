@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from dialer.pool import Keys, Pool, ProviderKeys
 from dialer.pool.leases import release_keys
-from models import LIVE_ATTEMPT_STATUSES, CallAttempt, Campaign, transaction
+from models import LIVE_ATTEMPT_STATUSES, CallAttempt, transaction
 
 log = structlog.get_logger(__name__)
 
@@ -46,18 +46,16 @@ def ensure_pool(pool: Pool, database_url: str, account_id: int) -> bool:
                 CallAttempt.id,
                 CallAttempt.campaign_id,
                 CallAttempt.lease_expires_at,
-                Campaign.caller_id_id,
-            )
-            .join(Campaign, Campaign.id == CallAttempt.campaign_id)
-            .where(
+                CallAttempt.from_e164,
+            ).where(
                 CallAttempt.account_id == account_id,
                 CallAttempt.status.in_(LIVE_ATTEMPT_STATUSES),
             )
         ).all()
         pipe = pool.redis.pipeline(transaction=True)
-        for attempt_id, campaign_id, expires, caller_id_id in rows:
+        for attempt_id, campaign_id, expires, from_e164 in rows:
             score = int(expires.timestamp() * 1000)
-            for key in release_keys(account_id, campaign_id, caller_id_id):
+            for key in release_keys(account_id, campaign_id, from_e164):
                 pipe.zadd(key, {str(attempt_id): score}, nx=True)
         pipe.set(keys.generation(), "1", nx=True)
         pipe.execute()
