@@ -339,6 +339,7 @@ class CallAttempt(Base):
         Index("ix_call_attempts_job", "job_id"),
         Index("ix_call_attempts_campaign_status", "campaign_id", "status"),
         Index("ix_call_attempts_number", "account_id", "phone_e164", "created_at"),
+        Index("ix_call_attempts_campaign_created", "campaign_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -14,6 +14,9 @@ of selection, by the automatic rest of a flagged number or by its operator.
 it presents `caller_id_id` alone). `call_jobs.pool_caller_ids`: a single call's own pool
 (null: its campaign's). `accounts.rest_flagged_numbers`: the operator setting that rests a
 flagged number automatically. All are new nullable or defaulted columns: no table rewrite.
+`ix_call_attempts_campaign_created`: a campaign's attempts of the last day, read by the
+number-health report (one more index entry per attempt; built with a write lock on
+`call_attempts` while it runs).
 """
 
 from collections.abc import Sequence
@@ -53,9 +56,13 @@ def upgrade() -> None:
             "rest_flagged_numbers", sa.Boolean(), server_default=sa.text("false"), nullable=False
         ),
     )
+    op.create_index(
+        "ix_call_attempts_campaign_created", "call_attempts", ["campaign_id", "created_at"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_call_attempts_campaign_created", "call_attempts")
     op.drop_column("accounts", "rest_flagged_numbers")
     op.drop_column("call_jobs", "pool_caller_ids")
     op.drop_column("campaigns", "pool_caller_ids")
