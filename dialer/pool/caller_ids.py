@@ -32,6 +32,7 @@ import holidays
 import phonenumbers
 from phonenumbers import geocoder
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
 from models import CallAttempt, CallerId, CallJob, Campaign
@@ -108,7 +109,7 @@ def last_caller_ids(session: Session, account_id: int, phones: Collection[str]) 
     rows = session.execute(
         select(CallAttempt.phone_e164, CallAttempt.from_e164)
         .where(CallAttempt.account_id == account_id, CallAttempt.phone_e164.in_(set(phones)))
-        .distinct(CallAttempt.phone_e164)
+        .ext(distinct_on(CallAttempt.phone_e164))
         .order_by(CallAttempt.phone_e164, CallAttempt.created_at.desc(), CallAttempt.id.desc())
     )
     return {phone: from_e164 for phone, from_e164 in rows}
