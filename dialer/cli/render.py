@@ -61,8 +61,8 @@ class _Sections:
 
 PROGRESS_FIRST = (3, 0, 1, 2, 4)
 """`report_table`'s sections for `campaigns watch`: pacing, breaker and ETA, then contacts,
-outcomes, then rates, attempts and talk time, then number health. A terminal's redrawn table (rich Live) is cut
-at the terminal's height: what is cut is then the least urgent."""
+outcomes, then rates, attempts and talk time, then number health. A terminal's redrawn
+table (rich Live) is cut at the terminal's height: what is cut is then the least urgent."""
 
 
 def number_health_text(number: dict[str, Any]) -> str:
