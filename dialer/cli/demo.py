@@ -149,11 +149,11 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
     "answer_rate", "pool_cap", "max_concurrent_observed", "max_dials_per_number",
     "calls_by_caller_id", "elapsed_s", "report_command", "logs"}`: `rows` the CSV's data
     rows, `accepted` how many became contacts, `rejected` the refused ones by reason
-    (`{"invalid_number": 2}`), `answer_rate` calls answered / calls placed (0..1, None with no call placed), the
-    `max_*` figures observed by the simulator (`GET /_sim/stats`), `calls_by_caller_id` the
-    calls each number of the campaign's caller-ID pool (`DEMO_POOL`) presented,
-    `elapsed_s` in seconds,
-    `report_command` the command that prints this campaign's report afterwards, `logs` the
+    (`{"invalid_number": 2}`), `answer_rate` calls answered / calls placed (0..1, None
+    with no call placed), the `max_*` figures observed by the simulator (`GET
+    /_sim/stats`), `calls_by_caller_id` the calls each number of the campaign's caller-ID
+    pool (`DEMO_POOL`) presented, `elapsed_s` in seconds, `report_command` the command
+    that prints this campaign's report afterwards, `logs` the
     children's log directory. Without `--json` the final report table is printed once,
     followed by these figures as plain lines, and (without `--serve`) how to see the page.
 
