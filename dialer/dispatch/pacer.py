@@ -17,6 +17,11 @@ meanwhile, `call_before` passed, number over the daily cap). Contacts of a campa
 `end_at` end `expired` in one statement, and the campaign completes. When nothing is due
 and no call is in progress, the pacer stops until the next due time, `start_at` or `end_at`
 (a Redis key the beat's kick honours; an explicit kick still runs it), instead of polling.
+
+Caller IDs (`dialer.pool.caller_ids`): each contact's candidates come from its pool (sticky,
+local, then the rest), and the admission script picks the number within its limits; a
+contact whose pool is spent stays pending and its campaign's waiting reason is recorded
+(`Keys.campaign_waiting`) for the report.
 """
 
 from __future__ import annotations
