@@ -348,3 +348,18 @@ def test_a_pool_of_rested_numbers_waits(runtime: Runtime, sim: httpx.Client) -> 
     report = report_of(runtime, account_id, campaign_id, runtime.clock())
     assert report.waiting_reason == "caller_ids_rested"
     assert sim.get("/_sim/calls").json() == []
+
+
+def test_the_day_limit_holds_after_redis_lost_the_pool(runtime: Runtime, sim: httpx.Client) -> None:
+    runtime.clock = Clock(utcnow())
+    boston = [f"+1617555{n:04d}" for n in range(3)]
+    limits: dict[str, int | None] = {"max_calls_per_minute": None, "max_calls_per_day": 2}
+    account_id, campaign_id = pool_campaign(runtime, [SF], boston, limits=limits)
+    assert dial_round(runtime, account_id) == 2
+    runtime.redis.flushdb()  # a Redis restart without persistence
+    assert dispatch_round(runtime, account_id).pool_lost
+    ensure_pool(runtime.pool, runtime.settings.database_url, account_id)
+    # The dial window came back from the attempts of the last day with the leases.
+    assert dial_round(runtime, account_id) == 0
+    assert pending(runtime, campaign_id) == 1
+    assert per_from(sim) == Counter({SF: 2})
