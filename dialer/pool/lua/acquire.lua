@@ -56,7 +56,6 @@ local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now = math.floor(now_us / 1000)
 
-
 local caps, intervals = {}, {}
 for i = 1, S do caps[i] = tonumber(ARGV[3 + i]) end
 for j = 1, L do intervals[j] = tonumber(ARGV[3 + S + j]) end
