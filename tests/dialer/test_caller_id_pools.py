@@ -363,3 +363,20 @@ def test_the_day_limit_holds_after_redis_lost_the_pool(runtime: Runtime, sim: ht
     assert dial_round(runtime, account_id) == 0
     assert pending(runtime, campaign_id) == 1
     assert per_from(sim) == Counter({SF: 2})
+
+
+def test_a_pool_number_disabled_for_outbound_is_skipped_and_the_campaign_runs_on(
+    runtime: Runtime, sim: httpx.Client
+) -> None:
+    runtime.clock = Clock(utcnow())
+    account_id, campaign_id = pool_campaign(runtime, [SF, NYC], ["+14155550143"])
+    with transaction(runtime.settings.database_url) as session:
+        save_number(session, account_id, SF, outbound=False, provider=runtime.provider, actor="t")
+        assert session.get_one(Campaign, campaign_id).status is CampaignStatus.RUNNING
+    assert dial_round(runtime, account_id) == 1
+    assert carrier_froms(sim)["+14155550143"] == [NYC]  # not the local, disabled one
+    with transaction(runtime.settings.database_url) as session:
+        save_number(session, account_id, NYC, outbound=False, provider=runtime.provider, actor="t")
+        campaign = session.get_one(Campaign, campaign_id)
+        assert campaign.status is CampaignStatus.PAUSED  # no outbound number left
+        assert campaign.status_reason == f"caller ID {NYC} was disabled for outbound calls"
