@@ -468,6 +468,8 @@ CONTRACT_KEYS = {
     "pacing": {"leases", "cps", "due_to_dial_s"},
     "breaker": {"state", "reason", "trips"},
     "eta": {"remaining", "finish_at"},
+    "waiting_reason": None,
+    "numbers": None,
 }
 """The report's keys, as `campaigns.reports.CampaignReport` fixes them for the page; the
 outcomes are the `models.Outcome` values, as the call API and the exports name them."""
@@ -498,6 +500,18 @@ def test_report_shape(api: Api, campaign_id: int) -> None:
         {"minute", "dials", "answers", "live"}
     ] * 5
     assert report["pacing"]["leases"]["account"] == {"in_use": 0, "cap": 10}
+    assert report["waiting_reason"] is None
+    assert report["numbers"] == [
+        {
+            "number": "+15005550006",
+            "calls": 0,
+            "answer_rate": None,
+            "human_rate": None,
+            "flagged": False,
+            "rested_at": None,
+            "rested_reason": None,
+        }
+    ]
     assert set(report["pacing"]["cps"]) == {"achieved", "limit"}
     assert report["pacing"]["due_to_dial_s"] == {"p50": None, "p95": None}
     assert report["breaker"] == {"state": "closed", "reason": None, "trips": 0}
