@@ -164,7 +164,8 @@ def free_slots(runtime: Runtime, account_id: int, n: int) -> None:
     keys = Keys(account_id)
     with transaction(runtime.settings.database_url) as session:
         campaign = session.scalars(select(Campaign).where(Campaign.account_id == account_id)).one()
-        scopes = release_keys(account_id, campaign.id, campaign.caller_id_id)
+        caller_id = session.get_one(CallerId, campaign.caller_id_id)
+        scopes = release_keys(account_id, campaign.id, caller_id.e164)
     for member in runtime.redis.zrange(keys.account_pool(), 0, n - 1):
         runtime.pool.release(member.decode(), scopes, keys.wake())
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import ColumnElement, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.paging import Page, keyset_page
@@ -132,6 +132,7 @@ class AccountChange:
     webhook_url: str | None = None
     max_concurrency_ceiling: int | None = None
     cps_ceiling: float | None = None
+    rest_flagged_numbers: bool | None = None
 
 
 def update_account(
@@ -217,6 +218,8 @@ def update_account(
         account.max_calls_per_number_per_day = change.max_calls_per_number_per_day
     if webhook_url is not None:
         account.webhook_url = webhook_url or None
+    if change.rest_flagged_numbers is not None:
+        account.rest_flagged_numbers = change.rest_flagged_numbers
     session.flush()
     return account
 
@@ -233,6 +236,7 @@ def account_json(session: Session, account: Account, defaults: Ceilings) -> dict
         "cps_ceiling": ceilings.cps,
         "max_calls_per_number_per_day": account.max_calls_per_number_per_day,
         "webhook_url": account.webhook_url,
+        "rest_flagged_numbers": account.rest_flagged_numbers,
         "numbers": [number_json(n) for n in list_numbers(session, account.id).items],
         "created_at": account.created_at,
     }
@@ -335,8 +339,20 @@ def number_json(number: CallerId) -> dict[str, object]:
         "number": number.e164,
         "outbound": number.outbound,
         "max_concurrency": number.max_concurrency,
+        "max_calls_per_minute": number.max_calls_per_minute,
+        "max_calls_per_day": number.max_calls_per_day,
+        "rested_at": number.rested_at,
+        "rested_reason": number.rested_reason,
         "created_at": number.created_at,
     }
+
+
+DEFAULT_CALLS_PER_MINUTE = 10
+"""Calls a new caller ID may present in any minute: carriers' analytics flag a number at
+roughly more than 10 calls a minute (vendor guidance cited in issue 22)."""
+DEFAULT_CALLS_PER_DAY = 100
+"""Calls a new caller ID may present in any 24 hours: carriers flag a number at roughly
+more than 100 a day (the same guidance)."""
 
 
 def find_number(session: Session, account_id: int, number: str) -> CallerId:
@@ -371,12 +387,18 @@ def save_number(
     *,
     outbound: bool | Keep = KEEP,
     max_concurrency: int | Keep | None = KEEP,
+    max_calls_per_minute: int | Keep | None = KEEP,
+    max_calls_per_day: int | Keep | None = KEEP,
+    rested: bool | Keep = KEEP,
     provider: TelephonyProvider,
     actor: str,
 ) -> tuple[CallerId, bool]:
     """Add caller ID `number` to the account, or change its settings; returns it and
     whether it is new. A setting given as `KEEP` (left out of the request) keeps its stored
-    value (a new number: outbound, no cap); `max_concurrency=None` clears the cap. A new
+    value (a new number: outbound, no concurrency cap, `DEFAULT_CALLS_PER_MINUTE` and
+    `DEFAULT_CALLS_PER_DAY`); None clears a cap or limit. `rested=True` rests the number
+    (caller-ID selection skips it) as done by `actor`; False puts a rested number back in
+    use. A new
     number must be one the provider account owns or verified
     (`TelephonyProvider.owns_caller_id`) and no other account's: the provider account is
     shared by every tenant, so its say does not tell whose the number is.
@@ -394,9 +416,18 @@ def save_number(
         ProviderFailedError: `provider_error`, the provider could not be asked.
     """
     e164 = _e164(number)
-    if isinstance(max_concurrency, int) and max_concurrency <= 0:
-        problem = {"field": "max_concurrency", "message": "must be greater than 0"}
-        raise InvalidOptionError("max_concurrency: must be greater than 0", [problem])
+    problems = [
+        {"field": field, "message": "must be greater than 0"}
+        for field, value in (
+            ("max_concurrency", max_concurrency),
+            ("max_calls_per_minute", max_calls_per_minute),
+            ("max_calls_per_day", max_calls_per_day),
+        )
+        if isinstance(value, int) and value <= 0
+    ]
+    if problems:
+        message = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        raise InvalidOptionError(message, problems)
     caller_id = session.scalars(
         select(CallerId)
         .where(CallerId.account_id == account_id, CallerId.e164 == e164)
@@ -416,13 +447,27 @@ def save_number(
                 f"the provider account neither owns nor verified {e164} "
                 "(IncomingPhoneNumbers, OutgoingCallerIds)",
             )
-        caller_id = CallerId(account_id=account_id, e164=e164, outbound=True)
+        caller_id = CallerId(
+            account_id=account_id,
+            e164=e164,
+            outbound=True,
+            max_calls_per_minute=DEFAULT_CALLS_PER_MINUTE,
+            max_calls_per_day=DEFAULT_CALLS_PER_DAY,
+        )
         session.add(caller_id)
     was_outbound = caller_id.outbound
     if not isinstance(outbound, Keep):
         caller_id.outbound = outbound
     if not isinstance(max_concurrency, Keep):
         caller_id.max_concurrency = max_concurrency
+    if not isinstance(max_calls_per_minute, Keep):
+        caller_id.max_calls_per_minute = max_calls_per_minute
+    if not isinstance(max_calls_per_day, Keep):
+        caller_id.max_calls_per_day = max_calls_per_day
+    if rested is True and caller_id.rested_at is None:
+        caller_id.rested_at, caller_id.rested_reason = utcnow(), f"rested by {actor}"
+    elif rested is False:
+        caller_id.rested_at = caller_id.rested_reason = None
     session.flush()
     if was_outbound and not caller_id.outbound:
         _pause_presenting(session, caller_id, actor)
@@ -448,27 +493,34 @@ def _refuse_taken(session: Session, account_id: int, e164: str) -> None:
 
 
 def _pause_presenting(session: Session, caller_id: CallerId, actor: str) -> None:
-    """Pause the running campaigns that present `caller_id` (no longer outbound)."""
+    """Pause the running campaigns that present `caller_id` (no longer outbound) and no
+    other outbound number of their pool."""
     running = session.scalars(
         select(Campaign)
-        .where(Campaign.caller_id_id == caller_id.id, Campaign.status == CampaignStatus.RUNNING)
+        .where(presenting(caller_id), Campaign.status == CampaignStatus.RUNNING)
         .order_by(Campaign.id)
         .with_for_update()
     )
     reason = f"caller ID {caller_id.e164} was disabled for outbound calls"
     for campaign in running:
-        transition(campaign, CampaignAction.PAUSE, actor=actor, reason=reason)
+        if not _outbound_in_pool(session, campaign):
+            transition(campaign, CampaignAction.PAUSE, actor=actor, reason=reason)
+
+
+def _outbound_in_pool(session: Session, campaign: Campaign) -> bool:
+    pool = [campaign.caller_id_id, *campaign.pool_caller_ids]
+    return bool(session.scalar(select(exists().where(CallerId.id.in_(pool), CallerId.outbound))))
 
 
 def require_outbound(session: Session, campaign: Campaign) -> None:
-    """Refuse to start or resume `campaign` while its caller ID is not enabled for outbound
-    calls.
+    """Refuse to start or resume `campaign` while no number of its caller-ID pool is
+    enabled for outbound calls.
 
     Raises:
         ConflictError: `caller_id_not_outbound`.
     """
-    caller_id = session.get_one(CallerId, campaign.caller_id_id)
-    if not caller_id.outbound:
+    if not _outbound_in_pool(session, campaign):
+        caller_id = session.get_one(CallerId, campaign.caller_id_id)
         raise ConflictError(
             "caller_id_not_outbound",
             f"campaign {campaign.id} presents {caller_id.e164}, which is disabled for "
@@ -486,7 +538,7 @@ def remove_number(session: Session, account_id: int, number: str) -> None:
     """
     caller_id = find_number(session, account_id, number)
     used = session.scalars(
-        select(Campaign.id).where(Campaign.caller_id_id == caller_id.id).order_by(Campaign.id)
+        select(Campaign.id).where(presenting(caller_id)).order_by(Campaign.id)
     ).all()
     if used:
         raise ConflictError(
@@ -496,6 +548,47 @@ def remove_number(session: Session, account_id: int, number: str) -> None:
         )
     session.delete(caller_id)
     session.flush()
+
+
+def outbound_pool(session: Session, account_id: int, numbers: list[str]) -> list[CallerId]:
+    """The caller IDs of a caller-ID pool, in the order given: each must be the account's
+    and enabled for outbound calls, and given once.
+
+    Raises:
+        DialerError: `invalid_phone_format`; `from_number_not_found` (one that is not the
+            account's, or not enabled for outbound; `details` names each).
+        InvalidOptionError: `invalid_option`, an empty pool or a number given twice.
+    """
+    e164s = [_e164(n) for n in numbers]
+    twice = sorted({e for e in e164s if e164s.count(e) > 1})
+    if not e164s or twice:
+        problem = {"field": "caller_id_pool", "message": f"given twice: {', '.join(twice)}"}
+        if not e164s:
+            problem["message"] = "no number"
+        raise InvalidOptionError(f"caller_id_pool: {problem['message']}", [problem])
+    found = {
+        c.e164: c
+        for c in session.scalars(
+            select(CallerId).where(
+                CallerId.account_id == account_id, CallerId.outbound, CallerId.e164.in_(e164s)
+            )
+        )
+    }
+    missing = [e for e in e164s if e not in found]
+    if missing:
+        raise DialerError(
+            "from_number_not_found",
+            f"{', '.join(missing)} not among the account's numbers enabled for outbound calls",
+            [{"field": "caller_id_pool", "message": f"{e}: not usable"} for e in missing],
+        )
+    return [found[e] for e in e164s]
+
+
+def presenting(caller_id: CallerId) -> ColumnElement[bool]:
+    """SQL: the campaign presents `caller_id` (its first number, or one of its pool)."""
+    return (Campaign.caller_id_id == caller_id.id) | Campaign.pool_caller_ids.contains(
+        [caller_id.id]
+    )
 
 
 def outbound_number(session: Session, account_id: int, number: str | None) -> CallerId:

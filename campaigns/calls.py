@@ -25,20 +25,20 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Self
 
-from pydantic import AwareDatetime, Field, field_validator
+from pydantic import AwareDatetime, Field, field_validator, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from campaigns.accounts import outbound_number
+from campaigns.accounts import outbound_number, outbound_pool
 from campaigns.lifecycle import get_campaign
-from campaigns.options import RING_TIMEOUT_S, TIME_LIMIT_S, CodedOptions
+from campaigns.options import MAX_POOL, RING_TIMEOUT_S, TIME_LIMIT_S, CodedOptions
 from campaigns.paging import Page, keyset_page
 from dialer.calls import DEFAULT_RETRY_POLICY
 from dialer.campaign_state import CampaignAction, transition
 from dialer.dispatch.timing import CAP_PERIOD, calls_today, schedule_of
-from dialer.errors import ConflictError, DialerError, NotFoundError
+from dialer.errors import ConflictError, DialerError, InvalidOptionError, NotFoundError
 from dialer.numbers import NumberRejected, RejectReason, check_policy, classify
 from dialer.providers.twiml import template_placeholders
 from dialer.webhook_url import check_webhook_url
@@ -193,6 +193,24 @@ class SingleCall(CodedOptions):
         description="Caller ID, one of the account's outbound numbers (default: the "
         "campaign's, else the account's first).",
     )
+    caller_id_pool: list[Annotated[str, Field(max_length=32)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_POOL,
+        description="Caller-ID pool instead of one from_number (without campaign_id): the "
+        "account's outbound numbers, E.164. The call presents the number the callee was "
+        "last called from, else one of its area code or region, else the least used.",
+    )
+
+    @model_validator(mode="after")
+    def _one_caller_id_setting(self) -> Self:
+        if self.from_number is not None and self.caller_id_pool is not None:
+            raise InvalidOptionError(
+                "give from_number or caller_id_pool, not both",
+                [{"field": "caller_id_pool", "message": "given with from_number"}],
+            )
+        return self
+
     amd: Amd | None = Field(
         None,
         description="Answering machine detection: off, hangup (on a machine), leave_message "
@@ -283,7 +301,8 @@ def place_call(
     the campaign is completed or cancelled), the number policy (`emergency_or_short_code`,
     `premium_rate`, `country_not_allowed`, `do_not_call`), `from_number_not_found`,
     `no_outbound_number`, `from_number_mismatch` (a `from_number` other than the named
-    campaign's caller ID), `campaign_paused` (409, see `refuse_tripped`),
+    campaign's caller ID, or a `caller_id_pool` with a named campaign), `campaign_paused`
+    (409, see `refuse_tripped`),
     `invalid_template`, `missing_variable`, `webhook_url_not_allowed`.
 
     Returns:
@@ -317,7 +336,16 @@ def place_call(
     if session.scalar(select(DncEntry.listed(account.id, e164))):
         raise DialerError("do_not_call", f"{e164} is on the account's do-not-call list")
 
-    if campaign is None:
+    pool = None
+    if call.caller_id_pool is not None and campaign is not None:
+        raise DialerError(
+            "from_number_mismatch",
+            f"campaign {campaign.id} calls from its own numbers; leave caller_id_pool out",
+        )
+    if call.caller_id_pool is not None:
+        pool = [c.id for c in outbound_pool(session, account.id, call.caller_id_pool)]
+        campaign = standing_campaign(session, account, session.get_one(CallerId, pool[0]))
+    elif campaign is None:
         caller_id = outbound_number(session, account.id, call.from_number)
         campaign = standing_campaign(session, account, caller_id)
     elif call.from_number is not None:
@@ -375,6 +403,7 @@ def place_call(
         max_hold_s=call.max_hold_seconds,
         machine_detection=detection,
         machine_action=action,
+        pool_caller_ids=pool if pool and len(pool) > 1 else None,
     )
     session.add(job)
     session.flush()

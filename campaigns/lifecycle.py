@@ -11,7 +11,7 @@ from typing import Any, BinaryIO, TextIO
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from campaigns.accounts import outbound_number, require_outbound
+from campaigns.accounts import outbound_number, outbound_pool, require_outbound
 from campaigns.ingest import IngestSummary, ingest_contacts
 from campaigns.options import CampaignOptions as CampaignOptions  # re-exported for callers
 from campaigns.paging import Page, keyset_page
@@ -72,8 +72,9 @@ def new_campaign(session: Session, account: Account, options: CampaignOptions) -
 
     Raises:
         DialerError: `invalid_phone_format`, `from_number_not_found`, `no_outbound_number`
-            (see `campaigns.accounts.outbound_number`).
-        InvalidOptionError: `invalid_option`, a cap above the account's.
+            (see `campaigns.accounts.outbound_number`, `outbound_pool`).
+        InvalidOptionError: `invalid_option`, a cap above the account's; a caller-ID pool
+            with a number given twice.
     """
     above = [
         {"field": field, "message": f"at most {limit:g}, the account's"}
@@ -87,11 +88,15 @@ def new_campaign(session: Session, account: Account, options: CampaignOptions) -
     ]
     if above:
         raise InvalidOptionError("; ".join(f"{p['field']}: {p['message']}" for p in above), above)
-    caller_id = outbound_number(session, account.id, options.from_number)
+    if options.caller_id_pool is not None:
+        pool = outbound_pool(session, account.id, options.caller_id_pool)
+    else:
+        pool = [outbound_number(session, account.id, options.from_number)]
     window = options.calling_window()
     campaign = Campaign(
         account_id=account.id,
-        caller_id_id=caller_id.id,
+        caller_id_id=pool[0].id,
+        pool_caller_ids=[c.id for c in pool[1:]],
         name=options.name,
         message=options.message,
         default_region=options.default_region.upper(),

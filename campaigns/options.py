@@ -60,6 +60,10 @@ TIME_LIMIT_S = (1, 14400)
 """Twilio's `TimeLimit` bounds, seconds (four hours is Twilio's maximum)."""
 
 
+MAX_POOL = 100
+"""Most numbers in one caller-ID pool."""
+
+
 RetryOutcome = Literal["busy", "no-answer", "failed", "machine"]
 """The outcomes that may retry: the keys of `dialer.calls.DEFAULT_RETRY_POLICY`."""
 
@@ -150,6 +154,14 @@ class BatchOptions(CodedOptions):
     from_number: str | None = Field(
         None, description="Caller ID, E.164 (default: the account's first caller ID)."
     )
+    caller_id_pool: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_POOL,
+        description="Caller-ID pool instead of one from_number: the account's outbound "
+        "numbers, E.164 (repeatable). Each call presents the number the contact was last "
+        "called from, else one of its area code or region, else the pool's least used.",
+    )
     default_region: str = Field(
         "US", min_length=2, max_length=2, description="Region of national numbers (ISO 3166)."
     )
@@ -216,6 +228,15 @@ class BatchOptions(CodedOptions):
     @classmethod
     def _retry_outcomes(cls, value: Any) -> Any:
         return _retry_matrix(value)
+
+    @model_validator(mode="after")
+    def _one_caller_id_setting(self) -> Self:
+        if self.from_number is not None and self.caller_id_pool is not None:
+            raise InvalidOptionError(
+                "give from_number or caller_id_pool, not both",
+                [{"field": "caller_id_pool", "message": "given with from_number"}],
+            )
+        return self
 
     @field_validator("window")
     @classmethod

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from campaigns import counters
 from campaigns.ingest import escape_formula
 from campaigns.lifecycle import get_campaign
+from campaigns.number_health import NumberHealth, number_health
 from dialer.campaign_state import CampaignAction
 from dialer.pool import Keys, Pool
 from models import Account, Campaign, CampaignEvent, CampaignStatus, utcnow
@@ -225,6 +226,16 @@ class CampaignReport(BaseModel):
     """The account's circuit breaker as it bears on this campaign."""
     eta: Eta
     """What remains and when it should finish."""
+    waiting_reason: str | None
+    """Why its due contacts are not being dialled now, while the pacer finds so:
+    `caller_ids_spent` (every number of its caller-ID pool is at its concurrency cap or its
+    minute's or day's limit) or `caller_ids_rested` (every number is rested or disabled for
+    outbound calls); None otherwise."""
+    numbers: list[NumberHealth]
+    """Number health: per caller ID of its pool (and any other that presented its calls),
+    calls, answer and human rates over the last day, `flagged` when its answer rate falls
+    under half the campaign's over at least 20 calls, and whether it is rested
+    (`campaigns.number_health`)."""
 
 
 SERIES_MINUTES = 60
@@ -447,7 +458,18 @@ def campaign_report(
         pacing=pacing,
         breaker=breaker,
         eta=Eta(remaining=open_contacts, finish_at=finish_at),
+        waiting_reason=_waiting_reason(pool, keys, campaign) if not finished else None,
+        numbers=number_health(session, campaign, now),
     )
+
+
+def _waiting_reason(pool: Pool, keys: Keys, campaign: Campaign) -> str | None:
+    """The reason the pacer's last rounds left for the campaign's due contacts waiting
+    (`dialer.dispatch.pacer`), if it still stands."""
+    if campaign.status is not CampaignStatus.RUNNING:
+        return None
+    reason = pool.redis.get(keys.campaign_waiting(campaign.id))
+    return reason.decode() if isinstance(reason, bytes) else None
 
 
 def _series(

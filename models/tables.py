@@ -90,6 +90,9 @@ class Account(CreatedAt, Base):
     """The secret before the last rotation: it still signs for 24 h after
     `webhook_secret_rotated_at`."""
     webhook_secret_rotated_at: Mapped[datetime | None] = mapped_column()
+    rest_flagged_numbers: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    """Rest a caller ID automatically when the number-health report flags it
+    (`campaigns.number_health`): selection then skips it until its operator un-rests it."""
 
 
 SHARED_TEST_CALLER_ID = "+15005550006"
@@ -112,6 +115,8 @@ class CallerId(CreatedAt, Base):
             unique=True,
             postgresql_where=text(f"e164 <> '{SHARED_TEST_CALLER_ID}'"),
         ),
+        CheckConstraint("max_calls_per_minute > 0", name="max_calls_per_minute_positive"),
+        CheckConstraint("max_calls_per_day > 0", name="max_calls_per_day_positive"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -122,6 +127,18 @@ class CallerId(CreatedAt, Base):
     outbound: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
     """May be presented on outbound calls; the account's first outbound number (by `id`,
     the order they were added) is the default caller ID."""
+    max_calls_per_minute: Mapped[int | None] = mapped_column(Integer)
+    """Most calls presenting it in any sliding minute (None: no limit), held by the pool's
+    admission (`dialer.pool`); a number added through the API or CLI starts at 10
+    (`campaigns.accounts.DEFAULT_CALLS_PER_MINUTE`)."""
+    max_calls_per_day: Mapped[int | None] = mapped_column(Integer)
+    """Most calls presenting it in any sliding 24 hours (None: no limit); a number added
+    through the API or CLI starts at 100 (`campaigns.accounts.DEFAULT_CALLS_PER_DAY`)."""
+    rested_at: Mapped[datetime | None] = mapped_column()
+    """Since when selection skips it (None: in use): rested automatically when flagged
+    (`Account.rest_flagged_numbers`), until its operator un-rests it."""
+    rested_reason: Mapped[str | None] = mapped_column(Text)
+    """Why it was rested (the flag's figures)."""
 
 
 class Campaign(CreatedAt, Base):
@@ -143,6 +160,13 @@ class Campaign(CreatedAt, Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     caller_id_id: Mapped[int] = mapped_column(ForeignKey("caller_ids.id"))
+    """Its caller ID: the first number of its caller-ID pool."""
+    pool_caller_ids: Mapped[list[int]] = mapped_column(
+        ARRAY(BigInteger), default=list, server_default=text("'{}'")
+    )
+    """The further numbers of its caller-ID pool (`caller_ids.id`s), after `caller_id_id`;
+    empty: it presents `caller_id_id` alone. Each call's number is chosen from the pool
+    by `dialer.pool.caller_ids`."""
     name: Mapped[str] = mapped_column(String(200))
     status: Mapped[CampaignStatus] = mapped_column(
         _enum(CampaignStatus, "campaign_status"), default=CampaignStatus.DRAFT
@@ -292,6 +316,9 @@ class CallJob(Base):
     time_limit_s: Mapped[int | None] = mapped_column(Integer)
     max_hold_s: Mapped[int | None] = mapped_column(Integer)
     machine_detection: Mapped[bool | None] = mapped_column()
+    pool_caller_ids: Mapped[list[int] | None] = mapped_column(ARRAY(BigInteger))
+    """A single call's own caller-ID pool (`caller_ids.id`s, its campaign's `caller_id_id`
+    first); None: its campaign's pool."""
     machine_action: Mapped[MachineAction | None] = mapped_column(
         _enum(MachineAction, "machine_action")
     )
@@ -312,6 +339,7 @@ class CallAttempt(Base):
         Index("ix_call_attempts_job", "job_id"),
         Index("ix_call_attempts_campaign_status", "campaign_id", "status"),
         Index("ix_call_attempts_number", "account_id", "phone_e164", "created_at"),
+        Index("ix_call_attempts_campaign_created", "campaign_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -16,7 +16,13 @@ from structlog.testing import LogCapture
 from structlog.typing import EventDict
 
 from dialer import numbers
-from dialer.pool.leases import ProviderLimits, acquire_scopes, lease_seconds, rate_limits
+from dialer.pool.leases import (
+    ProviderLimits,
+    acquire_scopes,
+    caller_id_slot,
+    lease_seconds,
+    rate_limits,
+)
 from dialer.runtime import Runtime
 from models import Account, CallAttempt, CallerId, Campaign, transaction
 
@@ -52,7 +58,7 @@ def hold_lease(runtime: Runtime, attempt_id: int) -> None:
         runtime.pool.acquire(
             str(attempt.id),
             lease_seconds(campaign),
-            acquire_scopes(account, campaign, caller_id, provider),
+            [*acquire_scopes(account, campaign, provider), caller_id_slot(caller_id).scope],
             rate_limits(account, campaign, provider),
         )
 

@@ -74,6 +74,7 @@ def create_app() -> Celery:
             "dialer.sweep_webhooks": {"queue": WEBHOOKS_QUEUE},
             "dialer.fire_schedules": {"queue": MAINTENANCE_QUEUE},
             "dialer.fold_counters": {"queue": MAINTENANCE_QUEUE},
+            "dialer.rest_flagged_numbers": {"queue": MAINTENANCE_QUEUE},
         },
         beat_schedule={
             "kick-pacers": {"task": "dialer.kick_pacers", "schedule": 5.0},
@@ -84,6 +85,7 @@ def create_app() -> Celery:
                 "schedule": settings.schedule_tick_s,
             },
             "fold-counters": {"task": "dialer.fold_counters", "schedule": 60.0},
+            "rest-flagged-numbers": {"task": "dialer.rest_flagged_numbers", "schedule": 60.0},
         },
         timezone="UTC",
         # Off until asked for: `workers.events` turns them on for a lease at the start and

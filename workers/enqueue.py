@@ -33,6 +33,7 @@ DELIVER_WEBHOOK = "dialer.deliver_webhook"
 SWEEP_WEBHOOKS = "dialer.sweep_webhooks"
 FIRE_SCHEDULES = "dialer.fire_schedules"
 FOLD_COUNTERS = "dialer.fold_counters"
+REST_FLAGGED_NUMBERS = "dialer.rest_flagged_numbers"
 
 
 log = structlog.get_logger(__name__)

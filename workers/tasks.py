@@ -7,6 +7,7 @@ the base class's (`workers.base.DialerTask`), the same for every task.
 from __future__ import annotations
 
 from campaigns import counters
+from campaigns.number_health import rest_flagged_everywhere
 from campaigns.schedules import fire_due
 from dialer.dispatch.dialing import hang_up_call, place_call, resolve_late_call
 from dialer.dispatch.pacer import accounts_needing_pacer, run_pacer
@@ -27,6 +28,7 @@ from workers.enqueue import (
     PLACE_CALL,
     REAP,
     RESOLVE_LATE_CALL,
+    REST_FLAGGED_NUMBERS,
     SWEEP_WEBHOOKS,
     kick_pacer,
     place_calls,
@@ -134,3 +136,11 @@ def fold_counters_task() -> int:
     report sums few rows (`campaigns.counters.fold`)."""
     with transaction(get_runtime().settings.database_url) as session:
         return counters.fold(session)
+
+
+@app.task(name=REST_FLAGGED_NUMBERS)
+def rest_flagged_numbers_task() -> int:
+    """Beat: rest the caller IDs the number-health report flags, in the accounts that
+    asked for it (`campaigns.number_health.rest_flagged_everywhere`)."""
+    runtime = get_runtime()
+    return rest_flagged_everywhere(runtime.settings.database_url, runtime.clock())

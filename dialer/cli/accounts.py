@@ -81,6 +81,13 @@ def set_(
         float | None,
         typer.Option("--cps-ceiling", help="Most the account may raise --cps to."),
     ] = None,
+    rest_flagged_numbers: Annotated[
+        bool | None,
+        typer.Option(
+            "--rest-flagged-numbers/--no-rest-flagged-numbers",
+            help="Rest a caller ID automatically when the number-health report flags it.",
+        ),
+    ] = None,
 ) -> None:
     """Change an account's caps, their ceilings or webhook URL. The ceilings bound what the
     account may set through the API (default: ACCOUNT_MAX_CONCURRENCY_CEILING,
@@ -93,6 +100,7 @@ def set_(
         webhook_url,
         max_concurrency_ceiling,
         cps_ceiling,
+        rest_flagged_numbers,
     )
     with errors_reported(), transaction(settings.database_url) as session:
         update_account(

@@ -44,6 +44,13 @@ def place(
     ] = None,
     var: PairsOpt = None,
     from_number: Annotated[str | None, typer.Option("--from", help="Caller ID, E.164.")] = None,
+    caller_id_pool: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--caller-id-pool",
+            help="A caller-ID pool instead of --from (repeatable): the account's numbers, E.164.",
+        ),
+    ] = None,
     amd: Annotated[calls.Amd | None, typer.Option(help="Answering machine detection.")] = None,
     ring_timeout: Annotated[int | None, typer.Option(help="Seconds it may ring.")] = None,
     time_limit: Annotated[int | None, typer.Option(help="Longest call, seconds.")] = None,
@@ -70,6 +77,7 @@ def place(
             message=message,
             variables=_pairs(var, "--var"),
             from_number=from_number,
+            caller_id_pool=caller_id_pool,
             amd=amd,
             ring_timeout=ring_timeout,
             time_limit=time_limit,

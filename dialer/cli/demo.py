@@ -38,7 +38,7 @@ from campaigns import lifecycle
 from campaigns.accounts import create_account, create_api_key, get_account
 from campaigns.reports import campaign_report
 from dialer.cli.common import cli_actor
-from dialer.cli.devstack import StackStopped, local_stack
+from dialer.cli.devstack import LocalStack, StackStopped, local_stack
 from dialer.cli.render import report_table
 from dialer.errors import DialerError
 from dialer.runtime import get_runtime
@@ -55,6 +55,10 @@ PAGE_HINT = (
     "Campaign page: run `dialer demo --serve` (`make demo-serve`) to keep the stack up and "
     "sign in to the page with a key it prints"
 )
+DEMO_POOL = ["+15005550006", "+12125550199", "+14155550199"]
+"""The demo campaign's caller-ID pool: Twilio's magic test number, and two fictional
+numbers (NANP 555-01xx) the demo's simulator owns, in New York and San Francisco, so the
+sample's contacts there are called from a local number and the others spread by use."""
 FIRST_NAMES = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia"]
 
 
@@ -143,11 +147,13 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
 
     `{"campaign_id", "account", "rows", "accepted", "rejected", "outcomes", "calls_placed",
     "answer_rate", "pool_cap", "max_concurrent_observed", "max_dials_per_number",
-    "elapsed_s", "report_command", "logs"}`: `rows` the CSV's data rows, `accepted` how
-    many became contacts, `rejected` the refused ones by reason (`{"invalid_number": 2}`),
-    `answer_rate` calls answered / calls placed (0..1, None with no call placed), the
-    `max_*` figures observed by the simulator (`GET /_sim/stats`), `elapsed_s` in seconds,
-    `report_command` the command that prints this campaign's report afterwards, `logs` the
+    "calls_by_caller_id", "elapsed_s", "report_command", "logs"}`: `rows` the CSV's data
+    rows, `accepted` how many became contacts, `rejected` the refused ones by reason
+    (`{"invalid_number": 2}`), `answer_rate` calls answered / calls placed (0..1, None
+    with no call placed), the `max_*` figures observed by the simulator (`GET
+    /_sim/stats`), `calls_by_caller_id` the calls each number of the campaign's caller-ID
+    pool (`DEMO_POOL`) presented, `elapsed_s` in seconds, `report_command` the command
+    that prints this campaign's report afterwards, `logs` the
     children's log directory. Without `--json` the final report table is printed once,
     followed by these figures as plain lines, and (without `--serve`) how to see the page.
 
@@ -174,7 +180,7 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
         worker_concurrency=options.worker_concurrency,
         extra_env=extra_env,
     ) as stack:
-        imported, account = _create(options, settings.database_url, settings.data_dir)
+        imported, account = _create(options, settings.database_url, settings.data_dir, stack)
         with transaction(settings.database_url) as session:
             lifecycle.start(session, account.id, imported.campaign_id, actor=cli_actor())
         stack.kick_pacer(account.id)
@@ -221,6 +227,7 @@ def _result(
         "pool_cap": options.max_concurrency,
         "max_concurrent_observed": stats["max_concurrent"],
         "max_dials_per_number": stats["max_dials_per_number"],
+        "calls_by_caller_id": {n["number"]: n["calls"] for n in report["numbers"]},
         "elapsed_s": round(time.monotonic() - started, 2),
         "report_command": report_command(imported.campaign_id, account.name),
         "logs": str(run_dir.resolve()),
@@ -276,6 +283,8 @@ def _print_summary(result: dict[str, Any], console: Console) -> None:
         f"Most calls live at once (simulator): {result['max_concurrent_observed']} "
         f"(pool cap {result['pool_cap']}); most dials of one number: "
         f"{result['max_dials_per_number']}",
+        "Calls by caller ID: "
+        + ", ".join(f"{number} {calls}" for number, calls in result["calls_by_caller_id"].items()),
         f"Finished in {result['elapsed_s']} s",
         f"Account: {result['account']}",
         f"Report: {result['report_command']}",
@@ -285,7 +294,7 @@ def _print_summary(result: dict[str, Any], console: Console) -> None:
 
 
 def _create(
-    options: DemoOptions, database_url: str, data_dir: Path
+    options: DemoOptions, database_url: str, data_dir: Path, stack: LocalStack
 ) -> tuple[lifecycle.ImportedCampaign, DemoAccount]:
     with transaction(database_url) as session:
         account = create_account(
@@ -296,6 +305,8 @@ def _create(
             simulator=True,  # the demo's own simulator owns the magic test number
         )
         created = DemoAccount(account.id, account.name)
+        key = create_api_key(session, account, "demo numbers").key
+    _add_pool_numbers(stack, key)
     if options.contacts:
         source = generated_contacts(options.contacts)
     elif options.csv:
@@ -307,11 +318,27 @@ def _create(
         message=DEMO_MESSAGE,
         max_concurrency=options.max_concurrency,
         max_attempts=options.max_attempts,
+        caller_id_pool=DEMO_POOL,
     )
     imported = lifecycle.import_campaign(
         database_url, data_dir, created.id, campaign_options, io.BytesIO(source)
     )
     return imported, created
+
+
+def _add_pool_numbers(stack: LocalStack, key: str) -> None:
+    """Have the demo's simulator own `DEMO_POOL` and add its numbers to the account the way
+    an operator does (`POST /v1/numbers`: the provider is asked whether it owns each)."""
+    config = {"owned_numbers": DEMO_POOL}
+    httpx.post(f"{stack.sim_url}/_sim/config", json=config, timeout=5.0).raise_for_status()
+    for number in DEMO_POOL[1:]:
+        added = httpx.post(
+            f"{stack.api_url}/v1/numbers",
+            json={"number": number},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10.0,
+        )
+        added.raise_for_status()
 
 
 def _watch(

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from campaigns.accounts import KEEP, list_numbers, number_json, remove_number, save_number
+from campaigns.accounts import KEEP, Keep, list_numbers, number_json, remove_number, save_number
 from dialer.cli.common import (
     AccountOpt,
     JsonOpt,
@@ -47,28 +47,73 @@ def add(
     no_max_concurrency: Annotated[
         bool, typer.Option("--no-max-concurrency", help="Clear its cap on live calls.")
     ] = False,
+    max_calls_per_minute: Annotated[
+        int | None,
+        typer.Option(
+            "--max-calls-per-minute",
+            help="Most calls presenting it in any minute (not given: unchanged; a new number: 10).",
+        ),
+    ] = None,
+    no_max_calls_per_minute: Annotated[
+        bool, typer.Option("--no-max-calls-per-minute", help="Lift its minute's limit.")
+    ] = False,
+    max_calls_per_day: Annotated[
+        int | None,
+        typer.Option(
+            "--max-calls-per-day",
+            help="Most calls presenting it in any 24 hours (not given: unchanged; a new "
+            "number: 100).",
+        ),
+    ] = None,
+    no_max_calls_per_day: Annotated[
+        bool, typer.Option("--no-max-calls-per-day", help="Lift its day's limit.")
+    ] = False,
+    rested: Annotated[
+        bool | None,
+        typer.Option(
+            "--rest/--unrest",
+            help="Take it out of caller-ID selection, or put a rested number back in use.",
+        ),
+    ] = None,
 ) -> None:
     """Add a caller ID the provider account owns or verified and no other account has, or
     change the settings given of one the account has (the others keep theirs)."""
     runtime = get_runtime()
-    cap: int | None = max_concurrency
     with errors_reported(), transaction(runtime.settings.database_url) as session:
-        if no_max_concurrency and max_concurrency is not None:
-            raise InvalidOptionError(
-                "give --max-concurrency or --no-max-concurrency, not both",
-                [{"field": "max_concurrency", "message": "given twice"}],
-            )
         caller_id, created = save_number(
             session,
             account_id(account),
             number,
             outbound=KEEP if outbound is None else outbound,
-            max_concurrency=None if no_max_concurrency else KEEP if cap is None else cap,
+            max_concurrency=_setting("max_concurrency", max_concurrency, no_max_concurrency),
+            max_calls_per_minute=_setting(
+                "max_calls_per_minute", max_calls_per_minute, no_max_calls_per_minute
+            ),
+            max_calls_per_day=_setting(
+                "max_calls_per_day", max_calls_per_day, no_max_calls_per_day
+            ),
+            rested=KEEP if rested is None else rested,
             provider=runtime.provider,
             actor=cli_actor(),
         )
         e164 = caller_id.e164
     console.print(f"{e164} {'added' if created else 'updated'}")
+
+
+def _setting(field: str, value: int | None, cleared: bool) -> int | Keep | None:
+    """A cap or limit as `save_number` takes it: `value`, None when `--no-...` clears it,
+    `KEEP` when neither is given.
+
+    Raises:
+        InvalidOptionError: `invalid_option`, both given.
+    """
+    if cleared and value is not None:
+        flag = field.replace("_", "-")
+        raise InvalidOptionError(
+            f"give --{flag} or --no-{flag}, not both",
+            [{"field": field, "message": "given twice"}],
+        )
+    return None if cleared else KEEP if value is None else value
 
 
 @app.command("list")
@@ -80,9 +125,12 @@ def list_(account: AccountOpt = "default", as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(rows)
         return
-    table = Table("number", "outbound", "max concurrency", "added")
+    table = Table("number", "outbound", "max concurrency", "a minute", "a day", "rested", "added")
     for row in rows:
-        table.add_row(*(str(value) for value in row.values()))
+        rested = f"since {row['rested_at']}: {row['rested_reason']}" if row["rested_at"] else ""
+        limits = ("number", "outbound", "max_concurrency", "max_calls_per_minute")
+        shown = [str(row[k]) for k in (*limits, "max_calls_per_day")]
+        table.add_row(*shown, rested, str(row["created_at"]))
     console.print(table)
 
 

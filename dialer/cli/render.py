@@ -59,10 +59,24 @@ class _Sections:
         self.sections.append([])
 
 
-PROGRESS_FIRST = (3, 0, 1, 2)
+PROGRESS_FIRST = (3, 0, 1, 2, 4)
 """`report_table`'s sections for `campaigns watch`: pacing, breaker and ETA, then contacts,
-outcomes, then rates, attempts and talk time. A terminal's redrawn table (rich Live) is cut
-at the terminal's height: what is cut is then the least urgent."""
+outcomes, then rates, attempts and talk time, then number health. A terminal's redrawn
+table (rich Live) is cut at the terminal's height: what is cut is then the least urgent."""
+
+
+def number_health_text(number: dict[str, Any]) -> str:
+    """One caller ID's health (`campaigns.number_health.NumberHealth`, as JSON) in a line:
+    calls, answer and human rates over the last day, FLAGGED, rested."""
+    text = (
+        f"{number['calls']} calls, answered {_rate(number['answer_rate'])}, "
+        f"human {_rate(number['human_rate'])}"
+    )
+    if number["flagged"]:
+        text += ", FLAGGED"
+    if number["rested_at"]:
+        text += f", rested since {number['rested_at']}"
+    return text
 
 
 def report_table(report: dict[str, Any], *, progress_first: bool = False) -> Table:
@@ -125,9 +139,14 @@ def report_table(report: dict[str, Any], *, progress_first: bool = False) -> Tab
         table.add_row("breaker reason", breaker["reason"])
     elif report["status_reason"]:
         table.add_row("reason", report["status_reason"])
+    if report["waiting_reason"]:
+        table.add_row("waiting", report["waiting_reason"].replace("_", " "))
     eta = report["eta"]
     table.add_row("remaining contacts", str(eta["remaining"]))
     table.add_row("estimated finish", str(eta["finish_at"] or "—"))
+    table.add_section()
+    for number in report["numbers"]:
+        table.add_row(f"number {number['number']}", number_health_text(number))
     laid_out = Table(title=title)
     laid_out.add_column("figure")
     laid_out.add_column("value", justify="right")

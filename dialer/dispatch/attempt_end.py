@@ -41,7 +41,7 @@ class EndedAttempt:
     """Everything `decide` reads: the attempt that just ended, its contact, its campaign.
 
     Attributes:
-        attempt_id, account_id, campaign_id, caller_id_id: whose lease to free.
+        attempt_id, account_id, campaign_id, from_e164: whose lease to free.
         status: the attempt's terminal status (`not-placed` when no call was made).
         answered_by: Twilio `AnsweredBy`, if AMD ran.
         end_reason: why the dialer ended the call itself, if it did.
@@ -59,7 +59,7 @@ class EndedAttempt:
     attempt_id: int
     account_id: int
     campaign_id: int
-    caller_id_id: int
+    from_e164: str
     status: AttemptStatus
     answered_by: str | None
     end_reason: EndReason | None
@@ -111,7 +111,7 @@ def decide(ended: EndedAttempt, now: datetime, time_scale: float = 1.0) -> EndDe
     """
     release = LeaseRelease(
         str(ended.attempt_id),
-        release_keys(ended.account_id, ended.campaign_id, ended.caller_id_id),
+        release_keys(ended.account_id, ended.campaign_id, ended.from_e164),
         Keys(ended.account_id).wake(),
     )
     canceled = ended.campaign_status is CampaignStatus.CANCELED
@@ -159,7 +159,7 @@ def _ended(attempt: CallAttempt, job: CallJob, campaign: Campaign, **unplaced: A
         attempt_id=attempt.id,
         account_id=attempt.account_id,
         campaign_id=attempt.campaign_id,
-        caller_id_id=campaign.caller_id_id,
+        from_e164=attempt.from_e164,
         status=attempt.status,
         answered_by=attempt.answered_by,
         end_reason=attempt.end_reason,

@@ -638,7 +638,7 @@ def resolve_late_call(runtime: Runtime, attempt_id: int, call_sid: str) -> LateC
                 lease_s = lease_seconds(campaign, job)
                 attempt.lease_expires_at = utcnow() + timedelta(seconds=lease_s)
                 move_job(job, claimed(job))
-                scope_keys = release_keys(attempt.account_id, campaign.id, campaign.caller_id_id)
+                scope_keys = release_keys(attempt.account_id, campaign.id, attempt.from_e164)
                 member = str(attempt.id)
                 on_commit(session, lambda: runtime.pool.hold(member, lease_s, scope_keys))
             else:

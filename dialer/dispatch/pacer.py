@@ -17,6 +17,11 @@ meanwhile, `call_before` passed, number over the daily cap). Contacts of a campa
 `end_at` end `expired` in one statement, and the campaign completes. When nothing is due
 and no call is in progress, the pacer stops until the next due time, `start_at` or `end_at`
 (a Redis key the beat's kick honours; an explicit kick still runs it), instead of polling.
+
+Caller IDs (`dialer.pool.caller_ids`): each contact's candidates come from its pool (sticky,
+local, then the rest), and the admission script picks the number within its limits; a
+contact whose pool is spent stays pending and its campaign's waiting reason is recorded
+(`Keys.campaign_waiting`) for the report.
 """
 
 from __future__ import annotations
@@ -36,7 +41,15 @@ from dialer.dispatch.dialing import DialOrder
 from dialer.dispatch.timing import admit
 from dialer.metrics import DIALS_DISPATCHED, PACER_ROUNDS, observe_due_to_dial
 from dialer.pool import AcquireResult, Keys, LeaseRequest, ProviderKeys
-from dialer.pool.leases import ProviderLimits, acquire_scopes, lease_seconds, rate_limits
+from dialer.pool.caller_ids import candidates, last_caller_ids, pool_ids, usable_numbers
+from dialer.pool.leases import (
+    ProviderLimits,
+    acquire_scopes,
+    caller_id_slot,
+    dial_clock,
+    lease_seconds,
+    rate_limits,
+)
 from dialer.pool.reconcile import ensure_pool, lock_account_pool
 from dialer.runtime import Runtime
 from dialer.webhooks.outbox import record_contacts_ended
@@ -44,7 +57,6 @@ from models import (
     Account,
     AttemptStatus,
     CallAttempt,
-    CallerId,
     CallJob,
     Campaign,
     CampaignStatus,
@@ -270,24 +282,37 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
                 rescheduled=admission.rescheduled,
                 expired=admission.expired,
             )
-        ids = _attempt_ids(session, len(jobs))
-        caller_ids = {
-            c.id: c
-            for c in session.scalars(
-                select(CallerId).where(CallerId.id.in_({c.caller_id_id for c in campaigns}))
-            )
-        }
+        pools = {job.id: pool_ids(by_id[job.campaign_id], job) for job in jobs}
+        numbers = usable_numbers(session, (n for pool in pools.values() for n in pool))
+        last_from = last_caller_ids(
+            session, account_id, [j.phone_e164 for j in jobs if len(pools[j.id]) > 1]
+        )
+        full: set[int] = set()
+        waiting: dict[int, str] = {}
+        presentable = []
+        for job in jobs:
+            pool = [numbers[n] for n in pools[job.id] if n in numbers]
+            if pool:
+                presentable.append(
+                    (job, candidates(pool, job.phone_e164, last_from.get(job.phone_e164)))
+                )
+            else:
+                full.add(job.campaign_id)
+                waiting[job.campaign_id] = WAITING_CALLER_IDS_RESTED
+        ids = _attempt_ids(session, len(presentable))
         provider = ProviderLimits.of(runtime.settings)
         requests = []
-        for job, attempt_id in zip(jobs, ids, strict=True):
+        for (job, (ordered, preferred)), attempt_id in zip(presentable, ids, strict=True):
             campaign = by_id[job.campaign_id]
             requests.append(
                 LeaseRequest(
                     str(attempt_id),
                     lease_seconds(campaign, job),
-                    acquire_scopes(account, campaign, caller_ids[campaign.caller_id_id], provider),
+                    acquire_scopes(account, campaign, provider),
                     rate_limits(account, campaign, provider),
                     own_scope=keys.campaign_pool(campaign.id),
+                    caller_ids=tuple(caller_id_slot(c) for c in ordered),
+                    preferred=preferred,
                 )
             )
         results = (
@@ -295,15 +320,16 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
                 requests,
                 horizon_s=BOOKING_HORIZON_S,
                 generation_keys=(keys.generation(), ProviderKeys().generation()),
+                clock=dial_clock(now, runtime.settings.dev_time_scale),
             )
             if requests
             else []
         )
-        full: set[int] = set()
         blocked = False
-        for job, attempt_id, request, got in zip(jobs, ids, requests, results, strict=False):
+        for (job, _), attempt_id, request, got in zip(
+            presentable, ids, requests, results, strict=False
+        ):
             campaign = by_id[job.campaign_id]
-            caller_id = caller_ids[campaign.caller_id_id]
             lease_s = request.lease_s
             if got.result is AcquireResult.POOL_LOST:
                 out.wait_s = 0.0  # the next round rebuilds the pool, after this one commits
@@ -324,6 +350,13 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
                     break
                 full.add(campaign.id)
                 continue
+            if got.result is AcquireResult.CALLER_IDS_SPENT:
+                # The contact stays pending; the campaign waits for a number of its pool.
+                full.add(campaign.id)
+                waiting[campaign.id] = WAITING_CALLER_IDS_SPENT
+                if got.wait_s > 0:
+                    out.wait_s = min(out.wait_s, got.wait_s)
+                continue
             session.add(
                 CallAttempt(
                     id=attempt_id,
@@ -332,7 +365,7 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
                     account_id=account_id,
                     attempt_no=job.attempt_count + 1,
                     phone_e164=job.phone_e164,
-                    from_e164=caller_id.e164,
+                    from_e164=got.caller_id or request.caller_ids[0].e164,
                     status=AttemptStatus.DIALING,
                     lease_expires_at=utcnow() + timedelta(seconds=lease_s),
                     due_at=job.next_due_at,
@@ -342,6 +375,7 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
             move_job(job, claimed(job))
             order = DialOrder(attempt_id, campaign.id, account_id)
             out.dials.append(Dial(order, time.monotonic() + got.delay_s))
+        _note_waiting(runtime, keys, waiting)
         idle: set[int] = set()
         if (not blocked and not full and out.dials) or len(jobs) < len(claimed_jobs):
             out.wait_s = 0.0  # every claimed contact went out or was moved: more may be due
@@ -358,6 +392,28 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
             c.status is CampaignStatus.RUNNING and c.id not in idle for c in running
         )
     return out
+
+
+WAITING_CALLER_IDS_SPENT = "caller_ids_spent"
+"""A campaign's due contacts wait: every number of their caller-ID pool is at its
+concurrency cap or its minute's or day's limit."""
+WAITING_CALLER_IDS_RESTED = "caller_ids_rested"
+"""A campaign's due contacts wait: no number of their caller-ID pool may be presented (each
+is rested or disabled for outbound calls)."""
+WAITING_TTL_S = 3 * MAX_SLEEP_S
+"""How long a waiting reason stands after the round that found it: rounds renew it while
+it lasts (they run at least every `MAX_SLEEP_S`)."""
+
+
+def _note_waiting(runtime: Runtime, keys: Keys, waiting: dict[int, str]) -> None:
+    """Record why these campaigns' due contacts wait (read by the report), one pipelined
+    `SET` each with `WAITING_TTL_S`; nothing when none waits."""
+    if not waiting:
+        return
+    pipe = runtime.redis.pipeline(transaction=False)
+    for campaign_id, reason in waiting.items():
+        pipe.set(keys.campaign_waiting(campaign_id), reason, px=int(WAITING_TTL_S * 1000))
+    pipe.execute()
 
 
 def _running(session: Session, account_id: int) -> list[Campaign]:

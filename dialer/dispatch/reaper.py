@@ -30,7 +30,6 @@ from typing import cast
 
 import structlog
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from dialer.dispatch.dialing import (
     DialOrder,
@@ -199,15 +198,14 @@ def release_leaked(runtime: Runtime, account_id: int) -> int:
         if not members:
             return 0
         rows = session.execute(
-            select(CallAttempt.id, CallAttempt.status, CallAttempt.campaign_id).where(
-                CallAttempt.id.in_(members)
-            )
+            select(
+                CallAttempt.id, CallAttempt.status, CallAttempt.campaign_id, CallAttempt.from_e164
+            ).where(CallAttempt.id.in_(members))
         ).all()
-        campaigns = _caller_ids(session, {campaign_id for _, _, campaign_id in rows})
-        known = {attempt_id for attempt_id, _, _ in rows}
-        for attempt_id, status, campaign_id in rows:
+        known = {attempt_id for attempt_id, _, _, _ in rows}
+        for attempt_id, status, campaign_id, from_e164 in rows:
             if status not in LIVE_ATTEMPT_STATUSES:
-                scope_keys = release_keys(account_id, campaign_id, campaigns[campaign_id])
+                scope_keys = release_keys(account_id, campaign_id, from_e164)
                 released += runtime.pool.release(str(attempt_id), scope_keys, keys.wake()) > 0
         orphans = set(members) - known if locked else set()
         # An orphan's campaign is unknown: drop it from every pool scope of the account,
@@ -222,13 +220,3 @@ def release_leaked(runtime: Runtime, account_id: int) -> int:
             released += runtime.pool.release(str(orphan), scope_keys, keys.wake()) > 0
             log.warning("orphan_lease_released", account_id=account_id, attempt_id=orphan)
     return released
-
-
-def _caller_ids(session: Session, campaign_ids: set[int]) -> dict[int, int]:
-    if not campaign_ids:
-        return {}
-    return dict(
-        session.execute(
-            select(Campaign.id, Campaign.caller_id_id).where(Campaign.id.in_(campaign_ids))
-        ).all()
-    )

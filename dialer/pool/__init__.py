@@ -37,6 +37,9 @@ class AcquireResult(StrEnum):
     RATE_LIMITED = "rate_limited"
     POOL_LOST = "pool_lost"
     """Redis lost the pool (restart, flush): rebuild it (`dialer.pool.reconcile`) first."""
+    CALLER_IDS_SPENT = "caller_ids_spent"
+    """No caller ID of the request's candidates may present another call now (its
+    concurrency cap, or its minute's or day's limit): the contact waits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,17 +87,53 @@ class SendSlot:
 
 
 @dataclass(frozen=True, slots=True)
+class CallerIdSlot:
+    """A caller ID a call may present (`LeaseRequest.caller_ids`).
+
+    Attributes:
+        e164: the number (what `Acquisition.caller_id` names).
+        scope: its live calls and their cap (`UNBOUNDED` when it has none): the lease is
+            taken in it too when it is chosen.
+        window_key: its dial window, a sorted set of its admissions (member = attempt id,
+            score = the dial clock's ms), kept one day.
+        per_minute, per_day: most calls it may present in any sliding minute and day
+            (None: no limit).
+    """
+
+    e164: str
+    scope: Scope
+    window_key: str
+    per_minute: int | None = None
+    per_day: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DialClock:
+    """The clock a caller ID's minute and day are measured by: now in ms (None: Redis
+    `TIME`), and a minute's and a day's length in ms (shorter in development, scaled by
+    `Settings.dev_time_scale`, so the limits are seen in a demo's minutes)."""
+
+    now_ms: int | None = None
+    minute_ms: int = 60_000
+    day_ms: int = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
 class LeaseRequest:
     """One lease to take (`Pool.acquire_many`): its member (the attempt id), length in
     seconds, the scopes it counts in (the account's first) and the CPS limits it is booked
     against. `own_scope`: the key of the one scope (its campaign's) whose being full refuses
-    only the requests in it, not the rest of the batch."""
+    only the requests in it, not the rest of the batch. `caller_ids`: the numbers it may
+    present, the first `preferred` of them tried in order, then the least used of the
+    others (`acquire.lua`); empty: it presents none of the pool's choosing."""
 
     member: str
     lease_s: float
     scopes: list[Scope]
     limits: list[RateLimit]
     own_scope: str | None = None
+    caller_ids: tuple[CallerIdSlot, ...] = ()
+    preferred: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +146,18 @@ class Acquisition:
         wait_s: seconds until the CPS limiter admits the next call (when RATE_LIMITED).
         delay_s: seconds from now to the call's booked CPS slot (when ACQUIRED): the
             create request must not leave before it.
+        caller_id: the caller ID chosen among the request's (when ACQUIRED; None: the
+            request had none to choose from).
+
+    With CALLER_IDS_SPENT, `wait_s` is the time until a candidate's minute or day lets
+    one more call (0: only a call ending frees one).
     """
 
     result: AcquireResult
     full_scope: str | None = None
     wait_s: float = 0.0
     delay_s: float = 0.0
+    caller_id: str | None = None
 
 
 class Keys:
@@ -127,8 +172,19 @@ class Keys:
     def campaign_pool(self, campaign_id: int) -> str:
         return f"{self.tag}:pool:campaign:{campaign_id}"
 
-    def caller_id_pool(self, caller_id: int) -> str:
-        return f"{self.tag}:pool:caller_id:{caller_id}"
+    def caller_id_pool(self, e164: str) -> str:
+        """Live calls presenting caller ID `e164` (keyed by the number, which every attempt
+        records as `from_e164`)."""
+        return f"{self.tag}:pool:caller_id:{e164}"
+
+    def caller_id_dials(self, e164: str) -> str:
+        """Caller ID `e164`'s admissions of the last day (its minute and day limits)."""
+        return f"{self.tag}:dials:caller_id:{e164}"
+
+    def campaign_waiting(self, campaign_id: int) -> str:
+        """Why the pacer's last round could not dial the campaign's due contacts (its
+        caller IDs spent), while it lasts."""
+        return f"{self.tag}:waiting:campaign:{campaign_id}"
 
     def scopes(self) -> str:
         """A `SCAN MATCH` pattern for every pool scope of the account."""
@@ -213,6 +269,7 @@ class Pool:
         requests: list[LeaseRequest],
         horizon_s: float = 0.0,
         generation_keys: tuple[str, ...] = (),
+        clock: DialClock = DialClock(),
     ) -> list[Acquisition]:
         """Take a lease for each request in order, as `acquire` would one after the other,
         in one script run (one Redis round trip, each scope counted and each CPS limit read
@@ -223,7 +280,13 @@ class Pool:
         `own_scope` (no later request could be taken either); requests after the stop have
         no result. Re-acquiring a member that already holds a lease succeeds without a
         second slot. With `generation_keys`, nothing is taken while any of them is missing:
-        the only result is `POOL_LOST`.
+        the only result is `POOL_LOST`. A request with `caller_ids` is admitted presenting
+        one of them that is under its concurrency cap and its minute's and day's limits
+        by `clock`, else refused `CALLER_IDS_SPENT` and the batch goes on.
+
+        Cost: one script run per batch; per caller ID touched, a `ZCARD` of its live
+        scope and a trim, `ZCARD` and `ZCOUNT` of its dial window (O(log n) each), once per
+        batch however many requests name it, and one `ZADD` per window written.
 
         Raises:
             ValueError: a request with no scope.
@@ -232,6 +295,8 @@ class Pool:
         limit_index: dict[str, int] = {}
         caps: list[int] = []
         intervals: list[float] = []
+        caller_index: dict[str, int] = {}
+        callers: list[CallerIdSlot] = []
         encoded: list[str | int | float] = [len(requests)]
         for request in requests:
             if not request.scopes:
@@ -244,26 +309,48 @@ class Pool:
                 if limit.key not in limit_index:
                     limit_index[limit.key] = len(intervals) + 1
                     intervals.append(1_000_000.0 / limit.cps)
+            for slot in request.caller_ids:
+                if slot.e164 not in caller_index:
+                    if slot.scope.key not in scope_index:
+                        scope_index[slot.scope.key] = len(caps) + 1
+                        caps.append(slot.scope.cap)
+                    caller_index[slot.e164] = len(callers) + 1
+                    callers.append(slot)
             own = scope_index.get(request.own_scope, 0) if request.own_scope else 0
             encoded += [request.member, int(request.lease_s * 1000), own, len(request.scopes)]
             encoded += [scope_index[s.key] for s in request.scopes]
             encoded.append(len(request.limits))
             encoded += [limit_index[r.key] for r in request.limits]
-        keys = [*scope_index, *limit_index, *generation_keys]
+            encoded += [len(request.caller_ids), min(request.preferred, len(request.caller_ids))]
+            encoded += [caller_index[c.e164] for c in request.caller_ids]
+        encoded += [clock.now_ms or 0, clock.minute_ms, clock.day_ms, len(callers)]
+        for slot in callers:
+            encoded += [scope_index[slot.scope.key], slot.per_minute or 0, slot.per_day or 0]
+        windows = [slot.window_key for slot in callers]
+        keys = [*scope_index, *limit_index, *windows, *generation_keys]
         args: list[str | int | float] = [len(caps), len(intervals), int(horizon_s * 1_000_000)]
         args += caps
         args += intervals
         args += encoded
         results = []
-        for code, detail in self._acquire(keys=keys, args=args):
+        for code, detail, *chosen in self._acquire(keys=keys, args=args):
             if code == 1:
+                caller = callers[int(chosen[0]) - 1].e164 if chosen and chosen[0] else None
                 results.append(
-                    Acquisition(AcquireResult.ACQUIRED, delay_s=int(detail) / 1_000_000.0)
+                    Acquisition(
+                        AcquireResult.ACQUIRED,
+                        delay_s=int(detail) / 1_000_000.0,
+                        caller_id=caller,
+                    )
                 )
             elif code == 0:
                 results.append(Acquisition(AcquireResult.FULL, full_scope=keys[int(detail) - 1]))
             elif code == -2:
                 results.append(Acquisition(AcquireResult.POOL_LOST))
+            elif code == -3:
+                results.append(
+                    Acquisition(AcquireResult.CALLER_IDS_SPENT, wait_s=int(detail) / 1_000_000.0)
+                )
             else:
                 results.append(
                     Acquisition(AcquireResult.RATE_LIMITED, wait_s=int(detail) / 1_000_000.0)

@@ -85,14 +85,18 @@ class PoolCollector:
                 CallAttempt.status.not_in(TERMINAL_ATTEMPT_STATUSES)
             )
             shown = session.execute(
-                select(Campaign.id, Campaign.account_id, Campaign.caller_id_id).where(
-                    (Campaign.status == CampaignStatus.RUNNING) | Campaign.id.in_(live)
-                )
+                select(
+                    Campaign.id,
+                    Campaign.account_id,
+                    Campaign.caller_id_id,
+                    Campaign.pool_caller_ids,
+                ).where((Campaign.status == CampaignStatus.RUNNING) | Campaign.id.in_(live))
             )
-            for campaign_id, account_id, caller_id_id in shown:
+            for campaign_id, account_id, caller_id_id, pool in shown:
                 scopes.add(("account", account_id, account_id))
                 scopes.add(("campaign", campaign_id, account_id))
-                scopes.add(("caller_id", caller_id_id, account_id))
+                for number in (caller_id_id, *pool):
+                    scopes.add(("caller_id", number, account_id))
             wanted = {kind: {s[1] for s in scopes if s[0] == kind} for kind in _KINDS}
             queries = {
                 "account": select(Account.id, Account.id, Account.max_concurrency).where(
@@ -105,6 +109,11 @@ class PoolCollector:
                     CallerId.id, CallerId.account_id, CallerId.max_concurrency
                 ).where(CallerId.id.in_(wanted["caller_id"])),
             }
+            numbers = dict(
+                session.execute(
+                    select(CallerId.id, CallerId.e164).where(CallerId.id.in_(wanted["caller_id"]))
+                ).all()
+            )
             for kind, query in queries.items():
                 if wanted[kind]:
                     for scope_id, account_id, value in session.execute(query):
@@ -113,11 +122,12 @@ class PoolCollector:
         now_s, now_us = self.redis.time()
         now_ms = now_s * 1000 + now_us // 1000
         pipe = self.redis.pipeline(transaction=False)
-        ordered = sorted(scopes)
+        # A number removed since the campaigns were read has no key.
+        ordered = sorted(s for s in scopes if s[0] != "caller_id" or s[1] in numbers)
         for scope in ordered:
-            pipe.zcount(_key(scope), f"({now_ms}", "+inf")
+            pipe.zcount(_key(scope, numbers), f"({now_ms}", "+inf")
         in_use = dict(zip(ordered, (int(n) for n in pipe.execute()), strict=True))
-        # A caller ID without a cap has no scope: shown only while it holds leases.
+        # A caller ID without a cap: shown only while it holds leases.
         in_use = {s: n for s, n in in_use.items() if s[0] != "caller_id" or s in cap or n}
         return in_use, cap
 
@@ -125,11 +135,12 @@ class PoolCollector:
 _KINDS = ("account", "campaign", "caller_id")
 
 
-def _key(scope: Scope) -> str:
+def _key(scope: Scope, numbers: dict[int, str]) -> str:
+    """The scope's Redis key; a caller ID's is named by its number (`numbers`: id -> E.164)."""
     kind, scope_id, account_id = scope
     keys = Keys(account_id)
     if kind == "account":
         return keys.account_pool()
     if kind == "campaign":
         return keys.campaign_pool(scope_id)
-    return keys.caller_id_pool(scope_id)
+    return keys.caller_id_pool(numbers[scope_id])

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
 
-from dialer.pool import Keys, ProviderKeys, RateLimit, Scope, SendWindow
+from dialer.pool import CallerIdSlot, DialClock, Keys, ProviderKeys, RateLimit, Scope, SendWindow
 from dialer.settings import Settings
 from models import (
     Account,
@@ -50,21 +51,39 @@ def lease_seconds(campaign: Campaign, job: CallJob | None = None) -> float:
     return float(ring + limit + LEASE_MARGIN_S)
 
 
-def acquire_scopes(
-    account: Account, campaign: Campaign, caller_id: CallerId, provider: ProviderLimits
-) -> list[Scope]:
-    """The concurrency scopes one call of `campaign` occupies, with their caps: the
-    account's (first), the provider account's, the campaign's, and the caller ID's when it
-    has a cap."""
+def acquire_scopes(account: Account, campaign: Campaign, provider: ProviderLimits) -> list[Scope]:
+    """The concurrency scopes one call of `campaign` occupies whichever number it presents,
+    with their caps: the account's (first), the provider account's, the campaign's. The
+    caller ID's scope is its `caller_id_slot`'s."""
     keys = Keys(account.id)
-    scopes = [
+    return [
         Scope(keys.account_pool(), account.max_concurrency),
         Scope(ProviderKeys().pool(), provider.max_concurrency or UNBOUNDED),
         Scope(keys.campaign_pool(campaign.id), campaign.max_concurrency),
     ]
-    if caller_id.max_concurrency is not None:
-        scopes.append(Scope(keys.caller_id_pool(caller_id.id), caller_id.max_concurrency))
-    return scopes
+
+
+def caller_id_slot(caller_id: CallerId) -> CallerIdSlot:
+    """Caller ID `caller_id` as the pool admits calls presenting it: its live calls under
+    its concurrency cap (unbounded when it has none: they are still counted, for the
+    least-used choice), and its minute's and day's limits."""
+    keys = Keys(caller_id.account_id)
+    return CallerIdSlot(
+        caller_id.e164,
+        Scope(keys.caller_id_pool(caller_id.e164), caller_id.max_concurrency or UNBOUNDED),
+        keys.caller_id_dials(caller_id.e164),
+        caller_id.max_calls_per_minute,
+        caller_id.max_calls_per_day,
+    )
+
+
+def dial_clock(now: datetime, time_scale: float = 1.0) -> DialClock:
+    """The clock caller IDs' minute and day limits are held by: `now` (the runtime's clock,
+    which tests control), a minute and a day times `time_scale` (`Settings.dev_time_scale`,
+    1 but in development)."""
+    return DialClock(
+        int(now.timestamp() * 1000), int(60_000 * time_scale), int(86_400_000 * time_scale)
+    )
 
 
 def rate_limits(account: Account, campaign: Campaign, provider: ProviderLimits) -> list[RateLimit]:
@@ -100,12 +119,12 @@ def send_windows(
     return windows
 
 
-def release_keys(account_id: int, campaign_id: int, caller_id_id: int) -> list[str]:
-    """Every scope key an attempt of this campaign may hold a lease in."""
+def release_keys(account_id: int, campaign_id: int, from_e164: str) -> list[str]:
+    """Every scope key an attempt of this campaign presenting `from_e164` holds a lease in."""
     keys = Keys(account_id)
     return [
         keys.account_pool(),
         ProviderKeys().pool(),
         keys.campaign_pool(campaign_id),
-        keys.caller_id_pool(caller_id_id),
+        keys.caller_id_pool(from_e164),
     ]

@@ -6,12 +6,17 @@ mirror: after a restart or a `FLUSHALL` it is gone, and every live attempt's lea
 back (with its recorded expiry) before the pacer dispatches anything. The provider
 account's scope, shared by every account, has a generation key of its own: the first pacer
 to find it gone puts back the live attempts of every account, under the provider lock that
-every dispatch round holds shared (`lock_account_pool`).
+every dispatch round holds shared (`lock_account_pool`). The caller IDs' dial windows (their
+minute and day limits) are rebuilt with the account's pool, from the attempts of the last
+day, so a number does not present its day's calls again after Redis lost them.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import structlog
+from redis.client import Pipeline
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -20,6 +25,10 @@ from dialer.pool.leases import release_keys
 from models import LIVE_ATTEMPT_STATUSES, CallAttempt, Campaign, transaction
 
 log = structlog.get_logger(__name__)
+
+DIAL_WINDOW_TTL_MS = 86_400_000 + 60_000
+"""A rebuilt dial window lapses a day (and a minute) after it is written, as the admission
+script's do (`acquire.lua`) when no call is admitted meanwhile."""
 
 
 def ensure_pool(pool: Pool, database_url: str, account_id: int) -> bool:
@@ -46,23 +55,45 @@ def ensure_pool(pool: Pool, database_url: str, account_id: int) -> bool:
                 CallAttempt.id,
                 CallAttempt.campaign_id,
                 CallAttempt.lease_expires_at,
-                Campaign.caller_id_id,
-            )
-            .join(Campaign, Campaign.id == CallAttempt.campaign_id)
-            .where(
+                CallAttempt.from_e164,
+            ).where(
                 CallAttempt.account_id == account_id,
                 CallAttempt.status.in_(LIVE_ATTEMPT_STATUSES),
             )
         ).all()
         pipe = pool.redis.pipeline(transaction=True)
-        for attempt_id, campaign_id, expires, caller_id_id in rows:
+        for attempt_id, campaign_id, expires, from_e164 in rows:
             score = int(expires.timestamp() * 1000)
-            for key in release_keys(account_id, campaign_id, caller_id_id):
+            for key in release_keys(account_id, campaign_id, from_e164):
                 pipe.zadd(key, {str(attempt_id): score}, nx=True)
+        _rebuild_dial_windows(session, pipe, account_id)
         pipe.set(keys.generation(), "1", nx=True)
         pipe.execute()
     log.warning("pool_rebuilt", account_id=account_id, leases=len(rows))
     return True
+
+
+def _rebuild_dial_windows(session: Session, pipe: Pipeline, account_id: int) -> None:
+    """Queue on `pipe` the account's dial windows (`Keys.caller_id_dials`) as the attempts
+    of the last day recorded them: one entry per attempt, scored by its creation (ms), kept
+    a day like the admission script keeps them. One index range per campaign of the account
+    (`ix_call_attempts_campaign_created`)."""
+    keys = Keys(account_id)
+    rows = session.execute(
+        select(CallAttempt.id, CallAttempt.from_e164, CallAttempt.created_at)
+        .join(Campaign, Campaign.id == CallAttempt.campaign_id)
+        .where(
+            Campaign.account_id == account_id,
+            CallAttempt.created_at >= func.now() - timedelta(days=1),
+        )
+    ).all()
+    windows: set[str] = set()
+    for attempt_id, from_e164, created_at in rows:
+        window = keys.caller_id_dials(from_e164)
+        pipe.zadd(window, {str(attempt_id): int(created_at.timestamp() * 1000)}, nx=True)
+        windows.add(window)
+    for window in windows:
+        pipe.pexpire(window, DIAL_WINDOW_TTL_MS)
 
 
 def _ensure_provider_scope(pool: Pool, database_url: str) -> bool:

@@ -335,6 +335,16 @@ class NumberOut(BaseModel):
     number: str = Field(description="E.164.")
     outbound: bool = Field(description="Presented on outbound calls.")
     max_concurrency: int | None = Field(description="Most live calls presenting it; null: no cap.")
+    max_calls_per_minute: int | None = Field(
+        description="Most calls presenting it in any minute; null: no limit."
+    )
+    max_calls_per_day: int | None = Field(
+        description="Most calls presenting it in any 24 hours; null: no limit."
+    )
+    rested_at: datetime | None = Field(
+        description="Since when caller-ID selection skips it; null: in use."
+    )
+    rested_reason: str | None = Field(description="Why it was rested.")
     created_at: datetime
 
 
@@ -357,6 +367,25 @@ class NumberIn(BaseModel):
         description="Most live calls presenting it; null: no cap (left out: unchanged; a new "
         "number: no cap).",
     )
+    max_calls_per_minute: int | None = Field(
+        None,
+        gt=0,
+        le=10_000,
+        description="Most calls presenting it in any minute; null: no limit (left out: "
+        "unchanged; a new number: 10, carriers' guidance).",
+    )
+    max_calls_per_day: int | None = Field(
+        None,
+        gt=0,
+        le=1_000_000,
+        description="Most calls presenting it in any 24 hours; null: no limit (left out: "
+        "unchanged; a new number: 100).",
+    )
+    rested: bool = Field(
+        False,
+        description="true rests it (caller-ID selection skips it), false puts a rested "
+        "number back in use (left out: unchanged).",
+    )
 
 
 class AccountOut(BaseModel):
@@ -373,6 +402,9 @@ class AccountOut(BaseModel):
         description="Most attempts that may ring one number in a day."
     )
     webhook_url: str | None = Field(description="Where call events are posted; null: nowhere.")
+    rest_flagged_numbers: bool = Field(
+        description="A caller ID the number-health report flags is rested automatically."
+    )
     numbers: list[NumberOut] = Field(description="Caller IDs, in the order they were added.")
     created_at: datetime
 
@@ -388,6 +420,11 @@ class AccountPatch(BaseModel):
     cps: float | None = Field(None, gt=0, le=10_000)
     max_calls_per_number_per_day: int | None = Field(None, gt=0, le=1000)
     webhook_url: str | None = Field(None, max_length=2048)
+    rest_flagged_numbers: bool | None = Field(
+        None,
+        description="Rest a caller ID automatically when the number-health report flags it "
+        "(its answer rate far below its campaign's).",
+    )
 
 
 # --- single calls ---------------------------------------------------------------------------

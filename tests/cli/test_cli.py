@@ -553,6 +553,9 @@ def test_accounts_create_set_show(cli: Cli, committed_db: str) -> None:
         2,
     )
     assert shown["webhook_url"] == "http://127.0.0.1:9000/hooks"
+    assert shown["rest_flagged_numbers"] is False
+    cli.ok("accounts", "set", "clinic", "--rest-flagged-numbers")
+    assert cli.json("accounts", "show", "clinic", "--json")["rest_flagged_numbers"] is True
     cli.fails("accounts", "show", "nobody", code="account_not_found")
     cli.fails("accounts", "set", "nobody", "--cps", "2", code="account_not_found")
 
@@ -630,6 +633,23 @@ def test_numbers_add_list_remove(cli: Cli, committed_db: str) -> None:
         True,
         2,
     )
+    # The per-number limits and the rest; a table without --json.
+    cli.ok(
+        "numbers", "add", "+15005550006", "--max-calls-per-minute", "5", "--max-calls-per-day",
+        "50", "--rest",
+    )  # fmt: skip
+    [number] = cli.json("numbers", "list", "--json")
+    assert (number["max_calls_per_minute"], number["max_calls_per_day"]) == (5, 50)
+    assert number["rested_reason"].startswith("rested by cli:")
+    assert "cli:" in cli.ok("numbers", "list")  # the rested column (wrapped at 80)
+    cli.ok("numbers", "add", "+15005550006", "--no-max-calls-per-day", "--unrest")
+    [number] = cli.json("numbers", "list", "--json")
+    assert (number["max_calls_per_minute"], number["max_calls_per_day"]) == (5, None)
+    assert number["rested_at"] is None
+    cli.fails(
+        "numbers", "add", "+15005550006", "--max-calls-per-day", "5", "--no-max-calls-per-day",
+        code="invalid_option",
+    )  # fmt: skip
     cli.ok("numbers", "add", "+15005550006", "--no-outbound")
     [number] = cli.json("numbers", "list", "--json")
     assert (number["outbound"], number["max_concurrency"]) == (False, 2)  # the cap is kept

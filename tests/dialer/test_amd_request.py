@@ -14,7 +14,13 @@ import redis
 import requests
 
 from dialer.dispatch.dialing import PlaceResult, place_call
-from dialer.pool.leases import ProviderLimits, acquire_scopes, lease_seconds, rate_limits
+from dialer.pool.leases import (
+    ProviderLimits,
+    acquire_scopes,
+    caller_id_slot,
+    lease_seconds,
+    rate_limits,
+)
 from dialer.providers.twilio import TwilioProvider
 from dialer.runtime import Runtime
 from dialer.settings import Settings
@@ -83,7 +89,7 @@ def create_form(
         runtime.pool.acquire(
             str(attempt.id),
             lease_seconds(row),
-            acquire_scopes(account, row, caller_id, ProviderLimits()),
+            [*acquire_scopes(account, row, ProviderLimits()), caller_id_slot(caller_id).scope],
             rate_limits(account, row, ProviderLimits()),
         )
         attempt_id = attempt.id

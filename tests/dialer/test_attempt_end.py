@@ -14,7 +14,7 @@ RANG = EndedAttempt(
     attempt_id=41,
     account_id=3,
     campaign_id=5,
-    caller_id_id=8,
+    from_e164="+15005550006",
     status=AttemptStatus.NO_ANSWER,
     answered_by=None,
     end_reason=None,
@@ -38,7 +38,7 @@ def test_a_retryable_outcome_is_due_after_its_delay_and_frees_every_scope() -> N
         keys.account_pool(),
         ProviderKeys().pool(),
         keys.campaign_pool(5),
-        keys.caller_id_pool(8),
+        keys.caller_id_pool("+15005550006"),
     ]
     assert decision.release.wake_key == keys.wake()
 

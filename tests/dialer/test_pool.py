@@ -10,6 +10,8 @@ import redis
 from dialer.pool import (
     _RELEASE,
     AcquireResult,
+    CallerIdSlot,
+    DialClock,
     Keys,
     LeaseRequest,
     Pool,
@@ -219,3 +221,43 @@ def test_a_release_in_one_account_wakes_a_pacer_waiting_for_the_provider_scope(
     assert redis_client.lrange(b.wake(), 0, -1) == [b"1"]
     assert redis_client.llen(a.wake()) == 1
     assert redis_client.scard(provider.waiters()) == 0  # one release, one waiter woken
+
+
+def _caller(e164: str, per_minute: int | None, per_day: int | None, cap: int = 100) -> CallerIdSlot:
+    keys = Keys(1)
+    scope = Scope(keys.caller_id_pool(e164), cap)
+    return CallerIdSlot(e164, scope, keys.caller_id_dials(e164), per_minute, per_day)
+
+
+def test_a_caller_id_at_its_limit_is_skipped_and_the_wait_is_until_its_oldest_call_leaves(
+    redis_client: redis.Redis,
+) -> None:
+    pool = Pool(redis_client)
+    a, b = _caller("+14155550100", 2, 3), _caller("+12125550100", None, None, cap=1)
+    t0 = 1_800_000_000_000
+
+    def batch(
+        members: list[str], at_ms: int, *callers: CallerIdSlot
+    ) -> list[tuple[str, str | None, float]]:
+        requests = [LeaseRequest(m, 60, scopes(99, 99), [], caller_ids=callers) for m in members]
+        got = pool.acquire_many(requests, clock=DialClock(at_ms))
+        return [(r.result.value, r.caller_id, r.wait_s) for r in got]
+
+    # The least used first (a tie: the first), a live call each; then b is at its cap of one
+    # live call and a at its minute's 2: the wait is a's first call leaving the minute.
+    assert batch(["1", "2", "3", "4"], t0, a, b) == [
+        ("acquired", a.e164, 0.0),
+        ("acquired", b.e164, 0.0),
+        ("acquired", a.e164, 0.0),
+        ("caller_ids_spent", None, 60.0),
+    ]
+    # 20 s later a alone: its minute opens when the first call leaves it, 40 s on.
+    assert batch(["5"], t0 + 20_000, a) == [("caller_ids_spent", None, 40.0)]
+    assert batch(["5"], t0 + 60_001, a) == [("acquired", a.e164, 0.0)]
+    # Its day's 3 are spent: the wait is until the first call is a day old.
+    assert batch(["6"], t0 + 120_000, a) == [("caller_ids_spent", None, 86_400.0 - 120.0)]
+    assert batch(["6"], t0 + 86_400_001, a) == [("acquired", a.e164, 0.0)]
+    # Preferred numbers are tried in order before the least used.
+    preferred = LeaseRequest("7", 60, scopes(99, 99), [], caller_ids=(a, b), preferred=1)
+    [got] = pool.acquire_many([preferred], clock=DialClock(t0 + 86_400_002))
+    assert (got.result, got.caller_id) == (AcquireResult.ACQUIRED, a.e164)

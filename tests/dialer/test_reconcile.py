@@ -34,7 +34,7 @@ def seed(runtime: Runtime) -> tuple[int, dict[int, tuple[list[str], int]], list[
             campaign = make_campaign(
                 session, account, caller_id=caller_id, status=CampaignStatus.RUNNING
             )
-            keys = release_keys(account.id, campaign.id, caller_id.id)
+            keys = release_keys(account.id, campaign.id, caller_id.e164)
             for i, status in enumerate(LIVE + FINAL):
                 job = make_job(session, campaign, f"+1212555{n}{i:03d}", status=JobStatus.DONE)
                 # Distinct expiries, to the millisecond: each must come back as recorded.

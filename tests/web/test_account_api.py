@@ -56,8 +56,23 @@ def test_numbers_add_update_list_remove(api: Api) -> None:
         "number": "+14155550101",
         "outbound": True,
         "max_concurrency": 3,
+        "max_calls_per_minute": 10,  # the vendor guidance, for a new number
+        "max_calls_per_day": 100,
+        "rested_at": None,
+        "rested_reason": None,
         "created_at": None,
     }
+    limits = {"number": "+14155550101", "max_calls_per_minute": 4, "max_calls_per_day": None}
+    changed = api.post("/v1/numbers", json=limits).json()
+    assert (changed["max_calls_per_minute"], changed["max_calls_per_day"]) == (4, None)
+    assert changed["max_concurrency"] == 3  # left out: unchanged
+    rested = api.post("/v1/numbers", json={"number": "+14155550101", "rested": True}).json()
+    assert rested["rested_at"] is not None
+    assert rested["rested_reason"] == "rested by api-key:test"
+    back = api.post("/v1/numbers", json={"number": "+14155550101", "rested": False}).json()
+    assert (back["rested_at"], back["rested_reason"]) == (None, None)
+    zero = api.post("/v1/numbers", json={"number": "+14155550101", "max_calls_per_day": 0})
+    assert error_code(zero, 400) == "invalid_body"  # the body's schema refuses it
     verified = api.post("/v1/numbers", json={"number": "+14155550103"})  # a verified caller ID
     assert verified.status_code == 201, verified.text
     updated = api.post("/v1/numbers", json={"number": "+14155550101", "outbound": False})

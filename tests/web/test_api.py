@@ -468,6 +468,8 @@ CONTRACT_KEYS = {
     "pacing": {"leases", "cps", "due_to_dial_s"},
     "breaker": {"state", "reason", "trips"},
     "eta": {"remaining", "finish_at"},
+    "waiting_reason": None,
+    "numbers": None,
 }
 """The report's keys, as `campaigns.reports.CampaignReport` fixes them for the page; the
 outcomes are the `models.Outcome` values, as the call API and the exports name them."""
@@ -498,6 +500,18 @@ def test_report_shape(api: Api, campaign_id: int) -> None:
         {"minute", "dials", "answers", "live"}
     ] * 5
     assert report["pacing"]["leases"]["account"] == {"in_use": 0, "cap": 10}
+    assert report["waiting_reason"] is None
+    assert report["numbers"] == [
+        {
+            "number": "+15005550006",
+            "calls": 0,
+            "answer_rate": None,
+            "human_rate": None,
+            "flagged": False,
+            "rested_at": None,
+            "rested_reason": None,
+        }
+    ]
     assert set(report["pacing"]["cps"]) == {"achieved", "limit"}
     assert report["pacing"]["due_to_dial_s"] == {"p50": None, "p95": None}
     assert report["breaker"] == {"state": "closed", "reason": None, "trips": 0}
@@ -758,3 +772,21 @@ def test_a_nul_character_is_a_400_not_a_500(api: Api) -> None:
     call = {"to_number": "+12125550143", "message": "Hi.", "metadata": {"k": "a\x00b"}}
     assert error_code(api.post("/v1/calls", json=call), 400) == "invalid_value"
     assert api.campaign_count() == 0
+
+
+def test_a_campaign_presents_a_caller_id_pool(api: Api) -> None:
+    for number in ("+14155550101", "+14155550102"):
+        assert api.post("/v1/numbers", json={"number": number}).status_code == 201
+    pool = ["+14155550101", "+15005550006", "+14155550102"]
+    created = api.upload(SAMPLE.read_bytes(), caller_id_pool=pool)
+    assert created.status_code == 201, created.text
+    report = api.get(f"/v1/campaigns/{created.json()['campaign_id']}/report").json()
+    assert [n["number"] for n in report["numbers"]] == pool  # the pool, in its order
+    assert {n["calls"] for n in report["numbers"]} == {0}
+    assert report["waiting_reason"] is None
+    both = api.upload(SAMPLE.read_bytes(), caller_id_pool=pool, from_number=pool[0])
+    assert error_code(both, 400) == "invalid_option"
+    foreign = api.upload(SAMPLE.read_bytes(), caller_id_pool=["+14155550199"])
+    assert error_code(foreign, 400) == "from_number_not_found"
+    # A number in a pool is in use: it cannot be removed.
+    assert error_code(api.delete("/v1/numbers/+14155550102"), 409) == "number_in_use"

@@ -18,7 +18,7 @@ from campaigns import lifecycle
 from dialer.campaign_state import BREAKER, CampaignAction, transition
 from dialer.runtime import Runtime
 from dialer.web.app import create_app
-from models import AttemptStatus, CallJob, Campaign, transaction
+from models import AttemptStatus, CallerId, CallJob, Campaign, transaction
 from tests.dialer.test_pacer_windows import Clock, utc
 from tests.factories import make_attempt
 from tests.servers import serve_app
@@ -431,3 +431,27 @@ def test_another_accounts_calls_and_campaigns_are_not_found(api: Api) -> None:
     with transaction(api.runtime.settings.database_url) as session:
         owners = {c.id: c.account_id for c in session.scalars(select(Campaign))}
     assert owners[theirs["campaign_id"]] == api.other_account_id
+
+
+def test_a_call_may_present_a_caller_id_pool(api: Api) -> None:
+    for number in ("+14155550101", "+14155550102"):
+        assert api.post("/v1/numbers", json={"number": number}).status_code == 201
+    pool = ["+14155550102", "+14155550101"]
+    created = place(api, caller_id_pool=pool)
+    # The standing campaign of the pool's first number; the call keeps its own pool.
+    assert created["from"] == "+14155550102"
+    with transaction(api.runtime.settings.database_url) as session:
+        job = session.get_one(CallJob, created["call_id"])
+        numbers = session.scalars(
+            select(CallerId.e164).where(CallerId.id.in_(job.pool_caller_ids or []))
+        ).all()
+    assert sorted(numbers) == sorted(pool)
+    both = api.post("/v1/calls", json={**CALL, "caller_id_pool": pool, "from_number": pool[0]})
+    assert error_code(both, 400) == "invalid_option"
+    twice = api.post("/v1/calls", json={**CALL, "caller_id_pool": [pool[0], pool[0]]})
+    assert error_code(twice, 400) == "invalid_option"
+    foreign = api.post("/v1/calls", json={**CALL, "caller_id_pool": [pool[0], "+14155550199"]})
+    assert error_code(foreign, 400) == "from_number_not_found"
+    campaign_id = api.upload(SAMPLE.read_bytes()).json()["campaign_id"]
+    named = api.post("/v1/calls", json={**CALL, "campaign_id": campaign_id, "caller_id_pool": pool})
+    assert error_code(named, 400) == "from_number_mismatch"

@@ -282,6 +282,7 @@ def test_the_campaign_page_and_its_data(site: Site, http: httpx.Client) -> None:
         assert f'action="/campaigns/{site.campaign_id}/{button}"' in page.text
     assert f'action="/campaigns/{site.campaign_id}/resume"' not in page.text
     assert 'src="/static/vendor/chartjs/chart.umd.min.js"' in page.text
+    assert '<tbody id="numbers-body">' in page.text  # number health, filled from the data
     data = http.get(f"/campaigns/{site.campaign_id}/data")
     assert data.status_code == 200
     report = site.api("GET", f"/v1/campaigns/{site.campaign_id}/report").json()
@@ -291,6 +292,7 @@ def test_the_campaign_page_and_its_data(site: Site, http: httpx.Client) -> None:
         figures.pop("generated_at", None)
         figures.get("eta", {}).pop("finish_at", None)
     assert mine == report
+    assert [n["number"] for n in mine["numbers"]] == ["+15005550006"]
 
 
 def _buttons(html: str) -> dict[str, str]:

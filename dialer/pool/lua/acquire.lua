@@ -3,7 +3,9 @@
 --
 -- KEYS[1..S]        the scopes' sorted sets (member = attempt id, score = lease expiry, ms)
 -- KEYS[S+1..S+L]    the GCRA keys (theoretical arrival time, µs)
--- KEYS[S+L+1..]     optional: the pool's generation keys (the account's, the provider
+-- KEYS[S+L+1..S+L+D] the caller IDs' dial windows (sorted sets: member = attempt id,
+--                   score = admission time, ms of the dial clock)
+-- KEYS[S+L+D+1..]   optional: the pool's generation keys (the account's, the provider
 --                   account's), which must all exist (else the pool was lost with Redis
 --                   and must be rebuilt before any lease is taken)
 -- ARGV[1], ARGV[2]  S, L
@@ -12,15 +14,31 @@
 -- ARGV[4+S..3+S+L]  each limit's emission interval, µs (1e6 / calls per second)
 -- then              R, the number of requests, and per request: member, lease length (ms),
 --                   its own scope's index (0: none), its scopes' count and indexes (the
---                   first is the account's), its limits' count and indexes
+--                   first is the account's), its limits' count and indexes, its caller-ID
+--                   candidates' count, how many of them are preferred, and their indexes
+-- then              the dial clock: now (ms; 0: Redis TIME), a minute's and a day's length
+--                   (ms); D, the caller IDs (caller ID c's dial window is KEYS[S+L+c]), and
+--                   per caller ID: its scope's index (live calls presenting it), its most
+--                   calls a minute and a day (0: no limit)
 --
--- Returns a list with one {code, detail} per request handled: {-2, 0} when a generation
--- key is missing (the only entry); {1, delay_us} when acquired: the call's slot is delay_us
--- from now (0: at once); {0, i} when scope i is full; {-1, wait_us} when the CPS limits
--- have no slot within the horizon for wait_us more. The batch stops after a {-1, _} and
--- after a {0, i} where scope i is not the request's own (the account, a caller ID: every
--- later request would be refused too); a request whose own scope (its campaign's) is full
--- is refused and the batch goes on.
+-- Returns a list with one {code, detail, caller} per request handled: {-2, 0} when a
+-- generation key is missing (the only entry); {1, delay_us, c} when acquired: the call's
+-- slot is delay_us from now (0: at once), presenting caller ID c (0: the request had no
+-- candidate); {0, i} when scope i is full; {-1, wait_us} when the CPS limits have no slot
+-- within the horizon for wait_us more; {-3, wait_us} when no candidate caller ID may
+-- present another call: at their concurrency cap, or at their minute's or day's limit
+-- (wait_us: until the first window lets one, 0 when only a release can). The batch stops
+-- after a {-1, _} and after a {0, i} where scope i is not the request's own (the account,
+-- the provider account: every later request would be refused too); a request whose own
+-- scope (its campaign's) is full, or whose caller IDs are spent, is refused and the batch
+-- goes on.
+--
+-- Caller-ID selection (dialer.pool.caller_ids orders the candidates): the preferred ones
+-- (the number the contact was last called from, then local ones) in order, the first that
+-- may present the call; else, of the others, the least used: fewest live calls plus calls
+-- in the last day, counted in Redis as this batch takes them. A caller ID's limits are
+-- sliding windows over its admissions (kept one day, trimmed as they are read): calls a
+-- minute and a day, so a number at either limit is skipped, never over-used.
 --
 -- Leases are taken in every scope at once and normally released from every scope, so the
 -- first scope tells whether a member holds one already (it is then acquired again without
@@ -38,10 +56,6 @@ local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now = math.floor(now_us / 1000)
 
-if #KEYS > S + L and redis.call('EXISTS', unpack(KEYS, S + L + 1)) < #KEYS - S - L then
-  return {{-2, 0}}
-end
-
 local caps, intervals = {}, {}
 for i = 1, S do caps[i] = tonumber(ARGV[3 + i]) end
 for j = 1, L do intervals[j] = tonumber(ARGV[3 + S + j]) end
@@ -54,8 +68,25 @@ for r = 1, tonumber(ARGV[pos]) do
   for k = 1, tonumber(ARGV[pos]) do req.scopes[k] = tonumber(ARGV[pos + k]) end
   pos = pos + tonumber(ARGV[pos]) + 1
   for k = 1, tonumber(ARGV[pos]) do req.limits[k] = tonumber(ARGV[pos + k]) end
-  pos = pos + tonumber(ARGV[pos])  -- the last field read: the next request follows it
+  pos = pos + tonumber(ARGV[pos]) + 1
+  req.cands, req.pref = {}, tonumber(ARGV[pos + 1])
+  for k = 1, tonumber(ARGV[pos]) do req.cands[k] = tonumber(ARGV[pos + 1 + k]) end
+  pos = pos + tonumber(ARGV[pos]) + 1  -- the last field read: the next request follows it
   requests[r] = req
+end
+local wnow = tonumber(ARGV[pos + 1])
+if wnow == 0 then wnow = now end
+local minute_ms, day_ms = tonumber(ARGV[pos + 2]), tonumber(ARGV[pos + 3])
+local D, callers = tonumber(ARGV[pos + 4]), {}
+pos = pos + 4
+for c = 1, D do
+  callers[c] = {scope = tonumber(ARGV[pos + 1]), window = S + L + c,
+                minute = tonumber(ARGV[pos + 2]), day = tonumber(ARGV[pos + 3]), adds = {}}
+  pos = pos + 3
+end
+
+if #KEYS > S + L + D and redis.call('EXISTS', unpack(KEYS, S + L + D + 1)) < #KEYS - S - L - D then
+  return {{-2, 0}}
 end
 
 -- Leases already held, one ZMSCORE per first scope.
@@ -82,10 +113,81 @@ local function has_room(i)
   return counts[i] < caps[i]
 end
 
+-- A caller ID's calls in its dial window's last minute and day: Redis's (trimmed to the
+-- day once) plus this batch's.
+local function dials(c)
+  local caller = callers[c]
+  if caller.in_day == nil then
+    local key = KEYS[caller.window]
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', wnow - day_ms)
+    caller.in_day = redis.call('ZCARD', key)
+    caller.in_minute = redis.call('ZCOUNT', key, '(' .. (wnow - minute_ms), '+inf')
+    caller.stored_minute = caller.in_minute
+  end
+  return caller
+end
+
+-- Microseconds until caller c's window of `length` ms lets one more call, with `count`
+-- calls in it (`stored` of them in Redis, the rest this batch's, at `wnow`) and `limit`.
+local function window_wait(c, length, count, stored, limit)
+  local leaving = count - limit  -- 0-based rank of the call that must leave the window
+  if leaving >= stored then return length * 1000 end
+  local first = redis.call('ZRANGEBYSCORE', KEYS[callers[c].window], '(' .. (wnow - length),
+    '+inf', 'WITHSCORES', 'LIMIT', leaving, 1)
+  return math.max(0, (tonumber(first[2]) + length - wnow) * 1000)
+end
+
+-- Whether caller ID c may present one more call now; if not, how long until it may (µs;
+-- 0: when a call presenting it ends).
+local function may_present(c)
+  local caller = callers[c]
+  if not has_room(caller.scope) then return false, 0 end
+  dials(c)
+  if caller.day > 0 and caller.in_day >= caller.day then
+    return false, window_wait(c, day_ms, caller.in_day, caller.in_day - #caller.adds / 2,
+      caller.day)
+  end
+  if caller.minute > 0 and caller.in_minute >= caller.minute then
+    return false, window_wait(c, minute_ms, caller.in_minute, caller.stored_minute,
+      caller.minute)
+  end
+  return true, 0
+end
+
+local function pick(req)
+  local wait = nil
+  local function refused(w)
+    if w > 0 and (wait == nil or w < wait) then wait = w end
+  end
+  for k = 1, req.pref do
+    local ok, w = may_present(req.cands[k])
+    if ok then return req.cands[k] end
+    refused(w)
+  end
+  local best, best_use = nil, nil
+  for k = req.pref + 1, #req.cands do
+    local c = req.cands[k]
+    local ok, w = may_present(c)
+    if ok then
+      local use = counts[callers[c].scope] + callers[c].in_day
+      if best == nil or use < best_use then best, best_use = c, use end
+    else
+      refused(w)
+    end
+  end
+  return best, wait or 0
+end
+
 local function take(req)
-  if held[req.member] then return {1, 0} end
+  if held[req.member] then return {1, 0, 0} end
   for _, i in ipairs(req.scopes) do
     if not has_room(i) then return {0, i} end
+  end
+  local caller = nil
+  if #req.cands > 0 then
+    local wait
+    caller, wait = pick(req)
+    if caller == nil then return {-3, wait} end
   end
   local slot = now_us
   for _, j in ipairs(req.limits) do
@@ -97,14 +199,22 @@ local function take(req)
     tats[j] = math.max(tats[j], slot) + intervals[j]
     booked[j] = true
   end
-  for _, i in ipairs(req.scopes) do
+  local taken = {unpack(req.scopes)}
+  if caller then
+    local c = callers[caller]
+    table.insert(taken, c.scope)
+    c.in_day, c.in_minute = c.in_day + 1, c.in_minute + 1
+    table.insert(c.adds, wnow)
+    table.insert(c.adds, req.member)
+  end
+  for _, i in ipairs(taken) do
     counts[i] = counts[i] + 1
     adds[i] = adds[i] or {}
     table.insert(adds[i], now + req.lease)
     table.insert(adds[i], req.member)
   end
   held[req.member] = true
-  return {1, slot - now_us}
+  return {1, slot - now_us, caller or 0}
 end
 
 local out = {}
@@ -120,5 +230,11 @@ for j in pairs(booked) do
 end
 for i, members in pairs(adds) do
   redis.call('ZADD', KEYS[i], unpack(members))
+end
+for _, caller in ipairs(callers) do
+  if #caller.adds > 0 then
+    redis.call('ZADD', KEYS[caller.window], unpack(caller.adds))
+    redis.call('PEXPIRE', KEYS[caller.window], day_ms + 60000)
+  end
 end
 return out

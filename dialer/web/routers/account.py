@@ -34,6 +34,7 @@ def patch_account(
         cps=body.cps,
         max_calls_per_number_per_day=body.max_calls_per_number_per_day,
         webhook_url=(body.webhook_url or "") if "webhook_url" in given else None,
+        rest_flagged_numbers=body.rest_flagged_numbers,
     )
     defaults = default_ceilings(rt.settings)
     update_account(

@@ -58,9 +58,11 @@ def add_number(
     actor: Actor,
 ) -> NumberOut:
     """Add a caller ID (201) the provider account owns (IncomingPhoneNumbers) or verified
-    (OutgoingCallerIds), else 400 `caller_id_not_verified`, and no other account has (409
-    `number_taken`); a number the account has already gets the settings given (200), the
-    others keep theirs. Turning `outbound` off pauses the running campaigns presenting it."""
+        (OutgoingCallerIds), else 400 `caller_id_not_verified`, and no other account has (409
+        `number_taken`); a number the account has already gets the settings given (200), the
+        others keep theirs. Turning `outbound` off pauses the running campaigns presenting it
+    (and no other outbound number of their pool); `rested` takes it out of caller-ID selection
+    or puts it back."""
     given = body.model_fields_set
     caller_id, created = save_number(
         session,
@@ -68,6 +70,11 @@ def add_number(
         body.number,
         outbound=body.outbound if "outbound" in given else KEEP,
         max_concurrency=body.max_concurrency if "max_concurrency" in given else KEEP,
+        max_calls_per_minute=(
+            body.max_calls_per_minute if "max_calls_per_minute" in given else KEEP
+        ),
+        max_calls_per_day=body.max_calls_per_day if "max_calls_per_day" in given else KEEP,
+        rested=body.rested if "rested" in given else KEEP,
         provider=rt.provider,
         actor=actor,
     )

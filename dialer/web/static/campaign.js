@@ -189,6 +189,27 @@
     }
   }
 
+  // Number health: one row per caller ID (report.numbers), built with textContent only.
+  function showNumbers(report) {
+    const body = document.getElementById("numbers-body");
+    const numbers = report.numbers || [];
+    body.replaceChildren(...numbers.map((n) => {
+      const row = document.createElement("tr");
+      row.dataset.number = n.number;
+      row.classList.toggle("flagged", Boolean(n.flagged));
+      const state = (n.flagged ? "flagged" : "ok") +
+        (n.rested_at ? "; rested since " + clock(n.rested_at) + ": " + n.rested_reason : "");
+      for (const text of [n.number, format(n.calls, "int"), format(n.answer_rate, "pct"),
+        format(n.human_rate, "pct"), state]) {
+        const cell = document.createElement("td");
+        cell.textContent = text;
+        row.appendChild(cell);
+      }
+      return row;
+    }));
+    document.getElementById("numbers-empty").hidden = numbers.length > 0;
+  }
+
   function show(raw) {
     const report = normalize(raw);
     showFields(report);
@@ -196,6 +217,7 @@
     showProgress(report);
     showSeries(report);
     showOutcomes(report);
+    showNumbers(report);
     const when = report.generated_at ? new Date(report.generated_at) : new Date();
     document.getElementById("updated").textContent =
       (report.finished ? "Final figures, " : "Live, refreshed every 2 s; ") +
