@@ -37,8 +37,9 @@ from campaigns.options import RING_TIMEOUT_S, TIME_LIMIT_S, CodedOptions
 from campaigns.paging import Page, keyset_page
 from dialer.calls import DEFAULT_RETRY_POLICY
 from dialer.campaign_state import CampaignAction, transition
-from dialer.dispatch.timing import CAP_PERIOD, calls_today, schedule_of
+from dialer.dispatch.timing import schedule_of
 from dialer.errors import ConflictError, DialerError, NotFoundError
+from dialer.frequency import Cap, caps_of, free_at, recent_calls
 from dialer.numbers import NumberRejected, RejectReason, check_policy, classify
 from dialer.providers.twiml import template_placeholders
 from dialer.webhook_url import check_webhook_url
@@ -88,8 +89,8 @@ class WaitingReason(StrEnum):
     """Outside the callee's calling window (09:00-20:00 in its time unless the campaign
     sets another): due at its next opening."""
     FREQUENCY_CAP = "frequency_cap"
-    """The number had the account's `max_calls_per_number_per_day` calls in the last
-    24 hours: due when the oldest of them leaves that period (in the window)."""
+    """The number reached one of the account's frequency caps (`frequency_caps`, "N calls
+    in D days"): due when every cap allows it again (in the window)."""
     CAMPAIGN_PAUSED = "campaign_paused"
     """Its campaign is paused: no time is known until it is resumed."""
     CAMPAIGN_NOT_STARTED = "campaign_not_started"
@@ -116,16 +117,16 @@ _NOT_WAITING = Waiting(None, None)
 def waiting_for(
     job: CallJob,
     campaign: Campaign,
-    calls_in_cap_period: tuple[int, datetime] | None,
-    max_per_number: int,
+    recent: list[datetime],
+    caps: tuple[Cap, ...],
     now: datetime,
 ) -> Waiting:
     """Why the contact `job` is not dialled at `now`, and when it next will be.
 
-    `calls_in_cap_period` is the number's calls in the last `CAP_PERIOD` and the oldest
-    one's time (`dialer.dispatch.timing.calls_today`), `max_per_number` the account's cap:
-    the pacer's own rules (`dialer.dispatch.timing.admit`), judged at `now`, so a call
-    that the pacer would move to a later day says so before the pacer claims it."""
+    `recent` is the number's recent calls, newest first (`dialer.frequency.recent_calls`),
+    `caps` the account's frequency caps: the pacer's own rules
+    (`dialer.dispatch.timing.admit`), judged at `now`, so a call that the pacer would move
+    to a later day says so before the pacer claims it."""
     if job.status is not JobStatus.PENDING:
         return _NOT_WAITING
     if campaign.status is CampaignStatus.PAUSED:
@@ -133,10 +134,9 @@ def waiting_for(
     if campaign.status is CampaignStatus.DRAFT:
         return Waiting(WaitingReason.CAMPAIGN_NOT_STARTED, None)
     schedule = schedule_of(campaign, job)
-    due = max(job.next_due_at, now)
-    count, oldest = calls_in_cap_period or (0, now)
-    if count >= max_per_number and oldest + CAP_PERIOD > due:
-        return Waiting(WaitingReason.FREQUENCY_CAP, schedule.next_due(oldest + CAP_PERIOD))
+    held = free_at(caps, recent, now)
+    if held is not None and held > max(job.next_due_at, now):
+        return Waiting(WaitingReason.FREQUENCY_CAP, schedule.next_due(held))
     if job.next_due_at <= now:
         return Waiting(None, job.next_due_at)
     if not schedule.callable_at(now) and schedule.next_due(now) == job.next_due_at:
@@ -510,7 +510,8 @@ def _waiting(session: Session, jobs: list[CallJob], now: datetime) -> dict[int, 
     if not queued:
         return {}
     account = session.get_one(Account, queued[0].account_id)
-    counts = calls_today(session, account.id, [job.phone_e164 for job in queued], now)
+    caps = caps_of(account.frequency_caps)
+    calls = recent_calls(session, account.id, [job.phone_e164 for job in queued], now, caps)
     campaigns = {
         c.id: c
         for c in session.scalars(
@@ -521,8 +522,8 @@ def _waiting(session: Session, jobs: list[CallJob], now: datetime) -> dict[int, 
         job.id: waiting_for(
             job,
             campaigns[job.campaign_id],
-            counts.get(job.phone_e164),
-            account.max_calls_per_number_per_day,
+            calls.get(job.phone_e164, []),
+            caps,
             now,
         )
         for job in queued

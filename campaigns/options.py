@@ -117,6 +117,58 @@ class RetryRule(BaseModel):
     )
 
 
+class FrequencyCap(BaseModel):
+    """One rolling per-number limit of an account: at most `calls` calls to one number in
+    any `days` days (`dialer.frequency`; FCC 20-186: 3 in 30 days for exempt prerecorded
+    calls; HIPAA-covered health calls: 1 a day and 3 in 7 days)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    calls: int = Field(ge=1, le=1000, description="Most calls to one number in the period.")
+    days: int = Field(ge=1, le=366, description="The period, in days (trailing 24 h each).")
+
+
+MAX_FREQUENCY_CAPS = 5
+"""Most limits one account may set."""
+
+
+class FrequencyCaps(CodedOptions):
+    """An account's frequency caps as a whole (`Account.frequency_caps`): at most
+    `MAX_FREQUENCY_CAPS`, no two of the same period; none: no cap. A limit may be given as
+    `{"calls": N, "days": D}` or as the CLI's text `N/D` ("3/30": 3 calls in 30 days)."""
+
+    caps: list[FrequencyCap] = Field(max_length=MAX_FREQUENCY_CAPS)
+
+    @field_validator("caps", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        out = []
+        for item in value:
+            if isinstance(item, str):
+                calls, sep, days = item.partition("/")
+                if not sep or not calls.strip().isdigit() or not days.strip().isdigit():
+                    raise PydanticCustomError(
+                        "frequency_cap", "{item!r} is not CALLS/DAYS (3/30)", {"item": item}
+                    )
+                item = {"calls": int(calls), "days": int(days)}
+            out.append(item)
+        return out
+
+    @field_validator("caps")
+    @classmethod
+    def _one_per_period(cls, caps: list[FrequencyCap]) -> list[FrequencyCap]:
+        days = [cap.days for cap in caps]
+        if len(set(days)) != len(days):
+            raise PydanticCustomError("frequency_cap", "two limits have the same days")
+        return sorted(caps, key=lambda cap: cap.days)
+
+    def stored(self) -> list[dict[str, int]]:
+        """As `Account.frequency_caps` keeps them, shortest period first."""
+        return [cap.model_dump() for cap in self.caps]
+
+
 def _retry_matrix(value: Any) -> Any:
     """The retry matrix as given: a mapping, or its JSON text (a form field, a CLI flag);
     only outcomes that may retry are keys."""

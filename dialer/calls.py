@@ -312,7 +312,7 @@ def expired(job: CallJob) -> JobStep:
 
 def reschedule(job: CallJob, due: datetime, *, capped_until: datetime | None = None) -> None:
     """A pending contact the pacer claimed but may not dial now (its calling window has
-    closed, its number is over the daily cap): due again at `due`, status unchanged.
+    closed, its number is over a frequency cap): due again at `due`, status unchanged.
     `capped_until`: when the number leaves the frequency cap, if the cap is why (else the
     hold is cleared: `held_by_cap`).
 
@@ -326,9 +326,9 @@ def reschedule(job: CallJob, due: datetime, *, capped_until: datetime | None = N
 
 
 def held_by_cap(job: CallJob, now: datetime) -> datetime | None:
-    """When a contact held by the account's per-number frequency cap
-    (`Account.max_calls_per_number_per_day`) may be dialled again (its due time: the first
-    opening of its window once the number leaves the cap), or None if the cap does not hold
+    """When a contact held by the account's per-number frequency caps
+    (`Account.frequency_caps`, `dialer.frequency`) may be dialled again (its due time: the
+    first opening of its window once every cap allows the number), or None if no cap holds
     it at `now` (not pending, never capped, or due already)."""
     if job.status is not JobStatus.PENDING or job.capped_until is None:
         return None

@@ -16,7 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from campaigns import paging
 from campaigns.calls import CallStatus, SingleCall, WaitingReason
-from campaigns.options import OperatorOptions, ScheduleOptions
+from campaigns.options import (
+    MAX_FREQUENCY_CAPS,
+    FrequencyCap,
+    OperatorOptions,
+    ScheduleOptions,
+)
 from campaigns.preview import CampaignPreview
 from campaigns.reports import CampaignReport
 from models import AttemptStatus, CampaignStatus, Outcome, WebhookStatus
@@ -369,8 +374,10 @@ class AccountOut(BaseModel):
     )
     cps: float = Field(description="Calls per second the account may create.")
     cps_ceiling: float = Field(description="Most `cps` may be raised to (set by the operator).")
-    max_calls_per_number_per_day: int = Field(
-        description="Most attempts that may ring one number in a day."
+    frequency_caps: list[FrequencyCap] = Field(
+        description="Rolling per-number limits across the account's campaigns and single "
+        'calls: each {"calls": N, "days": D}, at most N calls to one number in any D days; '
+        "a number over any of them waits until all allow it."
     )
     webhook_url: str | None = Field(description="Where call events are posted; null: nowhere.")
     numbers: list[NumberOut] = Field(description="Caller IDs, in the order they were added.")
@@ -386,7 +393,13 @@ class AccountPatch(BaseModel):
 
     max_concurrency: int | None = Field(None, gt=0, le=100_000)
     cps: float | None = Field(None, gt=0, le=10_000)
-    max_calls_per_number_per_day: int | None = Field(None, gt=0, le=1000)
+    frequency_caps: list[FrequencyCap] | None = Field(
+        None,
+        max_length=MAX_FREQUENCY_CAPS,
+        description='Replaces the account\'s limits: e.g. [{"calls": 1, "days": 1}, {"calls": '
+        '3, "days": 30}] (FCC 20-186: 3 in 30 days for exempt prerecorded calls); [] for none. '
+        "calls 1-1000, days 1-366, one limit per period, at most 5.",
+    )
     webhook_url: str | None = Field(None, max_length=2048)
 
 
@@ -446,8 +459,8 @@ class CallOut(BaseModel):
     webhook_url: str | None
     waiting_reason: WaitingReason | None = Field(
         description="Why a queued call is not dialled now: calling_window (outside the "
-        "callee's window, 09:00-20:00 in its time by default), frequency_cap (the account's "
-        "max_calls_per_number_per_day), campaign_paused, campaign_not_started, "
+        "callee's window, 09:00-20:00 in its time by default), frequency_cap (one of the "
+        "account's frequency_caps), campaign_paused, campaign_not_started, "
         "retry_scheduled (a retry's delay runs), scheduled (call_at or the campaign's "
         "start_at ahead); null when it is due now, live or final."
     )
