@@ -35,17 +35,22 @@ from campaigns.accounts import outbound_number
 from campaigns.lifecycle import get_campaign
 from campaigns.options import RING_TIMEOUT_S, TIME_LIMIT_S, CodedOptions
 from campaigns.paging import Page, keyset_page
-from dialer.calls import DEFAULT_RETRY_POLICY
+from dialer.calls import DEFAULT_RETRY_POLICY, canceled, move_job
 from dialer.campaign_state import CampaignAction, transition
+from dialer.dispatch.attempt_end import end_unplaced
 from dialer.dispatch.timing import schedule_of
 from dialer.errors import ConflictError, DialerError, NotFoundError
 from dialer.frequency import Cap, caps_of, free_at, recent_calls
 from dialer.numbers import NumberRejected, RejectReason, check_policy, classify
 from dialer.providers.twiml import template_placeholders
+from dialer.runtime import Runtime
 from dialer.webhook_url import check_webhook_url
+from dialer.webhooks.outbox import record_contacts_ended
 from dialer.windows import CallingWindow, ContactSchedule, Place, next_opening, subdivision_of
 from models import (
+    LIVE_ATTEMPT_STATUSES,
     Account,
+    AttemptStatus,
     CallAttempt,
     CallerId,
     CallJob,
@@ -53,6 +58,7 @@ from models import (
     CampaignEvent,
     CampaignStatus,
     DncEntry,
+    EndReason,
     JobStatus,
     MachineAction,
     Outcome,
@@ -456,6 +462,100 @@ def get_call(session: Session, account_id: int, call_id: int) -> CallJob:
     if job is None:
         raise NotFoundError("call_not_found", f"no call {call_id}")
     return job
+
+
+CANCEL_CALL_ACTION = "cancel_call"
+"""`CampaignEvent.action` of a call cancelled by an operator (`cancel_call`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CanceledCall:
+    """What `cancel_call` did: the contact (cancelled now, or still in progress while its
+    call is being hung up or its create request answered), and the attempt whose live call
+    the caller hangs up after the commit (None: none is live)."""
+
+    job: CallJob
+    hang_up: int | None
+
+
+def cancel_call(
+    session: Session, runtime: Runtime, account_id: int, call_id: int, *, actor: str
+) -> CanceledCall:
+    """Cancel one call: a single call or a campaign's contact, by its call id.
+
+    Not yet dialled (queued, or claimed with its request not sent: `dialing`): it ends
+    `canceled` now, its lease freed after the commit. Its create request may have left
+    (`placing`, no call sid yet): the attempt is marked `call_canceled`, so its call is hung
+    up the moment its sid arrives, and the contact ends `canceled` with the attempt (also
+    if no call was made). Live: marked the same way, and `hang_up` names the attempt the
+    caller hangs up after the commit (`dialer.dispatch.dialing.hang_up_call`, the
+    cancel-with-hang-up path); the contact ends `canceled`, with the call's outcome, when
+    the provider reports the end. Recorded in the campaign's history (`cancel_call`, by
+    `actor`). Locks the contact's live attempts, then the contact, as an attempt's end does.
+
+    Raises:
+        NotFoundError: `call_not_found` (also another account's call).
+        ConflictError: `call_ended`, the call is already final (completed or cancelled).
+    """
+    job = get_call(session, account_id, call_id)
+    live = _lock_live_attempts(session, job.id)
+    job = session.get_one(CallJob, job.id, with_for_update=True, populate_existing=True)
+    if job.status in (JobStatus.DONE, JobStatus.CANCELED):
+        raise ConflictError(
+            "call_ended", f"call {call_id} is already {call_status(job).value}: nothing to cancel"
+        )
+    if job.status is JobStatus.IN_PROGRESS and not live:
+        # The pacer claimed it between the two locks: its new attempt is `dialing`.
+        live = _lock_live_attempts(session, job.id)
+    before = call_status(job).value
+    now = runtime.clock()
+    hang_up = None
+    if not live:
+        move_job(job, canceled(job))
+        session.flush()
+        record_contacts_ended(session, account_id, [job.id], now)
+    else:
+        attempt = live[0]
+        attempt.end_reason = EndReason.CALL_CANCELED
+        if attempt.status is AttemptStatus.DIALING:
+            end_unplaced(
+                session,
+                runtime,
+                attempt,
+                outcome=None,
+                error_message="call canceled",
+                counts_as_dial_error=False,
+            )
+        elif attempt.call_sid is not None:
+            hang_up = attempt.id
+    session.add(
+        CampaignEvent(
+            campaign_id=job.campaign_id,
+            action=CANCEL_CALL_ACTION,
+            from_status=None,
+            to_status=None,
+            actor=actor,
+            reason=f"call {job.id} to {job.phone_e164} canceled",
+            changes={"call": {"before": before, "after": call_status(job).value}},
+        )
+    )
+    session.flush()
+    return CanceledCall(job, hang_up)
+
+
+def _lock_live_attempts(session: Session, job_id: int) -> list[CallAttempt]:
+    return list(
+        session.scalars(
+            select(CallAttempt)
+            .where(
+                CallAttempt.job_id == job_id,
+                CallAttempt.status.in_(LIVE_ATTEMPT_STATUSES),
+            )
+            .order_by(CallAttempt.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
 
 
 def call_status(job: CallJob) -> CallStatus:

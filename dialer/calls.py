@@ -305,6 +305,11 @@ def claimed(job: CallJob) -> JobStep:
     return JobStep(JobStatus.IN_PROGRESS, job.attempt_count + 1, job.dial_error_count)
 
 
+def canceled(job: CallJob) -> JobStep:
+    """pending -> canceled: the call itself was cancelled before it was dialled."""
+    return JobStep(JobStatus.CANCELED, job.attempt_count, job.dial_error_count)
+
+
 def expired(job: CallJob) -> JobStep:
     """pending -> done, outcome `expired`: not dialled before its `call_before`."""
     return JobStep(JobStatus.DONE, job.attempt_count, job.dial_error_count, Outcome.EXPIRED)

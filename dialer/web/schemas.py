@@ -10,17 +10,19 @@ refuses unknown fields and values out of bounds (400 `invalid_option`).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from campaigns import paging
 from campaigns.calls import CallStatus, SingleCall, WaitingReason
 from campaigns.options import (
     MAX_FREQUENCY_CAPS,
+    PATCHABLE,
     FrequencyCap,
     OperatorOptions,
     ScheduleOptions,
+    optional_field,
 )
 from campaigns.preview import CampaignPreview
 from campaigns.reports import CampaignReport
@@ -314,21 +316,52 @@ class ContactsAdded(BaseModel):
     added: int
 
 
+class _CampaignPatchIn(BaseModel):
+    """A change to a campaign that has not ended: any of the settings below (left out:
+    unchanged; `cps` and `end_at` null: cleared) and why (`reason`, kept in its history).
+    Checked as at creation (`campaigns.options.CampaignPatch`); a time without an offset
+    is in the campaign's `timezone`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=500, description="Why: kept in the history.")
+
+
+if TYPE_CHECKING:
+    CampaignPatchIn = _CampaignPatchIn
+else:  # the changeable settings (`PATCHABLE`), as the operator schema declares them
+    CampaignPatchIn = create_model(
+        "CampaignPatchIn",
+        __base__=_CampaignPatchIn,
+        __doc__=_CampaignPatchIn.__doc__,
+        **{name: optional_field(name) for name in PATCHABLE},
+    )
+
+
 class EventOut(BaseModel):
-    """One transition: who (`cli:<user>`, `api-key:<key name>`, `scheduler`, `breaker`, `pacer`),
-    when and why."""
+    """One transition or settings change: who (`cli:<user>`, `api-key:<key name>`,
+    `scheduler`, `breaker`, `pacer`), when and why."""
 
     model_config = ConfigDict(from_attributes=True)
 
     id: int
     campaign_id: int | None
     schedule_id: int | None
-    action: str
+    action: str = Field(
+        description="A transition (start, pause, resume, cancel, trip_breaker, complete), "
+        "`change` (a settings change), `cancel_call`, or a schedule's action."
+    )
     from_status: str | None
     to_status: str | None
     actor: str
     reason: str | None
     at: datetime
+    changes: dict[str, Any] | None = Field(
+        None,
+        description='A change\'s values per field: {"max_concurrency": {"before": 10, '
+        '"after": 4}}; null for a transition.',
+    )
+    api_key_id: int | None = Field(None, description="The API key that made the change.")
 
 
 # --- the account and its caller IDs --------------------------------------------------------

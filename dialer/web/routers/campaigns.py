@@ -274,8 +274,8 @@ _TRANSITION_ERRORS: Responses = {**NOT_FOUND, **CONFLICT}
 
 
 def _transitioned(session: Session, campaign: Campaign) -> CampaignOut:
-    """The reply to a transition; a campaign now running gets its account's pacer woken
-    once the change commits."""
+    """The reply to a transition or a change; a campaign now running gets its account's
+    pacer woken once the change commits."""
     if campaign.status is CampaignStatus.RUNNING:
         account_id = campaign.account_id
         on_commit(session, lambda: kick_pacer(account_id))
