@@ -25,7 +25,7 @@ from collections.abc import Callable
 from datetime import date, datetime, time
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.orm import Session
 
@@ -252,4 +252,6 @@ def _rewindow(
 
 
 def _same(column: Any, value: str | None) -> ColumnElement[bool]:
-    return and_(column.is_(None)) if value is None else and_(column == value)
+    """`column = value`, or `column IS NULL` for None."""
+    result: ColumnElement[bool] = column.is_(None) if value is None else column == value
+    return result
