@@ -400,7 +400,10 @@ def refuse_tripped(session: Session, campaign: Campaign) -> None:
         return
     paused_by = session.scalar(
         select(CampaignEvent.action)
-        .where(CampaignEvent.campaign_id == campaign.id)
+        .where(
+            CampaignEvent.campaign_id == campaign.id,
+            CampaignEvent.to_status == CampaignStatus.PAUSED.value,
+        )
         .order_by(CampaignEvent.id.desc())
         .limit(1)
     )
@@ -532,8 +535,6 @@ def cancel_call(
         CampaignEvent(
             campaign_id=job.campaign_id,
             action=CANCEL_CALL_ACTION,
-            from_status=None,
-            to_status=None,
             actor=actor,
             reason=f"call {job.id} to {job.phone_e164} canceled",
             changes={"call": {"before": before, "after": call_status(job).value}},

@@ -164,7 +164,8 @@ def change_campaign(
     """Apply `change` (`campaigns.options.CampaignPatch`, built with the campaign's
     `timezone` as its validation context) to the account's campaign, locked, and record one
     history event (action `change`, `changes` = `{field: {"before", "after"}}` of the
-    settings whose value changed, `actor`, `api_key_id`, `change.reason`). Contacts waiting
+    settings whose value changed, `actor`, `api_key_id`, `change.reason`; no statuses: it
+    is not a transition). Contacts waiting
     for the old window's opening are moved to the new one's (`_rewindow`, at `now`). The
     caller commits, then wakes the account's pacer. Returns the campaign and the event.
 
@@ -204,8 +205,6 @@ def change_campaign(
     event = CampaignEvent(
         campaign_id=campaign.id,
         action=CHANGE_ACTION,
-        from_status=campaign.status.value,
-        to_status=campaign.status.value,
         actor=actor,
         reason=change.reason,
         changes=changes,

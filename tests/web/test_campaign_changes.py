@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from dialer.campaign_state import BREAKER, CampaignAction, transition
 from dialer.dispatch.dialing import PlaceResult, place_call
 from dialer.windows import CallingWindow, Place, next_opening
 from models import (
@@ -22,6 +23,8 @@ from models import (
 )
 from tests.factories import make_attempt
 from tests.web.support import OTHER_KEY, SAMPLE, Api, error_code
+
+VARIABLES = {"first_name": "Ada", "appointment_time": "Monday"}
 
 
 def _campaign(api: Api) -> int:
@@ -65,7 +68,7 @@ def test_a_patch_changes_the_settings_and_records_who_why_and_what(api: Api) -> 
     assert change["action"] == "change"
     assert (change["actor"], change["api_key_id"]) == ("api-key:test", key_id)
     assert change["reason"] == "the clinic asked for fewer calls"
-    assert change["from_status"] == change["to_status"] == "running"
+    assert change["from_status"] is change["to_status"] is None  # not a transition
     assert change["changes"] == {
         "max_concurrency": {"before": 10, "after": 4},
         "cps": {"before": None, "after": 0.5},
@@ -211,3 +214,22 @@ def test_delete_of_a_claimed_call_not_yet_sent_ends_it_and_frees_its_lease(api: 
     assert canceled.json()["status"] == "canceled"
     assert canceled.json()["attempts"][0]["status"] == AttemptStatus.NOT_PLACED
     assert place_call(api.runtime, ids[1]) is PlaceResult.SKIPPED
+
+
+def test_a_change_to_a_campaign_the_breaker_paused_keeps_it_refusing_calls(api: Api) -> None:
+    """A change is not a transition: the campaign stays paused by the breaker, and a call
+    into it is still refused with the breaker's reason."""
+    campaign_id = _campaign(api)
+    assert api.post(f"/v1/campaigns/{campaign_id}/start").status_code == 200
+    with transaction(api.runtime.settings.database_url) as session:
+        campaign = session.get_one(Campaign, campaign_id)
+        transition(campaign, CampaignAction.TRIP_BREAKER, actor=BREAKER, reason="20003")
+    patched = api.patch(
+        f"/v1/campaigns/{campaign_id}", json={"max_concurrency": 2, "reason": "meanwhile"}
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["status"] == "paused"
+    call = {"to_number": "+12125550143", "campaign_id": campaign_id, "variables": VARIABLES}
+    assert error_code(api.post("/v1/calls", json=call), 409) == "campaign_paused"
+    report = api.get(f"/v1/campaigns/{campaign_id}/report").json()
+    assert report["breaker"]["state"] == "open"
