@@ -175,8 +175,8 @@ def change_campaign(
             account's campaign of single calls follows the account's settings).
         InvalidOptionError: `invalid_option`, a cap above the account's.
         InvalidWindowError: `invalid_schedule`, `end_at` not after `start_at`.
-        DialerError: `from_number_not_found`, `invalid_phone_format` (`from_number`).
-        ConflictError: `caller_id_not_outbound` (`from_number` disabled for outbound calls).
+        DialerError: `from_number_not_found` (not the account's, or disabled for outbound
+            calls), `invalid_phone_format` (`from_number`).
         MissingVariableError: `missing_variable`, an open contact has no value for one of
             the new message's placeholders.
     """
