@@ -12,10 +12,19 @@ from sqlalchemy import select
 from campaigns.calls import SingleCall, WaitingReason, calls_json, place_call
 from campaigns.preview import campaign_preview
 from campaigns.reports import campaign_report
+from campaigns.schedules import frequency_cap_warnings
 from dialer.dispatch.pacer import dispatch_round
 from dialer.frequency import Cap, free_at
 from dialer.runtime import Runtime
-from models import Account, CallAttempt, CallJob, CampaignStatus, JobStatus, transaction
+from models import (
+    Account,
+    CallAttempt,
+    CallJob,
+    CampaignStatus,
+    JobStatus,
+    Schedule,
+    transaction,
+)
 from tests.dialer.test_pacer_windows import Clock, seed, utc
 from tests.factories import make_campaign, make_job
 
@@ -147,3 +156,19 @@ def test_free_at_is_the_latest_moment_every_cap_allows() -> None:
     assert free_at(caps, recent, now) == now + timedelta(days=25)
     assert free_at(caps[:1], recent, now) == now + timedelta(hours=22)
     assert free_at([], one_hour, now) is None
+
+
+def test_a_schedule_is_warned_once_per_limit_it_outruns() -> None:
+    """A daily reminder against 1 a day and 3 in 7 days: the weekly limit stalls it (7 runs a
+    week), the daily one does not; hourly outruns both."""
+    caps = [{"calls": 1, "days": 1}, {"calls": 3, "days": 7}]
+    account = Account(name="x", frequency_caps=caps)
+    daily = frequency_cap_warnings(Schedule(cron="0 9 * * *", timezone="UTC"), account, DAY_1)
+    assert [w.code for w in daily] == ["frequency_cap_stall"]
+    assert "3 per 7 days" in daily[0].message
+    hourly = frequency_cap_warnings(Schedule(cron="0 * * * *", timezone="UTC"), account, DAY_1)
+    assert len(hourly) == 2
+    weekly = frequency_cap_warnings(Schedule(cron="0 9 * * 1", timezone="UTC"), account, DAY_1)
+    assert weekly == []
+    assert frequency_cap_warnings(Schedule(cron="* * * * *", timezone="UTC"), Account(
+        name="y", frequency_caps=[]), DAY_1) == []  # fmt: skip
