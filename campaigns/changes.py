@@ -131,15 +131,23 @@ def _message(session: Session, account: Account, campaign: Campaign, value: str)
     return _column("message")(session, account, campaign, value)
 
 
-def _end_at(session: Session, account: Account, campaign: Campaign, value: Any) -> Any:
-    if value is not None and campaign.start_at is not None and value <= campaign.start_at:
-        raise InvalidWindowError("invalid_schedule", "end_at must come after start_at")
-    return _column("end_at")(session, account, campaign, value)
+def _end_at(now: datetime) -> Applier:
+    """A new end after `start_at` and after `now`: an end already past would expire every
+    pending contact at the pacer's next round (cancelling is `lifecycle.cancel`)."""
+
+    def apply(session: Session, account: Account, campaign: Campaign, value: Any) -> Any:
+        if value is not None and value <= max(now, campaign.start_at or now):
+            raise InvalidWindowError(
+                "invalid_schedule", "end_at must come after now and after start_at"
+            )
+        return _column("end_at")(session, account, campaign, value)
+
+    return apply
 
 
-def appliers(account: Account) -> dict[str, Applier]:
-    """How each `campaigns.options.PATCHABLE` setting is applied; one missing here is a
-    `Campaign` column of the same name, set as given (`_column`)."""
+def appliers(account: Account, now: datetime) -> dict[str, Applier]:
+    """How each `campaigns.options.PATCHABLE` setting is applied (at `now`); one missing
+    here is a `Campaign` column of the same name, set as given (`_column`)."""
     return {
         "max_concurrency": _under_account("max_concurrency", account.max_concurrency),
         "cps": _under_account("cps", account.cps),
@@ -147,7 +155,7 @@ def appliers(account: Account) -> dict[str, Applier]:
         "days": _days,
         "from_number": _from_number,
         "message": _message,
-        "end_at": _end_at,
+        "end_at": _end_at(now),
     }
 
 
@@ -174,7 +182,7 @@ def change_campaign(
         ConflictError: `campaign_ended` (completed or cancelled), `standing_campaign` (the
             account's campaign of single calls follows the account's settings).
         InvalidOptionError: `invalid_option`, a cap above the account's.
-        InvalidWindowError: `invalid_schedule`, `end_at` not after `start_at`.
+        InvalidWindowError: `invalid_schedule`, `end_at` not after `now` and `start_at`.
         DialerError: `from_number_not_found` (not the account's, or disabled for outbound
             calls), `invalid_phone_format` (`from_number`).
         MissingVariableError: `missing_variable`, an open contact has no value for one of
@@ -193,7 +201,7 @@ def change_campaign(
             "account's settings (change those, or the call's own)",
         )
     old_window = CallingWindow.of(campaign)
-    apply = appliers(account)
+    apply = appliers(account, now)
     changes: dict[str, dict[str, Any]] = {}
     for name, value in change.changes().items():
         before, after = apply.get(name, _column(name))(session, account, campaign, value)

@@ -126,6 +126,8 @@ def test_a_patch_refuses_what_the_schema_refuses(api: Api) -> None:
     )
     naive = {"end_at": "2030-01-01T10:00:00", **why}  # no offset and no campaign timezone
     assert error_code(api.patch(path, json=naive), 400) == "invalid_schedule"
+    past = {"end_at": "2020-01-01T10:00:00Z", **why}  # would expire every contact at once
+    assert error_code(api.patch(path, json=past), 400) == "invalid_schedule"
     assert error_code(api.patch(path, json={"max_concurrency": 2, **why}, key=OTHER_KEY), 404) == (
         "campaign_not_found"
     )
