@@ -15,6 +15,7 @@ from enum import Enum
 from sqlalchemy import ColumnElement, exists, func, select, update
 from sqlalchemy.orm import Session
 
+from campaigns.options import FrequencyCaps
 from campaigns.paging import Page, keyset_page
 from dialer.campaign_state import CampaignAction, transition
 from dialer.errors import (
@@ -128,7 +129,7 @@ class AccountChange:
 
     max_concurrency: int | None = None
     cps: float | None = None
-    max_calls_per_number_per_day: int | None = None
+    frequency_caps: FrequencyCaps | None = None
     webhook_url: str | None = None
     max_concurrency_ceiling: int | None = None
     cps_ceiling: float | None = None
@@ -162,7 +163,6 @@ def update_account(
         for field, value in (
             ("max_concurrency", change.max_concurrency),
             ("cps", change.cps),
-            ("max_calls_per_number_per_day", change.max_calls_per_number_per_day),
             ("max_concurrency_ceiling", change.max_concurrency_ceiling),
             ("cps_ceiling", change.cps_ceiling),
         )
@@ -214,8 +214,8 @@ def update_account(
             .where(Campaign.account_id == account.id, Campaign.cps > cps)
             .values(cps=cps)
         )
-    if change.max_calls_per_number_per_day is not None:
-        account.max_calls_per_number_per_day = change.max_calls_per_number_per_day
+    if change.frequency_caps is not None:
+        account.frequency_caps = change.frequency_caps.stored()
     if webhook_url is not None:
         account.webhook_url = webhook_url or None
     if change.rest_flagged_numbers is not None:
@@ -234,7 +234,7 @@ def account_json(session: Session, account: Account, defaults: Ceilings) -> dict
         "max_concurrency_ceiling": ceilings.max_concurrency,
         "cps": account.cps,
         "cps_ceiling": ceilings.cps,
-        "max_calls_per_number_per_day": account.max_calls_per_number_per_day,
+        "frequency_caps": account.frequency_caps,
         "webhook_url": account.webhook_url,
         "rest_flagged_numbers": account.rest_flagged_numbers,
         "numbers": [number_json(n) for n in list_numbers(session, account.id).items],

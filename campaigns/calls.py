@@ -35,16 +35,22 @@ from campaigns.accounts import outbound_number, outbound_pool
 from campaigns.lifecycle import get_campaign
 from campaigns.options import MAX_POOL, RING_TIMEOUT_S, TIME_LIMIT_S, CodedOptions
 from campaigns.paging import Page, keyset_page
-from dialer.calls import DEFAULT_RETRY_POLICY
+from dialer.calls import DEFAULT_RETRY_POLICY, canceled, move_job
 from dialer.campaign_state import CampaignAction, transition
-from dialer.dispatch.timing import CAP_PERIOD, calls_today, schedule_of
+from dialer.dispatch.attempt_end import end_unplaced
+from dialer.dispatch.timing import schedule_of
 from dialer.errors import ConflictError, DialerError, InvalidOptionError, NotFoundError
+from dialer.frequency import Cap, caps_of, free_at, recent_calls
 from dialer.numbers import NumberRejected, RejectReason, check_policy, classify
 from dialer.providers.twiml import template_placeholders
+from dialer.runtime import Runtime
 from dialer.webhook_url import check_webhook_url
+from dialer.webhooks.outbox import record_contacts_ended
 from dialer.windows import CallingWindow, ContactSchedule, Place, next_opening, subdivision_of
 from models import (
+    LIVE_ATTEMPT_STATUSES,
     Account,
+    AttemptStatus,
     CallAttempt,
     CallerId,
     CallJob,
@@ -52,6 +58,7 @@ from models import (
     CampaignEvent,
     CampaignStatus,
     DncEntry,
+    EndReason,
     JobStatus,
     MachineAction,
     Outcome,
@@ -88,8 +95,8 @@ class WaitingReason(StrEnum):
     """Outside the callee's calling window (09:00-20:00 in its time unless the campaign
     sets another): due at its next opening."""
     FREQUENCY_CAP = "frequency_cap"
-    """The number had the account's `max_calls_per_number_per_day` calls in the last
-    24 hours: due when the oldest of them leaves that period (in the window)."""
+    """The number reached one of the account's frequency caps (`frequency_caps`, "N calls
+    in D days"): due when every cap allows it again (in the window)."""
     CAMPAIGN_PAUSED = "campaign_paused"
     """Its campaign is paused: no time is known until it is resumed."""
     CAMPAIGN_NOT_STARTED = "campaign_not_started"
@@ -116,16 +123,16 @@ _NOT_WAITING = Waiting(None, None)
 def waiting_for(
     job: CallJob,
     campaign: Campaign,
-    calls_in_cap_period: tuple[int, datetime] | None,
-    max_per_number: int,
+    recent: list[datetime],
+    caps: tuple[Cap, ...],
     now: datetime,
 ) -> Waiting:
     """Why the contact `job` is not dialled at `now`, and when it next will be.
 
-    `calls_in_cap_period` is the number's calls in the last `CAP_PERIOD` and the oldest
-    one's time (`dialer.dispatch.timing.calls_today`), `max_per_number` the account's cap:
-    the pacer's own rules (`dialer.dispatch.timing.admit`), judged at `now`, so a call
-    that the pacer would move to a later day says so before the pacer claims it."""
+    `recent` is the number's recent calls, newest first (`dialer.frequency.recent_calls`),
+    `caps` the account's frequency caps: the pacer's own rules
+    (`dialer.dispatch.timing.admit`), judged at `now`, so a call that the pacer would move
+    to a later day says so before the pacer claims it."""
     if job.status is not JobStatus.PENDING:
         return _NOT_WAITING
     if campaign.status is CampaignStatus.PAUSED:
@@ -133,10 +140,9 @@ def waiting_for(
     if campaign.status is CampaignStatus.DRAFT:
         return Waiting(WaitingReason.CAMPAIGN_NOT_STARTED, None)
     schedule = schedule_of(campaign, job)
-    due = max(job.next_due_at, now)
-    count, oldest = calls_in_cap_period or (0, now)
-    if count >= max_per_number and oldest + CAP_PERIOD > due:
-        return Waiting(WaitingReason.FREQUENCY_CAP, schedule.next_due(oldest + CAP_PERIOD))
+    held = free_at(caps, recent, now)
+    if held is not None and held > max(job.next_due_at, now):
+        return Waiting(WaitingReason.FREQUENCY_CAP, schedule.next_due(held))
     if job.next_due_at <= now:
         return Waiting(None, job.next_due_at)
     if not schedule.callable_at(now) and schedule.next_due(now) == job.next_due_at:
@@ -423,7 +429,10 @@ def refuse_tripped(session: Session, campaign: Campaign) -> None:
         return
     paused_by = session.scalar(
         select(CampaignEvent.action)
-        .where(CampaignEvent.campaign_id == campaign.id)
+        .where(
+            CampaignEvent.campaign_id == campaign.id,
+            CampaignEvent.to_status == CampaignStatus.PAUSED.value,
+        )
         .order_by(CampaignEvent.id.desc())
         .limit(1)
     )
@@ -487,6 +496,98 @@ def get_call(session: Session, account_id: int, call_id: int) -> CallJob:
     return job
 
 
+CANCEL_CALL_ACTION = "cancel_call"
+"""`CampaignEvent.action` of a call cancelled by an operator (`cancel_call`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CanceledCall:
+    """What `cancel_call` did: the contact (cancelled now, or still in progress while its
+    call is being hung up or its create request answered), and the attempt whose live call
+    the caller hangs up after the commit (None: none is live)."""
+
+    job: CallJob
+    hang_up: int | None
+
+
+def cancel_call(
+    session: Session, runtime: Runtime, account_id: int, call_id: int, *, actor: str
+) -> CanceledCall:
+    """Cancel one call: a single call or a campaign's contact, by its call id.
+
+    Not yet dialled (queued, or claimed with its request not sent: `dialing`): it ends
+    `canceled` now, its lease freed after the commit. Its create request may have left
+    (`placing`, no call sid yet): the attempt is marked `call_canceled`, so its call is hung
+    up the moment its sid arrives, and the contact ends `canceled` with the attempt (also
+    if no call was made). Live: marked the same way, and `hang_up` names the attempt the
+    caller hangs up after the commit (`dialer.dispatch.dialing.hang_up_call`, the
+    cancel-with-hang-up path); the contact ends `canceled`, with the call's outcome, when
+    the provider reports the end. Recorded in the campaign's history (`cancel_call`, by
+    `actor`). Locks the contact's live attempts, then the contact, as an attempt's end does.
+
+    Raises:
+        NotFoundError: `call_not_found` (also another account's call).
+        ConflictError: `call_ended`, the call is already final (completed or cancelled).
+    """
+    job = get_call(session, account_id, call_id)
+    live = _lock_live_attempts(session, job.id)
+    job = session.get_one(CallJob, job.id, with_for_update=True, populate_existing=True)
+    if job.status in (JobStatus.DONE, JobStatus.CANCELED):
+        raise ConflictError(
+            "call_ended", f"call {call_id} is already {call_status(job).value}: nothing to cancel"
+        )
+    if job.status is JobStatus.IN_PROGRESS and not live:
+        # The pacer claimed it between the two locks: its new attempt is `dialing`.
+        live = _lock_live_attempts(session, job.id)
+    before = call_status(job).value
+    now = runtime.clock()
+    hang_up = None
+    if not live:
+        move_job(job, canceled(job))
+        session.flush()
+        record_contacts_ended(session, account_id, [job.id], now)
+    else:
+        attempt = live[0]
+        attempt.end_reason = EndReason.CALL_CANCELED
+        if attempt.status is AttemptStatus.DIALING:
+            end_unplaced(
+                session,
+                runtime,
+                attempt,
+                outcome=None,
+                error_message="call canceled",
+                counts_as_dial_error=False,
+            )
+        elif attempt.call_sid is not None:
+            hang_up = attempt.id
+    session.add(
+        CampaignEvent(
+            campaign_id=job.campaign_id,
+            action=CANCEL_CALL_ACTION,
+            actor=actor,
+            reason=f"call {job.id} to {job.phone_e164} canceled",
+            changes={"call": {"before": before, "after": call_status(job).value}},
+        )
+    )
+    session.flush()
+    return CanceledCall(job, hang_up)
+
+
+def _lock_live_attempts(session: Session, job_id: int) -> list[CallAttempt]:
+    return list(
+        session.scalars(
+            select(CallAttempt)
+            .where(
+                CallAttempt.job_id == job_id,
+                CallAttempt.status.in_(LIVE_ATTEMPT_STATUSES),
+            )
+            .order_by(CallAttempt.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
 def call_status(job: CallJob) -> CallStatus:
     """The client's word for the contact's status."""
     return _BY_JOB_STATUS[job.status]
@@ -539,7 +640,8 @@ def _waiting(session: Session, jobs: list[CallJob], now: datetime) -> dict[int, 
     if not queued:
         return {}
     account = session.get_one(Account, queued[0].account_id)
-    counts = calls_today(session, account.id, [job.phone_e164 for job in queued], now)
+    caps = caps_of(account.frequency_caps)
+    calls = recent_calls(session, account.id, [job.phone_e164 for job in queued], now, caps)
     campaigns = {
         c.id: c
         for c in session.scalars(
@@ -550,8 +652,8 @@ def _waiting(session: Session, jobs: list[CallJob], now: datetime) -> dict[int, 
         job.id: waiting_for(
             job,
             campaigns[job.campaign_id],
-            counts.get(job.phone_e164),
-            account.max_calls_per_number_per_day,
+            calls.get(job.phone_e164, []),
+            caps,
             now,
         )
         for job in queued

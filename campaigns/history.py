@@ -75,7 +75,9 @@ def campaign_events(
 
 def event_json(event: CampaignEvent) -> dict[str, Any]:
     """One event as JSON-ready types: id, campaign_id, schedule_id, action, from_status,
-    to_status, actor, reason, at (ISO 8601, UTC)."""
+    to_status, actor, reason, at (ISO 8601, UTC), and for a settings change (action
+    `change`) its `changes` ({field: {"before", "after"}}) and the `api_key_id` that made
+    it (None otherwise)."""
     return {
         "id": event.id,
         "campaign_id": event.campaign_id,
@@ -86,4 +88,6 @@ def event_json(event: CampaignEvent) -> dict[str, Any]:
         "actor": event.actor,
         "reason": event.reason,
         "at": event.at.isoformat(),
+        "changes": event.changes,
+        "api_key_id": event.api_key_id,
     }

@@ -32,6 +32,7 @@ when it is built, whoever builds it. Raises:
 
 from __future__ import annotations
 
+import copy
 import json
 from datetime import date, datetime
 from typing import Any, Literal, Self
@@ -43,6 +44,7 @@ from pydantic import (
     ModelWrapValidatorHandler,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -119,6 +121,58 @@ class RetryRule(BaseModel):
         le=RETRY_DELAY_MAX_S,
         description="Seconds until the next attempt (60 to 604800).",
     )
+
+
+class FrequencyCap(BaseModel):
+    """One rolling per-number limit of an account: at most `calls` calls to one number in
+    any `days` days (`dialer.frequency`; FCC 20-186: 3 in 30 days for exempt prerecorded
+    calls; HIPAA-covered health calls: 1 a day and 3 in 7 days)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    calls: int = Field(ge=1, le=1000, description="Most calls to one number in the period.")
+    days: int = Field(ge=1, le=366, description="The period, in days (trailing 24 h each).")
+
+
+MAX_FREQUENCY_CAPS = 5
+"""Most limits one account may set."""
+
+
+class FrequencyCaps(CodedOptions):
+    """An account's frequency caps as a whole (`Account.frequency_caps`): at most
+    `MAX_FREQUENCY_CAPS`, no two of the same period; none: no cap. A limit may be given as
+    `{"calls": N, "days": D}` or as the CLI's text `N/D` ("3/30": 3 calls in 30 days)."""
+
+    caps: list[FrequencyCap] = Field(max_length=MAX_FREQUENCY_CAPS)
+
+    @field_validator("caps", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        out = []
+        for item in value:
+            if isinstance(item, str):
+                calls, sep, days = item.partition("/")
+                if not sep or not calls.strip().isdigit() or not days.strip().isdigit():
+                    raise PydanticCustomError(
+                        "frequency_cap", "{item!r} is not CALLS/DAYS (3/30)", {"item": item}
+                    )
+                item = {"calls": int(calls), "days": int(days)}
+            out.append(item)
+        return out
+
+    @field_validator("caps")
+    @classmethod
+    def _one_per_period(cls, caps: list[FrequencyCap]) -> list[FrequencyCap]:
+        days = [cap.days for cap in caps]
+        if len(set(days)) != len(days):
+            raise PydanticCustomError("frequency_cap", "two limits have the same days")
+        return sorted(caps, key=lambda cap: cap.days)
+
+    def stored(self) -> list[dict[str, int]]:
+        """As `Account.frequency_caps` keeps them, shortest period first."""
+        return [cap.model_dump() for cap in self.caps]
 
 
 def _retry_matrix(value: Any) -> Any:
@@ -323,7 +377,8 @@ class OperatorOptions(BatchOptions):
         is refused (a reminder an hour off is worse than none)."""
         if moment is None or moment.tzinfo is not None:
             return moment
-        name = info.data.get("timezone")
+        # A change to a campaign (`CampaignPatch`) reads the campaign's zone from the context.
+        name = info.data.get("timezone") or (info.context or {}).get("timezone")
         if name is None:
             raise InvalidWindowError(
                 "invalid_schedule",
@@ -367,3 +422,83 @@ class CampaignOptions(OperatorOptions):
             str(outcome): {"retry": rule["retry"], "delay_s": rule["delay_s"]}
             for outcome, rule in {**DEFAULT_RETRY_POLICY, **given}.items()
         }
+
+
+PATCHABLE: tuple[str, ...] = (
+    "max_concurrency",
+    "cps",
+    "window",
+    "days",
+    "end_at",
+    "from_number",
+    "message",
+)
+"""The `OperatorOptions` fields a running, paused or draft campaign may change
+(`campaigns.changes`): its caps, CPS, calling window and days, `end_at`, caller ID and
+message. A field is made changeable by adding its name here (and, unless it is a
+`Campaign` column of the same name and form, its applier in `campaigns.changes`)."""
+
+NULLABLE: frozenset[str] = frozenset({"cps", "end_at"})
+"""Changeable fields that `null` clears: the campaign's own CPS (the account's alone then
+applies) and its `end_at` (no end)."""
+
+
+class CampaignChange(OperatorOptions):
+    """`OperatorOptions` with every field optional; a change names only changeable fields
+    (`PATCHABLE`) and `reason`, and gives `null` only to those `null` clears."""
+
+    reason: str = Field(min_length=1, max_length=500, description="Why: kept in the history.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _changeable(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        problems = [
+            {"field": name, "message": "not a setting that can be changed on a campaign"}
+            for name in data
+            if name not in PATCHABLE and name != "reason" and name in OperatorOptions.model_fields
+        ]
+        problems += [
+            {"field": name, "message": "must not be null"}
+            for name, value in data.items()
+            if value is None and name in PATCHABLE and name not in NULLABLE
+        ]
+        if problems:
+            message = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+            raise InvalidOptionError(message, problems)
+        return data
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if not self.changes():
+            raise InvalidOptionError(
+                "name at least one setting to change",
+                [{"field": "", "message": f"one of {', '.join(PATCHABLE)}"}],
+            )
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """The settings given, by name (`None`: cleared), in `PATCHABLE` order."""
+        return {name: getattr(self, name) for name in PATCHABLE if name in self.model_fields_set}
+
+
+def optional_field(name: str) -> tuple[Any, Any]:
+    """The `OperatorOptions` field `name` as a change takes it: optional, default None."""
+    field = copy.copy(OperatorOptions.model_fields[name])
+    field.default = None
+    field.default_factory = None
+    annotation: Any = field.annotation
+    return annotation | None, field
+
+
+CampaignPatch: type[CampaignChange] = create_model(  # type: ignore[call-overload]
+    "CampaignPatch",
+    __base__=CampaignChange,
+    __doc__="A change to a campaign that has not ended (`PATCH /v1/campaigns/{id}`, "
+    "`dialer campaigns set`): any of the `PATCHABLE` settings, checked as at creation "
+    "(unknown fields, bounds, the window, the message's template), and why (`reason`, "
+    "recorded in the campaign's history). A time without an offset is read in the "
+    "campaign's `timezone` (the validation context's `timezone`).",
+    **{name: optional_field(name) for name in OperatorOptions.model_fields},
+)

@@ -43,8 +43,8 @@ class WaitingGroup(BaseModel):
         " cap)."
     )
     frequency_capped: int = Field(
-        description="Of `contacts`, held by the per-number frequency cap"
-        " (`max_calls_per_number_per_day`)."
+        description="Of `contacts`, held by the account's per-number frequency caps"
+        " (`frequency_caps`)."
     )
 
 
@@ -59,8 +59,8 @@ class CampaignPreview(BaseModel):
     waiting: int = Field(description="Pending but not callable now.")
     waiting_by_zone: list[WaitingGroup]
     waiting_for_frequency_cap: int = Field(
-        description="Of `waiting`, held by the per-number frequency cap"
-        " (`max_calls_per_number_per_day`)."
+        description="Of `waiting`, held by the account's per-number frequency caps"
+        " (`frequency_caps`)."
     )
     frequency_cap_opens_at: datetime | None = Field(
         description="When the first contact held by the frequency cap is due again (UTC)."

@@ -38,9 +38,9 @@ class Contacts(BaseModel):
     """Never attempted and not yet due: the campaign's `start_at`, a calling window
     (counted by the UTC minute they fall due in)."""
     waiting_for_frequency_cap: int
-    """Pending and held by the account's per-number frequency cap
-    (`max_calls_per_number_per_day`: the number was called that often in the last 24 h),
-    attempted or not, until a minute after the current one at least."""
+    """Pending and held by the account's per-number frequency caps (`frequency_caps`: the
+    number was called N times in the last D days for one of them), attempted or not, until
+    a minute after the current one at least."""
     frequency_cap_opens_at: datetime | None
     """When the first contact held by the frequency cap is due again (UTC); None: none is."""
     scheduled_retry: int

@@ -54,8 +54,8 @@ from campaigns.ingest import IngestSummary, ingest_contacts
 from campaigns.options import CampaignOptions, ScheduleOptions
 from campaigns.paging import Page, keyset_page
 from dialer.campaign_state import SCHEDULER
-from dialer.dispatch.timing import CAP_PERIOD
 from dialer.errors import ConflictError, DialerError, InvalidOptionError, NotFoundError
+from dialer.frequency import caps_of
 from dialer.providers.twiml import template_placeholders
 from models import (
     Account,
@@ -173,31 +173,34 @@ def due_occurrence(
 def frequency_cap_warnings(
     schedule: Schedule, account: Account, now: datetime | None = None
 ) -> list[ScheduleWarning]:
-    """`frequency_cap_stall` when the schedule fires more often in 24 hours (from its next
-    occurrence) than the account's `max_calls_per_number_per_day` lets one number be called:
-    a number in every batch (the same CSV read at each occurrence, the same contacts pushed
-    again) is then held by the cap from the run after the cap on, for up to a day
-    (`dialer.dispatch.timing.CAP_PERIOD`). Counts at most cap + 1 occurrences."""
-    cap = account.max_calls_per_number_per_day
+    """`frequency_cap_stall`, once per cap, when the schedule fires more often in a cap's
+    period (from its next occurrence) than that cap of the account's `frequency_caps`
+    ("N calls in D days", `dialer.frequency`) lets one number be called: a number in every
+    batch (the same CSV read at each occurrence, the same contacts pushed again) is then
+    held by the cap from run N + 1 on, for up to D days. Counts at most N + 1 occurrences
+    per cap."""
     zone = parse_zone(schedule.timezone)
     first = next_occurrence(schedule.cron, zone, now or utcnow())
-    runs = 0
-    for occurrence in occurrences_after(schedule.cron, zone, first - timedelta(microseconds=1)):
-        if occurrence >= first + CAP_PERIOD or runs > cap:
-            break
-        runs += 1
-    if runs <= cap:
-        return []
-    return [
-        ScheduleWarning(
-            "frequency_cap_stall",
-            f"{schedule.cron!r} fires more than {cap} times in 24 hours, but a number is called"
-            f" at most {cap} times a day (the account's max_calls_per_number_per_day): a number"
-            f" in every batch waits up to 24 hours from run {cap + 1} on. Fire less often,"
-            " vary the numbers, or raise the cap"
-            " (dialer accounts set NAME --max-calls-per-number-per-day N).",
+    warnings = []
+    for cap in caps_of(account.frequency_caps):
+        runs = 0
+        for occurrence in occurrences_after(schedule.cron, zone, first - timedelta(microseconds=1)):
+            if occurrence >= first + cap.period or runs > cap.calls:
+                break
+            runs += 1
+        if runs <= cap.calls:
+            continue
+        warnings.append(
+            ScheduleWarning(
+                "frequency_cap_stall",
+                f"{schedule.cron!r} fires more than {cap.calls} times in {cap.days} day(s), but"
+                f" a number is called at most {cap.label()} (the account's frequency_caps): a"
+                f" number in every batch waits up to {cap.days} day(s) from run"
+                f" {cap.calls + 1} on. Fire less often, vary the numbers, or change the caps"
+                " (dialer accounts set NAME --frequency-cap CALLS/DAYS).",
+            )
         )
-    ]
+    return warnings
 
 
 def _checked(options: dict[str, Any]) -> ScheduleOptions:

@@ -342,6 +342,11 @@ def claimed(job: CallJob) -> JobStep:
     return JobStep(JobStatus.IN_PROGRESS, job.attempt_count + 1, job.dial_error_count)
 
 
+def canceled(job: CallJob) -> JobStep:
+    """pending -> canceled: the call itself was cancelled before it was dialled."""
+    return JobStep(JobStatus.CANCELED, job.attempt_count, job.dial_error_count)
+
+
 def expired(job: CallJob) -> JobStep:
     """pending -> done, outcome `expired`: not dialled before its `call_before`."""
     return JobStep(JobStatus.DONE, job.attempt_count, job.dial_error_count, Outcome.EXPIRED)
@@ -349,7 +354,7 @@ def expired(job: CallJob) -> JobStep:
 
 def reschedule(job: CallJob, due: datetime, *, capped_until: datetime | None = None) -> None:
     """A pending contact the pacer claimed but may not dial now (its calling window has
-    closed, its number is over the daily cap): due again at `due`, status unchanged.
+    closed, its number is over a frequency cap): due again at `due`, status unchanged.
     `capped_until`: when the number leaves the frequency cap, if the cap is why (else the
     hold is cleared: `held_by_cap`).
 
@@ -363,9 +368,9 @@ def reschedule(job: CallJob, due: datetime, *, capped_until: datetime | None = N
 
 
 def held_by_cap(job: CallJob, now: datetime) -> datetime | None:
-    """When a contact held by the account's per-number frequency cap
-    (`Account.max_calls_per_number_per_day`) may be dialled again (its due time: the first
-    opening of its window once the number leaves the cap), or None if the cap does not hold
+    """When a contact held by the account's per-number frequency caps
+    (`Account.frequency_caps`, `dialer.frequency`) may be dialled again (its due time: the
+    first opening of its window once every cap allows the number), or None if no cap holds
     it at `now` (not pending, never capped, or due already)."""
     if job.status is not JobStatus.PENDING or job.capped_until is None:
         return None

@@ -543,6 +543,20 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         "None: its run is recorded.",
     ),
     ErrorCode(
+        "call_ended",
+        "ConflictError",
+        409,
+        "Cancelling a call that is already final (completed or cancelled).",
+        "None: read its outcome with `GET /v1/calls/{id}`.",
+    ),
+    ErrorCode(
+        "campaign_ended",
+        "ConflictError",
+        409,
+        "Changing the settings of a completed or cancelled campaign.",
+        "Create a new campaign with the settings.",
+    ),
+    ErrorCode(
         "caller_id_not_outbound",
         "ConflictError",
         409,
@@ -576,6 +590,13 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         409,
         "Another account has this caller ID.",
         "Use another number.",
+    ),
+    ErrorCode(
+        "standing_campaign",
+        "ConflictError",
+        409,
+        "Changing the account's standing campaign of single calls, which follows the account.",
+        "Change the account's settings, or the call's own.",
     ),
     ErrorCode(
         "request_in_progress",

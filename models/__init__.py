@@ -10,6 +10,7 @@ from models.db import (
     transaction,
 )
 from models.enums import (
+    CANCEL_END_REASONS,
     LIVE_ATTEMPT_STATUSES,
     TERMINAL_ATTEMPT_STATUSES,
     AttemptStatus,
@@ -43,6 +44,7 @@ from models.tables import (
 )
 
 __all__ = [
+    "CANCEL_END_REASONS",
     "LIVE_ATTEMPT_STATUSES",
     "SHARED_TEST_CALLER_ID",
     "TERMINAL_ATTEMPT_STATUSES",

@@ -100,6 +100,13 @@ class EndReason(StrEnum):
     attempt: hung up at once (the attempt stays `not-placed`)."""
     CAMPAIGN_CANCELED = "campaign_canceled"
     """Its campaign was cancelled with hang-up."""
+    CALL_CANCELED = "call_canceled"
+    """The call itself was cancelled (`DELETE /v1/calls/{id}`, `dialer calls cancel`)."""
+
+
+CANCEL_END_REASONS = frozenset({EndReason.CAMPAIGN_CANCELED, EndReason.CALL_CANCELED})
+"""End reasons of a cancel: an attempt marked with one while its call had no sid yet is
+hung up the moment the sid arrives."""
 
 
 class MachineAction(StrEnum):

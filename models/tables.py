@@ -59,11 +59,6 @@ class Account(CreatedAt, Base):
     of its campaigns."""
 
     __tablename__ = "accounts"
-    __table_args__ = (
-        CheckConstraint(
-            "max_calls_per_number_per_day > 0", name="max_calls_per_number_per_day_positive"
-        ),
-    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -77,9 +72,13 @@ class Account(CreatedAt, Base):
     cps_ceiling: Mapped[float | None] = mapped_column()
     """Most the account's `cps` may be (calls per second), set by the installation's
     operator; None: `Settings.account_cps_ceiling`."""
-    max_calls_per_number_per_day: Mapped[int] = mapped_column(Integer, default=3)
-    """Most attempts that may ring one number in a day across all of the account's
-    campaigns and single calls; a contact over it is due the next day."""
+    frequency_caps: Mapped[list[dict[str, int]]] = mapped_column(
+        JSONB, default=lambda: [{"calls": 3, "days": 1}]
+    )
+    """Rolling per-number limits, each `{"calls": N, "days": D}`: at most N attempts that
+    may ring one number in any D days (trailing, D x 24 h) across all of the account's
+    campaigns and single calls; a contact over any of them waits until all allow it
+    (`dialer.frequency`). Written only through `campaigns.options.FrequencyCap`."""
     webhook_url: Mapped[str | None] = mapped_column(Text)
     """Where the account's call and campaign events are posted (`dialer.webhook_url` checks
     it); None: no webhooks."""
@@ -292,9 +291,9 @@ class CallJob(Base):
     its calling window (`dialer.windows`), so claiming is one range scan of
     `ix_call_jobs_campaign_due`; recomputed whenever it is rescheduled or found closed."""
     capped_until: Mapped[datetime | None] = mapped_column()
-    """Set while the contact is held by the account's per-number frequency cap
-    (`max_calls_per_number_per_day`): when its number leaves the cap (`next_due_at` is then
-    the window's first opening at or after it). None: not held by the cap. Read through
+    """Set while the contact is held by the account's per-number frequency caps
+    (`Account.frequency_caps`): when every cap allows its number again (`next_due_at` is then
+    the window's first opening at or after it). None: not held by a cap. Read through
     `dialer.calls.held_by_cap`."""
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
     zones: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
@@ -604,6 +603,11 @@ class CampaignEvent(Base):
     """Who: `cli:<os user>`, `api:<account>`, `scheduler`, `breaker`, `pacer`."""
     reason: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(server_default=func.now())
+    changes: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    """A settings change's values per field, `{field: {"before": ..., "after": ...}}` (JSON
+    types; action `change`); None for a transition."""
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    """The API key that made the change through the API; None: another actor."""
 
 
 class CampaignCounter(Base):

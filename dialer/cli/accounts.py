@@ -18,8 +18,10 @@ from campaigns.accounts import (
     get_account,
     update_account,
 )
+from campaigns.options import FrequencyCaps
 from campaigns.webhooks import webhook_secret
 from dialer.cli.common import JsonOpt, console, errors_reported, plain, print_json
+from dialer.errors import InvalidOptionError
 from dialer.settings import ProviderKind, get_settings
 from models import transaction
 
@@ -59,13 +61,18 @@ def set_(
     name: NameArg,
     max_concurrency: ConcurrencyOpt = None,
     cps: CpsOpt = None,
-    max_calls_per_number_per_day: Annotated[
-        int | None,
+    frequency_cap: Annotated[
+        list[str] | None,
         typer.Option(
-            "--max-calls-per-number-per-day",
-            help="Most attempts that may ring one number in a day.",
+            "--frequency-cap",
+            help="A rolling per-number limit CALLS/DAYS (3/30: at most 3 calls to one number "
+            "in any 30 days), across the account's campaigns and single calls; repeatable, "
+            "the given ones replace the account's.",
         ),
     ] = None,
+    no_frequency_caps: Annotated[
+        bool, typer.Option("--no-frequency-caps", help="Remove every frequency cap.")
+    ] = False,
     webhook_url: Annotated[
         str | None,
         typer.Option("--webhook-url", help='Where call events are posted ("" to stop).'),
@@ -93,16 +100,24 @@ def set_(
     account may set through the API (default: ACCOUNT_MAX_CONCURRENCY_CEILING,
     ACCOUNT_CPS_CEILING); a ceiling lowered below a cap lowers the cap."""
     settings = get_settings()
-    change = AccountChange(
-        max_concurrency,
-        cps,
-        max_calls_per_number_per_day,
-        webhook_url,
-        max_concurrency_ceiling,
-        cps_ceiling,
-        rest_flagged_numbers,
-    )
     with errors_reported(), transaction(settings.database_url) as session:
+        caps = None
+        if frequency_cap and no_frequency_caps:
+            raise InvalidOptionError(
+                "--frequency-cap and --no-frequency-caps: give one",
+                [{"field": "frequency_caps", "message": "both given"}],
+            )
+        if frequency_cap or no_frequency_caps:
+            caps = FrequencyCaps(caps=[] if no_frequency_caps else list(frequency_cap or []))
+        change = AccountChange(
+            max_concurrency,
+            cps,
+            caps,
+            webhook_url,
+            max_concurrency_ceiling,
+            cps_ceiling,
+            rest_flagged_numbers,
+        )
         update_account(
             session,
             get_account(session, name, lock=True),

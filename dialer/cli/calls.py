@@ -1,8 +1,9 @@
-"""`dialer calls`: place one call, show one, list them."""
+"""`dialer calls`: place one call, show one, cancel one, list them."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any
 
 import typer
@@ -13,13 +14,15 @@ from dialer.cli.common import (
     AccountOpt,
     JsonOpt,
     account_id,
+    cli_actor,
     console,
     errors_reported,
     fail,
     print_json,
 )
+from dialer.runtime import get_runtime
 from dialer.settings import get_settings
-from models import Account, Outcome, on_commit, transaction, utcnow
+from models import Account, EndReason, Outcome, on_commit, transaction, utcnow
 
 app = typer.Typer(help="Single calls.", no_args_is_help=True)
 
@@ -148,6 +151,30 @@ def show(
             )
         )
     console.print(table)
+
+
+@app.command("cancel")
+def cancel(
+    call_id: Annotated[int, typer.Argument(help="Call id (a single call or a contact).")],
+    account: AccountOpt = "default",
+    as_json: JsonOpt = False,
+) -> None:
+    """Cancel one call (as `DELETE /v1/calls/{id}`): not yet dialled, it ends canceled at
+    once; live, it is hung up at the provider and ends canceled when the provider reports
+    the end."""
+    from workers.enqueue import hang_up
+
+    runtime = get_runtime()
+    with errors_reported(), transaction(runtime.settings.database_url) as session:
+        done = calls.cancel_call(session, runtime, account_id(account), call_id, actor=cli_actor())
+        if done.hang_up is not None:
+            on_commit(session, partial(hang_up, done.hang_up, EndReason.CALL_CANCELED))
+        shown = calls.calls_json(session, [done.job], runtime.clock())[0]
+    if as_json:
+        print_json(shown)
+        return
+    hanging_up = " (hanging up)" if done.hang_up is not None else ""
+    console.print(f"call {call_id}: {shown['status']}{hanging_up}")
 
 
 @app.command("list")

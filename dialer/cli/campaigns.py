@@ -26,8 +26,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns import lifecycle
+from campaigns.changes import change_campaign
 from campaigns.history import campaign_events, event_json
-from campaigns.options import CampaignOptions, OperatorOptions, RetryOutcome, RetryRule
+from campaigns.options import (
+    NULLABLE,
+    PATCHABLE,
+    CampaignOptions,
+    CampaignPatch,
+    OperatorOptions,
+    RetryOutcome,
+    RetryRule,
+)
 from campaigns.preview import campaign_preview
 from campaigns.reports import (
     SERIES_MINUTES,
@@ -51,7 +60,7 @@ from dialer.cli.common import (
 from dialer.cli.render import events_table, ingest_progress, preview_table, report_table
 from dialer.runtime import get_runtime
 from dialer.settings import get_settings
-from models import Campaign, CampaignStatus, EndReason, on_commit, transaction, utcnow
+from models import Account, Campaign, CampaignStatus, EndReason, on_commit, transaction, utcnow
 
 app = typer.Typer(help="Create, run and report campaigns.", no_args_is_help=True)
 
@@ -70,15 +79,21 @@ no UTC offset), or not at all (the retry matrix): the CLI passes them on as text
 schema parses them (ISO 8601, JSON)."""
 
 
-def setting_options(schema: type[BaseModel] = OperatorOptions) -> list[inspect.Parameter]:
+def setting_options(
+    schema: type[BaseModel] = OperatorOptions, only: tuple[str, ...] | None = None
+) -> list[inspect.Parameter]:
     """One typer option per field of `schema` (`OperatorOptions`, or `ScheduleOptions`
     for a schedule): its type, default and description. A required field's option, or one
     whose default is built per use, defaults to None, so that its absence is the schema's
-    `missing_field` error or its default, reported or applied like any other."""
+    `missing_field` error or its default, reported or applied like any other. With `only`
+    (a change: `campaigns.options.PATCHABLE`), just those fields, each defaulting to None
+    (left out: unchanged)."""
     options = []
     for name, field in schema.model_fields.items():
+        if only is not None and name not in only:
+            continue
         flag = typer.Option(*FLAGS.get(name, "").split(), help=field.description)
-        required = field.is_required()
+        required = field.is_required() or only is not None
         kind: Any = AS_TEXT.get(field.annotation, field.annotation)
         options.append(
             inspect.Parameter(
@@ -91,12 +106,15 @@ def setting_options(schema: type[BaseModel] = OperatorOptions) -> list[inspect.P
     return options
 
 
-def with_settings(command: Callable[..., None]) -> Callable[..., None]:
+def with_settings(
+    command: Callable[..., None], only: tuple[str, ...] | None = None
+) -> Callable[..., None]:
     """`command` with its `**settings` replaced by the operator's settings as options
-    (after its first parameter, so `--help` lists them in the schema's order)."""
+    (after its first parameter, so `--help` lists them in the schema's order); with
+    `only`, those settings alone (`setting_options`)."""
     signature = inspect.signature(command, eval_str=True)
     first, *rest = (p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD)
-    parameters = [first, *setting_options(), *rest]
+    parameters = [first, *setting_options(only=only), *rest]
     # typer reads a command's parameters from its signature (`inspect.signature`).
     command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
     return command
@@ -189,6 +207,61 @@ def cancel(
         return campaign
 
     _transition(campaign_id, account, change)
+
+
+@app.command("set")
+@partial(with_settings, only=PATCHABLE)
+def set_(
+    campaign_id: CampaignArg,
+    *,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why: kept in the campaign's history.")
+    ] = None,
+    clear: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--clear",
+            help=f"Clear a setting ({', '.join(sorted(NULLABLE))}): the campaign's own CPS "
+            "(the account's alone applies), its end_at (no end). Repeatable.",
+        ),
+    ] = None,
+    account: AccountOpt = "default",
+    as_json: JsonOpt = False,
+    **settings: Any,
+) -> None:
+    """Change a draft, running or paused campaign: its caps, CPS, calling window and days,
+    end_at, caller ID (--from) or message. Checked as at creation; recorded in its history
+    with --reason and the values before and after; the pacer uses the new limits from its
+    next round, and contacts not yet called get the new message."""
+    from workers.enqueue import kick_pacer
+
+    config = get_settings()
+    with errors_reported(), transaction(config.database_url) as session:
+        owner = account_id(account)
+        current = lifecycle.get_campaign(session, owner, campaign_id)
+        given = {k: v for k, v in settings.items() if v is not None}
+        given.update({name: None for name in clear or []})
+        if reason is not None:
+            given["reason"] = reason
+        change = CampaignPatch.model_validate(given, context={"timezone": current.timezone})
+        campaign, event = change_campaign(
+            session,
+            session.get_one(Account, owner),
+            campaign_id,
+            change,
+            actor=cli_actor(),
+            now=get_runtime().clock(),
+        )
+        if campaign.status is CampaignStatus.RUNNING:
+            on_commit(session, lambda: kick_pacer(owner))
+        shown = event_json(event)
+    if as_json:
+        print_json(shown)
+        return
+    changes = shown["changes"] or {}
+    console.print(f"campaign {campaign_id}: {len(changes)} setting(s) changed")
+    for name, values in changes.items():
+        console.print(f"  {name}: {values['before']} -> {values['after']}", markup=False)
 
 
 # --- reading -------------------------------------------------------------------------------

@@ -207,8 +207,9 @@ def ingest_progress(
 
 def events_table(rows: list[dict[str, Any]]) -> Table:
     """A rich table of history rows (`campaigns.history.event_json`)."""
-    table = Table("at", "action", "from", "to", "actor", "reason")
+    table = Table("at", "action", "from", "to", "actor", "reason", "changes")
     for row in rows:
+        changes = row.get("changes") or {}
         table.add_row(
             row["at"],
             row["action"],
@@ -216,5 +217,6 @@ def events_table(rows: list[dict[str, Any]]) -> Table:
             row["to_status"] or "",
             row["actor"],
             row["reason"] or "",
+            "; ".join(f"{k}: {v['before']} -> {v['after']}" for k, v in changes.items()),
         )
     return table

@@ -97,9 +97,10 @@ class EndDecision:
 def decide(ended: EndedAttempt, now: datetime, time_scale: float = 1.0) -> EndDecision:
     """The consequences of an ended attempt (pure).
 
-    An attempt that may have rung the contact: done (answered, not retryable, or
-    `max_attempts` reached, per the campaign's outcome matrix), canceled with its campaign,
-    or pending again after the matrix's delay. An attempt that never became a call
+    An attempt that may have rung the contact: canceled with its outcome when the call
+    itself was cancelled (`end_reason` `call_canceled`), else done (answered, not
+    retryable, or `max_attempts` reached, per the campaign's outcome matrix), canceled with
+    its campaign, or pending again after the matrix's delay. An attempt that never became a call
     (`not-placed`) does not count against `max_attempts`: the contact is done with
     `unplaced_outcome` when one is given, with `dial_error` once `dial_retries` are spent,
     else pending again after an exponential backoff with full jitter (AWS Architecture
@@ -114,12 +115,15 @@ def decide(ended: EndedAttempt, now: datetime, time_scale: float = 1.0) -> EndDe
         release_keys(ended.account_id, ended.campaign_id, ended.from_e164),
         Keys(ended.account_id).wake(),
     )
-    canceled = ended.campaign_status is CampaignStatus.CANCELED
+    call_canceled = ended.end_reason is EndReason.CALL_CANCELED
+    canceled = ended.campaign_status is CampaignStatus.CANCELED or call_canceled
     if ended.status is not AttemptStatus.NOT_PLACED:
         outcome = outcome_of(ended.status, ended.answered_by, ended.end_reason)
         counts = (ended.attempt_count, ended.dial_error_count)
         delay = retry_delay(ended.retry_policy, ended.max_attempts, outcome, ended.attempt_count)
-        if delay is None:
+        if call_canceled:
+            step = JobStep(JobStatus.CANCELED, *counts, outcome=outcome)
+        elif delay is None:
             step = JobStep(JobStatus.DONE, *counts, outcome=outcome)
         elif canceled:
             step = JobStep(JobStatus.CANCELED, *counts, outcome=outcome)

@@ -30,7 +30,14 @@ from dialer.metrics import CALLBACK_APPLY_FAILURES, CALLBACK_BATCH_SIZE
 from dialer.runtime import Runtime
 from dialer.webhooks.outbox import record_attempt_end_async
 from dialer.windows import ContactSchedule
-from models import AttemptStatus, CampaignStatus, EndReason, MachineAction, utcnow
+from models import (
+    CANCEL_END_REASONS,
+    AttemptStatus,
+    CampaignStatus,
+    EndReason,
+    MachineAction,
+    utcnow,
+)
 from models.asyncdb import AsyncPool, transaction
 
 log = structlog.get_logger(__name__)
@@ -75,9 +82,10 @@ class CallbackResult:
     ended: bool = False
     hang_up_machine: bool = False
     hang_up_canceled: bool = False
-    """The callback tied its call to an attempt whose campaign was cancelled with hang-up
-    while the call was being placed (`campaigns.lifecycle.hang_up_on_cancel`): the caller
-    asks the provider to end it (`campaign_canceled`)."""
+    """The callback tied its call to an attempt whose campaign was cancelled with hang-up,
+    or which was itself cancelled, while the call was being placed
+    (`campaigns.lifecycle.hang_up_on_cancel`, `campaigns.calls.cancel_call`): the caller
+    asks the provider to end it (the cancel's reason stays the attempt's)."""
     late_call: str | None = None
     """The sid of a call made for an attempt already given up (`not-placed`)."""
     apply_failed: bool = False
@@ -473,9 +481,7 @@ def _apply(applied: _Applied, callback: Callback, runtime: Runtime) -> CallbackR
         and row["machine_action"] == MachineAction.HANG_UP
     )
     canceled = (
-        untied
-        and attempt.end_reason is EndReason.CAMPAIGN_CANCELED
-        and not is_terminal(attempt.status)
+        untied and attempt.end_reason in CANCEL_END_REASONS and not is_terminal(attempt.status)
     )
     return CallbackResult(
         stored=True, ended=ended, hang_up_machine=hang_up, hang_up_canceled=canceled

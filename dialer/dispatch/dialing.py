@@ -55,6 +55,7 @@ from dialer.providers.twiml import build_twiml, render_message
 from dialer.runtime import Runtime
 from dialer.settings import Settings
 from models import (
+    CANCEL_END_REASONS,
     LIVE_ATTEMPT_STATUSES,
     Account,
     AttemptStatus,
@@ -582,10 +583,11 @@ def _adopt(runtime: Runtime, attempt_id: int, call_sid: str) -> PlaceResult:
 
 
 def _canceled_with_hang_up(attempt: CallAttempt) -> bool:
-    """Whether the attempt's campaign was cancelled with hang-up before its call had a sid
-    (`campaigns.lifecycle.hang_up_on_cancel` marked it): its call, once tied to it (here
-    or by its first status callback), is hung up at once instead of left ringing."""
-    return attempt.end_reason is EndReason.CAMPAIGN_CANCELED and attempt.call_sid is not None
+    """Whether the attempt's campaign was cancelled with hang-up, or the call itself
+    cancelled, before its call had a sid (`campaigns.lifecycle.hang_up_on_cancel`,
+    `campaigns.calls.cancel_call` marked it): its call, once tied to it (here or by its
+    first status callback), is hung up at once instead of left ringing."""
+    return attempt.end_reason in CANCEL_END_REASONS and attempt.call_sid is not None
 
 
 def _adopt_sid(attempt: CallAttempt, call_sid: str) -> None:
@@ -742,7 +744,8 @@ def hang_up_call(runtime: Runtime, attempt_id: int, reason: EndReason) -> None:
     machine on a campaign that hangs up on machines) and apply what the provider reports.
 
     `reason` is committed as the attempt's
-    `end_reason` first: the provider's final callback may arrive before the hang-up request
+    `end_reason` first (unless a cancel's reason is there already, which decides what its
+    contact becomes): the provider's final callback may arrive before the hang-up request
     returns, and the outcome (`hold_cap`) is read from it. A call already over, or an
     attempt with no call yet, is left alone.
     """
@@ -750,7 +753,8 @@ def hang_up_call(runtime: Runtime, attempt_id: int, reason: EndReason) -> None:
         attempt = session.get_one(CallAttempt, attempt_id, with_for_update=True)
         if attempt.status not in LIVE_ATTEMPT_STATUSES or attempt.call_sid is None:
             return
-        attempt.end_reason = reason
+        if attempt.end_reason not in CANCEL_END_REASONS:  # a cancel's reason is kept
+            attempt.end_reason = reason
         call_sid = attempt.call_sid
     try:
         call: ProviderCall | None = runtime.provider.hang_up(call_sid)

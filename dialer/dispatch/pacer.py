@@ -13,7 +13,7 @@ broker only holds dials that can happen now.
 Calling windows (`dialer.windows`): a contact's due time is its next opening, so the claim
 stays one range scan of `ix_call_jobs_campaign_due` per campaign however many contacts
 wait for their window; the claimed batch then goes through `timing.admit` (window closed
-meanwhile, `call_before` passed, number over the daily cap). Contacts of a campaign past its
+meanwhile, `call_before` passed, number over a frequency cap). Contacts of a campaign past its
 `end_at` end `expired` in one statement, and the campaign completes. When nothing is due
 and no call is in progress, the pacer stops until the next due time, `start_at` or `end_at`
 (a Redis key the beat's kick honours; an explicit kick still runs it), instead of polling.
@@ -39,6 +39,7 @@ from dialer.calls import claimed, expire_pending_jobs, move_job
 from dialer.campaign_state import PACER, CampaignAction, transition
 from dialer.dispatch.dialing import DialOrder
 from dialer.dispatch.timing import admit
+from dialer.frequency import caps_of
 from dialer.metrics import DIALS_DISPATCHED, PACER_ROUNDS, observe_due_to_dial
 from dialer.pool import AcquireResult, Keys, LeaseRequest, ProviderKeys
 from dialer.pool.caller_ids import candidates, last_caller_ids, pool_ids, usable_numbers
@@ -270,7 +271,7 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
             claimed_jobs,
             by_id,
             account_id,
-            account.max_calls_per_number_per_day,
+            caps_of(account.frequency_caps),
             now,
         )
         jobs = admission.dial

@@ -1,31 +1,29 @@
 """Whether a claimed contact may be dialled now: its calling window, its `call_before`, the
-campaign's `end_at`, and the account's per-number daily cap.
+campaign's `end_at`, and the account's per-number frequency caps (`dialer.frequency`).
 
 The pacer claims contacts by due time alone (one range scan: the due time already is the
 contact's next opening, `dialer.windows`), then passes the claimed batch through `admit`:
 a contact whose window closed meanwhile is moved to its next opening, one past its
-`call_before` ends `expired`, one whose number is over the cap is due when the oldest
-counted call leaves the last 24 hours (at the opening after that), and records that moment
-as `CallJob.capped_until` (`dialer.calls.held_by_cap` reads it). `place_call` asks
-`dial_refusal` again right before the request leaves.
+`call_before` ends `expired`, one whose number is over a cap is due when every cap lets it
+be called again (`dialer.frequency.free_at`; at the opening after that), and records that
+moment as `CallJob.capped_until` (`dialer.calls.held_by_cap` reads it). `place_call` asks
+`dial_refusal` again right before the request leaves. The caps are exact at the claim: the
+account's one pacer (its lock) creates every attempt that counts, and counts those of its
+own batch as it admits them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dialer.calls import expired, move_job, reschedule
+from dialer.frequency import Cap, free_at, recent_calls
 from dialer.windows import CallingWindow, ContactSchedule, Place
-from models import AttemptStatus, CallAttempt, CallJob, Campaign
-
-CAP_PERIOD = timedelta(days=1)
-"""The frequency cap counts calls to a number in this trailing period (the "day" of
-`Account.max_calls_per_number_per_day`)."""
+from models import CallJob, Campaign
 
 
 def schedule_of(campaign: Campaign, job: CallJob) -> ContactSchedule:
@@ -68,40 +66,19 @@ class Admission:
     """Ids of the contacts ended `expired` (past their `call_before`)."""
 
 
-def calls_today(
-    session: Session, account_id: int, phones: Sequence[str], now: datetime
-) -> dict[str, tuple[int, datetime]]:
-    """Per number: attempts that may have rung it (not `not-placed`) across the account's
-    campaigns in the `CAP_PERIOD` before `now`, and the oldest one's creation time. One
-    query on `ix_call_attempts_number`."""
-    if not phones:
-        return {}
-    rows = session.execute(
-        select(CallAttempt.phone_e164, func.count(), func.min(CallAttempt.created_at))
-        .where(
-            CallAttempt.account_id == account_id,
-            CallAttempt.phone_e164.in_(set(phones)),
-            CallAttempt.created_at > now - CAP_PERIOD,
-            CallAttempt.created_at <= now,
-            CallAttempt.status != AttemptStatus.NOT_PLACED,
-        )
-        .group_by(CallAttempt.phone_e164)
-    )
-    return {phone: (count, oldest) for phone, count, oldest in rows}
-
-
 def admit(
     session: Session,
     jobs: list[CallJob],
     campaigns: dict[int, Campaign],
     account_id: int,
-    max_per_number: int,
+    caps: Sequence[Cap],
     now: datetime,
 ) -> Admission:
     """Sort a claimed (locked) batch into contacts to dial now and the rest, which are
-    rescheduled or expired in place (through `dialer.calls`)."""
+    rescheduled or expired in place (through `dialer.calls`). `caps`: the account's
+    frequency caps, read with one `recent_calls` statement for the whole batch."""
     out = Admission(dial=[])
-    counts = calls_today(session, account_id, [job.phone_e164 for job in jobs], now)
+    calls = recent_calls(session, account_id, [job.phone_e164 for job in jobs], now, caps)
     for job in jobs:
         schedule = schedule_of(campaigns[job.campaign_id], job)
         if schedule.call_before is not None and now >= schedule.call_before:
@@ -112,12 +89,11 @@ def admit(
             reschedule(job, schedule.next_due(now))
             out.rescheduled += 1
             continue
-        count, oldest = counts.get(job.phone_e164, (0, now))
-        if count >= max_per_number:
-            free_at = max(now, oldest + CAP_PERIOD)
-            reschedule(job, schedule.next_due(free_at), capped_until=free_at)
+        recent = calls.setdefault(job.phone_e164, [])
+        if (held := free_at(caps, recent, now)) is not None:
+            reschedule(job, schedule.next_due(held), capped_until=held)
             out.rescheduled += 1
             continue
-        counts[job.phone_e164] = (count + 1, oldest)  # the same number twice in one batch
+        recent.insert(0, now)  # the same number twice in one batch
         out.dial.append(job)
     return out

@@ -49,10 +49,11 @@ SessionDep = Annotated[Session, Depends(db_session, scope="function")]
 
 @dataclass(frozen=True)
 class Caller:
-    """Who made the request: the account and the name of the API key it used."""
+    """Who made the request: the account, and the id and name of the API key it used."""
 
     account: Account
     key_name: str
+    key_id: int
 
 
 def _holder(request: Request) -> KeyHolder:
@@ -77,7 +78,7 @@ def current_caller(
     """
     holder = _holder(request)
     request.state.api_key_name = holder.key_name
-    return Caller(session.get_one(Account, holder.account_id), holder.key_name)
+    return Caller(session.get_one(Account, holder.account_id), holder.key_name, holder.key_id)
 
 
 CurrentApiKey = Annotated[Caller, Depends(current_caller, scope="function")]

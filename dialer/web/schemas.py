@@ -10,13 +10,20 @@ refuses unknown fields and values out of bounds (400 `invalid_option`).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from campaigns import paging
 from campaigns.calls import CallStatus, SingleCall, WaitingReason
-from campaigns.options import OperatorOptions, ScheduleOptions
+from campaigns.options import (
+    MAX_FREQUENCY_CAPS,
+    PATCHABLE,
+    FrequencyCap,
+    OperatorOptions,
+    ScheduleOptions,
+    optional_field,
+)
 from campaigns.preview import CampaignPreview
 from campaigns.reports import CampaignReport
 from models import AttemptStatus, CampaignStatus, Outcome, WebhookStatus
@@ -309,21 +316,52 @@ class ContactsAdded(BaseModel):
     added: int
 
 
+class _CampaignPatchIn(BaseModel):
+    """A change to a campaign that has not ended: any of the settings below (left out:
+    unchanged; `cps` and `end_at` null: cleared) and why (`reason`, kept in its history).
+    Checked as at creation (`campaigns.options.CampaignPatch`); a time without an offset
+    is in the campaign's `timezone`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=500, description="Why: kept in the history.")
+
+
+if TYPE_CHECKING:
+    CampaignPatchIn = _CampaignPatchIn
+else:  # the changeable settings (`PATCHABLE`), as the operator schema declares them
+    CampaignPatchIn = create_model(
+        "CampaignPatchIn",
+        __base__=_CampaignPatchIn,
+        __doc__=_CampaignPatchIn.__doc__,
+        **{name: optional_field(name) for name in PATCHABLE},
+    )
+
+
 class EventOut(BaseModel):
-    """One transition: who (`cli:<user>`, `api-key:<key name>`, `scheduler`, `breaker`, `pacer`),
-    when and why."""
+    """One transition or settings change: who (`cli:<user>`, `api-key:<key name>`,
+    `scheduler`, `breaker`, `pacer`), when and why."""
 
     model_config = ConfigDict(from_attributes=True)
 
     id: int
     campaign_id: int | None
     schedule_id: int | None
-    action: str
+    action: str = Field(
+        description="A transition (start, pause, resume, cancel, trip_breaker, complete), "
+        "`change` (a settings change), `cancel_call`, or a schedule's action."
+    )
     from_status: str | None
     to_status: str | None
     actor: str
     reason: str | None
     at: datetime
+    changes: dict[str, Any] | None = Field(
+        None,
+        description='A change\'s values per field: {"max_concurrency": {"before": 10, '
+        '"after": 4}}; null for a transition.',
+    )
+    api_key_id: int | None = Field(None, description="The API key that made the change.")
 
 
 # --- the account and its caller IDs --------------------------------------------------------
@@ -398,8 +436,10 @@ class AccountOut(BaseModel):
     )
     cps: float = Field(description="Calls per second the account may create.")
     cps_ceiling: float = Field(description="Most `cps` may be raised to (set by the operator).")
-    max_calls_per_number_per_day: int = Field(
-        description="Most attempts that may ring one number in a day."
+    frequency_caps: list[FrequencyCap] = Field(
+        description="Rolling per-number limits across the account's campaigns and single "
+        'calls: each {"calls": N, "days": D}, at most N calls to one number in any D days; '
+        "a number over any of them waits until all allow it."
     )
     webhook_url: str | None = Field(description="Where call events are posted; null: nowhere.")
     rest_flagged_numbers: bool = Field(
@@ -418,7 +458,13 @@ class AccountPatch(BaseModel):
 
     max_concurrency: int | None = Field(None, gt=0, le=100_000)
     cps: float | None = Field(None, gt=0, le=10_000)
-    max_calls_per_number_per_day: int | None = Field(None, gt=0, le=1000)
+    frequency_caps: list[FrequencyCap] | None = Field(
+        None,
+        max_length=MAX_FREQUENCY_CAPS,
+        description='Replaces the account\'s limits: e.g. [{"calls": 1, "days": 1}, {"calls": '
+        '3, "days": 30}] (FCC 20-186: 3 in 30 days for exempt prerecorded calls); [] for none. '
+        "calls 1-1000, days 1-366, one limit per period, at most 5.",
+    )
     webhook_url: str | None = Field(None, max_length=2048)
     rest_flagged_numbers: bool | None = Field(
         None,
@@ -483,8 +529,8 @@ class CallOut(BaseModel):
     webhook_url: str | None
     waiting_reason: WaitingReason | None = Field(
         description="Why a queued call is not dialled now: calling_window (outside the "
-        "callee's window, 09:00-20:00 in its time by default), frequency_cap (the account's "
-        "max_calls_per_number_per_day), campaign_paused, campaign_not_started, "
+        "callee's window, 09:00-20:00 in its time by default), frequency_cap (one of the "
+        "account's frequency_caps), campaign_paused, campaign_not_started, "
         "retry_scheduled (a retry's delay runs), scheduled (call_at or the campaign's "
         "start_at ahead); null when it is due now, live or final."
     )

@@ -32,7 +32,7 @@ def _capped_campaign(runtime: Runtime) -> tuple[int, int]:
     account_id, campaign_id = seed(runtime, {CAPPED: NY, FREE: NY, SHUT: LA})
     with transaction(runtime.settings.database_url) as session:
         account = session.get_one(Account, account_id)
-        assert account.max_calls_per_number_per_day == 3
+        assert account.frequency_caps == [{"calls": 3, "days": 1}]
         other = make_campaign(session, account)
         earlier = make_job(session, other, CAPPED, status=JobStatus.DONE, **NY)
         for hours_ago in (20, 10, 1):

@@ -513,10 +513,10 @@ def test_accounts_create_set_show(cli: Cli, committed_db: str) -> None:
     cli.fails("accounts", "create", "clinic", code="account_exists")
     shown = cli.json("accounts", "show", "clinic", "--json")
     assert shown["name"] == "clinic"
-    assert (shown["max_concurrency"], shown["cps"], shown["max_calls_per_number_per_day"]) == (
+    assert (shown["max_concurrency"], shown["cps"], shown["frequency_caps"]) == (
         10,
         2.0,
-        3,
+        [{"calls": 3, "days": 1}],
     )
     assert shown["webhook_url"] is None
     # With the simulator as provider the first caller ID is Twilio's magic test number.
@@ -541,21 +541,31 @@ def test_accounts_create_set_show(cli: Cli, committed_db: str) -> None:
         "25",
         "--cps",
         "5",
-        "--max-calls-per-number-per-day",
-        "2",
+        "--frequency-cap",
+        "3/30",
+        "--frequency-cap",
+        "1/1",
         "--webhook-url",
         "http://127.0.0.1:9000/hooks",
     )
     shown = cli.json("accounts", "show", "clinic", "--json")
-    assert (shown["max_concurrency"], shown["cps"], shown["max_calls_per_number_per_day"]) == (
+    assert (shown["max_concurrency"], shown["cps"], shown["frequency_caps"]) == (
         25,
         5.0,
-        2,
+        [{"calls": 1, "days": 1}, {"calls": 3, "days": 30}],
     )
     assert shown["webhook_url"] == "http://127.0.0.1:9000/hooks"
     assert shown["rest_flagged_numbers"] is False
     cli.ok("accounts", "set", "clinic", "--rest-flagged-numbers")
     assert cli.json("accounts", "show", "clinic", "--json")["rest_flagged_numbers"] is True
+    for bad in ("3", "0/1", "1/400", "x/y"):
+        cli.fails("accounts", "set", "clinic", "--frequency-cap", bad, code="invalid_option")
+    cli.fails(
+        "accounts", "set", "clinic", "--frequency-cap", "1/7", "--frequency-cap", "2/7",
+        code="invalid_option",
+    )  # fmt: skip
+    cli.ok("accounts", "set", "clinic", "--no-frequency-caps")
+    assert cli.json("accounts", "show", "clinic", "--json")["frequency_caps"] == []
     cli.fails("accounts", "show", "nobody", code="account_not_found")
     cli.fails("accounts", "set", "nobody", "--cps", "2", code="account_not_found")
 

@@ -91,6 +91,6 @@ def test_a_minutely_schedule_of_one_csv_is_warned_of_the_frequency_cap(
     created = cli.json(*base, "--cron", "* * * * *", "--message", "Hi.", "--json")
     assert [w["code"] for w in created["warnings"]] == ["frequency_cap_stall"]
     said = cli.ok(*base, "--cron", "*/5 * * * *", "--message", "Hi.")
-    assert "frequency_cap_stall" in said and "max_calls_per_number_per_day" in said
+    assert "frequency_cap_stall" in said and "frequency_caps" in said
     daily = cli.json(*base, "--cron", "0 9 * * *", "--message", "Hi.", "--json")
     assert daily["warnings"] == []

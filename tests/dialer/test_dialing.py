@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from campaigns import dnc, lifecycle
+from campaigns import calls, dnc, lifecycle
 from dialer.calls import mark_placing
 from dialer.dispatch.dialing import (
     LateCall,
@@ -545,3 +545,49 @@ def test_a_call_its_status_callback_tied_first_is_placed_as_it_stands(
     else:
         assert result is PlaceResult.PLACED
         assert attempt.status is AttemptStatus.INITIATED  # not moved back to `queued`
+
+
+def test_a_call_cancelled_while_its_create_request_is_at_the_carrier_is_hung_up(
+    runtime: Runtime, sim: httpx.Client
+) -> None:
+    """`DELETE /v1/calls/{id}` (`campaigns.calls.cancel_call`) while the create request is
+    at the carrier (its reply held): the call is hung up as soon as its sid arrives, and
+    the contact ends `canceled` with its campaign still running."""
+    talk = {"median_s": 1e6, "sigma": 0.01, "minimum_s": 9e5, "maximum_s": 1.1e6}
+    before = sim.get("/_sim/config").json()
+    sim.post(
+        "/_sim/config",
+        json={
+            "faults": {"slow": 1.0},
+            "slow_delay_s": 0.3,
+            "talk": talk,
+            "outcome_weights": {"human": 1.0},
+        },
+    ).raise_for_status()
+    try:
+        attempt_id = dialing_attempt(runtime)
+        _, job, campaign = state(runtime, attempt_id)
+        with ThreadPoolExecutor(1) as pool:
+            placing = pool.submit(place_call, runtime, attempt_id)
+            deadline = time.monotonic() + 10
+            while stats(sim)["calls_created"] < 1:  # the call exists; its reply is held
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            with transaction(runtime.settings.database_url) as session:
+                done = calls.cancel_call(session, runtime, job.account_id, job.id, actor="cli:ops")
+                assert done.hang_up is None  # no sid yet: hung up when it comes
+            assert placing.result(timeout=30) is PlaceResult.STOPPED
+        attempt, job, campaign = state(runtime, attempt_id)
+        assert attempt.call_sid is not None
+        assert attempt.end_reason is EndReason.CALL_CANCELED
+        assert attempt.status not in LIVE_ATTEMPT_STATUSES
+        assert job.status is JobStatus.CANCELED
+        assert campaign.status is CampaignStatus.RUNNING
+        seen = stats(sim)
+        assert (seen["calls_created"], seen["live"]) == (1, 0)
+        assert leases(runtime, attempt) == 0
+    finally:
+        sim.post(
+            "/_sim/config",
+            json={k: before[k] for k in ("slow_delay_s", "talk", "outcome_weights")},
+        ).raise_for_status()

@@ -269,7 +269,7 @@ def test_the_frequency_cap_counts_every_campaign_of_the_account(runtime: Runtime
     account_id, campaign_id = seed(
         runtime,
         {"+12125550143": ny, "+12125550144": ny},
-        account={"max_calls_per_number_per_day": 2},
+        account={"frequency_caps": [{"calls": 2, "days": 1}]},
     )
     with transaction(runtime.settings.database_url) as session:
         other = make_campaign(session, session.get_one(Account, account_id))

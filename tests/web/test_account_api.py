@@ -19,10 +19,10 @@ def test_get_and_patch_the_account(api: Api) -> None:
     assert shown.status_code == 200, shown.text
     body = shown.json()
     assert body["name"] == "acme"
-    assert (body["max_concurrency"], body["cps"], body["max_calls_per_number_per_day"]) == (
+    assert (body["max_concurrency"], body["cps"], body["frequency_caps"]) == (
         10,
         1.0,
-        3,
+        [{"calls": 3, "days": 1}],
     )
     assert body["webhook_url"] is None
     assert [n["number"] for n in body["numbers"]] == ["+15005550006"]
@@ -33,7 +33,11 @@ def test_get_and_patch_the_account(api: Api) -> None:
     )
     assert patched.status_code == 200, patched.text
     assert (patched.json()["max_concurrency"], patched.json()["cps"]) == (30, 4.5)
-    assert patched.json()["max_calls_per_number_per_day"] == 3  # not given: unchanged
+    assert patched.json()["frequency_caps"] == [{"calls": 3, "days": 1}]  # not given: unchanged
+    caps = [{"calls": 3, "days": 30}, {"calls": 1, "days": 1}]
+    patched = api.patch("/v1/account", json={"frequency_caps": caps})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["frequency_caps"] == sorted(caps, key=lambda c: c["days"])
     assert api.get("/v1/account").json()["webhook_url"] == "http://127.0.0.1:9000/hook"
     cleared = api.patch("/v1/account", json={"webhook_url": None})
     assert cleared.json()["webhook_url"] is None
@@ -44,6 +48,18 @@ def test_get_and_patch_the_account(api: Api) -> None:
 def test_patch_refuses_bad_values(api: Api) -> None:
     assert error_code(api.patch("/v1/account", json={"cps": 0}), 400) == "invalid_body"
     assert error_code(api.patch("/v1/account", json={"colour": "red"}), 400) == "invalid_body"
+    for caps in (
+        [{"calls": 0, "days": 1}],
+        [{"calls": 1, "days": 367}],
+        [{"calls": 1, "days": 1, "hours": 2}],
+        [{"calls": 1, "days": d} for d in range(1, 7)],
+    ):
+        refused = api.patch("/v1/account", json={"frequency_caps": caps})
+        assert error_code(refused, 400) == "invalid_body", caps
+    same_period = [{"calls": 1, "days": 7}, {"calls": 2, "days": 7}]
+    refused = api.patch("/v1/account", json={"frequency_caps": same_period})
+    assert error_code(refused, 400) == "invalid_option"
+    assert api.get("/v1/account").json()["frequency_caps"] == [{"calls": 3, "days": 1}]
     refused = api.patch("/v1/account", json={"webhook_url": "ftp://example.com/x"})
     assert error_code(refused, 400) == "webhook_url_not_allowed"
     assert api.get("/v1/account").json()["cps"] == 1.0

@@ -631,6 +631,7 @@ def test_the_openapi_document_names_every_campaign_body(api: Api) -> None:
         ("post", "/v1/campaigns"): ref + "CampaignCreated",
         ("get", "/v1/campaigns"): ref + "Page_CampaignOut_",
         ("get", "/v1/campaigns/{campaign_id}"): ref + "CampaignOut",
+        ("patch", "/v1/campaigns/{campaign_id}"): ref + "CampaignOut",
         ("get", "/v1/campaigns/{campaign_id}/report"): ref + "ReportOut",
         ("get", "/v1/campaigns/{campaign_id}/events"): ref + "Page_EventOut_",
         ("get", "/v1/campaigns/{campaign_id}/preview"): ref + "PreviewOut",

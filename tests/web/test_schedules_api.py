@@ -271,7 +271,7 @@ def test_a_schedule_firing_more_often_than_the_frequency_cap_is_warned_not_refus
     assert minutely.status_code == 201, minutely.text
     [warning] = minutely.json()["warnings"]
     assert warning["code"] == "frequency_cap_stall"
-    assert "max_calls_per_number_per_day" in warning["message"]
+    assert "frequency_caps" in warning["message"]
     daily = api.post("/v1/schedules", json={**BODY, "cron": "0 9 * * *"})
     assert daily.json()["warnings"] == []
     # A change that makes it stall is warned too, and one that stops it is not.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from campaigns.accounts import AccountChange, account_json, default_ceilings, update_account
+from campaigns.options import FrequencyCaps
 from dialer.web.deps import CurrentAccount, RuntimeDep, SessionDep
 from dialer.web.errors import ANY_OTHER, INVALID, UNAUTHENTICATED
 from dialer.web.schemas import AccountOut, AccountPatch
@@ -25,14 +26,18 @@ def get_account(account: CurrentAccount, session: SessionDep, rt: RuntimeDep) ->
 def patch_account(
     body: AccountPatch, account: CurrentAccount, session: SessionDep, rt: RuntimeDep
 ) -> AccountOut:
-    """Change the account's caps or webhook URL (400 `above_ceiling` for a cap above the
-    ceiling the operator set, 400 `webhook_url_not_allowed` for a URL that is not http(s)
-    or points inside a private network)."""
+    """Change the account's caps, frequency caps or webhook URL (400 `above_ceiling` for a
+    cap above the ceiling the operator set, 400 `invalid_option` for frequency caps out of
+    bounds or two of one period, 400 `webhook_url_not_allowed` for a URL that is not
+    http(s) or points inside a private network). New frequency caps hold from the pacer's
+    next claim."""
     given = body.model_fields_set
     change = AccountChange(
         max_concurrency=body.max_concurrency,
         cps=body.cps,
-        max_calls_per_number_per_day=body.max_calls_per_number_per_day,
+        frequency_caps=(
+            FrequencyCaps(caps=body.frequency_caps) if body.frequency_caps is not None else None
+        ),
         webhook_url=(body.webhook_url or "") if "webhook_url" in given else None,
         rest_flagged_numbers=body.rest_flagged_numbers,
     )

@@ -1,5 +1,5 @@
-"""Single calls: place one (optionally waiting for its end), read one, list them (also a
-campaign's)."""
+"""Single calls: place one (optionally waiting for its end), read one, cancel one (also a
+campaign's contact), list them (also a campaign's)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import time
 from contextlib import nullcontext
 from datetime import timedelta
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -16,6 +17,7 @@ from campaigns import calls
 from campaigns.paging import DEFAULT_LIMIT
 from dialer.runtime import Runtime
 from dialer.web.deps import (
+    Actor,
     CurrentAccount,
     CurrentAccountId,
     PageCursor,
@@ -35,8 +37,8 @@ from dialer.web.errors import (
 from dialer.web.idempotency import Claim, held_claim, keep_reply
 from dialer.web.quotas import RequestQuotas
 from dialer.web.schemas import CallIn, CallOut, CallPage
-from models import Account, Outcome, on_commit, transaction
-from workers.enqueue import kick_pacer
+from models import Account, EndReason, Outcome, on_commit, transaction
+from workers.enqueue import hang_up, kick_pacer
 
 router = APIRouter(tags=["calls"], responses={**UNAUTHENTICATED, **ANY_OTHER})
 
@@ -156,6 +158,27 @@ def get_call(
     (`waiting_reason`) and when its next attempt is due (`next_attempt_at`)."""
     job = calls.get_call(session, account.id, call_id)
     return CallOut.model_validate(calls.calls_json(session, [job], rt.clock())[0])
+
+
+@router.delete(
+    "/v1/calls/{call_id}",
+    response_model=CallOut,
+    response_model_by_alias=True,
+    responses={**_NOT_FOUND, **CONFLICT},
+)
+def cancel_call(
+    call_id: RowId, account: CurrentAccount, actor: Actor, session: SessionDep, rt: RuntimeDep
+) -> CallOut:
+    """Cancel one call (a single call or a campaign's contact): not yet dialled, it ends
+    `canceled` at once; live (or with its create request on its way), it is hung up at the
+    provider and ends `canceled` with the call's outcome when the provider reports the end
+    (the reply then says `in_progress`). 409 `call_ended` when it is already final; 404
+    `call_not_found` for an unknown id or another account's call. Recorded in its
+    campaign's history (`cancel_call`)."""
+    done = calls.cancel_call(session, rt, account.id, call_id, actor=actor)
+    if done.hang_up is not None:
+        on_commit(session, partial(hang_up, done.hang_up, EndReason.CALL_CANCELED))
+    return CallOut.model_validate(calls.calls_json(session, [done.job], rt.clock())[0])
 
 
 StatusFilter = Annotated[calls.CallStatus | None, Query(description="Only calls in this status.")]

@@ -13,9 +13,9 @@ from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
-from campaigns import lifecycle
+from campaigns import changes, lifecycle
 from campaigns.history import campaign_events
-from campaigns.options import CampaignOptions
+from campaigns.options import CampaignOptions, CampaignPatch
 from campaigns.paging import DEFAULT_LIMIT
 from campaigns.preview import campaign_preview
 from campaigns.reports import (
@@ -29,11 +29,13 @@ from dialer.errors import NotFoundError
 from dialer.web.deps import (
     Actor,
     CurrentAccount,
+    CurrentApiKey,
     PageCursor,
     PageLimit,
     RowId,
     RuntimeDep,
     SessionDep,
+    current_actor,
 )
 from dialer.web.errors import (
     ANY_OTHER,
@@ -48,6 +50,7 @@ from dialer.web.schemas import (
     CampaignCreated,
     CampaignForm,
     CampaignOut,
+    CampaignPatchIn,
     EventOut,
     Page,
     PreviewOut,
@@ -107,6 +110,45 @@ def list_campaigns(
 def get_campaign(campaign_id: RowId, account: CurrentAccount, session: SessionDep) -> CampaignOut:
     """One campaign, with its ingest summary."""
     return CampaignOut.model_validate(lifecycle.get_campaign(session, account.id, campaign_id))
+
+
+@router.patch(
+    "/{campaign_id}",
+    response_model=CampaignOut,
+    responses={**NOT_FOUND, **INVALID, **CONFLICT},
+)
+def change_campaign(
+    campaign_id: RowId,
+    body: CampaignPatchIn,
+    caller: CurrentApiKey,
+    session: SessionDep,
+    rt: RuntimeDep,
+) -> CampaignOut:
+    """Change a draft, running or paused campaign: its caps (`max_concurrency`), `cps`,
+    calling `window` and `days`, `end_at`, caller ID (`from_number`) or `message`, with a
+    `reason`. Checked as at creation (400 `invalid_body`, `invalid_option`,
+    `invalid_window`, `invalid_schedule`, `from_number_not_found`; 422 `missing_variable`
+    when a contact not yet called lacks a value the new message needs); 409
+    `campaign_ended` for a completed or cancelled campaign, `standing_campaign` for the
+    account's campaign of single calls. Recorded in the campaign's history
+    (`GET /v1/campaigns/{id}/events`: action `change`, the values before and after, the
+    API key). The pacer uses the new limits from its next round (woken after the commit);
+    contacts not yet called get the new message."""
+    account = caller.account
+    current = lifecycle.get_campaign(session, account.id, campaign_id)
+    change = CampaignPatch.model_validate(
+        body.model_dump(exclude_unset=True), context={"timezone": current.timezone}
+    )
+    campaign, _ = changes.change_campaign(
+        session,
+        account,
+        campaign_id,
+        change,
+        actor=current_actor(caller),
+        api_key_id=caller.key_id,
+        now=rt.clock(),
+    )
+    return _transitioned(session, campaign)
 
 
 @router.get("/{campaign_id}/report", response_model=ReportOut, responses={**NOT_FOUND, **INVALID})
@@ -274,8 +316,8 @@ _TRANSITION_ERRORS: Responses = {**NOT_FOUND, **CONFLICT}
 
 
 def _transitioned(session: Session, campaign: Campaign) -> CampaignOut:
-    """The reply to a transition; a campaign now running gets its account's pacer woken
-    once the change commits."""
+    """The reply to a transition or a change; a campaign now running gets its account's
+    pacer woken once the change commits."""
     if campaign.status is CampaignStatus.RUNNING:
         account_id = campaign.account_id
         on_commit(session, lambda: kick_pacer(account_id))

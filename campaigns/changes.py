@@ -1,0 +1,264 @@
+"""Operators change what runs: a campaign's caps, CPS, calling window and days, `end_at`,
+caller ID and message while it is a draft, running or paused (`PATCH /v1/campaigns/{id}`,
+`dialer campaigns set`), each change recorded in its history with who, why, and the values
+before and after.
+
+What a change reaches, and when:
+- The pacer reads a campaign's caps, CPS, caller ID and window from its row at every round
+  (`dialer.dispatch.pacer.dispatch_round` builds the pool's scopes and limits from it), so
+  a change committed before a round holds from that round; the entry points wake the
+  account's pacer after the commit, so that round is the next one.
+- `place_call` reads the campaign's message when the request leaves: every contact not yet
+  dialled gets the new one (a single call with its own message keeps it).
+- A contact waiting for the old window's next opening is moved to the new window's (per
+  place: one UPDATE per distinct zones/region/state of the campaign's pending contacts);
+  any other due time (a retry's, a frequency cap's, `call_at`) stays and is checked against
+  the new window when the pacer claims it. A call already live is not touched.
+- A new caller ID is checked as at creation (one of the account's outbound numbers). The
+  leases of calls already live from the old one stay in its pool scope until they end or
+  lapse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime, time
+from typing import Any
+
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.dialects.postgresql import array
+from sqlalchemy.orm import Session
+
+from campaigns.accounts import outbound_number
+from campaigns.lifecycle import get_campaign
+from campaigns.options import CampaignChange
+from dialer.errors import ConflictError, InvalidOptionError, InvalidWindowError
+from dialer.providers.twiml import MissingVariableError, template_placeholders
+from dialer.windows import (
+    WEEKDAYS,
+    CallingWindow,
+    Place,
+    next_opening,
+    parse_days,
+    parse_window,
+)
+from models import Account, CallerId, CallJob, Campaign, CampaignEvent, CampaignStatus, JobStatus
+
+CHANGE_ACTION = "change"
+"""`CampaignEvent.action` of a settings change (its values in `CampaignEvent.changes`)."""
+
+CHANGEABLE_STATUSES = frozenset(
+    {CampaignStatus.DRAFT, CampaignStatus.RUNNING, CampaignStatus.PAUSED}
+)
+
+Applier = Callable[[Session, Account, Campaign, Any], tuple[Any, Any]]
+"""Sets one changed setting on the campaign; returns its value before and after, as JSON."""
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    return value
+
+
+def _column(name: str) -> Applier:
+    """A setting stored as is in the `Campaign` column of the same name."""
+
+    def apply(session: Session, account: Account, campaign: Campaign, value: Any) -> Any:
+        before = getattr(campaign, name)
+        setattr(campaign, name, value)
+        return _json(before), _json(value)
+
+    return apply
+
+
+def _under_account(name: str, limit: float) -> Applier:
+    """A cap no higher than the account's own (`limit`), as at creation."""
+
+    def apply(session: Session, account: Account, campaign: Campaign, value: Any) -> Any:
+        if value is not None and value > limit:
+            detail = {"field": name, "message": f"at most {limit:g}, the account's"}
+            raise InvalidOptionError(f"{name}: {detail['message']}", [detail])
+        return _column(name)(session, account, campaign, value)
+
+    return apply
+
+
+def _window_text(start: time, end: time) -> str:
+    return f"{start:%H:%M}-{end:%H:%M}"
+
+
+def _days_text(days: list[int]) -> str:
+    return ",".join(WEEKDAYS[day] for day in sorted(days))
+
+
+def _window(session: Session, account: Account, campaign: Campaign, value: str) -> Any:
+    before = _window_text(campaign.window_start, campaign.window_end)
+    campaign.window_start, campaign.window_end = parse_window(value)
+    return before, _window_text(campaign.window_start, campaign.window_end)
+
+
+def _days(session: Session, account: Account, campaign: Campaign, value: str) -> Any:
+    before = _days_text(campaign.window_days)
+    campaign.window_days = sorted(parse_days(value))
+    return before, _days_text(campaign.window_days)
+
+
+def _from_number(session: Session, account: Account, campaign: Campaign, value: str) -> Any:
+    before = session.get_one(CallerId, campaign.caller_id_id).e164
+    caller_id = outbound_number(session, account.id, value)
+    campaign.caller_id_id = caller_id.id
+    return before, caller_id.e164
+
+
+def _message(session: Session, account: Account, campaign: Campaign, value: str) -> Any:
+    """Every contact not yet final that speaks the campaign's message must have a value
+    for each of the new message's placeholders (one scan of the campaign's open contacts)."""
+    names = sorted(template_placeholders(value))
+    if names:
+        lacking = session.scalars(
+            select(CallJob.variables)
+            .where(
+                CallJob.campaign_id == campaign.id,
+                CallJob.status.in_([JobStatus.PENDING, JobStatus.IN_PROGRESS]),
+                CallJob.message.is_(None),
+                ~CallJob.variables.has_all(array(names)),
+            )
+            .limit(1)
+        ).first()
+        if lacking is not None:
+            raise MissingVariableError(next(n for n in names if n not in lacking))
+    return _column("message")(session, account, campaign, value)
+
+
+def _end_at(now: datetime) -> Applier:
+    """A new end after `start_at` and after `now`: an end already past would expire every
+    pending contact at the pacer's next round (cancelling is `lifecycle.cancel`)."""
+
+    def apply(session: Session, account: Account, campaign: Campaign, value: Any) -> Any:
+        if value is not None and value <= max(now, campaign.start_at or now):
+            raise InvalidWindowError(
+                "invalid_schedule", "end_at must come after now and after start_at"
+            )
+        return _column("end_at")(session, account, campaign, value)
+
+    return apply
+
+
+def appliers(account: Account, now: datetime) -> dict[str, Applier]:
+    """How each `campaigns.options.PATCHABLE` setting is applied (at `now`); one missing
+    here is a `Campaign` column of the same name, set as given (`_column`)."""
+    return {
+        "max_concurrency": _under_account("max_concurrency", account.max_concurrency),
+        "cps": _under_account("cps", account.cps),
+        "window": _window,
+        "days": _days,
+        "from_number": _from_number,
+        "message": _message,
+        "end_at": _end_at(now),
+    }
+
+
+def change_campaign(
+    session: Session,
+    account: Account,
+    campaign_id: int,
+    change: CampaignChange,
+    *,
+    actor: str,
+    api_key_id: int | None = None,
+    now: datetime,
+) -> tuple[Campaign, CampaignEvent]:
+    """Apply `change` (`campaigns.options.CampaignPatch`, built with the campaign's
+    `timezone` as its validation context) to the account's campaign, locked, and record one
+    history event (action `change`, `changes` = `{field: {"before", "after"}}` of the
+    settings whose value changed, `actor`, `api_key_id`, `change.reason`; no statuses: it
+    is not a transition). Contacts waiting
+    for the old window's opening are moved to the new one's (`_rewindow`, at `now`). The
+    caller commits, then wakes the account's pacer. Returns the campaign and the event.
+
+    Raises:
+        NotFoundError: `campaign_not_found` (also another account's).
+        ConflictError: `campaign_ended` (completed or cancelled), `standing_campaign` (the
+            account's campaign of single calls follows the account's settings).
+        InvalidOptionError: `invalid_option`, a cap above the account's.
+        InvalidWindowError: `invalid_schedule`, `end_at` not after `now` and `start_at`.
+        DialerError: `from_number_not_found` (not the account's, or disabled for outbound
+            calls), `invalid_phone_format` (`from_number`).
+        MissingVariableError: `missing_variable`, an open contact has no value for one of
+            the new message's placeholders.
+    """
+    campaign = get_campaign(session, account.id, campaign_id, lock=True)
+    if campaign.status not in CHANGEABLE_STATUSES:
+        raise ConflictError(
+            "campaign_ended",
+            f"campaign {campaign.id} is {campaign.status.value}: its settings no longer change",
+        )
+    if campaign.standing:
+        raise ConflictError(
+            "standing_campaign",
+            f"campaign {campaign.id} holds the account's single calls: it follows the "
+            "account's settings (change those, or the call's own)",
+        )
+    old_window = CallingWindow.of(campaign)
+    apply = appliers(account, now)
+    changes: dict[str, dict[str, Any]] = {}
+    for name, value in change.changes().items():
+        before, after = apply.get(name, _column(name))(session, account, campaign, value)
+        if before != after:
+            changes[name] = {"before": before, "after": after}
+    new_window = CallingWindow.of(campaign)
+    if new_window != old_window:
+        _rewindow(session, campaign, old_window, new_window, now)
+    event = CampaignEvent(
+        campaign_id=campaign.id,
+        action=CHANGE_ACTION,
+        actor=actor,
+        reason=change.reason,
+        changes=changes,
+        api_key_id=api_key_id,
+    )
+    session.add(event)
+    session.flush()
+    return campaign, event
+
+
+def _rewindow(
+    session: Session,
+    campaign: Campaign,
+    old: CallingWindow,
+    new: CallingWindow,
+    now: datetime,
+) -> None:
+    """Move the campaign's pending contacts that wait for the old window's next opening
+    (their due time is exactly it, and no frequency cap holds them) to the new window's:
+    one UPDATE per place whose opening moved."""
+    places = session.execute(
+        select(CallJob.zones, CallJob.region, CallJob.subdivision)
+        .where(CallJob.campaign_id == campaign.id, CallJob.status == JobStatus.PENDING)
+        .distinct()
+    ).all()
+    for zones, region, subdivision in places:
+        place = Place(tuple(zones), region, subdivision)
+        before, after = next_opening(old, place, now), next_opening(new, place, now)
+        if before is None or after is None or before == after:
+            continue
+        session.execute(
+            update(CallJob)
+            .where(
+                CallJob.campaign_id == campaign.id,
+                CallJob.status == JobStatus.PENDING,
+                CallJob.next_due_at == before,
+                CallJob.capped_until.is_(None),
+                CallJob.zones == zones,
+                _same(CallJob.region, region),
+                _same(CallJob.subdivision, subdivision),
+            )
+            .values(next_due_at=after)
+        )
+
+
+def _same(column: Any, value: str | None) -> ColumnElement[bool]:
+    """`column = value`, or `column IS NULL` for None."""
+    result: ColumnElement[bool] = column.is_(None) if value is None else column == value
+    return result
