@@ -10,9 +10,10 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -232,10 +233,17 @@ class RabbitNode:
             self.name = f"dialer-test-{self.port}@localhost"
             (self.workdir / "enabled_plugins").write_text("[].\n")
             (self.workdir / "rabbitmq.conf").write_text(
-                "loopback_users = none\nlisteners.tcp.default = " + str(self.port) + "\n"
+                f"listeners.tcp.1 = 127.0.0.1:{self.port}\n"
             )
             (self.workdir / "advanced.config").write_text("[].\n")
-            (self.workdir / "rabbitmq-env.conf").write_text("")
+            (self.workdir / "rabbitmq-env.conf").write_text(
+                "ERL_EPMD_ADDRESS=127.0.0.1\n"
+                'export ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}"\n'
+            )
+            if os.getuid() == 0:
+                # Debian's rabbitmq-server drops root for the `rabbitmq` user.
+                for path in [self.workdir, *self.workdir.iterdir()]:
+                    shutil.chown(path, "rabbitmq", "rabbitmq")
         started = time.monotonic()
         subprocess.run(
             ["rabbitmq-server", "-detached"],
@@ -244,8 +252,13 @@ class RabbitNode:
             capture_output=True,
             timeout=60,
         )
-        result = self.ctl("await_startup", "--timeout", str(int(START_TIMEOUT_S)), timeout_s=90)
-        assert result.returncode == 0, result.stderr.decode(errors="replace")
+        # `-detached` returns before the node registers with epmd: until then
+        # `await_startup` fails at once.
+        wait_for(
+            lambda: self.ctl("await_startup", "--timeout", "30", timeout_s=45).returncode == 0,
+            START_TIMEOUT_S,
+            f"RabbitMQ node {self.name}",
+        )
         return time.monotonic() - started
 
     def stop(self) -> None:
@@ -261,15 +274,27 @@ class RabbitNode:
 
 
 @contextmanager
-def rabbit_node(workdir: Path) -> Iterator[RabbitNode]:
-    """A started `RabbitNode` in `workdir`, stopped on exit."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    node = RabbitNode(workdir)
+def service_dir(prefix: str) -> Iterator[Path]:
+    """A fresh directory under the system's temporary directory, removed on exit: the
+    service users (`rabbitmq`, `postgres`) cannot enter pytest's `tmp_path` (mode 700)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
     try:
-        node.start()
-        yield node
+        yield path
     finally:
-        node.stop()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def rabbit_node() -> Iterator[RabbitNode]:
+    """A started `RabbitNode` in a directory of its own, stopped and removed on exit."""
+    with service_dir("dialer-rabbitmq-") as workdir:
+        node = RabbitNode(workdir)
+        try:
+            node.start()
+            yield node
+        finally:
+            node.stop()
 
 
 PG_BIN = (
@@ -304,7 +329,6 @@ class PgCluster:
         data = self.workdir / "data"
         if not self.port:
             self.port = free_port()
-            self.workdir.mkdir(parents=True, exist_ok=True)
             if os.getuid() == 0:
                 shutil.chown(self.workdir, "postgres", "postgres")
             self._run("initdb", "-D", str(data), "-U", "root", "--auth=trust", "-E", "UTF8")
@@ -328,10 +352,12 @@ class PgCluster:
 
 
 @contextmanager
-def pg_cluster(workdir: Path) -> Iterator[PgCluster]:
-    """A started `PgCluster` in `workdir`, stopped on exit."""
-    cluster = PgCluster(workdir)
-    with ExitStack() as stack:
-        cluster.start()
-        stack.callback(cluster.stop, "immediate")
-        yield cluster
+def pg_cluster() -> Iterator[PgCluster]:
+    """A started `PgCluster` in a directory of its own, stopped and removed on exit."""
+    with service_dir("dialer-pg-") as workdir:
+        cluster = PgCluster(workdir)
+        try:
+            cluster.start()
+            yield cluster
+        finally:
+            cluster.stop("immediate")
