@@ -52,9 +52,10 @@ class Stack:
         *,
         metrics_port: int = 0,
         loglevel: str = "WARNING",
+        queues: str = "dials,pacer,maintenance,webhooks",
     ) -> subprocess.Popen[bytes]:
-        """A real worker (prefork), logging to `worker-<name>.log`; serving its metrics on
-        `metrics_port` (0: not served)."""
+        """A real worker (prefork) consuming `queues`, logging to `worker-<name>.log`;
+        serving its metrics on `metrics_port` (0: not served)."""
         label = name or f"w{len(self.workers)}"
         proc = self.stack.enter_context(
             child(
@@ -70,7 +71,7 @@ class Stack:
                     "-c",
                     str(concurrency),
                     "-Q",
-                    "dials,pacer,maintenance,webhooks",
+                    queues,
                     "-n",
                     f"{label}-{os.getpid()}@%h",
                     "--without-gossip",
