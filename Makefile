@@ -59,8 +59,11 @@ docs: install
 docs-reference: install
 	$(BIN)/python -m dialer.docs_reference
 
+# The compose file, with and without its profiles (RabbitMQ; a Redis replica and Sentinels).
 compose-check:
+	command -v docker-compose >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-compose
 	docker-compose -f docker-compose.yml config -q
+	docker-compose -f docker-compose.yml --profile rabbitmq --profile sentinel config -q
 
 bench-dispatch: install services
 	$(BIN)/python -m bench.dispatch

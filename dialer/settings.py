@@ -282,7 +282,9 @@ class Settings(BaseSettings):
     @field_validator("celery_broker_url")
     @classmethod
     def _broker_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(BROKER_SCHEMES):
+        if not value:
+            return None  # set but empty (a compose file's `${CELERY_BROKER_URL:-}`): unset
+        if not value.startswith(BROKER_SCHEMES):
             raise ValueError(
                 "CELERY_BROKER_URL must start with " + ", ".join(BROKER_SCHEMES) + " (a URL)"
             )
