@@ -40,7 +40,17 @@ browser:
 	  apt-get install -y --no-install-recommends $(BROWSER_PACKAGES) || \
 	  { apt-get update && apt-get install -y --no-install-recommends $(BROWSER_PACKAGES); }; }
 
-test: install services browser
+# The distributed tests (tests/distributed) start their own PgBouncer, RabbitMQ node,
+# Redis Sentinels and PostgreSQL cluster (initdb, pg_ctl) on free loopback ports.
+SERVER_PACKAGES := pgbouncer rabbitmq-server
+.PHONY: servers
+servers:
+	command -v pgbouncer >/dev/null && command -v rabbitmq-server >/dev/null || { \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y --no-install-recommends $(SERVER_PACKAGES) || \
+	  { apt-get update && apt-get install -y --no-install-recommends $(SERVER_PACKAGES); }; }
+
+test: install services browser servers
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider
 
 lint: install

@@ -361,3 +361,68 @@ def pg_cluster() -> Iterator[PgCluster]:
             yield cluster
         finally:
             cluster.stop("immediate")
+
+
+@dataclass
+class PgBouncer:
+    """PgBouncer in transaction mode on a free loopback port in front of one PostgreSQL
+    server (run as `postgres`: PgBouncer refuses root), trusting the `root` role."""
+
+    workdir: Path
+    server_port: int
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, database: str) -> str:
+        """A `DATABASE_URL` for `database` through this PgBouncer."""
+        return f"postgresql+psycopg://root@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        self.port = free_port()
+        (self.workdir / "users.txt").write_text('"root" ""\n')
+        ini = self.workdir / "pgbouncer.ini"
+        ini.write_text(
+            "[databases]\n"
+            f"* = host=127.0.0.1 port={self.server_port}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\n"
+            f"unix_socket_dir = {self.workdir}\n"
+            f"auth_type = trust\nauth_file = {self.workdir / 'users.txt'}\n"
+            "pool_mode = transaction\n"
+            # Few server connections for many clients: transactions of different clients
+            # share them, as in production.
+            "default_pool_size = 4\nmax_client_conn = 400\n"
+            "ignore_startup_parameters = extra_float_digits,options\n"
+            f"logfile = {self.workdir / 'pgbouncer.log'}\n"
+        )
+        for path in [self.workdir, *self.workdir.iterdir()]:
+            if os.getuid() == 0:
+                shutil.chown(path, "postgres", "postgres")
+        command = ["pgbouncer", str(ini)]
+        if os.getuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def listening() -> bool:
+            import socket
+
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+
+        wait_for(listening, START_TIMEOUT_S, f"pgbouncer on {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+
+
+@contextmanager
+def pgbouncer(server_port: int) -> Iterator[PgBouncer]:
+    """A started `PgBouncer` (transaction mode) in front of `127.0.0.1:server_port`."""
+    with service_dir("dialer-pgbouncer-") as workdir:
+        bouncer = PgBouncer(workdir, server_port)
+        try:
+            bouncer.start()
+            yield bouncer
+        finally:
+            bouncer.stop()
