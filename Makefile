@@ -10,13 +10,26 @@ PYTEST_WORKERS ?= 2
 
 .PHONY: install services demo demo-serve test lint docs docs-reference bench-dispatch bench-pool bench-ingest bench-callbacks bench-report compose-check clean
 
-$(STAMP): pyproject.toml
+# Installs exactly the versions of requirements-dev.lock (hash-checked), then the project
+# itself without resolving anything again: every machine runs the same versions.
+$(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Regenerate the lock files after a change to pyproject.toml's dependencies (uv, from PyPI;
+# pins that still fit are kept: `--upgrade-package NAME` in UV_ARGS moves one on purpose).
+# requirements.lock (the Dockerfile's) is constrained by the dev lock: the same versions.
+LOCK_ARGS := --universal --python-version 3.11 --generate-hashes --quiet
+.PHONY: lock
+lock: install
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_ARGS) $(UV_ARGS) -o requirements-dev.lock
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_ARGS) -c requirements-dev.lock -o requirements.lock
 
 services:
 	bash scripts/services.sh
