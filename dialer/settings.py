@@ -113,9 +113,10 @@ class Settings(BaseSettings):
     redis_retries: int = Field(default=10, ge=0, le=100)
     """Tries again of one Redis command after a connection error, a timeout, a
     `READONLY` reply (a master turned replica) or no master known to the Sentinels, with
-    exponential backoff and full jitter (0.1 s doubling, at most 2 s a wait: about 10 s in
-    all with the default, more than a Sentinel failover takes with
-    `down-after-milliseconds 5000`). Each try is logged (`redis_retry`) and counted
+    exponential backoff and full jitter (0.1 s doubling, at most 2 s a wait: with the
+    default about 12 s in all, at most 15 s, more than a Sentinel failover takes with
+    `down-after-milliseconds 5000`; also how long an API request waits before its 503
+    `redis_unavailable` when Redis is down). Each try is logged (`redis_retry`) and counted
     (`dialer_redis_retries_total`)."""
     celery_broker_url: str | None = None
     """The Celery broker: `redis://`/`rediss://` or `amqp://`/`amqps://` (RabbitMQ: quorum

@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +30,13 @@ START_TIMEOUT_S = 60.0
 """Longest wait for one server to come up (RabbitMQ is the slowest: ~5-10 s)."""
 
 
-def wait_for(predicate: object, timeout_s: float, what: str) -> float:
-    """Poll `predicate()` every 50 ms until it is true; the seconds it took.
+def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> float:
+    """Poll `predicate()` every 50 ms until it is true (a connection refused or a server
+    error counts as not yet); the seconds it took.
 
     Raises:
         AssertionError: not true after `timeout_s` seconds.
     """
-    assert callable(predicate)
     started = time.monotonic()
     while True:
         try:
@@ -395,8 +396,8 @@ class PgBouncer:
             "ignore_startup_parameters = extra_float_digits,options\n"
             f"logfile = {self.workdir / 'pgbouncer.log'}\n"
         )
-        for path in [self.workdir, *self.workdir.iterdir()]:
-            if os.getuid() == 0:
+        if os.getuid() == 0:
+            for path in [self.workdir, *self.workdir.iterdir()]:
                 shutil.chown(path, "postgres", "postgres")
         command = ["pgbouncer", str(ini)]
         if os.getuid() == 0:
@@ -404,8 +405,6 @@ class PgBouncer:
         self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def listening() -> bool:
-            import socket
-
             with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                 return True
 
