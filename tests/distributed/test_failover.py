@@ -153,11 +153,20 @@ def run_through_fault(
         )
         fault_at = time.monotonic()
         outage_s = fault()
-        wait_for(
-            lambda: _report(runtime, account_id, campaign_id)["finished"],
-            FINISH_TIMEOUT_S,
-            "every contact to end after the fault",
-        )
+        try:
+            wait_for(
+                lambda: _report(runtime, account_id, campaign_id)["finished"],
+                FINISH_TIMEOUT_S,
+                "every contact to end after the fault",
+            )
+        except AssertionError as stalled:  # say where it stalled: pytest's tmp dirs rotate
+            contacts = _report(runtime, account_id, campaign_id)["contacts"]
+            tails = {
+                log.name: log.read_text(errors="replace")[-3000:]
+                for log in sorted(run_dir.glob("*.log"))
+                if log.name in {"worker.log", "beat.log"}
+            }
+            raise AssertionError(f"{stalled}; contacts {contacts}; logs {tails}") from None
         finished_s = time.monotonic() - started
         stats = _sim(stack, "/_sim/stats")
         creates = _sim(stack, "/_sim/timeline")["creates"]
