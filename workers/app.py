@@ -24,11 +24,12 @@ The Redis transport keeps the messages a worker holds in that worker's memory, n
 (`ack_emulation` off): a pool process that dies puts its message back on the queue, and so
 does a warm shutdown with the messages not yet started; a worker killed outright (SIGKILL,
 a lost machine) loses them, and so does one whose broker connection drops (a Redis
-failover: kombu cannot put them back, `UNABLE TO RESTORE`). Kept in Redis they came back only after the broker's
-visibility timeout (an hour), long after what covers every task anyway: the reaper hands
-lost dials back to `place_call` after `stuck_dialing_after_s`, the beat kicks pacers and
-runs the maintenance tasks again, the webhook sweep retries lost deliveries. Tracking them
-in Redis cost eight commands per task (two MULTI/EXEC transactions).
+failover: kombu cannot put them back, `UNABLE TO RESTORE`). Kept in Redis they came back
+only after the broker's visibility timeout (an hour), long after what covers every task
+anyway: the reaper hands lost dials back to `place_call` after `stuck_dialing_after_s`,
+the beat kicks pacers and runs the maintenance tasks again, the webhook sweep retries lost
+deliveries. Tracking them in Redis cost eight commands per task (two MULTI/EXEC
+transactions).
 
 Every task's class is `workers.base.DialerTask` (log context, counters, not-found mapping).
 Logging goes through `dialer.logs` (Celery's `setup_logging` signal) and each worker serves
