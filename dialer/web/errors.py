@@ -137,6 +137,8 @@ def install_handlers(app: FastAPI) -> None:
     app.exception_handler(psycopg.OperationalError)(_database_unavailable)
     app.exception_handler(redis.ConnectionError)(_redis_unavailable)
     app.exception_handler(redis.TimeoutError)(_redis_unavailable)
+    # A master turned replica (a failover seen on a plain, not Sentinel-managed, client).
+    app.exception_handler(redis.ReadOnlyError)(_redis_unavailable)
     app.exception_handler(sqlalchemy.exc.DataError)(_unstorable_value)
     app.exception_handler(psycopg.DataError)(_unstorable_value)
     app.exception_handler(RequestValidationError)(_invalid_request)

@@ -185,7 +185,8 @@ class Authenticate:
         except (sqlalchemy.exc.OperationalError, psycopg.OperationalError):
             await error_response(DatabaseUnavailableError())(scope, receive, send)
             return
-        except (redis.ConnectionError, redis.TimeoutError):  # the rate limiter's Redis
+        # The rate limiter's Redis is down, or turned replica (`READONLY`) in a failover.
+        except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError):
             await error_response(RedisUnavailableError())(scope, receive, send)
             return
         scope.setdefault("state", {})[CALLER] = holder
