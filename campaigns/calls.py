@@ -39,6 +39,7 @@ from dialer.calls import DEFAULT_RETRY_POLICY
 from dialer.campaign_state import CampaignAction, transition
 from dialer.dispatch.timing import CAP_PERIOD, calls_today, schedule_of
 from dialer.errors import ConflictError, DialerError, NotFoundError
+from dialer.menu import opt_out_menu
 from dialer.numbers import NumberRejected, RejectReason, check_policy, classify
 from dialer.providers.twiml import template_placeholders
 from dialer.webhook_url import check_webhook_url
@@ -428,6 +429,7 @@ def standing_campaign(session: Session, account: Account, caller_id: CallerId) -
             caller_id_id=caller_id.id,
             name=f"api ({caller_id.e164})",
             message="",
+            menu=opt_out_menu().stored(),
             standing=True,
             max_concurrency=account.max_concurrency,
             retry_policy={k: dict(v) for k, v in DEFAULT_RETRY_POLICY.items()},

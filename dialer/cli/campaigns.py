@@ -27,7 +27,13 @@ from sqlalchemy.orm import Session
 
 from campaigns import lifecycle
 from campaigns.history import campaign_events, event_json
-from campaigns.options import CampaignOptions, OperatorOptions, RetryOutcome, RetryRule
+from campaigns.options import (
+    CampaignOptions,
+    MenuEntry,
+    OperatorOptions,
+    RetryOutcome,
+    RetryRule,
+)
 from campaigns.preview import campaign_preview
 from campaigns.reports import (
     SERIES_MINUTES,
@@ -64,10 +70,11 @@ AS_TEXT: dict[Any, Any] = {
     datetime | None: str | None,
     list[date]: list[str],
     dict[RetryOutcome, RetryRule]: str | None,
+    dict[str, MenuEntry] | None: str | None,
 }
 """Settings typer would parse itself but more narrowly than the schema (its datetimes take
-no UTC offset), or not at all (the retry matrix): the CLI passes them on as text and the
-schema parses them (ISO 8601, JSON)."""
+no UTC offset), or not at all (the retry matrix, the menu): the CLI passes them on as text and
+the schema parses them (ISO 8601, JSON)."""
 
 
 def setting_options(schema: type[BaseModel] = OperatorOptions) -> list[inspect.Parameter]:
