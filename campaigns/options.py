@@ -194,11 +194,11 @@ def _menu_entries(value: Any) -> dict[str, MenuEntry] | None:
         try:
             value = json.loads(value, object_pairs_hook=_refuse_duplicates)
         except ValueError:
-            raise InvalidMenuError("menu is not a JSON object") from None
+            raise _bad_menu("menu is not a JSON object") from None
     if not isinstance(value, dict):
-        raise InvalidMenuError("menu is not an object of key -> action")
+        raise _bad_menu("menu is not an object of key -> action")
     if len(value) > MENU_KEYS_MAX:
-        raise InvalidMenuError(f"a menu maps at most {MENU_KEYS_MAX} keys")
+        raise _bad_menu(f"a menu maps at most {MENU_KEYS_MAX} keys")
     entries: dict[str, MenuEntry] = {}
     for key, raw in value.items():
         if key not in MENU_DIGITS:
@@ -225,6 +225,10 @@ def _menu_entries(value: Any) -> dict[str, MenuEntry] | None:
             raise _bad_key(key, "only a transfer takes `to`")
         entries[key] = entry
     return entries
+
+
+def _bad_menu(message: str) -> InvalidMenuError:
+    return InvalidMenuError(message, [{"field": "menu", "message": message}])
 
 
 def _bad_key(key: str, message: str) -> InvalidMenuError:
