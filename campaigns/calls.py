@@ -33,13 +33,20 @@ from sqlalchemy.orm import Session
 
 from campaigns.accounts import outbound_number
 from campaigns.lifecycle import get_campaign
-from campaigns.options import RING_TIMEOUT_S, TIME_LIMIT_S, CodedOptions
+from campaigns.options import (
+    RING_TIMEOUT_S,
+    TIME_LIMIT_S,
+    CodedOptions,
+    MenuEntry,
+    build_menu,
+    read_menu,
+)
 from campaigns.paging import Page, keyset_page
 from dialer.calls import DEFAULT_RETRY_POLICY
 from dialer.campaign_state import CampaignAction, transition
 from dialer.dispatch.timing import CAP_PERIOD, calls_today, schedule_of
 from dialer.errors import ConflictError, DialerError, NotFoundError
-from dialer.menu import opt_out_menu
+from dialer.menu import DEFAULT_OPT_OUT_DIGIT, DEFAULT_OPT_OUT_PROMPT, Menu, opt_out_menu
 from dialer.numbers import NumberRejected, RejectReason, check_policy, classify
 from dialer.providers.twiml import template_placeholders
 from dialer.webhook_url import check_webhook_url
@@ -225,12 +232,36 @@ class SingleCall(CodedOptions):
     call_at: AwareDatetime | None = Field(
         None, description="ISO 8601 with offset: not before then (default: now)."
     )
+    menu: dict[str, MenuEntry] | None = Field(
+        None,
+        description="This call's keypress menu, as a campaign's `menu` (key -> confirm, "
+        'cancel, repeat, opt_out, or {"action": "transfer", "to": "+E164"}), followed by '
+        "the opt-out line (press 9). Default: the campaign's (the standing campaign's is "
+        "the opt-out line alone).",
+    )
+    record: bool | None = Field(
+        None,
+        description="Record this call (Twilio Record), the disclosure said first. Default: "
+        "the campaign's (off for the standing campaign).",
+    )
     campaign_id: int | None = Field(
         None,
         ge=1,
         le=2**63 - 1,
         description="Count it in this campaign (default: the standing one).",
     )
+
+    @field_validator("menu", mode="before")
+    @classmethod
+    def _menu(cls, value: Any) -> Any:
+        return read_menu(value)
+
+    def call_menu(self) -> Menu | None:
+        """The menu this call offers, the default opt-out line after its keys; None: the
+        campaign's. Raises `InvalidMenuError` (the opt-out key mapped to another action)."""
+        if self.menu is None:
+            return None
+        return build_menu(self.menu, (DEFAULT_OPT_OUT_DIGIT, DEFAULT_OPT_OUT_PROMPT))
 
     @field_validator("metadata")
     @classmethod
@@ -376,6 +407,8 @@ def place_call(
         max_hold_s=call.max_hold_seconds,
         machine_detection=detection,
         machine_action=action,
+        menu=menu.stored() if (menu := call.call_menu()) else None,
+        record=call.record,
     )
     session.add(job)
     session.flush()

@@ -55,6 +55,7 @@ from dialer.menu import (
     DEFAULT_OPT_OUT_DIGIT,
     DEFAULT_OPT_OUT_PROMPT,
     MENU_DIGITS,
+    RECORDING_DISCLOSURE,
     Menu,
     MenuAction,
 )
@@ -175,7 +176,7 @@ def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def _menu_entries(value: Any) -> dict[str, MenuEntry] | None:
+def read_menu(value: Any) -> dict[str, MenuEntry] | None:
     """The menu as given: a mapping key -> action name or {"action", "to", "say"}, or its
     JSON text (a form field, a CLI flag; a key written twice is refused, not overwritten).
 
@@ -235,6 +236,35 @@ def _bad_key(key: str, message: str) -> InvalidMenuError:
     return InvalidMenuError(
         f"menu key {key!r}: {message}", [{"field": f"menu.{key}", "message": message}]
     )
+
+
+def build_menu(entries: dict[str, MenuEntry], opt_out: tuple[str, str] | None) -> Menu | None:
+    """The menu a call offers: `entries` in the order given, then the opt-out line
+    `opt_out` (key, words; None: no line), unless the entries have an opt-out key of their
+    own; None when that leaves no key at all. Each key's words are its entry's `say`, else
+    its action's (`dialer.menu.ACTION_WORDS`), `{digit}` replaced by the key.
+
+    Raises:
+        InvalidMenuError: the opt-out key is another action's key.
+    """
+    entries = dict(entries)
+    if opt_out and not any(e.action is MenuAction.OPT_OUT for e in entries.values()):
+        digit, words = opt_out
+        taken = entries.get(digit)
+        if taken is not None:
+            raise InvalidMenuError(
+                f"menu key {digit!r} is the opt-out key; set opt_out_digit to another key "
+                "or leave the key out of the menu",
+                [{"field": f"menu.{digit}", "message": "is the opt-out key"}],
+            )
+        entries[digit] = MenuEntry(action=MenuAction.OPT_OUT, say=words)
+    if not entries:
+        return None
+    lines = [
+        (entry.say or ACTION_WORDS[entry.action]).replace("{digit}", key)
+        for key, entry in entries.items()
+    ]
+    return Menu({k: (e.action, e.to) for k, e in entries.items()}, " ".join(lines))
 
 
 class BatchOptions(CodedOptions):
@@ -315,7 +345,7 @@ class BatchOptions(CodedOptions):
     )
     record: bool = Field(False, description="Record the call (Twilio Record).")
     recording_disclosure: str = Field(
-        "This call may be recorded.",
+        RECORDING_DISCLOSURE,
         max_length=300,
         description="Said first on a recorded call; empty: nothing is said.",
     )
@@ -356,7 +386,7 @@ class BatchOptions(CodedOptions):
     @field_validator("menu", mode="before")
     @classmethod
     def _menu(cls, value: Any) -> Any:
-        return _menu_entries(value)
+        return read_menu(value)
 
     @field_validator("opt_out_digit")
     @classmethod
@@ -379,20 +409,13 @@ class BatchOptions(CodedOptions):
     @model_validator(mode="after")
     def _one_menu(self) -> Self:
         """`gather_dtmf` and `menu` are two spellings of a menu: one at a time; the opt-out
-        key may not be another key's too."""
+        key may not be another key's too (`build_menu`)."""
         if self.gather_dtmf and self.menu:
             raise InvalidMenuError(
                 "gather_dtmf is the menu {1: confirm, 2: cancel}: give menu or gather_dtmf",
                 [{"field": "gather_dtmf", "message": "given with menu"}],
             )
-        entries = self.menu_entries()
-        taken = entries.get(self.opt_out_digit)
-        if self.opt_out_line and taken is not None and taken.action is not MenuAction.OPT_OUT:
-            raise InvalidMenuError(
-                f"menu key {self.opt_out_digit!r} is the opt-out key; set opt_out_digit to "
-                "another key or leave the key out of the menu",
-                [{"field": f"menu.{self.opt_out_digit}", "message": "is the opt-out key"}],
-            )
+        self.call_menu()
         return self
 
     def menu_entries(self) -> dict[str, MenuEntry]:
@@ -400,20 +423,9 @@ class BatchOptions(CodedOptions):
         return dict(LEGACY_MENU) if self.gather_dtmf else dict(self.menu or {})
 
     def call_menu(self) -> Menu | None:
-        """The menu each call offers: the given keys in key order, then the opt-out line
-        (unless it is off, or the menu has its own opt-out key); None: no menu at all."""
-        entries = self.menu_entries()
-        if self.opt_out_line and not any(e.action is MenuAction.OPT_OUT for e in entries.values()):
-            entries[self.opt_out_digit] = MenuEntry(
-                action=MenuAction.OPT_OUT, say=self.opt_out_prompt
-            )
-        if not entries:
-            return None
-        lines = [
-            (entry.say or ACTION_WORDS[entry.action]).replace("{digit}", key)
-            for key, entry in entries.items()
-        ]
-        return Menu({k: (e.action, e.to) for k, e in entries.items()}, " ".join(lines))
+        """The menu each call offers (`build_menu`). Raises `InvalidMenuError`."""
+        opt_out = (self.opt_out_digit, self.opt_out_prompt) if self.opt_out_line else None
+        return build_menu(self.menu_entries(), opt_out)
 
     @field_validator("window")
     @classmethod

@@ -32,6 +32,10 @@ DEFAULT_OPT_OUT_PROMPT = "To stop these calls, press {digit}."
 opt-out); `{digit}` is the opt-out key."""
 
 
+RECORDING_DISCLOSURE = "This call may be recorded."
+"""Said first on a recorded call unless its campaign words it otherwise."""
+
+
 class MenuAction(StrEnum):
     """What a key does."""
 

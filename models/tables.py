@@ -304,6 +304,9 @@ class CallJob(Base):
     machine_action: Mapped[MachineAction | None] = mapped_column(
         _enum(MachineAction, "machine_action")
     )
+    menu: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    """A single call's own keypress menu (`campaigns.menu`'s shape)."""
+    record: Mapped[bool | None] = mapped_column()
 
 
 class CallAttempt(Base):

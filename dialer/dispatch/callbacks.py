@@ -67,8 +67,10 @@ machine's greeting has ended (beep, silence, or another end), Twilio AMD."""
 
 _RECORDING_SID = re.compile(r"^RE[0-9a-f]{32}$")
 _RECORDING_URL_MAX = 512
-_RECORDING_STATUSES = frozenset({"in-progress", "completed", "absent", "failed"})
-"""Twilio `RecordingStatus` values (`recording_enum_status` of the call recording)."""
+_RECORDING_STATUSES = frozenset(
+    {"in-progress", "paused", "stopped", "processing", "completed", "absent"}
+)
+"""Twilio `RecordingStatus` values (`call_recording_enum_status` in Twilio's OpenAPI)."""
 
 
 class MalformedCallbackError(DialerError):
@@ -199,7 +201,7 @@ WITH incoming AS (
            COALESCE(j.machine_action, c.machine_action) AS machine_action,
            j.zones, j.region, j.subdivision, j.call_before, c.window_start, c.window_end,
            c.window_days, c.holidays, c.skip_public_holidays,
-           c.menu, c.voicemail_message IS NOT NULL AS voicemail,
+           coalesce(j.menu, c.menu) AS menu, c.voicemail_message IS NOT NULL AS voicemail,
            coalesce(j.message, c.message) AS message_template, j.variables,
            a.attempt_no, a.phone_e164, a.from_e164, j.metadata,
            coalesce(j.webhook_url, (SELECT w.webhook_url FROM accounts w WHERE w.id = a.account_id))

@@ -27,7 +27,7 @@ from dialer.campaign_state import BREAKER, CampaignAction, transition
 from dialer.dispatch.attempt_end import end_unplaced, finish_call
 from dialer.dispatch.timing import callable_until, dial_refusal
 from dialer.errors import NotFoundError
-from dialer.menu import Menu, menu_twiml
+from dialer.menu import RECORDING_DISCLOSURE, Menu, menu_twiml
 from dialer.metrics import BREAKER_TRIPS
 from dialer.numbers import NumberRejected, check_policy, classify
 from dialer.pool import SendSlot, SendWindow
@@ -143,14 +143,17 @@ def _call_request(
     voicemail = campaign.voicemail_message is not None
     leave_message = amd and action is MachineAction.LEAVE_MESSAGE and not voicemail
     detection = "DetectMessageEnd" if leave_message or voicemail else "Enable"
+    record = campaign.record if job.record is None else job.record
+    # A call recorded on its own (its campaign records nothing) says the default disclosure.
+    disclosure = campaign.recording_disclosure if campaign.record else RECORDING_DISCLOSURE
     return CallRequest(
         to=attempt.phone_e164,
         from_=attempt.from_e164,
         twiml=menu_twiml(
             message,
-            Menu.read(campaign.menu),
+            Menu.read(campaign.menu if job.menu is None else job.menu),
             gather_url(runtime, attempt.id),
-            disclosure=campaign.recording_disclosure if campaign.record else None,
+            disclosure=disclosure if record else None,
         ),
         status_callback=status_callback_url(runtime, attempt.id),
         ring_timeout_s=job.ring_timeout_s or campaign.ring_timeout_s,
@@ -160,7 +163,7 @@ def _call_request(
         async_amd_callback=amd_callback_url(runtime, attempt.id)
         if (amd or voicemail) and not leave_message
         else None,
-        recording_callback=recording_callback_url(runtime, attempt.id) if campaign.record else None,
+        recording_callback=recording_callback_url(runtime, attempt.id) if record else None,
     )
 
 

@@ -7,7 +7,8 @@ Create Date: 2026-12-08 01:00:00
 `campaigns.menu` replaces `campaigns.gather_dtmf`: a campaign that asked for the digit
 (press 1 to confirm, 2 to cancel) gets that menu, worded as before, without the opt-out
 line new campaigns offer by default (a running campaign's calls do not change under it).
-`campaigns.voicemail_message`, `record`, `recording_disclosure`; per attempt the menu
+`campaigns.voicemail_message`, `record`, `recording_disclosure`; a single call's own
+`call_jobs.menu` and `record`; per attempt the menu
 action, the voicemail drop and the recording. `dnc_entries.source` and `campaign_id` say a
 number was listed by its callee's keypress and on which campaign's call; the two partial
 indexes let a report count a campaign's opt-outs and voicemail drops without reading the
@@ -45,6 +46,8 @@ def upgrade() -> None:
         sa.Column("record", sa.Boolean(), nullable=False, server_default=sa.text("false")),
     )
     op.add_column("campaigns", sa.Column("recording_disclosure", sa.Text()))
+    op.add_column("call_jobs", sa.Column("menu", postgresql.JSONB()))
+    op.add_column("call_jobs", sa.Column("record", sa.Boolean()))
     op.add_column("call_attempts", sa.Column("menu_action", sa.String(16)))
     op.add_column("call_attempts", sa.Column("voicemail_dropped_at", sa.DateTime(timezone=True)))
     op.add_column("call_attempts", sa.Column("recording_sid", sa.String(34)))
@@ -90,6 +93,8 @@ def downgrade() -> None:
         "menu_action",
     ):
         op.drop_column("call_attempts", column)
+    op.drop_column("call_jobs", "record")
+    op.drop_column("call_jobs", "menu")
     for column in ("recording_disclosure", "record", "voicemail_message"):
         op.drop_column("campaigns", column)
     op.add_column(
