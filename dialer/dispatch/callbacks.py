@@ -514,9 +514,12 @@ async def _record(
         changed = [a for a in applied.values() if a.attempt.applied() != a.before]
         await _list_opt_outs(conn, [a for a in changed if _opted_out(a)])
         now = utcnow()
-        for a in changed:
-            if a.before["answered_at"] is None and a.attempt.answered_at is not None:
-                await record_answered_async(conn, a.row, a.attempt, hooks, now)
+        answered = [
+            (a.row, a.attempt)
+            for a in changed
+            if a.before["answered_at"] is None and a.attempt.answered_at is not None
+        ]
+        await record_answered_async(conn, answered, hooks, now)
         if ended:
             await conn.execute(_FINISH, {**_columns(changed), **_steps(ended)})
         elif changed:

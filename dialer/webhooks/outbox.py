@@ -283,18 +283,20 @@ def _fast_path_end(row: Mapping[str, Any], attempt: EndedCall) -> AttemptEnd:
 
 async def record_answered_async(
     conn: AsyncConnection,
-    row: Mapping[str, Any],
-    attempt: EndedCall,
+    answered: Sequence[tuple[Mapping[str, Any], EndedCall]],
     after_commit: list[Callable[[], object]],
     now: datetime,
 ) -> None:
-    """The fast path's `call.answered` for an attempt whose call was just answered (`row`
-    and `attempt` as `record_attempt_end_async` takes them); only when a webhook URL
-    applies."""
-    url = row["webhook_url"]
-    if url:
-        event = answered_event(_fast_path_end(row, attempt), now)
-        await insert_events_async(conn, row["account_id"], url, [event], after_commit)
+    """The fast path's `call.answered` for the attempts whose calls were just answered
+    (each `row` and `attempt` as `record_attempt_end_async` takes them), those with a
+    webhook URL: one statement per account and URL (one for a batch of one account)."""
+    grouped: dict[tuple[int, str], list[Event]] = {}
+    for row, attempt in answered:
+        if row["webhook_url"]:
+            event = answered_event(_fast_path_end(row, attempt), now)
+            grouped.setdefault((row["account_id"], row["webhook_url"]), []).append(event)
+    for (account_id, url), events in grouped.items():
+        await insert_events_async(conn, account_id, url, events, after_commit)
 
 
 async def record_attempt_end_async(
