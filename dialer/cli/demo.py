@@ -4,10 +4,10 @@ Migrates the database, starts the carrier simulator, the HTTP API, a Celery work
 Celery beat as child processes, creates a fresh demo account, ingests the CSV, starts the
 campaign, shows live progress, waits for every contact to reach a final state, prints the
 report once (with the opt-outs: the simulated people press 9 on some calls), the account,
-the command that reports the campaign again and where the logs are, and stops every child it started, also on Ctrl-C, SIGHUP (its terminal closed) and
-SIGTERM; if the demo is killed outright, its children exit too (see `devstack`). The
-concurrency and double-dial figures come from the simulator's `GET /_sim/stats`, not from
-the dialer's bookkeeping.
+the command that reports the campaign again and where the logs are, and stops every child
+it started, also on Ctrl-C, SIGHUP (its terminal closed) and SIGTERM; if the demo is
+killed outright, its children exit too (see `devstack`). The concurrency and double-dial
+figures come from the simulator's `GET /_sim/stats`, not from the dialer's bookkeeping.
 
 With `--serve` the demo leads to the campaign page: it gives the API a session secret
 (`SESSION_SECRET`, made for the run when unset) and creates an API key for its account,
