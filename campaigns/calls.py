@@ -33,7 +33,15 @@ from sqlalchemy.orm import Session
 
 from campaigns.accounts import outbound_number, outbound_pool
 from campaigns.lifecycle import get_campaign
-from campaigns.options import MAX_POOL, RING_TIMEOUT_S, TIME_LIMIT_S, CodedOptions
+from campaigns.options import (
+    MAX_POOL,
+    RING_TIMEOUT_S,
+    TIME_LIMIT_S,
+    CodedOptions,
+    MenuEntry,
+    build_menu,
+    read_menu,
+)
 from campaigns.paging import Page, keyset_page
 from dialer.calls import DEFAULT_RETRY_POLICY, canceled, move_job
 from dialer.campaign_state import CampaignAction, transition
@@ -41,6 +49,7 @@ from dialer.dispatch.attempt_end import end_unplaced
 from dialer.dispatch.timing import schedule_of
 from dialer.errors import ConflictError, DialerError, InvalidOptionError, NotFoundError
 from dialer.frequency import Cap, caps_of, free_at, recent_calls
+from dialer.menu import DEFAULT_OPT_OUT_DIGIT, DEFAULT_OPT_OUT_PROMPT, Menu, opt_out_menu
 from dialer.numbers import NumberRejected, RejectReason, check_policy, classify
 from dialer.providers.twiml import template_placeholders
 from dialer.runtime import Runtime
@@ -248,12 +257,36 @@ class SingleCall(CodedOptions):
     call_at: AwareDatetime | None = Field(
         None, description="ISO 8601 with offset: not before then (default: now)."
     )
+    menu: dict[str, MenuEntry] | None = Field(
+        None,
+        description="This call's keypress menu, as a campaign's `menu` (key -> confirm, "
+        'cancel, repeat, opt_out, or {"action": "transfer", "to": "+E164"}), followed by '
+        "the opt-out line (press 9). Default: the campaign's (the standing campaign's is "
+        "the opt-out line alone).",
+    )
+    record: bool | None = Field(
+        None,
+        description="Record this call (Twilio Record), the disclosure said first. Default: "
+        "the campaign's (off for the standing campaign).",
+    )
     campaign_id: int | None = Field(
         None,
         ge=1,
         le=2**63 - 1,
         description="Count it in this campaign (default: the standing one).",
     )
+
+    @field_validator("menu", mode="before")
+    @classmethod
+    def _menu(cls, value: Any) -> Any:
+        return read_menu(value)
+
+    def call_menu(self) -> Menu | None:
+        """The menu this call offers, the default opt-out line after its keys; None: the
+        campaign's. Raises `InvalidMenuError` (the opt-out key mapped to another action)."""
+        if self.menu is None:
+            return None
+        return build_menu(self.menu, (DEFAULT_OPT_OUT_DIGIT, DEFAULT_OPT_OUT_PROMPT))
 
     @field_validator("metadata")
     @classmethod
@@ -410,6 +443,8 @@ def place_call(
         machine_detection=detection,
         machine_action=action,
         pool_caller_ids=pool if pool and len(pool) > 1 else None,
+        menu=menu.stored() if (menu := call.call_menu()) else None,
+        record=call.record,
     )
     session.add(job)
     session.flush()
@@ -466,6 +501,7 @@ def standing_campaign(session: Session, account: Account, caller_id: CallerId) -
             caller_id_id=caller_id.id,
             name=f"api ({caller_id.e164})",
             message="",
+            menu=opt_out_menu().stored(),
             standing=True,
             max_concurrency=account.max_concurrency,
             retry_policy={k: dict(v) for k, v in DEFAULT_RETRY_POLICY.items()},

@@ -51,7 +51,17 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from dialer.calls import DEFAULT_RETRY_POLICY, RETRY_DELAY_MAX_S, RETRY_DELAY_MIN_S
-from dialer.errors import DialerError, InvalidOptionError, InvalidWindowError
+from dialer.errors import DialerError, InvalidMenuError, InvalidOptionError, InvalidWindowError
+from dialer.menu import (
+    ACTION_WORDS,
+    DEFAULT_OPT_OUT_DIGIT,
+    DEFAULT_OPT_OUT_PROMPT,
+    MENU_DIGITS,
+    RECORDING_DISCLOSURE,
+    Menu,
+    MenuAction,
+)
+from dialer.numbers import NumberRejected, classify
 from dialer.providers.twiml import template_placeholders
 from dialer.windows import CallingWindow, parse_days, parse_window, zone
 from models import MachineAction, Outcome
@@ -196,6 +206,125 @@ def _retry_matrix(value: Any) -> Any:
     return value
 
 
+class MenuEntry(BaseModel):
+    """One key of a keypress menu: its action, the number a `transfer` dials (E.164), and
+    the words that offer it (default: the action's, `dialer.menu.ACTION_WORDS`; `{digit}`
+    is the key)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    action: MenuAction
+    to: str | None = None
+    say: str | None = Field(None, max_length=300)
+
+
+MENU_KEYS_MAX = len(MENU_DIGITS)
+LEGACY_MENU = {"1": MenuEntry(action=MenuAction.CONFIRM), "2": MenuEntry(action=MenuAction.CANCEL)}
+"""`gather_dtmf=true`: press 1 to confirm, 2 to cancel."""
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        raise InvalidMenuError(
+            f"menu key {twice[0]!r} is mapped twice",
+            [{"field": "menu", "message": f"key {key!r} is mapped twice"} for key in twice],
+        )
+    return dict(pairs)
+
+
+def read_menu(value: Any) -> dict[str, MenuEntry] | None:
+    """The menu as given: a mapping key -> action name or {"action", "to", "say"}, or its
+    JSON text (a form field, a CLI flag; a key written twice is refused, not overwritten).
+
+    Raises:
+        InvalidMenuError: not a JSON object; a key written twice, not one phone key, or
+            mapped to an unknown action or an entry that does not read; a transfer without
+            an E.164 `to` (or a `to` on another action).
+    """
+    if value is None or (
+        isinstance(value, dict) and all(isinstance(v, MenuEntry) for v in value.values())
+    ):
+        return value
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            value = json.loads(value, object_pairs_hook=_refuse_duplicates)
+        except ValueError:
+            raise _bad_menu("menu is not a JSON object") from None
+    if not isinstance(value, dict):
+        raise _bad_menu("menu is not an object of key -> action")
+    if len(value) > MENU_KEYS_MAX:
+        raise _bad_menu(f"a menu maps at most {MENU_KEYS_MAX} keys")
+    entries: dict[str, MenuEntry] = {}
+    for key, raw in value.items():
+        if key not in MENU_DIGITS:
+            raise _bad_key(key, "is not one phone key (0-9, * or #)")
+        if isinstance(raw, str):
+            raw = {"action": raw}
+        if not isinstance(raw, dict):
+            raise _bad_key(key, "must map to an action name or an object")
+        if raw.get("action") not in set(MenuAction):
+            known = ", ".join(MenuAction)
+            raise _bad_key(key, f"action {raw.get('action')!r} is not one of {known}")
+        try:
+            entry = MenuEntry.model_validate(raw)
+        except ValidationError as error:
+            raise _bad_key(key, error.errors(include_url=False)[0]["msg"]) from None
+        if entry.action is MenuAction.TRANSFER:
+            try:
+                number = classify(entry.to or "", "US")
+            except NumberRejected:
+                raise _bad_key(key, "a transfer needs `to`, an E.164 number") from None
+            if number.e164 != entry.to:
+                raise _bad_key(key, "a transfer's `to` must be written in E.164 (+15551234567)")
+        elif entry.to is not None:
+            raise _bad_key(key, "only a transfer takes `to`")
+        entries[key] = entry
+    return entries
+
+
+def _bad_menu(message: str) -> InvalidMenuError:
+    return InvalidMenuError(message, [{"field": "menu", "message": message}])
+
+
+def _bad_key(key: str, message: str) -> InvalidMenuError:
+    return InvalidMenuError(
+        f"menu key {key!r}: {message}", [{"field": f"menu.{key}", "message": message}]
+    )
+
+
+def build_menu(entries: dict[str, MenuEntry], opt_out: tuple[str, str] | None) -> Menu | None:
+    """The menu a call offers: `entries` in the order given, then the opt-out line
+    `opt_out` (key, words; None: no line), unless the entries have an opt-out key of their
+    own; None when that leaves no key at all. Each key's words are its entry's `say`, else
+    its action's (`dialer.menu.ACTION_WORDS`), `{digit}` replaced by the key.
+
+    Raises:
+        InvalidMenuError: the opt-out key is another action's key.
+    """
+    entries = dict(entries)
+    if opt_out and not any(e.action is MenuAction.OPT_OUT for e in entries.values()):
+        digit, words = opt_out
+        taken = entries.get(digit)
+        if taken is not None:
+            raise InvalidMenuError(
+                f"menu key {digit!r} is the opt-out key; set opt_out_digit to another key "
+                "or leave the key out of the menu",
+                [{"field": f"menu.{digit}", "message": "is the opt-out key"}],
+            )
+        entries[digit] = MenuEntry(action=MenuAction.OPT_OUT, say=words)
+    if not entries:
+        return None
+    lines = [
+        (entry.say or ACTION_WORDS[entry.action]).replace("{digit}", key)
+        for key, entry in entries.items()
+    ]
+    return Menu({k: (e.action, e.to) for k, e in entries.items()}, " ".join(lines))
+
+
 class BatchOptions(CodedOptions):
     """A batch of contacts' settings, as a tenant or an operator gives them."""
 
@@ -248,7 +377,44 @@ class BatchOptions(CodedOptions):
     machine_action: MachineAction = Field(
         MachineAction.HANG_UP, description="What to do when a machine answers."
     )
-    gather_dtmf: bool = Field(False, description="Press 1 to confirm, 2 to cancel.")
+    gather_dtmf: bool = Field(
+        False,
+        description='Press 1 to confirm, 2 to cancel: the menu {"1": "confirm", "2": "cancel"}.',
+    )
+    menu: dict[str, MenuEntry] | None = Field(
+        None,
+        description="Keypress menu after the message, key (0-9, *, #) -> action: confirm, "
+        'cancel, repeat, opt_out, or {"action": "transfer", "to": "+E164"}; an entry may '
+        'give its own words, {"action": "confirm", "say": "Press {digit} if you will come."} '
+        '(JSON text in a form or on the command line), e.g. {"1": "confirm", "2": "cancel"}.',
+    )
+    opt_out_line: bool = Field(
+        True,
+        description="Offer the opt-out key after the message (on by default: FCC 20-186 "
+        "asks prerecorded calls for an automated opt-out); the key lists the number on the "
+        "account's do-not-call list.",
+    )
+    opt_out_digit: str = Field(
+        DEFAULT_OPT_OUT_DIGIT, min_length=1, max_length=1, description="The opt-out key."
+    )
+    opt_out_prompt: str = Field(
+        DEFAULT_OPT_OUT_PROMPT,
+        max_length=300,
+        description="The opt-out line's words; {digit} is the opt-out key.",
+    )
+    voicemail_message: str | None = Field(
+        None,
+        max_length=4000,
+        description="Left on an answering machine after its greeting ends (AMD "
+        "DetectMessageEnd: after the beep, the silence, or the greeting); {name} "
+        "placeholders as in message. Turns answering machine detection on.",
+    )
+    record: bool = Field(False, description="Record the call (Twilio Record).")
+    recording_disclosure: str = Field(
+        RECORDING_DISCLOSURE,
+        max_length=300,
+        description="Said first on a recorded call; empty: nothing is said.",
+    )
     priority: int = Field(0, description="Higher goes first (reminders).")
     window: str = Field(
         "09:00-20:00",
@@ -291,6 +457,50 @@ class BatchOptions(CodedOptions):
                 [{"field": "caller_id_pool", "message": "given with from_number"}],
             )
         return self
+
+    @field_validator("menu", mode="before")
+    @classmethod
+    def _menu(cls, value: Any) -> Any:
+        return read_menu(value)
+
+    @field_validator("opt_out_digit")
+    @classmethod
+    def _opt_out_digit(cls, digit: str) -> str:
+        if digit not in MENU_DIGITS:
+            raise InvalidMenuError(
+                f"opt_out_digit {digit!r} is not one phone key (0-9, * or #)",
+                [{"field": "opt_out_digit", "message": "not one phone key"}],
+            )
+        return digit
+
+    @field_validator("voicemail_message")
+    @classmethod
+    def _voicemail(cls, message: str | None) -> str | None:
+        if message is not None and message.strip():
+            template_placeholders(message)  # raises TemplateError (invalid_template)
+            return message
+        return None
+
+    @model_validator(mode="after")
+    def _one_menu(self) -> Self:
+        """`gather_dtmf` and `menu` are two spellings of a menu: one at a time; the opt-out
+        key may not be another key's too (`build_menu`)."""
+        if self.gather_dtmf and self.menu:
+            raise InvalidMenuError(
+                "gather_dtmf is the menu {1: confirm, 2: cancel}: give menu or gather_dtmf",
+                [{"field": "gather_dtmf", "message": "given with menu"}],
+            )
+        self.call_menu()
+        return self
+
+    def menu_entries(self) -> dict[str, MenuEntry]:
+        """The menu as given (`gather_dtmf` read as its menu), without the opt-out line."""
+        return dict(LEGACY_MENU) if self.gather_dtmf else dict(self.menu or {})
+
+    def call_menu(self) -> Menu | None:
+        """The menu each call offers (`build_menu`). Raises `InvalidMenuError`."""
+        opt_out = (self.opt_out_digit, self.opt_out_prompt) if self.opt_out_line else None
+        return build_menu(self.menu_entries(), opt_out)
 
     @field_validator("window")
     @classmethod

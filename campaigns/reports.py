@@ -115,6 +115,11 @@ class Attempts(BaseModel):
     late_calls_hung_up: int
     """Calls made after their attempt had been given up, for a contact already dialled
     again, and hung up at once (end reason `late_create`): not in `calls_placed`."""
+    opt_outs: int
+    """Callees who pressed the opt-out key on this campaign's calls (listed on the
+    account's do-not-call list, source `keypress`)."""
+    voicemail_drops: int
+    """Calls on which the voicemail message was left after a machine's greeting ended."""
 
 
 class TalkTime(BaseModel):
@@ -298,6 +303,15 @@ class CapHold:
     opens_at: datetime | None
 
 
+_OPT_OUTS_AND_DROPS = text(
+    "SELECT (SELECT count(*) FROM dnc_entries WHERE campaign_id = :c AND source = 'keypress'),"
+    " (SELECT count(*) FROM call_attempts"
+    "  WHERE campaign_id = :c AND voicemail_dropped_at IS NOT NULL)"
+)
+"""A campaign's opt-outs and voicemail drops, each read from its partial index
+(`ix_dnc_entries_opt_outs`, `ix_call_attempts_voicemail`): only those rows."""
+
+
 def frequency_cap_hold(session: Session, campaign_id: int, after: datetime) -> CapHold:
     """The campaign's pending contacts held by the frequency cap and due at `after` or later
     (a contact's hold: `dialer.calls.held_by_cap`); reads only the held contacts."""
@@ -391,11 +405,14 @@ def campaign_report(
     )
     attempted = c("contacts.attempted")
     per_contact = c("contacts.attempt_sum") / attempted if attempted else 0.0
+    opt_outs, voicemail_drops = session.execute(_OPT_OUTS_AND_DROPS, {"c": campaign_id}).one()
     attempts = Attempts(
         total=c("attempts.total"),
         per_contact=per_contact,
         calls_placed=placed,
         late_calls_hung_up=c("attempts.late"),
+        opt_outs=opt_outs,
+        voicemail_drops=voicemail_drops,
     )
     talked = c("talk.calls")
     talk = TalkTime(
@@ -509,8 +526,12 @@ EXPORT_COLUMNS = (
     "answered_by",
     "digits",
     "talk_seconds",
+    "menu_action",
+    "recording_url",
+    "recording_duration_s",
 )
-"""The per-contact export's first columns: the contact, then its last attempt's facts."""
+"""The per-contact export's first columns: the contact, then its last attempt's facts
+(`menu_action`: what its last key did, `dialer.menu.MenuAction`; its recording)."""
 
 ATTEMPT_FIELDS = ("at", "status", "answered_by", "duration_s", "error_code", "digits")
 """Per attempt of the per-contact export, columns `attempt<i>_<field>`: when it was placed
@@ -532,6 +553,9 @@ ATTEMPT_COLUMNS = (
     "digits",
     "end_reason",
     "call_sid",
+    "menu_action",
+    "recording_url",
+    "recording_duration_s",
 )
 """The per-attempt export's columns, one row per attempt."""
 
@@ -542,7 +566,7 @@ _CONTACTS = text(
     """
 SELECT j.id, j.line_no, j.phone_e164, j.status, j.outcome, j.attempt_count, j.variables,
        coalesce(a.placed_at, a.created_at), a.status, a.answered_by, a.duration_s,
-       a.error_code, a.digits
+       a.error_code, a.digits, a.menu_action, a.recording_url, a.recording_duration_s
 FROM call_jobs j
 LEFT JOIN call_attempts a ON a.job_id = j.id
 WHERE j.campaign_id = :c
@@ -566,7 +590,8 @@ _ATTEMPTS = text(
     """
 SELECT j.line_no, a.phone_e164, a.id, a.attempt_no, a.created_at, a.placed_at,
        a.answered_at, a.ended_at, a.status, a.answered_by, a.duration_s, a.error_code,
-       a.digits, a.end_reason, a.call_sid
+       a.digits, a.end_reason, a.call_sid, a.menu_action, a.recording_url,
+       a.recording_duration_s
 FROM call_attempts a JOIN call_jobs j ON j.id = a.job_id
 WHERE a.campaign_id = :c
 ORDER BY a.id
@@ -602,8 +627,10 @@ def contact_rows(session: Session, account_id: int, campaign_id: int) -> Iterato
     for _, runs in itertools.groupby(rows, key=lambda row: row[0]):
         contact = list(runs)
         _, line, phone, status, outcome, attempt_count, values = contact[0][:7]
-        tries = [row[7:] for row in contact if row[8] is not None]
+        attempted = [row for row in contact if row[8] is not None]
+        tries = [row[7:13] for row in attempted]
         last = tries[-1] if tries else (None,) * len(ATTEMPT_FIELDS)
+        last_extra = attempted[-1][13:16] if attempted else (None, None, None)
         flat = [_text(v) for attempt in tries for v in attempt]
         yield [
             str(line),
@@ -614,6 +641,7 @@ def contact_rows(session: Session, account_id: int, campaign_id: int) -> Iterato
             _text(last[2]),
             _text(last[5]),
             _text(last[3]),
+            *(_text(v) for v in last_extra),
             *flat,
             *[""] * (len(per_attempt) - len(flat)),
             *(_text(values.get(name)) for name in variables),

@@ -13,6 +13,8 @@ status and codes:
         `above_ceiling`: an account cap past the ceiling the operator set it)
   + InvalidOptionError ................... 400  `invalid_option`: a campaign, schedule or
         single-call setting out of bounds, or a field that is not a setting
+  + InvalidMenuError ..................... 400  `invalid_menu`: a keypress menu that cannot
+        be offered (unknown action, duplicate or invalid key, a transfer without a number)
   + InvalidWindowError ................... 400  `invalid_window`, `invalid_days`,
         `invalid_timezone`, `invalid_holiday`, `invalid_schedule`,
         `window_outside_legal_hours`: a calling window setting
@@ -93,6 +95,15 @@ class InvalidOptionError(DialerError):
 
     def __init__(self, message: str, details: list[dict[str, str]] | None = None) -> None:
         super().__init__("invalid_option", message, details)
+
+
+class InvalidMenuError(DialerError):
+    """A keypress menu that cannot be offered (`invalid_menu`, `dialer.menu`): an unknown
+    action, a key used twice or not a phone key, a transfer without an E.164 number;
+    `details` names the key."""
+
+    def __init__(self, message: str, details: list[dict[str, str]] | None = None) -> None:
+        super().__init__("invalid_menu", message, details)
 
 
 class InvalidWindowError(DialerError):
@@ -334,6 +345,15 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         400,
         "A value the database cannot store (e.g. a NUL character).",
         "Remove the character and send it again.",
+    ),
+    ErrorCode(
+        "invalid_menu",
+        "InvalidMenuError",
+        400,
+        "A keypress menu that cannot be offered: an unknown action, a key used twice (the"
+        " opt-out key included) or not a phone key, a transfer without an E.164 number.",
+        'Map each key 0-9, * or # once, to confirm, cancel, repeat, opt_out or {"action":'
+        ' "transfer", "to": "+E164"}.',
     ),
     ErrorCode(
         "invalid_window",

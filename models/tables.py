@@ -174,8 +174,17 @@ class Campaign(CreatedAt, Base):
     """Why the campaign is paused (e.g. the circuit breaker's provider error)."""
     message: Mapped[str] = mapped_column(Text)
     """Spoken text; `{column}` placeholders are filled from each contact's variables."""
-    gather_dtmf: Mapped[bool] = mapped_column(default=False)
-    """Ask the callee to press 1 (confirm) or 2 (cancel) after the message."""
+    menu: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    """The keypress menu offered after the message, the opt-out line included
+    (`dialer.menu.Menu.stored`: {"digits": {key: {"action", "to"}}, "prompt"}); None: no
+    `<Gather>`, the call says its message and ends."""
+    voicemail_message: Mapped[str | None] = mapped_column(Text)
+    """Left on an answering machine once its greeting ends (AMD `DetectMessageEnd`, the
+    live call's TwiML updated: `dialer.dispatch.voicemail`); `{column}` placeholders."""
+    record: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    """Record calls (Twilio `Record=true`, `RecordingStatusCallback`)."""
+    recording_disclosure: Mapped[str | None] = mapped_column(Text)
+    """Said before the message on a recorded call; None: nothing."""
     default_region: Mapped[str] = mapped_column(String(2), default="US")
     allowed_countries: Mapped[list[str] | None] = mapped_column(ARRAY(String(2)))
     allow_premium: Mapped[bool] = mapped_column(default=False)
@@ -321,6 +330,9 @@ class CallJob(Base):
     machine_action: Mapped[MachineAction | None] = mapped_column(
         _enum(MachineAction, "machine_action")
     )
+    menu: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    """A single call's own keypress menu (`campaigns.menu`'s shape)."""
+    record: Mapped[bool | None] = mapped_column()
 
 
 class CallAttempt(Base):
@@ -339,6 +351,11 @@ class CallAttempt(Base):
         Index("ix_call_attempts_campaign_status", "campaign_id", "status"),
         Index("ix_call_attempts_number", "account_id", "phone_e164", "created_at"),
         Index("ix_call_attempts_campaign_created", "campaign_id", "created_at"),
+        Index(
+            "ix_call_attempts_voicemail",
+            "campaign_id",
+            postgresql_where=text("voicemail_dropped_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -355,7 +372,18 @@ class CallAttempt(Base):
     answered_by: Mapped[str | None] = mapped_column(String(32))
     """Twilio AMD `AnsweredBy`: human, machine_start, machine_end_beep, ..., fax, unknown."""
     digits: Mapped[str | None] = mapped_column(String(8))
-    """DTMF reply gathered after the message (1 confirm, 2 cancel)."""
+    """The last key pressed at the menu (`dialer.menu`)."""
+    menu_action: Mapped[str | None] = mapped_column(String(16))
+    """What the last key pressed did (`dialer.menu.MenuAction`); None: no key of the menu
+    was pressed."""
+    voicemail_dropped_at: Mapped[datetime | None] = mapped_column()
+    """When the provider took the voicemail message for this call (the machine's greeting
+    had ended: `dialer.dispatch.voicemail`)."""
+    recording_sid: Mapped[str | None] = mapped_column(String(34))
+    recording_url: Mapped[str | None] = mapped_column(Text)
+    """Twilio `RecordingUrl` of the call's completed recording."""
+    recording_duration_s: Mapped[int | None] = mapped_column(Integer)
+    """Twilio `RecordingDuration`, seconds."""
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     placed_at: Mapped[datetime | None] = mapped_column()
     answered_at: Mapped[datetime | None] = mapped_column()
@@ -445,12 +473,24 @@ class DncEntry(CreatedAt, Base):
     """A number the account must never call (do-not-call list)."""
 
     __tablename__ = "dnc_entries"
+    __table_args__ = (
+        Index(
+            "ix_dnc_entries_opt_outs",
+            "campaign_id",
+            postgresql_where=text("source = 'keypress'"),
+        ),
+    )
 
     account_id: Mapped[int] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
     )
     e164: Mapped[str] = mapped_column(String(16), primary_key=True)
     reason: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(String(16))
+    """How the number was listed: `keypress` (the callee pressed the opt-out key); None:
+    by the account (API, CLI, CSV)."""
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
+    """The campaign whose call the callee opted out of (source `keypress`)."""
 
     @classmethod
     def listed(

@@ -25,6 +25,7 @@ from workers.app import app
 
 PLACE_CALL = "dialer.place_call"
 HANG_UP = "dialer.hang_up"
+DROP_VOICEMAIL = "dialer.drop_voicemail"
 PACER = "dialer.pacer"
 KICK_PACERS = "dialer.kick_pacers"
 REAP = "dialer.reap"
@@ -56,6 +57,12 @@ def kick_pacer(account_id: int) -> None:
 def hang_up(attempt_id: int, reason: str) -> None:
     """Ask a worker to end a live call at the provider with `reason` as its end reason."""
     app.send_task(HANG_UP, kwargs={"attempt_id": attempt_id, "reason": reason})
+
+
+def drop_voicemail(attempt_id: int) -> None:
+    """Ask a worker to leave the voicemail message on a live call whose machine greeting
+    ended (`dialer.dispatch.voicemail`)."""
+    app.send_task(DROP_VOICEMAIL, kwargs={"attempt_id": attempt_id})
 
 
 def place_calls(orders: Sequence[DialOrder]) -> None:

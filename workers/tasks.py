@@ -12,6 +12,7 @@ from campaigns.schedules import fire_due
 from dialer.dispatch.dialing import hang_up_call, place_call, resolve_late_call
 from dialer.dispatch.pacer import accounts_needing_pacer, run_pacer
 from dialer.dispatch.reaper import reap
+from dialer.dispatch.voicemail import drop_voicemail
 from dialer.metrics import DIALS
 from dialer.runtime import get_runtime
 from dialer.settings import get_settings
@@ -20,6 +21,7 @@ from models import EndReason, transaction
 from workers.app import app
 from workers.enqueue import (
     DELIVER_WEBHOOK,
+    DROP_VOICEMAIL,
     FIRE_SCHEDULES,
     FOLD_COUNTERS,
     HANG_UP,
@@ -53,6 +55,12 @@ def place_call_task(
 def hang_up_task(attempt_id: int, reason: str) -> None:
     """End a live call at the provider with `reason` as its end reason (e.g. `machine`)."""
     hang_up_call(get_runtime(), attempt_id, EndReason(reason))
+
+
+@app.task(name=DROP_VOICEMAIL)
+def drop_voicemail_task(attempt_id: int) -> str:
+    """Leave the voicemail message on a call whose machine greeting ended."""
+    return drop_voicemail(get_runtime(), attempt_id).value
 
 
 @app.task(name=RESOLVE_LATE_CALL)

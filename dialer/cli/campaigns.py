@@ -33,6 +33,7 @@ from campaigns.options import (
     PATCHABLE,
     CampaignOptions,
     CampaignPatch,
+    MenuEntry,
     OperatorOptions,
     RetryOutcome,
     RetryRule,
@@ -73,10 +74,11 @@ AS_TEXT: dict[Any, Any] = {
     datetime | None: str | None,
     list[date]: list[str],
     dict[RetryOutcome, RetryRule]: str | None,
+    dict[str, MenuEntry] | None: str | None,
 }
 """Settings typer would parse itself but more narrowly than the schema (its datetimes take
-no UTC offset), or not at all (the retry matrix): the CLI passes them on as text and the
-schema parses them (ISO 8601, JSON)."""
+no UTC offset), or not at all (the retry matrix, the menu): the CLI passes them on as text and
+the schema parses them (ISO 8601, JSON)."""
 
 
 def setting_options(

@@ -3,11 +3,11 @@
 Migrates the database, starts the carrier simulator, the HTTP API, a Celery worker and
 Celery beat as child processes, creates a fresh demo account, ingests the CSV, starts the
 campaign, shows live progress, waits for every contact to reach a final state, prints the
-report once, the account, the command that reports the campaign again and where the logs
-are, and stops every child it started, also on Ctrl-C, SIGHUP (its terminal closed) and
-SIGTERM; if the demo is killed outright, its children exit too (see `devstack`). The
-concurrency and double-dial figures come from the simulator's `GET /_sim/stats`, not from
-the dialer's bookkeeping.
+report once (with the opt-outs: the simulated people press 9 on some calls), the account,
+the command that reports the campaign again and where the logs are, and stops every child
+it started, also on Ctrl-C, SIGHUP (its terminal closed) and SIGTERM; if the demo is
+killed outright, its children exit too (see `devstack`). The concurrency and double-dial
+figures come from the simulator's `GET /_sim/stats`, not from the dialer's bookkeeping.
 
 With `--serve` the demo leads to the campaign page: it gives the API a session secret
 (`SESSION_SECRET`, made for the run when unset) and creates an API key for its account,
@@ -51,6 +51,10 @@ DEMO_MESSAGE = (
     "Hello {first_name}, this is Riverside Clinic reminding you of your appointment "
     "on {appointment_time}."
 )
+DEMO_MENU = {"1": "confirm", "2": "cancel"}
+"""The demo's keypress menu; the opt-out line (press 9) is added as on every campaign."""
+DEMO_KEYPRESSES = {"1": 0.5, "2": 0.1, "9": 0.08}
+"""What the simulated people press at the menu (the rest press nothing): some opt out."""
 PAGE_HINT = (
     "Campaign page: run `dialer demo --serve` (`make demo-serve`) to keep the stack up and "
     "sign in to the page with a key it prints"
@@ -181,6 +185,9 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
         extra_env=extra_env,
     ) as stack:
         imported, account = _create(options, settings.database_url, settings.data_dir, stack)
+        httpx.post(
+            f"{stack.sim_url}/_sim/config", json={"keypress_weights": DEMO_KEYPRESSES}, timeout=5.0
+        ).raise_for_status()
         with transaction(settings.database_url) as session:
             lifecycle.start(session, account.id, imported.campaign_id, actor=cli_actor())
         stack.kick_pacer(account.id)
@@ -224,6 +231,7 @@ def _result(
         "outcomes": report["outcomes"],
         "calls_placed": report["attempts"]["calls_placed"],
         "answer_rate": report["rates"]["answer_rate"],
+        "opt_outs": report["attempts"]["opt_outs"],
         "pool_cap": options.max_concurrency,
         "max_concurrent_observed": stats["max_concurrent"],
         "max_dials_per_number": stats["max_dials_per_number"],
@@ -280,6 +288,7 @@ def _print_summary(result: dict[str, Any], console: Console) -> None:
         f"CSV rows: {result['rows']} ({result['accepted']} accepted as contacts, "
         f"{sum(result['rejected'].values())} rejected)",
         f"Calls placed: {result['calls_placed']}; answer rate {answered} of calls placed",
+        f"Opt-outs (pressed 9, now on the account's do-not-call list): {result['opt_outs']}",
         f"Most calls live at once (simulator): {result['max_concurrent_observed']} "
         f"(pool cap {result['pool_cap']}); most dials of one number: "
         f"{result['max_dials_per_number']}",
@@ -316,6 +325,7 @@ def _create(
     campaign_options = lifecycle.CampaignOptions(
         name="demo: appointment reminders",
         message=DEMO_MESSAGE,
+        menu=DEMO_MENU,
         max_concurrency=options.max_concurrency,
         max_attempts=options.max_attempts,
         caller_id_pool=DEMO_POOL,

@@ -115,6 +115,8 @@ def report_table(report: dict[str, Any], *, progress_first: bool = False) -> Tab
     table.add_row("calls per contact", f"{attempts['per_contact']:.2f}")
     if attempts["late_calls_hung_up"]:
         table.add_row("late calls hung up", str(attempts["late_calls_hung_up"]))
+    table.add_row("opt-outs", str(attempts["opt_outs"]))
+    table.add_row("voicemail drops", str(attempts["voicemail_drops"]))
     talk = report["talk_time"]
     table.add_row("talk time", f"{talk['total_s']} s")
     table.add_row("talk time mean / p90", f"{talk['mean_s']:.1f} s / {talk['p90_s']:.1f} s")

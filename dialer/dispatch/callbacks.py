@@ -25,10 +25,13 @@ from psycopg_pool import PoolTimeout
 
 from dialer.calls import MACHINE_ANSWERS, CallEvent, apply_event, is_terminal
 from dialer.dispatch.attempt_end import EndDecision, EndedAttempt, decide
+from dialer.dispatch.dialing import gather_url
 from dialer.errors import DialerError, NotFoundError
+from dialer.menu import KeyReply, Menu, MenuAction, reply_twiml
 from dialer.metrics import CALLBACK_APPLY_FAILURES, CALLBACK_BATCH_SIZE
+from dialer.providers.twiml import render_message
 from dialer.runtime import Runtime
-from dialer.webhooks.outbox import record_attempt_end_async
+from dialer.webhooks.outbox import record_answered_async, record_attempt_end_async
 from dialer.windows import ContactSchedule
 from models import (
     CANCEL_END_REASONS,
@@ -38,7 +41,7 @@ from models import (
     MachineAction,
     utcnow,
 )
-from models.asyncdb import AsyncPool, transaction
+from models.asyncdb import AsyncConnection, AsyncPool, transaction
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +63,21 @@ class CallbackKind(StrEnum):
     AMD = "amd"
     """The asynchronous answering machine detection result (`AsyncAmdStatusCallback`)."""
     GATHER = "gather"
-    """The DTMF digits gathered after the message (`<Gather action=...>`)."""
+    """The key pressed at the menu (`<Gather action=...>`, `dialer.menu`)."""
+    RECORDING = "recording"
+    """The call's recording is ready (`RecordingStatusCallback`)."""
+
+
+VOICEMAIL_ANSWERS = frozenset({"machine_end_beep", "machine_end_silence", "machine_end_other"})
+"""`AnsweredBy` values of `DetectMessageEnd` after which the voicemail message is left: the
+machine's greeting has ended (beep, silence, or another end), Twilio AMD."""
+
+_RECORDING_SID = re.compile(r"^RE[0-9a-f]{32}$")
+_RECORDING_URL_MAX = 512
+_RECORDING_STATUSES = frozenset(
+    {"in-progress", "paused", "stopped", "processing", "completed", "absent"}
+)
+"""Twilio `RecordingStatus` values (`call_recording_enum_status` in Twilio's OpenAPI)."""
 
 
 class MalformedCallbackError(DialerError):
@@ -88,6 +105,11 @@ class CallbackResult:
     asks the provider to end it (the cancel's reason stays the attempt's)."""
     late_call: str | None = None
     """The sid of a call made for an attempt already given up (`not-placed`)."""
+    reply: str | None = None
+    """The TwiML a gather callback answers with (`dialer.menu.reply_twiml`)."""
+    drop_voicemail: bool = False
+    """AMD found the end of a machine's greeting on a call with a voicemail message: the
+    caller has the message left (`dialer.dispatch.voicemail`)."""
     apply_failed: bool = False
     """Stored, but the state machine failed on it (logged, counted in
     `dialer_provider_callback_apply_failures`): its attempt is as it was, and the reaper
@@ -125,6 +147,8 @@ def parse_event(kind: CallbackKind, params: Mapping[str, str]) -> CallEvent:
     answered_by = params.get("AnsweredBy") or None
     if answered_by is not None and len(answered_by) > _ANSWERED_BY_MAX:
         raise MalformedCallbackError("AnsweredBy is longer than any Twilio value")
+    if kind is CallbackKind.RECORDING:
+        _check_recording(params)
     return CallEvent(
         status=status,
         sequence=sequence,
@@ -133,6 +157,29 @@ def parse_event(kind: CallbackKind, params: Mapping[str, str]) -> CallEvent:
         answered_by=answered_by,
         duration_s=duration,
     )
+
+
+def _check_recording(params: Mapping[str, str]) -> None:
+    """A recording callback's fields: `RecordingSid` (RE + 32 hex), `RecordingStatus` (a
+    Twilio value), and on `completed`, `RecordingUrl` (http(s), at most 512 characters)
+    and `RecordingDuration` (whole seconds, 0 to 2**31 - 1).
+
+    Raises:
+        MalformedCallbackError: any of them missing or garbled.
+    """
+    if not _RECORDING_SID.match(params.get("RecordingSid", "")):
+        raise MalformedCallbackError("RecordingSid is missing or is not a recording sid")
+    status = params.get("RecordingStatus", "")
+    if status not in _RECORDING_STATUSES:
+        raise MalformedCallbackError(f"unknown RecordingStatus {status[:32]!r}")
+    if status != "completed":
+        return
+    url = params.get("RecordingUrl", "")
+    if len(url) > _RECORDING_URL_MAX or not url.startswith(("https://", "http://")):
+        raise MalformedCallbackError("RecordingUrl is missing or is not an http(s) URL")
+    duration = params.get("RecordingDuration", "")
+    if not duration.isdigit() or int(duration) > _INT4_MAX:
+        raise MalformedCallbackError("RecordingDuration is not a whole number of seconds")
 
 
 def _timestamp(raw: str | None) -> datetime:
@@ -154,12 +201,15 @@ WITH incoming AS (
 ), attempt AS (
     SELECT a.id, a.job_id, a.campaign_id, a.account_id, a.status, a.call_sid, a.answered_by,
            a.digits, a.last_sequence, a.placed_at, a.answered_at, a.ended_at, a.duration_s,
-           a.error_code, a.error_message, a.end_reason, j.attempt_count, j.dial_error_count,
+           a.error_code, a.error_message, a.end_reason, a.menu_action, a.recording_sid,
+           a.recording_url, a.recording_duration_s, j.attempt_count, j.dial_error_count,
            c.status AS campaign_status, c.max_attempts, c.dial_retries, c.retry_policy,
            COALESCE(j.machine_detection, c.machine_detection) AS machine_detection,
            COALESCE(j.machine_action, c.machine_action) AS machine_action,
            j.zones, j.region, j.subdivision, j.call_before, c.window_start, c.window_end,
            c.window_days, c.holidays, c.skip_public_holidays,
+           coalesce(j.menu, c.menu) AS menu, c.voicemail_message IS NOT NULL AS voicemail,
+           coalesce(j.message, c.message) AS message_template, j.variables,
            a.attempt_no, a.phone_e164, a.from_e164, j.metadata,
            coalesce(j.webhook_url, (SELECT w.webhook_url FROM accounts w WHERE w.id = a.account_id))
                AS webhook_url
@@ -205,13 +255,16 @@ _UPDATE_ATTEMPTS = """
 UPDATE call_attempts a
 SET status = v.status::attempt_status, call_sid = v.call_sid, answered_by = v.answered_by,
     digits = v.digits, last_sequence = v.last_sequence, answered_at = v.answered_at,
-    ended_at = v.ended_at, duration_s = v.duration_s, updated_at = now()
+    ended_at = v.ended_at, duration_s = v.duration_s, menu_action = v.menu_action,
+    recording_sid = v.recording_sid, recording_url = v.recording_url,
+    recording_duration_s = v.recording_duration_s, updated_at = now()
 FROM unnest(
     %(id)s::bigint[], %(status)s::text[], %(call_sid)s::text[], %(answered_by)s::text[],
     %(digits)s::text[], %(last_sequence)s::integer[], %(answered_at)s::timestamptz[],
-    %(ended_at)s::timestamptz[], %(duration_s)s::integer[]
+    %(ended_at)s::timestamptz[], %(duration_s)s::integer[], %(menu_action)s::text[],
+    %(recording_sid)s::text[], %(recording_url)s::text[], %(recording_duration_s)s::integer[]
 ) AS v(id, status, call_sid, answered_by, digits, last_sequence, answered_at, ended_at,
-       duration_s)
+       duration_s, menu_action, recording_sid, recording_url, recording_duration_s)
 WHERE a.id = v.id
 """
 """The attempts' new states, one statement for the batch (so the counting triggers of
@@ -240,8 +293,13 @@ _APPLIED = (
     "answered_at",
     "ended_at",
     "duration_s",
+    "menu_action",
+    "recording_sid",
+    "recording_url",
+    "recording_duration_s",
 )
-"""The attempt columns a callback may change (`apply_event`, and `digits` for Gather)."""
+"""The attempt columns a callback may change (`apply_event`; `digits` and `menu_action`
+for Gather; the recording's for a recording callback)."""
 
 
 _ROW = (
@@ -257,6 +315,10 @@ _ROW = (
     "error_code",
     "error_message",
     "end_reason",
+    "menu_action",
+    "recording_sid",
+    "recording_url",
+    "recording_duration_s",
 )
 
 
@@ -277,6 +339,10 @@ class AttemptRow:
     error_code: int | None
     error_message: str | None
     end_reason: EndReason | None
+    menu_action: str | None
+    recording_sid: str | None
+    recording_url: str | None
+    recording_duration_s: int | None
 
     @classmethod
     def read(cls, row: Mapping[str, Any]) -> AttemptRow:
@@ -305,11 +371,40 @@ class Callback:
     kind: CallbackKind
     params: Mapping[str, str]
     event: CallEvent
+    retried: bool = False
+    """A gather callback after an invalid key was pressed once (`dialer.menu`)."""
 
     @classmethod
-    def parse(cls, attempt_id: int, kind: CallbackKind, params: Mapping[str, str]) -> Callback:
-        """Raises `MalformedCallbackError`: see `parse_event`."""
-        return cls(attempt_id, kind, params, parse_event(kind, params))
+    def parse(
+        cls,
+        attempt_id: int,
+        kind: CallbackKind,
+        params: Mapping[str, str],
+        *,
+        retried: bool = False,
+    ) -> Callback:
+        """Raises `MalformedCallbackError`: see `parse_event`. A gather callback's event
+        is numbered by its round (0, or 1 once `retried`), so the key pressed after an
+        invalid one is stored as an event of its own."""
+        event = parse_event(kind, params)
+        if kind is CallbackKind.GATHER:
+            event = replace(event, sequence=int(retried))
+        return cls(attempt_id, kind, params, event, retried)
+
+    @property
+    def key(self) -> str:
+        """The event's `call_status` in its stored key: the status of a status callback,
+        the key pressed of a gather callback (a repeat and then a confirm are two events),
+        the recording's status of a recording callback, else the kind."""
+        match self.kind:
+            case CallbackKind.STATUS:
+                return self.params.get("CallStatus", "")
+            case CallbackKind.GATHER:
+                return "gather:" + (self.params.get("Digits") or "")[:8]
+            case CallbackKind.RECORDING:
+                return self.params.get("RecordingStatus", "")
+            case _:
+                return self.kind.value
 
 
 async def record_callbacks(
@@ -397,7 +492,9 @@ async def _record(
                 )
                 continue
             if ordinal not in stored:
-                results.append(CallbackResult(stored=False))
+                # A gather delivered again is answered as the first time.
+                reply = _key_reply(row, callback, runtime).twiml if _is_gather(callback) else None
+                results.append(CallbackResult(stored=False, reply=reply))
                 continue
             if callback.attempt_id not in applied:
                 attempt = AttemptRow.read(row)
@@ -422,6 +519,14 @@ async def _record(
                 sids[sid] = callback.attempt_id
         ended = [a for a in applied.values() if a.decision is not None]
         changed = [a for a in applied.values() if a.attempt.applied() != a.before]
+        await _list_opt_outs(conn, [a for a in changed if _opted_out(a)])
+        now = utcnow()
+        answered = [
+            (a.row, a.attempt)
+            for a in changed
+            if a.before["answered_at"] is None and a.attempt.answered_at is not None
+        ]
+        await record_answered_async(conn, answered, hooks, now)
         if ended:
             await conn.execute(_FINISH, {**_columns(changed), **_steps(ended)})
         elif changed:
@@ -431,7 +536,7 @@ async def _record(
             assert a.decision is not None
             release = a.decision.release
             releases.append((release.member, release.scope_keys, release.wake_key))
-            await record_attempt_end_async(conn, a.row, a.attempt, a.decision.step, hooks, utcnow())
+            await record_attempt_end_async(conn, a.row, a.attempt, a.decision.step, hooks, now)
         hooks.insert(0, partial(runtime.pool.release_many, releases))
     return results
 
@@ -449,8 +554,20 @@ def _apply(applied: _Applied, callback: Callback, runtime: Runtime) -> CallbackR
         return CallbackResult(stored=True, late_call=event.call_sid)
     answered_by = attempt.answered_by
     untied = attempt.call_sid is None
-    if callback.kind is CallbackKind.GATHER:
+    reply = None
+    if _is_gather(callback):
+        key = _key_reply(row, callback, runtime)
         attempt.digits = (callback.params.get("Digits") or "")[:8] or None
+        if key.action is not None:
+            attempt.menu_action = key.action.value
+        reply = key.twiml
+    if (
+        callback.kind is CallbackKind.RECORDING
+        and callback.params["RecordingStatus"] == "completed"
+    ):
+        attempt.recording_sid = callback.params["RecordingSid"]
+        attempt.recording_url = callback.params["RecordingUrl"]
+        attempt.recording_duration_s = int(callback.params["RecordingDuration"])
     ended = apply_event(attempt, event)
     if ended:
         applied.decision = decide(
@@ -473,10 +590,12 @@ def _apply(applied: _Applied, callback: Callback, runtime: Runtime) -> CallbackR
             runtime.clock(),
             runtime.settings.dev_time_scale,
         )
+    machine_now = answered_by is None and not is_terminal(attempt.status)
+    voicemail = machine_now and row["voicemail"] and attempt.answered_by in VOICEMAIL_ANSWERS
     hang_up = (
-        answered_by is None
+        machine_now
+        and not voicemail
         and attempt.answered_by in MACHINE_ANSWERS
-        and not is_terminal(attempt.status)
         and bool(row["machine_detection"])
         and row["machine_action"] == MachineAction.HANG_UP
     )
@@ -484,8 +603,70 @@ def _apply(applied: _Applied, callback: Callback, runtime: Runtime) -> CallbackR
         untied and attempt.end_reason in CANCEL_END_REASONS and not is_terminal(attempt.status)
     )
     return CallbackResult(
-        stored=True, ended=ended, hang_up_machine=hang_up, hang_up_canceled=canceled
+        stored=True,
+        ended=ended,
+        hang_up_machine=hang_up,
+        hang_up_canceled=canceled,
+        reply=reply,
+        drop_voicemail=voicemail,
     )
+
+
+def _is_gather(callback: Callback) -> bool:
+    return callback.kind is CallbackKind.GATHER
+
+
+def _key_reply(row: Mapping[str, Any], callback: Callback, runtime: Runtime) -> KeyReply:
+    """What the key a gather callback carries does on its call (`dialer.menu.reply_twiml`):
+    the campaign's menu as it stands, the contact's message as it was said."""
+    message = render_message(row["message_template"], row["variables"] or {})
+    return reply_twiml(
+        Menu.read(row["menu"]),
+        callback.params.get("Digits") or "",
+        message,
+        gather_url(runtime, callback.attempt_id),
+        retried=callback.retried,
+    )
+
+
+def _opted_out(applied: _Applied) -> bool:
+    return (
+        applied.attempt.menu_action == MenuAction.OPT_OUT
+        and applied.before["menu_action"] != MenuAction.OPT_OUT
+    )
+
+
+_OPT_OUT = """
+INSERT INTO dnc_entries (account_id, e164, reason, source, campaign_id)
+SELECT * FROM unnest(
+    %(account_id)s::bigint[], %(e164)s::text[], %(reason)s::text[], %(source)s::text[],
+    %(campaign_id)s::bigint[]
+)
+ON CONFLICT DO NOTHING
+"""
+
+
+async def _list_opt_outs(conn: AsyncConnection, opted_out: list[_Applied]) -> None:
+    """List the numbers whose callee pressed the opt-out key on the account's DNC list, in
+    the callback's own transaction (source `keypress`, the campaign, now): the pacer's
+    claim and `place_call` check the list, so no later call of the account reaches them."""
+    if not opted_out:
+        return
+    rows = [a.row for a in opted_out]
+    await conn.execute(
+        _OPT_OUT,
+        {
+            "account_id": [r["account_id"] for r in rows],
+            "e164": [r["phone_e164"] for r in rows],
+            "reason": ["opted out by keypress"] * len(rows),
+            "source": [OPT_OUT_SOURCE] * len(rows),
+            "campaign_id": [r["campaign_id"] for r in rows],
+        },
+    )
+
+
+OPT_OUT_SOURCE = "keypress"
+"""`dnc_entries.source` of a number listed by its callee's opt-out key."""
 
 
 def _incoming(callbacks: Sequence[Callback]) -> dict[str, list[Any]]:
@@ -494,10 +675,7 @@ def _incoming(callbacks: Sequence[Callback]) -> dict[str, list[Any]]:
         "attempt_ids": [c.attempt_id for c in callbacks],
         "call_sids": [c.event.call_sid for c in callbacks],
         "kinds": [c.kind.value for c in callbacks],
-        "call_statuses": [
-            c.params.get("CallStatus", "") if c.kind is CallbackKind.STATUS else c.kind.value
-            for c in callbacks
-        ],
+        "call_statuses": [c.key for c in callbacks],
         "sequences": [c.event.sequence for c in callbacks],
         "payloads": [Jsonb(dict(c.params)) for c in callbacks],
         "ordinals": list(range(len(callbacks))),
@@ -557,7 +735,12 @@ class CallbackBatcher:
         self._drainers: set[asyncio.Task[None]] = set()
 
     async def record(
-        self, attempt_id: int, kind: CallbackKind, params: Mapping[str, str]
+        self,
+        attempt_id: int,
+        kind: CallbackKind,
+        params: Mapping[str, str],
+        *,
+        retried: bool = False,
     ) -> CallbackResult:
         """Store and apply one verified callback with whatever else is waiting.
 
@@ -567,7 +750,7 @@ class CallbackBatcher:
             psycopg.Error: the database is unreachable (`psycopg.OperationalError`) or
                 refused the event.
         """
-        callback = Callback.parse(attempt_id, kind, params)
+        callback = Callback.parse(attempt_id, kind, params, retried=retried)
         future: asyncio.Future[CallbackResult] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(callback, future))
         # A drainer whose loop found nothing left is done at once, though the callback that

@@ -37,6 +37,7 @@ from dialer.campaign_state import BREAKER, CampaignAction, transition
 from dialer.dispatch.attempt_end import end_unplaced, finish_call
 from dialer.dispatch.timing import callable_until, dial_refusal
 from dialer.errors import NotFoundError
+from dialer.menu import RECORDING_DISCLOSURE, Menu, menu_twiml
 from dialer.metrics import BREAKER_TRIPS
 from dialer.numbers import NumberRejected, check_policy, classify
 from dialer.pool import SendSlot, SendWindow
@@ -51,7 +52,7 @@ from dialer.providers.base import (
     ProviderError,
     ThrottledProviderError,
 )
-from dialer.providers.twiml import build_twiml, render_message
+from dialer.providers.twiml import render_message
 from dialer.runtime import Runtime
 from dialer.settings import Settings
 from models import (
@@ -134,6 +135,11 @@ def gather_url(runtime: Runtime, attempt_id: int) -> str:
     return f"{runtime.settings.public_base_url}/v1/providers/twilio/gather/{attempt_id}"
 
 
+def recording_callback_url(runtime: Runtime, attempt_id: int) -> str:
+    base = runtime.settings.public_base_url
+    return f"{base}/v1/providers/twilio/recording/{attempt_id}{CONNECTION_OVERRIDES}"
+
+
 def _call_request(
     runtime: Runtime, attempt: CallAttempt, job: CallJob, campaign: Campaign
 ) -> CallRequest:
@@ -143,22 +149,33 @@ def _call_request(
     )
     amd = campaign.machine_detection if job.machine_detection is None else job.machine_detection
     action = campaign.machine_action if job.machine_action is None else job.machine_action
-    leave_message = amd and action is MachineAction.LEAVE_MESSAGE
+    # A voicemail message waits for the greeting's end (`DetectMessageEnd`) asynchronously:
+    # a person hears the message at once, a machine gets the voicemail once it has spoken
+    # (`dialer.dispatch.voicemail`).
+    voicemail = campaign.voicemail_message is not None
+    leave_message = amd and action is MachineAction.LEAVE_MESSAGE and not voicemail
+    detection = "DetectMessageEnd" if leave_message or voicemail else "Enable"
+    record = campaign.record if job.record is None else job.record
+    # A call recorded on its own (its campaign records nothing) says the default disclosure.
+    disclosure = campaign.recording_disclosure if campaign.record else RECORDING_DISCLOSURE
     return CallRequest(
         to=attempt.phone_e164,
         from_=attempt.from_e164,
-        twiml=build_twiml(
+        twiml=menu_twiml(
             message,
-            gather_action_url=gather_url(runtime, attempt.id) if campaign.gather_dtmf else None,
+            Menu.read(campaign.menu if job.menu is None else job.menu),
+            gather_url(runtime, attempt.id),
+            disclosure=disclosure if record else None,
         ),
         status_callback=status_callback_url(runtime, attempt.id),
         ring_timeout_s=job.ring_timeout_s or campaign.ring_timeout_s,
         time_limit_s=job.time_limit_s or campaign.time_limit_s,
         # Waiting for the beep (synchronous AMD) lets the message land on the voicemail.
-        machine_detection=("DetectMessageEnd" if leave_message else "Enable") if amd else None,
+        machine_detection=detection if amd or voicemail else None,
         async_amd_callback=amd_callback_url(runtime, attempt.id)
-        if amd and not leave_message
+        if (amd or voicemail) and not leave_message
         else None,
+        recording_callback=recording_callback_url(runtime, attempt.id) if record else None,
     )
 
 

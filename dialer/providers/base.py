@@ -26,6 +26,8 @@ class CallRequest:
         async_amd_callback: URL for the asynchronous AMD result (`AsyncAmd="true"`), or None
             for synchronous AMD (the TwiML runs once the result is known: how a message waits
             for the beep with `DetectMessageEnd`).
+        recording_callback: our recording webhook when the call is recorded (Twilio
+            `Record=true`, `RecordingStatusCallback`), else None: not recorded.
     """
 
     to: str
@@ -36,6 +38,7 @@ class CallRequest:
     time_limit_s: int = 600
     machine_detection: str | None = None
     async_amd_callback: str | None = None
+    recording_callback: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +122,12 @@ class TelephonyProvider(Protocol):
 
     def hang_up(self, sid: str) -> ProviderCall:
         """End the call: `completed` if answered, `canceled` if still queued or ringing."""
+        ...
+
+    def update_twiml(self, sid: str, twiml: str) -> ProviderCall:
+        """Replace what a live call runs with `twiml` (Twilio `POST Calls/{Sid}.json`
+        `Twiml=`): what it said so far stops, the new TwiML starts at once. Raises
+        `ContactProviderError` (Twilio 21220) when the call is no longer in progress."""
         ...
 
     def owns_caller_id(self, e164: str) -> bool:

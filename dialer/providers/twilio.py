@@ -257,6 +257,11 @@ class TwilioProvider:
                 kwargs["async_amd"] = "true"
                 kwargs["async_amd_status_callback"] = request.async_amd_callback
                 kwargs["async_amd_status_callback_method"] = "POST"
+        if request.recording_callback:
+            kwargs["record"] = True
+            kwargs["recording_status_callback"] = request.recording_callback
+            kwargs["recording_status_callback_method"] = "POST"
+            kwargs["recording_status_callback_event"] = ["completed"]
         try:
             instance = self._call(self._client.calls.create, **kwargs)
         except ProviderError as error:
@@ -309,6 +314,15 @@ class TwilioProvider:
             # Answered between the fetch and the cancel, which Twilio ignores for answered calls.
             return self.hang_up(sid)
         return call
+
+    def update_twiml(self, sid: str, twiml: str) -> ProviderCall:
+        """Run `twiml` on the live call now (Twilio `POST Calls/{Sid}.json`, `Twiml=`).
+
+        Raises:
+            ContactProviderError: Twilio 21220, the call is no longer in progress;
+            NotFoundProviderError: unknown sid; other `ProviderError`s.
+        """
+        return _to_provider_call(self._call(self._client.calls(sid).update, twiml=twiml))
 
     def owns_caller_id(self, e164: str) -> bool:
         """True when the account owns `e164` (`GET IncomingPhoneNumbers.json?PhoneNumber=`)

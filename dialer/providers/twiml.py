@@ -1,4 +1,5 @@
-"""The TwiML a campaign call runs: a message rendered from a template, optionally a keypress.
+"""The TwiML a campaign call runs: a message rendered from a template, optionally a keypress
+menu (`dialer.menu`).
 
 Templates use `str.format` placeholders, `{name}`, with `{{` and `}}` for literal braces;
 positional (`{}`, `{0}`), attribute and index fields, conversions and format specs are
@@ -15,8 +16,6 @@ from twilio.twiml.voice_response import VoiceResponse
 from dialer.errors import DialerError
 
 DEFAULT_VOICE = "Polly.Joanna"
-CONFIRM_PROMPT = "Press 1 to confirm, 2 to cancel."
-NO_INPUT_MESSAGE = "We did not receive your answer. Goodbye."
 
 
 class MissingVariableError(DialerError):
@@ -72,15 +71,50 @@ def render_message(template: str, variables: Mapping[str, str]) -> str:
 
 
 def build_twiml(
-    message: str, *, gather_action_url: str | None = None, voice: str = DEFAULT_VOICE
+    message: str,
+    *,
+    gather_action_url: str | None = None,
+    prompt: str | None = None,
+    timeout_s: int = 5,
+    no_input: str | None = None,
+    disclosure: str | None = None,
+    voice: str = DEFAULT_VOICE,
 ) -> str:
-    """The TwiML document: `<Say>` the message; with `gather_action_url`, then a
-    `<Gather numDigits="1" action=URL method="POST">` around the confirm prompt, followed
-    by a fallback `<Say>` for when no key is pressed (Gather falls through on timeout)."""
+    """The TwiML document: `<Say>` the `disclosure` first (a recorded call's), then the
+    message; with `gather_action_url`, a `<Gather input="dtmf" numDigits="1"
+    timeout=timeout_s action=URL method="POST">` around the `prompt` (one key, bounded
+    wait), followed by `no_input` said when no key is pressed (Gather falls through on
+    timeout; nothing said when None, and the call ends)."""
     response = VoiceResponse()
+    if disclosure:
+        response.say(disclosure, voice=voice)
     response.say(message, voice=voice)
     if gather_action_url is not None:
-        gather = response.gather(num_digits=1, action=gather_action_url, method="POST")
-        gather.say(CONFIRM_PROMPT, voice=voice)
-        response.say(NO_INPUT_MESSAGE, voice=voice)
+        gather = response.gather(
+            input="dtmf",
+            num_digits=1,
+            timeout=timeout_s,
+            action=gather_action_url,
+            method="POST",
+        )
+        if prompt:
+            gather.say(prompt, voice=voice)
+        if no_input:
+            response.say(no_input, voice=voice)
+    return str(response)
+
+
+def say_twiml(text: str, voice: str = DEFAULT_VOICE) -> str:
+    """`<Say>` the text, then `<Hangup/>`."""
+    response = VoiceResponse()
+    response.say(text, voice=voice)
+    response.hangup()
+    return str(response)
+
+
+def dial_twiml(text: str, to: str, voice: str = DEFAULT_VOICE) -> str:
+    """`<Say>` the text, then `<Dial>` the number `to` (E.164): the transfer of a menu."""
+    response = VoiceResponse()
+    response.say(text, voice=voice)
+    response.dial(to)
     return str(response)

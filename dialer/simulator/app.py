@@ -238,8 +238,12 @@ def create_app(config: SimulatorConfig) -> FastAPI:
     async def update_call(account_sid: str, sid: str, request: Request) -> Response:
         _check_auth(request, engine.config, account_sid)
         form = await request.form()
-        status = form.get("Status")
-        call = engine.update_call(sid, str(status) if status is not None else None)
+        status, twiml = form.get("Status"), form.get("Twiml")
+        call = engine.update_call(
+            sid,
+            str(status) if status is not None else None,
+            str(twiml) if twiml is not None else None,
+        )
         return JSONResponse(call.to_json())
 
     def number_list(request: Request, account_sid: str, resource: str) -> dict[str, Any]:
@@ -318,6 +322,8 @@ def create_app(config: SimulatorConfig) -> FastAPI:
     @app.get("/_sim/calls")
     async def debug_calls(limit: int = 1000) -> list[dict[str, Any]]:
         calls = engine.list_calls(ListFilter())[: max(limit, 0)]
-        return [{**call.to_json(), "outcome": call.outcome.value} for call in calls]
+        return [
+            {**call.to_json(), "outcome": call.outcome.value, "log": call.log} for call in calls
+        ]
 
     return app

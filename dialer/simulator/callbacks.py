@@ -152,3 +152,36 @@ async def deliver(
             return Delivery(ok=False, attempts=attempts, last_error=error)
         if time.monotonic() >= deadline:
             return Delivery(ok=False, attempts=attempts, last_error=error)
+
+
+async def fetch_action(
+    client: aiohttp.ClientSession,
+    url: str,
+    params: dict[str, str],
+    *,
+    auth_token: str,
+    sign_fragment: bool,
+    max_bytes: int,
+    timeout_s: float = 15.0,
+) -> str | None:
+    """POST a TwiML verb's `action` (a `<Gather>`'s keys) signed as Twilio signs it, and
+    return the TwiML it answers with (its first `max_bytes` bytes), or None when no 2xx
+    answer came within `timeout_s` (Twilio then says an application error and hangs up).
+    One try: Twilio does not retry a TwiML fetch unless its URL's overrides ask."""
+    sign_url, wire_url, _ = signed_url_and_wire_url(url, sign_fragment)
+    signature = RequestValidator(auth_token).compute_signature(sign_url, params)
+    headers = {"X-Twilio-Signature": signature, "User-Agent": "TwilioProxy/1.1"}
+    try:
+        async with client.post(
+            URL(wire_url, encoded=True),
+            data=params,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+            allow_redirects=False,
+        ) as response:
+            body = await response.content.read(max_bytes)
+            if response.status >= 300:
+                return None
+            return body.decode("utf-8", errors="replace")
+    except (aiohttp.ClientError, TimeoutError):
+        return None

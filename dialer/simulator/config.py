@@ -19,6 +19,8 @@ settings default to the same value (`dialer.settings.SIMULATOR_ACCOUNT_SID`); th
 imports nothing of the dialer, so the value is written in both and a test checks they agree."""
 DEFAULT_AUTH_TOKEN = "simulator-auth-token"  # noqa: S105  # public by design
 """The auth token the simulator checks and signs callbacks with by default."""
+KEYS = frozenset("0123456789*#")
+"""The keys of a phone keypad."""
 MAGIC_TEST_NUMBER = "+15005550006"
 """Twilio's magic test number, a valid `From` for test credentials; owned by default."""
 
@@ -134,6 +136,14 @@ class SimulatorConfig(BaseModel):
             by default Twilio's magic test number +15005550006.
         verified_caller_ids: E.164 numbers the account verified as caller IDs
             (`GET OutgoingCallerIds.json`).
+        keypress_weights: key -> probability that a person (`human`, `unknown` answers)
+            presses it at a `<Gather>` (drawn per Gather from the call's seeded RNG; the
+            rest of the probability presses nothing). Empty: nobody presses a key.
+        keypresses_by_number: E.164 -> the keys its callee presses, one per `<Gather>` in
+            order ("" presses nothing); past the list, nothing (tests).
+        keypress_s: simulated seconds after a `<Gather>`'s prompt ends before its key.
+        recording_base_url: where the simulated recordings live (`RecordingUrl` is
+            `{recording_base_url}/2010-04-01/Accounts/{AccountSid}/Recordings/{RecordingSid}`).
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -160,6 +170,19 @@ class SimulatorConfig(BaseModel):
     callback_max_connections: int = Field(default=200, ge=1)
     owned_numbers: list[str] = Field(default_factory=lambda: [MAGIC_TEST_NUMBER])
     verified_caller_ids: list[str] = Field(default_factory=list)
+    keypress_weights: dict[str, float] = Field(default_factory=dict)
+    keypresses_by_number: dict[str, list[str]] = Field(default_factory=dict)
+    keypress_s: float = Field(default=2.0, ge=0)
+    recording_base_url: str = "https://api.twilio.com"
+
+    @field_validator("keypress_weights")
+    @classmethod
+    def _keypresses(cls, value: dict[str, float]) -> dict[str, float]:
+        if any(key not in KEYS for key in value):
+            raise ValueError("keypress_weights keys are phone keys: 0-9, * or #")
+        if any(weight < 0 for weight in value.values()) or sum(value.values()) > 1.0 + 1e-9:
+            raise ValueError("keypress probabilities must be >= 0 and add up to at most 1")
+        return value
 
     @field_validator("faults")
     @classmethod
@@ -187,9 +210,14 @@ class SimulatorConfig(BaseModel):
         return self.faults.get(fault, 0.0)
 
 
+MERGED = ("faults", "outcomes_by_number", "talk_seconds_by_number", "keypresses_by_number")
+"""The mappings an update merges key by key."""
+
+
 class SimulatorConfigUpdate(BaseModel):
     """A partial update for `POST /_sim/config`. `faults`, `outcomes_by_number` and
-    `talk_seconds_by_number` are merged key by key into the current ones; other fields replace.
+    `talk_seconds_by_number` and `keypresses_by_number` are merged key by key into the current
+    ones; other fields replace.
     Credentials and the seed cannot change at run time."""
 
     model_config = ConfigDict(extra="forbid")
@@ -210,6 +238,9 @@ class SimulatorConfigUpdate(BaseModel):
     sign_fragment: bool | None = None
     owned_numbers: list[str] | None = None
     verified_caller_ids: list[str] | None = None
+    keypress_weights: dict[str, float] | None = None
+    keypresses_by_number: dict[str, list[str]] | None = None
+    keypress_s: float | None = None
 
     def apply(self, config: SimulatorConfig) -> SimulatorConfig:
         """A new validated config: `config` with this update applied.
@@ -220,7 +251,7 @@ class SimulatorConfigUpdate(BaseModel):
         merged: dict[str, Any] = config.model_dump()
         for name in self.model_fields_set:
             value = getattr(self, name)
-            if name in ("faults", "outcomes_by_number", "talk_seconds_by_number"):
+            if name in MERGED:
                 merged[name] = {**merged[name], **(value or {})}
             elif isinstance(value, BaseModel):
                 merged[name] = value.model_dump()

@@ -10,7 +10,18 @@ no-answer after `Timeout` of ringing (also when the sampled ring time reaches `T
 A hang-up (update `Status`) ends it at once: `canceled` before answer, `completed` after.
 With AMD (`MachineDetection`): `AsyncAmd=true` runs the TwiML at once and posts the result to
 `AsyncAmdStatusCallback`; without it detection blocks the call, and the TwiML and the
-`answered` callback (with `AnsweredBy`) follow the result.
+`answered` callback (with `AnsweredBy`) follow the result. With `DetectMessageEnd` a
+machine's result comes when its greeting ends (the beep, silence, or another end).
+
+Once answered, the call runs its TwiML (`dialer.simulator.twiml`): `<Say>` takes time,
+`<Gather>` waits for a key (a person presses one per `keypress_weights` or the number's
+`keypresses_by_number`; machines never do) and posts it to its `action`, signed, then runs
+the TwiML that answers; `<Hangup/>` ends the call; an update with `Twiml` replaces what
+runs. Running out of TwiML leaves the callee on the line until the talk time ends (the
+simulator's outcomes are the callee's). Each call keeps a log of what was said and
+pressed, with simulated seconds since the answer (`GET /_sim/calls`). With `Record=true`
+the `RecordingStatusCallback` (`completed`, with `RecordingSid`, `RecordingUrl`,
+`RecordingDuration`) goes out when the call ends, before the final status callback.
 """
 
 from __future__ import annotations
@@ -31,8 +42,9 @@ from typing import Any
 
 import aiohttp
 
-from dialer.simulator.callbacks import deliver
+from dialer.simulator.callbacks import deliver, fetch_action
 from dialer.simulator.config import Fault, LogNormal, Outcome, SimulatorConfig
+from dialer.simulator.twiml import TWIML_MAX_BYTES, TwimlError, Verb, parse_twiml
 
 API_VERSION = "2010-04-01"
 CALLBACK_SOURCE = "call-progress-events"
@@ -155,6 +167,11 @@ class SimCall:
     async_amd: bool
     amd_callback: str | None
     amd_callback_method: str
+    twiml: str | None = None
+    recording_callback: str | None = None
+    """`RecordingStatusCallback` when `Record=true`; None: not recorded."""
+    recording_callback_method: str = "POST"
+    record: bool = False
     status: CallStatus = CallStatus.QUEUED
     date_created: datetime = field(default_factory=_now)
     date_updated: datetime = field(default_factory=_now)
@@ -167,6 +184,13 @@ class SimCall:
     task: asyncio.Task[None] | None = None
     chain: asyncio.Task[None] | None = None
     held: _Callback | None = None
+    script: asyncio.Task[None] | None = None
+    """The TwiML running on the answered call."""
+    gathers: int = 0
+    log: list[dict[str, Any]] = field(default_factory=list)
+    """What happened on the answered call: `{"at_s", "what", ...}`, simulated seconds since
+    the answer; `what`: say, gather, key, no_key, dial, hangup, update, beep, silence,
+    greeting_end, twiml_error, action_failed, recording."""
 
     def to_json(self) -> dict[str, Any]:
         """The call as Twilio's `api.v2010.account.call` resource."""
@@ -512,6 +536,12 @@ class Engine:
             async_amd=(_one(form, "AsyncAmd") or "").lower() == "true",
             amd_callback=_one(form, "AsyncAmdStatusCallback"),
             amd_callback_method=(_one(form, "AsyncAmdStatusCallbackMethod") or "POST").upper(),
+            twiml=_one(form, "Twiml"),
+            record=(_one(form, "Record") or "").lower() == "true",
+            recording_callback=_one(form, "RecordingStatusCallback"),
+            recording_callback_method=(
+                _one(form, "RecordingStatusCallbackMethod") or "POST"
+            ).upper(),
         )
         self._calls[call.sid] = call
         self._order.append(call)
@@ -551,8 +581,9 @@ class Engine:
         """Calls matching `filters`, newest first."""
         return [call for call in reversed(self._order) if filters.matches(call)]
 
-    def update_call(self, sid: str, status: str | None) -> SimCall:
-        """Apply `Status=completed|canceled` (hang up) to a call; other updates leave it as is.
+    def update_call(self, sid: str, status: str | None, twiml: str | None = None) -> SimCall:
+        """Apply `Status=completed|canceled` (hang up) to a call, or `Twiml` (replace what
+        an answered call runs, at once); other updates leave it as is.
 
         `canceled` ends a queued or ringing call and does nothing to an answered one;
         `completed` ends any live call (`canceled` before answer, `completed` after). An ended
@@ -560,9 +591,15 @@ class Engine:
 
         Raises:
             ApiError: 404 code 20404 for an unknown sid; 400 code 20001 (invalid parameter)
-                for another Status.
+                for another Status; 400 code 21220 for `Twiml` on a call not in progress.
         """
         call = self.fetch_call(sid)
+        if status is None and twiml is not None:
+            if call.status is not CallStatus.IN_PROGRESS:
+                raise ApiError(400, 21220, "Call is not in-progress. Cannot redirect.")
+            self._note(call, "update")
+            self._run_twiml(call, twiml)
+            return call
         if status is None:
             return call
         if status not in (CallStatus.COMPLETED, CallStatus.CANCELED):
@@ -626,9 +663,11 @@ class Engine:
             return
         talk_s = min(call.talk_s, time_limit_s)
         self._status_event(call, CallbackEvent.ANSWERED, CallStatus.IN_PROGRESS)
+        self._run_twiml(call, call.twiml)
         if amd_result is not None and call.async_amd and amd_s < talk_s:
             await self._sleep(amd_s)
             call.answered_by = amd_result
+            self._note_greeting_end(call)
             self._amd_event(call, amd_s)
             await self._sleep(talk_s - amd_s)
         else:
@@ -645,7 +684,9 @@ class Engine:
         """
         await self._sleep(detect_s)
         call.answered_by, call.date_updated = answered_by, _now()
+        self._note_greeting_end(call)
         self._status_event(call, CallbackEvent.ANSWERED, CallStatus.IN_PROGRESS)
+        self._run_twiml(call, call.twiml)
         talk_s = min(call.talk_s, call.time_limit_s - detect_s)
         await self._sleep(talk_s)
         self._end(call, CallStatus.COMPLETED, round(detect_s + talk_s))
@@ -674,6 +715,10 @@ class Engine:
         call.duration_s = duration_s
         self._stats.live -= 1
         self._stats.by_status[status.value] += 1
+        if call.script is not None and call.script is not asyncio.current_task():
+            call.script.cancel()
+        if call.record and status is CallStatus.COMPLETED and duration_s > 0:
+            self._recording_event(call, duration_s)
         if CallbackEvent.COMPLETED in call.events:
             self._status_event(
                 call,
@@ -684,6 +729,136 @@ class Engine:
         if call.held is not None:
             held, call.held = call.held, None
             self._enqueue(call, [held])
+
+    # -- TwiML ------------------------------------------------------------------------------
+
+    def _note(self, call: SimCall, what: str, **details: str) -> None:
+        """Add to the call's log, at simulated seconds since its answer."""
+        answered = call.answered_monotonic or time.monotonic()
+        at_s = (time.monotonic() - answered) / self.config.time_scale
+        call.log.append({"at_s": round(at_s, 3), "what": what, **details})
+
+    def _note_greeting_end(self, call: SimCall) -> None:
+        """A machine's greeting ended (`DetectMessageEnd`): the beep, silence, or else."""
+        ends = {
+            Outcome.MACHINE_END_BEEP.value: "beep",
+            Outcome.MACHINE_END_SILENCE.value: "silence",
+            Outcome.MACHINE_END_OTHER.value: "greeting_end",
+        }
+        if call.answered_by in ends:
+            self._note(call, ends[call.answered_by])
+
+    def _run_twiml(self, call: SimCall, document: str | None) -> None:
+        """Start running `document` on the answered call, in place of what ran."""
+        if call.script is not None and call.script is not asyncio.current_task():
+            call.script.cancel()
+        if document is None:
+            return
+        try:
+            verbs = parse_twiml(document)
+        except TwimlError as error:
+            self._note(call, "twiml_error", error=str(error))
+            return
+        call.script = self._spawn(self._script(call, verbs))
+
+    async def _script(self, call: SimCall, verbs: list[Verb]) -> None:
+        for verb in verbs:
+            if call.status.terminal:
+                return
+            match verb.name:
+                case "Say":
+                    self._note(call, "say", text=verb.text)
+                    await self._sleep(verb.seconds())
+                case "Gather":
+                    then = await self._gather(call, verb)
+                    if then is not None:
+                        await self._script(call, then)
+                        return
+                case "Dial":
+                    self._note(call, "dial", number=verb.text)
+                case "Hangup":
+                    self._note(call, "hangup")
+                    self._hang_up_from_twiml(call)
+                    return
+                case _:
+                    self._note(call, verb.name.lower())
+                    await self._sleep(verb.seconds())
+
+    async def _gather(self, call: SimCall, gather: Verb) -> list[Verb] | None:
+        """Say a `<Gather>`'s prompt, then press the callee's key (or none within its
+        `timeout`); with a key, post it to the `action` and return the TwiML it answers
+        with (an empty list when the answer is unusable); None: carry on after the Gather."""
+        for verb in gather.children:
+            if verb.name == "Say":
+                self._note(call, "say", text=verb.text)
+                await self._sleep(verb.seconds())
+        index, call.gathers = call.gathers, call.gathers + 1
+        key = self._key(call, index)
+        self._note(call, "gather")
+        if not key:
+            await self._sleep(gather.number("timeout", 5.0))
+            self._note(call, "no_key")
+            return None
+        await self._sleep(self.config.keypress_s)
+        self._note(call, "key", digits=key)
+        action = gather.attributes.get("action")
+        if not action or self._client is None:
+            return []
+        params = {
+            "AccountSid": call.account_sid,
+            "ApiVersion": API_VERSION,
+            "CallSid": call.sid,
+            "CallStatus": CallStatus.IN_PROGRESS.value,
+            "Called": call.to,
+            "Caller": call.from_,
+            "Digits": key,
+            "Direction": "outbound-api",
+            "FinishedOnKey": "",
+            "From": call.from_,
+            "To": call.to,
+        }
+        reply = await fetch_action(
+            self._client,
+            action,
+            params,
+            auth_token=self.config.auth_token,
+            sign_fragment=self.config.sign_fragment,
+            max_bytes=TWIML_MAX_BYTES,
+        )
+        try:
+            return parse_twiml(reply or "")
+        except TwimlError as error:
+            self._note(call, "action_failed", error=str(error))
+            return [Verb("Hangup")]
+
+    def _key(self, call: SimCall, index: int) -> str:
+        """The key the callee presses at the call's `index`th Gather ("" for none): the
+        number's script, else drawn by `keypress_weights` (people only)."""
+        if call.outcome not in (Outcome.HUMAN, Outcome.UNKNOWN):
+            return ""
+        scripted = self.config.keypresses_by_number.get(call.to)
+        if scripted is not None:
+            return scripted[index] if index < len(scripted) else ""
+        rng = random.Random(f"{self.config.seed}:{call.index}:key:{index}")
+        draw = rng.random()
+        for key, probability in sorted(self.config.keypress_weights.items()):
+            if draw < probability:
+                return key
+            draw -= probability
+        return ""
+
+    def _hang_up_from_twiml(self, call: SimCall) -> None:
+        """`<Hangup/>`: the call ends now, completed, its duration the time since answer."""
+        if call.status.terminal:
+            return
+        if call.task is not None:
+            call.task.cancel()
+        answered = call.answered_monotonic or time.monotonic()
+        self._end(
+            call,
+            CallStatus.COMPLETED,
+            round((time.monotonic() - answered) / self.config.time_scale),
+        )
 
     # -- callbacks ---------------------------------------------------------------------------
 
@@ -732,6 +907,29 @@ class Engine:
             _Callback(call.amd_callback, call.amd_callback_method, params, f"{call.sid}-amd"),
             terminal=False,
         )
+
+    def _recording_event(self, call: SimCall, duration_s: int) -> None:
+        """The `RecordingStatusCallback` of a recorded call that ended (`completed`)."""
+        if call.recording_callback is None:
+            return
+        sid = "RE" + uuid.uuid5(uuid.NAMESPACE_URL, call.sid).hex
+        start = call.end_time - timedelta(seconds=duration_s) if call.end_time else None
+        params = {
+            "AccountSid": call.account_sid,
+            "CallSid": call.sid,
+            "RecordingSid": sid,
+            "RecordingUrl": f"{self.config.recording_base_url}/{API_VERSION}/Accounts/"
+            f"{call.account_sid}/Recordings/{sid}",
+            "RecordingStatus": "completed",
+            "RecordingDuration": str(duration_s),
+            "RecordingChannels": "1",
+            "RecordingStartTime": rfc2822(start) or "",
+            "RecordingSource": "OutboundAPI",
+            "RecordingTrack": "both",
+        }
+        self._note(call, "recording", sid=sid)
+        item = _Callback(call.recording_callback, call.recording_callback_method, params, sid)
+        self._dispatch(call, item, terminal=False)
 
     def _dispatch(self, call: SimCall, item: _Callback, *, terminal: bool) -> None:
         """Apply the callback faults, then queue the delivery behind the call's earlier ones."""

@@ -8,11 +8,18 @@ same on every delivery try, so a receiver de-duplicates by it; `created` is ISO 
   and `contact_id` (the contact's id, the one `POST /v1/calls` answers with),
   `attempt_id`, `attempt_no`, `campaign_id`, `call_sid`, `to`, `from`, `status` (the
   provider's final call status, or `not-placed`), `outcome`, `answered_by`, `duration_s`,
-  `digits`, `error_code`, `error_message`, `contact_done`, `contact_status`,
-  `next_attempt_at` (when the contact will be tried again), `metadata`.
+  `digits`, `menu_action` (what the last key pressed did: `confirm`, `cancel`, `repeat`,
+  `transfer`, `opt_out`; null: none), `recording_url` and `recording_duration_s` (when
+  the call was recorded and the recording was ready before the call's end was applied),
+  `error_code`, `error_message`, `contact_done`, `contact_status`, `next_attempt_at` (when
+  the contact will be tried again), `metadata`.
+- `call.answered`: a call was answered (by a person or a machine), sent when its
+  answered status callback is applied. `data`: `call_id`, `contact_id`, `attempt_id`,
+  `attempt_no`, `campaign_id`, `call_sid`, `to`, `from`, `answered_by` (Twilio
+  `AnsweredBy`, when AMD had decided by then; else null), `metadata`.
 - `contact.completed`: the contact is final. `data`: `call_id`, `contact_id`,
   `campaign_id`, `to`, `status` (`done` or `canceled`), `outcome`, `attempts`,
-  `last_attempt_id`, `metadata`.
+  `last_attempt_id`, `menu_action` (of the last attempt), `metadata`.
 - `campaign.completed`, `campaign.paused`: `data`: `campaign_id`, `name`, `status`,
   `reason` (why it paused: the circuit breaker's provider error, or the operator),
   `breaker` (true when the circuit breaker paused it).
@@ -32,6 +39,7 @@ from models import AttemptStatus, JobStatus
 
 
 class EventType(StrEnum):
+    CALL_ANSWERED = "call.answered"
     CALL_COMPLETED = "call.completed"
     CONTACT_COMPLETED = "contact.completed"
     CAMPAIGN_COMPLETED = "campaign.completed"
@@ -59,6 +67,9 @@ class AttemptEnd:
     error_code: int | None
     error_message: str | None
     metadata: dict[str, str]
+    menu_action: str | None = None
+    recording_url: str | None = None
+    recording_duration_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +118,9 @@ def attempt_events(end: AttemptEnd, step: JobStep, now: datetime) -> list[Event]
         "answered_by": end.answered_by,
         "duration_s": end.duration_s,
         "digits": end.digits,
+        "menu_action": end.menu_action,
+        "recording_url": end.recording_url,
+        "recording_duration_s": end.recording_duration_s,
         "error_code": end.error_code,
         "error_message": end.error_message,
         "contact_done": final,
@@ -125,7 +139,26 @@ def attempt_events(end: AttemptEnd, step: JobStep, now: datetime) -> list[Event]
             "outcome": outcome,
             "attempts": step.attempt_count,
             "last_attempt_id": end.attempt_id,
+            "menu_action": end.menu_action,
             "metadata": end.metadata,
         }
         events.append(new_event(EventType.CONTACT_COMPLETED, contact, now))
     return events
+
+
+def answered_event(end: AttemptEnd, now: datetime) -> Event:
+    """`call.answered` for an attempt whose call was just answered (`end` read as the call
+    stands: its status `in-progress`, or already ended when both events came together)."""
+    data = {
+        "call_id": end.contact_id,
+        "contact_id": end.contact_id,
+        "attempt_id": end.attempt_id,
+        "attempt_no": end.attempt_no,
+        "campaign_id": end.campaign_id,
+        "call_sid": end.call_sid,
+        "to": end.to,
+        "from": end.from_,
+        "answered_by": end.answered_by,
+        "metadata": end.metadata,
+    }
+    return new_event(EventType.CALL_ANSWERED, data, now)

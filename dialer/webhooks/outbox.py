@@ -22,7 +22,14 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session, object_session
 
 from dialer.calls import JobStep
-from dialer.webhooks.events import AttemptEnd, Event, EventType, attempt_events, new_event
+from dialer.webhooks.events import (
+    AttemptEnd,
+    Event,
+    EventType,
+    answered_event,
+    attempt_events,
+    new_event,
+)
 from models import (
     Account,
     AttemptStatus,
@@ -104,6 +111,9 @@ def attempt_end(attempt: CallAttempt, job: CallJob) -> AttemptEnd:
         error_code=attempt.error_code,
         error_message=attempt.error_message,
         metadata=job.metadata_,
+        menu_action=attempt.menu_action,
+        recording_url=attempt.recording_url,
+        recording_duration_s=attempt.recording_duration_s,
     )
 
 
@@ -161,7 +171,8 @@ SELECT event_id, account_id, 'contact.completed', url,
            'data', json_build_object(
                'call_id', id, 'contact_id', id, 'campaign_id', campaign_id,
                'to', phone_e164, 'status', status, 'outcome', outcome,
-               'attempts', attempt_count, 'last_attempt_id', NULL, 'metadata', metadata
+               'attempts', attempt_count, 'last_attempt_id', NULL, 'menu_action', NULL,
+               'metadata', metadata
            )
        )::text,
        'pending', 0
@@ -241,8 +252,51 @@ class EndedCall(Protocol):
     answered_by: str | None
     duration_s: int | None
     digits: str | None
+    menu_action: str | None
+    recording_url: str | None
+    recording_duration_s: int | None
     error_code: int | None
     error_message: str | None
+
+
+def _fast_path_end(row: Mapping[str, Any], attempt: EndedCall) -> AttemptEnd:
+    return AttemptEnd(
+        attempt_id=row["id"],
+        attempt_no=row["attempt_no"],
+        contact_id=row["job_id"],
+        campaign_id=row["campaign_id"],
+        call_sid=attempt.call_sid,
+        to=row["phone_e164"],
+        from_=row["from_e164"],
+        status=attempt.status,
+        answered_by=attempt.answered_by,
+        duration_s=attempt.duration_s,
+        digits=attempt.digits,
+        error_code=attempt.error_code,
+        error_message=attempt.error_message,
+        metadata=row["metadata"] or {},
+        menu_action=attempt.menu_action,
+        recording_url=attempt.recording_url,
+        recording_duration_s=attempt.recording_duration_s,
+    )
+
+
+async def record_answered_async(
+    conn: AsyncConnection,
+    answered: Sequence[tuple[Mapping[str, Any], EndedCall]],
+    after_commit: list[Callable[[], object]],
+    now: datetime,
+) -> None:
+    """The fast path's `call.answered` for the attempts whose calls were just answered
+    (each `row` and `attempt` as `record_attempt_end_async` takes them), those with a
+    webhook URL: one statement per account and URL (one for a batch of one account)."""
+    grouped: dict[tuple[int, str], list[Event]] = {}
+    for row, attempt in answered:
+        if row["webhook_url"]:
+            event = answered_event(_fast_path_end(row, attempt), now)
+            grouped.setdefault((row["account_id"], row["webhook_url"]), []).append(event)
+    for (account_id, url), events in grouped.items():
+        await insert_events_async(conn, account_id, url, events, after_commit)
 
 
 async def record_attempt_end_async(
@@ -260,21 +314,5 @@ async def record_attempt_end_async(
     url = row["webhook_url"]
     if not url:
         return
-    end = AttemptEnd(
-        attempt_id=row["id"],
-        attempt_no=row["attempt_no"],
-        contact_id=row["job_id"],
-        campaign_id=row["campaign_id"],
-        call_sid=attempt.call_sid,
-        to=row["phone_e164"],
-        from_=row["from_e164"],
-        status=attempt.status,
-        answered_by=attempt.answered_by,
-        duration_s=attempt.duration_s,
-        digits=attempt.digits,
-        error_code=attempt.error_code,
-        error_message=attempt.error_message,
-        metadata=row["metadata"] or {},
-    )
-    events = attempt_events(end, step, now)
+    events = attempt_events(_fast_path_end(row, attempt), step, now)
     await insert_events_async(conn, row["account_id"], url, events, after_commit)

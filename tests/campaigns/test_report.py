@@ -17,6 +17,7 @@ from rich.live import Live
 from sqlalchemy import select
 
 from campaigns import counters, lifecycle
+from campaigns.options import CampaignOptions
 from campaigns.reports import campaign_report
 from dialer.calls import CallEvent, JobStep, apply_event, cancel_pending_jobs, move_job
 from dialer.campaign_state import BREAKER, CampaignAction, transition
@@ -122,7 +123,7 @@ def known(runtime: Runtime) -> Known:
             max_attempts=2,
             max_concurrency=4,
             cps=2.0,
-            gather_dtmf=True,
+            menu=CampaignOptions(name="r", message="Hi.", gather_dtmf=True).call_menu().stored(),  # type: ignore[union-attr]
             machine_detection=True,
             retry_policy={"busy": {"retry": True, "delay_s": 600}},
             ingest_summary={"rows": 18, "accepted": 16, "rejected": {"invalid": 2}},
@@ -281,6 +282,8 @@ def test_every_figure_of_a_campaign_whose_outcomes_are_known(
         "per_contact": 12 / 10,
         "calls_placed": 9,
         "late_calls_hung_up": 0,
+        "opt_outs": 0,
+        "voicemail_drops": 0,
     }
     # Talk: 125, 30, 61, 20 (machine), 200 (hold cap). p90: rank 4.5 of 5 falls in the
     # [180, 240) bucket holding the one 200 s call: 180 + 60 * 0.5.

@@ -230,7 +230,12 @@ def test_settings_reach_the_campaign(cli: Cli, committed_db: str) -> None:
         assert campaign.max_hold_s == 45
         assert campaign.machine_detection is True
         assert campaign.machine_action is MachineAction.LEAVE_MESSAGE
-        assert campaign.gather_dtmf is True
+        assert campaign.menu is not None
+        assert {key: entry["action"] for key, entry in campaign.menu["digits"].items()} == {
+            "1": "confirm",
+            "2": "cancel",
+            "9": "opt_out",
+        }
         assert campaign.cps == 2.5
         assert campaign.priority == 5
 

@@ -13,6 +13,7 @@ import pytest
 import redis
 import requests
 
+from campaigns.calls import SingleCall
 from dialer.dispatch.dialing import PlaceResult, place_call
 from dialer.pool.leases import (
     ProviderLimits,
@@ -154,3 +155,37 @@ def test_a_single_calls_own_settings_override_its_campaigns(runtime: Runtime) ->
     [twiml] = form["Twiml"]
     say = ET.fromstring(twiml)[0]  # noqa: S314  # our own request, not untrusted input
     assert say.text == "Hi Ada, it is me."
+
+
+def test_a_voicemail_message_asks_for_asynchronous_detect_message_end(runtime: Runtime) -> None:
+    """A person hears the message at once; the voicemail waits for the greeting's end."""
+    form = create_form(runtime, voicemail_message="Sorry we missed you.")
+    assert form["MachineDetection"] == ["DetectMessageEnd"]
+    assert form["AsyncAmd"] == ["true"]
+    [callback] = form["AsyncAmdStatusCallback"]
+    assert callback.startswith(PUBLIC + "/v1/providers/twilio/amd/")
+    say = ET.fromstring(form["Twiml"][0])[0]  # noqa: S314  # our own request
+    assert say.text == "Hello Ada, your appointment is on Monday."
+
+
+def test_a_single_calls_menu_and_recording(runtime: Runtime) -> None:
+    """`POST /v1/calls` with its own menu and `record`: its keys and the opt-out line in
+    the Gather, the disclosure first, `Record` and the recording webhook on the create."""
+    call = SingleCall(menu={"1": "confirm"}, record=True)
+    menu = call.call_menu()
+    assert menu is not None
+    form = create_form(runtime, {"menu": menu.stored(), "record": True})
+    assert form["Record"] == ["true"]
+    [recording] = form["RecordingStatusCallback"]
+    assert recording.startswith(PUBLIC + "/v1/providers/twilio/recording/")
+    assert form["RecordingStatusCallbackEvent"] == ["completed"]
+    disclosure, say, gather, _ = list(ET.fromstring(form["Twiml"][0]))  # noqa: S314
+    assert disclosure.text == "This call may be recorded."
+    assert say.text == "Hello Ada, your appointment is on Monday."
+    [prompt] = [e.text for e in gather]
+    assert prompt == "To confirm, press 1. To stop these calls, press 9."
+
+
+def test_no_recording_without_record(runtime: Runtime) -> None:
+    form = create_form(runtime)
+    assert not {k for k in form if k.startswith("Record")}

@@ -174,7 +174,7 @@ def test_amd_and_gather_are_recorded(
     amd = {"CallSid": SID, "AccountSid": "AC" + "0" * 31 + "1", "AnsweredBy": "machine_end_beep"}
     assert post(client, attempt_id, amd, kind="amd").status_code == 204
     gathered = post(client, attempt_id, {**amd, "Digits": "1"}, kind="gather")
-    assert gathered.status_code == 200 and "<Say>" in gathered.text
+    assert gathered.status_code == 200 and "<Say " in gathered.text
     assert post(client, attempt_id, status("completed", 4, CallDuration="30")).status_code == 204
     attempt, job, _ = load(runtime, attempt_id)
     assert attempt.answered_by == "machine_end_beep"

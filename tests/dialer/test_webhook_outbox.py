@@ -137,6 +137,9 @@ def test_an_answered_call_writes_call_and_contact_completed(runtime: Runtime) ->
         "answered_by": "human",
         "duration_s": 42,
         "digits": "1",
+        "menu_action": None,
+        "recording_url": None,
+        "recording_duration_s": None,
         "error_code": None,
         "error_message": None,
         "contact_done": True,
@@ -153,6 +156,7 @@ def test_an_answered_call_writes_call_and_contact_completed(runtime: Runtime) ->
         "outcome": "answered",
         "attempts": 1,
         "last_attempt_id": attempt_id,
+        "menu_action": None,
         "metadata": METADATA,
     }
 
@@ -222,10 +226,12 @@ def test_the_fast_path_writes_the_events_with_the_end(
     url = runtime.settings.database_url
     attempt_id = live_attempt(url)
     assert post(client, attempt_id, status("in-progress", 1)).status_code == 204
-    assert events(url) == []  # not an end
+    [(_, answered)] = events(url)  # not an end: the answer
+    assert answered["type"] == "call.answered"
+    assert answered["data"]["attempt_id"] == attempt_id
     params = status("completed", 2, CallDuration="17", AnsweredBy="human")
     assert post(client, attempt_id, params).status_code == 204
-    (call_row, call), (_, contact) = events(url)
+    _, (call_row, call), (_, contact) = events(url)
     assert call_row.url == HOOK
     assert call["data"]["attempt_id"] == attempt_id
     assert call["data"]["duration_s"] == 17
@@ -234,7 +240,7 @@ def test_the_fast_path_writes_the_events_with_the_end(
     assert call["data"]["metadata"] == contact["data"]["metadata"] == METADATA
     # A duplicate of the final callback changes nothing, and writes no second event.
     assert post(client, attempt_id, params).status_code == 204
-    assert len(events(url)) == 2
+    assert len(events(url)) == 3
 
 
 def test_the_fast_path_end_and_its_events_commit_together(

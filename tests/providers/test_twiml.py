@@ -11,7 +11,9 @@ from dialer.providers.twiml import (
     MissingVariableError,
     TemplateError,
     build_twiml,
+    dial_twiml,
     render_message,
+    say_twiml,
     template_placeholders,
 )
 
@@ -56,15 +58,36 @@ def test_twiml_says_the_message_escaped() -> None:
 
 
 def test_twiml_with_gather() -> None:
-    root = parse(build_twiml("Reminder", gather_action_url="https://d.example/g?a=1&b=2"))
-    say, gather, fallback = list(root)
-    assert say.text == "Reminder"
+    twiml = build_twiml(
+        "Reminder",
+        gather_action_url="https://d.example/g?a=1&b=2",
+        prompt="To confirm, press 1.",
+        timeout_s=7,
+        no_input="No answer. Goodbye.",
+        disclosure="This call may be recorded.",
+    )
+    disclosure, say, gather, fallback = list(parse(twiml))
+    assert (disclosure.text, say.text) == ("This call may be recorded.", "Reminder")
     assert gather.tag == "Gather"
     assert gather.attrib == {
+        "input": "dtmf",
         "numDigits": "1",
+        "timeout": "7",
         "action": "https://d.example/g?a=1&b=2",
         "method": "POST",
     }
-    assert [child.text for child in gather] == ["Press 1 to confirm, 2 to cancel."]
-    assert fallback.tag == "Say"
-    assert fallback.text
+    assert [child.text for child in gather] == ["To confirm, press 1."]
+    assert (fallback.tag, fallback.text) == ("Say", "No answer. Goodbye.")
+
+
+def test_twiml_of_a_menu_without_another_answer_says_nothing_on_silence() -> None:
+    """The opt-out line alone asks nothing of the callee: silence ends the call quietly."""
+    say, gather = list(parse(build_twiml("Hi", gather_action_url="https://d.example/g")))
+    assert (say.tag, gather.tag) == ("Say", "Gather")
+
+
+def test_twiml_say_and_dial() -> None:
+    say, hangup = list(parse(say_twiml("Goodbye.")))
+    assert (say.text, hangup.tag) == ("Goodbye.", "Hangup")
+    say, dial = list(parse(dial_twiml("Connecting.", "+12125550100")))
+    assert (say.text, dial.tag, dial.text) == ("Connecting.", "Dial", "+12125550100")

@@ -234,7 +234,10 @@ def test_settings_sent_as_form_fields_reach_the_campaign(api: Api) -> None:
         max_hold_s="45",
         machine_detection="true",
         machine_action="leave_message",
-        gather_dtmf="true",
+        menu='{"1": "confirm", "3": {"action": "transfer", "to": "+12125550100"}}',
+        opt_out_digit="0",
+        voicemail_message="Sorry we missed you.",
+        record="true",
         cps="2.5",
         priority="5",
     )
@@ -244,9 +247,23 @@ def test_settings_sent_as_form_fields_reach_the_campaign(api: Api) -> None:
         assert campaign.max_hold_s == 45
         assert campaign.machine_detection is True
         assert campaign.machine_action is MachineAction.LEAVE_MESSAGE
-        assert campaign.gather_dtmf is True
+        assert campaign.menu is not None
+        assert campaign.menu["digits"] == {
+            "1": {"action": "confirm", "to": None},
+            "3": {"action": "transfer", "to": "+12125550100"},
+            "0": {"action": "opt_out", "to": None},
+        }
+        assert campaign.menu["prompt"].endswith("To stop these calls, press 0.")
+        assert campaign.voicemail_message == "Sorry we missed you."
+        assert (campaign.record, campaign.recording_disclosure) == (
+            True,
+            "This call may be recorded.",
+        )
         assert campaign.cps == 2.5
         assert campaign.priority == 5
+    refused = api.upload(SAMPLE.read_bytes(), menu='{"1": "confirm", "1": "cancel"}')
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "invalid_menu"
 
 
 def test_window_settings_sent_as_form_fields_reach_the_campaign(api: Api) -> None:
@@ -462,7 +479,14 @@ CONTRACT_KEYS = {
         "canceled",
     },
     "rates": {"answer_rate", "human_rate", "confirmation_rate", "cancellation_rate"},
-    "attempts": {"total", "per_contact", "calls_placed", "late_calls_hung_up"},
+    "attempts": {
+        "total",
+        "per_contact",
+        "calls_placed",
+        "late_calls_hung_up",
+        "opt_outs",
+        "voicemail_drops",
+    },
     "talk_time": {"total_s", "mean_s", "p90_s", "billable_minutes"},
     "series": None,
     "pacing": {"leases", "cps", "due_to_dial_s"},

@@ -1,4 +1,5 @@
-"""The provider webhooks: Twilio's status, AMD and gather callbacks for one attempt.
+"""The provider webhooks: Twilio's status, AMD, gather and recording callbacks for one
+attempt.
 
 The fast path of the API: no ORM session and no dependency, only the signature check on the
 form body, then the callback joins the process's next batch
@@ -25,11 +26,8 @@ from dialer.runtime import Runtime
 from dialer.web.deps import RowId
 from dialer.web.errors import ANY_OTHER, INVALID, declared
 from models.asyncdb import AsyncPool, async_pool
-from workers.enqueue import hang_up, resolve_late_call
+from workers.enqueue import drop_voicemail, hang_up, resolve_late_call
 
-GATHER_REPLY = (
-    '<?xml version="1.0" encoding="UTF-8"?><Response><Say>Thank you. Goodbye.</Say></Response>'
-)
 WEBHOOK_POOL_SIZE = BATCHES_IN_FLIGHT + 1
 """PostgreSQL connections per API process for the provider webhooks: one per batch the
 callback batcher applies at once, and one for a retry after a broken connection."""
@@ -104,7 +102,8 @@ async def _callback(request: Request, attempt_id: int, kind: CallbackKind) -> Re
         ):
             CALLBACKS.labels(kind.value, "forged").inc()
             raise ForbiddenError("invalid_signature", "X-Twilio-Signature does not match")
-        result = await webhooks.batcher().record(attempt_id, kind, params)
+        retried = request.query_params.get("retry") == "1"
+        result = await webhooks.batcher().record(attempt_id, kind, params, retried=retried)
         CALLBACKS.labels(kind.value, "stored" if result.stored else "duplicate").inc()
         if result.stored:
             observe_callback_lag(kind.value, params.get("Timestamp"))
@@ -112,10 +111,12 @@ async def _callback(request: Request, attempt_id: int, kind: CallbackKind) -> Re
             hang_up(attempt_id, "machine")
         if result.hang_up_canceled:
             hang_up(attempt_id, "campaign_canceled")
+        if result.drop_voicemail:
+            drop_voicemail(attempt_id)
         if result.late_call:
             resolve_late_call(attempt_id, result.late_call)
-    if kind is CallbackKind.GATHER:
-        return Response(GATHER_REPLY, media_type="application/xml")
+    if result.reply is not None:
+        return Response(result.reply, media_type="application/xml")
     return Response(status_code=204)
 
 
@@ -134,8 +135,20 @@ async def amd_callback(request: Request, attempt_id: RowId) -> Response:
 @router.post(
     "/gather/{attempt_id}",
     response_class=Response,
-    responses={200: {"content": {"application/xml": {}}, "description": "TwiML: goodbye."}},
+    responses={
+        200: {"content": {"application/xml": {}}, "description": "TwiML: the key's action."}
+    },
 )
 async def gather_callback(request: Request, attempt_id: RowId) -> Response:
-    """The DTMF digits gathered after the message; answers with the TwiML that ends the call."""
+    """The key pressed at the menu (`Digits`); answers with the TwiML of its action
+    (`dialer.menu`): a goodbye, the message again, a transfer; an opt-out lists the number
+    on the account's do-not-call list before the answer. `?retry=1`: an invalid key was
+    pressed once already."""
     return await _callback(request, attempt_id, CallbackKind.GATHER)
+
+
+@router.post("/recording/{attempt_id}", status_code=204, response_class=Response)
+async def recording_callback(request: Request, attempt_id: RowId) -> Response:
+    """The call's recording (`RecordingStatusCallback`): on `completed`, its `RecordingSid`,
+    `RecordingUrl` and `RecordingDuration` are kept on the attempt."""
+    return await _callback(request, attempt_id, CallbackKind.RECORDING)
