@@ -5,7 +5,8 @@
 -- KEYS[S+1..S+L]    the GCRA keys (theoretical arrival time, µs)
 -- KEYS[S+L+1..]     optional: the pool's generation keys (the account's, the provider
 --                   account's), which must all exist (else the pool was lost with Redis
---                   and must be rebuilt before any lease is taken)
+--                   and must be rebuilt before any lease is taken); then, when a fencing
+--                   token follows the requests in ARGV, the pacer's lock (last key)
 -- ARGV[1], ARGV[2]  S, L
 -- ARGV[3]           booking horizon, µs: a call may be booked this far ahead of now
 -- ARGV[4..3+S]      each scope's cap
@@ -38,10 +39,6 @@ local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now = math.floor(now_us / 1000)
 
-if #KEYS > S + L and redis.call('EXISTS', unpack(KEYS, S + L + 1)) < #KEYS - S - L then
-  return {{-2, 0}}
-end
-
 local caps, intervals = {}, {}
 for i = 1, S do caps[i] = tonumber(ARGV[3 + i]) end
 for j = 1, L do intervals[j] = tonumber(ARGV[3 + S + j]) end
@@ -56,6 +53,16 @@ for r = 1, tonumber(ARGV[pos]) do
   for k = 1, tonumber(ARGV[pos]) do req.limits[k] = tonumber(ARGV[pos + k]) end
   pos = pos + tonumber(ARGV[pos])  -- the last field read: the next request follows it
   requests[r] = req
+end
+
+local generations = #KEYS - S - L
+if ARGV[pos + 1] then
+  generations = generations - 1
+  if redis.call('GET', KEYS[#KEYS]) ~= ARGV[pos + 1] then return {{-3, 0}} end
+end
+if generations > 0 and redis.call('EXISTS', unpack(KEYS, S + L + 1, S + L + generations))
+    < generations then
+  return {{-2, 0}}
 end
 
 -- Leases already held, one ZMSCORE per first scope.
