@@ -72,8 +72,10 @@ class FaultReport:
     during: int
     """Calls created while the fault lasted."""
     after: int
-    """Calls created after it was healed."""
+    """Calls created after it was healed (set by `Cluster.finish`)."""
     fault_s: float
+    ended_during: int
+    """Contacts that ended while the fault lasted (by the dialer's report)."""
     recover_s: float
     """From the heal to the first call created after it (0: none was left to create)."""
     stall_s: float
@@ -92,6 +94,7 @@ class FaultReport:
         )
         return (
             f"calls before {self.before}, during {self.during}, after {self.after}; "
+            f"contacts ended during {self.ended_during}; "
             f"fault {self.fault_s:.1f} s, stall {self.stall_s:.1f} s, "
             f"recovered {self.recover_s:.1f} s after the heal{seen}"
         )
@@ -161,6 +164,7 @@ class Cluster:
         them), heal it, and wait (up to 60 s) for a call to be created after the heal
         while contacts remain."""
         before = self.witness.figures().calls_created
+        done_before = self._report()["contacts"]["done"]
         started = time.monotonic()
         try:
             if first:
@@ -168,6 +172,7 @@ class Cluster:
                 time.sleep(lead_s)
             host.cut()
             time.sleep(seconds - lead_s)
+            ended_during = self._report()["contacts"]["done"] - done_before
         finally:
             host.heal()
         healed = time.monotonic()
@@ -189,10 +194,10 @@ class Cluster:
             during=during,
             after=0,
             fault_s=healed - started,
+            ended_during=ended_during,
             recover_s=recover_s,
             stall_s=stall,
         )
-        report.after = -(before + during)  # completed by `finish`
         self.reports.append(report)
         return report
 
@@ -212,7 +217,7 @@ class Cluster:
         wait_until(lambda: self.witness.figures().live == 0, 30, "no call live at the carrier")
         figures = self.witness.figures()
         for report in self.reports:
-            report.after += figures.calls_created
+            report.after = figures.calls_created - report.before - report.during
             report.figures = figures
         assert figures.violations(self.cap, self.cps, dials_per_number=1) == []
         assert figures.calls_created <= self.contacts
