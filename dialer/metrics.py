@@ -182,6 +182,15 @@ WEBHOOK_DELIVERIES = Counter(
     ["result"],
 )
 
+# The parts the dialer talks to.
+REDIS_RETRIES = Counter(
+    "dialer_redis_retries",
+    "Redis commands tried again after a connection error, a timeout, a READONLY reply or no "
+    "master known to the Sentinels, by error class and outcome (retried; gave_up: the "
+    "error reached the caller)",
+    ["error", "outcome"],
+)
+
 
 _LAG_BY_KIND: dict[str, Histogram] = {}
 """The lag histogram's child per callback kind, looked up once (the webhook is a hot path)."""

@@ -12,6 +12,9 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from models.db import PREPARE_THRESHOLD
 
 SIMULATOR_ACCOUNT_SID = "AC" + "0" * 31 + "1"
 """The Twilio account SID the bundled carrier simulator answers to by default (34 chars)."""
@@ -21,6 +24,32 @@ SIMULATOR_AUTH_TOKEN = "simulator-auth-token"  # noqa: S105  # the simulator's, 
 _PLACEHOLDERS = frozenset(
     {"changeme", "change-me", "xxx", "secret", "todo", "password", "change-this-password"}
 )
+
+
+BROKER_SCHEMES = ("redis://", "rediss://", "amqp://", "amqps://", "pyamqp://")
+"""The Celery brokers the dialer supports: Redis and RabbitMQ (AMQP 0-9-1)."""
+
+
+def parse_sentinels(value: str) -> list[tuple[str, int]]:
+    """`host:port,host:port,...` as `(host, port)` pairs (an IPv6 host in brackets).
+
+    Raises:
+        ValueError: an entry without a port, or a port outside 1-65535.
+    """
+    addresses = []
+    for entry in value.split(","):
+        host, sep, port = entry.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"REDIS_SENTINELS entry {entry.strip()!r} is not host:port")
+        addresses.append((host.strip("[]"), int(port)))
+    return addresses
+
+
+def without_prepared_statements(database_url: str) -> str:
+    """`database_url` with psycopg's automatic prepared statements off
+    (`prepare_threshold=none`, read by `models.db.connect_options`)."""
+    url = make_url(database_url)
+    return url.update_query_dict({PREPARE_THRESHOLD: "none"}).render_as_string(hide_password=False)
 
 
 class ProviderKind(StrEnum):
@@ -51,9 +80,48 @@ class Settings(BaseSettings):
     database_url: str = "postgresql+psycopg://root@127.0.0.1:5432/dialer"
     """PostgreSQL, the record of every contact, attempt and event (SQLAlchemy URL; a
     `postgresql://` URL is read as psycopg 3's)."""
+    database_direct_url: str | None = None
+    """PostgreSQL without a pooler in between, for migrations (`dialer db upgrade`): set it
+    when `DATABASE_URL` goes through PgBouncer in transaction mode, since a migration sets
+    session parameters (`lock_timeout`, `statement_timeout`). Unset: `DATABASE_URL`."""
+    database_prepared_statements: bool = True
+    """Let psycopg prepare statements it runs often (its default). `false` behind PgBouncer
+    in transaction mode (PgBouncer before 1.21, or `max_prepared_statements = 0`): a
+    statement prepared on one server connection is unknown on the next
+    (`prepare_threshold=None`)."""
     redis_url: str = "redis://127.0.0.1:6379/0"
-    """Redis: the Celery broker, the pool's leases and CPS limiters, locks, request quotas
-    and page sessions (run it with `maxmemory-policy noeviction`)."""
+    """Redis: the pool's leases and CPS limiters, locks, request quotas, page sessions, and
+    the Celery broker unless `CELERY_BROKER_URL` names another (run it with
+    `maxmemory-policy noeviction`). With `REDIS_SENTINELS` only its db number, user name,
+    password and scheme (`rediss://`: TLS) are used; the master's address comes from
+    Sentinel."""
+    redis_sentinels: str | None = None
+    """Sentinels that monitor the Redis master, `host:port,host:port,...`: every Redis
+    client of the dialer (and the Celery broker when it is Redis) asks them for the master
+    (`REDIS_SENTINEL_MASTER`) and follows it through a failover. Unset: `REDIS_URL`'s host
+    is the master."""
+    redis_sentinel_master: str = "mymaster"
+    """The name under which the Sentinels monitor the master (`sentinel monitor <name>`)."""
+    redis_sentinel_password: SecretStr | None = None
+    """Password of the Sentinels themselves (their `requirepass`), if they have one; the
+    master's own comes from `REDIS_URL`."""
+    redis_socket_timeout_s: float = Field(default=5.0, ge=3.0, le=60.0)
+    """Longest wait for one Redis reply, in seconds (above the pacer's longest `BLPOP`,
+    2 s): past it the command fails with a timeout and is retried on a new connection."""
+    redis_connect_timeout_s: float = Field(default=2.0, gt=0, le=30.0)
+    """Longest wait for a TCP connection to Redis or a Sentinel, in seconds."""
+    redis_retries: int = Field(default=10, ge=0, le=100)
+    """Tries again of one Redis command after a connection error, a timeout, a
+    `READONLY` reply (a master turned replica) or no master known to the Sentinels, with
+    exponential backoff and full jitter (0.1 s doubling, at most 2 s a wait: about 10 s in
+    all with the default, more than a Sentinel failover takes with
+    `down-after-milliseconds 5000`). Each try is logged (`redis_retry`) and counted
+    (`dialer_redis_retries_total`)."""
+    celery_broker_url: str | None = None
+    """The Celery broker: `redis://`/`rediss://` or `amqp://`/`amqps://` (RabbitMQ: quorum
+    queues and publisher confirms, see `workers.app`). Unset: `REDIS_URL`, through the
+    Sentinels when `REDIS_SENTINELS` is set (a Redis broker URL given here is used as it is,
+    without Sentinel)."""
     public_base_url: str = "http://127.0.0.1:8000"
     """Base URL at which the provider reaches our webhooks; signatures are checked against it."""
 
@@ -193,13 +261,41 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     """Where rejected-rows CSVs and other files the dialer writes are kept."""
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_direct_url")
     @classmethod
-    def _database_driver(cls, value: str) -> str:
+    def _database_driver(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         # Normalise to the psycopg 3 driver: `postgresql://` and `postgres://` would pick psycopg2.
         for prefix in ("postgres://", "postgresql://"):
             if value.startswith(prefix):
                 return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("celery_broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # set but empty (a compose file's `${CELERY_BROKER_URL:-}`): unset
+        if not value.startswith(BROKER_SCHEMES):
+            raise ValueError(
+                "CELERY_BROKER_URL must start with " + ", ".join(BROKER_SCHEMES) + " (a URL)"
+            )
+        return value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_addresses(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parse_sentinels(value)
         return value
 
     @field_validator("public_base_url", "twilio_base_url")
@@ -254,9 +350,31 @@ class Settings(BaseSettings):
         if self.provider is ProviderKind.TWILIO and self.dev_time_scale != 1.0:
             # Real people would be re-dialled seconds after a no-answer.
             raise ValueError("DEV_TIME_SCALE is for the simulator only; unset it with twilio")
+        if not self.database_prepared_statements:
+            self.database_url = without_prepared_statements(self.database_url)
         if self.provider is ProviderKind.SIMULATOR and not self.twilio_base_url:
             self.twilio_base_url = f"http://{self.simulator_host}:{self.simulator_port}"
         return self
+
+    @property
+    def migration_url(self) -> str:
+        """The URL migrations connect to: `DATABASE_DIRECT_URL`, else `DATABASE_URL`."""
+        return self.database_direct_url or self.database_url
+
+    @property
+    def sentinels(self) -> list[tuple[str, int]]:
+        """`REDIS_SENTINELS` as `(host, port)` pairs; empty when unset."""
+        return parse_sentinels(self.redis_sentinels) if self.redis_sentinels else []
+
+    @property
+    def broker_url(self) -> str:
+        """`CELERY_BROKER_URL`, else `REDIS_URL` (see `workers.app` for Sentinel)."""
+        return self.celery_broker_url or self.redis_url
+
+    @property
+    def broker_is_amqp(self) -> bool:
+        """The Celery broker is RabbitMQ (`amqp://`, `amqps://`)."""
+        return self.broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
 
     @property
     def ambiguous_redial_wait_s(self) -> float:

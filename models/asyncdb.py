@@ -17,9 +17,8 @@ from contextlib import asynccontextmanager
 import psycopg
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy.engine import make_url
 
-from models.db import run_after_commit
+from models.db import connect_options, run_after_commit
 
 CONNECT_TIMEOUT_S = 2
 """Seconds a request waits for a connection (libpq `connect_timeout`, and the pool's wait)
@@ -30,8 +29,10 @@ AsyncPool = AsyncConnectionPool[AsyncConnection]
 
 
 def libpq_url(database_url: str) -> str:
-    """`postgresql+psycopg://...` (SQLAlchemy) as a libpq connection URI."""
-    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    """`postgresql+psycopg://...` (SQLAlchemy) as a libpq connection URI (without psycopg's
+    own `prepare_threshold`, see `models.db.connect_options`)."""
+    target, _ = connect_options(database_url)
+    return target.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def async_pool(database_url: str, size: int) -> AsyncPool:
@@ -39,7 +40,11 @@ def async_pool(database_url: str, size: int) -> AsyncPool:
     return AsyncConnectionPool(
         libpq_url(database_url),
         connection_class=psycopg.AsyncConnection[DictRow],
-        kwargs={"row_factory": dict_row, "connect_timeout": CONNECT_TIMEOUT_S},
+        kwargs={
+            "row_factory": dict_row,
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            **connect_options(database_url)[1],
+        },
         min_size=1,
         max_size=size,
         timeout=CONNECT_TIMEOUT_S,

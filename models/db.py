@@ -8,16 +8,50 @@ from functools import lru_cache
 
 import structlog
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 log = structlog.get_logger(__name__)
 
+PREPARE_THRESHOLD = "prepare_threshold"
+"""A query parameter of a database URL that is psycopg's, not libpq's: `none` turns its
+automatic prepared statements off (for PgBouncer in transaction mode, where the next
+transaction may run on a server connection that never saw the statement), a number sets
+after how many runs a statement is prepared (psycopg's default: 5)."""
+
+
+def connect_options(url: str) -> tuple[URL, dict[str, int | None]]:
+    """Split `url` into the URL libpq reads and psycopg's own connect arguments.
+
+    Returns:
+        The URL without `prepare_threshold`, and `{"prepare_threshold": None | int}` when
+        the URL named it (else `{}`).
+
+    Raises:
+        ValueError: `prepare_threshold` is neither `none` nor a whole number.
+    """
+    parsed = make_url(url)
+    value = parsed.query.get(PREPARE_THRESHOLD)
+    if value is None:
+        return parsed, {}
+    text_value = value if isinstance(value, str) else value[-1]
+    if text_value.lower() == "none":
+        threshold = None
+    elif text_value.isdigit():
+        threshold = int(text_value)
+    else:
+        raise ValueError(f"{PREPARE_THRESHOLD}={text_value!r}: expected none or a number")
+    return parsed.difference_update_query([PREPARE_THRESHOLD]), {PREPARE_THRESHOLD: threshold}
+
 
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
-    """A pooled engine for `url` (one per URL per process)."""
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    """A pooled engine for `url` (one per URL per process), `prepare_threshold` applied
+    (`connect_options`)."""
+    target, options = connect_options(url)
+    return create_engine(
+        target, connect_args=options, pool_pre_ping=True, pool_size=10, max_overflow=20
+    )
 
 
 @lru_cache(maxsize=8)
@@ -86,8 +120,10 @@ def ensure_database(url: str) -> bool:
 
     Connects to the server's `postgres` database to do so (needs CREATEDB).
     """
-    target = make_url(url)
-    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    target, options = connect_options(url)
+    admin = create_engine(
+        target.set(database="postgres"), connect_args=options, isolation_level="AUTOCOMMIT"
+    )
     try:
         with admin.connect() as conn:
             exists = conn.execute(

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL and Redis answer on the URLs the dialer uses (defaults:
-# 127.0.0.1:5432 and 127.0.0.1:6379). Starts the local services if they are installed and
+# 127.0.0.1:5432 and 127.0.0.1:6379), and RabbitMQ when CELERY_BROKER_URL names it
+# (amqp://...@127.0.0.1 or localhost). Starts the local services if they are installed and
 # stopped; installs them with apt-get when run as root and they are missing; otherwise says
 # exactly what to run.
 set -euo pipefail
@@ -48,4 +49,31 @@ if ! redis_up; then
     --maxmemory-policy noeviction >/dev/null
   wait_for redis_up || { echo "Redis did not come up on 127.0.0.1:6379" >&2; exit 1; }
 fi
-echo "PostgreSQL and Redis answer."
+broker="${CELERY_BROKER_URL:-}"
+if [[ "$broker" == amqp://* || "$broker" == amqps://* || "$broker" == pyamqp://* ]]; then
+  # amqp://user:pass@host:port/vhost: the host and port after the last "@".
+  hostport="${broker#*://}"; hostport="${hostport##*@}"; hostport="${hostport%%/*}"
+  rabbit_host="${hostport%%:*}"; rabbit_port="${hostport##*:}"
+  [[ "$rabbit_port" == "$hostport" ]] && rabbit_port=5672
+  rabbit_up() { (exec 3<>"/dev/tcp/$rabbit_host/$rabbit_port") 2>/dev/null; }
+  if ! rabbit_up; then
+    if [[ "$rabbit_host" != "127.0.0.1" && "$rabbit_host" != "localhost" ]]; then
+      echo "RabbitMQ does not answer at $rabbit_host:$rabbit_port (CELERY_BROKER_URL)" >&2
+      exit 1
+    fi
+    if ! command -v rabbitmq-server >/dev/null; then
+      apt_install rabbitmq-server || {
+        echo "RabbitMQ is not running. Start it: docker compose --profile rabbitmq up -d rabbitmq (or install rabbitmq-server)" >&2
+        exit 1
+      }
+    fi
+    as_root || { echo "RabbitMQ is stopped. Run: sudo rabbitmq-server -detached" >&2; exit 1; }
+    rabbitmq-server -detached >/dev/null 2>&1 || true
+    rabbitmqctl -q await_startup --timeout 60 >/dev/null 2>&1 || true
+    for _ in $(seq 1 150); do rabbit_up && break; sleep 0.2; done
+    rabbit_up || { echo "RabbitMQ did not come up on $rabbit_host:$rabbit_port" >&2; exit 1; }
+  fi
+  echo "PostgreSQL, Redis and RabbitMQ answer."
+else
+  echo "PostgreSQL and Redis answer."
+fi

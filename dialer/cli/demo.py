@@ -159,7 +159,7 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
         StackStopped: SIGHUP or SIGTERM arrived; every child has been stopped.
     """
     settings = get_settings()
-    upgrade(settings.database_url)
+    upgrade(settings.migration_url)
     run_dir = settings.data_dir / "demo"
     started = time.monotonic()
     extra_env = {}

@@ -37,6 +37,7 @@ from celery import Celery
 from dialer.errors import DialerError
 from dialer.metrics import MULTIPROC_ENV
 from dialer.settings import Settings
+from workers.app import create_app
 
 STARTUP_TIMEOUT_S = 60.0
 
@@ -212,6 +213,8 @@ def local_stack(
         "WORKER_METRICS_PORT": str(metrics_port),
         **(extra_env or {}),
     }
+    if settings.celery_broker_url:
+        env["CELERY_BROKER_URL"] = settings.celery_broker_url
     py = sys.executable
     fault_args = [arg for fault in faults or [] for arg in ("--fault", fault)]
     # The API's uvicorn workers share one metrics directory, fresh for this run.
@@ -257,7 +260,7 @@ def local_stack(
         wait_http(f"{sim_url}/_sim/stats", sim, "carrier simulator")
         wait_http(f"{api_url}/healthz", api, "HTTP API")
         httpx.post(f"{sim_url}/_sim/reset", timeout=5.0).raise_for_status()
-        celery = Celery(broker=settings.redis_url)
+        celery = create_app(settings)
         try:
             processes = {"simulator": sim, "api": api, "worker": worker, "beat": beat}
             metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"

@@ -52,9 +52,10 @@ class Stack:
         *,
         metrics_port: int = 0,
         loglevel: str = "WARNING",
+        queues: str = "dials,pacer,maintenance,webhooks",
     ) -> subprocess.Popen[bytes]:
-        """A real worker (prefork), logging to `worker-<name>.log`; serving its metrics on
-        `metrics_port` (0: not served)."""
+        """A real worker (prefork) consuming `queues`, logging to `worker-<name>.log`;
+        serving its metrics on `metrics_port` (0: not served)."""
         label = name or f"w{len(self.workers)}"
         proc = self.stack.enter_context(
             child(
@@ -70,7 +71,7 @@ class Stack:
                     "-c",
                     str(concurrency),
                     "-Q",
-                    "dials,pacer,maintenance,webhooks",
+                    queues,
                     "-n",
                     f"{label}-{os.getpid()}@%h",
                     "--without-gossip",
@@ -106,15 +107,22 @@ class Stack:
 
 @contextmanager
 def running_stack(
-    tmp_path: Path, api_settings: dict[str, Any] | None = None, **sim_config: Any
+    tmp_path: Path,
+    api_settings: dict[str, Any] | None = None,
+    *,
+    database_url: str = DATABASE_URL,
+    redis_url: str = REDIS_URL,
+    env: dict[str, str] | None = None,
+    **sim_config: Any,
 ) -> Iterator[Stack]:
     """Simulator + API + (workers started by the test); `api_settings` are `Settings`
-    fields of the API's own (the workers take theirs from `Stack.env`)."""
+    fields of the API's own (the workers take theirs from `Stack.env`, which `env`
+    extends); the test's databases unless `database_url` or `redis_url` name others."""
     config = SimulatorConfig(**{"time_scale": 0.005, "seed": 11, **sim_config})
     with ExitStack() as outer, run_in_thread(config) as sim_url:
         settings = Settings(
-            database_url=DATABASE_URL,
-            redis_url=REDIS_URL,
+            database_url=database_url,
+            redis_url=redis_url,
             twilio_base_url=sim_url,
             provider="simulator",
             twilio_timeout_s=2.0,
@@ -128,10 +136,10 @@ def running_stack(
         runtime = Runtime(settings)
         api_url = outer.enter_context(serve_app(create_app(runtime)))
         runtime.settings.public_base_url = api_url
-        env = {
+        stack_env = {
             **os.environ,
-            "DATABASE_URL": DATABASE_URL,
-            "REDIS_URL": REDIS_URL,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
             "TWILIO_BASE_URL": sim_url,
             "PROVIDER": "simulator",
             "PUBLIC_BASE_URL": api_url,
@@ -146,8 +154,9 @@ def running_stack(
             # requests; at 60 s a contact refused twice by 502s outlasts the test.
             "AMBIGUOUS_REDIAL_AFTER_S": "8",
             "STATUS_POLL_AFTER_S": "3",
+            **(env or {}),
         }
-        stack = Stack(sim_url, api_url, runtime, env, tmp_path)
+        stack = Stack(sim_url, api_url, runtime, stack_env, tmp_path)
         with stack.stack:
             yield stack
 

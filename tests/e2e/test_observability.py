@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,12 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from dialer.cli.devstack import child, free_port, wait_http
+from dialer.settings import Settings
 from tests.e2e.conftest import Stack
 from tests.e2e.helpers import assert_clean_end, start_campaign, wait_finished
 from tests.support import METRICS_TOKEN, wait_until
 from workers.app import app
-from workers.enqueue import PLACE_CALL
+from workers.enqueue import PLACE_CALL, SWEEP_WEBHOOKS
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -47,6 +49,46 @@ def log_lines(path: Path) -> list[dict[str, Any]]:
     """The JSON log lines of a log file (Celery's start-up banner is not a log line)."""
     text = path.read_text()
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def procfile_workers() -> dict[str, tuple[str, int]]:
+    """The Procfile's Celery workers: name -> (queues, `WORKER_METRICS_PORT`, default 9808)."""
+    workers = {}
+    for line in (Path(__file__).parents[2] / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        words = shlex.split(command)
+        if "celery" not in words or "worker" not in words:
+            continue
+        env = dict(w.split("=", 1) for w in words[: words.index("celery")] if "=" in w)
+        port = int(env.get("WORKER_METRICS_PORT", Settings().worker_metrics_port))
+        workers[name] = (words[words.index("-Q") + 1], port)
+    return workers
+
+
+def test_each_procfile_worker_serves_its_own_tasks_on_its_own_port(stack: Stack) -> None:
+    """The Procfile's dialling and webhook workers on one host: each on its own metrics
+    port, and what each ran is visible where it is scraped."""
+    workers = procfile_workers()
+    assert set(workers) == {"worker", "webhooks"}
+    assert len({port for _, port in workers.values()}) == len(workers)  # no port shared
+    ports = {}
+    for name, (queues, _) in workers.items():
+        ports[name] = free_port()  # the Procfile's ports may be taken on a shared machine
+        stack.start_worker(concurrency=2, name=name, metrics_port=ports[name], queues=queues)
+    stack.start_beat()  # sweeps webhooks every 2 s: tasks of the webhooks queue
+    account_id, campaign_id = start_campaign(stack, 4, account_cap=2, max_attempts=1)
+    wait_finished(stack, account_id, campaign_id)
+    created = assert_clean_end(stack, account_id, campaign_id, max_attempts=1)["calls_created"]
+    dials = scrape(f"http://127.0.0.1:{ports['worker']}/metrics")
+    assert value(dials, "dialer_tasks_total", task=PLACE_CALL, state="succeeded") == created
+    assert value(dials, "dialer_tasks_total", task=SWEEP_WEBHOOKS, state="succeeded") == 0
+
+    def swept() -> float:
+        hooks = scrape(f"http://127.0.0.1:{ports['webhooks']}/metrics")
+        assert value(hooks, "dialer_tasks_total", task=PLACE_CALL, state="started") == 0
+        return value(hooks, "dialer_tasks_total", task=SWEEP_WEBHOOKS, state="succeeded")
+
+    wait_until(lambda: swept() >= 1, 20, "a webhook sweep on the webhooks worker's metrics")
 
 
 def test_worker_and_api_metrics_and_json_logs_after_a_small_campaign(stack: Stack) -> None:
