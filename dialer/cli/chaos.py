@@ -36,7 +36,9 @@ from celery import Celery
 from dialer.cli.devstack import child, free_port, signals_stop_the_stack, wait_http
 from dialer.metrics import MULTIPROC_ENV
 from dialer.pool import Keys
+from dialer.runtime import redis_client
 from dialer.settings import Settings
+from workers.app import create_app
 
 CHUNK = 65536
 """Bytes a proxy reads at a time from one side of a connection."""
@@ -294,6 +296,11 @@ def chaos_stack(
     proxy), a worker and beat; the second a worker and beat; the others a worker. Every
     worker consumes every queue. Logs go to `run_dir/<host>-<role>.log`.
 
+    Each host's links: `pg`, `redis`, `carrier`, `broker` (when `settings` names a
+    `CELERY_BROKER_URL`), and `api` on the first. With `REDIS_SENTINELS` set, the hosts
+    ask the Sentinels for the master and reach it directly: a cut does not hold their Redis
+    traffic (the fault there is the failover itself).
+
     Raises:
         DialerError: `startup_failed` when a part does not come up.
     """
@@ -312,6 +319,9 @@ def chaos_stack(
     }
     base_env.pop(MULTIPROC_ENV, None)
     py = sys.executable
+    if settings.redis_sentinels:
+        base_env["REDIS_SENTINELS"] = settings.redis_sentinels
+        base_env["REDIS_SENTINEL_MASTER"] = settings.redis_sentinel_master
     pg = _address(settings.database_url, 5432)
     rd = _address(settings.redis_url, 6379)
     with signals_stop_the_stack(), ExitStack() as stack:
@@ -336,18 +346,23 @@ def chaos_stack(
             env = {
                 **base_env,
                 "DATABASE_URL": via(settings.database_url, proxy.link("pg", *pg)),
-                "REDIS_URL": via(settings.redis_url, proxy.link("redis", *rd)),
+                "REDIS_URL": settings.redis_url
+                if settings.sentinels
+                else via(settings.redis_url, proxy.link("redis", *rd)),
                 "TWILIO_BASE_URL": f"http://127.0.0.1:{carrier}",
                 "PUBLIC_BASE_URL": api_url,
             }
+            if settings.celery_broker_url:
+                broker = proxy.link("broker", *_address(settings.celery_broker_url, 5672))
+                env["CELERY_BROKER_URL"] = via(settings.celery_broker_url, broker)
             host = Host(f"host{n}", proxy, env, worker_name=f"host{n}-{os.getpid()}@%h")
             _start_host(stack, host, run_dir, api_port if n == 1 else None, n <= 2,
                         worker_concurrency)  # fmt: skip
             started.append(host)
         wait_http(f"{api_url}/healthz", started[0].processes["api"], "HTTP API")
         httpx.post(f"{sim_url}/_sim/reset", timeout=5.0).raise_for_status()
-        celery = Celery(broker=settings.redis_url)
-        client = redis.Redis.from_url(settings.redis_url)
+        celery = create_app(settings)
+        client = redis_client(settings)
         try:
             yield ChaosStack(sim_url, api_url, started, base_env, celery, client)
         finally:

@@ -13,7 +13,10 @@ import pytest
 from tests.distributed.harness import Cluster, running_cluster
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, committed_db: str, redis_client: Any) -> Iterator[Cluster]:
-    with running_cluster(tmp_path) as running:
+@pytest.fixture(params=["redis", "rabbitmq"])
+def cluster(
+    request: pytest.FixtureRequest, tmp_path: Path, committed_db: str, redis_client: Any
+) -> Iterator[Cluster]:
+    """Three running hosts, on each broker in turn (`tests.distributed.harness`)."""
+    with running_cluster(tmp_path, request.param) as running:
         yield running

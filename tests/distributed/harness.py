@@ -24,6 +24,8 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,7 +43,7 @@ from dialer.pool import Keys
 from dialer.runtime import Runtime
 from dialer.settings import Settings
 from models import Campaign, WebhookEvent, transaction
-from tests.conftest import DATABASE_URL, REDIS_URL
+from tests.conftest import _INDEX, DATABASE_URL, REDIS_URL
 from tests.factories import account_named
 from tests.receiver import Receiver
 from tests.servers import serve_app
@@ -262,10 +264,30 @@ class Cluster:
         assert ended.count("contact.completed") == self.contacts
 
 
+RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672")
+"""The machine's RabbitMQ; each test process uses a vhost of its own (`rabbitmq_vhost`)."""
+
+
+def rabbitmq_vhost(name: str) -> str:
+    """A fresh RabbitMQ vhost `name` (deleted first, with whatever a previous run left in
+    its queues) that guest may use; returns the broker URL naming it."""
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], capture_output=True, timeout=60)
+    for args in (["add_vhost", name], ["set_permissions", "-p", name, "guest", ".*", ".*", ".*"]):
+        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+    return f"{RABBITMQ_URL}/{name}"
+
+
 @contextmanager
-def running_cluster(tmp_path: Path, hosts: int = 3) -> Iterator[Cluster]:
+def running_cluster(tmp_path: Path, broker: str = "redis", hosts: int = 3) -> Iterator[Cluster]:
+    """Three hosts on the tests' databases, with Celery's broker on `broker` (`redis`: the
+    tests' Redis database; `rabbitmq`: a vhost of this test process's own)."""
+    broker_url = rabbitmq_vhost(f"dialer_test_{_INDEX}") if broker == "rabbitmq" else None
     settings = Settings(
-        database_url=DATABASE_URL, redis_url=REDIS_URL, data_dir=tmp_path, provider="simulator"
+        database_url=DATABASE_URL,
+        redis_url=REDIS_URL,
+        data_dir=tmp_path,
+        provider="simulator",
+        celery_broker_url=broker_url,
     )
     receiver = Receiver()
     with (

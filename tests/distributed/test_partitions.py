@@ -36,10 +36,10 @@ def test_the_pacer_host_cut_past_the_lock_ttl_then_healed(cluster: Cluster) -> N
     round then waits on its first statement, and is still in flight when the rest of the
     host is cut and when it is healed."""
     cluster.sim("/_sim/config", CALLS)
-    cluster.start_campaign(40, cap=4, cps=5.0)
+    cluster.start_campaign(36, cap=4, cps=5.0)
     cluster.wait_for_calls(6)
     host = cluster.stack.pacer_host(cluster.account_id)
-    seconds = LOCK_TTL_S + 5.0
+    seconds = LOCK_TTL_S + 10.0  # the lock lapses, and a beat's kick (every 5 s) follows
     fault = cluster.partition(host, seconds, first=("pg",), lead_s=MAX_SLEEP_S + 1.0)
     cluster.finish()
     print(f"pacer host {host.name} cut {seconds:.0f} s:", fault.line())
@@ -52,7 +52,7 @@ def test_the_api_host_cut_while_callbacks_are_due(cluster: Cluster) -> None:
     """The API's host is cut while calls are live: their status callbacks cannot reach it;
     the reaper on the other hosts looks the calls up at the carrier and ends them."""
     cluster.sim("/_sim/config", CALLS)
-    cluster.start_campaign(30, cap=4, cps=5.0)
+    cluster.start_campaign(26, cap=4, cps=5.0)
     cluster.wait_for_calls(6)
     fault = cluster.partition(cluster.stack.hosts[0], 20.0)
     cluster.finish()
