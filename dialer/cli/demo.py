@@ -73,6 +73,13 @@ class DemoOptions:
     as_json: bool = False
     worker_concurrency: int = 8
     serve: bool = False
+    hosts: int = 1
+    """Hosts the stack runs on (`dialer.cli.chaos`); 1: the one-host stack of `devstack`."""
+    chaos: bool = False
+    """Cut the pacer's host off mid-campaign, past the pacer lock's TTL, then heal it."""
+    broker: str = "redis"
+    """Celery's broker: `redis` (`REDIS_URL`) or `rabbitmq` (`CELERY_BROKER_URL` when it
+    names one, else the local node's default vhost)."""
 
 
 class DemoAccount(NamedTuple):
@@ -174,7 +181,7 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
         worker_concurrency=options.worker_concurrency,
         extra_env=extra_env,
     ) as stack:
-        imported, account = _create(options, settings.database_url, settings.data_dir)
+        imported, account = create_demo_campaign(options, settings.database_url, settings.data_dir)
         with transaction(settings.database_url) as session:
             lifecycle.start(session, account.id, imported.campaign_id, actor=cli_actor())
         stack.kick_pacer(account.id)
@@ -284,9 +291,11 @@ def _print_summary(result: dict[str, Any], console: Console) -> None:
     _print_lines(console, lines)
 
 
-def _create(
+def create_demo_campaign(
     options: DemoOptions, database_url: str, data_dir: Path
 ) -> tuple[lifecycle.ImportedCampaign, DemoAccount]:
+    """A fresh demo account (caps from `options`) and its campaign of the demo's contacts,
+    imported, not started."""
     with transaction(database_url) as session:
         account = create_account(
             session,
