@@ -23,17 +23,25 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import redis
 from celery import Celery
 
-from dialer.cli.devstack import child, free_port, signals_stop_the_stack, wait_http
+from dialer.cli.devstack import (
+    STARTUP_TIMEOUT_S,
+    child,
+    free_port,
+    signals_stop_the_stack,
+    wait_http,
+)
+from dialer.errors import DialerError
 from dialer.metrics import MULTIPROC_ENV
 from dialer.pool import Keys
 from dialer.runtime import redis_client
@@ -409,3 +417,130 @@ def _start_host(
                 run_dir / f"{host.name}-beat.log",
             )
         )  # fmt: skip
+
+
+SENTINEL_MASTER = "dialer-demo"
+"""The name a `SentinelGroup`'s Sentinels monitor the master under."""
+
+
+@dataclass
+class SentinelGroup:
+    """A Redis master with two replicas and three Sentinels on loopback, each a child
+    process writing its log in `run_dir` (`sentinel_group`).
+
+    The servers run with `min-replicas-to-write 1` (`min-replicas-max-lag 10`): a master cut
+    off from both replicas refuses writes; two replicas leave a promoted one a replica to
+    write with. Sentinels judge a silent master down after 1 s (`down-after-milliseconds`).
+    """
+
+    run_dir: Path
+    ports: list[int] = field(default_factory=list)
+    sentinel_ports: list[int] = field(default_factory=list)
+    servers: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def sentinels(self) -> str:
+        """`REDIS_SENTINELS` for this group."""
+        return ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+
+    def master_port(self) -> int:
+        """The master's port as the first Sentinel that answers names it.
+
+        Raises:
+            redis.RedisError: no Sentinel answers.
+        """
+        error: redis.RedisError = redis.ConnectionError("no Sentinel")
+        for port in self.sentinel_ports:
+            try:
+                address = redis.Redis(port=port).sentinel_get_master_addr_by_name(SENTINEL_MASTER)
+                assert isinstance(address, tuple)  # redis-py's reply for this command
+                return int(address[1])
+            except redis.RedisError as failed:
+                error = failed
+        raise error
+
+    def kill_master(self) -> int:
+        """SIGKILL the master (no shutdown, no last save); returns its port."""
+        port = self.master_port()
+        self.servers[port].kill()
+        self.servers[port].wait()
+        return port
+
+    def promoted(self, old_port: int) -> bool:
+        """The Sentinels name a master other than `old_port` that has a replica again."""
+        try:
+            port = self.master_port()
+            info = redis.Redis(port=port).info("replication")
+        except redis.RedisError:
+            return False
+        return port != old_port and info["role"] == "master" and info["connected_slaves"] >= 1
+
+
+@contextmanager
+def sentinel_group(run_dir: Path) -> Iterator[SentinelGroup]:
+    """Start a `SentinelGroup`; yield it once the replicas are in sync and every Sentinel
+    sees the others; stop every process on exit.
+
+    Raises:
+        DialerError: `startup_failed` when it does not come up in time.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    group = SentinelGroup(run_dir, [free_port() for _ in range(3)], [free_port() for _ in range(3)])
+    master = group.ports[0]
+    with ExitStack() as stack:
+        for port in group.ports:
+            args = [
+                "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(run_dir), "--dbfilename", f"{port}.rdb",
+                "--maxmemory-policy", "noeviction", "--min-replicas-to-write", "1",
+                "--min-replicas-max-lag", "10",
+            ]  # fmt: skip
+            if port != master:
+                args += ["--replicaof", "127.0.0.1", str(master)]
+            group.servers[port] = stack.enter_context(
+                child(args, dict(os.environ), run_dir / f"redis-{port}.log")
+            )
+        for port in group.sentinel_ports:
+            conf = run_dir / f"sentinel-{port}.conf"
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {run_dir}\n"
+                f"sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {master} 2\n"
+                f"sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n"
+                f"sentinel failover-timeout {SENTINEL_MASTER} 10000\n"
+            )
+            stack.enter_context(
+                child(
+                    ["redis-server", str(conf), "--sentinel"],
+                    dict(os.environ),
+                    run_dir / f"sentinel-{port}.log",
+                )
+            )
+        _wait(
+            lambda: all(
+                redis.Redis(port=p).info("replication").get("master_link_status") == "up"
+                for p in group.ports[1:]
+            ),
+            "the replicas in sync",
+        )
+        _wait(
+            lambda: all(len(_sentinels(redis.Redis(port=p))) == 2 for p in group.sentinel_ports),
+            "the Sentinels to see each other",
+        )
+        yield group
+
+
+def _sentinels(client: redis.Redis) -> list[Any]:
+    """The other Sentinels one Sentinel knows of (`SENTINEL SENTINELS`)."""
+    known = client.sentinel_sentinels(SENTINEL_MASTER)
+    assert isinstance(known, list)  # redis-py's reply for this command
+    return known
+
+
+def _wait(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        with suppress(redis.RedisError):
+            if predicate():
+                return
+        time.sleep(0.1)
+    raise DialerError("startup_failed", f"timed out waiting for {what}")

@@ -80,6 +80,9 @@ class DemoOptions:
     broker: str = "redis"
     """Celery's broker: `redis` (`REDIS_URL`) or `rabbitmq` (`CELERY_BROKER_URL` when it
     names one, else the local node's default vhost)."""
+    sentinel: bool = False
+    """Run the pool's Redis as a master, two replicas and three Sentinels, and kill the
+    master after the partition (`dialer.cli.chaos_demo`)."""
 
 
 class DemoAccount(NamedTuple):

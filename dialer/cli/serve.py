@@ -182,6 +182,14 @@ def demo(
         str,
         typer.Option(help="Celery's broker: redis, or rabbitmq (CELERY_BROKER_URL or local)."),
     ] = "redis",
+    sentinel: Annotated[
+        bool,
+        typer.Option(
+            "--sentinel",
+            help="With --chaos: Redis as a master, two replicas and three Sentinels, the "
+            "master killed after the partition.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a whole campaign through the simulator with real workers, then report; with
@@ -203,8 +211,11 @@ def demo(
             "--chaos runs with --hosts 2 or more, and --hosts with --chaos; "
             "--broker is redis or rabbitmq",
         )
-    if (chaos and serve) or (broker != "redis" and not chaos):
-        fail("invalid_demo_options", "--chaos does not run with --serve; --broker needs --chaos")
+    if (chaos and serve) or ((broker != "redis" or sentinel) and not chaos):
+        fail(
+            "invalid_demo_options",
+            "--chaos does not run with --serve; --broker and --sentinel need --chaos",
+        )
     options = DemoOptions(
         contacts=contacts,
         csv=csv,
@@ -219,6 +230,7 @@ def demo(
         hosts=hosts,
         chaos=chaos,
         broker=broker,
+        sentinel=sentinel,
     )
     try:
         with errors_reported():
