@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -78,6 +78,11 @@ LOCK_TTL_S = 10.0
 RENEW_EVERY_S = 1.0
 """A round renews the lock (and checks its fence) when the last renewal is this old: until
 the lock's TTL has passed since, no other pacer can have taken it."""
+
+ROUND_IDLE_TIMEOUT_MS = int(LOCK_TTL_S * 1000 / 2)
+"""A dispatch round's transaction is ended by the server when its client has been silent
+this long (`idle_in_transaction_session_timeout`): well within the lock's TTL, far above a
+round's own waits (one Redis round trip between statements)."""
 
 _ACQUIRE = """
 local token = redis.call('INCR', KEYS[2])
@@ -282,6 +287,13 @@ def dispatch_round(runtime: Runtime, account_id: int, fence: Fence | None = None
         # dialled again) and leases that lapse; `place_call`'s own synchronous commit makes
         # every earlier WAL record, this round's included, durable before any call is made.
         relax_durability(session)
+        # A pacer cut off mid-round (its host partitioned: the connection stays open, the
+        # server waits for its next statement) would hold the account's pool lock until
+        # TCP gives up, hours later, and every other pacer and rebuild would wait on it:
+        # the server ends a round idle that long instead.
+        session.execute(
+            text(f"SET LOCAL idle_in_transaction_session_timeout = {ROUND_IDLE_TIMEOUT_MS}")
+        )
         lock_account_pool(session, account_id)
         account = session.get_one(Account, account_id)
         running = _running(session, account_id)
