@@ -60,9 +60,7 @@ def main() -> None:
         client.delete(*keys)
     p99 = int(args.rounds * 0.99)
     for name, figures in (("epoch check", epoch_us), ("PING", ping_us)):
-        print(
-            f"{name:12} median {statistics.median(figures):7.1f} µs  p99 {figures[p99]:7.1f} µs"
-        )
+        print(f"{name:12} median {statistics.median(figures):7.1f} µs  p99 {figures[p99]:7.1f} µs")
     ratio = statistics.median(epoch_us) / statistics.median(ping_us)
     print(f"epoch check: 2 Redis commands, 1 round trip; {ratio:.2f}x a PING (median)")
 
