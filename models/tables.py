@@ -682,3 +682,18 @@ class CampaignMinute(Base):
     answers: Mapped[int] = mapped_column(Integer)
     ends: Mapped[int] = mapped_column(Integer)
     due: Mapped[int] = mapped_column(Integer)
+
+
+class PacerFence(Base):
+    """The highest pacer fencing token seen for an account (`dialer.dispatch.pacer`): a
+    pacer writes its token when it takes the account's lock, and each dispatch round
+    compares-and-sets it in the transaction that commits the round, so a round of a pacer
+    whose lock lapsed (a host cut off, a paused process) and was taken by another can never
+    commit. Also the floor of the next token after Redis lost its counter (a failover)."""
+
+    __tablename__ = "pacer_fences"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    token: Mapped[int] = mapped_column(BigInteger)

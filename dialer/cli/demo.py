@@ -38,7 +38,7 @@ from campaigns import lifecycle
 from campaigns.accounts import create_account, create_api_key, get_account
 from campaigns.reports import campaign_report
 from dialer.cli.common import cli_actor
-from dialer.cli.devstack import LocalStack, StackStopped, local_stack
+from dialer.cli.devstack import StackStopped, local_stack
 from dialer.cli.render import report_table
 from dialer.errors import DialerError
 from dialer.runtime import get_runtime
@@ -81,6 +81,16 @@ class DemoOptions:
     as_json: bool = False
     worker_concurrency: int = 8
     serve: bool = False
+    hosts: int = 1
+    """Hosts the stack runs on (`dialer.cli.chaos`); 1: the one-host stack of `devstack`."""
+    chaos: bool = False
+    """Cut the pacer's host off mid-campaign, past the pacer lock's TTL, then heal it."""
+    broker: str = "redis"
+    """Celery's broker: `redis` (`REDIS_URL`) or `rabbitmq` (`CELERY_BROKER_URL` when it
+    names one, else the local node's default vhost)."""
+    sentinel: bool = False
+    """Run the pool's Redis as a master, two replicas and three Sentinels, and kill the
+    master after the partition (`dialer.cli.chaos_demo`)."""
 
 
 class DemoAccount(NamedTuple):
@@ -184,7 +194,9 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
         worker_concurrency=options.worker_concurrency,
         extra_env=extra_env,
     ) as stack:
-        imported, account = _create(options, settings.database_url, settings.data_dir, stack)
+        imported, account = create_demo_campaign(
+            options, settings.database_url, settings.data_dir, stack.sim_url, stack.api_url
+        )
         httpx.post(
             f"{stack.sim_url}/_sim/config", json={"keypress_weights": DEMO_KEYPRESSES}, timeout=5.0
         ).raise_for_status()
@@ -302,9 +314,12 @@ def _print_summary(result: dict[str, Any], console: Console) -> None:
     _print_lines(console, lines)
 
 
-def _create(
-    options: DemoOptions, database_url: str, data_dir: Path, stack: LocalStack
+def create_demo_campaign(
+    options: DemoOptions, database_url: str, data_dir: Path, sim_url: str, api_url: str
 ) -> tuple[lifecycle.ImportedCampaign, DemoAccount]:
+    """A fresh demo account (caps from `options`) and its campaign of the demo's contacts,
+    imported, not started; the pool's numbers are added through the API at `api_url`, owned
+    by the simulator at `sim_url`."""
     with transaction(database_url) as session:
         account = create_account(
             session,
@@ -315,7 +330,7 @@ def _create(
         )
         created = DemoAccount(account.id, account.name)
         key = create_api_key(session, account, "demo numbers").key
-    _add_pool_numbers(stack, key)
+    _add_pool_numbers(sim_url, api_url, key)
     if options.contacts:
         source = generated_contacts(options.contacts)
     elif options.csv:
@@ -336,14 +351,14 @@ def _create(
     return imported, created
 
 
-def _add_pool_numbers(stack: LocalStack, key: str) -> None:
+def _add_pool_numbers(sim_url: str, api_url: str, key: str) -> None:
     """Have the demo's simulator own `DEMO_POOL` and add its numbers to the account the way
     an operator does (`POST /v1/numbers`: the provider is asked whether it owns each)."""
     config = {"owned_numbers": DEMO_POOL}
-    httpx.post(f"{stack.sim_url}/_sim/config", json=config, timeout=5.0).raise_for_status()
+    httpx.post(f"{sim_url}/_sim/config", json=config, timeout=5.0).raise_for_status()
     for number in DEMO_POOL[1:]:
         added = httpx.post(
-            f"{stack.api_url}/v1/numbers",
+            f"{api_url}/v1/numbers",
             json={"number": number},
             headers={"Authorization": f"Bearer {key}"},
             timeout=10.0,

@@ -162,11 +162,41 @@ def demo(
             "stack up after the report until Ctrl-C (SESSION_SECRET made for the run if unset).",
         ),
     ] = False,
+    hosts: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=9,
+            help="Hosts to run the stack on, each behind its own fault proxy (with --chaos).",
+        ),
+    ] = 1,
+    chaos: Annotated[
+        bool,
+        typer.Option(
+            "--chaos",
+            help="Cut the pacer's host off mid-campaign past the pacer lock's TTL, heal it, "
+            "and print the promises as the carrier sees them (needs --hosts 2 or more).",
+        ),
+    ] = False,
+    broker: Annotated[
+        str,
+        typer.Option(help="Celery's broker: redis, or rabbitmq (CELERY_BROKER_URL or local)."),
+    ] = "redis",
+    sentinel: Annotated[
+        bool,
+        typer.Option(
+            "--sentinel",
+            help="With --chaos: Redis as a master, two replicas and three Sentinels, the "
+            "master killed after the partition.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a whole campaign through the simulator with real workers, then report; with
-    `--serve`, then keep serving its campaign page until Ctrl-C."""
+    `--serve`, then keep serving its campaign page until Ctrl-C; with `--hosts N --chaos`,
+    across N hosts with a partition in the middle."""
     # Imported here: the demo starts Celery and the other parts, which no other command needs.
+    from dialer.cli.chaos_demo import run_chaos_demo
     from dialer.cli.demo import DemoOptions, run_demo
     from dialer.cli.devstack import StackStopped
     from dialer.simulator.config import parse_faults
@@ -175,6 +205,17 @@ def demo(
         parse_faults(fault or [])  # refuse a bad fault here, not as a simulator that died
     except ValueError as error:
         fail("invalid_fault", str(error))
+    if chaos != (hosts > 1) or broker not in ("redis", "rabbitmq"):
+        fail(
+            "invalid_demo_options",
+            "--chaos runs with --hosts 2 or more, and --hosts with --chaos; "
+            "--broker is redis or rabbitmq",
+        )
+    if (chaos and serve) or ((broker != "redis" or sentinel) and not chaos):
+        fail(
+            "invalid_demo_options",
+            "--chaos does not run with --serve; --broker and --sentinel need --chaos",
+        )
     options = DemoOptions(
         contacts=contacts,
         csv=csv,
@@ -186,10 +227,15 @@ def demo(
         faults=fault or [],
         as_json=as_json,
         serve=serve,
+        hosts=hosts,
+        chaos=chaos,
+        broker=broker,
+        sentinel=sentinel,
     )
     try:
         with errors_reported():
-            result = run_demo(options, console if not as_json else err_console)
+            out = console if not as_json else err_console
+            result = run_chaos_demo(options, out) if chaos else run_demo(options, out)
     except StackStopped as stopped:
         # Every child is stopped; now end as the signal would have, for whoever waits on us.
         signal.signal(stopped.signum, signal.SIG_DFL)
@@ -197,3 +243,5 @@ def demo(
         raise
     if as_json:
         print_json(result)
+    if result.get("violations"):
+        fail("invariant_broken", "; ".join(result["violations"]))

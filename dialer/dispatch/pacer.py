@@ -1,8 +1,16 @@
 """The pacer: keeps an account's pool full without ever exceeding it.
 
 One pacer per account runs at a time, under a Redis lock whose value is a fencing token
-(a counter bumped on every acquisition); a round checks the token still holds before it
-dispatches, unless it was renewed less than `RENEW_EVERY_S` ago (well within its TTL). A
+(a counter bumped on every acquisition, never below the highest token PostgreSQL has seen
+for the account, `PacerFence`). The token is checked twice in each round, so a pacer whose
+lock lapsed (its host cut off, its process paused) and was taken by another can neither
+admit nor commit: the admission script takes no lease unless the lock still holds the token
+(`AcquireResult.FENCED`), and the round's transaction compares-and-sets the account's
+highest token (`PacerFence`) before it commits, rolling back when a newer pacer wrote a
+higher one (the new pacer writes its token when it takes the lock). The lock is also renewed
+when it was last renewed `RENEW_EVERY_S` ago (well within its TTL). Before each round the
+pacer checks that Redis neither lost the pool nor failed over since it was built
+(`ensure_pool`: one round trip) and rebuilds it from PostgreSQL first if it did. A
 round claims due contacts with `FOR UPDATE SKIP LOCKED`, takes a lease for each in the
 pool, creates the attempt in `dialing` and, after the commit, hands the attempts
 (`DialOrder`: its id, campaign and account) to `enqueue` (the Celery `place_call` task).
@@ -32,7 +40,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, select, text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from dialer.calls import claimed, expire_pending_jobs, move_job
@@ -41,7 +50,7 @@ from dialer.dispatch.dialing import DialOrder
 from dialer.dispatch.timing import admit
 from dialer.frequency import caps_of
 from dialer.metrics import DIALS_DISPATCHED, PACER_ROUNDS, observe_due_to_dial
-from dialer.pool import AcquireResult, Keys, LeaseRequest, ProviderKeys
+from dialer.pool import AcquireResult, Fence, Keys, LeaseRequest, ProviderKeys
 from dialer.pool.caller_ids import candidates, last_caller_ids, pool_ids, usable_numbers
 from dialer.pool.leases import (
     ProviderLimits,
@@ -62,6 +71,7 @@ from models import (
     Campaign,
     CampaignStatus,
     JobStatus,
+    PacerFence,
     relax_durability,
     transaction,
     utcnow,
@@ -82,6 +92,20 @@ RENEW_EVERY_S = 1.0
 """A round renews the lock (and checks its fence) when the last renewal is this old: until
 the lock's TTL has passed since, no other pacer can have taken it."""
 
+ROUND_IDLE_TIMEOUT_MS = int(LOCK_TTL_S * 1000 / 2)
+"""A dispatch round's transaction is ended by the server when its client has been silent
+this long (`idle_in_transaction_session_timeout`): well within the lock's TTL, far above a
+round's own waits (one Redis round trip between statements)."""
+
+_ACQUIRE = """
+local token = redis.call('INCR', KEYS[2])
+if token <= tonumber(ARGV[1]) then
+  token = tonumber(ARGV[1]) + 1
+  redis.call('SET', KEYS[2], token)
+end
+if redis.call('SET', KEYS[1], token, 'NX', 'PX', ARGV[2]) then return token end
+return 0
+"""
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -115,8 +139,6 @@ class Round:
     idle_until: datetime | None = None
     """Nothing was due and no call is in progress: nothing can happen before this moment
     (the next due contact, `start_at` or `end_at`) unless a campaign starts or resumes."""
-    pool_lost: bool = False
-    """Redis lost the pool: the next round rebuilds it (`ensure_pool`) first."""
 
 
 @dataclass
@@ -129,22 +151,43 @@ class PacerRun:
     work_left: bool = False
 
 
+class PacerFencedError(Exception):
+    """A newer pacer's token is recorded for the account: this round must not commit."""
+
+
 class PacerLock:
     """The account's pacer lock with a fencing token."""
 
     def __init__(self, runtime: Runtime, account_id: int) -> None:
         self.redis = runtime.redis
+        self.database_url = runtime.settings.database_url
+        self.account_id = account_id
         self.keys = Keys(account_id)
         self.token = ""
+        self._acquire = self.redis.register_script(_ACQUIRE)
         self._renew = self.redis.register_script(_RENEW)
         self._unlock = self.redis.register_script(_UNLOCK)
 
     def acquire(self) -> bool:
-        token = str(self.redis.incr(self.keys.pacer_fence()))
-        if self.redis.set(self.keys.pacer_lock(), token, nx=True, px=int(LOCK_TTL_S * 1000)):
-            self.token = token
-            return True
-        return False
+        """Take the lock with a new token, above every token PostgreSQL has seen for the
+        account (Redis may have lost its counter in a failover), and record the token there:
+        from then on a round of an earlier holder cannot commit (`record_token`)."""
+        with transaction(self.database_url) as session:
+            floor = session.scalar(
+                select(PacerFence.token).where(PacerFence.account_id == self.account_id)
+            )
+        keys = [self.keys.pacer_lock(), self.keys.pacer_fence()]
+        token = int(self._acquire(keys=keys, args=[floor or 0, int(LOCK_TTL_S * 1000)]))
+        if not token:
+            return False
+        self.token = str(token)
+        with transaction(self.database_url) as session:
+            record_token(session, self.account_id, token)
+        return True
+
+    @property
+    def fence(self) -> Fence:
+        return Fence(self.keys.pacer_lock(), self.token)
 
     def still_held(self) -> bool:
         """Renew the lock; False if another pacer took it (this one must stop at once)."""
@@ -164,9 +207,9 @@ def run_pacer(
 ) -> PacerRun:
     """Dispatch the account's due contacts for up to `budget_s` seconds.
 
-    Returns without doing anything (`locked=False`) if another pacer holds the lock. The
-    pool is rebuilt if Redis lost it (`ensure_pool`) when the run starts and after a round
-    found it lost.
+    Returns without doing anything (`locked=False`) if another pacer holds the lock. Before
+    each round the pool is rebuilt if Redis lost it or failed over (`ensure_pool`). Stops
+    at once when a round finds its fencing token superseded.
     Stops early, leaving `work_left` False, when the round finds nothing to do before a
     moment past this run's budget (`Round.idle_until`): until then the beat's kick leaves
     the account alone (`accounts_needing_pacer`). A pacer that finds the lock taken wakes
@@ -182,7 +225,7 @@ def run_pacer(
     run = PacerRun(locked=True)
     deadline = time.monotonic() + budget_s
     runtime.redis.delete(pacer_idle_key(account_id))
-    rebuild = True
+    provider = ProviderLimits.of(runtime.settings)
     try:
         while time.monotonic() < deadline:
             if time.monotonic() - renewed_at >= RENEW_EVERY_S:
@@ -190,10 +233,12 @@ def run_pacer(
                 if not lock.still_held():
                     break
                 renewed_at = checked_at
-            if rebuild:
-                ensure_pool(runtime.pool, runtime.settings.database_url, account_id)
-            result = dispatch_round(runtime, account_id)
-            rebuild = result.pool_lost
+            ensure_pool(runtime.pool, runtime.settings.database_url, account_id, provider)
+            try:
+                result = dispatch_round(runtime, account_id, lock.fence)
+            except PacerFencedError:
+                log.warning("pacer_fenced", account_id=account_id, token=lock.token)
+                break
             _send_on_time(result.dials, enqueue)
             run.rounds += 1
             PACER_ROUNDS.labels("dialled" if result.dials else "idle").inc()
@@ -232,12 +277,21 @@ def pacer_idle_key(account_id: int) -> str:
     return f"{Keys(account_id).tag}:pacer:idle"
 
 
-def dispatch_round(runtime: Runtime, account_id: int) -> Round:
+def dispatch_round(runtime: Runtime, account_id: int, fence: Fence | None = None) -> Round:
     """Claim due contacts, lease a slot and book a CPS slot for each, create their
     attempts; commit. "Now" is `runtime.clock()` for due times and windows.
 
+    With the pacer's `fence`, leases are taken only while its lock holds its token, and
+    the round commits only if no newer token was recorded for the account
+    (`record_token`). Without one (a round run on its own, as
+    the tests do), neither is checked.
+
     The caller enqueues `Round.dials` after this returns (the commit is done), each at its
     `send_at`.
+
+    Raises:
+        PacerFencedError: the lock no longer holds the token, or a newer pacer recorded its
+            own; the round was rolled back (no lease was taken in the first case).
     """
     out = Round()
     now = runtime.clock()
@@ -246,6 +300,13 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
         # dialled again) and leases that lapse; `place_call`'s own synchronous commit makes
         # every earlier WAL record, this round's included, durable before any call is made.
         relax_durability(session)
+        # A pacer cut off mid-round (its host partitioned: the connection stays open, the
+        # server waits for its next statement) would hold the account's pool lock until
+        # TCP gives up, hours later, and every other pacer and rebuild would wait on it:
+        # the server ends a round idle that long instead.
+        session.execute(
+            text(f"SET LOCAL idle_in_transaction_session_timeout = {ROUND_IDLE_TIMEOUT_MS}")
+        )
         lock_account_pool(session, account_id)
         account = session.get_one(Account, account_id)
         running = _running(session, account_id)
@@ -322,6 +383,7 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
                 horizon_s=BOOKING_HORIZON_S,
                 generation_keys=(keys.generation(), ProviderKeys().generation()),
                 clock=dial_clock(now, runtime.settings.dev_time_scale),
+                fence=fence,
             )
             if requests
             else []
@@ -334,8 +396,10 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
             lease_s = request.lease_s
             if got.result is AcquireResult.POOL_LOST:
                 out.wait_s = 0.0  # the next round rebuilds the pool, after this one commits
-                out.pool_lost = blocked = True
+                blocked = True
                 break
+            if got.result is AcquireResult.FENCED:
+                raise PacerFencedError(f"account {account_id}: the lock left token {fence}")
             if got.result is AcquireResult.RATE_LIMITED:
                 out.wait_s = got.wait_s
                 blocked = True
@@ -392,6 +456,8 @@ def dispatch_round(runtime: Runtime, account_id: int) -> Round:
         out.work_left = any(
             c.status is CampaignStatus.RUNNING and c.id not in idle for c in running
         )
+        if fence is not None and not record_token(session, account_id, int(fence.token)):
+            raise PacerFencedError(f"account {account_id}: token {fence.token} superseded")
     return out
 
 
@@ -415,6 +481,20 @@ def _note_waiting(runtime: Runtime, keys: Keys, waiting: dict[int, str]) -> None
     for campaign_id, reason in waiting.items():
         pipe.set(keys.campaign_waiting(campaign_id), reason, px=int(WAITING_TTL_S * 1000))
     pipe.execute()
+
+
+def record_token(session: Session, account_id: int, token: int) -> bool:
+    """Record `token` as the account's highest pacer token unless a higher one is recorded
+    (compare-and-set, `PacerFence`). Returns False when a higher one is: the caller's lock
+    was taken over, and its transaction must not commit. The row stays locked until the
+    transaction ends, so a pacer taking over waits for a round committing now."""
+    statement = insert(PacerFence).values(account_id=account_id, token=token)
+    statement = statement.on_conflict_do_update(
+        index_elements=[PacerFence.account_id],
+        set_={"token": statement.excluded.token},
+        where=PacerFence.token <= statement.excluded.token,
+    )
+    return session.execute(statement.returning(PacerFence.token)).first() is not None
 
 
 def _running(session: Session, account_id: int) -> list[Campaign]:

@@ -14,6 +14,33 @@ pool needs one Redis, not Redis Cluster.
 The GCRA limiters pace the pacer's bookings; the CPS limit as the provider counts it is kept
 at the moment each create request leaves, by send windows (`send_slot.lua`): a sliding
 window whose slots count until the provider has answered, plus the window's length.
+
+Failover, and what `min-replicas-to-write 1` does and does not guarantee. Redis replicates
+asynchronously: a write is acknowledged to the client before any replica has it, so a
+replica promoted by Sentinel can miss the master's last writes: leases taken (the pool
+would admit above its caps), send slots (a CPS burst), the pacer's fencing counter
+(`INCR` going back). Releases lost are harmless: the lease lapses. With
+`min-replicas-to-write 1` and `min-replicas-max-lag 10` the master refuses writes
+(`NOREPLICAS`) while no replica has acknowledged the replication stream within the last
+10 s (replicas report once a second). What that guarantees: a master cut off from every
+replica stops admitting within about 10 s, so the writes a partitioned old master accepts
+after the failover, which are thrown away when it rejoins as a replica, are bounded by
+that lag. What it does not guarantee: that an acknowledged write reached a replica. The
+check is about the replicas' last acknowledgement, not about this write, so the writes
+of the last second or so before a crash can still be lost; `WAIT` does not close that
+either (its documentation: it "does not make Redis a strongly consistent store", a write
+acknowledged by enough replicas can still be lost if the failover promotes one that did not
+receive it), and the Redis Cluster specification says the same of failover in general
+("Redis Cluster is not able to guarantee strong consistency ... acknowledged writes can
+be lost"). So nothing here trusts Redis to keep a write: PostgreSQL is the record of which
+calls are live, and before each round the pacer compares the epoch the pool was built in
+(`Pool.pool_epochs`: run id and replication id) with the server's, and rebuilds the pool
+from PostgreSQL and counts the send windows full for one window when they differ
+(`dialer.pool.reconcile`); the pacer's tokens never go below the highest PostgreSQL has
+recorded. A round in flight during the failover is counted: the rebuild takes the
+account's pool lock, which a round holds until it commits. What remains: a failover
+between the pacer's check and its admission (within one round) lets that round see a
+pool missing the lost leases; the next round's check repairs it.
 """
 
 from __future__ import annotations
@@ -40,6 +67,17 @@ class AcquireResult(StrEnum):
     CALLER_IDS_SPENT = "caller_ids_spent"
     """No caller ID of the request's candidates may present another call now (its
     concurrency cap, or its minute's or day's limit): the contact waits."""
+    FENCED = "fenced"
+    """The pacer's lock no longer holds its fencing token: another pacer took over."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """A pacer's lock and the fencing token it must hold for an admission to take leases
+    (`dialer.dispatch.pacer.PacerLock`)."""
+
+    lock_key: str
+    token: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,12 +295,13 @@ class Pool:
         limits: list[RateLimit],
         horizon_s: float = 0.0,
         generation_keys: tuple[str, ...] = (),
+        fence: Fence | None = None,
     ) -> Acquisition:
         """Take a lease of `lease_s` seconds for `member` in every scope (at least one), or
         in none, and book its CPS slot at most `horizon_s` seconds ahead (`acquire_many`
         with one request)."""
         request = LeaseRequest(member, lease_s, scopes, limits)
-        return self.acquire_many([request], horizon_s, generation_keys)[0]
+        return self.acquire_many([request], horizon_s, generation_keys, fence=fence)[0]
 
     def acquire_many(
         self,
@@ -270,6 +309,7 @@ class Pool:
         horizon_s: float = 0.0,
         generation_keys: tuple[str, ...] = (),
         clock: DialClock = DialClock(),
+        fence: Fence | None = None,
     ) -> list[Acquisition]:
         """Take a lease for each request in order, as `acquire` would one after the other,
         in one script run (one Redis round trip, each scope counted and each CPS limit read
@@ -282,7 +322,8 @@ class Pool:
         second slot. With `generation_keys`, nothing is taken while any of them is missing:
         the only result is `POOL_LOST`. A request with `caller_ids` is admitted presenting
         one of them that is under its concurrency cap and its minute's and day's limits
-        by `clock`, else refused `CALLER_IDS_SPENT` and the batch goes on.
+        by `clock`, else refused `CALLER_IDS_SPENT` and the batch goes on. With a `fence`,
+        nothing is taken unless its lock holds its token: the only result is then `FENCED`.
 
         Cost: one script run per batch; per caller ID touched, a `ZCARD` of its live
         scope and a trim, `ZCARD` and `ZCOUNT` of its dial window (O(log n) each), once per
@@ -332,6 +373,9 @@ class Pool:
         args += caps
         args += intervals
         args += encoded
+        if fence is not None:
+            keys.append(fence.lock_key)
+            args.append(fence.token)
         results = []
         for code, detail, *chosen in self._acquire(keys=keys, args=args):
             if code == 1:
@@ -351,6 +395,8 @@ class Pool:
                 results.append(
                     Acquisition(AcquireResult.CALLER_IDS_SPENT, wait_s=int(detail) / 1_000_000.0)
                 )
+            elif code == -4:
+                results.append(Acquisition(AcquireResult.FENCED))
             else:
                 results.append(
                     Acquisition(AcquireResult.RATE_LIMITED, wait_s=int(detail) / 1_000_000.0)
@@ -434,6 +480,34 @@ class Pool:
         except NoScriptError:
             for member, scope_keys, wake_key in leases:
                 self.release(member, scope_keys, wake_key)
+
+    def pool_epochs(self, generation_keys: tuple[str, ...]) -> tuple[str, tuple[str | None, ...]]:
+        """This Redis's epoch and the values of `generation_keys`, in one round trip.
+
+        The epoch is `<run_id>/<master_replid>` (`INFO server replication`, Redis 7.0+):
+        the run id changes whenever the server restarts, the replication id whenever a
+        replica is promoted (PSYNC2 keeps the old one as `master_replid2`, which is not
+        read), so a generation key holding another epoch, or none, means the pool may miss
+        writes its master acknowledged (`dialer.pool.reconcile`).
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.mget(generation_keys)
+        pipe.info("server", "replication")
+        values, info = pipe.execute()
+        epoch = f"{info['run_id']}/{info['master_replid']}"
+        return epoch, tuple(v.decode() if v is not None else None for v in values)
+
+    def fill_send_windows(self, windows: list[SendWindow]) -> None:
+        """Count every window as full for one window's length from now: after Redis lost
+        writes, the slots of requests sent in the last window may be gone, and sending into
+        the emptied windows could double the CPS the provider sees. A `refill` member whose
+        score is that moment refuses every slot until then (`send_slot.lua`)."""
+        seconds, micros = self.redis.time()
+        now_us = seconds * 1_000_000 + micros
+        pipe = self.redis.pipeline(transaction=True)
+        for window in windows:
+            pipe.zadd(window.key, {"refill": now_us + int(window.seconds * 1_000_000)})
+        pipe.execute()
 
     def live(self, scope_key: str) -> int:
         """Leases currently held in a scope (lapsed ones included until the scope next

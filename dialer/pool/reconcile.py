@@ -1,11 +1,16 @@
-"""The reconciler: rebuild an account's pool from PostgreSQL when Redis has lost it.
+"""The reconciler: rebuild an account's pool from PostgreSQL when Redis has lost it or failed
+over.
 
 PostgreSQL is the record of which calls are live; Redis only mirrors it for speed. A
-generation key, written when the pool is (re)built, tells whether Redis still holds the
-mirror: after a restart or a `FLUSHALL` it is gone, and every live attempt's lease is added
-back (with its recorded expiry) before the pacer dispatches anything. The provider
+generation key, written when the pool is (re)built, holds the Redis epoch it was built in
+(`Pool.epoch`: the server's run id and replication id). When the key is gone (a restart
+without persistence, a `FLUSHALL`) or names another epoch (a restart, a replica promoted by
+Sentinel, which may lack the last writes its master acknowledged: replication is
+asynchronous), every live attempt's lease is added back (with its recorded expiry) before
+the pacer admits anything, and the send windows the lost writes may have held are counted
+full for one window (`fill_send_windows`: no CPS burst from forgotten slots). The provider
 account's scope, shared by every account, has a generation key of its own: the first pacer
-to find it gone puts back the live attempts of every account, under the provider lock that
+to find it stale puts back the live attempts of every account, under the provider lock that
 every dispatch round holds shared (`lock_account_pool`). The caller IDs' dial windows (their
 minute and day limits) are rebuilt with the account's pool, from the attempts of the last
 day, so a number does not present its day's calls again after Redis lost them.
@@ -21,8 +26,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dialer.pool import Keys, Pool, ProviderKeys
-from dialer.pool.leases import release_keys
-from models import LIVE_ATTEMPT_STATUSES, CallAttempt, Campaign, transaction
+from dialer.pool.leases import ProviderLimits, release_keys, send_window, send_windows
+from models import (
+    LIVE_ATTEMPT_STATUSES,
+    Account,
+    CallAttempt,
+    Campaign,
+    CampaignStatus,
+    transaction,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -31,24 +43,35 @@ DIAL_WINDOW_TTL_MS = 86_400_000 + 60_000
 script's do (`acquire.lua`) when no call is admitted meanwhile."""
 
 
-def ensure_pool(pool: Pool, database_url: str, account_id: int) -> bool:
-    """Rebuild the account's leases, and the provider account's scope, if Redis lost them.
-    Returns True if it rebuilt either.
+def ensure_pool(
+    pool: Pool, database_url: str, account_id: int, provider: ProviderLimits | None = None
+) -> bool:
+    """Rebuild the account's leases, and the provider account's scope, if Redis lost them
+    or failed over since they were built. Returns True if it rebuilt either.
 
-    Cheap when nothing was lost: one `EXISTS`.
+    `provider`: the provider account's limits (`ProviderLimits.of(settings)`), for its send
+    window; None: none.
+
+    Cheap when nothing changed: one round trip (`Pool.pool_epochs`, measured by
+    `bench/pool_epoch.py`).
     """
     keys = Keys(account_id)
-    provider = ProviderKeys()
-    if pool.redis.exists(keys.generation(), provider.generation()) == 2:
+    provider_keys = ProviderKeys()
+    provider = provider or ProviderLimits()
+    epoch, (account_gen, provider_gen) = pool.pool_epochs(
+        (keys.generation(), provider_keys.generation())
+    )
+    if account_gen == provider_gen == epoch:
         return False
-    rebuilt = _ensure_provider_scope(pool, database_url)
-    if pool.redis.exists(keys.generation()):
+    rebuilt = provider_gen != epoch and _ensure_provider_scope(pool, database_url, provider)
+    if account_gen == epoch:
         return rebuilt
     with transaction(database_url) as session:
         # Waits for a dispatch round in flight to commit, so its attempts are read too;
         # rounds wait for this rebuild in turn (they take the same lock).
         lock_account_pool(session, account_id)
-        if pool.redis.exists(keys.generation()):
+        epoch, (account_gen,) = pool.pool_epochs((keys.generation(),))
+        if account_gen == epoch:
             return rebuilt  # another process rebuilt it while we waited
         rows = session.execute(
             select(
@@ -67,9 +90,26 @@ def ensure_pool(pool: Pool, database_url: str, account_id: int) -> bool:
             for key in release_keys(account_id, campaign_id, from_e164):
                 pipe.zadd(key, {str(attempt_id): score}, nx=True)
         _rebuild_dial_windows(session, pipe, account_id)
-        pipe.set(keys.generation(), "1", nx=True)
+        pipe.set(keys.generation(), epoch)
         pipe.execute()
-    log.warning("pool_rebuilt", account_id=account_id, leases=len(rows))
+        if account_gen is not None or rows:
+            # Slots of requests sent in the last window may be gone with the lost writes.
+            # (A pool never built, with nothing live, had nothing to lose.)
+            account = session.get_one(Account, account_id)
+            running = session.scalars(
+                select(Campaign).where(
+                    Campaign.account_id == account_id,
+                    Campaign.status == CampaignStatus.RUNNING,
+                    Campaign.cps.is_not(None),
+                )
+            ).all()
+            windows = {send_window(keys.account_sends(), account.cps)}
+            for campaign in running:
+                windows.update(send_windows(account, campaign, ProviderLimits()))
+            pool.fill_send_windows(sorted(windows, key=lambda w: w.key))
+    log.warning(
+        "pool_rebuilt", account_id=account_id, leases=len(rows), stale=account_gen is not None
+    )
     return True
 
 
@@ -96,16 +136,15 @@ def _rebuild_dial_windows(session: Session, pipe: Pipeline, account_id: int) -> 
         pipe.pexpire(window, DIAL_WINDOW_TTL_MS)
 
 
-def _ensure_provider_scope(pool: Pool, database_url: str) -> bool:
+def _ensure_provider_scope(pool: Pool, database_url: str, provider: ProviderLimits) -> bool:
     """Put every account's live attempts back in the provider account's scope if Redis lost
-    it. Returns True if it rebuilt."""
-    provider = ProviderKeys()
-    if pool.redis.exists(provider.generation()):
-        return False
+    it or failed over. Returns True if it rebuilt."""
+    provider_keys = ProviderKeys()
     with transaction(database_url) as session:
         # Exclusive: waits for every dispatch round in flight (each holds it shared).
         session.execute(select(func.pg_advisory_xact_lock(PROVIDER_LOCK_NAMESPACE, 0)))
-        if pool.redis.exists(provider.generation()):
+        epoch, (generation,) = pool.pool_epochs((provider_keys.generation(),))
+        if generation == epoch:
             return False
         rows = session.execute(
             select(CallAttempt.id, CallAttempt.lease_expires_at).where(
@@ -114,10 +153,13 @@ def _ensure_provider_scope(pool: Pool, database_url: str) -> bool:
         ).all()
         pipe = pool.redis.pipeline(transaction=True)
         for attempt_id, expires in rows:
-            pipe.zadd(provider.pool(), {str(attempt_id): int(expires.timestamp() * 1000)}, nx=True)
-        pipe.set(provider.generation(), "1", nx=True)
+            score = int(expires.timestamp() * 1000)
+            pipe.zadd(provider_keys.pool(), {str(attempt_id): score}, nx=True)
+        pipe.set(provider_keys.generation(), epoch)
         pipe.execute()
-    log.warning("provider_pool_rebuilt", leases=len(rows))
+        if provider.cps is not None and (generation is not None or rows):
+            pool.fill_send_windows([send_window(provider_keys.sends(), provider.cps)])
+    log.warning("provider_pool_rebuilt", leases=len(rows), stale=generation is not None)
     return True
 
 

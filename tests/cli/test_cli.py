@@ -801,6 +801,17 @@ def test_demo_refuses_an_unknown_fault_before_starting_anything(cli: Cli) -> Non
     assert "502-after" in message  # it lists the faults it knows
 
 
+def test_demo_refuses_chaos_without_hosts_to_cut_before_starting_anything(cli: Cli) -> None:
+    for args in (
+        ("--chaos",),
+        ("--hosts", "3"),
+        ("--hosts", "3", "--chaos", "--broker", "kafka"),
+        ("--broker", "rabbitmq"),
+        ("--hosts", "3", "--chaos", "--serve"),
+    ):
+        cli.fails("demo", *args, "--json", code="invalid_demo_options")
+
+
 def test_simulator_help_names_every_fault(cli: Cli) -> None:
     from dialer.simulator import Fault
 

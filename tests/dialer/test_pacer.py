@@ -5,22 +5,31 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
 import redis
 from sqlalchemy import select
 
 from campaigns.accounts import save_number
 from dialer.dispatch.dialing import DialOrder
-from dialer.dispatch.pacer import PacerLock, dispatch_round, run_pacer
+from dialer.dispatch.pacer import (
+    PacerFencedError,
+    PacerLock,
+    dispatch_round,
+    record_token,
+    run_pacer,
+)
 from dialer.pool import Keys, ProviderKeys
 from dialer.pool.reconcile import ensure_pool
 from dialer.runtime import Runtime
 from models import (
     AttemptStatus,
     CallAttempt,
+    CallJob,
     Campaign,
     CampaignEvent,
     CampaignStatus,
     JobStatus,
+    PacerFence,
     transaction,
 )
 from tests.factories import make_account, make_caller_id, make_campaign, make_job
@@ -104,16 +113,72 @@ def test_finished_campaign_completes(committed_db: str, runtime: Runtime) -> Non
 def test_only_one_pacer_per_account(
     committed_db: str, redis_client: redis.Redis, runtime: Runtime
 ) -> None:
-    first, second = PacerLock(runtime, 1), PacerLock(runtime, 1)
+    account_id, _ = seed(committed_db, [{"jobs": 0}], {})
+    first, second = PacerLock(runtime, account_id), PacerLock(runtime, account_id)
     assert first.acquire()
     assert not second.acquire()
     # The lock lapsed (a killed worker) and another pacer took it: the fence stops the first.
-    redis_client.delete(Keys(1).pacer_lock())
+    redis_client.delete(Keys(account_id).pacer_lock())
     assert second.acquire()
+    assert int(second.token) > int(first.token)
     assert not first.still_held()
     first.release()  # must not release the second pacer's lock
     assert second.still_held()
-    assert run_pacer(runtime, 1, lambda ids: None, budget_s=0.1).locked is False
+    assert run_pacer(runtime, account_id, lambda ids: None, budget_s=0.1).locked is False
+
+
+def test_a_pacer_whose_lock_was_taken_over_admits_nothing(
+    committed_db: str, redis_client: redis.Redis, runtime: Runtime
+) -> None:
+    """A pacer cut off past its lock's TTL wakes with a round to run: the admission script
+    finds the lock holding another token and takes no lease; the round writes nothing."""
+    account_id, _ = seed(committed_db, [{"jobs": 3}], {"max_concurrency": 3, "cps": 1e6})
+    ensure_pool(runtime.pool, runtime.settings.database_url, account_id)
+    old, new = PacerLock(runtime, account_id), PacerLock(runtime, account_id)
+    assert old.acquire()
+    redis_client.delete(Keys(account_id).pacer_lock())  # its TTL passed while it was cut off
+    assert new.acquire()
+    with pytest.raises(PacerFencedError):
+        dispatch_round(runtime, account_id, old.fence)
+    assert runtime.pool.live(Keys(account_id).account_pool()) == 0
+    assert attempts_by_campaign(committed_db) == Counter()
+    assert len(dispatch_round(runtime, account_id, new.fence).dials) == 3
+
+
+def test_a_round_admitted_before_the_takeover_cannot_commit_after_it(
+    committed_db: str, redis_client: redis.Redis, runtime: Runtime
+) -> None:
+    """The old pacer admitted while its lock held (Redis saw its token), then the new pacer
+    took the lock and recorded its token in PostgreSQL before the old round's commit: the
+    commit's compare-and-set refuses it, and the round is rolled back."""
+    account_id, _ = seed(committed_db, [{"jobs": 3}], {"max_concurrency": 3, "cps": 1e6})
+    ensure_pool(runtime.pool, runtime.settings.database_url, account_id)
+    old = PacerLock(runtime, account_id)
+    assert old.acquire()
+    with transaction(committed_db) as session:  # as `PacerLock.acquire` of the new pacer
+        assert record_token(session, account_id, int(old.token) + 1)
+    with pytest.raises(PacerFencedError):
+        dispatch_round(runtime, account_id, old.fence)
+    assert attempts_by_campaign(committed_db) == Counter()
+    with transaction(committed_db) as session:
+        assert not record_token(session, account_id, int(old.token))
+        assert set(session.scalars(select(CallJob.status))) == {JobStatus.PENDING}
+
+
+def test_tokens_stay_above_every_recorded_one_after_redis_lost_its_counter(
+    committed_db: str, redis_client: redis.Redis, runtime: Runtime
+) -> None:
+    account_id, _ = seed(committed_db, [{"jobs": 0}], {})
+    first = PacerLock(runtime, account_id)
+    assert first.acquire()
+    first.release()
+    redis_client.flushdb()  # the counter is gone: a failover lost it
+    second = PacerLock(runtime, account_id)
+    assert second.acquire()
+    assert int(second.token) > int(first.token)
+    with transaction(committed_db) as session:
+        token = session.scalar(select(PacerFence.token).where(PacerFence.account_id == account_id))
+    assert token == int(second.token)
 
 
 def test_run_pacer_dispatches_and_enqueues(committed_db: str, runtime: Runtime) -> None:
@@ -125,8 +190,6 @@ def test_run_pacer_dispatches_and_enqueues(committed_db: str, runtime: Runtime) 
     assert run.locked and run.dispatched == 3 == len(sent)
     assert {(o.campaign_id, o.account_id) for o in sent} == {(campaign_ids[0], account_id)}
     with transaction(committed_db) as session:
-        from models import CallJob
-
         assert set(session.scalars(select(CallJob.status))) == {JobStatus.IN_PROGRESS}
 
 

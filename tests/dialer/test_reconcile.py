@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import redis
 
 from dialer.pool import Keys, ProviderKeys
-from dialer.pool.leases import release_keys
+from dialer.pool.leases import ProviderLimits, release_keys, send_window
 from dialer.pool.reconcile import ensure_pool
 from dialer.runtime import Runtime
-from models import AttemptStatus, CampaignStatus, JobStatus, transaction, utcnow
+from models import Account, AttemptStatus, CampaignStatus, JobStatus, transaction, utcnow
 from tests.factories import make_account, make_attempt, make_caller_id, make_campaign, make_job
 
 LIVE = (AttemptStatus.DIALING, AttemptStatus.PLACING, AttemptStatus.RINGING)
@@ -108,3 +109,59 @@ def test_the_provider_accounts_scope_is_rebuilt_with_every_accounts_live_leases(
     redis_client.delete(provider.generation(), provider.pool())
     assert ensure_pool(runtime.pool, runtime.settings.database_url, account_id) is True
     assert runtime.pool.live(provider.pool()) == len(live) + 1
+
+
+def test_a_failover_is_seen_by_the_epoch_and_the_pool_rebuilt_with_full_send_windows(
+    runtime: Runtime, redis_client: redis.Redis
+) -> None:
+    """A replica promoted by Sentinel holds the generation keys its master wrote, but may
+    lack the master's last writes (replication is asynchronous): the epoch written in the
+    generation key differs from the new master's, so the pool is rebuilt from PostgreSQL,
+    and the send windows count as full for one window."""
+    account_id, live, _, _ = seed(runtime)
+    provider = ProviderLimits(cps=5.0)
+    assert ensure_pool(runtime.pool, runtime.settings.database_url, account_id, provider)
+    assert not ensure_pool(runtime.pool, runtime.settings.database_url, account_id, provider)
+    keys = Keys(account_id)
+    # What the promoted replica holds: the generation keys of the old master's epoch, and
+    # not the last leases nor the send slots of the last second.
+    epoch, _ = runtime.pool.pool_epochs(())
+    old_epoch = "0" * 40 + "/" + epoch.split("/")[1]
+    redis_client.set(keys.generation(), old_epoch)
+    redis_client.set(ProviderKeys().generation(), old_epoch)
+    lost, (scope_keys, _) = next(iter(live.items()))
+    for key in scope_keys:
+        redis_client.zrem(key, str(lost))
+    assert ensure_pool(runtime.pool, runtime.settings.database_url, account_id, provider)
+    assert runtime.pool.live(keys.account_pool()) == len(live)
+    assert redis_client.get(keys.generation()) == epoch.encode()
+    with transaction(runtime.settings.database_url) as session:
+        account = session.get_one(Account, account_id)
+        windows = [send_window(keys.account_sends(), account.cps)]
+    windows.append(send_window(ProviderKeys().sends(), 5.0))
+    for window in windows:
+        deadline = time.monotonic() + 0.2
+        assert runtime.pool.wait_for_send_slot("x", [window], deadline, 5.0) is None, window
+    # One window later, sends flow again.
+    time.sleep(max(w.seconds for w in windows))
+    assert runtime.pool.wait_for_send_slot("x", windows, time.monotonic() + 0.5, 5.0)
+
+
+def test_the_epoch_check_costs_one_round_trip(runtime: Runtime) -> None:
+    """`ensure_pool` with nothing lost or failed over sends one pipeline (MGET, INFO)."""
+    account_id, _, _, _ = seed(runtime)
+    assert ensure_pool(runtime.pool, runtime.settings.database_url, account_id)
+    db = runtime.redis.connection_pool.connection_kwargs["db"]
+    with runtime.redis.monitor() as monitor:
+        assert not ensure_pool(runtime.pool, runtime.settings.database_url, account_id)
+        runtime.redis.echo("checked")
+        seen = []
+        for command in monitor.listen():  # every database's: keep this test's own
+            if int(command["db"]) != db:
+                continue
+            if command["command"] == "ECHO checked":
+                break
+            seen.append(command["command"].split()[0].upper())
+    seen = [name for name in seen if name not in {"SELECT", "CLIENT", "HELLO"}]  # a new
+    # connection's set-up (the monitor holds the one the pool had)
+    assert seen == ["MGET", "INFO"]

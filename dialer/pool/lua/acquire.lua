@@ -7,7 +7,8 @@
 --                   score = admission time, ms of the dial clock)
 -- KEYS[S+L+D+1..]   optional: the pool's generation keys (the account's, the provider
 --                   account's), which must all exist (else the pool was lost with Redis
---                   and must be rebuilt before any lease is taken)
+--                   and must be rebuilt before any lease is taken); then, when a fencing
+--                   token ends ARGV, the pacer's lock (last key)
 -- ARGV[1], ARGV[2]  S, L
 -- ARGV[3]           booking horizon, µs: a call may be booked this far ahead of now
 -- ARGV[4..3+S]      each scope's cap
@@ -20,12 +21,15 @@
 --                   (ms); D, the caller IDs (caller ID c's dial window is KEYS[S+L+c]), and
 --                   per caller ID: its scope's index (live calls presenting it), its most
 --                   calls a minute and a day (0: no limit)
+-- then, optional    the pacer's fencing token (`dialer.pool.Fence`): nothing is taken
+--                   unless the pacer's lock (the last key) holds it
 --
 -- Returns a list with one {code, detail, caller} per request handled: {-2, 0} when a
 -- generation key is missing (the only entry); {1, delay_us, c} when acquired: the call's
 -- slot is delay_us from now (0: at once), presenting caller ID c (0: the request had no
 -- candidate); {0, i} when scope i is full; {-1, wait_us} when the CPS limits have no slot
--- within the horizon for wait_us more; {-3, wait_us} when no candidate caller ID may
+-- within the horizon for wait_us more; {-4, 0} when the fencing token is given and the
+-- pacer's lock no longer holds it (the only entry); {-3, wait_us} when no candidate caller ID may
 -- present another call: at their concurrency cap, or at their minute's or day's limit
 -- (wait_us: until the first window lets one, 0 when only a release can). The batch stops
 -- after a {-1, _} and after a {0, i} where scope i is not the request's own (the account,
@@ -85,7 +89,14 @@ for c = 1, D do
   pos = pos + 3
 end
 
-if #KEYS > S + L + D and redis.call('EXISTS', unpack(KEYS, S + L + D + 1)) < #KEYS - S - L - D then
+local generations = #KEYS - S - L - D
+local token = ARGV[pos + 1]
+if token then
+  generations = generations - 1
+  if redis.call('GET', KEYS[#KEYS]) ~= token then return {{-4, 0}} end
+end
+if generations > 0 and redis.call('EXISTS', unpack(KEYS, S + L + D + 1, S + L + D + generations))
+    < generations then
   return {{-2, 0}}
 end
 

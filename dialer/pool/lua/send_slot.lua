@@ -18,6 +18,9 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 for j = 1, #KEYS do
+  -- A window refilled after Redis lost writes (`Pool.fill_send_windows`) is full until then.
+  local refill = tonumber(redis.call('ZSCORE', KEYS[j], 'refill') or 0)
+  if refill > now then return {-1, refill - now} end
   -- Lapsed slots are purged only when they would make the window look full.
   local held = redis.call('ZCARD', KEYS[j])
   local calls = tonumber(ARGV[2 + j])
