@@ -527,7 +527,8 @@ def _recover(runtime: Runtime, attempt_id: int, error: ProviderError | None) -> 
 
 def _adopted(runtime: Runtime, attempt_id: int, canceled: bool) -> PlaceResult:
     """A call is tied to the attempt: `adopted`, or hung up at once (`stopped`) when its
-    campaign was cancelled with hang-up before the call had its sid."""
+    campaign was cancelled with hang-up, or the call itself cancelled, before the call had
+    its sid (the cancel's reason stays the attempt's: `hang_up_call`)."""
     if not canceled:
         return PlaceResult.ADOPTED
     hang_up_call(runtime, attempt_id, EndReason.CAMPAIGN_CANCELED)
@@ -582,7 +583,7 @@ def _adopt(runtime: Runtime, attempt_id: int, call_sid: str) -> PlaceResult:
             by_callback = {"attempt_id": attempt_id, "sid": call_sid}
             tied = conn.execute(_TIED_BY_CALLBACK, by_callback).one_or_none()
     if tied is not None:  # tied: hang it up if its campaign was cancelled with hang-up
-        canceled = tied.end_reason is EndReason.CAMPAIGN_CANCELED
+        canceled = tied.end_reason in CANCEL_END_REASONS
         return _adopted(runtime, attempt_id, canceled) if canceled else PlaceResult.PLACED
     with transaction(runtime.settings.database_url) as session:
         # Losing this write in a crash is harmless: the attempt stays `placing` and is
