@@ -641,16 +641,33 @@ PATCHABLE: tuple[str, ...] = (
     "days",
     "end_at",
     "from_number",
+    "caller_id_pool",
     "message",
+    "voicemail_message",
+    "menu",
+    "opt_out_line",
+    "opt_out_digit",
+    "opt_out_prompt",
+    "record",
+    "recording_disclosure",
 )
 """The `OperatorOptions` fields a running, paused or draft campaign may change
-(`campaigns.changes`): its caps, CPS, calling window and days, `end_at`, caller ID and
-message. A field is made changeable by adding its name here (and, unless it is a
-`Campaign` column of the same name and form, its applier in `campaigns.changes`)."""
+(`campaigns.changes`): its caps, CPS, calling window and days, `end_at`, caller ID or
+caller-ID pool (one replaces the other), message and voicemail message, keypress menu and
+opt-out line, and recording. A field is made changeable by adding its name here (and,
+unless it is a `Campaign` column of the same name and form, its applier in
+`campaigns.changes`)."""
 
-NULLABLE: frozenset[str] = frozenset({"cps", "end_at"})
+NULLABLE: frozenset[str] = frozenset({"cps", "end_at", "menu", "voicemail_message"})
 """Changeable fields that `null` clears: the campaign's own CPS (the account's alone then
-applies) and its `end_at` (no end)."""
+applies), its `end_at` (no end), its menu's keys (the opt-out line alone, unless it is
+off) and its voicemail message (a machine hears nothing left for it)."""
+
+MENU_SETTINGS: tuple[str, ...] = ("menu", "opt_out_line", "opt_out_digit", "opt_out_prompt")
+"""The settings a campaign's stored menu is built from (`BatchOptions.call_menu`): a change
+naming any of them builds the whole menu again, those it leaves out at their defaults
+(no keys; the opt-out line on, key 9, its default words), and is recorded as one change of
+`menu` (the stored menu before and after)."""
 
 
 class CampaignChange(OperatorOptions):
@@ -688,9 +705,26 @@ class CampaignChange(OperatorOptions):
             )
         return self
 
+    def call_menu(self) -> Menu | None:
+        """The menu a change of any `MENU_SETTINGS` stores, those left out at their
+        defaults (`build_menu`). Raises `InvalidMenuError`, as at creation."""
+        line = True if self.opt_out_line is None else self.opt_out_line
+        digit = self.opt_out_digit or DEFAULT_OPT_OUT_DIGIT
+        prompt = DEFAULT_OPT_OUT_PROMPT if self.opt_out_prompt is None else self.opt_out_prompt
+        return build_menu(dict(self.menu or {}), (digit, prompt) if line else None)
+
     def changes(self) -> dict[str, Any]:
-        """The settings given, by name (`None`: cleared), in `PATCHABLE` order."""
-        return {name: getattr(self, name) for name in PATCHABLE if name in self.model_fields_set}
+        """The settings given, by name (`None`: cleared), in `PATCHABLE` order; the
+        `MENU_SETTINGS` as one `menu`, the menu to store (`Menu.stored`, None: none)."""
+        given = [name for name in PATCHABLE if name in self.model_fields_set]
+        changed: dict[str, Any] = {}
+        for name in given:
+            if name in MENU_SETTINGS:
+                menu = self.call_menu()
+                changed["menu"] = menu.stored() if menu else None
+            else:
+                changed[name] = getattr(self, name)
+        return changed
 
 
 def optional_field(name: str) -> tuple[Any, Any]:
