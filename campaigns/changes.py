@@ -22,8 +22,10 @@ What a change reaches, and when:
   replaces the old one whole: `from_number` leaves one number, `caller_id_pool` its list.
   The leases of calls already live from an old number stay in its pool scope until they
   end or lapse; a contact's sticky number outside the new pool is no longer presented.
-- The menu settings (`campaigns.options.MENU_SETTINGS`) build the whole menu again, as at
-  creation (`build_menu`); the history holds the stored menu before and after.
+- The menu settings (`campaigns.options.MENU_SETTINGS`) build the menu again, as at
+  creation, from those given and the campaign's menu as it stands (`changed_menu`: the
+  keys and the opt-out line left out stay); the history holds the stored menu before and
+  after.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ from sqlalchemy.orm import Session
 
 from campaigns.accounts import outbound_number, outbound_pool
 from campaigns.lifecycle import get_campaign
-from campaigns.options import CampaignChange
+from campaigns.options import CampaignChange, changed_menu
 from dialer.errors import ConflictError, InvalidOptionError, InvalidWindowError
+from dialer.menu import Menu
 from dialer.providers.twiml import MissingVariableError, template_placeholders
 from dialer.windows import (
     WEEKDAYS,
@@ -179,6 +182,12 @@ def _voicemail_message(
     return _column("voicemail_message")(session, account, campaign, value)
 
 
+def _menu(session: Session, account: Account, campaign: Campaign, given: dict[str, Any]) -> Any:
+    """The menu built again from the settings given and the campaign's (`changed_menu`)."""
+    menu = changed_menu(Menu.read(campaign.menu), given)
+    return _column("menu")(session, account, campaign, menu.stored() if menu else None)
+
+
 def _recording_disclosure(
     session: Session, account: Account, campaign: Campaign, value: str
 ) -> Any:
@@ -212,6 +221,7 @@ def appliers(account: Account, now: datetime) -> dict[str, Applier]:
         "caller_id_pool": _caller_id_pool,
         "message": _message,
         "voicemail_message": _voicemail_message,
+        "menu": _menu,
         "recording_disclosure": _recording_disclosure,
         "end_at": _end_at(now),
     }
@@ -241,6 +251,7 @@ def change_campaign(
             account's campaign of single calls follows the account's settings).
         InvalidOptionError: `invalid_option`, a cap above the account's; a caller-ID
             pool's number given twice.
+        InvalidMenuError: `invalid_menu`, the opt-out key is another key of the menu.
         InvalidWindowError: `invalid_schedule`, `end_at` not after `now` and `start_at`.
         DialerError: `from_number_not_found` (not the account's, or disabled for outbound
             calls), `invalid_phone_format` (`from_number`, `caller_id_pool`).

@@ -283,7 +283,7 @@ def test_a_patch_changes_the_pool_menu_voicemail_and_recording_of_a_running_camp
         "digits": {
             "1": {"action": "confirm", "to": None},
             "2": {"action": "transfer", "to": "+12125550100"},
-            "8": {"action": "opt_out", "to": None},
+            "8": {"action": "opt_out", "to": None, "say": "Press {digit} and we stop calling."},
         },
         "prompt": " ".join(
             (
@@ -311,6 +311,25 @@ def test_a_patch_changes_the_pool_menu_voicemail_and_recording_of_a_running_camp
         },
     }
 
+    # What a change leaves out of the menu stays: the keys, and the line's own words.
+    moved = api.patch(path, json={"opt_out_digit": "7", "reason": "8 is the front desk"})
+    assert moved.status_code == 200, moved.text
+    moved_menu = _stored(api, campaign_id).menu
+    assert moved_menu == {
+        "digits": {
+            **{key: new_menu["digits"][key] for key in ("1", "2")},
+            "7": {"action": "opt_out", "to": None, "say": "Press {digit} and we stop calling."},
+        },
+        "prompt": new_menu["prompt"].replace("Press 8", "Press 7"),
+    }
+    assert api.get(f"{path}/events").json()["items"][-1]["changes"] == {
+        "menu": {"before": new_menu, "after": moved_menu}
+    }
+    # The key freed by the move may be another action's now; the line's key may not.
+    assert api.patch(path, json={"menu": {"8": "repeat"}, "reason": "r"}).status_code == 200
+    taken = api.patch(path, json={"menu": {"7": "repeat"}, "reason": "r"})
+    assert error_code(taken, 400) == "invalid_menu"
+
     # The opt-out line off and the keys cleared: no menu; null clears the voicemail.
     cleared = api.patch(
         path,
@@ -319,10 +338,7 @@ def test_a_patch_changes_the_pool_menu_voicemail_and_recording_of_a_running_camp
     assert cleared.status_code == 200, cleared.text
     stored = _stored(api, campaign_id)
     assert (stored.menu, stored.voicemail_message) == (None, None)
-    assert api.get(f"{path}/events").json()["items"][-1]["changes"]["menu"] == {
-        "before": new_menu,
-        "after": None,
-    }
+    assert api.get(f"{path}/events").json()["items"][-1]["changes"]["menu"]["after"] is None
 
 
 def test_a_patch_refuses_a_bad_menu_a_foreign_pool_number_and_two_caller_id_settings(
