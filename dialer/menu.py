@@ -2,7 +2,8 @@
 
 A menu is stored on the campaign (`campaigns.menu`, JSONB) as the operator schema built it
 (`campaigns.options.BatchOptions.call_menu`): `{"digits": {digit: {"action", "to"}},
-"prompt": text}`, the opt-out line already in it. The call's TwiML offers it with one
+"prompt": text}` (a key with words of its own also has `say`), the opt-out line already
+in it. The call's TwiML offers it with one
 `<Gather numDigits="1">` (`dialer.providers.twiml.build_twiml`); the digit comes back to
 the gather webhook, which answers with the TwiML of its action (`reply_twiml`) and, for
 `opt_out`, lists the number on the account's do-not-call list in the callback's own

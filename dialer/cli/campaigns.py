@@ -234,8 +234,8 @@ def set_(
 ) -> None:
     """Change a draft, running or paused campaign: its caps, CPS, calling window and days,
     end_at, caller ID (--from) or caller-ID pool (one replaces the other), message,
-    voicemail message, menu and opt-out line (rebuilt whole: settings left out take their
-    defaults), recording. Checked as at creation; recorded in its history with --reason and
+    voicemail message, menu and opt-out line (what is left out of the menu stays),
+    recording. Checked as at creation; recorded in its history with --reason and
     the values before and after; the pacer uses the new limits from its next round, and
     contacts not yet called get the new message and menu."""
     from workers.enqueue import kick_pacer

@@ -128,7 +128,7 @@ def change_campaign(
     calling `window` and `days`, `end_at`, caller ID (`from_number`) or caller-ID pool
     (`caller_id_pool`; one replaces the other), `message`, `voicemail_message`, keypress
     `menu` and opt-out line (`opt_out_line`, `opt_out_digit`, `opt_out_prompt`: the menu is
-    built again whole, the settings left out at their defaults), `record` and
+    built again, the keys and line a change leaves out kept), `record` and
     `recording_disclosure`, with a `reason`. Checked as at creation (400 `invalid_body`,
     `invalid_option`, `invalid_menu`, `invalid_window`, `invalid_schedule`,
     `from_number_not_found`; 422 `missing_variable` when a contact not yet called lacks a
