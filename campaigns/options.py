@@ -322,7 +322,12 @@ def build_menu(entries: dict[str, MenuEntry], opt_out: tuple[str, str] | None) -
         (entry.say or ACTION_WORDS[entry.action]).replace("{digit}", key)
         for key, entry in entries.items()
     ]
-    return Menu({k: (e.action, e.to) for k, e in entries.items()}, " ".join(lines))
+    own_words = {
+        key: entry.say
+        for key, entry in entries.items()
+        if entry.say is not None and entry.say != ACTION_WORDS[entry.action]
+    }
+    return Menu({k: (e.action, e.to) for k, e in entries.items()}, " ".join(lines), own_words)
 
 
 class BatchOptions(CodedOptions):
@@ -641,16 +646,33 @@ PATCHABLE: tuple[str, ...] = (
     "days",
     "end_at",
     "from_number",
+    "caller_id_pool",
     "message",
+    "voicemail_message",
+    "menu",
+    "opt_out_line",
+    "opt_out_digit",
+    "opt_out_prompt",
+    "record",
+    "recording_disclosure",
 )
 """The `OperatorOptions` fields a running, paused or draft campaign may change
-(`campaigns.changes`): its caps, CPS, calling window and days, `end_at`, caller ID and
-message. A field is made changeable by adding its name here (and, unless it is a
-`Campaign` column of the same name and form, its applier in `campaigns.changes`)."""
+(`campaigns.changes`): its caps, CPS, calling window and days, `end_at`, caller ID or
+caller-ID pool (one replaces the other), message and voicemail message, keypress menu and
+opt-out line, and recording. A field is made changeable by adding its name here (and,
+unless it is a `Campaign` column of the same name and form, its applier in
+`campaigns.changes`)."""
 
-NULLABLE: frozenset[str] = frozenset({"cps", "end_at"})
+NULLABLE: frozenset[str] = frozenset({"cps", "end_at", "menu", "voicemail_message"})
 """Changeable fields that `null` clears: the campaign's own CPS (the account's alone then
-applies) and its `end_at` (no end)."""
+applies), its `end_at` (no end), its menu's keys (the opt-out line alone, unless it is
+off) and its voicemail message (a machine hears nothing left for it)."""
+
+MENU_SETTINGS: tuple[str, ...] = ("menu", "opt_out_line", "opt_out_digit", "opt_out_prompt")
+"""The settings a campaign's stored menu is built from (`BatchOptions.call_menu`): a change
+naming any of them builds the menu again from them and the campaign's menu as it stands
+(`changed_menu`), and is recorded as one change of `menu` (the stored menu before and
+after)."""
 
 
 class CampaignChange(OperatorOptions):
@@ -688,9 +710,57 @@ class CampaignChange(OperatorOptions):
             )
         return self
 
+    @model_validator(mode="after")
+    def _one_menu(self) -> Self:
+        """A change's menu is checked against the campaign's when it is applied
+        (`changed_menu`): the key it gives may be free once the opt-out key moves."""
+        return self
+
     def changes(self) -> dict[str, Any]:
-        """The settings given, by name (`None`: cleared), in `PATCHABLE` order."""
-        return {name: getattr(self, name) for name in PATCHABLE if name in self.model_fields_set}
+        """The settings given, by name (`None`: cleared), in `PATCHABLE` order; the
+        `MENU_SETTINGS` given as one `menu`, {name: value} (`changed_menu` applies it)."""
+        given = [name for name in PATCHABLE if name in self.model_fields_set]
+        changed: dict[str, Any] = {}
+        for name in given:
+            if name in MENU_SETTINGS:
+                changed.setdefault("menu", {})[name] = getattr(self, name)
+            else:
+                changed[name] = getattr(self, name)
+        return changed
+
+
+def changed_menu(current: Menu | None, given: dict[str, Any]) -> Menu | None:
+    """The menu a campaign offering `current` offers after a change of the `MENU_SETTINGS`
+    in `given` ({name: value}; `menu` None: no keys), built as at creation (`build_menu`).
+    What `given` leaves out stays: the keys, and the opt-out line, read from `current` as
+    its one `opt_out` key and that key's words (a menu with several `opt_out` keys has them
+    as its own keys, and no line); a line turned on that had none takes the defaults (key
+    9, `DEFAULT_OPT_OUT_PROMPT`).
+
+    Raises:
+        InvalidMenuError: `invalid_menu`, the opt-out key is another action's key.
+    """
+    entries = (
+        {
+            digit: MenuEntry(action=action, to=to, say=current.words.get(digit))
+            for digit, (action, to) in current.actions.items()
+        }
+        if current
+        else {}
+    )
+    opt_outs = [d for d, entry in entries.items() if entry.action is MenuAction.OPT_OUT]
+    line: tuple[str, str] | None = None
+    if len(opt_outs) == 1:
+        entry = entries.pop(opt_outs[0])
+        line = opt_outs[0], entry.say or DEFAULT_OPT_OUT_PROMPT
+    if "menu" in given:
+        entries = dict(given["menu"] or {})
+    on = given.get("opt_out_line", line is not None)
+    digit = given.get("opt_out_digit") or (line[0] if line else DEFAULT_OPT_OUT_DIGIT)
+    prompt = given.get("opt_out_prompt")
+    if prompt is None:
+        prompt = line[1] if line else DEFAULT_OPT_OUT_PROMPT
+    return build_menu(entries, (digit, prompt) if on else None)
 
 
 def optional_field(name: str) -> tuple[Any, Any]:

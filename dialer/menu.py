@@ -2,7 +2,8 @@
 
 A menu is stored on the campaign (`campaigns.menu`, JSONB) as the operator schema built it
 (`campaigns.options.BatchOptions.call_menu`): `{"digits": {digit: {"action", "to"}},
-"prompt": text}`, the opt-out line already in it. The call's TwiML offers it with one
+"prompt": text}` (a key with words of its own also has `say`), the opt-out line already
+in it. The call's TwiML offers it with one
 `<Gather numDigits="1">` (`dialer.providers.twiml.build_twiml`); the digit comes back to
 the gather webhook, which answers with the TwiML of its action (`reply_twiml`) and, for
 `opt_out`, lists the number on the account's do-not-call list in the callback's own
@@ -16,7 +17,7 @@ asks, within the call's `TimeLimit`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -70,28 +71,33 @@ GOODBYE = "Goodbye."
 
 @dataclass(frozen=True, slots=True)
 class Menu:
-    """A stored menu: digit -> (action, transfer number), and the prompt said in `<Gather>`."""
+    """A stored menu: digit -> (action, transfer number), the prompt said in `<Gather>`,
+    and digit -> the key's own words as given (`{digit}` not yet replaced), for the keys
+    whose words are not their action's (`ACTION_WORDS`): what a change to the menu
+    (`campaigns.changes`) builds it again from."""
 
     actions: dict[str, tuple[MenuAction, str | None]]
     prompt: str
+    words: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def read(cls, stored: Mapping[str, Any] | None) -> Menu | None:
         """The menu a `campaigns.menu` value holds (None: the campaign has none)."""
         if not stored:
             return None
-        actions = {
-            digit: (MenuAction(entry["action"]), entry.get("to"))
-            for digit, entry in stored["digits"].items()
-        }
-        return cls(actions, stored["prompt"])
+        digits = stored["digits"]
+        actions = {d: (MenuAction(entry["action"]), entry.get("to")) for d, entry in digits.items()}
+        words = {d: entry["say"] for d, entry in digits.items() if entry.get("say") is not None}
+        return cls(actions, stored["prompt"], words)
 
     def stored(self) -> dict[str, Any]:
-        """The JSONB value `read` reads back."""
-        return {
-            "digits": {d: {"action": a.value, "to": to} for d, (a, to) in self.actions.items()},
-            "prompt": self.prompt,
-        }
+        """The JSONB value `read` reads back (`say` only on a key with words of its own)."""
+        digits: dict[str, dict[str, Any]] = {}
+        for digit, (action, to) in self.actions.items():
+            digits[digit] = {"action": action.value, "to": to}
+            if digit in self.words:
+                digits[digit]["say"] = self.words[digit]
+        return {"digits": digits, "prompt": self.prompt}
 
     def asks_an_answer(self) -> bool:
         """Whether the menu asks for more than an opt-out (then silence hears a goodbye)."""

@@ -176,7 +176,7 @@ class Campaign(CreatedAt, Base):
     """Spoken text; `{column}` placeholders are filled from each contact's variables."""
     menu: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     """The keypress menu offered after the message, the opt-out line included
-    (`dialer.menu.Menu.stored`: {"digits": {key: {"action", "to"}}, "prompt"}); None: no
+    (`dialer.menu.Menu.stored`: {"digits": {key: {"action", "to"[, "say"]}}, "prompt"}); None: no
     `<Gather>`, the call says its message and ends."""
     voicemail_message: Mapped[str | None] = mapped_column(Text)
     """Left on an answering machine once its greeting ends (AMD `DetectMessageEnd`, the

@@ -224,7 +224,8 @@ def set_(
         typer.Option(
             "--clear",
             help=f"Clear a setting ({', '.join(sorted(NULLABLE))}): the campaign's own CPS "
-            "(the account's alone applies), its end_at (no end). Repeatable.",
+            "(the account's alone applies), its end_at (no end), its menu's keys (the "
+            "opt-out line alone), its voicemail message. Repeatable.",
         ),
     ] = None,
     account: AccountOpt = "default",
@@ -232,9 +233,11 @@ def set_(
     **settings: Any,
 ) -> None:
     """Change a draft, running or paused campaign: its caps, CPS, calling window and days,
-    end_at, caller ID (--from) or message. Checked as at creation; recorded in its history
-    with --reason and the values before and after; the pacer uses the new limits from its
-    next round, and contacts not yet called get the new message."""
+    end_at, caller ID (--from) or caller-ID pool (one replaces the other), message,
+    voicemail message, menu and opt-out line (what is left out of the menu stays),
+    recording. Checked as at creation; recorded in its history with --reason and
+    the values before and after; the pacer uses the new limits from its next round, and
+    contacts not yet called get the new message and menu."""
     from workers.enqueue import kick_pacer
 
     config = get_settings()

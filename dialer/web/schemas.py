@@ -334,7 +334,12 @@ else:  # the changeable settings (`PATCHABLE`), as the operator schema declares 
         "CampaignPatchIn",
         __base__=_CampaignPatchIn,
         __doc__=_CampaignPatchIn.__doc__,
-        **{name: optional_field(name) for name in PATCHABLE},
+        **{name: optional_field(name) for name in PATCHABLE if name != "menu"},
+        # The menu is read by the operator schema (`invalid_menu` errors), not here.
+        menu=(
+            dict[str, Any] | None,
+            Field(None, description=OperatorOptions.model_fields["menu"].description),
+        ),
     )
 
 

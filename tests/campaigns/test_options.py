@@ -7,9 +7,17 @@ from typing import Any, get_args
 
 import pytest
 
-from campaigns.options import CampaignOptions, OperatorOptions, RetryOutcome, ScheduleOptions
+from campaigns.options import (
+    CampaignOptions,
+    OperatorOptions,
+    RetryOutcome,
+    ScheduleOptions,
+    changed_menu,
+    read_menu,
+)
 from dialer.calls import DEFAULT_RETRY_POLICY
-from dialer.errors import DialerError, InvalidOptionError
+from dialer.errors import DialerError, InvalidMenuError, InvalidOptionError
+from dialer.menu import MenuAction
 from dialer.providers.twiml import TemplateError
 from models import MachineAction
 
@@ -217,3 +225,38 @@ def test_column_map_entries_are_column_equals_variable() -> None:
         CampaignOptions(name="March", message="Hi.", column_map=["Appt Date"])
     assert caught.value.details is not None
     assert [d["field"] for d in caught.value.details] == ["column_map"]
+
+
+def _menu(**settings: Any) -> Any:
+    return CampaignOptions(name="n", message="Hi.", **settings).call_menu()
+
+
+def test_a_menu_change_keeps_the_keys_and_words_it_leaves_out() -> None:
+    """`changed_menu` reads the campaign's keys and opt-out line back from the stored
+    menu (each key's own words included) and applies only what the change gives."""
+    current = _menu(
+        menu={"1": {"action": "confirm", "say": "Say yes with {digit}."}, "2": "cancel"},
+        opt_out_digit="8",
+        opt_out_prompt="Stop with {digit}.",
+    )
+    moved = changed_menu(current, {"opt_out_digit": "0"})
+    assert moved is not None
+    assert moved.prompt == "Say yes with 1. To cancel, press 2. Stop with 0."
+    assert moved.words == {"1": "Say yes with {digit}.", "0": "Stop with {digit}."}
+    off = changed_menu(current, {"opt_out_line": False})
+    assert off is not None and list(off.actions) == ["1", "2"]
+    assert changed_menu(off, {"opt_out_line": True}).prompt.endswith(  # type: ignore[union-attr]
+        "To stop these calls, press 9."
+    )  # a line turned on again that had been off: the defaults
+    keys = changed_menu(current, {"menu": read_menu({"3": "repeat"})})
+    assert keys is not None and keys.actions == {
+        "3": (MenuAction.REPEAT, None),
+        "8": (MenuAction.OPT_OUT, None),
+    }
+    assert changed_menu(current, {"menu": None, "opt_out_line": False}) is None
+    with pytest.raises(InvalidMenuError):
+        changed_menu(current, {"menu": read_menu({"8": "confirm"})})  # the line's key
+    # Several opt-out keys of the menu's own are keys, not a line: they all stay.
+    several = _menu(menu={"1": "opt_out", "2": "opt_out"}, opt_out_line=False)
+    kept = changed_menu(several, {"opt_out_prompt": "Bye: {digit}."})
+    assert kept is not None and list(kept.actions) == ["1", "2"]

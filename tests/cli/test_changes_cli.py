@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import getpass
 
-from models import Campaign, transaction
+from sqlalchemy import select
+
+from models import Account, CallerId, Campaign, transaction
 from tests.cli.test_cli import Cli, cli  # noqa: F401  # the fixture
 
 
@@ -55,6 +57,81 @@ def test_campaigns_set_changes_a_campaign_and_records_it(cli: Cli, committed_db:
     cli.fails(
         "campaigns", "set", campaign, "--max-concurrency", "2", "--reason", "r",
         code="campaign_ended",
+    )  # fmt: skip
+
+
+def test_campaigns_set_changes_the_pool_menu_voicemail_and_recording(
+    cli: Cli,  # noqa: F811
+    committed_db: str,
+) -> None:
+    """The caller-ID pool (repeatable `--caller-id-pool`), the menu (JSON text) and opt-out
+    line, the voicemail message and the recording change on a running campaign, each in
+    its history; the refusals are the API's codes."""
+    with transaction(committed_db) as session:
+        owner = session.scalars(select(Account).where(Account.name == "default")).one()
+        for number in ("+14155550101", "+14155550102"):
+            session.add(CallerId(account_id=owner.id, e164=number))
+    campaign = str(cli.create()["campaign_id"])
+    cli.ok("campaigns", "start", campaign)
+    pooled = cli.json(
+        "campaigns", "set", campaign, "--caller-id-pool", "+14155550101",
+        "--caller-id-pool", "+14155550102", "--reason", "capacity", "--json",
+    )  # fmt: skip
+    assert pooled["changes"] == {
+        "caller_id_pool": {"before": ["+15005550006"], "after": ["+14155550101", "+14155550102"]}
+    }
+    changed = cli.json(
+        "campaigns", "set", campaign, "--menu", '{"1": "confirm", "3": "repeat"}',
+        "--opt-out-digit", "0", "--voicemail-message", "Please call us back.", "--record",
+        "--recording-disclosure", "", "--reason", "new script", "--json",
+    )  # fmt: skip
+    menu = {
+        "digits": {
+            "1": {"action": "confirm", "to": None},
+            "3": {"action": "repeat", "to": None},
+            "0": {"action": "opt_out", "to": None},
+        },
+        "prompt": "To confirm, press 1. To hear this message again, press 3. "
+        "To stop these calls, press 0.",
+    }
+    assert changed["changes"] == {
+        "voicemail_message": {"before": None, "after": "Please call us back."},
+        "menu": {
+            "before": {
+                "digits": {"9": {"action": "opt_out", "to": None}},
+                "prompt": "To stop these calls, press 9.",
+            },
+            "after": menu,
+        },
+        "record": {"before": False, "after": True},
+        "recording_disclosure": {"before": "This call may be recorded.", "after": None},
+    }
+    off = cli.json(
+        "campaigns", "set", campaign, "--menu", '{"1": "confirm"}', "--no-opt-out-line",
+        "--clear", "voicemail_message", "--reason", "r", "--json",
+    )  # fmt: skip
+    assert off["changes"]["menu"]["after"] == {
+        "digits": {"1": {"action": "confirm", "to": None}},
+        "prompt": "To confirm, press 1.",
+    }
+    assert off["changes"]["voicemail_message"] == {"before": "Please call us back.", "after": None}
+    single = cli.json("campaigns", "set", campaign, "--from", "+14155550102", "--reason", "r",
+                      "--json")  # fmt: skip
+    assert single["changes"]["from_number"]["before"] == ["+14155550101", "+14155550102"]
+    with transaction(committed_db) as session:
+        stored = session.get_one(Campaign, int(campaign))
+        assert (stored.pool_caller_ids, stored.record, stored.voicemail_message) == ([], True, None)
+
+    cli.fails("campaigns", "set", campaign, "--menu", '{"1": "dance"}', "--reason", "r",
+              code="invalid_menu")  # fmt: skip
+    # The line is off since the change above; turned on again it takes key 9.
+    cli.fails("campaigns", "set", campaign, "--menu", '{"9": "confirm"}', "--opt-out-line",
+              "--reason", "r", code="invalid_menu")  # fmt: skip
+    cli.fails("campaigns", "set", campaign, "--caller-id-pool", "+14155550199", "--reason", "r",
+              code="from_number_not_found")  # fmt: skip
+    cli.fails(
+        "campaigns", "set", campaign, "--from", "+14155550101", "--caller-id-pool",
+        "+14155550102", "--reason", "r", code="invalid_option",
     )  # fmt: skip
 
 

@@ -1,7 +1,7 @@
 """Operators change what runs (issue 22 part 6), end to end through the API, a real Celery
 worker and the carrier simulator, the witness: a running campaign's cap raised by `PATCH`
-is seen at the carrier within one pacer round; a live call cancelled by `DELETE` is hung
-up at the carrier."""
+is seen at the carrier within one pacer round; a new caller-ID pool and message reach the
+next calls at the carrier; a live call cancelled by `DELETE` is hung up at the carrier."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from campaigns.accounts import create_account, create_api_key
 from dialer.dispatch.pacer import MAX_SLEEP_S
-from models import Account, CallAttempt, CampaignEvent, transaction
+from models import Account, CallAttempt, CallerId, CampaignEvent, transaction
 from tests.e2e.conftest import Stack
 from tests.e2e.helpers import start_campaign
 from tests.support import daytime_number, wait_until
@@ -113,6 +113,62 @@ def test_a_raised_cap_is_seen_at_the_carrier_within_one_round(stack: Stack) -> N
         headers=headers,
         timeout=10,
     ).raise_for_status()
+
+
+def test_a_new_pool_and_message_reach_the_next_calls_at_the_carrier(stack: Stack) -> None:
+    """One call at a time: the PATCH lands while the first call is live (the cap is full,
+    so no round claims meanwhile); every later call presents a number of the new pool and
+    says the new message (the simulator's call log of each call's TwiML)."""
+    stack.sim("POST", "/_sim/config", json=LONG_CALLS)
+    stack.start_worker(concurrency=2)
+    account_id, campaign_id = start_campaign(
+        stack, 3, max_concurrency=1, max_attempts=1, time_limit_s=3600
+    )
+    pool = ["+14155550101", "+14155550102"]
+    with transaction(stack.runtime.settings.database_url) as session:
+        session.add_all(CallerId(account_id=account_id, e164=number) for number in pool)
+    headers = _key(stack, account_id)
+
+    def said(call: dict[str, Any]) -> list[str]:
+        return [entry["text"] for entry in call["log"] if entry["what"] == "say"]
+
+    def calls() -> list[dict[str, Any]]:
+        listed: list[dict[str, Any]] = stack.sim("GET", "/_sim/calls")
+        return listed
+
+    wait_until(lambda: _live(stack) == 1 and any(said(c) for c in calls()), 60, "a first call")
+    [first] = calls()
+    reply = httpx.patch(
+        f"{stack.api_url}/v1/campaigns/{campaign_id}",
+        json={
+            "caller_id_pool": pool,
+            "message": "Changed for {first_name}.",
+            "reason": "the clinic's new numbers and script",
+        },
+        headers=headers,
+        timeout=10,
+    )
+    assert reply.status_code == 200, reply.text
+    assert _live(stack) == 1  # the change landed while the first call was live
+
+    def all_said() -> bool:
+        listed = calls()
+        return len(listed) == 3 and all(said(c) for c in listed)
+
+    wait_until(all_said, 90, "the three calls to say their message")
+    later = [c for c in calls() if c["sid"] != first["sid"]]
+    assert first["from"] == "+15005550006"
+    assert said(first)[0].startswith("Hello ")
+    assert len(later) == 2
+    for call in later:
+        assert call["from"] in pool, call["from"]
+        assert said(call)[0].startswith("Changed for "), said(call)
+    events = httpx.get(
+        f"{stack.api_url}/v1/campaigns/{campaign_id}/events", headers=headers, timeout=10
+    ).json()["items"]
+    [change] = [e for e in events if e["action"] == "change"]
+    assert change["changes"]["caller_id_pool"] == {"before": ["+15005550006"], "after": pool}
+    assert change["changes"]["message"]["after"] == "Changed for {first_name}."
 
 
 def test_a_live_call_cancelled_is_hung_up_at_the_carrier(stack: Stack) -> None:

@@ -235,3 +235,143 @@ def test_a_change_to_a_campaign_the_breaker_paused_keeps_it_refusing_calls(api: 
     assert error_code(api.post("/v1/calls", json=call), 409) == "campaign_paused"
     report = api.get(f"/v1/campaigns/{campaign_id}/report").json()
     assert report["breaker"]["state"] == "open"
+
+
+def test_a_patch_changes_the_pool_menu_voicemail_and_recording_of_a_running_campaign(
+    api: Api,
+) -> None:
+    """The settings issue 22 adds (caller-ID pool, menu and opt-out line, voicemail
+    message, recording) change on a running campaign, each in its history before/after; a
+    pool and one caller ID replace each other."""
+    campaign_id = _campaign(api)
+    path = f"/v1/campaigns/{campaign_id}"
+    assert api.post(f"{path}/start").status_code == 200
+    for number in ("+14155550101", "+14155550102"):
+        assert api.post("/v1/numbers", json={"number": number}).status_code == 201
+
+    pooled = api.patch(
+        path, json={"caller_id_pool": ["+14155550101", "+14155550102"], "reason": "capacity"}
+    )
+    assert pooled.status_code == 200, pooled.text
+    stored = _stored(api, campaign_id)
+    assert len(stored.pool_caller_ids) == 1
+    events = api.get(f"{path}/events").json()["items"]
+    assert events[-1]["changes"] == {
+        "caller_id_pool": {"before": ["+15005550006"], "after": ["+14155550101", "+14155550102"]}
+    }
+    single = api.patch(path, json={"from_number": "+15005550006", "reason": "one number"})
+    assert single.status_code == 200, single.text
+    assert _stored(api, campaign_id).pool_caller_ids == []
+    assert api.get(f"{path}/events").json()["items"][-1]["changes"] == {
+        "from_number": {"before": ["+14155550101", "+14155550102"], "after": "+15005550006"}
+    }
+
+    body = {
+        "menu": {"1": "confirm", "2": {"action": "transfer", "to": "+12125550100"}},
+        "opt_out_digit": "8",
+        "opt_out_prompt": "Press {digit} and we stop calling.",
+        "voicemail_message": "Hello {first_name}, please call the clinic back.",
+        "record": True,
+        "recording_disclosure": "This call is recorded for quality.",
+        "reason": "the clinic's new script",
+    }
+    patched = api.patch(path, json=body)
+    assert patched.status_code == 200, patched.text
+    stored = _stored(api, campaign_id)
+    assert stored.status is CampaignStatus.RUNNING
+    new_menu = {
+        "digits": {
+            "1": {"action": "confirm", "to": None},
+            "2": {"action": "transfer", "to": "+12125550100"},
+            "8": {"action": "opt_out", "to": None, "say": "Press {digit} and we stop calling."},
+        },
+        "prompt": " ".join(
+            (
+                "To confirm, press 1.",
+                "To speak to someone, press 2.",
+                "Press 8 and we stop calling.",
+            )
+        ),
+    }
+    assert stored.menu == new_menu
+    changes = api.get(f"{path}/events").json()["items"][-1]["changes"]
+    assert changes == {
+        "voicemail_message": {"before": None, "after": body["voicemail_message"]},
+        "menu": {
+            "before": {
+                "digits": {"9": {"action": "opt_out", "to": None}},
+                "prompt": "To stop these calls, press 9.",
+            },
+            "after": new_menu,
+        },
+        "record": {"before": False, "after": True},
+        "recording_disclosure": {
+            "before": "This call may be recorded.",
+            "after": body["recording_disclosure"],
+        },
+    }
+
+    # What a change leaves out of the menu stays: the keys, and the line's own words.
+    moved = api.patch(path, json={"opt_out_digit": "7", "reason": "8 is the front desk"})
+    assert moved.status_code == 200, moved.text
+    moved_menu = _stored(api, campaign_id).menu
+    assert moved_menu == {
+        "digits": {
+            **{key: new_menu["digits"][key] for key in ("1", "2")},
+            "7": {"action": "opt_out", "to": None, "say": "Press {digit} and we stop calling."},
+        },
+        "prompt": new_menu["prompt"].replace("Press 8", "Press 7"),
+    }
+    assert api.get(f"{path}/events").json()["items"][-1]["changes"] == {
+        "menu": {"before": new_menu, "after": moved_menu}
+    }
+    # The key freed by the move may be another action's now; the line's key may not.
+    assert api.patch(path, json={"menu": {"8": "repeat"}, "reason": "r"}).status_code == 200
+    taken = api.patch(path, json={"menu": {"7": "repeat"}, "reason": "r"})
+    assert error_code(taken, 400) == "invalid_menu"
+
+    # The opt-out line off and the keys cleared: no menu; null clears the voicemail.
+    cleared = api.patch(
+        path,
+        json={"menu": None, "opt_out_line": False, "voicemail_message": None, "reason": "r"},
+    )
+    assert cleared.status_code == 200, cleared.text
+    stored = _stored(api, campaign_id)
+    assert (stored.menu, stored.voicemail_message) == (None, None)
+    assert api.get(f"{path}/events").json()["items"][-1]["changes"]["menu"]["after"] is None
+
+
+def test_a_patch_refuses_a_bad_menu_a_foreign_pool_number_and_two_caller_id_settings(
+    api: Api,
+) -> None:
+    campaign_id = _campaign(api)
+    path = f"/v1/campaigns/{campaign_id}"
+    assert api.post(f"{path}/start").status_code == 200
+    why = {"reason": "test"}
+    for body in (
+        {"menu": {"1": "explode"}},
+        {"menu": {"x": "confirm"}},
+        {"menu": {"2": {"action": "transfer"}}},  # no number to transfer to
+        {"menu": {"9": "confirm"}},  # the opt-out line's key
+        {"opt_out_digit": "1", "menu": {"1": "confirm"}},
+        {"opt_out_digit": "x"},
+    ):
+        assert error_code(api.patch(path, json={**body, **why}), 400) == "invalid_menu", body
+    pool = {"caller_id_pool": ["+15005550006", "+14155550199"], **why}  # not the account's
+    assert error_code(api.patch(path, json=pool), 400) == "from_number_not_found"
+    twice = {"caller_id_pool": ["+15005550006", "+15005550006"], **why}
+    assert error_code(api.patch(path, json=twice), 400) == "invalid_option"
+    both = {"from_number": "+15005550006", "caller_id_pool": ["+15005550006"], **why}
+    assert error_code(api.patch(path, json=both), 400) == "invalid_option"
+    assert error_code(api.patch(path, json={"caller_id_pool": None, **why}), 400) == (
+        "invalid_option"
+    )
+    lacking = {"voicemail_message": "Hi {nickname}.", **why}
+    assert error_code(api.patch(path, json=lacking), 422) == "missing_variable"
+    stored = _stored(api, campaign_id)
+    assert stored.menu == {
+        "digits": {"9": {"action": "opt_out", "to": None}},
+        "prompt": "To stop these calls, press 9.",
+    }
+    assert stored.voicemail_message is None
+    assert [e["action"] for e in api.get(f"{path}/events").json()["items"]] == ["start"]

@@ -125,15 +125,19 @@ def change_campaign(
     rt: RuntimeDep,
 ) -> CampaignOut:
     """Change a draft, running or paused campaign: its caps (`max_concurrency`), `cps`,
-    calling `window` and `days`, `end_at`, caller ID (`from_number`) or `message`, with a
-    `reason`. Checked as at creation (400 `invalid_body`, `invalid_option`,
-    `invalid_window`, `invalid_schedule`, `from_number_not_found`; 422 `missing_variable`
-    when a contact not yet called lacks a value the new message needs); 409
+    calling `window` and `days`, `end_at`, caller ID (`from_number`) or caller-ID pool
+    (`caller_id_pool`; one replaces the other), `message`, `voicemail_message`, keypress
+    `menu` and opt-out line (`opt_out_line`, `opt_out_digit`, `opt_out_prompt`: the menu is
+    built again, the keys and line a change leaves out kept), `record` and
+    `recording_disclosure`, with a `reason`. Checked as at creation (400 `invalid_body`,
+    `invalid_option`, `invalid_menu`, `invalid_window`, `invalid_schedule`,
+    `from_number_not_found`; 422 `missing_variable` when a contact not yet called lacks a
+    value the new message needs); 409
     `campaign_ended` for a completed or cancelled campaign, `standing_campaign` for the
     account's campaign of single calls. Recorded in the campaign's history
     (`GET /v1/campaigns/{id}/events`: action `change`, the values before and after, the
     API key). The pacer uses the new limits from its next round (woken after the commit);
-    contacts not yet called get the new message."""
+    contacts not yet called get the new message and menu."""
     account = caller.account
     current = lifecycle.get_campaign(session, account.id, campaign_id)
     change = CampaignPatch.model_validate(
