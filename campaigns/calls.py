@@ -40,6 +40,7 @@ from campaigns.options import (
     CodedOptions,
     MenuEntry,
     build_menu,
+    one_caller_id_setting,
     read_menu,
 )
 from campaigns.paging import Page, keyset_page
@@ -47,7 +48,7 @@ from dialer.calls import DEFAULT_RETRY_POLICY, canceled, move_job
 from dialer.campaign_state import CampaignAction, transition
 from dialer.dispatch.attempt_end import end_unplaced
 from dialer.dispatch.timing import schedule_of
-from dialer.errors import ConflictError, DialerError, InvalidOptionError, NotFoundError
+from dialer.errors import ConflictError, DialerError, NotFoundError
 from dialer.frequency import Cap, caps_of, free_at, recent_calls
 from dialer.menu import DEFAULT_OPT_OUT_DIGIT, DEFAULT_OPT_OUT_PROMPT, Menu, opt_out_menu
 from dialer.numbers import NumberRejected, RejectReason, check_policy, classify
@@ -219,11 +220,7 @@ class SingleCall(CodedOptions):
 
     @model_validator(mode="after")
     def _one_caller_id_setting(self) -> Self:
-        if self.from_number is not None and self.caller_id_pool is not None:
-            raise InvalidOptionError(
-                "give from_number or caller_id_pool, not both",
-                [{"field": "caller_id_pool", "message": "given with from_number"}],
-            )
+        one_caller_id_setting(self.from_number, self.caller_id_pool)
         return self
 
     amd: Amd | None = Field(

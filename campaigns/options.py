@@ -330,6 +330,19 @@ def build_menu(entries: dict[str, MenuEntry], opt_out: tuple[str, str] | None) -
     return Menu({k: (e.action, e.to) for k, e in entries.items()}, " ".join(lines), own_words)
 
 
+def one_caller_id_setting(from_number: str | None, pool: list[str] | None) -> None:
+    """A campaign or call presents one number or a pool, not both.
+
+    Raises:
+        InvalidOptionError: both given.
+    """
+    if from_number is not None and pool is not None:
+        raise InvalidOptionError(
+            "give from_number or caller_id_pool, not both",
+            [{"field": "caller_id_pool", "message": "given with from_number"}],
+        )
+
+
 class BatchOptions(CodedOptions):
     """A batch of contacts' settings, as a tenant or an operator gives them."""
 
@@ -456,11 +469,7 @@ class BatchOptions(CodedOptions):
 
     @model_validator(mode="after")
     def _one_caller_id_setting(self) -> Self:
-        if self.from_number is not None and self.caller_id_pool is not None:
-            raise InvalidOptionError(
-                "give from_number or caller_id_pool, not both",
-                [{"field": "caller_id_pool", "message": "given with from_number"}],
-            )
+        one_caller_id_setting(self.from_number, self.caller_id_pool)
         return self
 
     @field_validator("menu", mode="before")
