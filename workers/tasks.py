@@ -97,6 +97,7 @@ def reap_task() -> dict[str, int]:
         "redispatched": len(report.redispatched),
         "leaked": report.leaked,
         "skipped": int(report.skipped),
+        "lock_lost": int(report.lock_lost),
     }
 
 

@@ -1,7 +1,11 @@
 """The reaper and hold-time watchdog (run by beat every few seconds).
 
-One pass at a time (a Redis lock that lapses if its holder dies), account by account, at
-most `MAX_PER_PASS` live attempts each. The pass is shared by every account, so each
+One pass at a time, account by account, at most `MAX_PER_PASS` live attempts each. The
+pass holds a Redis lock with a short TTL (`lock_ttl_s`) that it renews before each account
+and each attempt: a pass that stops making progress (its host cut off from PostgreSQL with
+the connection held open, a statement that never returns) loses the lock within that TTL
+and the next beat's pass takes over; the stalled pass, when it wakes, finds the lock no
+longer its own and stops. The pass is shared by every account, so each
 account, and each attempt, is isolated: a failure (a bug, or stored data no check holds
 any more, such as a campaign's poisoned retry policy) is logged with its traceback and the
 pass goes on with the others.
@@ -29,6 +33,8 @@ from datetime import datetime, timedelta
 from typing import cast
 
 import structlog
+from redis.exceptions import LockNotOwnedError
+from redis.lock import Lock
 from sqlalchemy import func, select
 
 from dialer.dispatch.dialing import (
@@ -44,6 +50,7 @@ from dialer.pool.leases import release_keys
 from dialer.pool.reconcile import try_lock_account_pool
 from dialer.providers.base import ProviderError
 from dialer.runtime import Runtime
+from dialer.settings import Settings
 from models import (
     LIVE_ATTEMPT_STATUSES,
     AttemptStatus,
@@ -61,9 +68,30 @@ EXPIRY_HORIZON_S = 15.0
 """Leases expiring within this many seconds are checked with the provider."""
 MAX_PER_PASS = 500
 """Most live attempts of one account one pass looks at (oldest-touched first)."""
-LOCK_TTL_S = 120.0
-"""The reaper lock lapses this long after a pass that died without releasing it."""
+LOCK_MARGIN_S = 5.0
+"""Seconds of the lock's TTL beyond a step's provider requests: its own statements and
+Redis round trips (milliseconds each)."""
 LOCK_KEY = "dialer:reaper:lock"
+
+
+def lock_ttl_s(settings: Settings) -> float:
+    """Seconds the reaper lock outlives its last renewal: the longest step between two
+    renewals (one attempt: a look-up and a hang-up at the provider, each bounded by
+    `twilio_timeout_s`) plus `LOCK_MARGIN_S`. 25 s with the defaults."""
+    return 2 * settings.twilio_timeout_s + LOCK_MARGIN_S
+
+
+class ReaperLockLostError(Exception):
+    """The pass's lock lapsed (the pass stalled past `lock_ttl_s`), and another pass may
+    hold it now: this pass stops."""
+
+
+def _renew(lock: Lock) -> None:
+    """Reset the lock's TTL, or raise `ReaperLockLostError` if it is no longer this pass's."""
+    try:
+        lock.reacquire()
+    except LockNotOwnedError as lost:
+        raise ReaperLockLostError from lost
 
 
 @dataclass
@@ -77,13 +105,15 @@ class ReapReport:
     redispatched: list[DialOrder] = field(default_factory=list)
     leaked: int = 0
     skipped: bool = False
+    lock_lost: bool = False
+    """The pass stalled past `lock_ttl_s` and stopped where it was."""
 
 
 def reap(runtime: Runtime, redispatch: Callable[[list[DialOrder]], None]) -> ReapReport:
     """One pass over every account's live attempts and leases, unless another pass runs."""
     report = ReapReport()
-    token = str(utcnow().timestamp())
-    if not runtime.redis.set(LOCK_KEY, token, nx=True, px=int(LOCK_TTL_S * 1000)):
+    lock = runtime.redis.lock(LOCK_KEY, timeout=lock_ttl_s(runtime.settings))
+    if not lock.acquire(blocking=False):
         report.skipped = True
         return report
     try:
@@ -94,25 +124,35 @@ def reap(runtime: Runtime, redispatch: Callable[[list[DialOrder]], None]) -> Rea
                 )
             )
         for account_id in accounts:
+            _renew(lock)
             # Isolated: one account's failure (a bug, or stored data no check holds any
             # more) is logged with its traceback and the pass goes on with the others.
             try:
-                _reap_account(runtime, account_id, report)
+                _reap_account(runtime, lock, account_id, report)
+            except ReaperLockLostError:
+                raise
             except Exception:
                 log.exception("reap_account_failed", account_id=account_id)
+            _renew(lock)
             try:
                 report.leaked += release_leaked(runtime, account_id)
             except Exception:
                 log.exception("release_leaked_failed", account_id=account_id)
+    except ReaperLockLostError:
+        log.warning("reaper_lock_lost", ttl_s=lock_ttl_s(runtime.settings))
+        report.lock_lost = True
     finally:
-        if runtime.redis.get(LOCK_KEY) == token.encode():
-            runtime.redis.delete(LOCK_KEY)
+        if not report.lock_lost:
+            try:
+                lock.release()
+            except LockNotOwnedError:  # lapsed during the last step
+                report.lock_lost = True
     if report.redispatched:
         redispatch(report.redispatched)
     return report
 
 
-def _reap_account(runtime: Runtime, account_id: int, report: ReapReport) -> None:
+def _reap_account(runtime: Runtime, lock: Lock, account_id: int, report: ReapReport) -> None:
     now = utcnow()
     with transaction(runtime.settings.database_url) as session:
         live = session.execute(
@@ -127,6 +167,7 @@ def _reap_account(runtime: Runtime, account_id: int, report: ReapReport) -> None
             .limit(MAX_PER_PASS)
         ).all()
     for attempt, max_hold_s in live:
+        _renew(lock)
         try:
             _reap_attempt(runtime, attempt, max_hold_s, now, report)
         except Exception:  # isolated: the account's other attempts are still reaped
