@@ -126,7 +126,22 @@ def test_worker_and_api_metrics_and_json_logs_after_a_small_campaign(stack: Stac
     assert total(worker, "dialer_breaker_trips_total") == 0
 
     # The API's: every status callback stored, each with its lag; ingest counted the rows.
-    api = scrape(f"{stack.api_url}/metrics")
+    # The stack is shared: an earlier test's calls may still be calling back, and a scrape
+    # reads each process's counter and histogram files one after the other, so a callback
+    # applied mid-scrape shows in one figure and not yet in the other. The two are compared
+    # on a scrape that agrees with the one before it (no callback in between).
+    scrapes = [scrape(f"{stack.api_url}/metrics")]
+
+    def figures(samples: Samples) -> tuple[float, float]:
+        stored = value(samples, "dialer_provider_callbacks_total", kind="status", result="stored")
+        return stored, value(samples, "dialer_callback_lag_seconds_count", kind="status")
+
+    def settled() -> bool:
+        scrapes.append(scrape(f"{stack.api_url}/metrics"))
+        return figures(scrapes[-2]) == figures(scrapes[-1])
+
+    wait_until(settled, timeout_s=30.0, what="no status callback between two scrapes")
+    api = scrapes[-1]
     stored = value(api, "dialer_provider_callbacks_total", kind="status", result="stored")
     assert stored >= created  # at least the final callback of every call
     assert value(api, "dialer_callback_lag_seconds_count", kind="status") == stored
